@@ -1,0 +1,50 @@
+"""The `immunreg` command: local infrastructure, services, development tokens."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _infra(args: argparse.Namespace) -> int:
+    from immunreg import localinfra
+
+    if args.action == "up":
+        endpoints = localinfra.up()
+        for key, value in endpoints.items():
+            print(f"{key}={value}")
+    elif args.action == "down":
+        localinfra.down()
+    else:
+        for key, value in localinfra.status().items():
+            print(f"{key}: {value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; subcommands register themselves here."""
+    parser = argparse.ArgumentParser(prog="immunreg", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    infra = sub.add_parser("infra", help="start, stop or show local PostgreSQL and Kafka")
+    infra.add_argument("action", choices=["up", "down", "status"])
+    infra.set_defaults(func=_infra)
+
+    from immunreg.cli_commands import register_commands
+
+    register_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    func: Command = args.func
+    return func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Topic administration: waiting for the cluster and creating topics idempotently."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+
+# Event topics are the system of record for rebuilding projections.
+TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1"}
+
+
+async def wait_for_kafka(bootstrap: str, seconds: float = 60) -> None:
+    """Wait until the cluster answers a metadata request."""
+    deadline = time.monotonic() + seconds
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return
+        except (KafkaConnectionError, KafkaError, OSError) as exc:
+            last = exc
+            await asyncio.sleep(0.5)
+        finally:
+            await admin.close()
+    raise RuntimeError(f"Kafka at {bootstrap} did not answer within {seconds}s: {last!r}")
+
+
+async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int = 3) -> None:
+    """Create every topic in names that does not exist yet (replication 1 locally)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(name, partitions, 1, topic_configs=dict(TOPIC_CONFIG))
+            for name in dict.fromkeys(names)
+            if name not in existing
+        ]
+        if not missing:
+            return
+        try:
+            await admin.create_topics(missing)
+        except TopicAlreadyExistsError:
+            pass  # another process created it between list and create
+        # Metadata propagates asynchronously; wait until every topic is listed.
+        for _ in range(100):
+            if {t.name for t in missing} <= set(await admin.list_topics()):
+                return
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
