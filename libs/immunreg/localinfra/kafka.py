@@ -125,7 +125,11 @@ class LocalKafka:
         self.libs.mkdir(parents=True)
         run(
             [
-                "mvn", "-q", "-B", "-f", str(POM),
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(POM),
                 "dependency:copy-dependencies",
                 f"-DoutputDirectory={self.libs}",
                 "-DincludeScope=runtime",
@@ -139,7 +143,8 @@ class LocalKafka:
             f"-Xmx{heap}",
             f"-Dlog4j2.configurationFile={self.root / 'log4j2.properties'}",
             "-Djava.awt.headless=true",
-            "-cp", f"{self.libs}/*",
+            "-cp",
+            f"{self.libs}/*",
             main,
             *args,
         ]
@@ -158,17 +163,19 @@ class LocalKafka:
                 port=self.port, controller_port=self.controller_port, data_dir=self.data_dir
             )
         )
-        (self.root / "log4j2.properties").write_text(
-            LOG4J2_PROPERTIES.format(logfile=self.logfile)
-        )
+        (self.root / "log4j2.properties").write_text(LOG4J2_PROPERTIES.format(logfile=self.logfile))
         if not (self.data_dir / "meta.properties").exists():
             log(f"formatting KRaft storage in {self.data_dir}")
             cluster_id = run(self._java(java, "kafka.tools.StorageTool", "random-uuid"))
             run(
                 self._java(
-                    java, "kafka.tools.StorageTool", "format",
-                    "-t", cluster_id.stdout.strip().splitlines()[-1],
-                    "-c", str(properties),
+                    java,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cluster_id.stdout.strip().splitlines()[-1],
+                    "-c",
+                    str(properties),
                 )
             )
         log(f"starting Kafka on {self.bootstrap}")

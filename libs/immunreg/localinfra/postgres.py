@@ -29,7 +29,7 @@ async def reachable(dsn: str, timeout: float = 3.0) -> bool:
     """Whether a PostgreSQL server answers at dsn."""
     try:
         conn = await asyncpg.connect(dsn, timeout=timeout)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+    except (TimeoutError, OSError, asyncpg.PostgresError):
         return False
     await conn.close()
     return True
@@ -89,10 +89,13 @@ class LocalPostgres:
                 self._as_owner(
                     [
                         str(bin_dir / "initdb"),
-                        "-D", str(self.data_dir),
-                        "-U", "postgres",
+                        "-D",
+                        str(self.data_dir),
+                        "-U",
+                        "postgres",
                         "--auth=trust",
-                        "-E", "UTF8",
+                        "-E",
+                        "UTF8",
                         "--locale=C.UTF-8",
                     ]
                 )
@@ -115,10 +118,15 @@ class LocalPostgres:
             self._as_owner(
                 [
                     str(bin_dir / "pg_ctl"),
-                    "-D", str(self.data_dir),
-                    "-l", str(self.logfile),
-                    "-o", options,
-                    "-w", "-t", "60",
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(self.logfile),
+                    "-o",
+                    options,
+                    "-w",
+                    "-t",
+                    "60",
                     "start",
                 ]
             )
@@ -147,5 +155,8 @@ class LocalPostgres:
         if bin_dir is None or not (self.data_dir / "postmaster.pid").exists():
             return
         log("stopping PostgreSQL")
-        run(self._as_owner([str(bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast",
-                            "-w", "stop"]))
+        run(
+            self._as_owner(
+                [str(bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"]
+            )
+        )

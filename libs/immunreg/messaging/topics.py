@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterable
 
@@ -44,10 +45,9 @@ async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int = 
         ]
         if not missing:
             return
-        try:
+        # Another process may create one between list and create.
+        with contextlib.suppress(TopicAlreadyExistsError):
             await admin.create_topics(missing)
-        except TopicAlreadyExistsError:
-            pass  # another process created it between list and create
         # Metadata propagates asynchronously; wait until every topic is listed.
         for _ in range(100):
             if {t.name for t in missing} <= set(await admin.list_topics()):

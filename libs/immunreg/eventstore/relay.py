@@ -1,0 +1,288 @@
+"""The outbox relay: publishes every committed outbox row to Kafka exactly once.
+
+Order. Rows are read in (tx_id, id) order and only once the transaction that
+wrote them is older than every transaction still running
+(`tx_id < pg_snapshot_xmin(pg_current_snapshot())`). Any row that commits later
+therefore sorts after every row already read, so the relay never skips a
+late-committing row and publishes in one total order, which keeps each
+stream's events in version order on their partition.
+
+Exactly once. Each batch is one Kafka transaction from a transactional
+producer whose id is fixed per service schema; starting a new one fences the
+old incarnation and aborts whatever it left open. Published rows are then
+deleted. If the process dies between the Kafka commit and the delete, the next
+incarnation reads the committed tail of each partition, finds the newest
+position it published there (a header on every message), and deletes the rows
+at or before it instead of sending them again.
+
+One relay per schema. A session advisory lock on the relay's own connection
+elects one publisher among a service's replicas; if that connection dies,
+the lock goes with it and another replica takes over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import defaultdict
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from immunreg.eventstore.signal import OutboxSignal
+from immunreg.messaging.partitions import partition_for
+from immunreg.observability.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+POSITION_HEADER = "immunreg-position"
+RELAY_HEADER = "immunreg-relay"
+
+Position = tuple[int, int]
+
+_READY = """
+SELECT id, tx_id::text::bigint AS tx, topic, key, payload, headers::text AS headers
+FROM outbox
+WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY tx_id, id
+LIMIT $1
+"""
+
+
+def encode_position(position: Position) -> bytes:
+    return f"{position[0]}:{position[1]}".encode()
+
+
+def decode_position(raw: bytes) -> Position:
+    tx, _, row = raw.decode().partition(":")
+    return int(tx), int(row)
+
+
+async def published_tail(
+    bootstrap: str, topic: str, partitions: list[int], relay_id: str, window: int = 200
+) -> dict[int, Position]:
+    """The newest position this relay committed to each partition of topic."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    found: dict[int, Position] = {}
+    try:
+        tps = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.beginning_offsets(tps)
+        for tp in tps:
+            span = window
+            while tp.partition not in found:
+                start = max(starts[tp], ends[tp] - span)
+                if start >= ends[tp]:
+                    break
+                newest = await _newest_position(consumer, tp, start, ends[tp], relay_id)
+                if newest is not None:
+                    found[tp.partition] = newest
+                if start == starts[tp]:
+                    break
+                span *= 4
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def _newest_position(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int, relay_id: str
+) -> Position | None:
+    consumer.seek(tp, start)
+    newest: Position | None = None
+    relay = relay_id.encode()
+    while await consumer.position(tp) < end:
+        batch = await consumer.getmany(tp, timeout_ms=1000)
+        for message in batch.get(tp, []):
+            headers = dict(message.headers or ())
+            if headers.get(RELAY_HEADER) == relay and POSITION_HEADER in headers:
+                position = decode_position(headers[POSITION_HEADER])
+                newest = position if newest is None else max(newest, position)
+        if not batch:
+            # Only control records (transaction markers) remain before `end`.
+            break
+    return newest
+
+
+class OutboxRelay:
+    """Moves one schema's outbox to Kafka; run it as a task inside the service."""
+
+    def __init__(
+        self,
+        dsn: str,
+        schema: str,
+        bootstrap: str,
+        *,
+        signal: OutboxSignal,
+        metrics: Metrics | None = None,
+        batch_size: int = 500,
+        poll_interval: float = 0.5,
+        retry_delay: float = 1.0,
+    ) -> None:
+        self.dsn = dsn
+        self.schema = schema
+        self.bootstrap = bootstrap
+        self.signal = signal
+        self.metrics = metrics
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.retry_delay = retry_delay
+        self.relay_id = f"immunreg-relay-{schema}"
+        self._partitions: dict[str, list[int]] = {}
+        self._backlog_seen_at = 0.0
+        self.leading = asyncio.Event()
+
+    async def run(self) -> None:
+        """Publish until cancelled; any failure restarts from recovery after a pause."""
+        while True:
+            try:
+                await self._lead_and_publish()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay failed; restarting", extra={"schema": self.schema})
+            self.leading.clear()
+            await asyncio.sleep(self.retry_delay)
+
+    async def _connect(self) -> asyncpg.Connection:
+        return await asyncpg.connect(
+            self.dsn, server_settings={"search_path": f"{self.schema},public"}
+        )
+
+    async def _lead_and_publish(self) -> None:
+        conn = await self._connect()
+        try:
+            while not await conn.fetchval(  # noqa: ASYNC110 (polling a lock held elsewhere)
+                "SELECT pg_try_advisory_lock(hashtext($1))", self.relay_id
+            ):
+                await asyncio.sleep(self.poll_interval * 4)
+            await conn.add_listener(self.signal.channel, self.signal.external)
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap,
+                transactional_id=self.relay_id,
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=2,
+                max_batch_size=256 * 1024,
+            )
+            await producer.start()
+            try:
+                await self._recover(conn, producer)
+                self.leading.set()
+                log.info("outbox relay leading", extra={"schema": self.schema})
+                while True:
+                    published = await self.publish_batch(conn, producer)
+                    if published < self.batch_size:
+                        await self.signal.wait(self.poll_interval)
+            finally:
+                await producer.stop()
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def _partition_count(self, producer: AIOKafkaProducer, topic: str) -> list[int]:
+        if topic not in self._partitions:
+            partitions = await producer.partitions_for(topic)
+            if not partitions:
+                raise RuntimeError(f"topic {topic!r} does not exist")
+            self._partitions[topic] = sorted(partitions)
+        return self._partitions[topic]
+
+    async def _recover(self, conn: asyncpg.Connection, producer: AIOKafkaProducer) -> None:
+        """Delete outbox rows that a previous incarnation published but did not delete."""
+        topics = [r["topic"] for r in await conn.fetch("SELECT DISTINCT topic FROM outbox")]
+        for topic in topics:
+            partitions = await self._partition_count(producer, topic)
+            tail = await published_tail(self.bootstrap, topic, partitions, self.relay_id)
+            if not tail:
+                continue
+            newest = max(tail.values())
+            rows = await conn.fetch(
+                "SELECT id, tx_id::text::bigint AS tx, key FROM outbox "
+                "WHERE topic = $1 AND (tx_id, id) <= ($2::text::xid8, $3::bigint)",
+                topic,
+                str(newest[0]),
+                newest[1],
+            )
+            done = [
+                r["id"]
+                for r in rows
+                if (pos := tail.get(partition_for(r["key"].encode(), len(partitions))))
+                and (r["tx"], r["id"]) <= pos
+            ]
+            if done:
+                await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", done)
+                log.warning(
+                    "relay recovered rows already in Kafka",
+                    extra={"schema": self.schema, "topic": topic, "rows": len(done)},
+                )
+
+    async def publish_batch(self, conn: asyncpg.Connection, producer: AIOKafkaProducer) -> int:
+        """Publish up to batch_size ready rows in one Kafka transaction; return the count."""
+        rows = await conn.fetch(_READY, self.batch_size)
+        await self._observe_backlog(conn)
+        if not rows:
+            return 0
+        started = asyncio.get_running_loop().time()
+        await producer.begin_transaction()
+        try:
+            futures = []
+            for row in rows:
+                partitions = await self._partition_count(producer, row["topic"])
+                key = row["key"].encode()
+                headers: list[tuple[str, bytes]] = [
+                    (POSITION_HEADER, encode_position((row["tx"], row["id"]))),
+                    (RELAY_HEADER, self.relay_id.encode()),
+                ]
+                extra: list[Any] = json.loads(row["headers"])
+                headers.extend((str(k), str(v).encode()) for k, v in extra)
+                futures.append(
+                    await producer.send(
+                        row["topic"],
+                        value=row["payload"],
+                        key=key,
+                        partition=partition_for(key, len(partitions)),
+                        headers=headers,
+                    )
+                )
+            await asyncio.gather(*futures)
+            await producer.commit_transaction()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.abort_transaction()
+            raise
+        await conn.execute(
+            "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+        )
+        if self.metrics is not None:
+            self.metrics.relay_batch_latency.observe(asyncio.get_running_loop().time() - started)
+            counts: dict[str, int] = defaultdict(int)
+            for row in rows:
+                counts[row["topic"]] += 1
+            for topic, count in counts.items():
+                self.metrics.relay_published.labels(topic).inc(count)
+        return len(rows)
+
+    async def _observe_backlog(self, conn: asyncpg.Connection) -> None:
+        # At most once a second: count(*) over a large backlog is not free.
+        now = asyncio.get_running_loop().time()
+        if self.metrics is None or now - self._backlog_seen_at < 1.0:
+            return
+        self._backlog_seen_at = now
+        row = await conn.fetchrow(
+            "SELECT count(*) AS n, extract(epoch FROM clock_timestamp() - min(created_at)) AS age "
+            "FROM outbox"
+        )
+        assert row is not None
+        self.metrics.outbox_backlog.set(row["n"])
+        self.metrics.outbox_lag.set(float(row["age"] or 0.0))

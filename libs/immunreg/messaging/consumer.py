@@ -1,0 +1,289 @@
+"""The one consumer loop every service uses.
+
+Each batch from a partition is applied in one PostgreSQL transaction together
+with the group's position on that partition, so the effect and "how far we
+got" commit together: a crash, a rebalance or a redelivery applies nothing
+twice. Each message runs in its own savepoint; a message whose handler keeps
+failing is retried with backoff, then written to `<topic>.dlq` through the
+outbox (in the same transaction) and the partition moves on.
+
+PostgreSQL, not Kafka's committed offsets, is the source of truth for where a
+group stands; offsets are also committed to Kafka afterwards so the usual
+tools can show lag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import asyncpg
+import msgspec
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from immunreg.contracts.envelope import decode_envelope
+from immunreg.contracts.topics import dlq_topic
+from immunreg.eventstore.database import Connection
+from immunreg.eventstore.signal import OutboxSignal
+from immunreg.messaging.reactions import Reactions
+from immunreg.observability.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+# Errors that say the database or network is unwell, not that the message is bad:
+# the batch is rolled back and read again later instead of being dead-lettered.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+    ConnectionError,
+    OSError,
+)
+
+
+class _Positions(ConsumerRebalanceListener):  # type: ignore[misc]
+    """On assignment, seek each partition to the position stored in PostgreSQL."""
+
+    def __init__(self, owner: EventConsumer) -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        del revoked  # positions are already committed with each batch
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        await self.owner.seek_to_stored(list(assigned))
+        self.owner.joined.set()
+
+
+class EventConsumer:
+    """Consumes the topics of a service's Reactions as consumer group `group_id`."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        bootstrap: str,
+        group_id: str,
+        reactions: Reactions,
+        *,
+        metrics: Metrics | None = None,
+        signal: OutboxSignal | None = None,
+        max_attempts: int = 3,
+        backoff: float = 0.2,
+        batch_size: int = 500,
+        retry_delay: float = 1.0,
+    ) -> None:
+        self.pool = pool
+        self.bootstrap = bootstrap
+        self.group_id = group_id
+        self.reactions = reactions
+        self.metrics = metrics
+        self.signal = signal
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.batch_size = batch_size
+        self.retry_delay = retry_delay
+        self.joined = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._next_offsets: dict[TopicPartition, int] = {}
+
+    async def run(self) -> None:
+        """Consume until cancelled; failures restart the Kafka consumer after a pause."""
+        while True:
+            try:
+                await self._consume()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("consumer failed; restarting", extra={"group": self.group_id})
+            self.joined.clear()
+            await asyncio.sleep(self.retry_delay)
+
+    async def _consume(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_poll_records=self.batch_size,
+        )
+        consumer.subscribe(self.reactions.topics, listener=_Positions(self))
+        self._consumer = consumer
+        await consumer.start()
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=500, max_records=self.batch_size)
+                for tp, messages in batches.items():
+                    if messages:
+                        await self._apply_batch(consumer, tp, messages)
+                self._observe_lag(consumer)
+        finally:
+            self._consumer = None
+            await consumer.stop()
+
+    async def seek_to_stored(self, partitions: list[TopicPartition]) -> None:
+        """Position the consumer where PostgreSQL says this group stands."""
+        consumer = self._consumer
+        if consumer is None or not partitions:
+            return
+        rows = await self.pool.fetch(
+            "SELECT topic, partition, next_offset FROM consumer_positions WHERE group_id = $1",
+            self.group_id,
+        )
+        stored = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+        for tp in partitions:
+            offset = stored.get((tp.topic, tp.partition))
+            if offset is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, offset)
+
+    async def _apply_batch(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, messages: list[ConsumerRecord]
+    ) -> None:
+        outcomes: list[str] = []
+        dead_lettered = False
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                stored = await conn.fetchval(
+                    "SELECT next_offset FROM consumer_positions "
+                    "WHERE group_id = $1 AND topic = $2 AND partition = $3 FOR UPDATE",
+                    self.group_id,
+                    tp.topic,
+                    tp.partition,
+                )
+                for message in messages:
+                    if stored is not None and message.offset < stored:
+                        outcomes.append("duplicate")
+                        continue
+                    outcome = await self._apply_one(conn, tp, message)
+                    dead_lettered = dead_lettered or outcome == "dead_lettered"
+                    outcomes.append(outcome)
+                await conn.execute(
+                    """
+                    INSERT INTO consumer_positions (group_id, topic, partition, next_offset)
+                    VALUES ($1, $2, $3, $4)
+                    ON CONFLICT (group_id, topic, partition) DO UPDATE
+                        SET next_offset = GREATEST(consumer_positions.next_offset,
+                                                   excluded.next_offset),
+                            updated_at = now()
+                    """,
+                    self.group_id,
+                    tp.topic,
+                    tp.partition,
+                    messages[-1].offset + 1,
+                )
+        except INFRASTRUCTURE_ERRORS:
+            log.exception("batch not applied; will read it again", extra={"group": self.group_id})
+            consumer.seek(tp, messages[0].offset)
+            await asyncio.sleep(self.retry_delay)
+            return
+        self._next_offsets[tp] = messages[-1].offset + 1
+        if dead_lettered and self.signal is not None:
+            self.signal.wake()
+        if self.metrics is not None:
+            for outcome in outcomes:
+                self.metrics.consumer_processed.labels(self.group_id, tp.topic, outcome).inc()
+        with contextlib.suppress(Exception):  # only for tools that read Kafka's offsets
+            await consumer.commit({tp: messages[-1].offset + 1})
+
+    async def _apply_one(
+        self, conn: Connection, tp: TopicPartition, message: ConsumerRecord
+    ) -> str:
+        try:
+            envelope = decode_envelope(message.value)
+        except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
+            await self._dead_letter(conn, tp, message, f"undecodable envelope: {exc}")
+            return "dead_lettered"
+        entry = self.reactions.lookup(tp.topic, envelope.type)
+        if entry is None:
+            return "skipped"
+        context, handler = entry
+        error: BaseException | None = None
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                async with conn.transaction():  # a savepoint per message
+                    fresh = await conn.fetchval(
+                        "INSERT INTO processed_events (group_id, event_id) VALUES ($1, $2) "
+                        "ON CONFLICT DO NOTHING RETURNING true",
+                        self.group_id,
+                        envelope.event_id,
+                    )
+                    if not fresh:
+                        return "duplicate"
+                    event = context.decode(envelope.data)
+                    await handler(conn, event, envelope)
+            except INFRASTRUCTURE_ERRORS:
+                raise
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                error = exc
+                break  # a malformed event will not get better with retries
+            except Exception as exc:
+                error = exc
+                log.warning(
+                    "handler failed",
+                    extra={"group": self.group_id, "type": envelope.type, "attempt": attempt},
+                    exc_info=True,
+                )
+                if attempt < self.max_attempts:
+                    await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
+            else:
+                self._observe_freshness(envelope.recorded_at)
+                return "applied"
+        await self._dead_letter(conn, tp, message, f"{type(error).__name__}: {error}")
+        return "dead_lettered"
+
+    async def _dead_letter(
+        self, conn: Connection, tp: TopicPartition, message: ConsumerRecord, reason: str
+    ) -> None:
+        log.error(
+            "message dead-lettered",
+            extra={
+                "group": self.group_id,
+                "topic": tp.topic,
+                "offset": message.offset,
+                "reason": reason,
+            },
+        )
+        headers = [
+            ["dlq-group", self.group_id],
+            ["dlq-reason", reason[:2000]],
+            ["dlq-source-topic", tp.topic],
+            ["dlq-source-partition", str(tp.partition)],
+            ["dlq-source-offset", str(message.offset)],
+            ["dlq-failed-at", datetime.now(UTC).isoformat()],
+        ]
+        await conn.execute(
+            "INSERT INTO outbox (topic, key, payload, headers) VALUES ($1, $2, $3, $4::jsonb)",
+            dlq_topic(tp.topic),
+            (message.key or b"").decode(errors="replace"),
+            message.value or b"",
+            json.dumps(headers),
+        )
+
+    def _observe_freshness(self, recorded_at: datetime) -> None:
+        if self.metrics is None:
+            return
+        age = (datetime.now(UTC) - recorded_at).total_seconds()
+        self.metrics.consumer_event_age.labels(self.group_id).observe(max(age, 0.0))
+        self.metrics.projection_freshness.labels(self.group_id).set(recorded_at.timestamp())
+
+    def _observe_lag(self, consumer: AIOKafkaConsumer) -> None:
+        if self.metrics is None:
+            return
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            applied = self._next_offsets.get(tp)
+            if highwater is None or applied is None:
+                continue
+            self.metrics.consumer_lag.labels(self.group_id, tp.topic, str(tp.partition)).set(
+                max(highwater - applied, 0)
+            )
