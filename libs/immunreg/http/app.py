@@ -1,0 +1,187 @@
+"""The app factory every service uses.
+
+One cleanup context per resource, in order: the database pool (with the
+schema applied), the Kafka topics, the outbox relay task, the consumer task,
+then the service's own resources. Start-up and shutdown are symmetric, and a
+failed start cleans up only what had started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Coroutine
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from aiokafka import AIOKafkaProducer
+
+from immunreg.config import Settings
+from immunreg.domain import DomainError
+from immunreg.eventstore.database import apply_schema, create_pool
+from immunreg.eventstore.errors import ConcurrencyConflict
+from immunreg.eventstore.relay import OutboxRelay
+from immunreg.eventstore.signal import OutboxSignal
+from immunreg.eventstore.store import EventStore
+from immunreg.http.auth import TokenVerifier
+from immunreg.http.health import health_routes, metrics_route
+from immunreg.http.keys import METRICS_KEY, POOL_KEY
+from immunreg.http.logs import configure_logging
+from immunreg.http.middleware import middlewares
+from immunreg.http.problems import FieldError, Problem
+from immunreg.messaging.consumer import EventConsumer
+from immunreg.messaging.topics import ensure_topics, wait_for_kafka
+from immunreg.observability.metrics import Metrics
+from immunreg.service import Service
+
+SETTINGS_KEY = web.AppKey("settings", Settings)
+STORE_KEY = web.AppKey("store", EventStore)
+SIGNAL_KEY = web.AppKey("outbox_signal", OutboxSignal)
+RELAY_KEY = web.AppKey("relay", OutboxRelay)
+CONSUMER_KEY = web.AppKey("consumer", EventConsumer)
+KAFKA_KEY = web.AppKey("kafka_probe", AIOKafkaProducer)
+
+
+@web.middleware
+async def domain_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn refusals from the pure domain into problem+json (the innermost middleware)."""
+    try:
+        return await handler(request)
+    except DomainError as error:
+        errors = [FieldError(f"body.{error.field}", error.message)] if error.field else []
+        raise Problem(error.status, error.message, code=error.code, errors=errors) from error
+    except ConcurrencyConflict as error:
+        if request.headers.get("If-Match"):
+            raise Problem.precondition_failed(
+                "the resource changed since you read it (ETag mismatch)"
+            ) from error
+        raise Problem.conflict(
+            "too many concurrent changes to this resource; try again", code="conflict"
+        ) from error
+
+
+def _load_verifier(settings: Settings) -> TokenVerifier | None:
+    path = Path(settings.jwt_public_key)
+    return TokenVerifier(path.read_bytes()) if path.exists() else None
+
+
+def create_app(service: Service, settings: Settings) -> web.Application:
+    """A runnable aiohttp application for `service`."""
+    configure_logging(service.name)
+    metrics = Metrics(service.name)
+    app = web.Application(
+        middlewares=[*middlewares(metrics, _load_verifier(settings)), domain_errors]
+    )
+    app[SETTINGS_KEY] = settings
+    app[METRICS_KEY] = metrics
+    app.cleanup_ctx.append(_database(service))
+    app.cleanup_ctx.append(_kafka(service))
+    app.cleanup_ctx.append(_relay)
+    if service.reactions is not None:
+        app.cleanup_ctx.append(_consumer(service))
+    app.cleanup_ctx.extend(service.resources)
+    service.api.register(app)
+    checks: dict[str, Any] = {"database": lambda: _db_ok(app), "kafka": lambda: _kafka_ok(app)}
+    if service.reactions is not None:
+        checks["consumers"] = lambda: _consumers_ok(app)
+    app.add_routes([*health_routes(checks), metrics_route(metrics), *service.extra_routes])
+    return app
+
+
+def _database(service: Service) -> Any:
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS_KEY]
+        pool = await create_pool(settings.database_url, settings.db_schema, max_size=20)
+        try:
+            idempotency_file = Path(__file__).with_name("schema.sql")
+            await apply_schema(pool, settings.db_schema, [idempotency_file, *service.schema_files])
+            signal = OutboxSignal(settings.db_schema, pool)
+            app[POOL_KEY] = pool
+            app[SIGNAL_KEY] = signal
+            app[STORE_KEY] = EventStore(pool, signal=signal, metrics=app[METRICS_KEY])
+            yield
+            await signal.close()
+        finally:
+            await pool.close()
+
+    return database
+
+
+def _kafka(service: Service) -> Any:
+    async def kafka(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS_KEY]
+        await wait_for_kafka(settings.kafka_bootstrap, seconds=60)
+        await ensure_topics(settings.kafka_bootstrap, service.topics, settings.kafka_partitions)
+        # A plain producer kept open only to answer readiness probes cheaply.
+        probe = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+        await probe.start()
+        app[KAFKA_KEY] = probe
+        try:
+            yield
+        finally:
+            await probe.stop()
+
+    return kafka
+
+
+async def _relay(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS_KEY]
+    relay = OutboxRelay(
+        settings.database_url,
+        settings.db_schema,
+        settings.kafka_bootstrap,
+        signal=app[SIGNAL_KEY],
+        metrics=app[METRICS_KEY],
+        batch_size=settings.relay_batch_size,
+        poll_interval=settings.relay_poll_interval,
+    )
+    app[RELAY_KEY] = relay
+    async with _task(relay.run()):
+        yield
+
+
+def _consumer(service: Service) -> Any:
+    async def consumer(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS_KEY]
+        assert service.reactions is not None
+        loop = EventConsumer(
+            app[POOL_KEY],
+            settings.kafka_bootstrap,
+            group_id=settings.db_schema,
+            reactions=service.reactions,
+            metrics=app[METRICS_KEY],
+            signal=app[SIGNAL_KEY],
+            max_attempts=settings.consumer_max_attempts,
+            backoff=settings.consumer_backoff,
+        )
+        app[CONSUMER_KEY] = loop
+        async with _task(loop.run()):
+            yield
+
+    return consumer
+
+
+@contextlib.asynccontextmanager
+async def _task(coroutine: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    task = asyncio.create_task(coroutine)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _db_ok(app: web.Application) -> bool:
+    return bool(await app[POOL_KEY].fetchval("SELECT 1") == 1)
+
+
+async def _kafka_ok(app: web.Application) -> bool:
+    probe = app[KAFKA_KEY]
+    return bool(await probe.client.fetch_all_metadata())
+
+
+async def _consumers_ok(app: web.Application) -> bool:
+    return app[CONSUMER_KEY].joined.is_set()

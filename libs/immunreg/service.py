@@ -1,0 +1,44 @@
+"""What a service is made of: its API, its tables, its reactions, its jobs.
+
+Each service module builds one `Service`; `immunreg serve NAME` turns it into
+a running process with `create_app`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from immunreg.contracts.envelope import Context
+from immunreg.http.api import Api
+from immunreg.messaging.reactions import Reactions
+
+# A resource with start-up and shutdown, as aiohttp's cleanup contexts expect.
+Resource = Callable[[web.Application], AsyncIterator[None]]
+
+
+@dataclass
+class Service:
+    """One bounded context's process: routes, DDL, events it publishes and reacts to."""
+
+    name: str
+    api: Api
+    publishes: Context | None = None
+    schema_files: Sequence[Path] = ()
+    reactions: Reactions | None = None
+    resources: Sequence[Resource] = field(default_factory=tuple)
+    extra_routes: Sequence[web.RouteDef] = field(default_factory=tuple)
+
+    @property
+    def topics(self) -> list[str]:
+        """Topics this service writes to or reads from (created at start if missing)."""
+        from immunreg.contracts.topics import dlq_topic
+
+        topics = [self.publishes.topic] if self.publishes else []
+        if self.reactions:
+            topics += self.reactions.topics
+            topics += [dlq_topic(t) for t in self.reactions.topics]
+        return topics
