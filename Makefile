@@ -1,0 +1,58 @@
+# immunreg: two commands do all set-up on a fresh machine.
+#   make run   - install what is missing, start PostgreSQL, Kafka and every service, load demo data
+#   make test  - the same set-up, then ruff, mypy and the whole pytest suite
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: run stop test lint unit integration e2e bench infra install clean help
+
+help:
+	@echo "make run    start PostgreSQL, Kafka and every service (Ctrl-C stops them)"
+	@echo "make test   lint, type-check and run the whole suite"
+	@echo "make bench  benchmarks; figures go to bench/results.json"
+	@echo "make stop   stop what make run started"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+infra: install
+	$(BIN)/immunreg infra up
+
+run: install
+	$(BIN)/immunreg run
+
+stop: install
+	$(BIN)/immunreg stop
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
+
+integration: infra
+	$(BIN)/pytest tests/integration -q $(PYTEST_ARGS)
+
+e2e: infra
+	$(BIN)/pytest tests/e2e -q $(PYTEST_ARGS)
+
+test: infra lint
+	$(BIN)/pytest tests -q $(PYTEST_ARGS)
+
+bench: infra
+	$(BIN)/python -m bench.foundation $(BENCH_ARGS)
+	@echo "figures written to bench/results.json"
+
+clean: stop
+	rm -rf .cache .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,115 @@
+"""Start, watch and stop the service processes (for `make run` and the e2e tests)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from immunreg.config import DEFAULT_PORTS
+from immunreg.localinfra._proc import log, pid_alive, stop_pid
+from immunreg.paths import REPO_ROOT, state_dir
+
+
+def available_services() -> list[str]:
+    """Services that exist in this checkout, in port order."""
+    return [
+        name for name in DEFAULT_PORTS if (REPO_ROOT / "services" / name / "app.py").exists()
+    ]
+
+
+def run_dir() -> Path:
+    path = state_dir() / "run"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass
+class ServiceProcess:
+    """One running `immunreg serve NAME`."""
+
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    logfile: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+
+def start_services(
+    names: list[str], env: dict[str, str], ports: dict[str, int] | None = None
+) -> list[ServiceProcess]:
+    """Start each service as its own process, logs in <state>/logs/<name>.log."""
+    logs = state_dir() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    started: list[ServiceProcess] = []
+    for name in names:
+        port = (ports or {}).get(name, DEFAULT_PORTS[name])
+        logfile = logs / f"{name}.log"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "immunreg.cli", "serve", name],
+            env={**os.environ, **env, f"{name.upper()}_PORT": str(port)},
+            stdout=logfile.open("ab"),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO_ROOT,
+            start_new_session=True,
+        )
+        (run_dir() / f"{name}.pid").write_text(str(process.pid))
+        started.append(ServiceProcess(name, port, process, logfile))
+    return started
+
+
+def wait_ready(processes: list[ServiceProcess], seconds: float = 90) -> None:
+    """Wait until every service answers /readyz with 200, or fail with its log."""
+    deadline = time.monotonic() + seconds
+    pending = list(processes)
+    while pending and time.monotonic() < deadline:
+        for proc in list(pending):
+            if proc.process.poll() is not None:
+                tail = proc.logfile.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{proc.name} exited during start-up:\n{tail}")
+            if proc.ready():
+                log(f"{proc.name} ready at {proc.url}")
+                pending.remove(proc)
+        time.sleep(0.3)
+    if pending:
+        names = ", ".join(p.name for p in pending)
+        raise RuntimeError(f"not ready after {seconds:.0f}s: {names} (see {state_dir()}/logs)")
+
+
+def stop_services(processes: list[ServiceProcess] | None = None) -> None:
+    """SIGTERM every service (graceful shutdown), SIGKILL any still alive after 15 s."""
+    if processes is not None:
+        for proc in processes:
+            if proc.process.poll() is None:
+                proc.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for proc in processes:
+            remaining = max(deadline - time.monotonic(), 0.1)
+            try:
+                proc.process.wait(remaining)
+            except subprocess.TimeoutExpired:
+                proc.process.kill()
+                proc.process.wait()
+            (run_dir() / f"{proc.name}.pid").unlink(missing_ok=True)
+        return
+    for pid_file in sorted(run_dir().glob("*.pid")):
+        if pid_alive(int(pid_file.read_text().strip() or 0)):
+            stop_pid(pid_file, pid_file.stem, seconds=15)
+        pid_file.unlink(missing_ok=True)

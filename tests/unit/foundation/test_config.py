@@ -1,0 +1,37 @@
+"""Settings: a per-service value wins over the shared one."""
+
+from __future__ import annotations
+
+import pytest
+
+from immunreg.config import Settings
+from immunreg.domain import Conflict, NotFound, RuleViolation
+from immunreg.eventstore.database import check_schema_name
+
+
+def test_service_specific_settings_override_shared_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://shared/db")
+    monkeypatch.setenv("BOOKING_DATABASE_URL", "postgresql://booking-only/db")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "k:9092")
+    monkeypatch.delenv("BOOKING_PORT", raising=False)
+
+    booking = Settings.from_env("booking")
+    registration = Settings.from_env("registration")
+
+    assert booking.database_url == "postgresql://booking-only/db"
+    assert registration.database_url == "postgresql://shared/db"
+    assert booking.port == 8082 and registration.port == 8081
+    assert booking.db_schema == "booking"
+
+
+def test_schema_names_that_would_need_quoting_are_refused() -> None:
+    assert check_schema_name("registration") == "registration"
+    for bad in ("Registration", "a-b", "x; drop table events", ""):
+        with pytest.raises(ValueError):
+            check_schema_name(bad)
+
+
+def test_domain_errors_carry_their_http_status() -> None:
+    assert RuleViolation("r", "m").status == 422
+    assert Conflict("c", "m").status == 409
+    assert NotFound("n", "m").status == 404
