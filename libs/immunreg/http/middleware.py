@@ -1,0 +1,133 @@
+"""The middleware stack every service runs, outermost first."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from immunreg.contracts import Metadata
+from immunreg.http.auth import TokenVerifier, auth_middleware
+from immunreg.http.logs import CORRELATION_ID
+from immunreg.http.problems import Problem, problem_response
+from immunreg.observability.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+CORRELATION_HEADER = "X-Correlation-ID"
+CORRELATION_KEY = web.RequestKey("correlation_id", uuid.UUID)
+UNMATCHED_ROUTE = "unmatched"
+
+
+def middlewares(metrics: Metrics, verifier: TokenVerifier | None = None) -> list[Middleware]:
+    """Correlation, metrics, errors, auth: pass to `web.Application(middlewares=...)`.
+
+    Correlation is outermost so every response, problems included, carries
+    the id and an unexpected error is logged with it; metrics wrap the error
+    middleware so they count the status the client really got (a 500 as 500).
+    Without a verifier the service refuses every bearer token.
+    """
+    return [
+        correlation_middleware,
+        metrics_middleware(metrics),
+        error_middleware,
+        auth_middleware(verifier),
+    ]
+
+
+def _incoming_correlation_id(request: web.Request) -> uuid.UUID:
+    # Only a UUID is trusted from outside: anything else could smuggle text into logs.
+    value = request.headers.get(CORRELATION_HEADER)
+    if value:
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    return uuid.uuid4()
+
+
+@web.middleware
+async def correlation_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Adopt the caller's `X-Correlation-ID` (if a UUID) or mint one; echo it back."""
+    correlation_id = _incoming_correlation_id(request)
+    request[CORRELATION_KEY] = correlation_id
+    token = CORRELATION_ID.set(str(correlation_id))
+    try:
+        response = await handler(request)
+    except web.HTTPException as e:
+        # Redirects and other non-error exceptions pass through the error middleware.
+        e.headers[CORRELATION_HEADER] = str(correlation_id)
+        raise
+    finally:
+        CORRELATION_ID.reset(token)
+    if not response.prepared:
+        response.headers[CORRELATION_HEADER] = str(correlation_id)
+    return response
+
+
+def metadata_from_request(request: web.Request) -> Metadata:
+    """Event metadata for changes this request causes (its correlation id)."""
+    return Metadata(correlation_id=request.get(CORRELATION_KEY))
+
+
+def route_template(request: web.Request) -> str:
+    """The matched route's path template (`/v1/citizens/{citizen_id}`), never the concrete path."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else UNMATCHED_ROUTE
+
+
+def metrics_middleware(metrics: Metrics) -> Middleware:
+    """RED metrics per route template and method."""
+
+    @web.middleware
+    async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as e:
+            status = e.status
+            raise
+        finally:
+            route = route_template(request)
+            metrics.http_requests.labels(route, request.method, str(status)).inc()
+            metrics.http_latency.labels(route, request.method).observe(
+                time.perf_counter() - started
+            )
+
+    return measure
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error becomes problem+json; unexpected ones are logged and told nothing."""
+    try:
+        return await handler(request)
+    except Problem as problem:
+        return problem_response(problem)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        # Keep headers such as Allow (405); the body is replaced by the problem.
+        kept = {k: v for k, v in e.headers.items() if k.lower() not in _BODY_HEADERS}
+        default_text = f"{e.status}: {e.reason}"
+        detail = e.text if e.text and e.text != default_text else None
+        return problem_response(Problem(e.status, detail, title=e.reason, headers=kept))
+    except Exception:
+        correlation_id = request.get(CORRELATION_KEY)
+        log.exception("unhandled error in %s %s", request.method, route_template(request))
+        return problem_response(
+            Problem(
+                500,
+                "an unexpected error occurred; quote the instance id when reporting it",
+                instance=f"urn:uuid:{correlation_id}" if correlation_id else None,
+            )
+        )
+
+
+_BODY_HEADERS = frozenset({"content-type", "content-length", "content-encoding"})
