@@ -25,8 +25,14 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env(args.service)
     app = create_app(load_service(args.service), settings)
-    web.run_app(app, host=settings.host, port=settings.port, print=None,
-                handle_signals=True, shutdown_timeout=10)
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        handle_signals=True,
+        shutdown_timeout=10,
+    )
     return 0
 
 

@@ -19,9 +19,7 @@ from immunreg.paths import REPO_ROOT, state_dir
 
 def available_services() -> list[str]:
     """Services that exist in this checkout, in port order."""
-    return [
-        name for name in DEFAULT_PORTS if (REPO_ROOT / "services" / name / "app.py").exists()
-    ]
+    return [name for name in DEFAULT_PORTS if (REPO_ROOT / "services" / name / "app.py").exists()]
 
 
 def run_dir() -> Path:

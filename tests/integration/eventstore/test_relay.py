@@ -135,8 +135,16 @@ def start_relay_process(
 ) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.support.relay_process",
-         dsn, schema, bootstrap, str(batch), *die],
+        [
+            sys.executable,
+            "-m",
+            "tests.integration.support.relay_process",
+            dsn,
+            schema,
+            bootstrap,
+            str(batch),
+            *die,
+        ],
         cwd=REPO_ROOT,
         env=env,
     )

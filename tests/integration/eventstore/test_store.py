@@ -82,9 +82,7 @@ async def test_snapshots_give_the_same_state_as_a_full_replay(make_schema: Schem
     for i in range(1, 26):
         await store.execute(with_snapshots, "tally-4", Add(amount=i))
 
-    snap_version = await pool.fetchval(
-        "SELECT version FROM snapshots WHERE stream_id = 'tally-4'"
-    )
+    snap_version = await pool.fetchval("SELECT version FROM snapshots WHERE stream_id = 'tally-4'")
     assert snap_version == 20
     from_snapshot = await store.load_state(with_snapshots, "tally-4")
     no_snapshots = dataclasses.replace(with_snapshots, state_type=None, snapshot_every=0)

@@ -36,13 +36,19 @@ async def tallies(
     private, public = ensure_dev_keys(tmp_path / "keys")
     schema_file = tmp_path / "reader.sql"
     schema_file.write_text(READ_MODEL_SQL)
-    common = {"database_url": dsn, "kafka_bootstrap": bootstrap, "jwt_public_key": str(public),
-              "relay_poll_interval": 0.1}
+    common = {
+        "database_url": dsn,
+        "kafka_bootstrap": bootstrap,
+        "jwt_public_key": str(public),
+        "relay_poll_interval": 0.1,
+    }
     writer_client = await client_for(
-        writer(ctx), Settings(service="w", db_schema=f"{name}_w", **common)  # type: ignore[arg-type]
+        writer(ctx),
+        Settings(service="w", db_schema=f"{name}_w", **common),  # type: ignore[arg-type]
     )
     reader_client = await client_for(
-        reader(ctx, schema_file), Settings(service="r", db_schema=f"{name}_r", **common)  # type: ignore[arg-type]
+        reader(ctx, schema_file),
+        Settings(service="r", db_schema=f"{name}_r", **common),  # type: ignore[arg-type]
     )
     token = issue_token(private.read_bytes(), Role.ADMIN, subject="tester")
     try:
@@ -82,7 +88,8 @@ async def test_a_command_over_http_reaches_another_services_read_model(
         )
         assert response.status == 201, await response.text()
     last = await writer_client.post(
-        "/v1/tallies/t1/additions", json={"amount": 30},
+        "/v1/tallies/t1/additions",
+        json={"amount": 30},
         headers={**auth, "X-Correlation-ID": correlation},
     )
     assert (await last.json()) == {"tally_id": "t1", "version": 3}
@@ -133,8 +140,12 @@ async def test_idempotency_key_records_one_change(
 ) -> None:
     writer_client, reader_client, token = tallies
     headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "once-only"}
-    first = await writer_client.post("/v1/tallies/t3/additions", json={"amount": 4}, headers=headers)
-    again = await writer_client.post("/v1/tallies/t3/additions", json={"amount": 4}, headers=headers)
+    first = await writer_client.post(
+        "/v1/tallies/t3/additions", json={"amount": 4}, headers=headers
+    )
+    again = await writer_client.post(
+        "/v1/tallies/t3/additions", json={"amount": 4}, headers=headers
+    )
     assert first.status == again.status == 201
     assert await first.json() == await again.json() == {"tally_id": "t3", "version": 1}
     assert again.headers.get("Idempotent-Replayed") == "true"

@@ -42,7 +42,14 @@ async def background(*coroutines: object) -> AsyncIterator[None]:
 
 
 async def publish_history(
-    pool: asyncpg.Pool, schema: str, dsn: str, bootstrap: str, ctx: Context, streams: int, each: int
+    pool: asyncpg.Pool,
+    schema: str,
+    dsn: str,
+    bootstrap: str,
+    ctx: Context,
+    *,
+    streams: int,
+    each: int,
 ) -> None:
     """Events through the real path: event store -> outbox -> relay -> Kafka."""
     relay_signal = OutboxSignal(schema)
@@ -63,11 +70,21 @@ async def wait_until(pool: asyncpg.Pool, query: str, value: int, seconds: float 
     raise AssertionError(f"{query} stayed at {got}, expected {value}")
 
 
-def start_consumer(dsn: str, schema: str, bootstrap: str, context: str, group: str,
-                   *extra: str) -> subprocess.Popen[bytes]:
+def start_consumer(
+    dsn: str, schema: str, bootstrap: str, context: str, group: str, *extra: str
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.support.consumer_process",
-         dsn, schema, bootstrap, context, group, *extra],
+        [
+            sys.executable,
+            "-m",
+            "tests.integration.support.consumer_process",
+            dsn,
+            schema,
+            bootstrap,
+            context,
+            group,
+            *extra,
+        ],
         cwd=REPO_ROOT,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
     )
@@ -144,7 +161,9 @@ async def test_a_poison_message_goes_to_the_dlq_and_the_partition_moves_on(
     async def counted(conn: Connection, event: Counted, envelope: Envelope) -> None:
         await conn.execute(
             "INSERT INTO applications VALUES ($1, $2, $3)",
-            envelope.event_id, envelope.stream_id, envelope.version,
+            envelope.event_id,
+            envelope.stream_id,
+            envelope.version,
         )
 
     @reactions.on(ctx, Poisoned)
@@ -156,8 +175,13 @@ async def test_a_poison_message_goes_to_the_dlq_and_the_partition_moves_on(
         raise RuntimeError(event.reason)
 
     consumer = EventConsumer(
-        pool, bootstrap, f"group-{name}", reactions, signal=relay_signal,
-        max_attempts=3, backoff=0.01,
+        pool,
+        bootstrap,
+        f"group-{name}",
+        reactions,
+        signal=relay_signal,
+        max_attempts=3,
+        backoff=0.01,
     )
     async with background(relay.run(), consumer.run()):
         await wait_until(pool, "SELECT count(*) FROM applications", 3)
@@ -165,9 +189,7 @@ async def test_a_poison_message_goes_to_the_dlq_and_the_partition_moves_on(
 
     assert attempts == 3
     assert await pool.fetchval("SELECT count(*) FROM applications WHERE stream_id = 'poison'") == 0
-    assert sorted(
-        await pool.fetchval("SELECT array_agg(version) FROM applications")
-    ) == [1, 3, 4]
+    assert sorted(await pool.fetchval("SELECT array_agg(version) FROM applications")) == [1, 3, 4]
     reasons = sorted(dict(m.headers)["dlq-reason"].decode() for m in dead)
     assert len(dead) == 2
     assert reasons[0] == "RuntimeError: handler raises"

@@ -14,6 +14,8 @@ from immunreg.http.logs import CORRELATION_ID, JsonFormatter, configure_logging
 def root_logger() -> Iterator[logging.Logger]:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    # Start from a root logger without our handler (an app built earlier may have added it).
+    root.handlers[:] = [h for h in handlers if not isinstance(h.formatter, JsonFormatter)]
     yield root
     root.handlers[:] = handlers
     root.setLevel(level)
@@ -24,6 +26,7 @@ def test_configure_twice_installs_one_handler(root_logger: logging.Logger) -> No
     configure_logging("booking", "debug")
     configure_logging("booking", "INFO")
     assert len(root_logger.handlers) == before + 1
+    assert sum(isinstance(h.formatter, JsonFormatter) for h in root_logger.handlers) == 1
     assert root_logger.level == logging.INFO
 
 

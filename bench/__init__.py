@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` runs them and merges their figures into bench/results.json."""
