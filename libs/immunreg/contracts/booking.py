@@ -1,0 +1,99 @@
+"""booking.events.v1: sites, their capacity, and appointments."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import msgspec
+
+from immunreg.contracts.envelope import Context, Event
+
+
+class SiteDefined(Event, frozen=True, kw_only=True):
+    site_id: str
+    name: str
+    municipality_code: str
+    address: str
+    latitude: float | None = None
+    longitude: float | None = None
+    opening_hours: str = "08:00-20:00"
+    daily_capacity: dict[str, int] = {}  # product code -> doses per day
+
+
+class SiteCapacityChanged(Event, frozen=True, kw_only=True):
+    """Capacity for one day (an override), or the site closed that day."""
+
+    site_id: str
+    day: date
+    capacity: dict[str, int] = {}
+    closed: bool = False
+
+
+class AppointmentBooked(Event, frozen=True, kw_only=True):
+    appointment_id: str
+    citizen_id: str
+    site_id: str
+    municipality_code: str
+    day: date
+    product_code: str
+    dose_number: int
+    reason: str  # why this site, day and vaccine
+
+
+class AppointmentRescheduled(Event, frozen=True, kw_only=True):
+    appointment_id: str
+    citizen_id: str
+    from_site_id: str
+    from_day: date
+    site_id: str
+    day: date
+    product_code: str
+
+
+class AppointmentCancelled(Event, frozen=True, kw_only=True):
+    appointment_id: str
+    citizen_id: str
+    site_id: str
+    day: date
+    product_code: str
+    reason: str
+
+
+class AppointmentAttended(Event, frozen=True, kw_only=True):
+    appointment_id: str
+    citizen_id: str
+    site_id: str
+    day: date
+    dose_id: str
+
+
+class AppointmentMissed(Event, frozen=True, kw_only=True):
+    appointment_id: str
+    citizen_id: str
+    site_id: str
+    day: date
+    product_code: str
+
+
+class NotificationRequested(Event, frozen=True, kw_only=True):
+    """For a notification gateway to send; nothing is sent by booking itself."""
+
+    citizen_id: str
+    template: str
+    parameters: dict[str, str] = {}
+    channels: list[str] = msgspec.field(default_factory=lambda: ["sms", "email"])
+
+
+CONTEXT = Context(
+    "booking",
+    [
+        SiteDefined,
+        SiteCapacityChanged,
+        AppointmentBooked,
+        AppointmentRescheduled,
+        AppointmentCancelled,
+        AppointmentAttended,
+        AppointmentMissed,
+        NotificationRequested,
+    ],
+)

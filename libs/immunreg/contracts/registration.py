@@ -1,0 +1,86 @@
+"""registration.events.v1: citizens' registrations of interest.
+
+What other contexts need travels in clear (birth date, sex, municipality,
+priority group, conditions, preferences); names, national id and contact
+details travel only inside `Sealed`.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import msgspec
+
+from immunreg.contracts.common import Sealed, Sex
+from immunreg.contracts.envelope import Context, Event
+
+
+class Consent(msgspec.Struct, frozen=True, kw_only=True):
+    """What the citizen agreed to."""
+
+    data_processing: bool
+    reminders: bool = False
+    research: bool = False
+
+
+class CitizenRegistered(Event, frozen=True, kw_only=True):
+    citizen_id: str
+    birth_date: date
+    sex: Sex
+    municipality_code: str
+    priority_group: str
+    conditions: list[str] = []
+    vaccine_preferences: list[str] = []  # product codes in order; ["any"] for no preference
+    preferred_municipality_code: str | None = None
+    consent: Consent
+    channel: str = "online"
+    personal: Sealed
+
+
+class ContactDetailsChanged(Event, frozen=True, kw_only=True):
+    citizen_id: str
+    personal: Sealed
+
+
+class PreferencesChanged(Event, frozen=True, kw_only=True):
+    """The new values of everything booking uses (not a delta)."""
+
+    citizen_id: str
+    vaccine_preferences: list[str]
+    preferred_municipality_code: str | None
+    priority_group: str
+    conditions: list[str]
+
+
+class RegistrationWithdrawn(Event, frozen=True, kw_only=True):
+    citizen_id: str
+    reason: str | None = None
+
+
+class CitizenErased(Event, frozen=True, kw_only=True):
+    """The citizen's key is destroyed: drop any personal data you hold."""
+
+    citizen_id: str
+
+
+class PersonalDataKeyGranted(Event, frozen=True, kw_only=True):
+    """The citizen's data key, wrapped for one recipient service that needs names
+    (certificates). The recipient deletes it on CitizenErased."""
+
+    citizen_id: str
+    recipient: str
+    wrapped_key: str
+    wrap_alg: str = "RSA-OAEP-256"
+
+
+CONTEXT = Context(
+    "registration",
+    [
+        CitizenRegistered,
+        ContactDetailsChanged,
+        PreferencesChanged,
+        RegistrationWithdrawn,
+        CitizenErased,
+        PersonalDataKeyGranted,
+    ],
+)
