@@ -89,6 +89,7 @@ class Settings:
             "port": int(port or 8080),
             "jwt_public_key": jwt_key,
             "kafka_partitions": int(setting("KAFKA_PARTITIONS", service, "3") or 3),
+            "relay_poll_interval": float(setting("RELAY_POLL_INTERVAL", service, "0.5") or 0.5),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

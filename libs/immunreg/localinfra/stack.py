@@ -14,11 +14,16 @@ from immunreg.paths import local_env_file, state_dir
 
 
 def local_postgres() -> LocalPostgres:
-    return LocalPostgres(state_dir() / "postgres")
+    """The local server; IMMUNREG_PG_PORT moves it (e.g. for a second checkout)."""
+    return LocalPostgres(
+        state_dir() / "postgres", port=int(os.environ.get("IMMUNREG_PG_PORT", "55432"))
+    )
 
 
 def local_kafka() -> LocalKafka:
-    return LocalKafka(state_dir() / "kafka")
+    """The local broker; IMMUNREG_KAFKA_PORT moves it (the controller takes the next port)."""
+    port = int(os.environ.get("IMMUNREG_KAFKA_PORT", "59092"))
+    return LocalKafka(state_dir() / "kafka", port=port, controller_port=port + 1)
 
 
 def up(partitions: int | None = None) -> dict[str, str]:
