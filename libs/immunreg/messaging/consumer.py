@@ -139,12 +139,14 @@ class EventConsumer:
             self.group_id,
         )
         stored = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+        fresh = [tp for tp in partitions if (tp.topic, tp.partition) not in stored]
+        # Not seek_to_beginning(): it waits for the fetcher inside the rebalance
+        # callback. Kafka's committed offsets are not trusted here either: a new
+        # read model must start from the first event.
+        beginnings = await consumer.beginning_offsets(fresh) if fresh else {}
         for tp in partitions:
-            offset = stored.get((tp.topic, tp.partition))
-            if offset is None:
-                await consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, offset)
+            offset = stored.get((tp.topic, tp.partition), beginnings.get(tp))
+            consumer.seek(tp, offset)
 
     async def _apply_batch(
         self, consumer: AIOKafkaConsumer, tp: TopicPartition, messages: list[ConsumerRecord]

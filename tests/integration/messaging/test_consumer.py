@@ -195,3 +195,34 @@ async def test_a_poison_message_goes_to_the_dlq_and_the_partition_moves_on(
     assert reasons[0] == "RuntimeError: handler raises"
     assert reasons[1].startswith("undecodable envelope")
     assert all(dict(m.headers)["dlq-group"].decode() == f"group-{name}" for m in dead)
+
+
+async def test_positions_come_from_postgres_not_kafka_committed_offsets(
+    make_schema: SchemaFactory, dsn: str, bootstrap: str, kafka: KafkaTools
+) -> None:
+    """A read model rebuilt in a fresh schema under the same group id starts from the
+    first event, although Kafka already holds committed offsets for that group."""
+    name = unique_name()
+    ctx = tally_context(name)
+    await kafka.create(ctx.topic)
+    group = f"group-{name}"
+    first_schema, first = await make_schema()
+    await publish_history(first, first_schema, dsn, bootstrap, ctx, streams=5, each=20)
+
+    for _, pool in (("live", first), ("rebuild", (await make_schema())[1])):
+        await pool.execute(APPLICATIONS_DDL)
+        reactions = Reactions()
+
+        @reactions.on(ctx, Counted)
+        async def counted(conn: Connection, event: Counted, envelope: Envelope) -> None:
+            await conn.execute(
+                "INSERT INTO applications VALUES ($1, $2, $3)",
+                envelope.event_id,
+                envelope.stream_id,
+                envelope.version,
+            )
+
+        consumer = EventConsumer(pool, bootstrap, group, reactions)
+        async with background(consumer.run()):
+            await wait_until(pool, "SELECT count(*) FROM applications", 100)
+            assert consumer.joined.is_set()
