@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Coroutine
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from immunreg.eventstore.signal import OutboxSignal
 from immunreg.eventstore.store import EventStore
 from immunreg.http.auth import TokenVerifier
 from immunreg.http.health import health_routes, metrics_route
+from immunreg.http.idempotency import purge_idempotency_keys
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.logs import configure_logging
 from immunreg.http.middleware import middlewares
@@ -42,6 +45,8 @@ SIGNAL_KEY = web.AppKey("outbox_signal", OutboxSignal)
 RELAY_KEY = web.AppKey("relay", OutboxRelay)
 CONSUMER_KEY = web.AppKey("consumer", EventConsumer)
 KAFKA_KEY = web.AppKey("kafka_probe", AIOKafkaProducer)
+
+log = logging.getLogger(__name__)
 
 
 @web.middleware
@@ -79,6 +84,7 @@ def create_app(service: Service, settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_database(service))
     app.cleanup_ctx.append(_kafka(service))
     app.cleanup_ctx.append(_relay)
+    app.cleanup_ctx.append(_idempotency_housekeeping)
     if service.reactions is not None:
         app.cleanup_ctx.append(_consumer(service))
     app.cleanup_ctx.extend(service.resources)
@@ -139,6 +145,23 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     )
     app[RELAY_KEY] = relay
     async with _task(relay.run()):
+        yield
+
+
+# Clients retry within minutes; a day of keys is generous and keeps the table small.
+IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=24)
+
+
+async def _idempotency_housekeeping(app: web.Application) -> AsyncIterator[None]:
+    async def purge_hourly() -> None:
+        while True:
+            try:
+                await purge_idempotency_keys(app[POOL_KEY], IDEMPOTENCY_KEY_LIFETIME)
+            except Exception:
+                log.exception("purging idempotency keys failed")
+            await asyncio.sleep(3600)
+
+    async with _task(purge_hourly()):
         yield
 
 
