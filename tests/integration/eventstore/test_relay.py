@@ -150,6 +150,18 @@ def start_relay_process(
     )
 
 
+async def drain_with_a_fresh_relay(
+    dsn: str, schema: str, bootstrap: str, batch: int, pool: asyncpg.Pool
+) -> None:
+    """Start a relay process that is not told to die, and let it empty the outbox."""
+    survivor = start_relay_process(dsn, schema, bootstrap, batch)
+    try:
+        await wait_for_empty_outbox(pool)
+    finally:
+        survivor.kill()
+        await asyncio.to_thread(survivor.wait)
+
+
 @pytest.mark.parametrize(
     "die",
     [["--die-after-sends", "230"], ["--die-after-commits", "2"]],
@@ -169,12 +181,7 @@ async def test_relay_killed_at_a_chosen_point_loses_and_duplicates_nothing(
     left = await pool.fetchval("SELECT count(*) FROM outbox")
     assert 0 < left < 500, "the kill should leave part of the outbox unpublished"
 
-    survivor = start_relay_process(dsn, schema, bootstrap, 100)
-    try:
-        await wait_for_empty_outbox(pool)
-    finally:
-        survivor.kill()
-        await asyncio.to_thread(survivor.wait)
+    await drain_with_a_fresh_relay(dsn, schema, bootstrap, 100, pool)
 
     records = await kafka.read_all(ctx.topic, expect=500)
     assert_exactly_once_in_stream_order(records, expected)
@@ -197,12 +204,7 @@ async def test_relay_killed_repeatedly_while_writers_run(
         await asyncio.to_thread(process.wait)
         kills += 1
     expected = await writing
-    survivor = start_relay_process(dsn, schema, bootstrap, 20)
-    try:
-        await wait_for_empty_outbox(pool)
-    finally:
-        survivor.kill()
-        await asyncio.to_thread(survivor.wait)
+    await drain_with_a_fresh_relay(dsn, schema, bootstrap, 20, pool)
 
     assert kills == 4
     records = await kafka.read_all(ctx.topic, expect=20 * 100)
