@@ -23,6 +23,21 @@ class Consent(msgspec.Struct, frozen=True, kw_only=True):
     research: bool = False
 
 
+class PersonalData(msgspec.Struct, frozen=True, kw_only=True):
+    """What `Sealed` holds in registration events, as JSON, once unsealed.
+
+    Sealed with the citizen's data key and the citizen id as associated data;
+    a recipient of `PersonalDataKeyGranted` unseals it with
+    `immunreg.sealing.unseal(key, sealed, citizen_id.encode())`.
+    """
+
+    national_id: str
+    given_name: str
+    family_name: str
+    phone: str | None = None  # E.164, e.g. +381641234567
+    email: str | None = None
+
+
 class CitizenRegistered(Event, frozen=True, kw_only=True):
     citizen_id: str
     birth_date: date

@@ -1,0 +1,526 @@
+"""Registration: citizens register interest in vaccination (port 8081).
+
+Every command runs in one transaction: load the Citizen stream, unseal or
+seal personal data with the citizen's key, decide, append the events (and
+their outbox rows), store or destroy the key, update the `citizens` read
+model. A conflicting append rolls all of it back and the command is decided
+again, so the deterministic citizen id makes a second registration of one
+national id a 409 under any concurrency.
+
+Who may do what:
+- register: `citizen` (only the id its token is bound to), `site_staff`
+  (a health worker on the citizen's behalf), `admin` (e.g. the call centre);
+- read: the citizen their own record, `admin` any record, `site_staff` a
+  reduced view (name, birth date, conditions) by citizen id;
+- update (If-Match required) and withdraw: the citizen or `admin`;
+- erase: `admin` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import msgspec
+from aiohttp import web
+from prometheus_client import Counter
+
+from immunreg.contracts.common import Sealed
+from immunreg.contracts.registration import (
+    CONTEXT,
+    CitizenErased,
+    CitizenRegistered,
+    Consent,
+    ContactDetailsChanged,
+    PersonalData,
+    PreferencesChanged,
+)
+from immunreg.domain import Conflict
+from immunreg.eventstore.database import Connection
+from immunreg.eventstore.errors import ConcurrencyConflict
+from immunreg.eventstore.store import Loaded, Outcome
+from immunreg.http.api import Api, json_response
+from immunreg.http.app import SETTINGS_KEY, STORE_KEY
+from immunreg.http.auth import Principal, Role, current_principal
+from immunreg.http.keys import METRICS_KEY, POOL_KEY
+from immunreg.http.middleware import metadata_from_request
+from immunreg.http.problems import FieldError, Problem
+from immunreg.http.versioning import etag, if_match_version
+from immunreg.sealing import seal, unseal, wrap_key
+from immunreg.service import Service
+
+from . import readmodel
+from .domain import (
+    CITIZEN,
+    STREAM_TYPE,
+    CitizenState,
+    Command,
+    Erase,
+    KeyGrant,
+    Preferences,
+    Register,
+    Update,
+    Withdraw,
+    decide,
+    evolve_all,
+    require_active,
+)
+from .keys import (
+    CitizenKey,
+    KeyRing,
+    check_id_key,
+    destroy_citizen_key,
+    fetch_citizen_key,
+    is_citizen_id,
+    load_key_ring,
+    store_citizen_key,
+    unwrap_citizen_key,
+)
+from .rules import (
+    Contact,
+    Violation,
+    changes_contact,
+    check_registration,
+    check_update,
+    contact_after,
+    normalize_email,
+    normalize_name,
+    normalize_phone,
+    reference_rules,
+)
+from .schemas import (
+    CitizenRecord,
+    CitizenView,
+    RegisterCitizen,
+    Registered,
+    UpdateCitizen,
+    VaccinationView,
+    WithdrawQuery,
+)
+
+api = Api(
+    "registration",
+    "1.0.0",
+    "Citizens register interest in vaccination, keep their details current, withdraw; "
+    "personal data is sealed per citizen and erasable (crypto-shredding).",
+)
+
+CHANNELS = {Role.CITIZEN: "online", Role.SITE_STAFF: "health_worker", Role.ADMIN: "admin"}
+COMMAND_ATTEMPTS = 5
+
+_personal_encoder = msgspec.json.Encoder()
+_personal_decoder = msgspec.json.Decoder(PersonalData)
+_sealed_decoder = msgspec.json.Decoder(Sealed)
+_consent_decoder = msgspec.json.Decoder(Consent)
+
+
+@dataclass(frozen=True)
+class RegistrationMetrics:
+    """Domain counters (created once per app)."""
+
+    registrations: Counter
+    duplicates: Counter
+    updates: Counter
+    withdrawals: Counter
+    erasures: Counter
+
+
+KEYS = web.AppKey("registration_keys", KeyRing)
+COUNTERS = web.AppKey("registration_metrics", RegistrationMetrics)
+
+
+async def registration_resources(app: web.Application) -> AsyncIterator[None]:
+    """Load the keys (refusing a foreign id key) and create the domain counters."""
+    ring = load_key_ring(app[SETTINGS_KEY])
+    await check_id_key(app[POOL_KEY], ring)
+    app[KEYS] = ring
+    metrics = app[METRICS_KEY]
+    app[COUNTERS] = RegistrationMetrics(
+        registrations=metrics.counter(
+            "immunreg_registrations_total",
+            "Citizens registered, by priority group and channel.",
+            ["priority_group", "channel"],
+        ),
+        duplicates=metrics.counter(
+            "immunreg_registration_duplicates_total",
+            "Registrations refused because the national id is already registered.",
+        ),
+        updates=metrics.counter(
+            "immunreg_registration_updates_total",
+            "Registrations changed, by what changed (contact, preferences).",
+            ["change"],
+        ),
+        withdrawals=metrics.counter(
+            "immunreg_registration_withdrawals_total", "Registrations withdrawn."
+        ),
+        erasures=metrics.counter(
+            "immunreg_registration_erasures_total", "Citizens erased (keys destroyed)."
+        ),
+    )
+    yield
+
+
+# --- the command path -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A command ready to decide, and the new data key to keep if it registers the citizen."""
+
+    command: Command
+    new_key: CitizenKey | None = None
+
+
+Prepare = Callable[[Connection, Loaded[CitizenState]], Awaitable[Prepared]]
+
+
+async def run_command(
+    request: web.Request,
+    citizen_id: str,
+    prepare: Prepare,
+    *,
+    expected_version: int | None = None,
+) -> Outcome[CitizenState]:
+    """Load, prepare, decide, append, keep keys and read model: one transaction.
+
+    A conflicting append rolls everything back and the command is decided
+    again; with `expected_version` (If-Match) a conflict is final (412).
+    """
+    store = request.app[STORE_KEY]
+    ring = request.app[KEYS]
+    metadata = metadata_from_request(request)
+    for _ in range(COMMAND_ATTEMPTS):
+        try:
+            async with store.transaction() as conn:
+                loaded = await store.load_state(CITIZEN, citizen_id, conn)
+                if expected_version is not None and loaded.version != expected_version:
+                    raise ConcurrencyConflict(citizen_id, expected_version)
+                prepared = await prepare(conn, loaded)
+                events = decide(loaded.state, prepared.command)
+                envelopes = await store.append(
+                    citizen_id,
+                    STREAM_TYPE,
+                    loaded.version,
+                    events,
+                    context=CONTEXT,
+                    metadata=metadata,
+                    conn=conn,
+                )
+                if prepared.new_key is not None and any(
+                    isinstance(e, CitizenRegistered) for e in events
+                ):
+                    await store_citizen_key(conn, ring, citizen_id, prepared.new_key)
+                if any(isinstance(e, CitizenErased) for e in events):
+                    await destroy_citizen_key(conn, citizen_id)
+                for envelope, event in zip(envelopes, events, strict=True):
+                    await readmodel.apply_event(
+                        conn, citizen_id, envelope.version, envelope.recorded_at, event
+                    )
+            return Outcome(
+                evolve_all(loaded.state, events), loaded.version + len(events), envelopes
+            )
+        except ConcurrencyConflict:
+            if expected_version is not None:
+                raise
+    raise ConcurrencyConflict(citizen_id, -1)
+
+
+def _problem_422(violations: list[Violation]) -> Problem:
+    return Problem.unprocessable(
+        errors=[FieldError(f"body.{v.field}", v.reason) for v in violations],
+        code="invalid_fields",
+    )
+
+
+def _seal_personal(key: CitizenKey, citizen_id: str, personal: PersonalData) -> Sealed:
+    return seal(key.key, _personal_encoder.encode(personal), citizen_id.encode(), key_id=key.key_id)
+
+
+def _unseal_personal(key: CitizenKey, citizen_id: str, sealed: Sealed) -> PersonalData:
+    return _personal_decoder.decode(unseal(key.key, sealed, citizen_id.encode()))
+
+
+def _principal(request: web.Request) -> Principal:
+    principal = current_principal(request)
+    assert principal is not None  # every route here declares roles
+    return principal
+
+
+def _citizen_id(request: web.Request) -> str:
+    citizen_id = request.match_info["citizen_id"]
+    if not is_citizen_id(citizen_id):
+        raise Problem.not_found("no citizen is registered under this id")
+    return citizen_id
+
+
+def _require_own_or_admin(principal: Principal, citizen_id: str) -> None:
+    if not principal.can_access_citizen(citizen_id):
+        raise Problem.forbidden("a citizen may act only on their own record", code="other_citizen")
+
+
+# --- routes -----------------------------------------------------------------------------
+
+
+@api.post(
+    "/v1/citizens",
+    body=RegisterCitizen,
+    responses={201: Registered, 403: None, 409: None, 422: None},
+    roles={Role.CITIZEN, Role.SITE_STAFF, Role.ADMIN},
+    idempotent=True,
+    summary="Register interest in vaccination",
+)
+async def register_citizen(request: web.Request, body: RegisterCitizen) -> web.StreamResponse:
+    """Register a citizen. The citizen id is derived from the national id (keyed hash),
+    so a second registration of one national id is a 409 even under concurrent requests;
+    the 409 names the existing id to admins only. Every bad field is reported in one 422;
+    nothing is stored on any error. A citizen token may register only the id it is bound to."""
+    principal = _principal(request)
+    rules = reference_rules()
+    violations = check_registration(body, date.today(), rules)
+    if violations:
+        raise _problem_422(violations)
+    ring = request.app[KEYS]
+    national_id = body.national_id.strip()
+    citizen_id = ring.citizen_id(national_id)
+    if principal.role is Role.CITIZEN and principal.citizen_id != citizen_id:
+        raise Problem.forbidden(
+            "a citizen token may register only its own national id", code="other_citizen"
+        )
+    personal = PersonalData(
+        national_id=national_id,
+        given_name=normalize_name(body.given_name),
+        family_name=normalize_name(body.family_name),
+        phone=normalize_phone(body.phone) if body.phone is not None else None,
+        email=normalize_email(body.email) if body.email is not None else None,
+    )
+    preferences = Preferences(
+        priority_group=body.priority_group,
+        conditions=body.conditions,
+        vaccine_preferences=body.vaccine_preferences,
+        preferred_municipality_code=body.preferred_municipality_code,
+    )
+    channel = CHANNELS.get(principal.role, principal.role.value)
+
+    async def prepare(conn: Connection, loaded: Loaded[CitizenState]) -> Prepared:
+        key: CitizenKey | None = None
+        if loaded.state.status == "withdrawn":
+            key = await fetch_citizen_key(conn, ring, citizen_id)  # registering again
+        fresh = CitizenKey.new() if key is None else None
+        key = key or fresh
+        assert key is not None
+        command = Register(
+            citizen_id=citizen_id,
+            birth_date=body.birth_date,
+            sex=body.sex,
+            municipality_code=body.municipality_code,
+            preferences=preferences,
+            consent=body.consent,
+            channel=channel,
+            personal=_seal_personal(key, citizen_id, personal),
+            grants=[
+                KeyGrant(name, wrap_key(public_key, key.key))
+                for name, public_key in sorted(ring.recipients.items())
+            ],
+        )
+        return Prepared(command, new_key=fresh)
+
+    counters = request.app[COUNTERS]
+    try:
+        outcome = await run_command(request, citizen_id, prepare)
+    except Conflict as error:
+        if error.code != "already_registered":
+            raise
+        counters.duplicates.inc()
+        detail = "this national id is already registered"
+        if principal.role is Role.ADMIN:
+            detail += f" as citizen {citizen_id}"
+        raise Problem.conflict(detail, code=error.code) from error
+    counters.registrations.labels(body.priority_group, channel).inc()
+    return json_response(
+        Registered(citizen_id),
+        status=201,
+        headers={"Location": f"/v1/citizens/{citizen_id}", "ETag": etag(outcome.version)},
+    )
+
+
+@api.get(
+    "/v1/citizens/{citizen_id}",
+    responses={200: CitizenView, 403: None, 404: None, 410: None},
+    roles={Role.CITIZEN, Role.SITE_STAFF, Role.ADMIN},
+    summary="Read a registration",
+)
+async def read_citizen(request: web.Request) -> web.StreamResponse:
+    """The citizen's own record (citizen token) or any record (admin), with its ETag;
+    site staff get the vaccination view (name, birth date, conditions) only. 410 once
+    the citizen's personal data is erased."""
+    principal = _principal(request)
+    citizen_id = _citizen_id(request)
+    if principal.role is not Role.SITE_STAFF:
+        _require_own_or_admin(principal, citizen_id)
+    view, version = await _current_view(request, citizen_id, principal)
+    return json_response(view, headers={"ETag": etag(version)})
+
+
+async def _current_view(
+    request: web.Request, citizen_id: str, principal: Principal
+) -> tuple[CitizenView, int]:
+    row = await readmodel.fetch_citizen(request.app[POOL_KEY], citizen_id)
+    if row is None:
+        raise Problem.not_found("no citizen is registered under this id")
+    if row["status"] == "erased":
+        raise Problem(410, "the citizen's personal data was erased", code="citizen_erased")
+    if row["key_id"] is None:
+        raise RuntimeError(f"citizen {citizen_id} has no data key but is not erased")
+    key = unwrap_citizen_key(request.app[KEYS], citizen_id, row["key_id"], row["wrapped_key"])
+    personal = _unseal_personal(key, citizen_id, _sealed_decoder.decode(row["personal"]))
+    view: CitizenView
+    if principal.role is Role.SITE_STAFF:
+        view = VaccinationView(
+            citizen_id=citizen_id,
+            status=row["status"],
+            given_name=personal.given_name,
+            family_name=personal.family_name,
+            birth_date=row["birth_date"],
+            conditions=list(row["conditions"]),
+        )
+    else:
+        view = CitizenRecord(
+            citizen_id=citizen_id,
+            status=row["status"],
+            version=row["version"],
+            national_id=personal.national_id,
+            given_name=personal.given_name,
+            family_name=personal.family_name,
+            birth_date=row["birth_date"],
+            sex=row["sex"],
+            municipality_code=row["municipality_code"],
+            phone=personal.phone,
+            email=personal.email,
+            priority_group=row["priority_group"],
+            conditions=list(row["conditions"]),
+            vaccine_preferences=list(row["vaccine_preferences"]),
+            preferred_municipality_code=row["preferred_municipality_code"],
+            consent=_consent_decoder.decode(row["consent"]),
+            channel=row["channel"],
+            registered_at=row["registered_at"],
+            updated_at=row["updated_at"],
+        )
+    return view, int(row["version"])
+
+
+@api.patch(
+    "/v1/citizens/{citizen_id}",
+    body=UpdateCitizen,
+    responses={200: CitizenRecord, 403: None, 404: None, 409: None, 412: None, 428: None},
+    roles={Role.CITIZEN, Role.ADMIN},
+    summary="Change contact details or preferences",
+)
+async def update_citizen(request: web.Request, body: UpdateCitizen) -> web.StreamResponse:
+    """Change phone, e-mail, priority group, conditions, vaccine preferences or the
+    preferred municipality. Needs `If-Match` with the ETag read (428 without, 412 when
+    stale). A withdrawn or erased registration cannot change (409)."""
+    principal = _principal(request)
+    citizen_id = _citizen_id(request)
+    _require_own_or_admin(principal, citizen_id)
+    expected = if_match_version(request, required=True)
+    ring = request.app[KEYS]
+    rules = reference_rules()
+
+    async def prepare(conn: Connection, loaded: Loaded[CitizenState]) -> Prepared:
+        require_active(loaded.state)
+        contact: Contact | None = None
+        key: CitizenKey | None = None
+        personal: PersonalData | None = None
+        if changes_contact(body):
+            key = await fetch_citizen_key(conn, ring, citizen_id)
+            if key is None or loaded.state.personal is None:
+                raise RuntimeError(f"active citizen {citizen_id} has no data key")
+            personal = _unseal_personal(key, citizen_id, loaded.state.personal)
+            contact = Contact(personal.phone, personal.email)
+        violations = check_update(body, loaded.state, contact, rules)
+        if violations:
+            raise _problem_422(violations)
+        sealed: Sealed | None = None
+        if contact is not None and key is not None and personal is not None:
+            after = contact_after(body, contact)
+            if after != contact:
+                changed = msgspec.structs.replace(personal, phone=after.phone, email=after.email)
+                sealed = _seal_personal(key, citizen_id, changed)
+        return Prepared(
+            Update(
+                citizen_id=citizen_id,
+                personal=sealed,
+                priority_group=body.priority_group,
+                conditions=body.conditions,
+                vaccine_preferences=body.vaccine_preferences,
+                preferred_municipality_code=body.preferred_municipality_code,
+            )
+        )
+
+    outcome = await run_command(request, citizen_id, prepare, expected_version=expected)
+    counters = request.app[COUNTERS]
+    for envelope in outcome.events:
+        if envelope.type == ContactDetailsChanged.type_name():
+            counters.updates.labels("contact").inc()
+        elif envelope.type == PreferencesChanged.type_name():
+            counters.updates.labels("preferences").inc()
+    view, version = await _current_view(request, citizen_id, principal)
+    return json_response(view, headers={"ETag": etag(version)})
+
+
+@api.delete(
+    "/v1/citizens/{citizen_id}",
+    query=WithdrawQuery,
+    responses={204: None, 403: None, 404: None, 409: None, 412: None},
+    roles={Role.CITIZEN, Role.ADMIN},
+    summary="Withdraw a registration",
+)
+async def withdraw_citizen(request: web.Request, query: WithdrawQuery) -> web.StreamResponse:
+    """Withdraw: no more appointments are offered. Withdrawing again changes nothing;
+    registering again re-activates the record. `If-Match` is honoured when sent."""
+    principal = _principal(request)
+    citizen_id = _citizen_id(request)
+    _require_own_or_admin(principal, citizen_id)
+    expected = if_match_version(request)
+    reason = query.reason.strip()[:500] if query.reason else None
+
+    async def prepare(conn: Connection, loaded: Loaded[CitizenState]) -> Prepared:
+        return Prepared(Withdraw(citizen_id=citizen_id, reason=reason))
+
+    outcome = await run_command(request, citizen_id, prepare, expected_version=expected)
+    if outcome.events:
+        request.app[COUNTERS].withdrawals.inc()
+    return web.Response(status=204, headers={"ETag": etag(outcome.version)})
+
+
+@api.post(
+    "/v1/citizens/{citizen_id}/erase",
+    responses={204: None, 404: None},
+    roles={Role.ADMIN},
+    summary="Erase a citizen's personal data (right to erasure)",
+)
+async def erase_citizen(request: web.Request) -> web.StreamResponse:
+    """Destroy the citizen's data key: every sealed field in the event history becomes
+    unreadable, the read model drops the citizen's data, and `CitizenErased` tells other
+    services to drop theirs. An active registration is withdrawn first. Erasing again
+    changes nothing."""
+    citizen_id = _citizen_id(request)
+
+    async def prepare(conn: Connection, loaded: Loaded[CitizenState]) -> Prepared:
+        return Prepared(Erase(citizen_id=citizen_id))
+
+    outcome = await run_command(request, citizen_id, prepare)
+    if outcome.events:
+        request.app[COUNTERS].erasures.inc()
+    return web.Response(status=204)
+
+
+service = Service(
+    name="registration",
+    api=api,
+    publishes=CONTEXT,
+    schema_files=[Path(__file__).with_name("schema.sql")],
+    resources=[registration_resources],
+)

@@ -1,0 +1,254 @@
+"""The Citizen aggregate: a registration of interest in vaccination. Pure; no I/O.
+
+Personal data reaches the domain already sealed (the edge holds the keys),
+so the state and the events carry ciphertext only. Field validation (all
+errors at once) is in `rules.py`; `decide` enforces the lifecycle:
+
+    unregistered --Register--> active --Withdraw--> withdrawn
+    active|withdrawn --Erase--> erased
+    withdrawn|erased --Register--> active   (registering again; a new data key after erasure)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import Literal, TypeVar
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from immunreg.contracts.common import Sealed, Sex
+from immunreg.contracts.envelope import Event
+from immunreg.contracts.registration import (
+    CONTEXT,
+    CitizenErased,
+    CitizenRegistered,
+    Consent,
+    ContactDetailsChanged,
+    PersonalDataKeyGranted,
+    PreferencesChanged,
+    RegistrationWithdrawn,
+)
+from immunreg.domain import Conflict, NotFound
+from immunreg.eventstore.store import Aggregate
+
+Status = Literal["unregistered", "active", "withdrawn", "erased"]
+STREAM_TYPE = "Citizen"
+T = TypeVar("T")
+ERASURE_REASON = "erasure"
+
+
+class Preferences(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything booking uses to choose for the citizen."""
+
+    priority_group: str = ""
+    conditions: list[str] = []
+    vaccine_preferences: list[str] = []
+    preferred_municipality_code: str | None = None
+
+
+class CitizenState(msgspec.Struct, frozen=True, kw_only=True):
+    """What decisions need: the lifecycle, the preferences, the newest sealed personal data."""
+
+    status: Status = "unregistered"
+    preferences: Preferences = Preferences()
+    personal: Sealed | None = None
+
+
+class KeyGrant(msgspec.Struct, frozen=True):
+    """The citizen's data key wrapped for one recipient service."""
+
+    recipient: str
+    wrapped_key: str
+
+
+class Register(msgspec.Struct, frozen=True, kw_only=True):
+    citizen_id: str
+    birth_date: date
+    sex: Sex
+    municipality_code: str
+    preferences: Preferences
+    consent: Consent
+    channel: str
+    personal: Sealed
+    grants: list[KeyGrant] = []
+
+
+class Update(msgspec.Struct, frozen=True, kw_only=True):
+    """Change contact details (already re-sealed) and/or some preferences."""
+
+    citizen_id: str
+    personal: Sealed | None = None
+    priority_group: str | UnsetType = UNSET
+    conditions: list[str] | UnsetType = UNSET
+    vaccine_preferences: list[str] | UnsetType = UNSET
+    preferred_municipality_code: str | UnsetType | None = UNSET
+
+
+class Withdraw(msgspec.Struct, frozen=True, kw_only=True):
+    citizen_id: str
+    reason: str | None = None
+
+
+class Erase(msgspec.Struct, frozen=True, kw_only=True):
+    citizen_id: str
+
+
+Command = Register | Update | Withdraw | Erase
+
+
+def require_active(state: CitizenState) -> None:
+    """Refuse changes to a registration that does not exist or is no longer active."""
+    if state.status == "unregistered":
+        raise NotFound("citizen_not_found", "no citizen is registered under this id")
+    if state.status == "withdrawn":
+        raise Conflict(
+            "citizen_withdrawn", "the registration was withdrawn; register again to change it"
+        )
+    if state.status == "erased":
+        raise Conflict("citizen_erased", "the citizen's personal data was erased")
+
+
+def preferences_after(current: Preferences, command: Update) -> Preferences:
+    """The preferences once the fields the command names are applied."""
+    return Preferences(
+        priority_group=_given(command.priority_group, current.priority_group),
+        conditions=_given(command.conditions, current.conditions),
+        vaccine_preferences=_given(command.vaccine_preferences, current.vaccine_preferences),
+        preferred_municipality_code=_given(
+            command.preferred_municipality_code, current.preferred_municipality_code
+        ),
+    )
+
+
+def _given(value: T | UnsetType, default: T) -> T:
+    return default if isinstance(value, UnsetType) else value
+
+
+def decide(state: CitizenState, command: Command) -> list[Event]:
+    """The events a command produces, or a DomainError naming the rule it breaks."""
+    if isinstance(command, Register):
+        return _register(state, command)
+    if isinstance(command, Update):
+        return _update(state, command)
+    if isinstance(command, Withdraw):
+        return _withdraw(state, command)
+    return _erase(state, command)
+
+
+def _register(state: CitizenState, command: Register) -> list[Event]:
+    if state.status == "active":
+        raise Conflict("already_registered", "this national id is already registered")
+    prefs = command.preferences
+    events: list[Event] = [
+        CitizenRegistered(
+            citizen_id=command.citizen_id,
+            birth_date=command.birth_date,
+            sex=command.sex,
+            municipality_code=command.municipality_code,
+            priority_group=prefs.priority_group,
+            conditions=prefs.conditions,
+            vaccine_preferences=prefs.vaccine_preferences,
+            preferred_municipality_code=prefs.preferred_municipality_code,
+            consent=command.consent,
+            channel=command.channel,
+            personal=command.personal,
+        )
+    ]
+    events += [
+        PersonalDataKeyGranted(
+            citizen_id=command.citizen_id, recipient=g.recipient, wrapped_key=g.wrapped_key
+        )
+        for g in command.grants
+    ]
+    return events
+
+
+def _update(state: CitizenState, command: Update) -> list[Event]:
+    require_active(state)
+    events: list[Event] = []
+    if command.personal is not None:
+        events.append(
+            ContactDetailsChanged(citizen_id=command.citizen_id, personal=command.personal)
+        )
+    after = preferences_after(state.preferences, command)
+    if after != state.preferences:
+        events.append(
+            PreferencesChanged(
+                citizen_id=command.citizen_id,
+                vaccine_preferences=after.vaccine_preferences,
+                preferred_municipality_code=after.preferred_municipality_code,
+                priority_group=after.priority_group,
+                conditions=after.conditions,
+            )
+        )
+    return events
+
+
+def _withdraw(state: CitizenState, command: Withdraw) -> list[Event]:
+    if state.status == "withdrawn":
+        return []  # withdrawing twice changes nothing
+    require_active(state)
+    return [RegistrationWithdrawn(citizen_id=command.citizen_id, reason=command.reason)]
+
+
+def _erase(state: CitizenState, command: Erase) -> list[Event]:
+    if state.status == "unregistered":
+        raise NotFound("citizen_not_found", "no citizen is registered under this id")
+    if state.status == "erased":
+        return []  # erasing twice changes nothing
+    events: list[Event] = []
+    if state.status == "active":
+        # Consumers that only follow withdrawals (booking) stop scheduling too.
+        events.append(RegistrationWithdrawn(citizen_id=command.citizen_id, reason=ERASURE_REASON))
+    events.append(CitizenErased(citizen_id=command.citizen_id))
+    return events
+
+
+def evolve(state: CitizenState, event: Event) -> CitizenState:
+    """The state after an event (events are facts: never refused)."""
+    if isinstance(event, CitizenRegistered):
+        return CitizenState(
+            status="active",
+            preferences=Preferences(
+                priority_group=event.priority_group,
+                conditions=event.conditions,
+                vaccine_preferences=event.vaccine_preferences,
+                preferred_municipality_code=event.preferred_municipality_code,
+            ),
+            personal=event.personal,
+        )
+    if isinstance(event, ContactDetailsChanged):
+        return msgspec.structs.replace(state, personal=event.personal)
+    if isinstance(event, PreferencesChanged):
+        return msgspec.structs.replace(
+            state,
+            preferences=Preferences(
+                priority_group=event.priority_group,
+                conditions=event.conditions,
+                vaccine_preferences=event.vaccine_preferences,
+                preferred_municipality_code=event.preferred_municipality_code,
+            ),
+        )
+    if isinstance(event, RegistrationWithdrawn):
+        return msgspec.structs.replace(state, status="withdrawn")
+    if isinstance(event, CitizenErased):
+        return CitizenState(status="erased")
+    return state
+
+
+def evolve_all(state: CitizenState, events: Sequence[Event]) -> CitizenState:
+    """The state after several events, in order."""
+    for event in events:
+        state = evolve(state, event)
+    return state
+
+
+CITIZEN: Aggregate[CitizenState, Command] = Aggregate(
+    stream_type=STREAM_TYPE,
+    context=CONTEXT,
+    initial=CitizenState,
+    evolve=evolve,
+    decide=decide,
+)

@@ -1,0 +1,218 @@
+"""Registration's keys: the citizen-id key, the key-encryption key, the per-citizen
+data keys (crypto-shredding) and the services data keys are granted to.
+
+Settings (each `REGISTRATION_<NAME>`, or `Settings.extra[<NAME>]`):
+
+- `ID_KEY_FILE`: HMAC key that turns a national id into a citizen id. Default
+  `<state_dir>/keys/registration-id.key`, created on first start. Losing or
+  changing it would let one national id register twice, so the service
+  records its fingerprint and refuses to start with another key.
+- `KEK_FILE`: AES key that wraps the citizen data keys stored in
+  `citizen_keys`. Default `<state_dir>/keys/registration-kek.key`, created on
+  first start.
+- `KEY_RECIPIENTS`: `name=/path/public.pem[,name=/path.pem]`, RSA public keys
+  of services that get each citizen's data key (`PersonalDataKeyGranted`).
+  Empty by default.
+
+A file named explicitly must exist: only the development defaults are created.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import msgspec
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from immunreg.config import Settings, setting
+from immunreg.contracts.common import Sealed
+from immunreg.eventstore.database import Connection
+from immunreg.paths import state_dir
+from immunreg.sealing import (
+    ensure_key_file,
+    key_fingerprint,
+    load_public_key,
+    new_data_key,
+    read_key_file,
+    seal,
+    unseal,
+)
+
+SERVICE = "registration"
+ID_KEY_FILE = "registration-id.key"
+KEK_FILE = "registration-kek.key"
+CITIZEN_ID_PREFIX = "c-"
+CITIZEN_ID_LENGTH = 20  # base32 characters: 100 bits of the HMAC
+CITIZEN_ID = re.compile(r"c-[a-z2-7]{20}")
+
+_sealed_encoder = msgspec.json.Encoder()
+_sealed_decoder = msgspec.json.Decoder(Sealed)
+
+
+class KeyConfigError(RuntimeError):
+    """The configured keys are missing, malformed, or not the ones the data was made with."""
+
+
+def citizen_id_for(id_key: bytes, national_id: str) -> str:
+    """The stable citizen id of a national id: keyed, so it cannot be reversed by trying
+    every JMBG (a small space) without the key."""
+    digest = hmac.new(id_key, national_id.encode("ascii"), hashlib.sha256).digest()
+    return CITIZEN_ID_PREFIX + base64.b32encode(digest).decode("ascii").lower()[:CITIZEN_ID_LENGTH]
+
+
+def is_citizen_id(value: str) -> bool:
+    """Whether `value` has the shape of a citizen id."""
+    return CITIZEN_ID.fullmatch(value) is not None
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """The keys one registration process holds."""
+
+    id_key: bytes
+    kek: bytes
+    recipients: Mapping[str, rsa.RSAPublicKey]
+
+    @property
+    def kek_id(self) -> str:
+        """Which KEK wrapped a stored data key."""
+        return key_fingerprint(self.kek)
+
+    def citizen_id(self, national_id: str) -> str:
+        """The citizen id of a national id."""
+        return citizen_id_for(self.id_key, national_id)
+
+
+def _setting(settings: Settings, name: str) -> str | None:
+    return settings.extra.get(name) or setting(name, SERVICE)
+
+
+def _key_file(settings: Settings, name: str, default_name: str) -> bytes:
+    configured = _setting(settings, name)
+    try:
+        if configured:
+            return read_key_file(Path(configured))
+        return ensure_key_file(state_dir() / "keys" / default_name)
+    except (OSError, ValueError) as exc:
+        raise KeyConfigError(f"{SERVICE.upper()}_{name}: {exc}") from exc
+
+
+def parse_recipients(spec: str) -> dict[str, Path]:
+    """`certificates=/a.pem,other=/b.pem` as {name: path}."""
+    recipients: dict[str, Path] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise KeyConfigError(f"KEY_RECIPIENTS: {item!r} is not name=/path/to/public.pem")
+        recipients[name.strip()] = Path(path.strip())
+    return recipients
+
+
+def load_key_ring(settings: Settings) -> KeyRing:
+    """The keys named by the settings (development defaults created when missing)."""
+    recipients: dict[str, rsa.RSAPublicKey] = {}
+    for name, path in parse_recipients(_setting(settings, "KEY_RECIPIENTS") or "").items():
+        try:
+            recipients[name] = load_public_key(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise KeyConfigError(f"key recipient {name}: {exc}") from exc
+    return KeyRing(
+        id_key=_key_file(settings, "ID_KEY_FILE", ID_KEY_FILE),
+        kek=_key_file(settings, "KEK_FILE", KEK_FILE),
+        recipients=recipients,
+    )
+
+
+_RECORD_ID_KEY = """
+WITH inserted AS (
+    INSERT INTO registration_keys_in_use (name, fingerprint) VALUES ('id_key', $1)
+    ON CONFLICT (name) DO NOTHING RETURNING fingerprint
+)
+SELECT fingerprint FROM inserted
+UNION ALL SELECT fingerprint FROM registration_keys_in_use WHERE name = 'id_key'
+LIMIT 1
+"""
+
+
+async def check_id_key(pool: asyncpg.Pool, ring: KeyRing) -> None:
+    """Refuse to run with an id key other than the one existing citizen ids came from."""
+    fingerprint = key_fingerprint(ring.id_key)
+    recorded = None
+    for _ in range(3):  # a replica starting at the same moment may hide its row for a moment
+        recorded = await pool.fetchval(_RECORD_ID_KEY, fingerprint)
+        if recorded is not None:
+            break
+    if recorded != fingerprint:
+        raise KeyConfigError(
+            "REGISTRATION_ID_KEY_FILE is not the key this database's citizen ids were made "
+            f"with (fingerprint {fingerprint}, expected {recorded})"
+        )
+
+
+@dataclass(frozen=True)
+class CitizenKey:
+    """One citizen's data key; `key_id` travels in every value it sealed."""
+
+    key_id: str
+    key: bytes
+
+    @classmethod
+    def new(cls) -> CitizenKey:
+        """A fresh key with a fresh id."""
+        return cls(key_id=uuid.uuid4().hex, key=new_data_key())
+
+
+def _wrap_context(citizen_id: str, key_id: str) -> bytes:
+    # Binds a stored key to its citizen: a row copied to another citizen does not unwrap.
+    return f"immunreg.registration.citizen-key|{citizen_id}|{key_id}".encode()
+
+
+async def fetch_citizen_key(conn: Connection, ring: KeyRing, citizen_id: str) -> CitizenKey | None:
+    """The citizen's data key, unwrapped; None once erased (or never made)."""
+    row = await conn.fetchrow(
+        "SELECT key_id, wrapped::text AS wrapped FROM citizen_keys WHERE citizen_id = $1",
+        citizen_id,
+    )
+    if row is None:
+        return None
+    return unwrap_citizen_key(ring, citizen_id, row["key_id"], row["wrapped"])
+
+
+def unwrap_citizen_key(ring: KeyRing, citizen_id: str, key_id: str, wrapped: str) -> CitizenKey:
+    """A stored data key, unwrapped with the KEK."""
+    sealed = _sealed_decoder.decode(wrapped)
+    if sealed.key_id != ring.kek_id:
+        raise KeyConfigError(
+            f"citizen key wrapped by KEK {sealed.key_id}, this one is {ring.kek_id}"
+        )
+    return CitizenKey(key_id, unseal(ring.kek, sealed, _wrap_context(citizen_id, key_id)))
+
+
+async def store_citizen_key(
+    conn: Connection, ring: KeyRing, citizen_id: str, key: CitizenKey
+) -> None:
+    """Keep the citizen's data key (wrapped by the KEK), replacing an older one."""
+    wrapped = seal(ring.kek, key.key, _wrap_context(citizen_id, key.key_id), key_id=ring.kek_id)
+    await conn.execute(
+        """
+        INSERT INTO citizen_keys (citizen_id, key_id, wrapped) VALUES ($1, $2, $3::text::jsonb)
+        ON CONFLICT (citizen_id) DO UPDATE
+            SET key_id = excluded.key_id, wrapped = excluded.wrapped, created_at = now()
+        """,
+        citizen_id,
+        key.key_id,
+        _sealed_encoder.encode(wrapped).decode(),
+    )
+
+
+async def destroy_citizen_key(conn: Connection, citizen_id: str) -> None:
+    """Delete the citizen's data key: whatever it sealed can never be read again here."""
+    await conn.execute("DELETE FROM citizen_keys WHERE citizen_id = $1", citizen_id)

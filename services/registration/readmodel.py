@@ -1,0 +1,157 @@
+"""The `citizens` read model: one `apply_event` serves both the command path
+(same transaction as the append) and `rebuild_read_model` (a replay of `events`).
+
+Each write is guarded by the version, so applying an event twice, or an
+older one after a newer one, changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+import msgspec
+
+from immunreg.contracts.envelope import Event
+from immunreg.contracts.registration import (
+    CONTEXT,
+    CitizenErased,
+    CitizenRegistered,
+    ContactDetailsChanged,
+    PreferencesChanged,
+    RegistrationWithdrawn,
+)
+from immunreg.eventstore.database import Connection
+
+from .domain import STREAM_TYPE
+
+_json = msgspec.json.Encoder()
+
+_REGISTERED = """
+INSERT INTO citizens AS c (
+    citizen_id, status, version, birth_date, sex, municipality_code, priority_group,
+    conditions, vaccine_preferences, preferred_municipality_code, consent, channel,
+    personal, registered_at, updated_at)
+VALUES ($1, 'active', $2, $3, $4, $5, $6, $7, $8, $9, $10::text::jsonb, $11,
+        $12::text::jsonb, $13, $13)
+ON CONFLICT (citizen_id) DO UPDATE SET
+    status = 'active', version = excluded.version, birth_date = excluded.birth_date,
+    sex = excluded.sex, municipality_code = excluded.municipality_code,
+    priority_group = excluded.priority_group, conditions = excluded.conditions,
+    vaccine_preferences = excluded.vaccine_preferences,
+    preferred_municipality_code = excluded.preferred_municipality_code,
+    consent = excluded.consent, channel = excluded.channel, personal = excluded.personal,
+    registered_at = excluded.registered_at, updated_at = excluded.updated_at,
+    withdrawn_at = NULL, erased_at = NULL
+WHERE c.version < excluded.version
+"""
+
+_CONTACT = """
+UPDATE citizens SET personal = $4::text::jsonb, version = $2, updated_at = $3
+WHERE citizen_id = $1 AND version < $2
+"""
+
+_PREFERENCES = """
+UPDATE citizens SET priority_group = $4, conditions = $5, vaccine_preferences = $6,
+    preferred_municipality_code = $7, version = $2, updated_at = $3
+WHERE citizen_id = $1 AND version < $2
+"""
+
+_WITHDRAWN = """
+UPDATE citizens SET status = 'withdrawn', withdrawn_at = $3, version = $2, updated_at = $3
+WHERE citizen_id = $1 AND version < $2
+"""
+
+# Erasure keeps only the id and the lifecycle: everything else goes, clear or sealed.
+_ERASED = """
+UPDATE citizens SET status = 'erased', erased_at = $3, version = $2, updated_at = $3,
+    birth_date = NULL, sex = NULL, municipality_code = NULL, priority_group = NULL,
+    conditions = NULL, vaccine_preferences = NULL, preferred_municipality_code = NULL,
+    consent = NULL, channel = NULL, personal = NULL, registered_at = NULL, withdrawn_at = NULL
+WHERE citizen_id = $1 AND version < $2
+"""
+
+_OTHER = """
+UPDATE citizens SET version = $2, updated_at = $3 WHERE citizen_id = $1 AND version < $2
+"""
+
+
+async def apply_event(
+    conn: Connection, citizen_id: str, version: int, recorded_at: datetime, event: Event
+) -> None:
+    """Bring the citizen's row up to `version` (the event's place in the stream)."""
+    key = (citizen_id, version, recorded_at)
+    if isinstance(event, CitizenRegistered):
+        await conn.execute(
+            _REGISTERED,
+            citizen_id,
+            version,
+            event.birth_date,
+            event.sex,
+            event.municipality_code,
+            event.priority_group,
+            event.conditions,
+            event.vaccine_preferences,
+            event.preferred_municipality_code,
+            _json.encode(event.consent).decode(),
+            event.channel,
+            _json.encode(event.personal).decode(),
+            recorded_at,
+        )
+    elif isinstance(event, ContactDetailsChanged):
+        await conn.execute(_CONTACT, *key, _json.encode(event.personal).decode())
+    elif isinstance(event, PreferencesChanged):
+        await conn.execute(
+            _PREFERENCES,
+            *key,
+            event.priority_group,
+            event.conditions,
+            event.vaccine_preferences,
+            event.preferred_municipality_code,
+        )
+    elif isinstance(event, RegistrationWithdrawn):
+        await conn.execute(_WITHDRAWN, *key)
+    elif isinstance(event, CitizenErased):
+        await conn.execute(_ERASED, *key)
+    else:
+        await conn.execute(_OTHER, *key)
+
+
+_REPLAY = """
+SELECT stream_id, version, type, data::text AS data, recorded_at
+FROM events WHERE stream_type = $1 ORDER BY stream_id, version
+"""
+
+
+async def rebuild_read_model(pool: asyncpg.Pool, *, batch: int = 1000) -> int:
+    """Empty `citizens` and replay every Citizen event into it; returns the events applied.
+
+    One transaction: readers see the old model until it commits, and writers
+    that commit meanwhile wait for it (their rows are then applied on top).
+    """
+    applied = 0
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("TRUNCATE citizens")
+        async for row in conn.cursor(_REPLAY, STREAM_TYPE, prefetch=batch):
+            if not CONTEXT.knows(row["type"]):
+                continue
+            event = CONTEXT.decode(row["data"].encode())
+            await apply_event(conn, row["stream_id"], row["version"], row["recorded_at"], event)
+            applied += 1
+    return applied
+
+
+_FETCH = """
+SELECT c.citizen_id, c.status, c.version, c.birth_date, c.sex, c.municipality_code,
+       c.priority_group, c.conditions, c.vaccine_preferences, c.preferred_municipality_code,
+       c.consent::text AS consent, c.channel, c.personal::text AS personal,
+       c.registered_at, c.updated_at,
+       k.key_id, k.wrapped::text AS wrapped_key
+FROM citizens c LEFT JOIN citizen_keys k USING (citizen_id)
+WHERE c.citizen_id = $1
+"""
+
+
+async def fetch_citizen(conn: Connection | asyncpg.Pool, citizen_id: str) -> asyncpg.Record | None:
+    """The citizen's row with its wrapped data key (None when never registered)."""
+    return await conn.fetchrow(_FETCH, citizen_id)

@@ -1,0 +1,44 @@
+-- Registration's own tables (the event store's are applied before this file).
+-- Unqualified names: applied with search_path set to the service's schema; idempotent.
+
+-- The read model GET serves, written in the same transaction as the events
+-- (so a client reads its own writes), and rebuildable from `events` alone.
+-- Personal data is kept only sealed (`personal`, a Sealed JSON): erasing the
+-- citizen's key makes it unreadable here too, and erasure also clears it.
+CREATE TABLE IF NOT EXISTS citizens (
+    citizen_id                  text        PRIMARY KEY,
+    status                      text        NOT NULL
+                                CHECK (status IN ('active', 'withdrawn', 'erased')),
+    version                     integer     NOT NULL,
+    birth_date                  date,
+    sex                         text,
+    municipality_code           text,
+    priority_group              text,
+    conditions                  text[],
+    vaccine_preferences         text[],
+    preferred_municipality_code text,
+    consent                     jsonb,
+    channel                     text,
+    personal                    jsonb,
+    registered_at               timestamptz,
+    updated_at                  timestamptz NOT NULL,
+    withdrawn_at                timestamptz,
+    erased_at                   timestamptz
+);
+CREATE INDEX IF NOT EXISTS citizens_status_group ON citizens (status, priority_group);
+
+-- One data key per citizen, wrapped by the key-encryption key (KEK, outside the
+-- database). Erasure deletes the row: crypto-shredding.
+CREATE TABLE IF NOT EXISTS citizen_keys (
+    citizen_id  text        PRIMARY KEY,
+    key_id      text        NOT NULL UNIQUE,
+    wrapped     jsonb       NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Fingerprints of keys the stored data depends on (the citizen-id key).
+CREATE TABLE IF NOT EXISTS registration_keys_in_use (
+    name        text        PRIMARY KEY,
+    fingerprint text        NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now()
+);
