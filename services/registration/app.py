@@ -54,7 +54,6 @@ from immunreg.service import Service
 from . import readmodel
 from .domain import (
     CITIZEN,
-    STREAM_TYPE,
     CitizenState,
     Command,
     Erase,
@@ -63,8 +62,6 @@ from .domain import (
     Register,
     Update,
     Withdraw,
-    decide,
-    evolve_all,
     require_active,
 )
 from .keys import (
@@ -191,40 +188,29 @@ async def run_command(
     store = request.app[STORE_KEY]
     ring = request.app[KEYS]
     metadata = metadata_from_request(request)
-    for _ in range(COMMAND_ATTEMPTS):
-        try:
-            async with store.transaction() as conn:
-                loaded = await store.load_state(CITIZEN, citizen_id, conn)
-                if expected_version is not None and loaded.version != expected_version:
-                    raise ConcurrencyConflict(citizen_id, expected_version)
-                prepared = await prepare(conn, loaded)
-                events = decide(loaded.state, prepared.command)
-                envelopes = await store.append(
-                    citizen_id,
-                    STREAM_TYPE,
-                    loaded.version,
-                    events,
-                    context=CONTEXT,
-                    metadata=metadata,
-                    conn=conn,
-                )
-                if prepared.new_key is not None and any(
-                    isinstance(e, CitizenRegistered) for e in events
-                ):
-                    await store_citizen_key(conn, ring, citizen_id, prepared.new_key)
-                if any(isinstance(e, CitizenErased) for e in events):
-                    await destroy_citizen_key(conn, citizen_id)
-                for envelope, event in zip(envelopes, events, strict=True):
-                    await readmodel.apply_event(
-                        conn, citizen_id, envelope.version, envelope.recorded_at, event
-                    )
-            return Outcome(
-                evolve_all(loaded.state, events), loaded.version + len(events), envelopes
+
+    async def work(conn: Connection) -> Outcome[CitizenState]:
+        loaded = await store.load_state(CITIZEN, citizen_id, conn)
+        if expected_version is not None and loaded.version != expected_version:
+            raise ConcurrencyConflict(citizen_id, expected_version)
+        prepared = await prepare(conn, loaded)
+        outcome = await store.decide_and_append(
+            conn, CITIZEN, citizen_id, loaded, prepared.command, metadata=metadata
+        )
+        events = [CONTEXT.decode(envelope.data) for envelope in outcome.events]
+        if prepared.new_key is not None and any(isinstance(e, CitizenRegistered) for e in events):
+            await store_citizen_key(conn, ring, citizen_id, prepared.new_key)
+        if any(isinstance(e, CitizenErased) for e in events):
+            await destroy_citizen_key(conn, citizen_id)
+        for envelope, event in zip(outcome.events, events, strict=True):
+            await readmodel.apply_event(
+                conn, citizen_id, envelope.version, envelope.recorded_at, event
             )
-        except ConcurrencyConflict:
-            if expected_version is not None:
-                raise
-    raise ConcurrencyConflict(citizen_id, -1)
+        return outcome
+
+    return await store.transact(
+        work, attempts=COMMAND_ATTEMPTS, retry_conflicts=expected_version is None
+    )
 
 
 def _problem_422(violations: list[Violation]) -> Problem:

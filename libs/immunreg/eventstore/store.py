@@ -8,7 +8,7 @@ the events after it.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -24,6 +24,7 @@ from immunreg.observability.metrics import Metrics
 
 S = TypeVar("S")
 C = TypeVar("C")
+T = TypeVar("T")
 
 _APPEND = """
 WITH guard AS (
@@ -237,6 +238,80 @@ class EventStore:
             version = envelope.version
         return Loaded(state, version)
 
+    async def transact(
+        self,
+        work: Callable[[Connection], Awaitable[T]],
+        *,
+        attempts: int = 5,
+        retry_conflicts: bool = True,
+    ) -> T:
+        """Run `work` in one transaction; on a ConcurrencyConflict roll back and run it again.
+
+        `work` loads and decides afresh each time, so a conflict is resolved by
+        re-deciding, never by overwriting. With `retry_conflicts=False` (an
+        If-Match) the conflict is raised at once.
+        """
+        for _ in range(attempts):
+            try:
+                async with self.transaction() as conn:
+                    return await work(conn)
+            except ConcurrencyConflict:
+                if not retry_conflicts:
+                    raise
+        raise ConcurrencyConflict("(transaction)", -1)
+
+    async def execute_in(
+        self,
+        conn: Connection,
+        aggregate: Aggregate[S, C],
+        stream_id: str,
+        command: C,
+        *,
+        metadata: Metadata | None = None,
+        expected_version: int | None = None,
+    ) -> Outcome[S]:
+        """Load, decide and append on the caller's connection (inside its transaction)."""
+        loaded = await self.load_state(aggregate, stream_id, conn)
+        if expected_version is not None and loaded.version != expected_version:
+            raise ConcurrencyConflict(stream_id, expected_version)
+        return await self.decide_and_append(
+            conn, aggregate, stream_id, loaded, command, metadata=metadata
+        )
+
+    async def decide_and_append(
+        self,
+        conn: Connection,
+        aggregate: Aggregate[S, C],
+        stream_id: str,
+        loaded: Loaded[S],
+        command: C,
+        *,
+        metadata: Metadata | None = None,
+    ) -> Outcome[S]:
+        """Decide on an already loaded state and append after its version.
+
+        For commands that need the loaded state to be prepared (e.g. to unseal
+        what the stream holds) before deciding.
+        """
+        events = aggregate.decide(loaded.state, command)
+        if not events:
+            return Outcome(loaded.state, loaded.version, [])
+        envelopes = await self.append(
+            stream_id,
+            aggregate.stream_type,
+            loaded.version,
+            events,
+            context=aggregate.context,
+            metadata=metadata,
+            conn=conn,
+        )
+        state = loaded.state
+        for event in events:
+            state = aggregate.evolve(state, event)
+        version = loaded.version + len(events)
+        await self._maybe_snapshot(aggregate, stream_id, loaded.version, version, state, conn=conn)
+        return Outcome(state, version, envelopes)
+
     async def execute(
         self,
         aggregate: Aggregate[S, C],
@@ -252,45 +327,46 @@ class EventStore:
         With `expected_version` (an If-Match), a stale version is not retried:
         the caller's view is out of date and ConcurrencyConflict is raised.
         """
-        for _ in range(attempts):
-            loaded = await self.load_state(aggregate, stream_id)
-            if expected_version is not None and loaded.version != expected_version:
-                raise ConcurrencyConflict(stream_id, expected_version)
-            events = aggregate.decide(loaded.state, command)
-            if not events:
-                return Outcome(loaded.state, loaded.version, [])
-            try:
-                envelopes = await self.append(
-                    stream_id,
-                    aggregate.stream_type,
-                    loaded.version,
-                    events,
-                    context=aggregate.context,
-                    metadata=metadata,
-                )
-            except ConcurrencyConflict:
-                if expected_version is not None:
-                    raise
-                continue
-            state = loaded.state
-            for event in events:
-                state = aggregate.evolve(state, event)
-            version = loaded.version + len(events)
-            await self._maybe_snapshot(aggregate, stream_id, loaded.version, version, state)
-            return Outcome(state, version, envelopes)
-        raise ConcurrencyConflict(stream_id, -1)
+
+        async def work(conn: Connection) -> Outcome[S]:
+            return await self.execute_in(
+                conn,
+                aggregate,
+                stream_id,
+                command,
+                metadata=metadata,
+                expected_version=expected_version,
+            )
+
+        return await self.transact(
+            work, attempts=attempts, retry_conflicts=expected_version is None
+        )
 
     async def _maybe_snapshot(
-        self, aggregate: Aggregate[S, Any], stream_id: str, before: int, after: int, state: S
+        self,
+        aggregate: Aggregate[S, Any],
+        stream_id: str,
+        before: int,
+        after: int,
+        state: S,
+        *,
+        conn: Connection | None = None,
     ) -> None:
         every = aggregate.snapshot_every
         if aggregate.state_type is None or every <= 0 or after // every == before // every:
             return
-        await self.save_snapshot(stream_id, after, state)
+        await self.save_snapshot(stream_id, after, state, conn)
 
-    async def save_snapshot(self, stream_id: str, version: int, state: object) -> None:
-        """Store a state as of `version`, replacing an older snapshot only."""
-        await self.pool.execute(
+    async def save_snapshot(
+        self, stream_id: str, version: int, state: object, conn: Connection | None = None
+    ) -> None:
+        """Store a state as of `version`, replacing an older snapshot only.
+
+        With `conn`, the snapshot joins the caller's transaction (so it can never
+        describe events that were rolled back).
+        """
+        executor = conn if conn is not None else self.pool
+        await executor.execute(
             """
             INSERT INTO snapshots (stream_id, version, state) VALUES ($1, $2, $3)
             ON CONFLICT (stream_id) DO UPDATE

@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 
 from immunreg.eventstore import ConcurrencyConflict, EventStore
+from immunreg.eventstore.database import Connection
 from immunreg.eventstore.errors import ConcurrencyConflict as Conflict
 
 from ..conftest import SchemaFactory, unique_name
@@ -106,3 +107,30 @@ async def test_append_in_a_failed_transaction_leaves_nothing(make_schema: Schema
 
     assert await pool.fetchval("SELECT count(*) FROM events") == 0
     assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
+
+
+async def test_a_conflict_on_one_stream_rolls_back_every_stream_of_the_transaction(
+    make_schema: SchemaFactory,
+) -> None:
+    _, pool = await make_schema()
+    store = EventStore(pool)
+    aggregate = tally_aggregate(tally_context(unique_name()))
+    await store.execute(aggregate, "busy", Add(amount=1))
+    runs = 0
+
+    async def move(conn: Connection) -> None:
+        nonlocal runs
+        runs += 1
+        await store.execute_in(conn, aggregate, "quiet", Add(amount=5))
+        if runs == 1:
+            # Someone else appends to "busy" between our load and our append.
+            await store.execute(aggregate, "busy", Add(amount=100))
+        loaded = await store.load_state(aggregate, "busy", conn)
+        stale = dataclasses.replace(loaded, version=1) if runs == 1 else loaded
+        await store.decide_and_append(conn, aggregate, "busy", stale, Add(amount=5))
+
+    await store.transact(move)
+
+    assert runs == 2, "the conflict must re-run the whole unit of work"
+    assert (await store.load_state(aggregate, "quiet")).state.total == 5, "no double append"
+    assert (await store.load_state(aggregate, "busy")).state.total == 106
