@@ -51,7 +51,7 @@ test: infra lint
 	$(BIN)/pytest tests -q $(PYTEST_ARGS)
 
 bench: infra
-	$(BIN)/python -m bench.foundation $(BENCH_ARGS)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 	@echo "figures written to bench/results.json"
 
 clean: stop
