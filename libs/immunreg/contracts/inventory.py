@@ -2,6 +2,20 @@
 
 Locations are ids: the national warehouse, district warehouses and sites
 share one id space (e.g. `WH-NATIONAL`, `WH-RS-14`, `SITE-0042`).
+
+Three kinds of stream publish here:
+
+- a lot's lifecycle (`lot-<lot>`): LotReceived, LotRecalled, LotExpired;
+- a shipment's lifecycle (`shipment-<id>`): ShipmentCreated, ShipmentDispatched,
+  ShipmentReceived;
+- the ledger of one lot at one location (`stock-<location>:<lot>`): StockReceived,
+  StockDispatched, VialOpened, DosesWasted, OpenedVialExpired, DoseConsumed,
+  StockDiscrepancyDetected, StockRecalled, StockExpired.
+
+Every fact is published once: count vials at a location from the ledger events,
+and lot or shipment milestones from the lifecycle events, never both.
+StockLevelChanged (`level-<location>:<product>`) summarises a location's usable
+doses of one product whenever that number changes.
 """
 
 from __future__ import annotations
@@ -22,6 +36,17 @@ class LotReceived(Event, frozen=True, kw_only=True):
     location_id: str
 
 
+class ShipmentCreated(Event, frozen=True, kw_only=True):
+    """A shipment was planned; no vial has moved yet."""
+
+    shipment_id: str
+    lot_number: str
+    product_code: str
+    from_location: str
+    to_location: str
+    vials: int
+
+
 class ShipmentDispatched(Event, frozen=True, kw_only=True):
     shipment_id: str
     lot_number: str
@@ -38,6 +63,31 @@ class ShipmentReceived(Event, frozen=True, kw_only=True):
     to_location: str
     vials_received: int
     vials_lost: int = 0
+    from_location: str = ""
+    loss_reason: str | None = None
+
+
+class StockReceived(Event, frozen=True, kw_only=True):
+    """Sealed vials of a lot arrived at a location (a new lot, or a shipment)."""
+
+    location_id: str
+    lot_number: str
+    product_code: str
+    vials: int
+    doses_per_vial: int
+    expiry_date: date
+    shipment_id: str | None = None
+
+
+class StockDispatched(Event, frozen=True, kw_only=True):
+    """Sealed vials left a location for a shipment."""
+
+    location_id: str
+    lot_number: str
+    product_code: str
+    vials: int
+    shipment_id: str
+    to_location: str
 
 
 class VialOpened(Event, frozen=True, kw_only=True):
@@ -61,6 +111,7 @@ class OpenedVialExpired(Event, frozen=True, kw_only=True):
     lot_number: str
     product_code: str
     doses_lost: int
+    usable_until: datetime | None = None
 
 
 class DoseConsumed(Event, frozen=True, kw_only=True):
@@ -81,6 +132,28 @@ class LotExpired(Event, frozen=True, kw_only=True):
     lot_number: str
     product_code: str
     expiry_date: date
+
+
+class StockRecalled(Event, frozen=True, kw_only=True):
+    """A recalled lot's stock at one location: nothing more may be used or shipped."""
+
+    location_id: str
+    lot_number: str
+    product_code: str
+    reason: str
+    sealed_vials: int
+    open_doses: int
+
+
+class StockExpired(Event, frozen=True, kw_only=True):
+    """An expired lot's stock at one location: nothing more may be used or shipped."""
+
+    location_id: str
+    lot_number: str
+    product_code: str
+    expiry_date: date
+    sealed_vials: int
+    open_doses: int
 
 
 class StockDiscrepancyDetected(Event, frozen=True, kw_only=True):
@@ -106,14 +179,19 @@ CONTEXT = Context(
     "inventory",
     [
         LotReceived,
+        ShipmentCreated,
         ShipmentDispatched,
         ShipmentReceived,
+        StockReceived,
+        StockDispatched,
         VialOpened,
         DosesWasted,
         OpenedVialExpired,
         DoseConsumed,
         LotRecalled,
         LotExpired,
+        StockRecalled,
+        StockExpired,
         StockDiscrepancyDetected,
         StockLevelChanged,
     ],

@@ -144,7 +144,7 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
         poll_interval=settings.relay_poll_interval,
     )
     app[RELAY_KEY] = relay
-    async with _task(relay.run()):
+    async with background_task(relay.run()):
         yield
 
 
@@ -161,7 +161,7 @@ async def _idempotency_housekeeping(app: web.Application) -> AsyncIterator[None]
                 log.exception("purging idempotency keys failed")
             await asyncio.sleep(3600)
 
-    async with _task(purge_hourly()):
+    async with background_task(purge_hourly()):
         yield
 
 
@@ -180,14 +180,15 @@ def _consumer(service: Service) -> Any:
             backoff=settings.consumer_backoff,
         )
         app[CONSUMER_KEY] = loop
-        async with _task(loop.run()):
+        async with background_task(loop.run()):
             yield
 
     return consumer
 
 
 @contextlib.asynccontextmanager
-async def _task(coroutine: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+async def background_task(coroutine: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """Run `coroutine` as a task for the life of a cleanup context; cancelled on exit."""
     task = asyncio.create_task(coroutine)
     try:
         yield

@@ -189,7 +189,9 @@ class EventConsumer:
             await asyncio.sleep(self.retry_delay)
             return
         self._next_offsets[tp] = messages[-1].offset + 1
-        if dead_lettered and self.signal is not None:
+        # Handlers may append events (and dead letters go through the outbox):
+        # wake the relay now rather than at its next poll.
+        if self.signal is not None and (dead_lettered or "applied" in outcomes):
             self.signal.wake()
         if self.metrics is not None:
             for outcome in outcomes:

@@ -1,0 +1,517 @@
+"""Inventory's application layer: every command is one PostgreSQL transaction.
+
+A command loads the aggregates it needs, lets them decide (domain.py,
+stock.py), appends every stream's events with its expected version, updates
+the read models and, when a location's usable doses of a product changed,
+appends a StockLevelChanged - all in one unit of work (`store.transact`): a
+ConcurrencyConflict (someone appended first) rolls it back and the command is
+decided again on fresh state; it is never overwritten.
+
+Row locks keep heavy contention from turning into retry storms (the expected
+versions stay the guarantee), always taken in one order - the `lots` row, then
+`stock_levels` rows by (location, lot), then `product_levels` rows by
+(location, product) - so HTTP commands never deadlock each other:
+
+- dispatch, open vial, waste, dose consumed: the stock row (FOR UPDATE);
+- shipment receipt: the lot row (FOR SHARE), then the destination's stock row;
+- recall and lot expiry: the lot row (FOR UPDATE), then every holder's stock row.
+
+So a recall waits for receipts in flight and then sees every location that
+holds the lot, and a receipt after a recall records the arriving vials as
+recalled. Doses consumed run in the consumer's batch transaction, one
+savepoint each, so a batch takes stock locks in message order; if that ever
+deadlocks with a recall, PostgreSQL aborts one side and the consumer rolls the
+batch back and reads it again (an HTTP command simply runs again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, TypeVar
+
+import asyncpg
+
+from immunreg.contracts.administration import DoseAdministered
+from immunreg.contracts.envelope import Envelope, Event, Metadata, utcnow
+from immunreg.contracts.inventory import (
+    CONTEXT,
+    DoseConsumed,
+    DosesWasted,
+    LotRecalled,
+    OpenedVialExpired,
+    ShipmentReceived,
+    StockDiscrepancyDetected,
+    StockLevelChanged,
+)
+from immunreg.domain import NotFound, RuleViolation
+from immunreg.eventstore.database import Connection
+from immunreg.eventstore.errors import ConcurrencyConflict
+from immunreg.eventstore.store import Aggregate, EventStore, Loaded, Outcome
+from immunreg.observability.metrics import Metrics
+
+from . import readmodel as rm
+from .domain import (
+    LOT,
+    SHIPMENT,
+    CreateShipment,
+    DispatchShipment,
+    ExpireLot,
+    Lot,
+    LotCommand,
+    RecallLot,
+    ReceiveLot,
+    ReceiveShipment,
+    Shipment,
+    ShipmentCommand,
+    level_stream,
+    lot_stream,
+    shipment_stream,
+    stock_stream,
+)
+from .stock import (
+    STOCK,
+    ConsumeDose,
+    ExpireOpenVials,
+    ExpireStock,
+    OpenVials,
+    RecallStock,
+    Stock,
+    StockCommand,
+    TakeVials,
+    WasteDoses,
+    WasteReason,
+    arriving,
+    check_can_ship,
+)
+
+S = TypeVar("S")
+C = TypeVar("C")
+T = TypeVar("T")
+
+
+class InventoryMetrics:
+    """Inventory's domain counters (on the service's registry)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.doses_wasted = metrics.counter(
+            "immunreg_inventory_doses_wasted_total",
+            "Doses wasted, by reason (opened_vial_expired: an open vial ran out of time).",
+            ["reason"],
+        )
+        self.discrepancies = metrics.counter(
+            "immunreg_inventory_stock_discrepancies_total",
+            "Administered doses the stock count could not account for, by reason.",
+            ["reason"],
+        )
+        self.doses_consumed = metrics.counter(
+            "immunreg_inventory_doses_consumed_total", "Administered doses taken from stock."
+        )
+        self.lots_recalled = metrics.counter(
+            "immunreg_inventory_lots_recalled_total", "Lots recalled."
+        )
+        self.vials_lost = metrics.counter(
+            "immunreg_inventory_vials_lost_in_transit_total", "Vials lost in transit."
+        )
+
+    def count(self, events: Sequence[Event]) -> None:
+        """Count what a committed command did."""
+        for event in events:
+            if isinstance(event, DosesWasted):
+                self.doses_wasted.labels(event.reason).inc(event.doses)
+            elif isinstance(event, OpenedVialExpired) and event.doses_lost:
+                self.doses_wasted.labels("opened_vial_expired").inc(event.doses_lost)
+            elif isinstance(event, StockDiscrepancyDetected):
+                self.discrepancies.labels(event.reason).inc()
+            elif isinstance(event, DoseConsumed):
+                self.doses_consumed.inc()
+            elif isinstance(event, LotRecalled):
+                self.lots_recalled.inc()
+            elif isinstance(event, ShipmentReceived) and event.vials_lost:
+                self.vials_lost.inc(event.vials_lost)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What one expiry sweep recorded."""
+
+    lots_expired: int
+    stocks_with_expired_vials: int
+
+
+class _Unit:
+    """One attempt at a command: its connection, clock, and what it appended."""
+
+    def __init__(
+        self, store: EventStore, conn: Connection, metadata: Metadata | None, now: datetime
+    ) -> None:
+        self.store = store
+        self.conn = conn
+        self.metadata = metadata
+        self.now = now
+        self.events: list[Event] = []
+        self._levels: set[tuple[str, str]] = set()
+
+    @property
+    def today(self) -> date:
+        return self.now.date()
+
+    async def load(self, aggregate: Aggregate[S, Any], stream_id: str) -> Loaded[S]:
+        return await self.store.load_state(aggregate, stream_id, self.conn)
+
+    async def _decide(
+        self,
+        aggregate: Aggregate[S, C],
+        stream_id: str,
+        command: C,
+        lot_number: str,
+        loaded: Loaded[S] | None = None,
+    ) -> Outcome[S]:
+        loaded = loaded or await self.load(aggregate, stream_id)
+        outcome = await self.store.decide_and_append(
+            self.conn, aggregate, stream_id, loaded, command, metadata=self.metadata
+        )
+        if outcome.events:
+            await rm.save_history(self.conn, lot_number, outcome.events)
+            self.events.extend(CONTEXT.decode(e.data) for e in outcome.events)
+        return outcome
+
+    async def lot(self, lot_number: str, command: LotCommand) -> Outcome[Lot]:
+        outcome = await self._decide(LOT, lot_stream(lot_number), command, lot_number)
+        if outcome.events:
+            await rm.save_lot(self.conn, outcome.state, outcome.version)
+        return outcome
+
+    async def shipment(
+        self, loaded: Loaded[Shipment], command: ShipmentCommand
+    ) -> Outcome[Shipment]:
+        planned = loaded.state
+        stream = shipment_stream(planned.shipment_id)
+        outcome = await self._decide(SHIPMENT, stream, command, planned.lot_number, loaded)
+        if outcome.events:
+            await rm.save_shipment(self.conn, outcome.state, outcome.version)
+        return outcome
+
+    async def new_shipment(self, command: CreateShipment) -> Outcome[Shipment]:
+        stream = shipment_stream(command.shipment_id)
+        outcome = await self._decide(SHIPMENT, stream, command, command.lot_number)
+        if outcome.events:
+            await rm.save_shipment(self.conn, outcome.state, outcome.version)
+        return outcome
+
+    async def stock(
+        self, location_id: str, lot_number: str, command: StockCommand
+    ) -> Outcome[Stock]:
+        stream = stock_stream(location_id, lot_number)
+        outcome = await self._decide(STOCK, stream, command, lot_number)
+        if outcome.events:
+            view = rm.stock_lot(outcome.state, self.now)
+            await rm.save_stock(self.conn, view, outcome.version)
+            if outcome.state.status != "none":  # a discrepancy alone changes no level
+                self._levels.add((view.location_id, view.product_code))
+        return outcome
+
+    async def publish_levels(self) -> None:
+        """A StockLevelChanged for every (location, product) whose usable doses changed.
+
+        The product_levels row is locked first, so writers of one product at one
+        location queue here instead of conflicting on the `level-` stream; the
+        sum read after the lock includes every transaction committed before it.
+        """
+        for location_id, product_code in sorted(self._levels):
+            published = await rm.lock_level(self.conn, location_id, product_code)
+            doses, earliest = await rm.computed_level(self.conn, location_id, product_code)
+            if (published.doses_available, published.earliest_expiry) == (doses, earliest):
+                continue
+            event = StockLevelChanged(
+                location_id=location_id,
+                product_code=product_code,
+                doses_available=doses,
+                earliest_expiry=earliest,
+            )
+            await self.store.append(
+                level_stream(location_id, product_code),
+                "StockLevel",
+                published.version,
+                [event],
+                context=CONTEXT,
+                metadata=self.metadata,
+                conn=self.conn,
+            )
+            await rm.save_level(
+                self.conn,
+                location_id=location_id,
+                product_code=product_code,
+                doses=doses,
+                earliest=earliest,
+                version=published.version + 1,
+            )
+            self.events.append(event)
+
+
+class Ledger:
+    """Runs inventory's commands against its event store."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        metrics: InventoryMetrics | None = None,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        attempts: int = 10,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+        self.attempts = attempts
+
+    async def _run(
+        self,
+        work: Callable[[_Unit], Awaitable[T]],
+        metadata: Metadata | None = None,
+        conn: Connection | None = None,
+    ) -> T:
+        """Run `work` as one unit of work (store.transact re-runs it on a conflict).
+
+        With `conn` (a reaction), it runs inside the consumer's savepoint, whose
+        retries re-run it on a conflict.
+        """
+        done: list[_Unit] = []
+
+        async def attempt(tx: Connection) -> T:
+            unit = _Unit(self.store, tx, metadata, self.clock())
+            try:
+                result = await work(unit)
+                await unit.publish_levels()
+            except asyncpg.exceptions.DeadlockDetectedError as error:
+                if conn is not None:
+                    # Earlier messages of the consumer's batch hold locks a savepoint
+                    # cannot release: the consumer rolls the batch back and retries.
+                    raise
+                # A deadlock victim was rolled back: decide again, as for a conflict.
+                raise ConcurrencyConflict("(deadlock)", -1) from error
+            done.append(unit)
+            return result
+
+        if conn is None:
+            result = await self.store.transact(attempt, attempts=self.attempts)
+        else:
+            result = await attempt(conn)
+        if self.metrics is not None:
+            self.metrics.count(done[-1].events)
+        return result
+
+    # --- lots ------------------------------------------------------------------
+
+    async def receive_lot(self, command: ReceiveLot, metadata: Metadata | None = None) -> Lot:
+        """A lot arrives at a warehouse: the lot's stream and that location's stock."""
+
+        async def work(unit: _Unit) -> Lot:
+            lot = (await unit.lot(command.lot_number, command)).state
+            arrival = arriving(lot, lot.location_id, lot.vials, today=unit.today)
+            await unit.stock(lot.location_id, lot.lot_number, arrival)
+            return lot
+
+        return await self._run(work, metadata)
+
+    async def recall_lot(
+        self, lot_number: str, reason: str, metadata: Metadata | None = None
+    ) -> Lot:
+        """Recall a lot and tell the stock of every location that holds it."""
+
+        async def work(unit: _Unit) -> Lot:
+            await rm.lock_lot(unit.conn, lot_number, exclusive=True)
+            holders = await rm.lock_holders(unit.conn, lot_number, ["active", "expired"])
+            lot = await unit.lot(lot_number, RecallLot(reason=reason, locations=tuple(holders)))
+            for location_id in holders:
+                await unit.stock(location_id, lot_number, RecallStock(reason=reason))
+            return lot.state
+
+        return await self._run(work, metadata)
+
+    async def expire_lot(self, lot_number: str, metadata: Metadata | None = None) -> Lot:
+        """Record that a lot passed its expiry date, here and at every holder."""
+
+        async def work(unit: _Unit) -> Lot:
+            await rm.lock_lot(unit.conn, lot_number, exclusive=True)
+            holders = await rm.lock_holders(unit.conn, lot_number, ["active"])
+            lot = await unit.lot(lot_number, ExpireLot(today=unit.today))
+            for location_id in holders:
+                await unit.stock(location_id, lot_number, ExpireStock(today=unit.today))
+            return lot.state
+
+        return await self._run(work, metadata)
+
+    # --- shipments -------------------------------------------------------------
+
+    async def create_shipment(
+        self,
+        *,
+        shipment_id: str,
+        lot_number: str,
+        from_location: str,
+        to_location: str,
+        vials: int,
+        metadata: Metadata | None = None,
+    ) -> Shipment:
+        """Plan a shipment; refused early if the source could not send it now."""
+
+        async def work(unit: _Unit) -> Shipment:
+            lot = (await unit.load(LOT, lot_stream(lot_number))).state
+            if lot.status == "none":
+                raise RuleViolation(
+                    "unknown_lot", "no lot with this number has been received", field="lot_number"
+                )
+            source = (await unit.load(STOCK, stock_stream(from_location, lot_number))).state
+            check_can_ship(source, vials, unit.today)
+            command = CreateShipment(
+                shipment_id=shipment_id,
+                lot_number=lot_number,
+                product_code=lot.product_code,
+                from_location=from_location,
+                to_location=to_location,
+                vials=vials,
+            )
+            return (await unit.new_shipment(command)).state
+
+        return await self._run(work, metadata)
+
+    async def _shipment(self, unit: _Unit, shipment_id: str) -> Loaded[Shipment]:
+        loaded = await unit.load(SHIPMENT, shipment_stream(shipment_id))
+        if loaded.state.status == "none":
+            raise NotFound("shipment_not_found", "no shipment with this id")
+        return loaded
+
+    async def dispatch_shipment(
+        self, shipment_id: str, metadata: Metadata | None = None
+    ) -> Shipment:
+        """The vials leave: the shipment and the source stock change together."""
+
+        async def work(unit: _Unit) -> Shipment:
+            loaded = await self._shipment(unit, shipment_id)
+            planned = loaded.state
+            await rm.lock_stock(unit.conn, planned.from_location, planned.lot_number)
+            shipment = await unit.shipment(loaded, DispatchShipment())
+            await unit.stock(
+                planned.from_location,
+                planned.lot_number,
+                TakeVials(
+                    shipment_id=shipment_id,
+                    to_location=planned.to_location,
+                    vials=planned.vials,
+                    today=unit.today,
+                ),
+            )
+            return shipment.state
+
+        return await self._run(work, metadata)
+
+    async def receive_shipment(
+        self, shipment_id: str, command: ReceiveShipment, metadata: Metadata | None = None
+    ) -> Shipment:
+        """The vials arrive (some may be lost): the destination's stock grows."""
+
+        async def work(unit: _Unit) -> Shipment:
+            loaded = await self._shipment(unit, shipment_id)
+            planned = loaded.state
+            await rm.lock_lot(unit.conn, planned.lot_number, exclusive=False)
+            await rm.lock_stock(unit.conn, planned.to_location, planned.lot_number)
+            shipment = (await unit.shipment(loaded, command)).state
+            lot = (await unit.load(LOT, lot_stream(planned.lot_number))).state
+            arrival = arriving(
+                lot,
+                planned.to_location,
+                shipment.vials_received,
+                today=unit.today,
+                shipment_id=shipment_id,
+            )
+            await unit.stock(planned.to_location, planned.lot_number, arrival)
+            return shipment
+
+        return await self._run(work, metadata)
+
+    # --- stock at a location ---------------------------------------------------
+
+    async def _on_stock(
+        self,
+        location_id: str,
+        lot_number: str,
+        command: Callable[[_Unit], StockCommand],
+        metadata: Metadata | None,
+        conn: Connection | None = None,
+    ) -> rm.StockLot:
+        async def work(unit: _Unit) -> rm.StockLot:
+            await rm.lock_stock(unit.conn, location_id, lot_number)
+            after = await unit.stock(location_id, lot_number, command(unit))
+            return rm.stock_lot(after.state, unit.now)
+
+        return await self._run(work, metadata, conn)
+
+    async def open_vial(
+        self, location_id: str, lot_number: str, metadata: Metadata | None = None
+    ) -> rm.StockLot:
+        """Open one sealed vial (refused for a recalled or expired lot)."""
+        return await self._on_stock(
+            location_id, lot_number, lambda unit: OpenVials(now=unit.now), metadata
+        )
+
+    async def waste(
+        self,
+        location_id: str,
+        lot_number: str,
+        doses: int,
+        reason: WasteReason,
+        metadata: Metadata | None = None,
+    ) -> rm.StockLot:
+        """Record doses lost at a location."""
+        return await self._on_stock(
+            location_id,
+            lot_number,
+            lambda unit: WasteDoses(doses=doses, reason=reason, now=unit.now),
+            metadata,
+        )
+
+    async def expire_open_vials(
+        self, location_id: str, lot_number: str, metadata: Metadata | None = None
+    ) -> rm.StockLot:
+        """Record the loss of open vials past their usable time."""
+        return await self._on_stock(
+            location_id, lot_number, lambda unit: ExpireOpenVials(now=unit.now), metadata
+        )
+
+    async def consume(self, conn: Connection, event: DoseAdministered, envelope: Envelope) -> None:
+        """A dose was administered: take it from the site's stock, in the consumer's transaction.
+
+        The dose stands whatever the count says; if the stock cannot account for
+        it, a StockDiscrepancyDetected is recorded instead.
+        """
+        at = event.administered_at
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        metadata = Metadata(
+            correlation_id=envelope.correlation_id,
+            causation_id=envelope.event_id,
+            occurred_at=at,
+        )
+        command = ConsumeDose(
+            dose_id=event.dose_id,
+            site_id=event.site_id,
+            lot_number=event.lot_number,
+            product_code=event.product_code,
+            at=at,
+        )
+        await self._on_stock(event.site_id, event.lot_number, lambda _: command, metadata, conn)
+
+    # --- time passing ----------------------------------------------------------
+
+    async def sweep(self) -> SweepResult:
+        """Expire lots past their expiry date and open vials past their usable time."""
+        now = self.clock()
+        lots = await rm.lots_past_expiry(self.store.pool, now.date())
+        for lot_number in lots:
+            await self.expire_lot(lot_number)
+        stale = await rm.stocks_with_stale_vials(self.store.pool, now)
+        for location_id, lot_number in stale:
+            await self.expire_open_vials(location_id, lot_number)
+        return SweepResult(lots_expired=len(lots), stocks_with_expired_vials=len(stale))
