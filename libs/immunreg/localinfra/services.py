@@ -12,7 +12,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from immunreg.config import DEFAULT_PORTS
+from immunreg.config import DEFAULT_PORTS, setting
 from immunreg.localinfra._proc import log, pid_alive, stop_pid
 from immunreg.paths import REPO_ROOT, state_dir
 
@@ -57,7 +57,8 @@ def start_services(
     logs.mkdir(parents=True, exist_ok=True)
     started: list[ServiceProcess] = []
     for name in names:
-        port = (ports or {}).get(name, DEFAULT_PORTS[name])
+        configured = int(setting("PORT", name, str(DEFAULT_PORTS[name])) or DEFAULT_PORTS[name])
+        port = (ports or {}).get(name, configured)
         logfile = logs / f"{name}.log"
         process = subprocess.Popen(
             [sys.executable, "-m", "immunreg.cli", "serve", name],
