@@ -29,6 +29,8 @@ class DoseAdministered(Event, frozen=True, kw_only=True):
     appointment_id: str | None = None
     injection_site: str | None = None
     override_reason: str | None = None
+    # The rules the override_reason overrode (empty when none was needed).
+    overridden_rules: list[str] = []
 
 
 class DoseCorrected(Event, frozen=True, kw_only=True):
@@ -45,6 +47,17 @@ class DoseCorrected(Event, frozen=True, kw_only=True):
     booster: bool = False
     administered_at: datetime
     reason: str
+    # Added with defaults (evolution rules): the rest of the record as corrected, so a
+    # consumer can replace its copy of the dose without keeping the original.
+    site_municipality_code: str = ""
+    citizen_municipality_code: str = ""
+    age_at_vaccination: int | None = None
+    sex: Sex | None = None
+    vaccinator_id: str | None = None
+    appointment_id: str | None = None
+    injection_site: str | None = None
+    override_reason: str | None = None
+    overridden_rules: list[str] = []
 
 
 class DoseVoided(Event, frozen=True, kw_only=True):
@@ -69,6 +82,9 @@ class AdverseEventReported(Event, frozen=True, kw_only=True):
     onset_at: datetime
     serious: bool
     outcome: str
+    site_id: str = ""  # where the dose was given
+    reporter_role: str = ""  # site_staff, admin or citizen (self-report)
+    description: str | None = None
 
 
 CONTEXT = Context(

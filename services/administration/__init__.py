@@ -1,0 +1,1 @@
+"""Administration: dose records, corrections, adverse events, FHIR export (port 8084)."""
