@@ -1,4 +1,17 @@
-"""booking.events.v1: sites, their capacity, and appointments."""
+"""booking.events.v1: sites, their capacity, and appointments.
+
+Three kinds of stream publish here:
+
+- a site's definition (`site-<site>`): SiteDefined;
+- one site's day (`siteday-<site>-<yyyy-mm-dd>`): SiteCapacityChanged, SlotsReserved,
+  SlotsReleased - the slot ledger that keeps a day from being overbooked;
+- an appointment's lifecycle (`appointment-<id>`): AppointmentBooked, AppointmentRescheduled,
+  AppointmentCancelled, AppointmentAttended, AppointmentMissed, and the NotificationRequested
+  each of these asks for.
+
+Every fact is published once: follow appointments from the appointment events, and a
+day's fill from the slot events, never both.
+"""
 
 from __future__ import annotations
 
@@ -38,6 +51,27 @@ class AppointmentBooked(Event, frozen=True, kw_only=True):
     product_code: str
     dose_number: int
     reason: str  # why this site, day and vaccine
+    booster: bool = False
+    run_id: str | None = None  # the scheduling run that booked it (None: a reaction or a person)
+
+
+class SlotsReserved(Event, frozen=True, kw_only=True):
+    """Slots of one product on one site day were taken by these appointments."""
+
+    site_id: str
+    day: date
+    product_code: str
+    appointment_ids: list[str]
+
+
+class SlotsReleased(Event, frozen=True, kw_only=True):
+    """Slots of one product on one site day became free again (cancelled or moved away)."""
+
+    site_id: str
+    day: date
+    product_code: str
+    appointment_ids: list[str]
+    reason: str
 
 
 class AppointmentRescheduled(Event, frozen=True, kw_only=True):
@@ -48,6 +82,7 @@ class AppointmentRescheduled(Event, frozen=True, kw_only=True):
     site_id: str
     day: date
     product_code: str
+    municipality_code: str = ""  # of the new site
 
 
 class AppointmentCancelled(Event, frozen=True, kw_only=True):
@@ -89,6 +124,8 @@ CONTEXT = Context(
     [
         SiteDefined,
         SiteCapacityChanged,
+        SlotsReserved,
+        SlotsReleased,
         AppointmentBooked,
         AppointmentRescheduled,
         AppointmentCancelled,

@@ -1,0 +1,398 @@
+"""Booking's aggregates: Site, SiteDay and Appointment. Pure; no I/O.
+
+    site-<site>                  Site: its definition (default daily capacity per product)
+    siteday-<site>-<yyyy-mm-dd>  SiteDay: the day's capacity override and its slot ledger
+    appointment-<id>             Appointment: booked (-> rescheduled) -> cancelled,
+                                 attended or missed
+
+No overbooking: a booking appends SlotsReserved to the SiteDay at the version it was
+decided on, in the same transaction as the Appointment's AppointmentBooked; two
+writers deciding on the same SiteDay version cannot both commit, and the loser decides
+again on what the winner left (slots.py). The day's capacity is the override when the
+day has one, else the Site's default; a closed day has none.
+
+Lowering a day's capacity below what is booked keeps the appointments already made
+(they are promises to citizens) and books no more; closing a day cancels them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+
+import msgspec
+
+from immunreg.contracts.booking import (
+    CONTEXT,
+    AppointmentAttended,
+    AppointmentBooked,
+    AppointmentCancelled,
+    AppointmentMissed,
+    AppointmentRescheduled,
+    NotificationRequested,
+    SiteCapacityChanged,
+    SiteDefined,
+    SlotsReleased,
+    SlotsReserved,
+)
+from immunreg.contracts.envelope import Event
+from immunreg.domain import Conflict, NotFound, RuleViolation
+from immunreg.eventstore.store import Aggregate
+
+# --- stream ids ---------------------------------------------------------------------
+
+
+def site_stream(site_id: str) -> str:
+    return f"site-{site_id}"
+
+
+def siteday_stream(site_id: str, day: date) -> str:
+    return f"siteday-{site_id}-{day.isoformat()}"
+
+
+def appointment_stream(appointment_id: str) -> str:
+    return f"appointment-{appointment_id}"
+
+
+# --- Site ---------------------------------------------------------------------------
+
+
+class SiteState(msgspec.Struct, frozen=True, kw_only=True):
+    defined: bool = False
+    definition: SiteDefined | None = None
+
+    def daily_capacity(self) -> dict[str, int]:
+        return dict(self.definition.daily_capacity) if self.definition else {}
+
+
+class DefineSite(msgspec.Struct, frozen=True, kw_only=True):
+    definition: SiteDefined
+
+
+def decide_site(state: SiteState, command: DefineSite) -> list[Event]:
+    """A definition that changes nothing records nothing."""
+    if state.definition == command.definition:
+        return []
+    return [command.definition]
+
+
+def evolve_site(state: SiteState, event: Event) -> SiteState:
+    if isinstance(event, SiteDefined):
+        return SiteState(defined=True, definition=event)
+    return state
+
+
+SITE: Aggregate[SiteState, DefineSite] = Aggregate(
+    stream_type="Site",
+    context=CONTEXT,
+    initial=SiteState,
+    evolve=evolve_site,
+    decide=decide_site,
+)
+
+
+# --- SiteDay ------------------------------------------------------------------------
+
+
+class SiteDayState(msgspec.Struct, frozen=True, kw_only=True):
+    """The day's override (None: the site's default applies) and slots taken per product."""
+
+    override: dict[str, int] | None = None
+    closed: bool = False
+    booked: dict[str, int] = {}
+
+    def capacity(self, default: Mapping[str, int]) -> dict[str, int]:
+        """Slots per product that day."""
+        if self.closed:
+            return {}
+        return dict(self.override if self.override is not None else default)
+
+    def free(self, product_code: str, default: Mapping[str, int]) -> int:
+        """Slots of a product still free (never negative)."""
+        total = self.capacity(default).get(product_code, 0)
+        return max(total - self.booked.get(product_code, 0), 0)
+
+
+class Reserve(msgspec.Struct, frozen=True, kw_only=True):
+    site_id: str
+    day: date
+    product_code: str
+    appointment_ids: list[str]
+    default_capacity: dict[str, int]  # the Site's, as loaded in the same transaction
+
+
+class Release(msgspec.Struct, frozen=True, kw_only=True):
+    site_id: str
+    day: date
+    product_code: str
+    appointment_ids: list[str]
+    reason: str
+
+
+class ChangeCapacity(msgspec.Struct, frozen=True, kw_only=True):
+    site_id: str
+    day: date
+    capacity: dict[str, int]
+    closed: bool = False
+
+
+SiteDayCommand = Reserve | Release | ChangeCapacity
+
+
+def decide_siteday(state: SiteDayState, command: SiteDayCommand) -> list[Event]:
+    if isinstance(command, Reserve):
+        if not command.appointment_ids:
+            return []
+        free = state.free(command.product_code, command.default_capacity)
+        if len(command.appointment_ids) > free:
+            raise Conflict(
+                "slot_full",
+                f"{command.site_id} has {free} free slot(s) of {command.product_code} "
+                f"on {command.day.isoformat()}",
+            )
+        return [
+            SlotsReserved(
+                site_id=command.site_id,
+                day=command.day,
+                product_code=command.product_code,
+                appointment_ids=list(command.appointment_ids),
+            )
+        ]
+    if isinstance(command, Release):
+        if not command.appointment_ids:
+            return []
+        return [
+            SlotsReleased(
+                site_id=command.site_id,
+                day=command.day,
+                product_code=command.product_code,
+                appointment_ids=list(command.appointment_ids),
+                reason=command.reason,
+            )
+        ]
+    if state.override == command.capacity and state.closed == command.closed:
+        return []
+    return [
+        SiteCapacityChanged(
+            site_id=command.site_id,
+            day=command.day,
+            capacity=dict(command.capacity),
+            closed=command.closed,
+        )
+    ]
+
+
+def evolve_siteday(state: SiteDayState, event: Event) -> SiteDayState:
+    if isinstance(event, SlotsReserved):
+        booked = dict(state.booked)
+        booked[event.product_code] = booked.get(event.product_code, 0) + len(event.appointment_ids)
+        return msgspec.structs.replace(state, booked=booked)
+    if isinstance(event, SlotsReleased):
+        booked = dict(state.booked)
+        left = booked.get(event.product_code, 0) - len(event.appointment_ids)
+        booked[event.product_code] = max(left, 0)
+        return msgspec.structs.replace(state, booked=booked)
+    if isinstance(event, SiteCapacityChanged):
+        return msgspec.structs.replace(state, override=dict(event.capacity), closed=event.closed)
+    return state
+
+
+SITEDAY: Aggregate[SiteDayState, SiteDayCommand] = Aggregate(
+    stream_type="SiteDay",
+    context=CONTEXT,
+    initial=SiteDayState,
+    evolve=evolve_siteday,
+    decide=decide_siteday,
+    state_type=SiteDayState,
+    snapshot_every=100,
+)
+
+
+# --- Appointment --------------------------------------------------------------------
+
+BOOKED = "booked"
+CANCELLED = "cancelled"
+ATTENDED = "attended"
+MISSED = "missed"
+
+
+class AppointmentState(msgspec.Struct, frozen=True, kw_only=True):
+    status: str = "none"  # none | booked | cancelled | attended | missed
+    appointment_id: str = ""
+    citizen_id: str = ""
+    site_id: str = ""
+    municipality_code: str = ""
+    day: date | None = None
+    product_code: str = ""
+    dose_number: int = 0
+    booster: bool = False
+
+
+class Book(msgspec.Struct, frozen=True, kw_only=True):
+    appointment_id: str
+    citizen_id: str
+    site_id: str
+    municipality_code: str
+    day: date
+    product_code: str
+    dose_number: int
+    booster: bool = False
+    reason: str
+    run_id: str | None = None
+
+
+class Reschedule(msgspec.Struct, frozen=True, kw_only=True):
+    site_id: str
+    municipality_code: str
+    day: date
+
+
+class Cancel(msgspec.Struct, frozen=True, kw_only=True):
+    reason: str
+
+
+class Attend(msgspec.Struct, frozen=True, kw_only=True):
+    dose_id: str
+
+
+class Miss(msgspec.Struct, frozen=True, kw_only=True):
+    pass
+
+
+AppointmentCommand = Book | Reschedule | Cancel | Attend | Miss
+
+
+def _notify(state: AppointmentState, template: str, **extra: str) -> NotificationRequested:
+    """Ids, place, day and product only: the gateway looks up contact details itself."""
+    parameters = {
+        "appointment_id": state.appointment_id,
+        "site_id": state.site_id,
+        "day": state.day.isoformat() if state.day else "",
+        "product_code": state.product_code,
+        "dose_number": str(state.dose_number),
+        **extra,
+    }
+    return NotificationRequested(
+        citizen_id=state.citizen_id, template=template, parameters=parameters
+    )
+
+
+def require_open(state: AppointmentState) -> None:
+    if state.status == "none":
+        raise NotFound("appointment_not_found", "no such appointment")
+    if state.status != BOOKED:
+        raise Conflict("appointment_not_open", f"the appointment is {state.status}")
+
+
+def decide_appointment(state: AppointmentState, command: AppointmentCommand) -> list[Event]:
+    if isinstance(command, Book):
+        if state.status != "none":
+            raise Conflict("appointment_exists", "this appointment was booked already")
+        booked = AppointmentBooked(
+            appointment_id=command.appointment_id,
+            citizen_id=command.citizen_id,
+            site_id=command.site_id,
+            municipality_code=command.municipality_code,
+            day=command.day,
+            product_code=command.product_code,
+            dose_number=command.dose_number,
+            reason=command.reason,
+            booster=command.booster,
+            run_id=command.run_id,
+        )
+        return [booked, _notify(evolve_appointment(state, booked), "appointment_booked")]
+    if isinstance(command, Reschedule):
+        require_open(state)
+        if (command.site_id, command.day) == (state.site_id, state.day):
+            raise RuleViolation("same_slot", "the appointment is already at that site and day")
+        assert state.day is not None
+        moved = AppointmentRescheduled(
+            appointment_id=state.appointment_id,
+            citizen_id=state.citizen_id,
+            from_site_id=state.site_id,
+            from_day=state.day,
+            site_id=command.site_id,
+            day=command.day,
+            product_code=state.product_code,
+            municipality_code=command.municipality_code,
+        )
+        return [moved, _notify(evolve_appointment(state, moved), "appointment_rescheduled")]
+    if isinstance(command, Cancel):
+        if state.status == CANCELLED:
+            return []  # cancelling twice changes nothing
+        require_open(state)
+        assert state.day is not None
+        cancelled = AppointmentCancelled(
+            appointment_id=state.appointment_id,
+            citizen_id=state.citizen_id,
+            site_id=state.site_id,
+            day=state.day,
+            product_code=state.product_code,
+            reason=command.reason,
+        )
+        return [cancelled, _notify(state, "appointment_cancelled", reason=command.reason)]
+    if isinstance(command, Attend):
+        if state.status == ATTENDED:
+            return []
+        if state.status not in (BOOKED, MISSED):  # a dose recorded late still counts
+            require_open(state)
+        assert state.day is not None
+        return [
+            AppointmentAttended(
+                appointment_id=state.appointment_id,
+                citizen_id=state.citizen_id,
+                site_id=state.site_id,
+                day=state.day,
+                dose_id=command.dose_id,
+            )
+        ]
+    if state.status == MISSED:
+        return []
+    require_open(state)
+    assert state.day is not None
+    missed = AppointmentMissed(
+        appointment_id=state.appointment_id,
+        citizen_id=state.citizen_id,
+        site_id=state.site_id,
+        day=state.day,
+        product_code=state.product_code,
+    )
+    return [missed, _notify(state, "appointment_missed")]
+
+
+def evolve_appointment(state: AppointmentState, event: Event) -> AppointmentState:
+    if isinstance(event, AppointmentBooked):
+        return AppointmentState(
+            status=BOOKED,
+            appointment_id=event.appointment_id,
+            citizen_id=event.citizen_id,
+            site_id=event.site_id,
+            municipality_code=event.municipality_code,
+            day=event.day,
+            product_code=event.product_code,
+            dose_number=event.dose_number,
+            booster=event.booster,
+        )
+    if isinstance(event, AppointmentRescheduled):
+        return msgspec.structs.replace(
+            state,
+            site_id=event.site_id,
+            day=event.day,
+            municipality_code=event.municipality_code or state.municipality_code,
+        )
+    if isinstance(event, AppointmentCancelled):
+        return msgspec.structs.replace(state, status=CANCELLED)
+    if isinstance(event, AppointmentAttended):
+        return msgspec.structs.replace(state, status=ATTENDED)
+    if isinstance(event, AppointmentMissed):
+        return msgspec.structs.replace(state, status=MISSED)
+    return state
+
+
+APPOINTMENT: Aggregate[AppointmentState, AppointmentCommand] = Aggregate(
+    stream_type="Appointment",
+    context=CONTEXT,
+    initial=AppointmentState,
+    evolve=evolve_appointment,
+    decide=decide_appointment,
+)

@@ -1,0 +1,115 @@
+"""What the booking API accepts and answers (the OpenAPI document is built from these)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+import msgspec
+
+SITE_ID_PATTERN = r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)*$"  # the id inventory knows the site by
+SiteId = Annotated[str, msgspec.Meta(pattern=SITE_ID_PATTERN, max_length=64)]
+MAX_DAILY_DOSES = 100_000
+Capacity = dict[str, int]  # product code -> doses a day (0..MAX_DAILY_DOSES; checked in app.py)
+OpeningHours = Annotated[
+    str, msgspec.Meta(pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
+]
+
+
+class SiteIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A vaccination site; its default capacity applies to every day without an override."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    municipality_code: str  # 2022 census code
+    address: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+    latitude: Annotated[float, msgspec.Meta(ge=-90, le=90)] | None = None
+    longitude: Annotated[float, msgspec.Meta(ge=-180, le=180)] | None = None
+    opening_hours: OpeningHours = "08:00-20:00"
+    daily_capacity: Capacity = {}
+
+
+class SiteView(msgspec.Struct, frozen=True, kw_only=True):
+    site_id: str
+    name: str
+    municipality_code: str
+    address: str
+    latitude: float | None
+    longitude: float | None
+    opening_hours: str
+    daily_capacity: dict[str, int]
+    version: int
+
+
+class SitePage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[SiteView]
+    next_cursor: str | None = None
+
+
+class SiteQuery(msgspec.Struct, frozen=True, kw_only=True):
+    municipality_code: str | None = None
+    limit: int = 50
+    cursor: str | None = None
+
+
+class DayIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The day's capacity per product (replacing the site's default), or the day closed."""
+
+    capacity: Capacity = {}
+    closed: bool = False
+
+
+class DayView(msgspec.Struct, frozen=True, kw_only=True):
+    site_id: str
+    day: dt.date
+    capacity: dict[str, int]  # what applies that day
+    closed: bool
+    override: bool  # whether the day has its own capacity
+    booked: dict[str, int]
+    cancelled: int = 0  # appointments cancelled because the day closed
+
+
+class RunIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Book from `from_day` (default tomorrow) for `horizon_days` days."""
+
+    from_day: dt.date | None = None
+    horizon_days: Annotated[int, msgspec.Meta(ge=1, le=60)] = 14
+
+
+class AppointmentView(msgspec.Struct, frozen=True, kw_only=True):
+    appointment_id: str
+    citizen_id: str
+    site_id: str
+    municipality_code: str
+    day: dt.date
+    product_code: str
+    dose_number: int
+    booster: bool
+    status: str  # booked | cancelled | attended | missed
+    reason: str  # why this site, day and vaccine
+    status_reason: str | None = None
+    booked_at: dt.datetime
+
+
+class CitizenAppointments(msgspec.Struct, frozen=True, kw_only=True):
+    citizen_id: str
+    items: list[AppointmentView]
+
+
+class RescheduleIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Another day, and optionally another site (default: the same site)."""
+
+    day: dt.date
+    site_id: SiteId | None = None
+
+
+class SiteDayQuery(msgspec.Struct, frozen=True, kw_only=True):
+    date: dt.date
+    limit: int = 100
+    cursor: str | None = None
+
+
+class SiteDayAppointments(msgspec.Struct, frozen=True, kw_only=True):
+    site_id: str
+    day: dt.date
+    items: list[AppointmentView]
+    next_cursor: str | None = None

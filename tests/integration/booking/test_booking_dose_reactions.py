@@ -1,0 +1,105 @@
+"""The dose reactions through the service's own handlers (no Kafka): voided doses, changed
+conditions, a late dose for a missed appointment."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from immunreg.contracts import administration, registration
+from immunreg.contracts.administration import DoseAdministered, DoseVoided
+from immunreg.contracts.registration import PreferencesChanged
+from services.booking import readmodel
+from services.booking.config import BookingConfig
+
+from .conftest import PFIZER, Booking, envelope_of, new_site_id
+
+
+def dose(citizen_id: str, site: str, dose_id: str, **changes: object) -> DoseAdministered:
+    values: dict[str, object] = {
+        "dose_id": dose_id,
+        "citizen_id": citizen_id,
+        "site_id": site,
+        "site_municipality_code": "70092",
+        "citizen_municipality_code": "70092",
+        "product_code": PFIZER,
+        "lot_number": "LOT-1",
+        "dose_number": 1,
+        "series_length": 2,
+        "series_complete": False,
+        "administered_at": datetime.now(UTC),
+        "age_at_vaccination": 50,
+        "sex": "female",
+        "vaccinator_id": "v1",
+    }
+    values.update(changes)
+    return DoseAdministered(**values)  # type: ignore[arg-type]
+
+
+async def given(booking: Booking, event: DoseAdministered | DoseVoided) -> None:
+    await booking.feed(
+        administration.CONTEXT,
+        event,
+        envelope_of(administration.CONTEXT, event, f"dose-{event.dose_id}", "DoseRecord"),
+    )
+
+
+async def test_a_voided_dose_cancels_the_next_one_and_the_citizen_waits_again(
+    booking: Booking,
+) -> None:
+    site = new_site_id()
+    await booking.define_site(site, capacity={PFIZER: 10})
+    await booking.stock(site, PFIZER, 50)
+    citizen = await booking.register()
+    first = str(uuid.uuid4())
+
+    await given(booking, dose(citizen, site, first))
+    await given(booking, dose(citizen, site, first))  # the same dose again changes nothing
+    (second,) = await booking.appointments_of(citizen)
+    assert (second["dose_number"], second["site_id"], second["status"]) == (2, site, "booked")
+    today = BookingConfig().today()
+    day = datetime.fromisoformat(second["day"]).date()
+    assert today + timedelta(days=21) <= day <= today + timedelta(days=42)
+
+    voided = DoseVoided(
+        dose_id=first,
+        citizen_id=citizen,
+        site_id=site,
+        product_code=PFIZER,
+        lot_number="LOT-1",
+        dose_number=1,
+        reason="entered in error",
+    )
+    await given(booking, voided)
+    (cancelled,) = await booking.appointments_of(citizen)
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["status_reason"].startswith("dose_voided")
+    (waiting,) = await readmodel.waiting_citizens(booking.pool, [citizen])
+    assert waiting.due.dose_number == 1
+
+
+async def test_a_new_contraindication_cancels_the_open_appointment(booking: Booking) -> None:
+    site = new_site_id()
+    await booking.define_site(site, capacity={PFIZER: 10})
+    await booking.stock(site, PFIZER, 50)
+    citizen = await booking.register()
+    await booking.run(BookingConfig().today() + timedelta(days=1), 2)
+    (booked,) = await booking.appointments_of(citizen)
+    assert booked["product_code"] == PFIZER
+    changed = PreferencesChanged(
+        citizen_id=citizen,
+        vaccine_preferences=["any"],
+        preferred_municipality_code=None,
+        priority_group="general",
+        conditions=["severe_allergy_peg"],
+    )
+    await booking.feed(
+        registration.CONTEXT,
+        changed,
+        envelope_of(registration.CONTEXT, changed, citizen, "Citizen", version=2),
+    )
+    (cancelled,) = await booking.appointments_of(citizen)
+    assert cancelled["status"] == "cancelled"
+    assert "contraindicated" in cancelled["status_reason"]
+    summary = await booking.run(BookingConfig().today() + timedelta(days=1), 2)
+    assert summary["waiting"] == {"no_capacity": 1}  # the site offers only Comirnaty

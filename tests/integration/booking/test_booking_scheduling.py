@@ -1,0 +1,279 @@
+"""Scheduling runs over a real app and database: concurrent runs, cancel, reschedule, no-shows."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from datetime import UTC, date, datetime, time, timedelta
+
+from immunreg.contracts import booking as booking_events
+from services.booking import readmodel
+from services.booking.config import BookingConfig
+from services.booking.runs import mark_no_shows
+
+from .conftest import AZ, PFIZER, SINOPHARM, Booking, new_site_id
+
+MUNICIPALITIES = ["70092", "70122", "70165"]  # three Belgrade municipalities
+GROUPS = ["general", "general", "chronic_patient", "health_worker", "critical_worker"]
+
+
+def today() -> date:
+    return BookingConfig().today()
+
+
+async def test_concurrent_runs_book_each_citizen_once_and_overbook_nothing(
+    booking: Booking,
+) -> None:
+    rng = random.Random(7)
+    sites = {}
+    for i in range(6):
+        site_id = new_site_id()
+        capacity = {PFIZER: rng.randint(1, 4), AZ: rng.randint(0, 3), SINOPHARM: rng.randint(1, 3)}
+        await booking.define_site(site_id, MUNICIPALITIES[i % 3], capacity)
+        sites[site_id] = capacity
+        for product in capacity:
+            await booking.stock(site_id, product, rng.randint(5, 40))
+    citizens = [
+        await booking.register(
+            municipality_code=rng.choice(MUNICIPALITIES),
+            priority_group=rng.choice(GROUPS),
+            vaccine_preferences=rng.choice([["any"], [PFIZER], [AZ, SINOPHARM], [SINOPHARM]]),
+            birth_date=date(rng.randint(1940, 2004), rng.randint(1, 12), rng.randint(1, 28)),
+        )
+        for _ in range(220)
+    ]
+    start = today() + timedelta(days=1)
+
+    # Two identical runs, and one over a later period: the last plans other citizens into
+    # the shared days, so only the SiteDay's version check keeps those days from overflowing.
+    first, second, third = await asyncio.gather(
+        booking.run(start, 5), booking.run(start, 5), booking.run(start + timedelta(days=1), 4)
+    )
+    runs = (first, second, third)
+
+    appointments = await booking.pool.fetch(
+        "SELECT citizen_id, site_id, day, product_code, status FROM appointments"
+    )
+    # Each citizen booked once: one row, one AppointmentBooked event.
+    per_citizen = Counter(r["citizen_id"] for r in appointments)
+    assert max(per_citizen.values()) == 1
+    booked_events = await booking.pool.fetch(
+        "SELECT data->>'citizen_id' AS citizen_id FROM events WHERE type = 'AppointmentBooked'"
+    )
+    assert len(booked_events) == len(appointments) == len({r["citizen_id"] for r in booked_events})
+    assert set(per_citizen) <= set(citizens)
+    # No site day over its capacity, counted from the appointments and from the slot ledger.
+    per_slot = Counter((r["site_id"], r["day"], r["product_code"]) for r in appointments)
+    for (site_id, _, product), count in per_slot.items():
+        assert count <= sites[site_id][product], (site_id, product, count)
+    reserved = await booking.pool.fetch(
+        "SELECT data->>'site_id' AS site, data->>'product_code' AS product, data->>'day' AS day, "
+        "sum(jsonb_array_length(data->'appointment_ids')) AS n FROM events "
+        "WHERE type = 'SlotsReserved' GROUP BY 1, 2, 3"
+    )
+    assert reserved and all(r["n"] <= sites[r["site"]][r["product"]] for r in reserved)
+    # No site booked beyond its stock.
+    stock = {
+        (r["site_id"], r["product_code"]): r["doses_available"]
+        for r in await booking.pool.fetch("SELECT * FROM site_stock")
+    }
+    per_stock = Counter((r["site_id"], r["product_code"]) for r in appointments)
+    assert all(n <= stock[k] for k, n in per_stock.items())
+    # The runs account for every booking between them, and there was contention.
+    assert sum(r["booked"] for r in runs) == len(appointments) > 0
+    assert sum(r["booked_elsewhere"] + r["replanned"] for r in runs) > 0
+    for summary in runs:
+        assert summary["considered"] <= len(citizens)  # a run may start after another booked
+        assert set(summary["waiting"]) <= {
+            "no_capacity",
+            "no_stock",
+            "slot_taken",
+            "no_eligible_product",
+            "contraindicated",
+            "outside_horizon",
+        }
+    # Every booking says why.
+    reasons = await booking.pool.fetch("SELECT reason FROM appointments")
+    assert all("served in order of priority" in r["reason"] for r in reasons)
+    # Calm runs afterwards may book what contention left waiting ("slot_taken"); then a
+    # run books nothing more, and nothing is over capacity still.
+    await booking.run(start, 5)
+    assert (await booking.run(start, 5))["booked"] == 0
+    final = Counter(
+        (r["site_id"], r["product_code"], r["day"])
+        for r in await booking.pool.fetch("SELECT * FROM appointments")
+    )
+    assert all(n <= sites[site][product] for (site, product, _), n in final.items())
+
+
+async def test_cancel_frees_the_slot_and_rescheduling_to_a_full_day_is_409(
+    booking: Booking,
+) -> None:
+    site = new_site_id()
+    await booking.define_site(site, capacity={PFIZER: 1})
+    await booking.stock(site, PFIZER, 100)
+    day1 = today() + timedelta(days=1)
+    day2 = day1 + timedelta(days=1)
+    ana = await booking.register()
+    ben = await booking.register()
+    summary = await booking.run(day1, 2)
+    assert summary["booked"] == 2
+    (ana_appt,) = await booking.appointments_of(ana)
+    (ben_appt,) = await booking.appointments_of(ben)
+    assert (ana_appt["day"], ben_appt["day"]) == (day1.isoformat(), day2.isoformat())
+    assert ana_appt["status"] == "booked" and "Comirnaty" in ana_appt["reason"]
+
+    full = await booking.client.post(
+        f"/v1/appointments/{ana_appt['appointment_id']}/reschedule",
+        json={"day": day2.isoformat()},
+        headers=booking.citizen(ana),
+    )
+    assert full.status == 409
+    assert (await full.json())["code"] == "slot_full"
+
+    other = await booking.client.post(
+        f"/v1/appointments/{ben_appt['appointment_id']}/cancel", headers=booking.citizen(ana)
+    )
+    assert other.status == 404  # another citizen's appointment is not there for you
+
+    cancelled = await booking.client.post(
+        f"/v1/appointments/{ben_appt['appointment_id']}/cancel", headers=booking.citizen(ben)
+    )
+    assert cancelled.status == 200
+    assert (await cancelled.json())["status"] == "cancelled"
+    again = await booking.client.post(
+        f"/v1/appointments/{ben_appt['appointment_id']}/cancel", headers=booking.citizen(ben)
+    )
+    assert again.status == 200  # cancelling twice changes nothing
+
+    moved = await booking.client.post(
+        f"/v1/appointments/{ana_appt['appointment_id']}/reschedule",
+        json={"day": day2.isoformat()},
+        headers=booking.citizen(ana),
+    )
+    assert moved.status == 200, await moved.text()
+    assert (await moved.json())["day"] == day2.isoformat()
+
+    # Day 1 is free again. Ben cancelled but is still registered, so he is waiting again and,
+    # registered before Carl, gets it; Carl, the newcomer, finds no room.
+    carl = await booking.register()
+    rerun = await booking.run(day1, 2)
+    assert rerun["booked"] == 1 and rerun["waiting"] == {"no_capacity": 1}
+    assert await booking.appointments_of(carl) == []
+    ben_now = [a for a in await booking.appointments_of(ben) if a["status"] == "booked"]
+    assert [a["day"] for a in ben_now] == [day1.isoformat()]
+
+    listing = await booking.client.get(
+        f"/v1/sites/{site}/appointments",
+        params={"date": day2.isoformat()},
+        headers=booking.auth("site_staff", site_id=site),
+    )
+    assert listing.status == 200
+    day2_list = [(a["citizen_id"], a["status"]) for a in (await listing.json())["items"]]
+    assert sorted(day2_list) == sorted([(ana, "booked"), (ben, "cancelled")])
+    foreign = await booking.client.get(
+        f"/v1/sites/{site}/appointments",
+        params={"date": day2.isoformat()},
+        headers=booking.auth("site_staff", site_id="SITE-OTHER"),
+    )
+    assert foreign.status == 403
+
+    released = await booking.pool.fetchval(
+        "SELECT count(*) FROM events WHERE type = 'SlotsReleased'"
+    )
+    notifications = await booking.pool.fetch(
+        "SELECT data->>'template' AS t FROM events WHERE type = 'NotificationRequested'"
+    )
+    assert released == 2  # the cancellation and the move
+    assert Counter(n["t"] for n in notifications) == {
+        "appointment_booked": 3,  # Ana, Ben, Ben again
+        "appointment_cancelled": 1,
+        "appointment_rescheduled": 1,
+    }
+
+
+async def test_closing_a_day_cancels_its_appointments(booking: Booking) -> None:
+    site = new_site_id()
+    await booking.define_site(site, capacity={PFIZER: 5})
+    await booking.stock(site, PFIZER, 100)
+    day = today() + timedelta(days=1)
+    citizen = await booking.register()
+    await booking.run(day, 1)
+    closed = await booking.client.put(
+        f"/v1/sites/{site}/days/{day.isoformat()}", json={"closed": True}, headers=booking.admin
+    )
+    assert closed.status == 200, await closed.text()
+    body = await closed.json()
+    assert (body["closed"], body["cancelled"], body["capacity"]) == (True, 1, {})
+    (appointment,) = await booking.appointments_of(citizen)
+    assert (appointment["status"], appointment["status_reason"]) == ("cancelled", "site_closed")
+    summary = await booking.run(day, 1)
+    assert summary["booked"] == 0 and summary["waiting"] == {"no_capacity": 1}
+
+
+async def test_a_missed_appointment_is_marked_and_the_citizen_booked_again(
+    booking: Booking,
+) -> None:
+    site = new_site_id()
+    await booking.define_site(site, capacity={PFIZER: 5})
+    await booking.stock(site, PFIZER, 100)
+    day = today() + timedelta(days=1)
+    citizen = await booking.register()
+    await booking.run(day, 1)
+    config = BookingConfig()
+    # The evening of the day itself: nothing is a no-show yet.
+    evening = datetime.combine(day, time(23, 0), tzinfo=config.timezone)
+    assert await mark_no_shows(booking.store, now=evening, config=config) == 0
+    after = datetime.combine(day + timedelta(days=1), time(0, 5), tzinfo=config.timezone)
+    assert await mark_no_shows(booking.store, now=after.astimezone(UTC), config=config) == 1
+    assert await mark_no_shows(booking.store, now=after, config=config) == 0
+    (missed,) = await booking.appointments_of(citizen)
+    assert missed["status"] == "missed"
+    assert [c.citizen_id for c in await readmodel.waiting_citizens(booking.pool)] == [citizen]
+    rebooked = await booking.run(day + timedelta(days=1), 1)
+    assert rebooked["booked"] == 1
+    statuses = sorted(a["status"] for a in await booking.appointments_of(citizen))
+    assert statuses == ["booked", "missed"]
+    templates = await booking.pool.fetch(
+        "SELECT data->>'template' AS t FROM events WHERE type = 'NotificationRequested'"
+    )
+    assert "appointment_missed" in {t["t"] for t in templates}
+    assert booking_events.CONTEXT.knows("AppointmentMissed")
+
+
+async def test_concurrent_reschedules_into_a_nearly_full_day_overbook_nothing(
+    booking: Booking,
+) -> None:
+    site = new_site_id()
+    await booking.define_site(site, capacity={PFIZER: 10})
+    await booking.stock(site, PFIZER, 100)
+    day1 = today() + timedelta(days=1)
+    target = day1 + timedelta(days=3)
+    override = await booking.client.put(
+        f"/v1/sites/{site}/days/{target.isoformat()}",
+        json={"capacity": {PFIZER: 2}},
+        headers=booking.admin,
+    )
+    assert override.status == 200 and (await override.json())["capacity"] == {PFIZER: 2}
+    citizens = [await booking.register() for _ in range(10)]
+    assert (await booking.run(day1, 1))["booked"] == 10
+    appointments = [(c, (await booking.appointments_of(c))[0]) for c in citizens]
+
+    async def move(citizen: str, appointment: dict[str, object]) -> int:
+        response = await booking.client.post(
+            f"/v1/appointments/{appointment['appointment_id']}/reschedule",
+            json={"day": target.isoformat()},
+            headers=booking.citizen(citizen),
+        )
+        return response.status
+
+    statuses = await asyncio.gather(*(move(c, a) for c, a in appointments))
+    assert Counter(statuses) == {200: 2, 409: 8}
+    on_target = await booking.pool.fetchval(
+        "SELECT count(*) FROM appointments WHERE site_id = $1 AND day = $2", site, target
+    )
+    on_day1 = await booking.pool.fetchval(
+        "SELECT count(*) FROM appointments WHERE site_id = $1 AND day = $2", site, day1
+    )
+    assert (on_target, on_day1) == (2, 8)
