@@ -19,6 +19,7 @@ from immunreg.eventstore import EventStore, OutboxSignal
 from immunreg.eventstore.database import Connection
 from immunreg.eventstore.relay import OutboxRelay
 from immunreg.messaging import EventConsumer, Reactions
+from immunreg.observability.metrics import Metrics
 from immunreg.paths import REPO_ROOT
 
 from ..conftest import SchemaFactory, unique_name
@@ -226,3 +227,43 @@ async def test_positions_come_from_postgres_not_kafka_committed_offsets(
         async with background(consumer.run()):
             await wait_until(pool, "SELECT count(*) FROM applications", 100)
             assert consumer.joined.is_set()
+
+
+async def test_a_caught_up_consumer_reports_no_lag_despite_transaction_markers(
+    make_schema: SchemaFactory, dsn: str, bootstrap: str, kafka: KafkaTools
+) -> None:
+    schema, pool = await make_schema()
+    await pool.execute(APPLICATIONS_DDL)
+    name = unique_name()
+    ctx = tally_context(name)
+    await kafka.create(ctx.topic)
+    await publish_history(pool, schema, dsn, bootstrap, ctx, streams=6, each=10)
+    reactions = Reactions()
+
+    @reactions.on(ctx, Counted)
+    async def counted(conn: Connection, event: Counted, envelope: Envelope) -> None:
+        await conn.execute(
+            "INSERT INTO applications VALUES ($1, $2, $3)",
+            envelope.event_id,
+            envelope.stream_id,
+            envelope.version,
+        )
+
+    metrics = Metrics("lag-test")
+    consumer = EventConsumer(pool, bootstrap, f"group-{name}", reactions, metrics=metrics)
+    async with background(consumer.run()):
+        await wait_until(pool, "SELECT count(*) FROM applications", 60)
+        lags: list[float] = []
+        for _ in range(30):
+            await asyncio.sleep(0.2)
+            lags = [
+                sample.value
+                for family in metrics.registry.collect()
+                if family.name == "immunreg_consumer_lag_messages"
+                for sample in family.samples
+                if sample.labels["topic"] == ctx.topic
+            ]
+            if len(lags) == 3 and not any(lags):
+                break
+    assert len(lags) == 3, "one gauge per partition"
+    assert lags == [0, 0, 0]
