@@ -7,6 +7,8 @@
   to hand a data key to another service that holds the private key.
 - `ensure_key_file`: a symmetric key kept in a file (base64), created
   atomically on first use for development set-ups.
+- `ensure_rsa_key_pair`: the same for an RSA key pair (PEM), e.g. the one a
+  recipient service unwraps granted data keys with in development.
 
 Sealed values travel as `immunreg.contracts.common.Sealed` (standard base64,
 padded). The nonce is 96 random bits per seal: with one key per citizen the
@@ -145,6 +147,43 @@ def ensure_key_file(path: Path) -> bytes:
         finally:
             tmp.unlink(missing_ok=True)
     return read_key_file(path)
+
+
+def ensure_rsa_key_pair(private_path: Path, public_path: Path) -> rsa.RSAPrivateKey:
+    """The RSA private key in `private_path`, creating a 3072-bit one first if missing,
+    and its public half (SubjectPublicKeyInfo PEM) in `public_path`.
+
+    Safe when several processes start at once: the private key appears
+    atomically (hard link of a finished temporary file) and the public key is
+    always derived from whichever private key won.
+    """
+    if not private_path.exists():
+        private_path.parent.mkdir(parents=True, exist_ok=True)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        tmp = private_path.with_name(f".{private_path.name}.{uuid.uuid4().hex}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(pem)
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, private_path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    private_key = load_private_key(private_path.read_bytes())
+    public_pem = private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    if not public_path.exists() or public_path.read_bytes() != public_pem:
+        public_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = public_path.with_name(f".{public_path.name}.{uuid.uuid4().hex}")
+        tmp.write_bytes(public_pem)
+        tmp.replace(public_path)
+    return private_key
 
 
 def _check_key(key: bytes) -> None:

@@ -12,7 +12,9 @@ Settings (each `REGISTRATION_<NAME>`, or `Settings.extra[<NAME>]`):
   first start.
 - `KEY_RECIPIENTS`: `name=/path/public.pem[,name=/path.pem]`, RSA public keys
   of services that get each citizen's data key (`PersonalDataKeyGranted`).
-  Empty by default.
+  Unset: the development default, `certificates` with the key pair in
+  `<state_dir>/keys/certificates-{private,public}.pem` (created on first start
+  by whichever of registration and certificates starts first). `none`: no one.
 
 A file named explicitly must exist: only the development defaults are created.
 """
@@ -38,6 +40,7 @@ from immunreg.eventstore.database import Connection
 from immunreg.paths import state_dir
 from immunreg.sealing import (
     ensure_key_file,
+    ensure_rsa_key_pair,
     key_fingerprint,
     load_public_key,
     new_data_key,
@@ -52,6 +55,11 @@ KEK_FILE = "registration-kek.key"
 CITIZEN_ID_PREFIX = "c-"
 CITIZEN_ID_LENGTH = 20  # base32 characters: 100 bits of the HMAC
 CITIZEN_ID = re.compile(r"c-[a-z2-7]{20}")
+# The development key recipient (the certificates service reads the private half).
+DEV_RECIPIENT = "certificates"
+DEV_RECIPIENT_PRIVATE_FILE = "certificates-private.pem"
+DEV_RECIPIENT_PUBLIC_FILE = "certificates-public.pem"
+NO_RECIPIENTS = "none"
 
 _sealed_encoder = msgspec.json.Encoder()
 _sealed_decoder = msgspec.json.Decoder(Sealed)
@@ -119,7 +127,12 @@ def parse_recipients(spec: str) -> dict[str, Path]:
 def load_key_ring(settings: Settings) -> KeyRing:
     """The keys named by the settings (development defaults created when missing)."""
     recipients: dict[str, rsa.RSAPublicKey] = {}
-    for name, path in parse_recipients(_setting(settings, "KEY_RECIPIENTS") or "").items():
+    spec = _setting(settings, "KEY_RECIPIENTS")
+    if not spec:
+        recipients[DEV_RECIPIENT] = _dev_recipient()
+    elif spec.strip().lower() == NO_RECIPIENTS:
+        spec = ""
+    for name, path in parse_recipients(spec or "").items():
         try:
             recipients[name] = load_public_key(path.read_bytes())
         except (OSError, ValueError) as exc:
@@ -129,6 +142,17 @@ def load_key_ring(settings: Settings) -> KeyRing:
         kek=_key_file(settings, "KEK_FILE", KEK_FILE),
         recipients=recipients,
     )
+
+
+def _dev_recipient() -> rsa.RSAPublicKey:
+    keys = state_dir() / "keys"
+    try:
+        private = ensure_rsa_key_pair(
+            keys / DEV_RECIPIENT_PRIVATE_FILE, keys / DEV_RECIPIENT_PUBLIC_FILE
+        )
+    except (OSError, ValueError) as exc:
+        raise KeyConfigError(f"development key recipient {DEV_RECIPIENT}: {exc}") from exc
+    return private.public_key()
 
 
 _RECORD_ID_KEY = """

@@ -1,13 +1,20 @@
-"""certificates.events.v1: vaccination certificates issued and revoked."""
+"""certificates.events.v1: vaccination certificates issued and revoked.
+
+One stream per dose (`certificate-<dose_id>`): the dose's certificate, and the
+ones that replaced it after a correction. Events carry no names: the signed
+certificate (which does) is kept by the certificates service only.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from immunreg.contracts.envelope import Context, Event
 
 
 class CertificateIssued(Event, frozen=True, kw_only=True):
+    """An EU DCC vaccination certificate was signed for a dose (dose n of m)."""
+
     uvci: str
     citizen_id: str
     dose_id: str
@@ -16,14 +23,23 @@ class CertificateIssued(Event, frozen=True, kw_only=True):
     product_code: str
     issued_at: datetime
     expires_at: datetime
-    key_id: str
-    supersedes: str | None = None
+    key_id: str  # base64 of the signing key's kid (first 8 bytes of SHA-256 of its DSC)
+    supersedes: str | None = None  # the UVCI this certificate replaces
+    # Added with defaults (evolution rules):
+    vaccination_date: date | None = None  # `dt`, the date in Serbia's time zone
+    country: str = "RS"  # `co`
 
 
 class CertificateRevoked(Event, frozen=True, kw_only=True):
+    """A certificate no longer holds: dose_corrected (see superseded_by), dose_voided,
+    lot_recalled or citizen_erased. Its UVCI hash is on the published revocation list."""
+
     uvci: str
     citizen_id: str
     reason: str
+    # Added with defaults (evolution rules):
+    dose_id: str = ""
+    superseded_by: str | None = None
 
 
 CONTEXT = Context("certificates", [CertificateIssued, CertificateRevoked])

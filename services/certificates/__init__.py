@@ -1,0 +1,1 @@
+"""Certificates: signed, verifiable EU DCC vaccination certificates (port 8085)."""

@@ -1,0 +1,366 @@
+"""Certificates: signed, verifiable EU DCC vaccination certificates (port 8085).
+
+Certificates are issued, re-issued and revoked by reactions (reactions.py);
+this API serves them and verifies anyone's:
+
+- a citizen reads their own certificates (admins any): the `HC1:` string, the
+  QR code as PNG or SVG, a printable page;
+- anyone verifies an `HC1:` string, and downloads the trust list (every DSC
+  that signed here, and the foreign ones configured) and the revocation list
+  (hashed UVCIs) to verify offline;
+- an admin rotates the development signing key.
+
+A UVCI in a path must be percent-encoded (`#` is `%23`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import asyncpg
+import msgspec
+from aiohttp import web
+
+from immunreg.contracts.certificates import CONTEXT
+from immunreg.http.api import Api, json_response
+from immunreg.http.app import SETTINGS_KEY, STORE_KEY
+from immunreg.http.auth import Principal, Role, current_principal
+from immunreg.http.keys import METRICS_KEY, POOL_KEY
+from immunreg.http.problems import FieldError, Problem
+from immunreg.http.versioning import Page, decode_cursor, encode_cursor, page_limit
+from immunreg.service import Resource, Service
+
+from . import readmodel as rm
+from . import render
+from .keys import kid_text
+from .office import CertificateOffice, OfficeMetrics
+from .reactions import OfficeSlot, build_reactions
+from .uvci import is_uvci
+from .verify import Reason, Verification, uvci_sha256, verify
+
+SCHEMA_FILE = Path(__file__).with_name("schema.sql")
+OFFICE_KEY = web.AppKey("certificate_office", CertificateOffice)
+OWNERS = {Role.CITIZEN, Role.ADMIN}
+MAX_HC1_LENGTH = 8192  # a QR code holds at most 4296 alphanumeric characters
+CITIZEN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
+# The page needs no script and loads nothing: say so to the browser.
+PAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+
+api = Api(
+    "immunreg certificates",
+    "1.0.0",
+    "EU Digital COVID Certificates for every recorded dose: fetch (HC1, QR, printable page), "
+    "verify, trust list and revocation list.",
+)
+
+
+class VerifyRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An `HC1:` string as a QR code holds it; `at` verifies at another moment (default now)."""
+
+    hc1: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_HC1_LENGTH)]
+    at: datetime | None = None
+
+
+class VerifyResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The verdict and what the certificate says (`payload`: the decoded DCC, when decodable).
+
+    `reason`: ok, malformed, unknown_key, bad_signature, wrong_key_usage, revoked, expired.
+    """
+
+    valid: bool
+    reason: Reason
+    detail: str
+    kid: str | None
+    issuer: str | None
+    issued_at: datetime | None
+    expires_at: datetime | None
+    uvci: str | None
+    payload: dict[str, Any] | None
+
+
+def _result(verification: Verification) -> VerifyResult:
+    return VerifyResult(
+        valid=verification.valid,
+        reason=verification.reason,
+        detail=verification.detail,
+        kid=kid_text(verification.kid) if verification.kid is not None else None,
+        issuer=verification.issuer,
+        issued_at=verification.issued_at,
+        expires_at=verification.expires_at,
+        uvci=verification.uvci,
+        payload=verification.payload,
+    )
+
+
+def pool_of(request: web.Request) -> asyncpg.Pool:
+    """The service's pool."""
+    return request.app[POOL_KEY]
+
+
+def _office(request: web.Request) -> CertificateOffice:
+    return request.app[OFFICE_KEY]
+
+
+def _principal(request: web.Request) -> Principal:
+    principal = current_principal(request)
+    assert principal is not None  # every route here that calls this declares roles
+    return principal
+
+
+def _require_own(principal: Principal, citizen_id: str) -> None:
+    if not principal.can_access_citizen(citizen_id):
+        raise Problem.forbidden(
+            "a citizen may read only their own certificates", code="other_citizen"
+        )
+
+
+async def _certificate(request: web.Request) -> rm.CertificateView:
+    uvci = request.match_info["uvci"]
+    found = await rm.certificate(request.app[POOL_KEY], uvci) if is_uvci(uvci) else None
+    if found is None:
+        raise Problem.not_found("no certificate has this UVCI (percent-encode # as %23)")
+    _require_own(_principal(request), found.citizen_id)
+    return found
+
+
+async def _signed(request: web.Request) -> tuple[rm.CertificateView, str]:
+    found = await _certificate(request)
+    if found.hc1 is None:
+        raise Problem(410, "the citizen's personal data was erased", code="citizen_erased")
+    return found, found.hc1
+
+
+# --- a citizen's certificates ----------------------------------------------------------
+
+
+@api.get(
+    "/v1/citizens/{citizen_id}/certificates",
+    responses={200: rm.CitizenCertificates, 403: None, 404: None},
+    roles=OWNERS,
+    summary="A citizen's certificates",
+    tags=["certificates"],
+)
+async def citizen_certificates(request: web.Request) -> web.StreamResponse:
+    """Every certificate issued for the citizen's doses (newest first, revoked ones too,
+    each with its `HC1:` string) and the doses whose certificate waits for the citizen's
+    names. A citizen token reads only its own."""
+    citizen_id = request.match_info["citizen_id"]
+    if not CITIZEN_ID.fullmatch(citizen_id):
+        raise Problem.not_found("no citizen has this id")
+    _require_own(_principal(request), citizen_id)
+    return json_response(await rm.citizen_certificates(request.app[POOL_KEY], citizen_id))
+
+
+@api.get(
+    "/v1/certificates/{uvci}",
+    responses={200: rm.CertificateView, 403: None, 404: None},
+    roles=OWNERS,
+    summary="One certificate",
+    tags=["certificates"],
+)
+async def read_certificate(request: web.Request) -> web.StreamResponse:
+    """The certificate, its status and its `HC1:` string (null once the citizen was erased)."""
+    return json_response(await _certificate(request))
+
+
+@api.get(
+    "/v1/certificates/{uvci}/qr.png",
+    responses={200: None, 403: None, 404: None, 410: None},
+    roles=OWNERS,
+    summary="The certificate's QR code (image/png)",
+    tags=["certificates"],
+)
+async def qr_png(request: web.Request) -> web.StreamResponse:
+    """The `HC1:` string as a QR code, error correction level Q, PNG."""
+    _, hc1 = await _signed(request)
+    return web.Response(
+        body=render.qr_png(hc1), content_type="image/png", headers={"Cache-Control": "private"}
+    )
+
+
+@api.get(
+    "/v1/certificates/{uvci}/qr.svg",
+    responses={200: None, 403: None, 404: None, 410: None},
+    roles=OWNERS,
+    summary="The certificate's QR code (image/svg+xml)",
+    tags=["certificates"],
+)
+async def qr_svg(request: web.Request) -> web.StreamResponse:
+    """The `HC1:` string as a QR code, error correction level Q, SVG."""
+    _, hc1 = await _signed(request)
+    return web.Response(
+        body=render.qr_svg(hc1),
+        content_type="image/svg+xml",
+        headers={"Cache-Control": "private"},
+    )
+
+
+@api.get(
+    "/v1/certificates/{uvci}/print",
+    responses={200: None, 403: None, 404: None, 410: None},
+    roles=OWNERS,
+    summary="The certificate as a printable page (text/html)",
+    tags=["certificates"],
+)
+async def print_certificate(request: web.Request) -> web.StreamResponse:
+    """Names, birth date, the vaccination, the UVCI and the QR code, laid out for A4."""
+    found, hc1 = await _signed(request)
+    page = render.print_page(
+        hc1,
+        status=found.status,
+        revocation_reason=found.revocation_reason,
+        issued_at=found.issued_at,
+        expires_at=found.expires_at,
+    )
+    return web.Response(
+        text=page,
+        content_type="text/html",
+        charset="utf-8",
+        headers={"Content-Security-Policy": PAGE_POLICY, "Cache-Control": "private"},
+    )
+
+
+# --- verifying ------------------------------------------------------------------------
+
+
+@api.post(
+    "/v1/verify",
+    body=VerifyRequest,
+    responses={200: VerifyResult},
+    summary="Verify an HC1 certificate",
+    tags=["verification"],
+)
+async def verify_certificate(request: web.Request, body: VerifyRequest) -> web.StreamResponse:
+    """Valid or not, and why: `malformed`, `unknown_key` (kid not on the trust list),
+    `bad_signature`, `wrong_key_usage` (the DSC may not sign this kind of certificate),
+    `revoked` (on this registry's revocation list), `expired` (past the CWT expiry at
+    `at`, default now). Public; nothing is stored."""
+    office = _office(request)
+    now = body.at or datetime.now(UTC)
+    if now.tzinfo is None:
+        raise Problem.unprocessable(
+            errors=[FieldError("body.at", "give a time zone (e.g. 2021-06-01T12:00:00Z)")]
+        )
+    result = verify(body.hc1, office.trust, now)
+    if result.reason is Reason.UNKNOWN_KEY and result.kid is not None:
+        result = verify(body.hc1, await office.trust_for(result.kid), now)
+    uvci = result.uvci
+    signed = result.reason in (Reason.OK, Reason.EXPIRED)
+    if signed and uvci is not None and await rm.is_revoked(pool_of(request), uvci_sha256(uvci)):
+        result = result.revoked()
+    if office.metrics is not None:
+        office.metrics.verified.labels(result.reason.value).inc()
+    return json_response(_result(result))
+
+
+@api.get(
+    "/v1/trust-list",
+    responses={200: rm.TrustListView},
+    summary="The public keys certificates are verified with",
+    tags=["verification"],
+)
+async def trust_list(request: web.Request) -> web.StreamResponse:
+    """Every document signer (DSC) that signed here - the active one and those rotated out,
+    which keep verifying what they signed - and the foreign DSCs this service trusts: kid,
+    certificate (base64 DER), public key (JWK and SPKI), key usage, validity. Public."""
+    office = _office(request)
+    view = rm.trust_list_view(
+        await office.refresh_trust(), issuer=office.config.country, active_kid=office.signer.kid
+    )
+    return json_response(view, headers={"Cache-Control": "public, max-age=300"})
+
+
+@api.get(
+    "/v1/revocations",
+    query=Page,
+    responses={200: rm.RevocationList, 422: None},
+    summary="Revoked certificates, as hashes of their UVCIs",
+    tags=["verification"],
+)
+async def revocation_list(request: web.Request, query: Page) -> web.StreamResponse:
+    """Revoked certificates of this issuer, oldest revocation first, `limit` per page
+    (`next_cursor` for the next). Each entry: `uvci_sha256` (hex SHA-256 of the UVCI as the
+    certificate writes it) and `uci` (the EU DCC revocation list's UCI hash: its first 128
+    bits, base64). No UVCI or person appears in clear. Public."""
+    limit = page_limit(query)
+    after = None
+    if query.cursor:
+        values = decode_cursor(query.cursor)
+        try:
+            after = (datetime.fromisoformat(str(values[0])), bytes.fromhex(str(values[1])))
+        except (IndexError, ValueError):
+            raise Problem.unprocessable(
+                errors=[FieldError("query.cursor", "not a cursor this API returned")]
+            ) from None
+    entries, following = await rm.revocations(request.app[POOL_KEY], limit=limit, after=after)
+    office = _office(request)
+    page = rm.RevocationList(
+        issuer=office.config.country,
+        hash_types=["SHA256", "UCI"],
+        entries=entries,
+        next_cursor=encode_cursor(following[0].isoformat(), following[1].hex())
+        if following
+        else None,
+    )
+    return json_response(page)
+
+
+# --- keys -----------------------------------------------------------------------------
+
+
+@api.post(
+    "/v1/signing-keys/rotate",
+    responses={201: rm.TrustListEntry, 409: None},
+    roles={Role.ADMIN},
+    idempotent=True,
+    summary="Sign with a new development key",
+    tags=["keys"],
+)
+async def rotate_signing_key(request: web.Request) -> web.StreamResponse:
+    """Generate a new document signer (development keys: signed by the local CSCA) and sign
+    with it from now on. The previous DSC stays on the trust list, so certificates it signed
+    keep verifying. With configured key files (production) this is a 409: configure the new
+    DSC files and restart."""
+    office = _office(request)
+    new = await office.rotate()
+    view = rm.trust_list_view(office.trust, issuer=office.config.country, active_kid=new.kid)
+    [entry] = [k for k in view.keys if k.active]
+    return json_response(entry, status=201)
+
+
+# --- the service ------------------------------------------------------------------------
+
+
+def _office_resource(slot: OfficeSlot) -> Resource:
+    async def office(app: web.Application) -> AsyncIterator[None]:
+        instance = await CertificateOffice.start(
+            app[STORE_KEY], app[SETTINGS_KEY], OfficeMetrics(app[METRICS_KEY])
+        )
+        app[OFFICE_KEY] = instance
+        slot.fill(instance)
+        try:
+            yield
+        finally:
+            slot.fill(None)
+
+    return office
+
+
+def build_service() -> Service:
+    """A fresh certificates Service (its reactions bound to the app it is started in)."""
+    slot = OfficeSlot()
+    return Service(
+        name="certificates",
+        api=api,
+        publishes=CONTEXT,
+        schema_files=[SCHEMA_FILE],
+        reactions=build_reactions(slot),
+        resources=(_office_resource(slot),),
+    )
+
+
+service = build_service()

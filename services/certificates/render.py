@@ -1,0 +1,144 @@
+"""What a citizen takes away: the QR code (PNG, SVG) and a printable page.
+
+QR codes by segno, error correction level Q as the EU DCC technical
+specification recommends (segno may raise it when the symbol has room). The
+page is plain HTML: names, birth date, the vaccination, the UVCI and the QR
+as inline SVG, laid out for A4 with CSS `@media print`. Everything shown
+comes from the signed payload, so the page says what the QR says.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from datetime import datetime
+from typing import Any
+
+import segno
+
+from immunreg.reference.vaccines import vaccine_catalog
+
+from .cose import decode_claims, decode_hc1
+
+QR_ERROR = "q"
+_CYRILLIC_TITLE = "Сертификат о вакцинацији"  # noqa: RUF001 (Serbian Cyrillic)
+PNG_SCALE = 4
+SVG_SCALE = 4
+BORDER = 4  # the quiet zone ISO/IEC 18004 asks for
+
+
+def _qr(hc1: str) -> segno.QRCode:
+    return segno.make_qr(hc1, error=QR_ERROR)
+
+
+def qr_png(hc1: str, scale: int = PNG_SCALE) -> bytes:
+    """The certificate as a PNG QR code."""
+    out = io.BytesIO()
+    _qr(hc1).save(out, kind="png", scale=scale, border=BORDER)
+    return out.getvalue()
+
+
+def qr_svg(hc1: str, scale: int = SVG_SCALE) -> bytes:
+    """The certificate as an SVG QR code (a standalone document)."""
+    out = io.BytesIO()
+    _qr(hc1).save(out, kind="svg", scale=scale, border=BORDER, title="EU Digital COVID Certificate")
+    return out.getvalue()
+
+
+def payload_of(hc1: str) -> dict[str, Any]:
+    """The health certificate a stored HC1 carries (decoded, not verified: it is ours)."""
+    return decode_claims(decode_hc1(hc1)).hcert
+
+
+_STYLE = """
+:root { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #111; }
+body { max-width: 46rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.4; }
+header { border-bottom: 3px solid #003399; margin-bottom: 1rem; }
+h1 { font-size: 1.5rem; margin: 0 0 .25rem; }
+.sub { color: #444; margin: 0 0 .75rem; }
+.grid { display: grid; grid-template-columns: 1fr auto; gap: 1.5rem; align-items: start; }
+dl { display: grid; grid-template-columns: max-content 1fr; gap: .3rem 1rem; margin: 0; }
+dt { font-weight: 600; color: #333; }
+dd { margin: 0; }
+.qr svg { width: 18rem; height: auto; display: block; }
+.uvci { font-family: ui-monospace, monospace; font-size: .85rem; word-break: break-all; }
+.status { padding: .5rem .75rem; border-radius: .25rem; font-weight: 700; margin: 1rem 0; }
+.valid { background: #e6f4ea; color: #135c2a; }
+.revoked { background: #fdecea; color: #8a1c12; }
+footer { margin-top: 1.5rem; font-size: .8rem; color: #555; }
+@media print {
+  @page { size: A4; margin: 15mm; }
+  body { margin: 0; max-width: none; }
+  .qr svg { width: 70mm; }
+  .status.valid { display: none; }
+}
+"""
+
+
+def _row(label: str, value: object) -> str:
+    return f"<dt>{html.escape(label)}</dt><dd>{html.escape(str(value))}</dd>"
+
+
+def print_page(
+    hc1: str,
+    *,
+    status: str,
+    revocation_reason: str | None,
+    issued_at: datetime,
+    expires_at: datetime,
+) -> str:
+    """The printable page of one certificate (UTF-8 HTML)."""
+    payload = payload_of(hc1)
+    names = payload.get("nam", {})
+    [vaccination] = payload["v"]
+    product = vaccine_catalog().get(vaccination["mp"])
+    product_name = product.name if product else vaccination["mp"]
+    manufacturer = product.manufacturer_name if product else vaccination["ma"]
+    full_name = " ".join(filter(None, [names.get("gn"), names.get("fn")]))
+    standard = " ".join(filter(None, [names.get("gnt"), names.get("fnt")]))
+    qr = _qr(hc1).svg_inline(scale=SVG_SCALE, border=BORDER, title="EU DCC QR code")
+    if status == "valid":
+        banner = '<p class="status valid">Valid certificate</p>'
+    else:
+        reason = (revocation_reason or "").replace("_", " ")
+        banner = f'<p class="status revoked">REVOKED ({html.escape(reason)}) - not valid</p>'
+    rows = "".join(
+        [
+            _row("Name", full_name),
+            _row("Standardised name", standard),
+            _row("Date of birth", payload.get("dob", "")),
+            _row("Disease", "COVID-19"),
+            _row("Vaccine", product_name),
+            _row("Manufacturer", manufacturer),
+            _row("Dose", f"{vaccination['dn']} of {vaccination['sd']}"),
+            _row("Date of vaccination", vaccination["dt"]),
+            _row("Country of vaccination", vaccination["co"]),
+            _row("Issued by", vaccination["is"]),
+            _row("Issued", issued_at.date().isoformat()),
+            _row("Valid until", expires_at.date().isoformat()),
+        ]
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Vaccination certificate - {html.escape(full_name)}</title>
+<style>{_STYLE}</style>
+</head>
+<body>
+<header>
+<h1>EU Digital COVID Certificate - Vaccination</h1>
+<p class="sub">Sertifikat o vakcinaciji / {_CYRILLIC_TITLE}</p>
+</header>
+{banner}
+<div class="grid">
+<dl>{rows}</dl>
+<div class="qr">{qr}</div>
+</div>
+<p>Certificate identifier: <span class="uvci">{html.escape(vaccination["ci"])}</span></p>
+<footer>Scan the QR code with any EU DCC verifier app. Verify online:
+POST /v1/verify; signer keys: GET /v1/trust-list.</footer>
+</body>
+</html>
+"""

@@ -1,0 +1,81 @@
+-- Certificates' own tables (the event store's are applied before this file).
+-- Unqualified names: applied with search_path set to the service's schema; idempotent.
+
+-- Citizens as registration told us: the birth date, and the personal data still
+-- sealed with the citizen's key (names are unsealed only to sign a certificate).
+-- Erasure keeps only the id and the fact (so a late dose does not wait for names).
+CREATE TABLE IF NOT EXISTS citizens (
+    citizen_id  text        PRIMARY KEY,
+    birth_date  date,
+    personal    jsonb,
+    erased      boolean     NOT NULL DEFAULT false,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Each citizen's data key as registration granted it: wrapped with this service's
+-- RSA key (RSA-OAEP-256), i.e. never stored in clear. Deleted on erasure.
+CREATE TABLE IF NOT EXISTS citizen_keys (
+    citizen_id   text        PRIMARY KEY,
+    wrapped_key  text        NOT NULL,
+    granted_at   timestamptz NOT NULL DEFAULT now()
+);
+
+-- The current record of every dose administration told us about, and its lot.
+CREATE TABLE IF NOT EXISTS doses (
+    dose_id          text        PRIMARY KEY,
+    citizen_id       text        NOT NULL,
+    product_code     text        NOT NULL,
+    lot_number       text        NOT NULL,
+    dose_number      integer     NOT NULL,
+    series_length    integer     NOT NULL,
+    administered_at  timestamptz NOT NULL,
+    voided           boolean     NOT NULL DEFAULT false,
+    updated_at       timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS doses_citizen ON doses (citizen_id);
+CREATE INDEX IF NOT EXISTS doses_lot ON doses (lot_number);
+
+-- Lots inventory recalled (a recall may arrive before or after the doses from it).
+CREATE TABLE IF NOT EXISTS recalled_lots (
+    lot_number   text        PRIMARY KEY,
+    reason       text        NOT NULL,
+    recalled_at  timestamptz NOT NULL
+);
+
+-- Every certificate issued: the signed HC1 string (so fetching is a read), its
+-- status, and the SHA-256 of its UVCI (the revocation list's key). `hc1` is
+-- NULL once the citizen is erased (it carries names).
+CREATE TABLE IF NOT EXISTS certificates (
+    uvci               text        PRIMARY KEY,
+    seq                bigint      GENERATED ALWAYS AS IDENTITY,  -- order of issue
+    uvci_sha256        bytea       NOT NULL UNIQUE,
+    dose_id            text        NOT NULL,
+    citizen_id         text        NOT NULL,
+    product_code       text        NOT NULL,
+    dose_number        integer     NOT NULL,
+    total_doses        integer     NOT NULL,
+    vaccination_date   date        NOT NULL,
+    issued_at          timestamptz NOT NULL,
+    expires_at         timestamptz NOT NULL,
+    key_id             text        NOT NULL,
+    supersedes         text,
+    status             text        NOT NULL DEFAULT 'valid' CHECK (status IN ('valid', 'revoked')),
+    revocation_reason  text,
+    superseded_by      text,
+    revoked_at         timestamptz,
+    hc1                text
+);
+CREATE INDEX IF NOT EXISTS certificates_citizen ON certificates (citizen_id, seq);
+CREATE INDEX IF NOT EXISTS certificates_dose ON certificates (dose_id);
+CREATE INDEX IF NOT EXISTS certificates_revoked
+    ON certificates (revoked_at, uvci_sha256) WHERE status = 'revoked';
+
+-- Every document signer (DSC) this service has signed with: the public half of the
+-- trust list. Rows are never deleted, so a rotated-out key still verifies what it signed.
+CREATE TABLE IF NOT EXISTS signing_keys (
+    kid            bytea       PRIMARY KEY,
+    certificate    bytea       NOT NULL,
+    not_before     timestamptz NOT NULL,
+    not_after      timestamptz NOT NULL,
+    first_used_at  timestamptz NOT NULL DEFAULT now()
+);
