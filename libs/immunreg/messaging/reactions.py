@@ -2,12 +2,17 @@
 
 One explicit table from event type to handler, so a reader finds every
 reaction of a service in one place.
+
+Reactions may opt in to batches (`Reactions(batch=...)`): their handlers only
+record in memory what each event changes, and a `BatchApplier` writes a whole
+partition batch at once (see `EventConsumer`). Read models that replay millions
+of events use it; a handler that writes through `conn` needs none of it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from immunreg.contracts.envelope import Context, Envelope, Event
 from immunreg.eventstore.database import Connection
@@ -16,11 +21,33 @@ E = TypeVar("E", bound=Event)
 Handler = Callable[[Connection, Any, Envelope], Awaitable[None]]
 
 
+class BatchApplier(Protocol):
+    """Writes what the handlers of one batch recorded, in the batch's transaction.
+
+    The consumer calls `begin()`, then the handler of each fresh event of a
+    partition batch, then `flush(conn)` before it stores the position. When
+    anything but an infrastructure error is raised, the transaction is rolled
+    back, `discard()` is called, and the batch is applied again one message at
+    a time (`begin`, handler, `flush` inside each message's savepoint), so a bad
+    message is retried and dead-lettered on its own.
+    """
+
+    def begin(self) -> None:
+        """Start recording a new batch."""
+
+    async def flush(self, conn: Connection) -> None:
+        """Write what was recorded since `begin()`."""
+
+    def discard(self) -> None:
+        """Forget what was recorded since `begin()`."""
+
+
 class Reactions:
     """Handlers by topic and event type; events of other types are skipped."""
 
-    def __init__(self) -> None:
+    def __init__(self, batch: BatchApplier | None = None) -> None:
         self._table: dict[str, dict[str, tuple[Context, Handler]]] = {}
+        self.batch = batch
 
     def on(
         self, context: Context, event_type: type[E]
