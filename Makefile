@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: run stop test lint unit integration e2e bench infra install clean help
+.PHONY: run stop test lint unit integration e2e bench infra install browser clean help
 
 help:
 	@echo "make run    start PostgreSQL, Kafka and every service (Ctrl-C stops them)"
@@ -23,6 +23,10 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)
+
+# Debian's Chromium, for the dashboard's browser test (installed once, only if missing).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 infra: install
 	$(BIN)/immunreg infra up
@@ -41,13 +45,13 @@ lint: install
 unit: install
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
 
-integration: infra
+integration: infra browser
 	$(BIN)/pytest tests/integration -q $(PYTEST_ARGS)
 
 e2e: infra
 	$(BIN)/pytest tests/e2e -q $(PYTEST_ARGS)
 
-test: infra lint
+test: infra browser lint
 	$(BIN)/pytest tests -q $(PYTEST_ARGS)
 
 bench: infra

@@ -1,4 +1,4 @@
-"""Further `immunreg` subcommands: services and development tokens."""
+"""Further `immunreg` subcommands: services, development tokens, projections rebuild."""
 
 from __future__ import annotations
 
@@ -139,3 +139,7 @@ def register_commands(sub: Any) -> None:
     token.add_argument("--subject", help="who the token is for (default: derived)")
     token.add_argument("--hours", type=float, default=12.0, help="lifetime in hours")
     token.set_defaults(func=_token)
+
+    from services.projections.cli import add_commands as add_projections_commands
+
+    add_projections_commands(sub)

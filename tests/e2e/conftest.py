@@ -72,7 +72,14 @@ def _drop_schemas(dsn: str, schemas: list[str]) -> None:
         conn = await asyncpg.connect(dsn)
         try:
             for schema in schemas:
-                await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+                # A service may keep more schemas named after its own (projections'
+                # read models: <schema>_m<timestamp>).
+                more = await conn.fetch(
+                    "SELECT nspname FROM pg_namespace WHERE nspname LIKE $1",
+                    schema.replace("_", "\\_") + "\\_%",
+                )
+                for name in [schema, *(r["nspname"] for r in more)]:
+                    await conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
         finally:
             await conn.close()
 

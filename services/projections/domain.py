@@ -1,0 +1,388 @@
+"""The read models' rows and how events change them. Pure: no I/O.
+
+Every derived figure is a function of *base rows* that each follow one stream
+(a dose, an appointment, a citizen's registration), folded in stream order by
+`evolve_*`. Figures that combine several streams (a citizen's coverage facts,
+whether a citizen is waiting) are recomputed from those rows whenever one of
+them changes (`citizen_facts`). So the model does not depend on how events of
+different streams or topics interleave: a live consumer and a replay from
+offset 0 end with the same tables.
+
+Conventions (where the published language leaves room):
+- A day is the calendar day in Serbia (Europe/Belgrade) of the event's time.
+- A citizen "had dose 1" from their earliest dose that is not voided (whatever
+  its dose number: a dose 2 recorded without a dose 1 still makes them
+  vaccinated); "completed the primary series" from their earliest dose with
+  `series_complete` or `booster` (a booster implies a completed series); "had a
+  booster" from their earliest booster.
+- Residence, sex and age come from the registration when there is one (birth
+  date -> age on the day of the first dose), else from the first dose
+  (`citizen_municipality_code`, `sex`, `age_at_vaccination`). Age bands are the
+  2022 census's five-year bands. After `CitizenErased` the birth date is
+  dropped and the first dose's age is used.
+- Waiting: registered, not withdrawn or erased, no dose and no appointment
+  still booked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+from immunreg.contracts.administration import DoseAdministered, DoseCorrected, DoseVoided
+from immunreg.contracts.booking import (
+    AppointmentAttended,
+    AppointmentBooked,
+    AppointmentCancelled,
+    AppointmentMissed,
+    AppointmentRescheduled,
+)
+from immunreg.contracts.envelope import Event
+from immunreg.contracts.registration import (
+    CitizenErased,
+    CitizenRegistered,
+    RegistrationWithdrawn,
+)
+from immunreg.reference.geography import age_bands, municipalities
+
+REPORTING_TZ = ZoneInfo("Europe/Belgrade")
+UNKNOWN = "unknown"
+
+# What a dose counts as in the daily figures.
+FIRST, SERIES, BOOSTER = "first", "series", "booster"
+DOSE_KINDS = (FIRST, SERIES, BOOSTER)
+
+# Appointment statuses.
+BOOKED, ATTENDED, MISSED, CANCELLED = "booked", "attended", "missed", "cancelled"
+
+
+def local_day(moment: datetime) -> date:
+    """The calendar day in Serbia of an aware datetime."""
+    return moment.astimezone(REPORTING_TZ).date()
+
+
+def today() -> date:
+    """Today in Serbia."""
+    return datetime.now(REPORTING_TZ).date()
+
+
+def age_on(birth: date, day: date) -> int:
+    """Whole years between a birth date and a day."""
+    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
+
+
+def band_of(age: int | None) -> str | None:
+    """The census band of an age, or None for no (or an impossible) age."""
+    if age is None or age < 0:
+        return None
+    for band in age_bands():
+        if age >= band.low and (band.high is None or age <= band.high):
+            return band.label
+    return None
+
+
+def district_of(municipality_code: str | None) -> str | None:
+    """The district (ISO 3166-2:RS) of a municipality code, None when not in the census."""
+    if municipality_code is None:
+        return None
+    found = municipalities().get(municipality_code)
+    return found.district_code if found else None
+
+
+# --- doses ---------------------------------------------------------------------------
+
+
+class Dose(msgspec.Struct, frozen=True, kw_only=True):
+    """One dose record as administration last published it (`doses`)."""
+
+    dose_id: str
+    citizen_id: str
+    site_id: str
+    site_municipality_code: str
+    citizen_municipality_code: str
+    product_code: str
+    dose_number: int
+    series_complete: bool
+    booster: bool
+    administered_at: datetime | None
+    day: date | None
+    age_at_vaccination: int | None
+    sex: str | None
+    voided: bool = False
+
+    @property
+    def counts(self) -> bool:
+        """Whether the dose counts: recorded with a time, and not voided."""
+        return not self.voided and self.day is not None
+
+    @property
+    def kind(self) -> str:
+        """first, series (a later dose of the primary series) or booster."""
+        if self.booster:
+            return BOOSTER
+        return FIRST if self.dose_number <= 1 else SERIES
+
+    @property
+    def age_band(self) -> str:
+        """The census band of the age at this dose."""
+        return band_of(self.age_at_vaccination) or UNKNOWN
+
+
+DoseEvent = DoseAdministered | DoseCorrected | DoseVoided
+
+
+def evolve_dose(dose: Dose | None, event: Event) -> Dose | None:
+    """The dose after one of its events (a void keeps the record, marked voided)."""
+    if isinstance(event, DoseAdministered):
+        return Dose(
+            dose_id=event.dose_id,
+            citizen_id=event.citizen_id,
+            site_id=event.site_id,
+            site_municipality_code=event.site_municipality_code,
+            citizen_municipality_code=event.citizen_municipality_code,
+            product_code=event.product_code,
+            dose_number=event.dose_number,
+            series_complete=event.series_complete,
+            booster=event.booster,
+            administered_at=event.administered_at,
+            day=local_day(event.administered_at),
+            age_at_vaccination=event.age_at_vaccination,
+            sex=event.sex,
+            voided=dose.voided if dose else False,
+        )
+    if isinstance(event, DoseCorrected):
+        # The corrected record in full; fields an older producer left empty keep their value.
+        return Dose(
+            dose_id=event.dose_id,
+            citizen_id=event.citizen_id,
+            site_id=event.site_id,
+            site_municipality_code=event.site_municipality_code
+            or (dose.site_municipality_code if dose else ""),
+            citizen_municipality_code=event.citizen_municipality_code
+            or (dose.citizen_municipality_code if dose else ""),
+            product_code=event.product_code,
+            dose_number=event.dose_number,
+            series_complete=event.series_complete,
+            booster=event.booster,
+            administered_at=event.administered_at,
+            day=local_day(event.administered_at),
+            age_at_vaccination=event.age_at_vaccination
+            if event.age_at_vaccination is not None
+            else (dose.age_at_vaccination if dose else None),
+            sex=event.sex if event.sex is not None else (dose.sex if dose else None),
+            voided=dose.voided if dose else False,
+        )
+    if isinstance(event, DoseVoided):
+        if dose is not None:
+            return msgspec.structs.replace(dose, voided=True)
+        return Dose(
+            dose_id=event.dose_id,
+            citizen_id=event.citizen_id,
+            site_id=event.site_id,
+            site_municipality_code="",
+            citizen_municipality_code="",
+            product_code=event.product_code,
+            dose_number=event.dose_number,
+            series_complete=False,
+            booster=False,
+            administered_at=None,
+            day=None,
+            age_at_vaccination=None,
+            sex=None,
+            voided=True,
+        )
+    return dose
+
+
+DailyKey = tuple[date, str, str, str]  # day, product, age band, kind
+SiteDailyKey = tuple[str, str, date]  # site, product, day
+
+
+def dose_cells(dose: Dose | None) -> tuple[list[DailyKey], list[SiteDailyKey]]:
+    """The daily-dose cells one dose record adds 1 to (none when it does not count)."""
+    if dose is None or not dose.counts:
+        return [], []
+    assert dose.day is not None
+    return (
+        [(dose.day, dose.product_code, dose.age_band, dose.kind)],
+        [(dose.site_id, dose.product_code, dose.day)],
+    )
+
+
+# --- appointments --------------------------------------------------------------------
+
+
+class Appointment(msgspec.Struct, frozen=True, kw_only=True):
+    """One appointment as booking last published it (`appointments`)."""
+
+    appointment_id: str
+    citizen_id: str
+    site_id: str
+    municipality_code: str
+    day: date
+    product_code: str
+    status: str
+
+
+def evolve_appointment(appointment: Appointment | None, event: Event) -> Appointment | None:
+    """The appointment after one of its events."""
+    if isinstance(event, AppointmentBooked):
+        return Appointment(
+            appointment_id=event.appointment_id,
+            citizen_id=event.citizen_id,
+            site_id=event.site_id,
+            municipality_code=event.municipality_code,
+            day=event.day,
+            product_code=event.product_code,
+            status=BOOKED,
+        )
+    if isinstance(event, AppointmentRescheduled):
+        return Appointment(
+            appointment_id=event.appointment_id,
+            citizen_id=event.citizen_id,
+            site_id=event.site_id,
+            municipality_code=appointment.municipality_code if appointment else "",
+            day=event.day,
+            product_code=event.product_code,
+            status=BOOKED,
+        )
+    if isinstance(event, AppointmentCancelled | AppointmentAttended | AppointmentMissed):
+        status = {
+            AppointmentCancelled: CANCELLED,
+            AppointmentAttended: ATTENDED,
+            AppointmentMissed: MISSED,
+        }[type(event)]
+        product = getattr(event, "product_code", None) or (
+            appointment.product_code if appointment else ""
+        )
+        return Appointment(
+            appointment_id=event.appointment_id,
+            citizen_id=event.citizen_id,
+            site_id=event.site_id,
+            municipality_code=appointment.municipality_code if appointment else "",
+            day=event.day,
+            product_code=product,
+            status=status,
+        )
+    return appointment
+
+
+BookingKey = tuple[str, date, str]  # site, day, product
+# (booked, attended, missed) added to a site's day; booked comes from slot events.
+BookingCounts = tuple[int, int, int]
+
+
+def appointment_cells(appointment: Appointment | None) -> dict[BookingKey, BookingCounts]:
+    """What an appointment adds to its site's day: an attendance or a no-show."""
+    if appointment is None or appointment.status not in (ATTENDED, MISSED):
+        return {}
+    key = (appointment.site_id, appointment.day, appointment.product_code)
+    return {key: (0, 1, 0) if appointment.status == ATTENDED else (0, 0, 1)}
+
+
+def pending_municipality(appointment: Appointment | None) -> str | None:
+    """The municipality an appointment still booked counts in."""
+    if appointment is None or appointment.status != BOOKED:
+        return None
+    return appointment.municipality_code or UNKNOWN
+
+
+# --- citizens --------------------------------------------------------------------------
+
+
+class Registration(msgspec.Struct, frozen=True, kw_only=True):
+    """What registration published about a citizen (the `reg_*` columns of `citizens`)."""
+
+    registered: bool = False
+    withdrawn: bool = False
+    erased: bool = False
+    birth_date: date | None = None
+    sex: str | None = None
+    municipality_code: str | None = None
+
+
+def evolve_registration(registration: Registration, event: Event) -> Registration:
+    """The registration after one of the citizen's events."""
+    if isinstance(event, CitizenRegistered):
+        return Registration(
+            registered=True,
+            withdrawn=False,
+            erased=registration.erased,
+            birth_date=None if registration.erased else event.birth_date,
+            sex=event.sex,
+            municipality_code=event.municipality_code,
+        )
+    if isinstance(event, RegistrationWithdrawn):
+        return msgspec.structs.replace(registration, withdrawn=True)
+    if isinstance(event, CitizenErased):
+        return msgspec.structs.replace(registration, erased=True, birth_date=None)
+    return registration
+
+
+class Facts(msgspec.Struct, frozen=True, kw_only=True):
+    """A citizen's coverage facts and queue status (the derived columns of `citizens`)."""
+
+    municipality_code: str | None = None
+    district_code: str | None = None
+    sex: str | None = None
+    age_band: str | None = None
+    dose1_date: date | None = None
+    dose1_product: str | None = None
+    complete_date: date | None = None
+    complete_product: str | None = None
+    booster_date: date | None = None
+    booster_product: str | None = None
+    waiting: bool = False
+
+    @property
+    def waiting_in(self) -> str | None:
+        """The municipality the citizen waits in, if waiting."""
+        return (self.municipality_code or UNKNOWN) if self.waiting else None
+
+
+def citizen_facts(registration: Registration, doses: Iterable[Dose], pending: bool) -> Facts:
+    """A citizen's facts from their registration, their doses and whether one is booked."""
+    counted = sorted(
+        (d for d in doses if d.counts),
+        key=lambda d: (d.administered_at, d.dose_id),
+    )
+    first = counted[0] if counted else None
+    complete = next((d for d in counted if d.series_complete or d.booster), None)
+    booster = next((d for d in counted if d.booster), None)
+    if registration.registered:
+        municipality, sex = registration.municipality_code, registration.sex
+    elif first is not None:
+        municipality, sex = first.citizen_municipality_code or None, first.sex
+    else:
+        municipality, sex = None, None
+    age_band = None
+    if first is not None:
+        assert first.day is not None
+        if registration.birth_date is not None:
+            age_band = band_of(age_on(registration.birth_date, first.day))
+        else:
+            age_band = band_of(first.age_at_vaccination)
+        age_band = age_band or UNKNOWN
+    waiting = (
+        registration.registered
+        and not registration.withdrawn
+        and not registration.erased
+        and first is None
+        and not pending
+    )
+    return Facts(
+        municipality_code=municipality,
+        district_code=district_of(municipality),
+        sex=sex,
+        age_band=age_band,
+        dose1_date=first.day if first else None,
+        dose1_product=first.product_code if first else None,
+        complete_date=complete.day if complete else None,
+        complete_product=complete.product_code if complete else None,
+        booster_date=booster.day if booster else None,
+        booster_product=booster.product_code if booster else None,
+        waiting=waiting,
+    )

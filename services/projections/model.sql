@@ -1,0 +1,161 @@
+-- One read model: a schema of its own (projections_m<timestamp>), applied with the
+-- search_path set to it, next to the event-store tables (consumer_positions and
+-- processed_events hold where this model's consumer group stands, in the same
+-- transactions as the rows below). Written only by services/projections/projector.py.
+-- No column holds a wall-clock time of writing, so a replay can equal the live model.
+
+-- Base rows: each follows one stream, folded in stream order (domain.evolve_*).
+
+CREATE TABLE IF NOT EXISTS doses (
+    dose_id                   text PRIMARY KEY,
+    citizen_id                text    NOT NULL,
+    site_id                   text    NOT NULL,
+    site_municipality_code    text    NOT NULL,
+    citizen_municipality_code text    NOT NULL,
+    product_code              text    NOT NULL,
+    dose_number               integer NOT NULL,
+    series_complete           boolean NOT NULL,
+    booster                   boolean NOT NULL,
+    administered_at           timestamptz,          -- NULL: voided before it was seen
+    day                       date,                 -- in Europe/Belgrade
+    age_at_vaccination        integer,
+    sex                       text,
+    voided                    boolean NOT NULL DEFAULT false
+);
+CREATE INDEX IF NOT EXISTS doses_citizen ON doses (citizen_id);
+
+CREATE TABLE IF NOT EXISTS appointments (
+    appointment_id    text PRIMARY KEY,
+    citizen_id        text NOT NULL,
+    site_id           text NOT NULL,
+    municipality_code text NOT NULL,
+    day               date NOT NULL,
+    product_code      text NOT NULL,
+    status            text NOT NULL CHECK (status IN ('booked', 'attended', 'missed', 'cancelled'))
+);
+CREATE INDEX IF NOT EXISTS appointments_pending ON appointments (citizen_id)
+    WHERE status = 'booked';
+
+-- One row per citizen seen in any event: registration as published (reg_*), and
+-- the facts derived from it, their doses and appointments (domain.citizen_facts).
+-- Coverage on day D is a count of rows with <kind>_date <= D.
+CREATE TABLE IF NOT EXISTS citizens (
+    citizen_id            text PRIMARY KEY,
+    reg_registered        boolean NOT NULL DEFAULT false,
+    reg_withdrawn         boolean NOT NULL DEFAULT false,
+    reg_erased            boolean NOT NULL DEFAULT false,
+    reg_birth_date        date,
+    reg_sex               text,
+    reg_municipality_code text,
+    municipality_code     text,
+    district_code         text,
+    sex                   text,
+    age_band              text,
+    dose1_date            date,
+    dose1_product         text,
+    complete_date         date,
+    complete_product      text,
+    booster_date          date,
+    booster_product       text,
+    waiting               boolean NOT NULL DEFAULT false
+);
+
+-- Last values.
+
+CREATE TABLE IF NOT EXISTS sites (
+    site_id           text PRIMARY KEY,
+    name              text    NOT NULL,
+    municipality_code text    NOT NULL,
+    daily_capacity    jsonb   NOT NULL,   -- product code -> doses a day (the default)
+    capacity_total    integer NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS site_day_capacity (
+    site_id        text    NOT NULL,
+    day            date    NOT NULL,
+    capacity       jsonb   NOT NULL,      -- the day's override ({} when closed)
+    capacity_total integer NOT NULL,
+    closed         boolean NOT NULL,
+    PRIMARY KEY (site_id, day)
+);
+
+CREATE TABLE IF NOT EXISTS stock_levels (
+    location_id     text        NOT NULL,
+    product_code    text        NOT NULL,
+    doses_available integer     NOT NULL,
+    earliest_expiry date,
+    version         integer     NOT NULL,
+    as_of           timestamptz NOT NULL,  -- recorded_at of the StockLevelChanged
+    PRIMARY KEY (location_id, product_code)
+);
+
+CREATE TABLE IF NOT EXISTS adverse_events (
+    report_id    text PRIMARY KEY,
+    dose_id      text    NOT NULL,
+    product_code text    NOT NULL,
+    serious      boolean NOT NULL,
+    onset_day    date    NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS certificates (
+    uvci         text PRIMARY KEY,
+    product_code text,
+    dose_number  integer,
+    issued_day   date,
+    revoked      boolean NOT NULL DEFAULT false
+);
+
+-- Counters: sums of +/- deltas; a cell that falls to zero is deleted.
+
+CREATE TABLE IF NOT EXISTS daily_doses (
+    day          date    NOT NULL,
+    product_code text    NOT NULL,
+    age_band     text    NOT NULL,   -- census band of the age at that dose
+    kind         text    NOT NULL,   -- first | series | booster
+    doses        integer NOT NULL,
+    PRIMARY KEY (day, product_code, age_band, kind)
+);
+
+CREATE TABLE IF NOT EXISTS site_daily_doses (
+    site_id      text    NOT NULL,
+    product_code text    NOT NULL,
+    day          date    NOT NULL,
+    doses        integer NOT NULL,
+    PRIMARY KEY (site_id, product_code, day)
+);
+
+-- booked: slots taken (SlotsReserved - SlotsReleased); attended / missed: appointments.
+CREATE TABLE IF NOT EXISTS booking_days (
+    site_id      text    NOT NULL,
+    day          date    NOT NULL,
+    product_code text    NOT NULL,
+    booked       integer NOT NULL,
+    attended     integer NOT NULL,
+    missed       integer NOT NULL,
+    PRIMARY KEY (site_id, day, product_code)
+);
+
+-- waiting: registered citizens with no dose and no appointment (by residence);
+-- booked: appointments still booked (by the appointment's municipality).
+CREATE TABLE IF NOT EXISTS municipality_queue (
+    municipality_code text PRIMARY KEY,
+    waiting           integer NOT NULL,
+    booked            integer NOT NULL
+);
+
+-- DosesWasted and OpenedVialExpired, by the day they happened.
+CREATE TABLE IF NOT EXISTS waste_daily (
+    site_id      text    NOT NULL,
+    product_code text    NOT NULL,
+    day          date    NOT NULL,
+    doses        integer NOT NULL,
+    PRIMARY KEY (site_id, product_code, day)
+);
+
+-- How fresh the model is: the newest recorded_at applied, and how many events.
+CREATE TABLE IF NOT EXISTS model_state (
+    id                 boolean PRIMARY KEY DEFAULT true CHECK (id),
+    newest_recorded_at timestamptz,
+    events_applied     bigint NOT NULL DEFAULT 0
+);
+INSERT INTO model_state (id) VALUES (true) ON CONFLICT DO NOTHING;

@@ -1,0 +1,702 @@
+"""What the API answers, read from one model in one snapshot (Follower.snapshot).
+
+Denominators are the 2022 census (immunreg.reference.geography): districts and
+municipalities, and five-year age bands by sex nationally. The census has no
+age or sex structure below the national level, so a district's or
+municipality's population of one age band (or sex) is *estimated* as its total
+times the national share of that band: such rows say `population_estimated`.
+Products have no denominator: a product's row gives its share of everyone
+vaccinated (with the same dose and filters). Kosovo and Metohija is not in the
+2022 census; municipality codes outside the census count under `unknown`.
+
+Anonymous callers get coverage with small numbers suppressed (1-4 people:
+`people`, `coverage_pct` null and `suppressed` true), the usual disclosure
+control for published statistics; public-health staff and admins see exact
+numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime, timedelta
+from typing import Literal
+
+import msgspec
+
+from immunreg.eventstore.database import Connection
+from immunreg.reference.geography import AgeBand, age_bands, districts, municipalities
+from immunreg.reference.vaccines import vaccine_catalog
+
+from .domain import UNKNOWN
+
+GroupBy = Literal["district", "municipality", "age_band", "sex", "product"]
+DoseKind = Literal["1", "complete", "booster"]
+SexFilter = Literal["female", "male", "other"]
+
+SUPPRESS_BELOW = 5
+
+_KIND_COLUMN = {"1": "dose1", "complete": "complete", "booster": "booster"}
+_GROUP_COLUMN = {
+    "district": "district_code",
+    "municipality": "municipality_code",
+    "age_band": "age_band",
+    "sex": "sex",
+}
+
+
+def _pct(part: int | None, whole: int | None) -> float | None:
+    """A percentage to 6 significant digits (small shares stay visible: 0.000118946)."""
+    if part is None or not whole:
+        return None
+    return float(f"{100.0 * part / whole:.6g}")
+
+
+async def fresh_as_of(conn: Connection) -> datetime | None:
+    """recorded_at of the newest event the model has applied."""
+    newest: datetime | None = await conn.fetchval("SELECT newest_recorded_at FROM model_state")
+    return newest
+
+
+# --- coverage --------------------------------------------------------------------------
+
+
+class CoverageFilters(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Which people are counted (and which population they are counted against)."""
+
+    product: str | None = None
+    age_band: str | None = None
+    sex: SexFilter | None = None
+    district: str | None = None
+
+
+class CoverageRow(msgspec.Struct, frozen=True, kw_only=True):
+    """People with the dose by the date in one group, and their share of its population."""
+
+    key: str
+    name: str
+    people: int | None
+    population: int | None = None
+    coverage_pct: float | None = None
+    share_of_vaccinated_pct: float | None = None
+    population_estimated: bool = False
+    suppressed: bool = False
+
+
+class Coverage(msgspec.Struct, frozen=True, kw_only=True):
+    """Coverage on a date by one dimension; `total` is everyone counted."""
+
+    date: date
+    dose: DoseKind
+    group_by: GroupBy
+    filters: CoverageFilters
+    fresh_as_of: datetime | None
+    rows: list[CoverageRow]
+    total: CoverageRow
+
+
+def _band(label: str | None) -> AgeBand | None:
+    return next((b for b in age_bands() if b.label == label), None)
+
+
+def _national() -> int:
+    return sum(b.population for b in age_bands())
+
+
+def _demographic_population(band: AgeBand | None, sex: str | None) -> int | None:
+    """National population of a band and/or sex (None: no census figure, e.g. sex other)."""
+    if sex is not None and sex not in ("female", "male"):
+        return None
+    bands = [band] if band is not None else age_bands()
+    if sex == "female":
+        return sum(b.female for b in bands)
+    if sex == "male":
+        return sum(b.male for b in bands)
+    return sum(b.population for b in bands)
+
+
+def population(
+    *, geo: int | None, band: AgeBand | None, sex: str | None
+) -> tuple[int | None, bool]:
+    """A population and whether it is estimated (a place's share of a band or sex)."""
+    demographic = _demographic_population(band, sex)
+    if geo is None:
+        return demographic, False
+    if band is None and sex is None:
+        return geo, False
+    if demographic is None:
+        return None, False
+    return round(geo * demographic / _national()), True
+
+
+def _geo_population(group_by: str, key: str) -> int | None:
+    if group_by == "district":
+        d = districts().get(key)
+        return d.population if d else None
+    m = municipalities().get(key)
+    return m.population if m else None
+
+
+def _names(group_by: GroupBy) -> dict[str, str]:
+    """Every group the census (or the catalog) knows, so empty groups show as 0."""
+    if group_by == "district":
+        return {code: d.name for code, d in districts().items()}
+    if group_by == "municipality":
+        return {code: m.name for code, m in municipalities().items()}
+    if group_by == "age_band":
+        return {b.label: b.label for b in age_bands()}
+    if group_by == "sex":
+        return {"female": "female", "male": "male"}
+    return {}
+
+
+def product_name(code: str) -> str:
+    """The catalog name of a product code (the code itself when unknown)."""
+    product = vaccine_catalog().get(code)
+    return product.name if product else code
+
+
+async def coverage(
+    conn: Connection,
+    *,
+    group_by: GroupBy,
+    dose: DoseKind,
+    on: date,
+    filters: CoverageFilters,
+    exact: bool,
+) -> Coverage:
+    """People with `dose` by the end of day `on`, by `group_by`, against the census."""
+    kind = _KIND_COLUMN[dose]
+    column = f"{kind}_product" if group_by == "product" else _GROUP_COLUMN[group_by]
+    where = [f"{kind}_date <= $1"]
+    args: list[object] = [on]
+    for value, col in (
+        (filters.product, f"{kind}_product"),
+        (filters.age_band, "age_band"),
+        (filters.sex, "sex"),
+        (filters.district, "district_code"),
+    ):
+        if value is not None:
+            args.append(value)
+            where.append(f"{col} = ${len(args)}")
+    rows = await conn.fetch(
+        f"SELECT coalesce({column}, '{UNKNOWN}') AS key, count(*) AS people FROM citizens "
+        f"WHERE {' AND '.join(where)} GROUP BY 1",
+        *args,
+    )
+    counted = {r["key"]: int(r["people"]) for r in rows}
+    names = _names(group_by)
+    if group_by == "municipality" and filters.district is not None:
+        names = {
+            code: m.name
+            for code, m in municipalities().items()
+            if m.district_code == filters.district
+        }
+    keys = list(names) + sorted(k for k in counted if k not in names)
+    total_people = sum(counted.values())
+    band = _band(filters.age_band)
+    district_population = (
+        districts()[filters.district].population if filters.district in districts() else None
+    )
+
+    def row(key: str, name: str, people: int) -> CoverageRow:
+        if group_by == "product":
+            pop, estimated = None, False
+        elif group_by in ("district", "municipality"):
+            geo = _geo_population(group_by, key)
+            pop, estimated = (
+                population(geo=geo, band=band, sex=filters.sex)
+                if geo is not None
+                else (None, False)
+            )
+        elif group_by == "age_band":
+            pop, estimated = population(geo=district_population, band=_band(key), sex=filters.sex)
+            if _band(key) is None:
+                pop, estimated = None, False
+        else:
+            pop, estimated = population(geo=district_population, band=band, sex=key)
+        shown: int | None = people
+        suppressed = not exact and 0 < people < SUPPRESS_BELOW
+        if suppressed:
+            shown = None
+        return CoverageRow(
+            key=key,
+            name=name,
+            people=shown,
+            population=pop,
+            coverage_pct=_pct(shown, pop),
+            share_of_vaccinated_pct=_pct(shown, total_people) if group_by == "product" else None,
+            population_estimated=estimated,
+            suppressed=suppressed,
+        )
+
+    result = [
+        row(
+            key,
+            names.get(key) or (product_name(key) if group_by == "product" else key),
+            counted.get(key, 0),
+        )
+        for key in keys
+    ]
+    if group_by == "product":
+        result.sort(key=lambda r: (-(r.people or 0), r.key))
+    total_population, total_estimated = population(
+        geo=district_population, band=band, sex=filters.sex
+    )
+    total = CoverageRow(
+        key="total",
+        name=districts()[filters.district].name if filters.district else "Serbia",
+        people=total_people,
+        population=total_population,
+        coverage_pct=_pct(total_people, total_population),
+        population_estimated=total_estimated,
+    )
+    return Coverage(
+        date=on,
+        dose=dose,
+        group_by=group_by,
+        filters=filters,
+        fresh_as_of=await fresh_as_of(conn),
+        rows=result,
+        total=total,
+    )
+
+
+# --- daily doses -----------------------------------------------------------------------
+
+
+class DailyRow(msgspec.Struct, frozen=True, kw_only=True):
+    """Doses given on one day, and the average of the 7 days ending that day."""
+
+    day: date
+    doses: int
+    first: int | None = None
+    series: int | None = None
+    booster: int | None = None
+    avg_7d: float
+
+
+class DailyDoses(msgspec.Struct, frozen=True, kw_only=True):
+    """Daily doses between two days (inclusive)."""
+
+    from_day: date = msgspec.field(name="from")
+    to_day: date = msgspec.field(name="to")
+    filters: dict[str, str]
+    fresh_as_of: datetime | None
+    total: int
+    rows: list[DailyRow]
+
+
+async def default_range(conn: Connection, to: date | None, today: date) -> tuple[date, date]:
+    """From the first day with doses (at most a year back) to today (or `to`)."""
+    end = to or today
+    first: date | None = await conn.fetchval("SELECT min(day) FROM daily_doses")
+    start = (
+        max(first, end - timedelta(days=364))
+        if first and first <= end
+        else end - timedelta(days=29)
+    )
+    return start, end
+
+
+async def daily_doses(
+    conn: Connection,
+    *,
+    start: date,
+    end: date,
+    product: str | None,
+    age_band: str | None,
+    site_id: str | None,
+) -> DailyDoses:
+    """Doses per day with their kind, zero days included, and the 7-day average."""
+    window_start = start - timedelta(days=6)
+    args: list[object] = [window_start, end]
+    where = ["day BETWEEN $1 AND $2"]
+    if product is not None:
+        args.append(product)
+        where.append(f"product_code = ${len(args)}")
+    by_kind = site_id is None
+    if site_id is not None:
+        args.append(site_id)
+        where.append(f"site_id = ${len(args)}")
+        sql = (
+            "SELECT day, 'all' AS kind, sum(doses) AS doses FROM site_daily_doses "
+            f"WHERE {' AND '.join(where)} GROUP BY day"
+        )
+    else:
+        if age_band is not None:
+            args.append(age_band)
+            where.append(f"age_band = ${len(args)}")
+        sql = (
+            "SELECT day, kind, sum(doses) AS doses FROM daily_doses "
+            f"WHERE {' AND '.join(where)} GROUP BY day, kind"
+        )
+    per_day: dict[date, dict[str, int]] = {}
+    for r in await conn.fetch(sql, *args):
+        per_day.setdefault(r["day"], {})[r["kind"]] = int(r["doses"])
+    totals = {d: sum(kinds.values()) for d, kinds in per_day.items()}
+    rows = []
+    day = start
+    while day <= end:
+        kinds = per_day.get(day, {})
+        window = sum(totals.get(day - timedelta(days=i), 0) for i in range(7))
+        rows.append(
+            DailyRow(
+                day=day,
+                doses=totals.get(day, 0),
+                first=kinds.get("first", 0) if by_kind else None,
+                series=kinds.get("series", 0) if by_kind else None,
+                booster=kinds.get("booster", 0) if by_kind else None,
+                avg_7d=round(window / 7, 2),
+            )
+        )
+        day += timedelta(days=1)
+    filters = {
+        k: v
+        for k, v in (("product", product), ("age_band", age_band), ("site_id", site_id))
+        if v is not None
+    }
+    return DailyDoses(
+        from_day=start,
+        to_day=end,
+        filters=filters,
+        fresh_as_of=await fresh_as_of(conn),
+        total=sum(r.doses for r in rows),
+        rows=rows,
+    )
+
+
+# --- stock -----------------------------------------------------------------------------
+
+
+class StockRow(msgspec.Struct, frozen=True, kw_only=True):
+    """Usable doses of a product at a location, and how long they last at the current pace."""
+
+    location_id: str
+    product_code: str
+    product_name: str
+    doses_available: int
+    earliest_expiry: date | None
+    doses_last_7d: int
+    avg_daily_doses_7d: float
+    days_of_supply: float | None
+    as_of: datetime
+
+
+class WastageRow(msgspec.Struct, frozen=True, kw_only=True):
+    """Doses wasted (DosesWasted, OpenedVialExpired) against doses used, per product."""
+
+    product_code: str
+    product_name: str
+    administered: int
+    wasted: int
+    wastage_rate_pct: float | None
+
+
+class Stock(msgspec.Struct, frozen=True, kw_only=True):
+    """Stock on hand per location and product (days of supply over the 7 days to `date`)."""
+
+    date: date
+    fresh_as_of: datetime | None
+    locations: list[StockRow]
+    wastage: list[WastageRow]
+
+
+async def stock(
+    conn: Connection, *, on: date, location_id: str | None, product: str | None
+) -> Stock:
+    """Stock levels with days of supply, and wastage per product up to `on`."""
+    args: list[object] = [on]
+    where = ["true"]
+    if location_id is not None:
+        args.append(location_id)
+        where.append(f"s.location_id = ${len(args)}")
+    if product is not None:
+        args.append(product)
+        where.append(f"s.product_code = ${len(args)}")
+    rows = await conn.fetch(
+        f"""
+        SELECT s.location_id, s.product_code, s.doses_available, s.earliest_expiry, s.as_of,
+               coalesce(d.doses, 0) AS doses_7d
+        FROM stock_levels s
+        LEFT JOIN (SELECT site_id, product_code, sum(doses) AS doses FROM site_daily_doses
+                   WHERE day BETWEEN $1::date - 6 AND $1 GROUP BY site_id, product_code) d
+               ON d.site_id = s.location_id AND d.product_code = s.product_code
+        WHERE {" AND ".join(where)}
+        ORDER BY s.location_id, s.product_code
+        """,
+        *args,
+    )
+    locations = []
+    for r in rows:
+        avg = int(r["doses_7d"]) / 7
+        locations.append(
+            StockRow(
+                location_id=r["location_id"],
+                product_code=r["product_code"],
+                product_name=product_name(r["product_code"]),
+                doses_available=r["doses_available"],
+                earliest_expiry=r["earliest_expiry"],
+                doses_last_7d=int(r["doses_7d"]),
+                avg_daily_doses_7d=round(avg, 2),
+                days_of_supply=round(r["doses_available"] / avg, 1) if avg > 0 else None,
+                as_of=r["as_of"],
+            )
+        )
+    used = {
+        r["product_code"]: int(r["doses"])
+        for r in await conn.fetch(
+            "SELECT product_code, sum(doses) AS doses FROM daily_doses WHERE day <= $1 "
+            "GROUP BY product_code",
+            on,
+        )
+    }
+    wasted = {
+        r["product_code"]: int(r["doses"])
+        for r in await conn.fetch(
+            "SELECT product_code, sum(doses) AS doses FROM waste_daily WHERE day <= $1 "
+            "GROUP BY product_code",
+            on,
+        )
+    }
+    wastage = [
+        WastageRow(
+            product_code=code,
+            product_name=product_name(code),
+            administered=used.get(code, 0),
+            wasted=wasted.get(code, 0),
+            wastage_rate_pct=_pct(wasted.get(code, 0), used.get(code, 0) + wasted.get(code, 0)),
+        )
+        for code in sorted(set(used) | set(wasted))
+        if product is None or code == product
+    ]
+    return Stock(date=on, fresh_as_of=await fresh_as_of(conn), locations=locations, wastage=wastage)
+
+
+# --- bookings --------------------------------------------------------------------------
+
+
+class SiteBookings(msgspec.Struct, frozen=True, kw_only=True):
+    """A site's capacity and use over the period."""
+
+    site_id: str
+    name: str | None
+    municipality_code: str | None
+    capacity: int | None
+    booked: int
+    fill_rate_pct: float | None
+    attended: int
+    missed: int
+    no_show_rate_pct: float | None
+
+
+class MunicipalityQueue(msgspec.Struct, frozen=True, kw_only=True):
+    """Registrations waiting for an appointment, and appointments booked, now."""
+
+    municipality_code: str
+    name: str
+    waiting: int
+    booked: int
+
+
+class BookingStats(msgspec.Struct, frozen=True, kw_only=True):
+    """Fill and no-show rates per site over a period; the queue per municipality now."""
+
+    from_day: date = msgspec.field(name="from")
+    to_day: date = msgspec.field(name="to")
+    fresh_as_of: datetime | None
+    sites: list[SiteBookings]
+    municipalities: list[MunicipalityQueue]
+    totals: dict[str, int | float | None]
+
+
+async def booking_stats(conn: Connection, *, start: date, end: date) -> BookingStats:
+    """booked / capacity and missed / (attended + missed) per site over [start, end]."""
+    capacity = {
+        r["site_id"]: r
+        for r in await conn.fetch(
+            """
+            SELECT s.site_id, s.name, s.municipality_code,
+                   sum(coalesce(o.capacity_total, s.capacity_total)) AS capacity
+            FROM sites s
+            CROSS JOIN generate_series($1::date, $2::date, interval '1 day') AS d(day)
+            LEFT JOIN site_day_capacity o ON o.site_id = s.site_id AND o.day = d.day::date
+            GROUP BY s.site_id, s.name, s.municipality_code
+            """,
+            start,
+            end,
+        )
+    }
+    used = {
+        r["site_id"]: r
+        for r in await conn.fetch(
+            "SELECT site_id, sum(booked) AS booked, sum(attended) AS attended, "
+            "sum(missed) AS missed FROM booking_days WHERE day BETWEEN $1 AND $2 "
+            "GROUP BY site_id",
+            start,
+            end,
+        )
+    }
+    sites = []
+    for site_id in sorted(set(capacity) | set(used)):
+        cap = capacity.get(site_id)
+        use = used.get(site_id)
+        booked = int(use["booked"]) if use else 0
+        attended = int(use["attended"]) if use else 0
+        missed = int(use["missed"]) if use else 0
+        cap_total = int(cap["capacity"]) if cap else None
+        sites.append(
+            SiteBookings(
+                site_id=site_id,
+                name=cap["name"] if cap else None,
+                municipality_code=cap["municipality_code"] if cap else None,
+                capacity=cap_total,
+                booked=booked,
+                fill_rate_pct=_pct(booked, cap_total),
+                attended=attended,
+                missed=missed,
+                no_show_rate_pct=_pct(missed, attended + missed),
+            )
+        )
+    known = municipalities()
+    queue = [
+        MunicipalityQueue(
+            municipality_code=r["municipality_code"],
+            name=known[r["municipality_code"]].name
+            if r["municipality_code"] in known
+            else r["municipality_code"],
+            waiting=r["waiting"],
+            booked=r["booked"],
+        )
+        for r in await conn.fetch(
+            "SELECT municipality_code, waiting, booked FROM municipality_queue "
+            "ORDER BY municipality_code"
+        )
+    ]
+    capacity_sum = sum(s.capacity or 0 for s in sites)
+    booked_sum = sum(s.booked for s in sites)
+    attended_sum = sum(s.attended for s in sites)
+    missed_sum = sum(s.missed for s in sites)
+    totals: dict[str, int | float | None] = {
+        "capacity": capacity_sum,
+        "booked": booked_sum,
+        "fill_rate_pct": _pct(booked_sum, capacity_sum),
+        "attended": attended_sum,
+        "missed": missed_sum,
+        "no_show_rate_pct": _pct(missed_sum, attended_sum + missed_sum),
+        "waiting": sum(q.waiting for q in queue),
+        "appointments_booked": sum(q.booked for q in queue),
+    }
+    return BookingStats(
+        from_day=start,
+        to_day=end,
+        fresh_as_of=await fresh_as_of(conn),
+        sites=sites,
+        municipalities=queue,
+        totals=totals,
+    )
+
+
+# --- safety ----------------------------------------------------------------------------
+
+
+class SafetyRow(msgspec.Struct, frozen=True, kw_only=True):
+    """Adverse events following immunization reported per 100,000 doses of a product."""
+
+    product_code: str
+    product_name: str
+    doses: int
+    reports: int
+    serious: int
+    reports_per_100k: float | None
+    serious_per_100k: float | None
+
+
+class Safety(msgspec.Struct, frozen=True, kw_only=True):
+    """AEFI rates by product (doses: every dose recorded and not voided)."""
+
+    fresh_as_of: datetime | None
+    products: list[SafetyRow]
+
+
+def _per_100k(part: int, whole: int) -> float | None:
+    return round(100_000 * part / whole, 2) if whole else None
+
+
+async def safety(conn: Connection) -> Safety:
+    """Reports and serious reports per 100,000 doses, by product."""
+    doses = {
+        r["product_code"]: int(r["doses"])
+        for r in await conn.fetch(
+            "SELECT product_code, sum(doses) AS doses FROM daily_doses GROUP BY product_code"
+        )
+    }
+    reports = {
+        r["product_code"]: (int(r["reports"]), int(r["serious"]))
+        for r in await conn.fetch(
+            "SELECT product_code, count(*) AS reports, count(*) FILTER (WHERE serious) AS serious "
+            "FROM adverse_events GROUP BY product_code"
+        )
+    }
+    products = []
+    for code in sorted(set(doses) | set(reports)):
+        given = doses.get(code, 0)
+        all_reports, serious = reports.get(code, (0, 0))
+        products.append(
+            SafetyRow(
+                product_code=code,
+                product_name=product_name(code),
+                doses=given,
+                reports=all_reports,
+                serious=serious,
+                reports_per_100k=_per_100k(all_reports, given),
+                serious_per_100k=_per_100k(serious, given),
+            )
+        )
+    return Safety(fresh_as_of=await fresh_as_of(conn), products=products)
+
+
+# --- the model itself ------------------------------------------------------------------
+
+
+class Position(msgspec.Struct, frozen=True, kw_only=True):
+    topic: str
+    partition: int
+    next_offset: int
+
+
+class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """The model answering now: its schema, how much it has applied, where it stands."""
+
+    schema: str
+    fresh_as_of: datetime | None
+    events_applied: int
+    positions: list[Position]
+    models: list[dict[str, str | None]]
+
+
+async def model_info(
+    conn: Connection, schema: str, models: Iterable[Mapping[str, object]]
+) -> ModelInfo:
+    """The active model's state and the history of models."""
+    state = await conn.fetchrow("SELECT newest_recorded_at, events_applied FROM model_state")
+    positions = [
+        Position(topic=r["topic"], partition=r["partition"], next_offset=r["next_offset"])
+        for r in await conn.fetch(
+            "SELECT topic, partition, next_offset FROM consumer_positions "
+            "WHERE group_id = $1 ORDER BY topic, partition",
+            schema,
+        )
+    ]
+    return ModelInfo(
+        schema=schema,
+        fresh_as_of=state["newest_recorded_at"] if state else None,
+        events_applied=int(state["events_applied"]) if state else 0,
+        positions=positions,
+        models=[
+            {
+                k: (v.isoformat() if isinstance(v, datetime) else str(v) if v is not None else None)
+                for k, v in m.items()
+            }
+            for m in models
+        ],
+    )
