@@ -168,6 +168,16 @@ async def drop_all(dsn: str, control: str) -> None:
             if exists
             else []
         )
+        # Sessions left behind by a stuck shutdown would block DROP SCHEMA forever:
+        # end them (pools name their sessions after their schema) and bound the wait.
+        await conn.execute("SET lock_timeout = '30s'")
+        for schema in [*names, control]:
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE pid <> pg_backend_pid() AND datname = current_database() "
+                "AND application_name LIKE $1",
+                schema.replace("_", "\\_") + "%",
+            )
         for schema in names:
             await conn.execute(f"DROP SCHEMA IF EXISTS {check_schema_name(schema)} CASCADE")
         await conn.execute(f"DROP SCHEMA IF EXISTS {control} CASCADE")

@@ -156,7 +156,11 @@ class OutboxRelay:
 
     async def _connect(self) -> asyncpg.Connection:
         return await asyncpg.connect(
-            self.dsn, server_settings={"search_path": f"{self.schema},public"}
+            self.dsn,
+            server_settings={
+                "search_path": f"{self.schema},public",
+                "application_name": f"{self.schema}-relay",
+            },
         )
 
     async def _lead_and_publish(self) -> None:

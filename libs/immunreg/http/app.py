@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from aiokafka import AIOKafkaProducer
@@ -110,9 +111,23 @@ def _database(service: Service) -> Any:
             yield
             await signal.close()
         finally:
-            await pool.close()
+            await close_pool(pool)
 
     return database
+
+
+# Every task using the pool has been cancelled by now; a connection still out
+# after this long belongs to something stuck, and must not hold shutdown hostage.
+POOL_CLOSE_SECONDS = 10.0
+
+
+async def close_pool(pool: asyncpg.Pool) -> None:
+    """Close gracefully; after POOL_CLOSE_SECONDS, terminate what is still checked out."""
+    try:
+        await asyncio.wait_for(pool.close(), POOL_CLOSE_SECONDS)
+    except TimeoutError:
+        log.warning("database connections still in use at shutdown; terminating them")
+        pool.terminate()
 
 
 def _kafka(service: Service) -> Any:
