@@ -348,8 +348,8 @@ async def topic_offsets(bootstrap: str, topics: list[str]) -> tuple[Offsets, Off
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False
     )
-    await consumer.start()
     try:
+        await consumer.start()
         partitions: list[TopicPartition] = []
         for topic in topics:
             found = consumer.partitions_for_topic(topic)
@@ -392,9 +392,9 @@ async def _only_markers_left(
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False
     )
-    await consumer.start()
     done: set[TopicPartition] = set()
     try:
+        await consumer.start()
         consumer.assign(list(behind))
         for tp, (position, _) in behind.items():
             consumer.seek(tp, position)

@@ -71,9 +71,9 @@ async def published_tail(
         enable_auto_commit=False,
         group_id=None,
     )
-    await consumer.start()
     found: dict[int, Position] = {}
     try:
+        await consumer.start()
         tps = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
@@ -179,8 +179,8 @@ class OutboxRelay:
                 linger_ms=2,
                 max_batch_size=256 * 1024,
             )
-            await producer.start()
             try:
+                await producer.start()
                 await self._recover(conn, producer)
                 self.leading.set()
                 log.info("outbox relay leading", extra={"schema": self.schema})

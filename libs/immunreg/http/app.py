@@ -137,9 +137,9 @@ def _kafka(service: Service) -> Any:
         await ensure_topics(settings.kafka_bootstrap, service.topics, settings.kafka_partitions)
         # A plain producer kept open only to answer readiness probes cheaply.
         probe = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
-        await probe.start()
-        app[KAFKA_KEY] = probe
         try:
+            await probe.start()
+            app[KAFKA_KEY] = probe
             yield
         finally:
             await probe.stop()

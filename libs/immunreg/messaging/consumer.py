@@ -123,8 +123,9 @@ class EventConsumer:
         )
         consumer.subscribe(self.reactions.topics, listener=_Positions(self))
         self._consumer = consumer
-        await consumer.start()
         try:
+            # Inside the try: a start cancelled half-way must still be stopped.
+            await consumer.start()
             while True:
                 batches = await consumer.getmany(timeout_ms=500, max_records=self.batch_size)
                 for tp, messages in batches.items():

@@ -35,8 +35,8 @@ async def wait_for_kafka(bootstrap: str, seconds: float = 60) -> None:
 async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int = 3) -> None:
     """Create every topic in names that does not exist yet (replication 1 locally)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
-    await admin.start()
     try:
+        await admin.start()
         existing = set(await admin.list_topics())
         missing = [
             NewTopic(name, partitions, 1, topic_configs=dict(TOPIC_CONFIG))
