@@ -48,6 +48,7 @@ from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.middleware import metadata_from_request
 from immunreg.http.problems import FieldError, Problem
 from immunreg.http.versioning import etag, if_match_version
+from immunreg.reference.calendar import age_on, local_date
 from immunreg.reference.vaccines import VaccineCatalog, vaccine_catalog
 from immunreg.service import Service
 
@@ -69,7 +70,7 @@ from .domain import (
 )
 from .domain import ReportAdverseEvent as ReportCommand
 from .reactions import reactions
-from .rules import CitizenFacts, DoseRequest, age_on, check_dose, local_date
+from .rules import CitizenFacts, DoseRequest, check_dose
 from .schemas import (
     AdverseEventRecorded,
     AdverseEventView,

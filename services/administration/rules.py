@@ -24,14 +24,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal
-from zoneinfo import ZoneInfo
 
 import msgspec
 
 from immunreg.contracts.common import Sex
+from immunreg.reference.calendar import age_on, local_date, national_timezone
 from immunreg.reference.vaccines import VaccineCatalog, VaccineProduct
 
-LOCAL_TZ = ZoneInfo("Europe/Belgrade")
+LOCAL_TZ = national_timezone()
 
 CitizenStatus = Literal["active", "withdrawn", "erased"]
 
@@ -88,17 +88,6 @@ class DoseRequest:
     product_code: str
     dose_number: int
     administered_at: datetime
-
-
-def local_date(moment: datetime) -> date:
-    """The calendar date in Serbia at `moment`."""
-    return moment.astimezone(LOCAL_TZ).date()
-
-
-def age_on(birth_date: date, day: date) -> int:
-    """Age in completed years on `day`."""
-    before_birthday = (day.month, day.day) < (birth_date.month, birth_date.day)
-    return day.year - birth_date.year - int(before_birthday)
 
 
 # --- the citizen ---------------------------------------------------------------------------

@@ -84,11 +84,6 @@ def birthday(born: date, years: int) -> date:
         return date(born.year + years, 3, 1)
 
 
-def age_on(born: date, day: date) -> int:
-    """Age in completed years on `day`."""
-    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
-
-
 def age_window(product: VaccineProduct, born: date) -> tuple[date, date | None]:
     """The first and last day (None: no end) the product's age limits allow."""
     first = birthday(born, product.min_age)

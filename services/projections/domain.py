@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
 import msgspec
 
@@ -46,9 +45,10 @@ from immunreg.contracts.registration import (
     CitizenRegistered,
     RegistrationWithdrawn,
 )
+from immunreg.reference.calendar import age_on, national_timezone
 from immunreg.reference.geography import age_bands, municipalities
 
-REPORTING_TZ = ZoneInfo("Europe/Belgrade")
+REPORTING_TZ = national_timezone()
 UNKNOWN = "unknown"
 
 # What a dose counts as in the daily figures.
@@ -67,11 +67,6 @@ def local_day(moment: datetime) -> date:
 def today() -> date:
     """Today in Serbia."""
     return datetime.now(REPORTING_TZ).date()
-
-
-def age_on(birth: date, day: date) -> int:
-    """Whole years between a birth date and a day."""
-    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
 
 
 def band_of(age: int | None) -> str | None:

@@ -17,6 +17,7 @@ from functools import cache
 
 import msgspec
 
+from immunreg.reference.calendar import age_on
 from immunreg.reference.geography import municipalities
 from immunreg.reference.health import conditions, priority_groups
 from immunreg.reference.vaccines import vaccine_catalog
@@ -104,11 +105,6 @@ def normalize_email(raw: str) -> str | None:
 def normalize_name(raw: str) -> str:
     """The name with surrounding and repeated whitespace removed (NFC)."""
     return " ".join(unicodedata.normalize("NFC", raw).split())
-
-
-def age_on(born: date, today: date) -> int:
-    """Completed years between `born` and `today`."""
-    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
 
 
 def check_registration(body: RegisterCitizen, today: date, rules: Rules) -> list[Violation]:

@@ -201,6 +201,11 @@ def _consumer(service: Service) -> Any:
     return consumer
 
 
+# How long a cancelled background task may take to finish its clean-up (leave a
+# consumer group, abort a Kafka transaction) before shutdown goes on without it.
+TASK_STOP_SECONDS = 15.0
+
+
 @contextlib.asynccontextmanager
 async def background_task(coroutine: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
     """Run `coroutine` as a task for the life of a cleanup context; cancelled on exit."""
@@ -209,8 +214,13 @@ async def background_task(coroutine: Coroutine[Any, Any, None]) -> AsyncIterator
         yield
     finally:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        done, _ = await asyncio.wait({task}, timeout=TASK_STOP_SECONDS)
+        if not done:
+            # Committed work is safe in PostgreSQL; a stuck clean-up must not hold
+            # the process (or a test run) hostage.
+            log.warning("background task did not stop in time", extra={"task": repr(task)})
+        elif not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
 
 
 async def _db_ok(app: web.Application) -> bool:

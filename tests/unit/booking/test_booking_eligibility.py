@@ -6,6 +6,7 @@ from datetime import date, timedelta
 
 import pytest
 
+from immunreg.reference.calendar import age_on
 from services.booking.eligibility import (
     CONTRAINDICATED,
     FIRST_DOSE,
@@ -14,7 +15,6 @@ from services.booking.eligibility import (
     DoseTaken,
     NextDose,
     acceptable_products,
-    age_on,
     birthday,
     eligibility,
     next_dose,
