@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -11,6 +12,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+import asyncpg
 
 from immunreg.config import DEFAULT_PORTS, setting
 from immunreg.localinfra._proc import log, pid_alive, stop_pid
@@ -112,3 +115,59 @@ def stop_services(processes: list[ServiceProcess] | None = None) -> None:
         if pid_alive(int(pid_file.read_text().strip() or 0)):
             stop_pid(pid_file, pid_file.stem, seconds=15)
         pid_file.unlink(missing_ok=True)
+
+
+@dataclass
+class IsolatedStack:
+    """Services started with their own ports and schemas, beside anything else running.
+
+    For the e2e tests and load tests: each run's schemas (hence consumer groups)
+    are its own, so it neither disturbs `make run` nor another run.
+    """
+
+    processes: list[ServiceProcess]
+    schemas: dict[str, str]
+    dsn: str
+
+    @property
+    def urls(self) -> dict[str, str]:
+        return {p.name: p.url for p in self.processes}
+
+    @classmethod
+    def start(
+        cls, endpoints: dict[str, str], names: list[str], port_base: int, run: str
+    ) -> IsolatedStack:
+        """Start `names` on port_base + (default port - 8080) and wait until ready."""
+        ports = {name: port_base + DEFAULT_PORTS[name] - 8080 for name in names}
+        schemas = {name: f"{run}_{name}" for name in names}
+        env = {**endpoints, "RELAY_POLL_INTERVAL": "0.1"}
+        for name in names:
+            env[f"{name.upper()}_DB_SCHEMA"] = schemas[name]
+        stack = cls(start_services(names, env, ports), schemas, endpoints["DATABASE_URL"])
+        try:
+            wait_ready(stack.processes)
+        except BaseException:
+            stack.stop()
+            raise
+        return stack
+
+    def stop(self) -> None:
+        """Stop the processes and drop every schema they made (theirs and `<schema>_*`)."""
+        stop_services(self.processes)
+        asyncio.run(_drop_schemas(self.dsn, list(self.schemas.values())))
+
+
+async def _drop_schemas(dsn: str, schemas: list[str]) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        for schema in schemas:
+            # A service may keep more schemas named after its own (projections'
+            # read models: <schema>_m<timestamp>).
+            more = await conn.fetch(
+                "SELECT nspname FROM pg_namespace WHERE nspname LIKE $1",
+                schema.replace("_", "\\_") + "\\_%",
+            )
+            for name in [schema, *(r["nspname"] for r in more)]:
+                await conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+    finally:
+        await conn.close()
