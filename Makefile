@@ -8,12 +8,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: run stop test lint unit integration e2e bench infra install browser clean help
+.PHONY: run stop test lint unit integration e2e bench load infra install browser clean help
 
 help:
 	@echo "make run    start PostgreSQL, Kafka and every service (Ctrl-C stops them)"
 	@echo "make test   lint, type-check and run the whole suite"
 	@echo "make bench  benchmarks; figures go to bench/results.json"
+	@echo "make load   national-day load test (Locust, 127.0.0.1 only); figures to bench/results.json"
 	@echo "make stop   stop what make run started"
 
 $(STAMP): pyproject.toml
@@ -57,6 +58,10 @@ test: infra browser lint
 bench: infra
 	$(BIN)/python -m bench $(BENCH_ARGS)
 	@echo "figures written to bench/results.json"
+
+load: infra
+	$(BIN)/python -m pip install --quiet -e '.[load]'
+	$(BIN)/python -m loadtests.national_day $(LOAD_ARGS)
 
 clean: stop
 	rm -rf .cache .mypy_cache .pytest_cache .ruff_cache
