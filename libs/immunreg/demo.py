@@ -12,11 +12,76 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import re
 import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+from immunreg.http.auth import Role, ensure_dev_keys, issue_token
+from immunreg.paths import state_dir
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer: status, headers and the decoded JSON body (None if empty)."""
+
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+    @property
+    def replayed(self) -> bool:
+        """The server answered from its Idempotency-Key record: done before."""
+        return self.headers.get("Idempotent-Replayed") == "true"
+
+
+@dataclass
+class DemoClient:
+    """JSON over HTTP with a development token, as the demo loaders' callers would."""
+
+    base: str
+    role: Role = Role.ADMIN
+    site_id: str | None = None
+    subject: str = "demo-loader"
+    timeout: float = 30.0
+    token: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        private, _ = ensure_dev_keys(state_dir() / "keys")
+        self.token = issue_token(
+            private.read_bytes(), self.role, subject=self.subject, site_id=self.site_id
+        )
+
+    def request(
+        self, method: str, path: str, body: Any = None, *, idempotency_key: str | None = None
+    ) -> Answer:
+        """Send one request; HTTP errors are answers too (the caller decides)."""
+        data = None if body is None else json.dumps(body, sort_keys=True).encode()
+        headers = {"Authorization": f"Bearer {self.token}"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        request = urllib.request.Request(
+            self.base + path, data=data, headers=headers, method=method
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return Answer(response.status, dict(response.headers), _json(response.read()))
+        except urllib.error.HTTPError as error:
+            return Answer(error.code, dict(error.headers), _json(error.read()))
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
+
 
 ORDER = ("registration", "inventory", "booking", "administration", "certificates", "projections")
 

@@ -8,34 +8,17 @@ fixed per appointment, so loading twice records nothing new.
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from immunreg.http.auth import Role, ensure_dev_keys, issue_token
-from immunreg.paths import state_dir
+from immunreg.demo import DemoClient
+from immunreg.http.auth import Role
 
 SITES = [f"SITE-{n:04d}" for n in range(1, 11)]
 DOSES_PER_SITE = 12
 # Read models fill from Kafka; a refusal for an unknown citizen or lot means "not yet".
 NOT_YET = {"citizen_unknown", "lot_not_at_site"}
-
-
-def _call(method: str, url: str, token: str, body: Any = None) -> tuple[int, Any]:
-    request = urllib.request.Request(
-        url,
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
 
 
 def _lot_for(stock: dict[str, Any], product: str) -> str | None:
@@ -51,20 +34,18 @@ def _lot_for(stock: dict[str, Any], product: str) -> str | None:
 
 def load(urls: dict[str, str]) -> str:
     """Record up to DOSES_PER_SITE doses per demo site; returns a one-line summary."""
-    private, _ = ensure_dev_keys(state_dir() / "keys")
-    admin = issue_token(private.read_bytes(), Role.ADMIN, subject="demo-loader")
+    inventory = DemoClient(urls["inventory"])
+    booking = DemoClient(urls["booking"])
     recorded = already = skipped = 0
     for site in SITES:
-        staff = issue_token(private.read_bytes(), Role.SITE_STAFF, site_id=site)
-        _, stock = _call("GET", f"{urls['inventory']}/v1/sites/{site}/stock", admin)
+        staff = DemoClient(urls["administration"], role=Role.SITE_STAFF, site_id=site)
+        stock = inventory.request("GET", f"/v1/sites/{site}/stock").body
         booked: list[dict[str, Any]] = []
         for offset in range(14):
             day = date.today() + timedelta(days=offset)
-            status, page = _call(
-                "GET", f"{urls['booking']}/v1/sites/{site}/appointments?date={day}", admin
-            )
-            if status == 200:
-                booked += [a for a in page["items"] if a["status"] == "booked"]
+            page = booking.request("GET", f"/v1/sites/{site}/appointments?date={day}")
+            if page.status == 200:
+                booked += [a for a in page.body["items"] if a["status"] == "booked"]
             if len(booked) >= DOSES_PER_SITE:
                 break
         for n, appointment in enumerate(booked[:DOSES_PER_SITE]):
@@ -87,14 +68,14 @@ def load(urls: dict[str, str]) -> str:
                 "injection_site": "left_arm",
             }
             for _ in range(30):
-                status, answer = _call("POST", f"{urls['administration']}/v1/doses", staff, body)
-                if status == 422 and (answer or {}).get("code") in NOT_YET:
+                answer = staff.request("POST", "/v1/doses", body)
+                if answer.status == 422 and (answer.body or {}).get("code") in NOT_YET:
                     time.sleep(1.0)
                     continue
                 break
-            if status == 201:
+            if answer.status == 201:
                 recorded += 1
-            elif status == 200:
+            elif answer.status == 200:
                 already += 1
             else:
                 skipped += 1

@@ -1,39 +1,26 @@
 """Demo data for `make run`: vaccination sites, then one scheduling run, over HTTP.
 
 SITE-0001..SITE-0010 are in Belgrade, where inventory's demo ships stock to them (it
-loads after this one, so the first run mostly reports `no_stock`; the nightly run, or
-another POST /v1/scheduling/runs, books once stock has arrived). Thirty more sites go
+loads before this one, so the run books against that stock). Thirty more sites go
 to the largest other municipalities. Deterministic: defining a site again with the same
 data changes nothing.
 """
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from typing import Any
 
-from immunreg.http.auth import Role, ensure_dev_keys, issue_token
-from immunreg.paths import state_dir
+from immunreg.demo import Answer, DemoClient
 from immunreg.reference.geography import municipalities
 from immunreg.reference.vaccines import vaccine_catalog
 
 BELGRADE = "RS-00"
 
 
-def _call(method: str, url: str, token: str, body: Any) -> Any:
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        method=method,
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=300) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        raise RuntimeError(f"booking refused demo data: {error.read()!r}") from error
+def _ok(answer: Answer) -> Any:
+    if answer.status >= 400:
+        raise RuntimeError(f"booking refused demo data: {answer.body!r}")
+    return answer.body
 
 
 def sites() -> list[dict[str, Any]]:
@@ -60,13 +47,11 @@ def sites() -> list[dict[str, Any]]:
 
 def load(urls: dict[str, str]) -> str:
     """Define the demo sites and run the scheduler once; returns a one-line summary."""
-    private, _ = ensure_dev_keys(state_dir() / "keys")
-    token = issue_token(private.read_bytes(), Role.ADMIN, subject="demo-loader")
-    base = urls["booking"]
+    client = DemoClient(urls["booking"], timeout=300)
     for site in sites():
         body = {k: v for k, v in site.items() if k != "site_id"}
-        _call("PUT", f"{base}/v1/sites/{site['site_id']}", token, body)
-    summary = _call("POST", f"{base}/v1/scheduling/runs", token, {"horizon_days": 7})
+        _ok(client.request("PUT", f"/v1/sites/{site['site_id']}", body))
+    summary = _ok(client.request("POST", "/v1/scheduling/runs", {"horizon_days": 7}))
     return (
         f"{len(sites())} sites defined; scheduling run booked {summary['booked']}, "
         f"waiting {summary['waiting']}"

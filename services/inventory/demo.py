@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import urllib.error
-import urllib.request
 from datetime import date, timedelta
 from typing import Any
 
-from immunreg.http.auth import Role, ensure_dev_keys, issue_token
-from immunreg.paths import state_dir
+from immunreg.demo import DemoClient
+from immunreg.http.auth import Role
 from immunreg.reference.vaccines import vaccine_catalog
 
 DISTRICT = "WH-RS-00"
@@ -33,35 +31,26 @@ DONE_ALREADY = {
 
 
 class _Client:
-    def __init__(self, base: str, token: str) -> None:
-        self.base = base
-        self.token = token
+    """POSTs once each (a deterministic Idempotency-Key), counting what was new."""
+
+    def __init__(self, base: str) -> None:
+        self.http = DemoClient(base, role=Role.LOGISTICS)
         self.created = 0
         self.existing = 0
 
     def post(self, path: str, body: Any = None) -> dict[str, Any] | None:
-        """POST once (Idempotency-Key); None when it had been done before."""
-        data = None if body is None else json.dumps(body, sort_keys=True).encode()
-        key = hashlib.sha256(path.encode() + b"\n" + (data or b"")).hexdigest()[:32]
-        headers = {"Authorization": f"Bearer {self.token}", "Idempotency-Key": f"demo-{key}"}
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        request = urllib.request.Request(
-            self.base + path, data=data, headers=headers, method="POST"
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                if response.headers.get("Idempotent-Replayed") == "true":
-                    self.existing += 1
-                    return None
-                self.created += 1
-                return json.loads(response.read())  # type: ignore[no-any-return]
-        except urllib.error.HTTPError as error:
-            problem = json.loads(error.read() or b"{}")
-            if error.code == 409 and problem.get("code") in DONE_ALREADY:
-                self.existing += 1
-                return None
-            raise RuntimeError(f"inventory refused {path}: {problem}") from error
+        """POST once; None when it had been done before."""
+        data = b"" if body is None else json.dumps(body, sort_keys=True).encode()
+        key = hashlib.sha256(path.encode() + b"\n" + data).hexdigest()[:32]
+        answer = self.http.request("POST", path, body, idempotency_key=f"demo-{key}")
+        problem = answer.body if isinstance(answer.body, dict) else {}
+        if answer.replayed or (answer.status == 409 and problem.get("code") in DONE_ALREADY):
+            self.existing += 1
+            return None
+        if answer.status >= 400:
+            raise RuntimeError(f"inventory refused {path}: {problem}")
+        self.created += 1
+        return problem
 
 
 def _lot_number(product_index: int, n: int) -> str:
@@ -86,9 +75,7 @@ def _ship(client: _Client, lot: str, to: str, vials: int, source: str = "WH-NATI
 
 def load(urls: dict[str, str]) -> str:
     """Receive lots, ship them, open a vial; returns a one-line summary."""
-    private, _ = ensure_dev_keys(state_dir() / "keys")
-    token = issue_token(private.read_bytes(), Role.LOGISTICS, subject="demo-loader")
-    client = _Client(urls["inventory"], token)
+    client = _Client(urls["inventory"])
     expiry = (date.today() + timedelta(days=180)).isoformat()
     first_lots: list[str] = []
     for index, product in enumerate(vaccine_catalog().products.values()):

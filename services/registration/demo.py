@@ -7,15 +7,11 @@ already registered national id counts as done).
 
 from __future__ import annotations
 
-import json
 import random
-import urllib.error
-import urllib.request
 from datetime import date, timedelta
 from typing import Any
 
-from immunreg.http.auth import Role, ensure_dev_keys, issue_token
-from immunreg.paths import state_dir
+from immunreg.demo import Answer, DemoClient
 from immunreg.reference.geography import municipalities
 from immunreg.reference.health import conditions, contraindicated
 from immunreg.reference.vaccines import vaccine_catalog
@@ -69,37 +65,30 @@ def _citizen(rng: random.Random, municipality_codes: list[str], today: date) -> 
     }
 
 
-def _post(url: str, payload: dict[str, Any], headers: dict[str, str]) -> bool:
+def _registered(answer: Answer) -> bool:
     """Whether this request registered the citizen (False: it was there already)."""
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(payload).encode(),
-        headers={**headers, "Content-Type": "application/json"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return bool(response.headers.get("Idempotent-Replayed") != "true")
-    except urllib.error.HTTPError as error:
-        if error.code == 409:
-            return False
-        raise RuntimeError(f"registration refused a demo citizen: {error.read()!r}") from error
+    if answer.status == 409 or (answer.status == 201 and answer.replayed):
+        return False
+    if answer.status == 201:
+        return True
+    raise RuntimeError(f"registration refused a demo citizen: {answer.body!r}")
 
 
 def load(urls: dict[str, str], *, count: int = 200, seed: int = 2021) -> str:
     """Register `count` synthetic citizens; returns a one-line summary."""
-    private, _ = ensure_dev_keys(state_dir() / "keys")
-    token = issue_token(private.read_bytes(), Role.ADMIN, subject="demo-loader")
+    client = DemoClient(urls["registration"])
     rng = random.Random(seed)
     codes = sorted(municipalities())
     created = existing = 0
     for _ in range(count):
         citizen = _citizen(rng, codes, REFERENCE_DAY)
-        headers = {
-            "Authorization": f"Bearer {token}",
-            "Idempotency-Key": f"demo-{seed}-{citizen['national_id']}",
-        }
-        if _post(f"{urls['registration']}/v1/citizens", citizen, headers):
+        answer = client.request(
+            "POST",
+            "/v1/citizens",
+            citizen,
+            idempotency_key=f"demo-{seed}-{citizen['national_id']}",
+        )
+        if _registered(answer):
             created += 1
         else:
             existing += 1
