@@ -6,7 +6,7 @@ a running process with `create_app`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +18,8 @@ from immunreg.messaging.reactions import Reactions
 
 # A resource with start-up and shutdown, as aiohttp's cleanup contexts expect.
 Resource = Callable[[web.Application], AsyncIterator[None]]
+# A readiness check of the service's own (beyond database, Kafka and its consumers).
+ReadinessCheck = Callable[[web.Application], Awaitable[bool]]
 
 
 @dataclass
@@ -31,6 +33,7 @@ class Service:
     reactions: Reactions | None = None
     resources: Sequence[Resource] = field(default_factory=tuple)
     extra_routes: Sequence[web.RouteDef] = field(default_factory=tuple)
+    readiness: Mapping[str, ReadinessCheck] = field(default_factory=dict)
 
     @property
     def topics(self) -> list[str]:

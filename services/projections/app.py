@@ -435,7 +435,14 @@ def build_service() -> Service:
         schema_files=[CONTROL_SQL],
         resources=(_follow_active_model, _dashboard_page),
         extra_routes=[web.get("/", dashboard, name="dashboard")],
+        readiness={"read_model": _following},
     )
+
+
+async def _following(app: web.Application) -> bool:
+    """The live read model is attached and its consumer has joined its group."""
+    follower = app.get(FOLLOWER_KEY)
+    return follower is not None and follower.ready()
 
 
 service = build_service()

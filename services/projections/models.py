@@ -254,6 +254,10 @@ class Follower:
             except Exception:
                 log.exception("following the active read model failed; trying again")
 
+    def ready(self) -> bool:
+        """Whether the service follows a model whose consumer has joined its group."""
+        return self.current is not None and self.current.consumer.joined.is_set()
+
     async def close(self) -> None:
         """Stop consuming and close the model's pool."""
         current, self.current = self.current, None

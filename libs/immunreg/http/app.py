@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Coroutine
 from datetime import timedelta
@@ -93,6 +94,8 @@ def create_app(service: Service, settings: Settings) -> web.Application:
     checks: dict[str, Any] = {"database": lambda: _db_ok(app), "kafka": lambda: _kafka_ok(app)}
     if service.reactions is not None:
         checks["consumers"] = lambda: _consumers_ok(app)
+    for name, check in service.readiness.items():
+        checks[name] = functools.partial(check, app)
     app.add_routes([*health_routes(checks), metrics_route(metrics), *service.extra_routes])
     return app
 
