@@ -18,13 +18,13 @@ from immunreg.contracts.topics import dlq_topic
 from immunreg.eventstore import EventStore, OutboxSignal
 from immunreg.eventstore.database import Connection
 from immunreg.eventstore.relay import OutboxRelay
-from immunreg.messaging import EventConsumer, Reactions
+from immunreg.messaging import EventConsumer
 from immunreg.observability.metrics import Metrics
 from immunreg.paths import REPO_ROOT
 
 from ..conftest import SchemaFactory, unique_name
 from ..eventstore.test_relay import wait_for_empty_outbox, write_streams
-from ..support.consumer_process import APPLICATIONS_DDL
+from ..support.consumer_process import APPLICATIONS_DDL, counting_reactions
 from ..support.kafka import KafkaTools
 from ..support.tally import Counted, Poisoned, tally_context
 
@@ -155,17 +155,8 @@ async def test_a_poison_message_goes_to_the_dlq_and_the_partition_moves_on(
         await producer.stop()
     await store.append("s", "Tally", 3, [Counted(amount=3)], context=ctx)
 
-    reactions = Reactions()
+    reactions = counting_reactions(ctx)
     attempts = 0
-
-    @reactions.on(ctx, Counted)
-    async def counted(conn: Connection, event: Counted, envelope: Envelope) -> None:
-        await conn.execute(
-            "INSERT INTO applications VALUES ($1, $2, $3)",
-            envelope.event_id,
-            envelope.stream_id,
-            envelope.version,
-        )
 
     @reactions.on(ctx, Poisoned)
     async def poisoned(conn: Connection, event: Poisoned, envelope: Envelope) -> None:
@@ -212,18 +203,7 @@ async def test_positions_come_from_postgres_not_kafka_committed_offsets(
 
     for _, pool in (("live", first), ("rebuild", (await make_schema())[1])):
         await pool.execute(APPLICATIONS_DDL)
-        reactions = Reactions()
-
-        @reactions.on(ctx, Counted)
-        async def counted(conn: Connection, event: Counted, envelope: Envelope) -> None:
-            await conn.execute(
-                "INSERT INTO applications VALUES ($1, $2, $3)",
-                envelope.event_id,
-                envelope.stream_id,
-                envelope.version,
-            )
-
-        consumer = EventConsumer(pool, bootstrap, group, reactions)
+        consumer = EventConsumer(pool, bootstrap, group, counting_reactions(ctx))
         async with background(consumer.run()):
             await wait_until(pool, "SELECT count(*) FROM applications", 100)
             assert consumer.joined.is_set()
@@ -238,19 +218,10 @@ async def test_a_caught_up_consumer_reports_no_lag_despite_transaction_markers(
     ctx = tally_context(name)
     await kafka.create(ctx.topic)
     await publish_history(pool, schema, dsn, bootstrap, ctx, streams=6, each=10)
-    reactions = Reactions()
-
-    @reactions.on(ctx, Counted)
-    async def counted(conn: Connection, event: Counted, envelope: Envelope) -> None:
-        await conn.execute(
-            "INSERT INTO applications VALUES ($1, $2, $3)",
-            envelope.event_id,
-            envelope.stream_id,
-            envelope.version,
-        )
-
     metrics = Metrics("lag-test")
-    consumer = EventConsumer(pool, bootstrap, f"group-{name}", reactions, metrics=metrics)
+    consumer = EventConsumer(
+        pool, bootstrap, f"group-{name}", counting_reactions(ctx), metrics=metrics
+    )
     async with background(consumer.run()):
         await wait_until(pool, "SELECT count(*) FROM applications", 60)
         lags: list[float] = []

@@ -15,7 +15,7 @@ import asyncio
 import os
 import signal
 
-from immunreg.contracts.envelope import Envelope
+from immunreg.contracts.envelope import Context, Envelope
 from immunreg.eventstore.database import Connection, create_pool
 from immunreg.messaging import EventConsumer, Reactions
 
@@ -26,6 +26,27 @@ CREATE TABLE IF NOT EXISTS applications (
     event_id uuid NOT NULL, stream_id text NOT NULL, version int NOT NULL
 )
 """
+
+
+async def record_application(conn: Connection, envelope: Envelope) -> None:
+    """One row per application of an event: a double application would show."""
+    await conn.execute(
+        "INSERT INTO applications VALUES ($1, $2, $3)",
+        envelope.event_id,
+        envelope.stream_id,
+        envelope.version,
+    )
+
+
+def counting_reactions(ctx: Context) -> Reactions:
+    """Reactions that record every Counted event of `ctx` in `applications`."""
+    reactions = Reactions()
+
+    @reactions.on(ctx, Counted)
+    async def counted(conn: Connection, event: Counted, envelope: Envelope) -> None:
+        await record_application(conn, envelope)
+
+    return reactions
 
 
 async def main() -> None:
@@ -42,12 +63,7 @@ async def main() -> None:
     @reactions.on(ctx, Counted)
     async def count(conn: Connection, event: Counted, envelope: Envelope) -> None:
         nonlocal applied
-        await conn.execute(
-            "INSERT INTO applications VALUES ($1, $2, $3)",
-            envelope.event_id,
-            envelope.stream_id,
-            envelope.version,
-        )
+        await record_application(conn, envelope)
         applied += 1
         if args.die_after_applies and applied >= args.die_after_applies:
             os.kill(os.getpid(), signal.SIGKILL)
