@@ -46,6 +46,7 @@ from immunreg.http.app import SETTINGS_KEY, STORE_KEY
 from immunreg.http.auth import Principal, Role, current_principal
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.middleware import metadata_from_request
+from immunreg.http.openapi import Media
 from immunreg.http.problems import FieldError, Problem
 from immunreg.http.versioning import etag, if_match_version
 from immunreg.reference.calendar import age_on, local_date
@@ -557,7 +558,7 @@ async def citizen_doses(request: web.Request) -> web.StreamResponse:
 
 @api.get(
     "/v1/citizens/{citizen_id}/fhir",
-    responses={200: fhir.Bundle, 403: None, 404: None, 410: None},
+    responses={200: Media({"application/fhir+json": fhir.Bundle}), 403: None, 404: None, 410: None},
     roles=READERS,
     summary="A citizen's record as an HL7 FHIR R4 Bundle",
 )

@@ -30,6 +30,7 @@ from immunreg.http.api import Api, json_response
 from immunreg.http.app import SETTINGS_KEY, STORE_KEY
 from immunreg.http.auth import Principal, Role, current_principal
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
+from immunreg.http.openapi import Media
 from immunreg.http.problems import FieldError, Problem
 from immunreg.http.versioning import Page, decode_cursor, encode_cursor, page_limit
 from immunreg.service import Resource, Service
@@ -169,7 +170,7 @@ async def read_certificate(request: web.Request) -> web.StreamResponse:
 
 @api.get(
     "/v1/certificates/{uvci}/qr.png",
-    responses={200: None, 403: None, 404: None, 410: None},
+    responses={200: Media({"image/png": None}), 403: None, 404: None, 410: None},
     roles=OWNERS,
     summary="The certificate's QR code (image/png)",
     tags=["certificates"],
@@ -184,7 +185,7 @@ async def qr_png(request: web.Request) -> web.StreamResponse:
 
 @api.get(
     "/v1/certificates/{uvci}/qr.svg",
-    responses={200: None, 403: None, 404: None, 410: None},
+    responses={200: Media({"image/svg+xml": None}), 403: None, 404: None, 410: None},
     roles=OWNERS,
     summary="The certificate's QR code (image/svg+xml)",
     tags=["certificates"],
@@ -201,7 +202,7 @@ async def qr_svg(request: web.Request) -> web.StreamResponse:
 
 @api.get(
     "/v1/certificates/{uvci}/print",
-    responses={200: None, 403: None, 404: None, 410: None},
+    responses={200: Media({"text/html": None}), 403: None, 404: None, 410: None},
     roles=OWNERS,
     summary="The certificate as a printable page (text/html)",
     tags=["certificates"],

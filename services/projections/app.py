@@ -38,6 +38,7 @@ from immunreg.http.api import Api, json_response
 from immunreg.http.app import SETTINGS_KEY, background_task
 from immunreg.http.auth import Role, current_principal
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
+from immunreg.http.openapi import Media
 from immunreg.http.problems import FieldError, Problem
 from immunreg.messaging.topics import ensure_topics
 from immunreg.paths import REPO_ROOT
@@ -198,7 +199,7 @@ api = Api(
 @api.get(
     "/v1/coverage",
     query=CoverageQuery,
-    responses={200: rm.Coverage, 422: None},
+    responses={200: Media({"application/json": rm.Coverage, "text/csv": None}), 422: None},
     summary="Coverage on a date, by district, municipality, age band, sex or product",
     tags=["coverage"],
 )
@@ -241,7 +242,7 @@ async def coverage(request: web.Request, query: CoverageQuery) -> web.StreamResp
 @api.get(
     "/v1/doses/daily",
     query=DailyQuery,
-    responses={200: rm.DailyDoses, 422: None},
+    responses={200: Media({"application/json": rm.DailyDoses, "text/csv": None}), 422: None},
     summary="Doses per day and the 7-day average",
     tags=["doses"],
 )
@@ -281,7 +282,7 @@ async def doses_daily(request: web.Request, query: DailyQuery) -> web.StreamResp
 @api.get(
     "/v1/stock",
     query=StockQuery,
-    responses={200: rm.Stock},
+    responses={200: Media({"application/json": rm.Stock, "text/csv": None})},
     roles=STOCK_READERS,
     summary="Stock on hand and days of supply per location and product; wastage",
     tags=["stock"],
@@ -307,7 +308,7 @@ async def stock(request: web.Request, query: StockQuery) -> web.StreamResponse:
 @api.get(
     "/v1/bookings/stats",
     query=PeriodQuery,
-    responses={200: rm.BookingStats, 422: None},
+    responses={200: Media({"application/json": rm.BookingStats, "text/csv": None}), 422: None},
     roles=STATISTICIANS,
     summary="Booking fill rate and no-show rate per site; queue per municipality",
     tags=["bookings"],
@@ -337,7 +338,7 @@ async def booking_stats(request: web.Request, query: PeriodQuery) -> web.StreamR
 @api.get(
     "/v1/safety",
     query=FormatQuery,
-    responses={200: rm.Safety},
+    responses={200: Media({"application/json": rm.Safety, "text/csv": None})},
     roles=STATISTICIANS,
     summary="Adverse events following immunization per 100,000 doses, by product",
     tags=["safety"],

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,37 @@ def openapi_path(path: str) -> tuple[str, list[str]]:
     return _PATH_PARAM.sub(lambda m: "{" + m["name"] + "}", path), names
 
 
+@dataclass(frozen=True)
+class Media:
+    """A response in other media types than plain JSON: an image, a page, CSV, FHIR.
+
+    `types` maps each content type the route can answer with to its msgspec type
+    (JSON-like media), or to None (opaque text or binary).
+    """
+
+    types: Mapping[str, Any]
+
+    def content(self, schema: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+        """The OpenAPI `content` object."""
+        return {
+            media: {"schema": schema(t) if t is not None else _opaque(media)}
+            for media, t in self.types.items()
+        }
+
+
+def _opaque(media: str) -> dict[str, Any]:
+    if media.startswith("text/") or media.endswith("+xml"):
+        return {"type": "string"}
+    return {"type": "string", "contentMediaType": media}
+
+
+def _schema_types(t: Any) -> list[Any]:
+    """The msgspec types a declared response refers to."""
+    if isinstance(t, Media):
+        return [x for x in t.types.values() if x is not None]
+    return [t] if t is not None else []
+
+
 def build_openapi(
     *, title: str, version: str, description: str, routes: Sequence[Route]
 ) -> dict[str, Any]:
@@ -37,7 +69,7 @@ def build_openapi(
         [
             ProblemDetail,
             *(r.body for r in routes if r.body is not None),
-            *(t for r in routes for t in r.responses.values() if t is not None),
+            *(x for r in routes for t in r.responses.values() for x in _schema_types(t)),
             *(r.query for r in routes if r.query is not None),
         ]
     )
@@ -102,7 +134,9 @@ def _operation(route: Route, schema: Any, components: dict[str, Any]) -> dict[st
 
     responses: dict[str, Any] = {}
     for status, t in sorted(route.responses.items()):
-        if t is not None:
+        if isinstance(t, Media):
+            response = _response(status, t.content(schema))
+        elif t is not None:
             response = _response(status, {"application/json": {"schema": schema(t)}})
         elif status >= 400:
             response = _problem(status)

@@ -221,3 +221,31 @@ async def test_openapi_json_is_served(
     response = await client.get("/openapi.json")
     assert response.status == 200
     assert await response.json() == msgspec.json.decode(msgspec.json.encode(api.openapi()))
+
+
+def test_responses_in_other_media_types_are_declared_with_them() -> None:
+    from openapi_spec_validator import validate
+
+    from immunreg.http.openapi import Media
+
+    class Report(msgspec.Struct):
+        total: int
+
+    api = Api(title="media", version="1")
+
+    @api.get("/qr.png", responses={200: Media({"image/png": None}), 404: None})
+    async def qr(request: web.Request) -> web.StreamResponse:
+        raise NotImplementedError
+
+    @api.get("/report", responses={200: Media({"application/json": Report, "text/csv": None})})
+    async def report(request: web.Request) -> web.StreamResponse:
+        raise NotImplementedError
+
+    document = api.openapi()
+    validate(document)
+    png = document["paths"]["/qr.png"]["get"]["responses"]["200"]["content"]
+    assert png == {"image/png": {"schema": {"type": "string", "contentMediaType": "image/png"}}}
+    both = document["paths"]["/report"]["get"]["responses"]["200"]["content"]
+    assert both["text/csv"] == {"schema": {"type": "string"}}
+    assert both["application/json"] == {"schema": {"$ref": "#/components/schemas/Report"}}
+    assert "Report" in document["components"]["schemas"]
