@@ -11,6 +11,7 @@ import uuid
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
+from immunreg.demo import wait_until_quiet
 from services.booking import demo
 from services.registration import jmbg
 
@@ -101,7 +102,13 @@ def test_define_a_site_run_the_scheduler_and_read_the_appointment(stack: Stack) 
     )
     assert status == 201, lot
 
-    # Registration and stock reach booking over Kafka; run until the citizen is booked.
+    # Registration and stock reach booking over Kafka. The topics may hold many other
+    # waiting citizens (earlier runs, load tests): wait until booking has read up to
+    # ours, or a run made before it arrived could fill the site without it.
+    quiet = wait_until_quiet(
+        {name: stack.urls[name] for name in ("registration", "inventory", "booking")}, 120
+    )
+    assert quiet, "booking did not catch up with registration and inventory"
     deadline = time.monotonic() + 120
     items: list[dict[str, Any]] = []
     summary: dict[str, Any] = {}
@@ -127,11 +134,20 @@ def test_define_a_site_run_the_scheduler_and_read_the_appointment(stack: Stack) 
     assert "preferred municipality" in appointment["reason"]
 
     staff = stack.token("site_staff", site_id=site)
-    status, day_list = call(
-        "GET", f"{base}/v1/sites/{site}/appointments?date={appointment['day']}", staff
-    )
-    assert status == 200
-    assert citizen_id in {a["citizen_id"] for a in day_list["items"]}
+    listed: set[str] = set()
+    cursor = ""
+    while True:  # the day's list is paginated; other citizens may be booked there too
+        status, page = call(
+            "GET",
+            f"{base}/v1/sites/{site}/appointments?date={appointment['day']}{cursor}",
+            staff,
+        )
+        assert status == 200, page
+        listed |= {a["citizen_id"] for a in page["items"]}
+        if not page.get("next_cursor"):
+            break
+        cursor = f"&cursor={page['next_cursor']}"
+    assert citizen_id in listed
 
     status, cancelled = call(
         "POST", f"{base}/v1/appointments/{appointment['appointment_id']}/cancel", me
