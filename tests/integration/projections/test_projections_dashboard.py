@@ -13,7 +13,7 @@ from services.projections.app import DEFAULT_GEOJSON
 from services.projections.domain import today
 from services.projections.synthetic import Synthetic
 
-from .browser import ensure_chromium, run_chromium
+from .browser import browser_page, ensure_chromium, load_dashboard
 from .conftest import History, Projections
 
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
@@ -41,17 +41,18 @@ async def test_the_dashboard_draws_the_map_chart_and_tables(projections: Project
     token = issue_token(projections.private_key, Role.PUBLIC_HEALTH, subject="dashboard-test")
     url = f"http://127.0.0.1:{projections.client.server.port}/#token={token}"
     ARTIFACTS.mkdir(exist_ok=True)
-    profile = ARTIFACTS / "chromium-profile"
-    dom = await run_chromium(binary, url, profile, "--dump-dom")
-    (ARTIFACTS / "projections-dashboard.html").write_text(dom)
     screenshot = ARTIFACTS / "projections-dashboard.png"
-    screenshot.unlink(missing_ok=True)
-    await run_chromium(binary, url, profile, f"--screenshot={screenshot}")
-    assert screenshot.stat().st_size > 50_000
     full = ARTIFACTS / "projections-dashboard-full.png"
-    await run_chromium(binary, url, profile, f"--screenshot={full}", size=(1400, 2300))
+    async with browser_page(binary) as (page, errors):
+        loaded = await load_dashboard(page, url)
+        dom = await page.content()
+        (ARTIFACTS / "projections-dashboard.html").write_text(dom)
+        await page.screenshot(path=screenshot)
+        await page.screenshot(path=full, full_page=True)
+    assert loaded == "yes", f"every panel loaded (data-loaded={loaded!r}, errors={errors})"
+    assert not errors, errors
+    assert screenshot.stat().st_size > 50_000
 
-    assert 'data-loaded="yes"' in dom, "every panel loaded"
     # The map: every district shaded (a fill set by the script), Kosovo hatched, a legend.
     shaded = re.findall(r'<path class="district[^"]*"[^>]*data-code="(RS-\d\d)"[^>]*fill="#', dom)
     shaded += re.findall(
