@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -83,8 +84,12 @@ def test_a_small_geojson_becomes_paths(tmp_path: Path) -> None:
 def test_the_page_is_self_contained() -> None:
     page = render_dashboard(tile_map("test")).decode()
     assert page.count('class="district"') == len(districts())
-    for external in ("http://", "https://", "//cdn", "<link"):
+    for external in ("http://", "https://", "//cdn"):
         assert external not in page.replace("http://www.w3.org/2000/svg", "")
+    # The only <link> is the favicon, inline.
+    assert re.findall(r"<link[^>]*>", page) == [
+        re.search(r'<link rel="icon" href="data:[^"]+">', page)[0]
+    ]
     assert '"age_bands": ["0-4"' in page
     assert "/*CONFIG*/" not in page and "<!--MAP-->" not in page
 
