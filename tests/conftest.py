@@ -21,3 +21,8 @@ def infra() -> Iterator[dict[str, str]]:
     os.environ.setdefault("DATABASE_URL", endpoints["DATABASE_URL"])
     os.environ.setdefault("KAFKA_BOOTSTRAP_SERVERS", endpoints["KAFKA_BOOTSTRAP_SERVERS"])
     yield endpoints
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """API fuzzing goes last: it leaves random citizens, sites and lots in the e2e stack."""
+    items.sort(key=lambda item: item.get_closest_marker("fuzz") is not None)

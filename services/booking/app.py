@@ -532,7 +532,7 @@ async def cancel(request: web.Request) -> web.StreamResponse:
 @api.get(
     "/v1/sites/{site_id}/appointments",
     query=SiteDayQuery,
-    responses={200: SiteDayAppointments, 403: None, 422: None},
+    responses={200: SiteDayAppointments, 403: None, 404: None, 422: None},
     roles={Role.SITE_STAFF, Role.ADMIN},
     summary="A site's appointments on one day",
     tags=["appointments"],

@@ -15,6 +15,7 @@ from immunreg.http.auth import Role, current_principal
 from immunreg.http.idempotency import run_idempotent
 from immunreg.http.openapi import build_openapi
 from immunreg.http.problems import FieldError, Problem, field_errors
+from immunreg.http.text import text_errors
 
 JSON_CONTENT_TYPE = "application/json"
 OPENAPI_PATH = "/openapi.json"
@@ -166,6 +167,9 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespo
 
     async def endpoint(request: web.Request) -> web.StreamResponse:
         _check_roles(request, route)
+        errors = text_errors(dict(request.match_info), "path")
+        if errors:
+            raise Problem.unprocessable(errors=errors)
         kwargs: dict[str, Any] = {}
         if route.query is not None:
             kwargs["query"] = _decode_query(request, route.query)
@@ -203,17 +207,25 @@ def _check_roles(request: web.Request, route: Route) -> None:
 
 def _decode_query(request: web.Request, query: type[msgspec.Struct]) -> msgspec.Struct:
     try:
-        return msgspec.convert(dict(request.query), query, strict=False)
+        decoded = msgspec.convert(dict(request.query), query, strict=False)
     except msgspec.ValidationError as e:
         raise Problem.unprocessable(errors=field_errors(e, "query")) from None
+    errors = text_errors(decoded, "query")
+    if errors:
+        raise Problem.unprocessable(errors=errors)
+    return decoded
 
 
 def _decode_body(decoder: msgspec.json.Decoder[Any], raw: bytes) -> Any:
     try:
-        return decoder.decode(raw)
+        decoded = decoder.decode(raw)
     except msgspec.ValidationError as e:
         raise Problem.unprocessable(errors=field_errors(e, "body")) from None
     except msgspec.DecodeError as e:
         raise Problem.bad_request(
             "the body is not valid JSON", errors=[FieldError("body", str(e))]
         ) from None
+    errors = text_errors(decoded, "body")
+    if errors:
+        raise Problem.unprocessable(errors=errors)
+    return decoded

@@ -163,6 +163,8 @@ def _operation(route: Route, schema: Any, components: dict[str, Any]) -> dict[st
 def _implied_problems(route: Route) -> list[int]:
     """Errors the kit itself may answer with for this route."""
     statuses = []
+    if openapi_path(route.path)[1]:
+        statuses.append(422)  # a path parameter with control characters in it
     if route.body is not None:
         statuses += [400, 415, 422]
     if route.query is not None:

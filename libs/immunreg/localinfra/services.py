@@ -16,7 +16,7 @@ from pathlib import Path
 import asyncpg
 
 from immunreg.config import DEFAULT_PORTS, setting
-from immunreg.localinfra._proc import log, pid_alive, stop_pid
+from immunreg.localinfra._proc import log, pid_alive, port_open, stop_pid
 from immunreg.paths import REPO_ROOT, state_dir
 
 
@@ -55,13 +55,20 @@ class ServiceProcess:
 def start_services(
     names: list[str], env: dict[str, str], ports: dict[str, int] | None = None
 ) -> list[ServiceProcess]:
-    """Start each service as its own process, logs in <state>/logs/<name>.log."""
+    """Start each service as its own process, logs in <state>/logs/<name>.log.
+
+    Refuses (before starting any) when a port is taken: a stale service left on it
+    would otherwise answer the readiness probe in the new one's place.
+    """
     logs = state_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    started: list[ServiceProcess] = []
+    chosen: dict[str, int] = {}
     for name in names:
         configured = int(setting("PORT", name, str(DEFAULT_PORTS[name])) or DEFAULT_PORTS[name])
-        port = (ports or {}).get(name, configured)
+        chosen[name] = (ports or {}).get(name, configured)
+    _check_free(chosen)
+    started: list[ServiceProcess] = []
+    for name, port in chosen.items():
         logfile = logs / f"{name}.log"
         process = subprocess.Popen(
             [sys.executable, "-m", "immunreg.cli", "serve", name],
@@ -72,9 +79,28 @@ def start_services(
             cwd=REPO_ROOT,
             start_new_session=True,
         )
-        (run_dir() / f"{name}.pid").write_text(str(process.pid))
+        _pid_file(name, port).write_text(str(process.pid))
         started.append(ServiceProcess(name, port, process, logfile))
     return started
+
+
+def _pid_file(name: str, port: int) -> Path:
+    return run_dir() / f"{name}-{port}.pid"
+
+
+def _check_free(ports: dict[str, int]) -> None:
+    for name, port in ports.items():
+        pid_file = _pid_file(name, port)
+        pid = int(pid_file.read_text().strip() or 0) if pid_file.exists() else 0
+        if pid and pid_alive(pid):
+            raise RuntimeError(
+                f"{name} already runs on port {port} (pid {pid}); `make stop` stops it"
+            )
+        if port_open("127.0.0.1", port):
+            raise RuntimeError(
+                f"port {port} for {name} is taken by another program; stop it, "
+                f"or give {name} another port with {name.upper()}_PORT"
+            )
 
 
 def wait_ready(processes: list[ServiceProcess], seconds: float = 90) -> None:
@@ -109,7 +135,7 @@ def stop_services(processes: list[ServiceProcess] | None = None) -> None:
             except subprocess.TimeoutExpired:
                 proc.process.kill()
                 proc.process.wait()
-            (run_dir() / f"{proc.name}.pid").unlink(missing_ok=True)
+            _pid_file(proc.name, proc.port).unlink(missing_ok=True)
         return
     for pid_file in sorted(run_dir().glob("*.pid")):
         if pid_alive(int(pid_file.read_text().strip() or 0)):

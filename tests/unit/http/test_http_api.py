@@ -174,6 +174,40 @@ async def test_query_is_decoded_and_validated(client: Client, bearer: Any) -> No
     ]
 
 
+@pytest.mark.parametrize(
+    ("raw", "field", "reason"),
+    [
+        (b'{"name": "a\\u0000b", "birth_date": "1990-02-03"}', "body.name", "control"),
+        (
+            b'{"name": "v", "birth_date": "1990-02-03", '
+            b'"doses": [{"lot": "L\\u001b", "count": 1}]}',
+            "body.doses[0].lot",
+            "control",
+        ),
+    ],
+)
+async def test_text_that_cannot_be_stored_is_422_naming_the_field(
+    client: Client, bearer: Any, raw: bytes, field: str, reason: str
+) -> None:
+    headers = {**bearer(**STAFF), "Content-Type": "application/json"}
+    response = await client.post("/v1/visits", data=raw, headers=headers)
+    body = await problem_of(response, 422)
+    assert [e["field"] for e in body["errors"]] == [field]
+    assert reason in body["errors"][0]["reason"]
+
+
+async def test_free_text_keeps_tabs_and_newlines(client: Client, bearer: Any) -> None:
+    visit = {**GOOD_VISIT, "name": "line one\n\tline two"}
+    response = await client.post("/v1/visits", json=visit, headers=bearer(**STAFF))
+    assert response.status == 201
+
+
+async def test_control_characters_in_path_and_query_are_422(client: Client, bearer: Any) -> None:
+    headers = bearer(Role.ADMIN, subject="root")
+    in_path = await client.get("/v1/visits/a%00b", params={"day": "2021-05-01"}, headers=headers)
+    assert (await problem_of(in_path, 422))["errors"][0]["field"] == "path.visit_id"
+
+
 # --- roles -------------------------------------------------------------------------------
 
 
