@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -33,18 +32,17 @@ from immunreg.observability.metrics import Metrics
 
 pytestmark = pytest.mark.integration
 
-DSN = os.environ.get("IMMUNREG_TEST_DSN", "postgresql://postgres@127.0.0.1:55432/immunreg")
 Client = TestClient[web.Request, web.Application]
 
 
 @pytest.fixture(scope="module")
-async def pool() -> AsyncIterator[asyncpg.Pool]:
+async def pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
     schema = f"test_idem_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(DSN)
+    admin = await asyncpg.connect(dsn)
     await admin.execute(f'CREATE SCHEMA "{schema}"')
     try:
         pool = await asyncpg.create_pool(
-            DSN, min_size=1, max_size=4, server_settings={"search_path": schema}
+            dsn, min_size=1, max_size=4, server_settings={"search_path": schema}
         )
         try:
             await pool.execute(schema_sql())
