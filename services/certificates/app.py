@@ -69,7 +69,8 @@ class VerifyRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 class VerifyResult(msgspec.Struct, frozen=True, kw_only=True):
     """The verdict and what the certificate says (`payload`: the decoded DCC, when decodable).
 
-    `reason`: ok, malformed, unknown_key, bad_signature, wrong_key_usage, revoked, expired.
+    `reason`: ok, malformed, unknown_key, bad_signature, signer_not_valid, wrong_key_usage,
+    revoked, expired.
     """
 
     valid: bool
@@ -237,7 +238,8 @@ async def print_certificate(request: web.Request) -> web.StreamResponse:
 )
 async def verify_certificate(request: web.Request, body: VerifyRequest) -> web.StreamResponse:
     """Valid or not, and why: `malformed`, `unknown_key` (kid not on the trust list),
-    `bad_signature`, `wrong_key_usage` (the DSC may not sign this kind of certificate),
+    `bad_signature`, `signer_not_valid` (issued outside the DSC's validity period),
+    `wrong_key_usage` (the DSC may not sign this kind of certificate),
     `revoked` (on this registry's revocation list), `expired` (past the CWT expiry at
     `at`, default now). Public; nothing is stored."""
     office = _office(request)

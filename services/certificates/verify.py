@@ -1,5 +1,6 @@
 """Verifying an `HC1:` certificate: decode, find the signer's key, check the signature,
-the signer's key usage, revocation and expiry.
+that the signer (DSC) was valid when the certificate was issued, the signer's key usage,
+revocation and expiry.
 
 Pure and offline: the trust list, the revocation check and "now" are
 arguments, so a test can verify the EU test certificates at their own
@@ -30,6 +31,7 @@ class Reason(StrEnum):
     MALFORMED = "malformed"  # not HC1 / Base45 / zlib / COSE / CWT / DCC
     UNKNOWN_KEY = "unknown_key"  # no kid, or a kid not on the trust list
     BAD_SIGNATURE = "bad_signature"  # the signature does not verify with that key
+    SIGNER_NOT_VALID = "signer_not_valid"  # issued outside the DSC's validity period
     WRONG_KEY_USAGE = "wrong_key_usage"  # the DSC may not sign this type of certificate
     REVOKED = "revoked"  # its UVCI hash is on the revocation list
     EXPIRED = "expired"  # past the CWT expiry
@@ -111,6 +113,17 @@ def verify(
         return replace(seen, reason=Reason.UNKNOWN_KEY, detail=detail)
     if not signature_ok(message, key.public_key):
         return replace(seen, reason=Reason.BAD_SIGNATURE, detail="the signature does not verify")
+    # A DSC vouches only for what it signed while it was valid: a certificate dated
+    # outside that window was signed by a key that should no longer (or not yet) be used.
+    if claims.issued_at is not None and not key.not_before <= claims.issued_at <= key.not_after:
+        return replace(
+            seen,
+            reason=Reason.SIGNER_NOT_VALID,
+            detail=(
+                f"issued {claims.issued_at:%Y-%m-%d}, outside the DSC's validity "
+                f"({key.not_before:%Y-%m-%d} to {key.not_after:%Y-%m-%d})"
+            ),
+        )
     if key.key_usage is not None and not _types(payload) <= key.key_usage:
         return replace(
             seen,
