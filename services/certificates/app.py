@@ -16,7 +16,7 @@ A UVCI in a path must be percent-encoded (`#` is `%23`).
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,7 +32,14 @@ from immunreg.http.auth import Principal, Role, current_principal
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.openapi import Media
 from immunreg.http.problems import FieldError, Problem
-from immunreg.http.versioning import Page, decode_cursor, encode_cursor, page_limit
+from immunreg.http.versioning import (
+    Page,
+    content_etag,
+    decode_cursor,
+    encode_cursor,
+    not_modified,
+    page_limit,
+)
 from immunreg.service import Resource, Service
 
 from . import readmodel as rm
@@ -171,34 +178,46 @@ async def read_certificate(request: web.Request) -> web.StreamResponse:
 
 @api.get(
     "/v1/certificates/{uvci}/qr.png",
-    responses={200: Media({"image/png": None}), 403: None, 404: None, 410: None},
+    responses={200: Media({"image/png": None}), 304: None, 403: None, 404: None, 410: None},
     roles=OWNERS,
     summary="The certificate's QR code (image/png)",
     tags=["certificates"],
 )
 async def qr_png(request: web.Request) -> web.StreamResponse:
-    """The `HC1:` string as a QR code, error correction level Q, PNG."""
+    """The `HC1:` string as a QR code, error correction level Q, PNG. Rendering is slow
+    (pure Python), so the ETag lets a client that has it skip it (304)."""
     _, hc1 = await _signed(request)
-    return web.Response(
-        body=render.qr_png(hc1), content_type="image/png", headers={"Cache-Control": "private"}
-    )
+    return _rendering(request, "image/png", hc1, lambda: render.qr_png(hc1))
 
 
 @api.get(
     "/v1/certificates/{uvci}/qr.svg",
-    responses={200: Media({"image/svg+xml": None}), 403: None, 404: None, 410: None},
+    responses={
+        200: Media({"image/svg+xml": None}),
+        304: None,
+        403: None,
+        404: None,
+        410: None,
+    },
     roles=OWNERS,
     summary="The certificate's QR code (image/svg+xml)",
     tags=["certificates"],
 )
 async def qr_svg(request: web.Request) -> web.StreamResponse:
-    """The `HC1:` string as a QR code, error correction level Q, SVG."""
+    """The `HC1:` string as a QR code, error correction level Q, SVG (ETag as for PNG)."""
     _, hc1 = await _signed(request)
-    return web.Response(
-        body=render.qr_svg(hc1),
-        content_type="image/svg+xml",
-        headers={"Cache-Control": "private"},
-    )
+    return _rendering(request, "image/svg+xml", hc1, lambda: render.qr_svg(hc1))
+
+
+def _rendering(
+    request: web.Request, content_type: str, hc1: str, draw: Callable[[], bytes]
+) -> web.Response:
+    """A QR image, or 304 when the client's copy (by ETag) is of this very `HC1:`."""
+    tag = content_etag(content_type, hc1)
+    headers = {"Cache-Control": "private, no-cache", "ETag": tag}
+    if not_modified(request, tag):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=draw(), content_type=content_type, headers=headers)
 
 
 @api.get(

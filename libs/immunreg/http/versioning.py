@@ -1,8 +1,10 @@
-"""ETag / If-Match on updates, and cursor pagination on lists."""
+"""ETag / If-Match on updates, ETag / If-None-Match on immutable renderings, and cursor
+pagination on lists."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 
 import msgspec
 from aiohttp import web
@@ -31,6 +33,25 @@ def if_match_version(request: web.Request, *, required: bool = False) -> int | N
             errors=[FieldError("header.If-Match", "not an ETag of this API")],
         )
     return int(raw)
+
+
+def content_etag(*parts: str | bytes) -> str:
+    """A strong ETag for a response that is a pure function of `parts`."""
+    digest = hashlib.sha256()
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+    return f'"{digest.hexdigest()[:32]}"'
+
+
+def not_modified(request: web.Request, tag: str) -> bool:
+    """Whether the client's `If-None-Match` already names `tag` (answer 304, skip the work)."""
+    value = request.headers.get("If-None-Match")
+    if value is None:
+        return False
+    sent = {t.strip().removeprefix("W/") for t in value.split(",")}
+    return "*" in sent or tag in sent
 
 
 class Page(msgspec.Struct, frozen=True, kw_only=True):

@@ -91,6 +91,12 @@ async def test_the_citizen_fetches_the_certificate_in_every_form(
     assert (await png.read()).startswith(b"\x89PNG")
     svg = await certificates.get(f"{path}/qr.svg", own)
     assert (svg.status, svg.content_type) == (200, "image/svg+xml")
+    # A client that holds the image names its ETag and is spared the slow rendering.
+    assert png.headers["ETag"] != svg.headers["ETag"]
+    cached = await certificates.get(f"{path}/qr.png", {**own, "If-None-Match": png.headers["ETag"]})
+    assert (cached.status, await cached.read()) == (304, b"")
+    stale = await certificates.get(f"{path}/qr.svg", {**own, "If-None-Match": png.headers["ETag"]})
+    assert stale.status == 200
     page = await certificates.get(f"{path}/print", own)
     assert (page.status, page.content_type) == (200, "text/html")
     html = await page.text()

@@ -97,12 +97,18 @@ async def test_erasure_revokes_and_deletes_the_signed_payloads(certificates: Cer
     await certificates.administer(certificates.new_dose(citizen))
     [cert] = await certificates.certificates_of(citizen.citizen_id, 1, valid=1)
 
+    path = f"/v1/certificates/{quoted(cert['uvci'])}"
+    png = await certificates.get(f"{path}/qr.png")
+    assert png.status == 200
+
     await certificates.erase(citizen)
     revoked = await certificates.status_of(cert["uvci"], "revoked")
     assert (revoked["revocation_reason"], revoked["hc1"]) == ("citizen_erased", None)
-    path = f"/v1/certificates/{quoted(cert['uvci'])}"
     for suffix in ("/qr.png", "/qr.svg", "/print"):
         assert (await certificates.get(path + suffix)).status == 410
+    # A revoked certificate is gone even for a client holding the image's ETag.
+    held = {**certificates.admin, "If-None-Match": png.headers["ETag"]}
+    assert (await certificates.get(f"{path}/qr.png", held)).status == 410
     assert (await certificates.verify(cert["hc1"]))["reason"] == "revoked"
     rows = await certificates.pool.fetch(
         "SELECT 1 FROM citizen_keys WHERE citizen_id = $1 UNION ALL "
