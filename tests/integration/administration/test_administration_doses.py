@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from fhir.resources.R4B.bundle import Bundle
-from openapi_spec_validator import validate  # type: ignore[import-not-found]
+from openapi_spec_validator import validate
 
 from immunreg.contracts.administration import CONTEXT, DoseAdministered
 from immunreg.contracts.envelope import decode_envelope

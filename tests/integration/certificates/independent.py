@@ -78,4 +78,5 @@ def tamper(hc1: str, path: tuple[Any, ...], value: Any) -> str:
     target[path[-1]] = value
     message[2] = cbor2.dumps(claims)
     cose = cbor2.dumps(cbor2.CBORTag(18, message))
-    return "HC1:" + base45.b45encode(zlib.compress(cose)).decode("ascii")
+    encoded: bytes = base45.b45encode(zlib.compress(cose))
+    return "HC1:" + encoded.decode("ascii")

@@ -127,7 +127,7 @@ async def test_a_dose_before_the_names_waits_then_is_issued(certificates: Certif
 
     async def pending() -> bool:
         listing = await certificates.listing(citizen.citizen_id)
-        return listing["pending_doses"] == [dose.dose_id] and listing["certificates"] == []
+        return bool(listing["pending_doses"] == [dose.dose_id] and listing["certificates"] == [])
 
     await eventually(pending, "the dose waits for the citizen's names")
     await certificates.register(citizen)
@@ -148,7 +148,7 @@ async def test_a_grant_this_service_cannot_open_leaves_the_dose_pending(
 
     async def pending() -> bool:
         listing = await certificates.listing(citizen.citizen_id)
-        return listing["pending_doses"] == [dose.dose_id]
+        return bool(listing["pending_doses"] == [dose.dose_id])
 
     await eventually(pending, "the dose waits (the key could not be opened)")
     metrics = await (await certificates.client.get("/metrics")).text()

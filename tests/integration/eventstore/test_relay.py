@@ -122,7 +122,8 @@ async def test_a_late_committing_transaction_is_not_skipped(
                 await store.append(f"fast-{i}", "Tally", 0, [Counted(amount=1)], context=ctx)
             await asyncio.sleep(0.5)
             await transaction.commit()
-        store.signal and store.signal.wake()
+        if store.signal:
+            store.signal.wake()
         await wait_for_empty_outbox(pool)
 
     records = await kafka.read_all(ctx.topic, expect=21)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp import web
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from immunreg.http import (
@@ -126,12 +126,12 @@ async def client(
         yield client
 
 
-Post = Callable[..., Awaitable[Any]]
+Post = Callable[..., Coroutine[Any, Any, ClientResponse]]
 
 
 @pytest.fixture
 def post(client: Client, auth: Callable[[str], dict[str, str]]) -> Post:
-    async def send(body: Any, key: str | None, subject: str = "alice") -> Any:
+    async def send(body: Any, key: str | None, subject: str = "alice") -> ClientResponse:
         headers = auth(subject)
         if key is not None:
             headers["Idempotency-Key"] = key

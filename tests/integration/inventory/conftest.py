@@ -45,7 +45,7 @@ class Inventory:
 
     def __init__(self, client: Client, private_key: bytes) -> None:
         self.client = client
-        self.app = client.server.app
+        self.app = client.app
         self.private_key = private_key
         self.logistics = self.headers(Role.LOGISTICS)
 

@@ -6,7 +6,9 @@ probe, and `make run` would report ready a process it did not start.
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -26,7 +28,7 @@ def test_a_taken_port_is_refused_and_nothing_starts(
     taken_port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     started: list[object] = []
-    monkeypatch.setattr(services.subprocess, "Popen", lambda *a, **k: started.append(a))
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: started.append(a))
     with pytest.raises(RuntimeError, match=f"port {taken_port} for booking is taken"):
         services.start_services(
             ["registration", "booking"], {}, {"registration": 1, "booking": taken_port}
@@ -36,7 +38,7 @@ def test_a_taken_port_is_refused_and_nothing_starts(
 
 def test_a_live_pid_file_is_refused(taken_port: int) -> None:
     pid_file = services.run_dir() / f"booking-{taken_port}.pid"
-    pid_file.write_text(str(services.os.getpid()))
+    pid_file.write_text(str(os.getpid()))
     try:
         with pytest.raises(RuntimeError, match="booking already runs"):
             services.start_services(["booking"], {}, {"booking": taken_port})

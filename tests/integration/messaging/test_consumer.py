@@ -8,7 +8,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -30,8 +31,8 @@ from ..support.tally import Counted, Poisoned, tally_context
 
 
 @contextlib.asynccontextmanager
-async def background(*coroutines: object) -> AsyncIterator[None]:
-    tasks = [asyncio.create_task(c) for c in coroutines]  # type: ignore[arg-type]
+async def background(*coroutines: Coroutine[Any, Any, object]) -> AsyncIterator[None]:
+    tasks = [asyncio.create_task(c) for c in coroutines]
     try:
         yield
     finally:
@@ -120,7 +121,7 @@ async def test_consumer_killed_mid_transaction_applies_each_event_exactly_once(
     # Offsets also count the relay's transaction markers, so compare with the
     # last message actually read from each partition.
     records = await kafka.read_all(ctx.topic, expect=2000)
-    last = {}
+    last: dict[int, int] = {}
     for record in records:
         last[record.partition] = max(last.get(record.partition, -1), record.offset)
     stored = await pool.fetch(

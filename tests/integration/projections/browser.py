@@ -81,4 +81,5 @@ async def load_dashboard(page: Page, url: str) -> str:
     """Open `url` and wait until every panel has answered; the page's `data-loaded` value."""
     await page.goto(url)
     await page.wait_for_selector("body[data-loaded]", timeout=LOAD_TIMEOUT_MS)
-    return await page.evaluate("document.body.dataset.loaded")
+    loaded: str = await page.evaluate("document.body.dataset.loaded")
+    return loaded

@@ -150,7 +150,7 @@ class Projections:
 
     @property
     def follower(self) -> Follower:
-        return self.client.server.app[FOLLOWER_KEY]
+        return self.client.app[FOLLOWER_KEY]
 
     def headers(self, role: Role = Role.PUBLIC_HEALTH) -> dict[str, str]:
         return {"Authorization": f"Bearer {issue_token(self.private_key, role)}"}

@@ -5,6 +5,7 @@ to tests/artifacts/projections-dashboard.png."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, time
 
 from immunreg.http.auth import Role, issue_token
 from immunreg.paths import REPO_ROOT
@@ -30,7 +31,8 @@ async def test_the_dashboard_draws_the_map_chart_and_tables(projections: Project
     synthetic = Synthetic(
         projections.sources, end=today(), days=240, sites=40, seed=11, citizens_hint=2300
     )
-    history = History(projections.sources, start=synthetic.start)
+    # History records from midnight of the synthetic history's first day (a date).
+    history = History(projections.sources, start=datetime.combine(synthetic.start, time(), UTC))
     history.envelopes = list(synthetic.envelopes(limit=25_000))
     await projections.apply(history, history.envelopes)
     coverage = await projections.get("/v1/coverage", group_by="district")

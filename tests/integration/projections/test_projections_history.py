@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any
+from typing import Any, TypedDict
 
 import asyncpg
 
@@ -18,6 +18,15 @@ from .history import COMIRNATY, NOVI_SAD, SINOPHARM, VAXZEVRIA, scripted
 
 NATIONAL = 6_647_003
 BELGRADE, SOUTH_BACKA = districts()["RS-00"].population, districts()["RS-06"].population
+
+
+# "from" is a keyword, so a date range goes in as `**period(...)`; as a TypedDict, mypy knows
+# its keys are query parameters and not the `role` that `Projections.get` also takes.
+Period = TypedDict("Period", {"from": str, "to": str})
+
+
+def period(start: str, end: str) -> Period:
+    return {"from": start, "to": end}
 
 
 def pct(part: int, whole: int) -> float:
@@ -124,7 +133,7 @@ async def test_a_scripted_history_gives_exactly_the_expected_tables(
     assert response.headers["Fresh-As-Of"] == history.newest.isoformat()
 
     # Daily doses and the 7-day average.
-    daily = await get("/v1/doses/daily", **{"from": "2024-03-01", "to": "2024-03-04"})
+    daily = await get("/v1/doses/daily", **period("2024-03-01", "2024-03-04"))
     assert [
         (r["day"], r["doses"], r["first"], r["series"], r["booster"], r["avg_7d"])
         for r in daily["rows"]
@@ -135,19 +144,15 @@ async def test_a_scripted_history_gives_exactly_the_expected_tables(
         ("2024-03-04", 0, 0, 0, 0, 0.57),
     ]
     assert daily["total"] == 4 and daily["fresh_as_of"] == fresh
-    series = await get(
-        "/v1/doses/daily", product=COMIRNATY, **{"from": "2024-03-22", "to": "2024-03-22"}
-    )
+    series = await get("/v1/doses/daily", product=COMIRNATY, **period("2024-03-22", "2024-03-22"))
     assert [(r["doses"], r["series"]) for r in series["rows"]] == [(1, 1)]
     aged_daily = await get(
-        "/v1/doses/daily", age_band="45-49", **{"from": "2024-03-01", "to": "2024-03-04"}
+        "/v1/doses/daily", age_band="45-49", **period("2024-03-01", "2024-03-04")
     )
     assert [r["doses"] for r in aged_daily["rows"]] == [0, 0, 1, 0]
-    at_site = await get(
-        "/v1/doses/daily", site_id=ids.site_a, **{"from": "2024-03-01", "to": "2024-03-01"}
-    )
+    at_site = await get("/v1/doses/daily", site_id=ids.site_a, **period("2024-03-01", "2024-03-01"))
     assert [(r["doses"], r["first"]) for r in at_site["rows"]] == [(2, None)]
-    booster_day = await get("/v1/doses/daily", **{"from": "2024-06-25", "to": "2024-06-25"})
+    booster_day = await get("/v1/doses/daily", **period("2024-06-25", "2024-06-25"))
     assert booster_day["rows"][0]["booster"] == 1
 
     # Stock, days of supply over the 7 days to the 7th, wastage.
@@ -174,7 +179,7 @@ async def test_a_scripted_history_gives_exactly_the_expected_tables(
     assert [r["wastage_rate_pct"] for r in later["wastage"]] == [0.0, pct(2, 6), 75.0]
 
     # Bookings: fill (slots / capacity, an override on the 2nd, closed on the 3rd), no-shows.
-    bookings = await get("/v1/bookings/stats", **{"from": "2024-03-01", "to": "2024-03-04"})
+    bookings = await get("/v1/bookings/stats", **period("2024-03-01", "2024-03-04"))
     assert [
         (
             s["site_id"],
@@ -283,7 +288,7 @@ async def test_a_rebuild_equals_the_live_model_and_is_swapped_in(
 
     # The running service follows the swap without a restart, and keeps consuming.
     async def swapped() -> bool:
-        return (await projections.get("/v1/model"))["schema"] == report.schema
+        return bool((await projections.get("/v1/model"))["schema"] == report.schema)
 
     await eventually(swapped, "the service reads the rebuilt model")
     history.add(

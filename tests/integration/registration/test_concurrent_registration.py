@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from typing import Any
 
 from .conftest import Registration
 
@@ -23,7 +24,7 @@ async def test_100_concurrent_registrations_of_one_jmbg_create_exactly_one_citiz
         for i in range(100)
     ]
 
-    async def post(payload: dict[str, object]) -> tuple[int, dict[str, object]]:
+    async def post(payload: dict[str, object]) -> tuple[int, dict[str, Any]]:
         response = await registration.client.post(
             "/v1/citizens", json=payload, headers=registration.admin
         )

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from openapi_spec_validator import validate  # type: ignore[import-not-found]
+from openapi_spec_validator import validate
 
 from immunreg.contracts.registration import CONTEXT, CitizenRegistered, PersonalData
 from immunreg.sealing import unseal
@@ -56,6 +56,7 @@ async def test_personal_data_is_stored_only_sealed(registration: Registration) -
     citizen_row = await registration.pool.fetchrow(
         "SELECT row_to_json(c)::text AS j FROM citizens c WHERE citizen_id = $1", citizen_id
     )
+    assert citizen_row is not None
     for secret in (body["national_id"], "Dragana", "Milo", "641234567", "jelena@example.rs"):
         assert secret not in stored
         assert secret not in citizen_row["j"]

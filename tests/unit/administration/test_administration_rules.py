@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from immunreg.reference.calendar import age_on, local_date
 from immunreg.reference.vaccines import vaccine_catalog
 from services.administration.rules import (
     CitizenFacts,
@@ -13,7 +14,6 @@ from services.administration.rules import (
     LotFacts,
     PriorDose,
     Violation,
-    age_on,
     check_age,
     check_citizen,
     check_dose,
@@ -24,7 +24,6 @@ from services.administration.rules import (
     check_lot_not_recalled,
     check_product_known,
     check_product_matches_lot,
-    local_date,
 )
 
 CATALOG = vaccine_catalog()

@@ -3,7 +3,7 @@ document, and the events it publishes and reacts to."""
 
 from __future__ import annotations
 
-from openapi_spec_validator import validate  # type: ignore[import-not-found]
+from openapi_spec_validator import validate
 
 from immunreg.contracts import administration, certificates, inventory, registration
 from immunreg.http.auth import Role

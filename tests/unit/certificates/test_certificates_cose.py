@@ -71,7 +71,8 @@ def _tamper(hc1: str, change: Any) -> str:
     change(claims)
     message[2] = cbor2.dumps(claims)
     cose = cbor2.dumps(cbor2.CBORTag(18, message))
-    return "HC1:" + base45.b45encode(zlib.compress(cose)).decode()
+    encoded: bytes = base45.b45encode(zlib.compress(cose))
+    return "HC1:" + encoded.decode()
 
 
 def test_a_tampered_payload_fails_both_verifiers(sign: Sign, signer: SigningKey) -> None:

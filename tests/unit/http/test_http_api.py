@@ -271,6 +271,7 @@ async def test_bad_tokens_are_401_even_on_public_routes(
 ) -> None:
     public_pem = key_paths[1].read_bytes()
     key = serialization.load_pem_private_key(private_pem, password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)  # the dev keys are ES256
     now = datetime.now(UTC)
     base = {
         "sub": "x",

@@ -32,7 +32,7 @@ def test_every_route_of_the_contract_with_its_roles() -> None:
 
 
 def test_the_openapi_document_is_valid() -> None:
-    from openapi_spec_validator import validate  # type: ignore[import-not-found]
+    from openapi_spec_validator import validate
 
     validate(api.openapi())
 

@@ -21,9 +21,9 @@ from immunreg.contracts.registration import (
     Consent,
     RegistrationWithdrawn,
 )
+from immunreg.reference.calendar import age_on
 from services.projections.domain import (
     Registration,
-    age_on,
     appointment_cells,
     band_of,
     citizen_facts,

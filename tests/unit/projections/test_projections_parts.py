@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 
 from immunreg.contracts import registration
-from immunreg.reference.geography import age_bands, districts
+from immunreg.reference.geography import AgeBand, age_bands, districts
 from services.projections.app import api, csv_response, wants_csv
 from services.projections.dashboard import render_dashboard
 from services.projections.geo import district_map, simplify, tile_map
@@ -21,7 +21,7 @@ from services.projections.readmodel import CoverageRow, population
 NATIONAL = 6_647_003
 
 
-def band(label: str) -> object:
+def band(label: str) -> AgeBand:
     return next(b for b in age_bands() if b.label == label)
 
 
@@ -34,11 +34,11 @@ def test_populations_are_exact_where_the_census_has_them_and_estimated_below() -
     belgrade = districts()["RS-00"].population
     assert population(geo=belgrade, band=None, sex=None) == (belgrade, False)
     b = band("60-64")
-    assert population(geo=None, band=b, sex=None) == (b.population, False)  # type: ignore[attr-defined]
-    assert population(geo=None, band=b, sex="female") == (b.female, False)  # type: ignore[attr-defined]
+    assert population(geo=None, band=b, sex=None) == (b.population, False)
+    assert population(geo=None, band=b, sex="female") == (b.female, False)
     assert population(geo=None, band=None, sex="other") == (None, False)
-    estimate, estimated = population(geo=belgrade, band=b, sex=None)  # type: ignore[arg-type]
-    assert estimated and estimate == round(belgrade * b.population / NATIONAL)  # type: ignore[attr-defined]
+    estimate, estimated = population(geo=belgrade, band=b, sex=None)
+    assert estimated and estimate == round(belgrade * b.population / NATIONAL)
 
 
 def test_simplify_keeps_ends_and_drops_points_near_the_line() -> None:
@@ -87,9 +87,9 @@ def test_the_page_is_self_contained() -> None:
     for external in ("http://", "https://", "//cdn"):
         assert external not in page.replace("http://www.w3.org/2000/svg", "")
     # The only <link> is the favicon, inline.
-    assert re.findall(r"<link[^>]*>", page) == [
-        re.search(r'<link rel="icon" href="data:[^"]+">', page)[0]
-    ]
+    favicon = re.search(r'<link rel="icon" href="data:[^"]+">', page)
+    assert favicon is not None
+    assert re.findall(r"<link[^>]*>", page) == [favicon[0]]
     assert '"age_bands": ["0-4"' in page
     assert "/*CONFIG*/" not in page and "<!--MAP-->" not in page
 
