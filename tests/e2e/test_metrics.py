@@ -1,6 +1,7 @@
-"""Every metric the alerting rules watch is one the running services export.
+"""Every metric the alerting rules and the Grafana dashboard use is one the running
+services export.
 
-A renamed metric would otherwise leave its alert silently watching nothing.
+A renamed metric would otherwise leave an alert or a panel silently watching nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from conftest import Stack
 
 RULES = REPO_ROOT / "deploy" / "prometheus" / "immunreg-rules.yml"
+DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "immunreg-overview.json"
 HISTOGRAM_SAMPLES = ("_bucket", "_count", "_sum")
 
 
@@ -34,13 +36,14 @@ def exported(name: str, known: dict[str, str]) -> bool:
     return False
 
 
-def test_every_metric_an_alert_uses_is_exported(stack: Stack) -> None:
+def test_every_metric_an_alert_or_a_panel_uses_is_exported(stack: Stack) -> None:
     per_service = {name: families(url) for name, url in stack.urls.items()}
-    used = set(re.findall(r"\bimmunreg_[a-z0-9_]+", RULES.read_text()))
-    assert len(used) >= 5, used
     everywhere = {family: kind for known in per_service.values() for family, kind in known.items()}
-    missing = sorted(name for name in used if not exported(name, everywhere))
-    assert missing == [], f"alert rules use metrics no service exports: {missing}"
+    for source in (RULES, DASHBOARD):
+        used = set(re.findall(r"\bimmunreg_[a-z0-9_]+", source.read_text()))
+        assert len(used) >= 5, used
+        missing = sorted(name for name in used if not exported(name, everywhere))
+        assert missing == [], f"{source.name} uses metrics no service exports: {missing}"
     # The platform's own metrics come from the one app factory: every service has them.
     for service, known in per_service.items():
         for name in ("immunreg_http_requests_total", "immunreg_http_request_duration_seconds"):
