@@ -43,7 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
     func: Command = args.func
-    return func(args)
+    try:
+        return func(args)
+    except RuntimeError as exc:
+        # Set-up failures (a port taken, a server that did not start) explain themselves.
+        print(f"immunreg: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -75,11 +75,17 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def read_pid(pid_file: Path) -> int:
+    """The pid a pid file names; 0 when the file is gone (its owner may remove it any time)."""
+    try:
+        return int(pid_file.read_text().strip() or 0)
+    except FileNotFoundError:
+        return 0
+
+
 def stop_pid(pid_file: Path, what: str, seconds: float = 30) -> None:
     """Stop the process named in pid_file: SIGTERM, then SIGKILL after a grace period."""
-    if not pid_file.exists():
-        return
-    pid = int(pid_file.read_text().strip() or 0)
+    pid = read_pid(pid_file)
     if pid and pid_alive(pid):
         log(f"stopping {what} (pid {pid})")
         os.kill(pid, signal.SIGTERM)

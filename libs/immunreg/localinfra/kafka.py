@@ -18,6 +18,7 @@ from immunreg.localinfra._proc import (
     log,
     pid_alive,
     port_open,
+    read_pid,
     run,
     stop_pid,
     wait_for_port,
@@ -199,9 +200,8 @@ class LocalKafka:
 
     def running(self) -> bool:
         """Whether the broker this folder started is still alive."""
-        if not self.pid_file.exists():
-            return False
-        return pid_alive(int(self.pid_file.read_text().strip() or 0))
+        pid = read_pid(self.pid_file)
+        return bool(pid) and pid_alive(pid)
 
     def stop(self) -> None:
         """Stop the broker this folder started (a controlled shutdown)."""

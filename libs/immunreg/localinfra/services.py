@@ -16,7 +16,7 @@ from pathlib import Path
 import asyncpg
 
 from immunreg.config import DEFAULT_PORTS, setting
-from immunreg.localinfra._proc import log, pid_alive, port_open, stop_pid
+from immunreg.localinfra._proc import log, pid_alive, port_open, read_pid, stop_pid
 from immunreg.paths import REPO_ROOT, state_dir
 
 
@@ -90,8 +90,7 @@ def _pid_file(name: str, port: int) -> Path:
 
 def _check_free(ports: dict[str, int]) -> None:
     for name, port in ports.items():
-        pid_file = _pid_file(name, port)
-        pid = int(pid_file.read_text().strip() or 0) if pid_file.exists() else 0
+        pid = read_pid(_pid_file(name, port))
         if pid and pid_alive(pid):
             raise RuntimeError(
                 f"{name} already runs on port {port} (pid {pid}); `make stop` stops it"
@@ -138,9 +137,7 @@ def stop_services(processes: list[ServiceProcess] | None = None) -> None:
             _pid_file(proc.name, proc.port).unlink(missing_ok=True)
         return
     for pid_file in sorted(run_dir().glob("*.pid")):
-        if pid_alive(int(pid_file.read_text().strip() or 0)):
-            stop_pid(pid_file, pid_file.stem, seconds=15)
-        pid_file.unlink(missing_ok=True)
+        stop_pid(pid_file, pid_file.stem, seconds=15)
 
 
 @dataclass
