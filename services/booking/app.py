@@ -16,14 +16,11 @@ background resources (config.py).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -34,7 +31,7 @@ from immunreg.eventstore.database import Connection
 from immunreg.eventstore.errors import ConcurrencyConflict
 from immunreg.eventstore.store import Outcome
 from immunreg.http.api import Api, json_response
-from immunreg.http.app import SETTINGS_KEY, STORE_KEY
+from immunreg.http.app import SETTINGS_KEY, STORE_KEY, background_task
 from immunreg.http.auth import Principal, Role, current_principal
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.middleware import metadata_from_request
@@ -566,17 +563,6 @@ async def site_appointments(request: web.Request, query: SiteDayQuery) -> web.St
 # --- the service ------------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def _background(coroutine: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
-    task = asyncio.create_task(coroutine)
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 def _runtime_resource(runtime: Runtime) -> Resource:
     async def booking_runtime(app: web.Application) -> AsyncIterator[None]:
         config = BookingConfig.from_settings(app[SETTINGS_KEY])
@@ -617,7 +603,7 @@ async def _nightly(app: web.Application) -> AsyncIterator[None]:
     if not config.schedule_enabled:
         yield
         return
-    async with _background(
+    async with background_task(
         nightly_runs(app[STORE_KEY], config, lambda summary: _count_run(app, summary))
     ):
         yield
@@ -628,7 +614,7 @@ async def _no_shows(app: web.Application) -> AsyncIterator[None]:
     if not config.no_show_enabled:
         yield
         return
-    async with _background(no_show_sweeps(app[STORE_KEY], config)):
+    async with background_task(no_show_sweeps(app[STORE_KEY], config)):
         yield
 
 

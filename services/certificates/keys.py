@@ -222,11 +222,11 @@ def _read_pair(path: Path) -> SigningKey:
     return _signing_key(key, certificate, str(path))
 
 
-def _ensure_csca(directory: Path, country: str) -> SigningKey:
+def _ensure_csca(directory: Path, country: str, now: datetime | None = None) -> SigningKey:
     path = directory / CSCA_FILE
     if not path.exists():
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.now(UTC)
+        now = now or datetime.now(UTC)
         name = _name(f"immunreg DEV CSCA {country}", country)
         certificate = (
             x509.CertificateBuilder()
@@ -258,9 +258,9 @@ def _ensure_csca(directory: Path, country: str) -> SigningKey:
     return _read_pair(path)
 
 
-def _new_dsc(directory: Path, csca: SigningKey, country: str) -> Path:
+def _new_dsc(directory: Path, csca: SigningKey, country: str, now: datetime | None = None) -> Path:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
     certificate = (
         x509.CertificateBuilder()
@@ -302,20 +302,25 @@ def _newest_dsc(directory: Path) -> SigningKey | None:
     return _read_pair(files[-1]) if files else None
 
 
-def ensure_dev_signing_key(directory: Path, country: str = "RS") -> SigningKey:
-    """The newest development DSC in `directory`, creating a CSCA and a DSC on first use."""
+def ensure_dev_signing_key(
+    directory: Path, country: str = "RS", *, now: datetime | None = None
+) -> SigningKey:
+    """The newest development DSC in `directory`, creating a CSCA and a DSC on first use
+    (valid from a few minutes before `now`, default the present)."""
     existing = _newest_dsc(directory)
     if existing is not None:
         return existing
-    _new_dsc(directory, _ensure_csca(directory, country), country)
+    _new_dsc(directory, _ensure_csca(directory, country, now), country, now)
     newest = _newest_dsc(directory)
     assert newest is not None
     return newest
 
 
-def rotate_dev_signing_key(directory: Path, country: str = "RS") -> SigningKey:
+def rotate_dev_signing_key(
+    directory: Path, country: str = "RS", *, now: datetime | None = None
+) -> SigningKey:
     """A new development DSC (signed by the same CSCA), now the newest: the next signer."""
-    _new_dsc(directory, _ensure_csca(directory, country), country)
+    _new_dsc(directory, _ensure_csca(directory, country, now), country, now)
     newest = _newest_dsc(directory)
     assert newest is not None
     return newest

@@ -46,6 +46,7 @@ from immunreg.eventstore.signal import OutboxSignal
 from immunreg.messaging.consumer import EventConsumer
 from immunreg.messaging.topics import ensure_topics
 from immunreg.observability.metrics import Metrics
+from immunreg.tasks import stop_tasks
 
 from .reactions import Sources, build_reactions
 
@@ -314,11 +315,7 @@ class Follower:
         )
 
     async def _detach(self, model: LiveModel) -> None:
-        for task in model.tasks:
-            task.cancel()
-        for task in model.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await stop_tasks(model.tasks)
         try:
             await asyncio.wait_for(model.pool.close(), timeout=10)
         except TimeoutError:
@@ -496,9 +493,7 @@ async def rebuild(
                 beginnings_now, ends_now = await topic_offsets(bootstrap, topics)
                 await wait_caught_up(pool, schema, bootstrap, beginnings_now, ends_now)
             finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await stop_tasks([task])
         except BaseException:
             await pool.close()
             with contextlib.suppress(Exception):

@@ -14,6 +14,8 @@ import contextlib
 
 import asyncpg
 
+from immunreg.tasks import stop_tasks
+
 
 def channel_name(schema: str) -> str:
     """The LISTEN/NOTIFY channel of one service's outbox."""
@@ -59,8 +61,4 @@ class OutboxSignal:
 
     async def close(self) -> None:
         """Cancel pending NOTIFY tasks."""
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(list(self._tasks))

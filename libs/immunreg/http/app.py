@@ -40,6 +40,7 @@ from immunreg.messaging.consumer import EventConsumer
 from immunreg.messaging.topics import ensure_topics, wait_for_kafka
 from immunreg.observability.metrics import Metrics
 from immunreg.service import Service
+from immunreg.tasks import stop_tasks
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
 STORE_KEY = web.AppKey("store", EventStore)
@@ -204,11 +205,6 @@ def _consumer(service: Service) -> Any:
     return consumer
 
 
-# How long a cancelled background task may take to finish its clean-up (leave a
-# consumer group, abort a Kafka transaction) before shutdown goes on without it.
-TASK_STOP_SECONDS = 15.0
-
-
 @contextlib.asynccontextmanager
 async def background_task(coroutine: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
     """Run `coroutine` as a task for the life of a cleanup context; cancelled on exit."""
@@ -216,14 +212,7 @@ async def background_task(coroutine: Coroutine[Any, Any, None]) -> AsyncIterator
     try:
         yield
     finally:
-        task.cancel()
-        done, _ = await asyncio.wait({task}, timeout=TASK_STOP_SECONDS)
-        if not done:
-            # Committed work is safe in PostgreSQL; a stuck clean-up must not hold
-            # the process (or a test run) hostage.
-            log.warning("background task did not stop in time", extra={"task": repr(task)})
-        elif not task.cancelled() and task.exception() is not None:
-            log.error("background task failed", exc_info=task.exception())
+        await stop_tasks([task])
 
 
 async def _db_ok(app: web.Application) -> bool:

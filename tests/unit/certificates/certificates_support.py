@@ -16,9 +16,10 @@ from services.certificates.keys import TrustedKey
 from services.certificates.uvci import new_uvci
 
 DATA = Path(__file__).parents[2] / "data" / "dcc"
-# The signing keys the tests make are valid from a few minutes before they are made, and a
-# verifier refuses a certificate issued outside its signer's validity: "now" is real time.
-NOW = datetime.now(UTC).replace(microsecond=0)
+# The tests' clock. The signing keys they make are valid from a few minutes before it
+# (conftest's `signer`), since a verifier refuses a certificate issued outside its
+# signer's validity.
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def payload(uvci: str | None = None, **changes: Any) -> dict[str, Any]:

@@ -33,7 +33,7 @@ def keys_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def signer(keys_dir: Path) -> SigningKey:
-    return ensure_dev_signing_key(keys_dir)
+    return ensure_dev_signing_key(keys_dir, now=NOW)
 
 
 Sign = Callable[..., str]

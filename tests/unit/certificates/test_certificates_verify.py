@@ -80,9 +80,9 @@ def test_a_key_under_the_right_kid_but_the_wrong_key_is_a_bad_signature(
 
 
 def test_rotation_keeps_certificates_signed_before_valid(sign: Sign, keys_dir: Path) -> None:
-    before = ensure_dev_signing_key(keys_dir)
+    before = ensure_dev_signing_key(keys_dir, now=NOW)
     old = sign(key=before)
-    after = rotate_dev_signing_key(keys_dir)
+    after = rotate_dev_signing_key(keys_dir, now=NOW + timedelta(seconds=1))
     assert after.kid != before.kid
     assert ensure_dev_signing_key(keys_dir).kid == after.kid, "the newest key signs"
     assert after.certificate.issuer == before.certificate.issuer, "same CSCA"
