@@ -7,7 +7,6 @@ citizen fetches their record as FHIR.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 import urllib.error
@@ -16,6 +15,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from e2e_http import send
 from fhir.resources.R4B.bundle import Bundle
 
 from services.registration import jmbg
@@ -30,17 +30,8 @@ WAIT_SECONDS = 90.0
 def call(
     method: str, url: str, headers: dict[str, str], body: Any = None
 ) -> tuple[int, Any, dict[str, str]]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers=dict(headers), method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            raw = response.read()
-            return response.status, json.loads(raw) if raw else None, dict(response.headers)
-    except urllib.error.HTTPError as error:
-        raw = error.read()
-        return error.code, json.loads(raw) if raw else None, dict(error.headers)
+    answer = send(method, url, headers, body)
+    return answer.status, answer.json(), answer.headers
 
 
 def register_citizen(stack: Stack) -> tuple[str, date]:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import random
 import time
-import urllib.error
-import urllib.request
 import uuid
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
+
+from e2e_http import send
 
 from immunreg.demo import wait_until_quiet
 from services.booking import demo
@@ -23,17 +22,8 @@ MUNICIPALITY = "70092"  # Beograd-Barajevo
 
 
 def call(method: str, url: str, headers: dict[str, str], body: Any = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers=dict(headers), method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            raw = response.read()
-            return response.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as error:
-        raw = error.read()
-        return error.code, json.loads(raw) if raw else None
+    answer = send(method, url, headers, body)
+    return answer.status, answer.json()
 
 
 def register(stack: Stack) -> str:

@@ -7,7 +7,6 @@ verification). The dose part needs inventory and administration in the stack.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 import urllib.error
@@ -18,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from e2e_http import send
 
 from services.registration import jmbg
 
@@ -28,18 +28,8 @@ if TYPE_CHECKING:  # tests/e2e is not a package; the fixture is found by pytest
 def call(
     method: str, url: str, headers: dict[str, str], body: Any = None
 ) -> tuple[int, Any, bytes]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers=dict(headers), method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            raw = response.read()
-            parsed = json.loads(raw) if response.headers.get_content_subtype() == "json" else None
-            return response.status, parsed, raw
-    except urllib.error.HTTPError as error:
-        raw = error.read()
-        return error.code, json.loads(raw) if raw else None, raw
+    answer = send(method, url, headers, body)
+    return answer.status, answer.json() if answer.is_json else None, answer.raw
 
 
 def poll(what: str, attempt: Any, timeout: float = 90.0) -> Any:

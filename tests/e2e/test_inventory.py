@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 import uuid
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
+
+from e2e_http import send
 
 from services.inventory import demo
 
@@ -16,17 +15,8 @@ if TYPE_CHECKING:  # tests/e2e is not a package; the fixture is found by pytest
 
 
 def call(method: str, url: str, headers: dict[str, str], body: Any = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers=dict(headers), method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            raw = response.read()
-            return response.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as error:
-        raw = error.read()
-        return error.code, json.loads(raw) if raw else None
+    answer = send(method, url, headers, body)
+    return answer.status, answer.json()
 
 
 def test_receive_a_lot_ship_it_receive_it_and_read_the_stock(stack: Stack) -> None:

@@ -8,16 +8,14 @@ other runs, so the checks look at this run's own site.
 
 from __future__ import annotations
 
-import json
 import random
 import time
-import urllib.error
-import urllib.request
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from e2e_http import send
 
 from immunreg.reference.calendar import local_date
 from services.registration import jmbg
@@ -32,17 +30,11 @@ WAIT_SECONDS = 120.0
 def call(
     method: str, url: str, headers: dict[str, str] | None = None, body: Any = None
 ) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers=dict(headers or {}), method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            raw = response.read()
-            kind = response.headers.get("Content-Type", "")
-            return response.status, json.loads(raw) if "json" in kind else raw.decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
+    """JSON when the service answers JSON successfully; otherwise the body as text."""
+    answer = send(method, url, headers, body)
+    if answer.status < 400 and answer.is_json:
+        return answer.status, answer.json()
+    return answer.status, answer.raw.decode()
 
 
 def eventually(what: str, check: Any) -> Any:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import random
-import urllib.error
-import urllib.request
 from datetime import date
 from typing import TYPE_CHECKING, Any
+
+from e2e_http import send
 
 from services.registration import demo, jmbg
 
@@ -18,17 +17,8 @@ if TYPE_CHECKING:  # tests/e2e is not a package; the fixture is found by pytest
 def call(
     method: str, url: str, headers: dict[str, str], body: Any = None
 ) -> tuple[int, Any, dict[str, str]]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers=dict(headers), method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            raw = response.read()
-            return response.status, json.loads(raw) if raw else None, dict(response.headers)
-    except urllib.error.HTTPError as error:
-        raw = error.read()
-        return error.code, json.loads(raw) if raw else None, dict(error.headers)
+    answer = send(method, url, headers, body)
+    return answer.status, answer.json(), answer.headers
 
 
 def test_register_read_back_and_withdraw(stack: Stack) -> None:

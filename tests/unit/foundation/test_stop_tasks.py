@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 import pytest
 
@@ -30,10 +29,9 @@ async def test_a_task_stuck_in_its_clean_up_is_abandoned_with_its_stack(
 
     task = asyncio.create_task(stubborn(), name="stubborn-consumer")
     await asyncio.sleep(0)
-    started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="immunreg.tasks"):
         await stop_tasks([task], seconds=0.2)
-    assert time.monotonic() - started < 5
+    # It returned (a hang would end in the suite's timeout) and left the task running.
     assert not task.done()
     # Only this task's record: other tasks of the session's loop may log meanwhile.
     [record] = [r for r in caplog.records if getattr(r, "task", None) == "stubborn-consumer"]

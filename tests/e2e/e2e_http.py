@@ -1,0 +1,43 @@
+"""The one HTTP client of the e2e tests: a request as a client sends it, the answer whole.
+
+(A module of its own beside conftest.py: tests/e2e is no package.)
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Status, body bytes and headers of one response (errors included)."""
+
+    status: int
+    raw: bytes
+    headers: dict[str, str]
+
+    @property
+    def is_json(self) -> bool:
+        """JSON or problem+json."""
+        return "json" in self.headers.get("Content-Type", "")
+
+    def json(self) -> Any:
+        """The body parsed as JSON; None when empty."""
+        return json.loads(self.raw) if self.raw else None
+
+
+def send(method: str, url: str, headers: dict[str, str] | None = None, body: Any = None) -> Answer:
+    """Send `body` as JSON (when given) and return the answer, whatever its status."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers=dict(headers or {}), method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return Answer(response.status, response.read(), dict(response.headers))
+    except urllib.error.HTTPError as error:
+        return Answer(error.code, error.read(), dict(error.headers))
