@@ -52,6 +52,10 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Interrupted(Exception):
+    """Ctrl-C or SIGTERM reached `immunreg run`."""
+
+
 def _run(args: argparse.Namespace) -> int:
     import signal
     import time
@@ -59,29 +63,34 @@ def _run(args: argparse.Namespace) -> int:
     from immunreg import localinfra
     from immunreg.demo import load_demo_data
     from immunreg.http.auth import ensure_dev_keys
+    from immunreg.localinfra._proc import log, step
     from immunreg.localinfra.services import (
+        ServiceProcess,
         available_services,
         start_services,
-        stop_services,
         wait_ready,
     )
 
-    endpoints = localinfra.up()
-    ensure_dev_keys(state_dir() / "keys")
-    names = available_services()
-    processes = start_services(names, endpoints)
-    stopping = False
+    def interrupt(signum: int, frame: object) -> None:
+        # Raised wherever the main thread is (a start-up step, the demo, the watch
+        # loop), so a stop never waits for a slow step to finish first.
+        raise _Interrupted
 
-    def request_stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
+    processes: list[ServiceProcess] = []
+    status = 0
     try:
-        wait_ready(processes)
+        endpoints = localinfra.up()
+        ensure_dev_keys(state_dir() / "keys")
+        names = available_services()
+        with step("starting the services"):
+            processes = start_services(names, endpoints)
+        with step("waiting for the services to be ready"):
+            wait_ready(processes)
         if not args.no_demo:
-            load_demo_data({p.name: p.url for p in processes})
+            with step("loading the demo data"):
+                load_demo_data({p.name: p.url for p in processes})
         print("\nimmunreg is running:")
         for key, value in endpoints.items():
             print(f"  {key:<28} {value}")
@@ -92,25 +101,47 @@ def _run(args: argparse.Namespace) -> int:
         print(f"  logs                         {state_dir() / 'logs'}")
         print("  a token: .venv/bin/immunreg token --role admin")
         print("Ctrl-C (or `make stop`) stops everything.", flush=True)
-        while not stopping:
+        while True:
             for proc in processes:
                 if proc.process.poll() is not None:
                     print(f"{proc.name} exited ({proc.process.returncode}); see {proc.logfile}")
-                    stopping = True
+                    raise _Interrupted
             time.sleep(0.5)
+    except _Interrupted:
+        log("stopping (Ctrl-C)")
+    except RuntimeError as exc:
+        print(f"immunreg run: {exc}", file=sys.stderr)
+        log("stopping what this run started")
+        status = 1
     finally:
-        stop_services(processes)
-        if not args.keep_infra:
-            localinfra.down()
-    return 0
+        # A second Ctrl-C must not cut the stop short and leave servers behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _stop_everything(processes, keep_infra=args.keep_infra)
+    return status
+
+
+def _stop_everything(processes: list[Any] | None, *, keep_infra: bool = False) -> None:
+    """Stop the services, then (unless kept) Kafka and PostgreSQL; return when their ports
+    are free. Services go first: they flush their outbox and commit while the servers run."""
+    import time
+
+    from immunreg import localinfra
+    from immunreg.localinfra._proc import log, wait_ports_free
+    from immunreg.localinfra.services import stop_services
+
+    started = time.monotonic()
+    ports = stop_services(processes)
+    if not keep_infra:
+        ports += localinfra.down()
+    taken = wait_ports_free(ports, seconds=10)
+    if taken:
+        log(f"still listening after the stop: ports {taken}")
+    log(f"stopped in {time.monotonic() - started:.1f}s")
 
 
 def _stop(args: argparse.Namespace) -> int:
-    from immunreg import localinfra
-    from immunreg.localinfra.services import stop_services
-
-    stop_services()
-    localinfra.down()
+    _stop_everything(None)
     return 0
 
 

@@ -20,6 +20,35 @@ DEFAULT_PORTS: dict[str, int] = {
     "certificates": 8085,
     "projections": 8086,
 }
+# Where the local servers listen unless moved (see `port_offset`).
+DEFAULT_POSTGRES_PORT = 55432
+DEFAULT_KAFKA_PORT = 59092
+DEFAULT_E2E_PORT_BASE = 18080
+
+
+def port_offset() -> int:
+    """`IMMUNREG_PORT_OFFSET` moves every local port at once (PostgreSQL, Kafka, services,
+    the e2e stack), so a second checkout on the same machine runs beside the first."""
+    raw = os.environ.get("IMMUNREG_PORT_OFFSET", "0") or "0"
+    try:
+        offset = int(raw)
+    except ValueError:
+        raise RuntimeError(f"IMMUNREG_PORT_OFFSET must be a whole number, not {raw!r}") from None
+    if not 0 <= offset <= 5000:
+        raise RuntimeError(f"IMMUNREG_PORT_OFFSET must be between 0 and 5000, not {offset}")
+    return offset
+
+
+def local_port(variable: str, default: int) -> int:
+    """A local server's port: the variable if set, else its default moved by the offset."""
+    raw = os.environ.get(variable)
+    return int(raw) if raw else default + port_offset()
+
+
+def service_port(service: str) -> int:
+    """The port a service listens on: `<SERVICE>_PORT`, `PORT`, else its default + offset."""
+    configured = setting("PORT", service)
+    return int(configured) if configured else DEFAULT_PORTS.get(service, 8080) + port_offset()
 
 
 def read_local_env() -> dict[str, str]:
@@ -78,7 +107,6 @@ class Settings:
             raise RuntimeError(
                 "KAFKA_BOOTSTRAP_SERVERS is not set and `immunreg infra up` has not run"
             )
-        port = setting("PORT", service, str(DEFAULT_PORTS.get(service, 8080)))
         jwt_key = setting("JWT_PUBLIC_KEY_FILE", service) or str(
             state_dir() / "keys" / "jwt-public.pem"
         )
@@ -88,7 +116,7 @@ class Settings:
             "db_schema": setting("DB_SCHEMA", service, service) or service,
             "kafka_bootstrap": kafka,
             "host": setting("HOST", service, "127.0.0.1") or "127.0.0.1",
-            "port": int(port or 8080),
+            "port": service_port(service),
             "jwt_public_key": jwt_key,
             "kafka_partitions": int(setting("KAFKA_PARTITIONS", service, "3") or 3),
             "relay_poll_interval": float(setting("RELAY_POLL_INTERVAL", service, "0.5") or 0.5),

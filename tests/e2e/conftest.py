@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from immunreg.config import DEFAULT_E2E_PORT_BASE, local_port
 from immunreg.http.auth import Role, ensure_dev_keys, issue_token
 from immunreg.localinfra.services import IsolatedStack, available_services
 from immunreg.paths import state_dir
@@ -41,7 +42,7 @@ def stack(infra: dict[str, str]) -> Iterator[Stack]:
     if not names:
         pytest.skip("no services exist yet")
     private, _ = ensure_dev_keys(state_dir() / "keys")
-    base = int(os.environ.get("E2E_PORT_BASE", "18080"))
+    base = local_port("E2E_PORT_BASE", DEFAULT_E2E_PORT_BASE)
     running = IsolatedStack.start(infra, names, base, f"e2e_{uuid.uuid4().hex[:8]}")
     try:
         yield Stack(running.urls, private.read_bytes())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -9,13 +10,32 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 
 def log(message: str) -> None:
     """Progress lines for a person watching `make run`."""
     print(f"[infra] {message}", file=sys.stderr, flush=True)
+
+
+class StepFailed(RuntimeError):
+    """A start-up step failed; the message names the step and the cause."""
+
+    def __init__(self, step: str, cause: BaseException) -> None:
+        super().__init__(f"{step} failed: {cause}")
+        self.step = step
+
+
+@contextlib.contextmanager
+def step(name: str) -> Iterator[None]:
+    """Name what is being done, so a failure says which step it was."""
+    try:
+        yield
+    except StepFailed:
+        raise
+    except Exception as exc:
+        raise StepFailed(name, exc) from exc
 
 
 def run(cmd: Sequence[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -65,14 +85,34 @@ def apt_install(*packages: str) -> None:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists."""
+    """Whether a process with this pid is running (a zombie is not).
+
+    A child that exited but was never waited for still answers `kill -0`: reap
+    it if it is ours, and read its state from /proc if it is someone else's.
+    Without this a stop waits out its whole grace period on a dead broker.
+    """
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        reaped = 0  # not our child: its parent reaps it
+    if reaped == pid:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # The state follows the command name, which is in parentheses and may hold spaces.
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def read_pid(pid_file: Path) -> int:
@@ -84,14 +124,38 @@ def read_pid(pid_file: Path) -> int:
 
 
 def stop_pid(pid_file: Path, what: str, seconds: float = 30) -> None:
-    """Stop the process named in pid_file: SIGTERM, then SIGKILL after a grace period."""
+    """Stop the process named in pid_file: SIGTERM, then SIGKILL after a grace period.
+
+    Returns only once the process is gone.
+    """
     pid = read_pid(pid_file)
     if pid and pid_alive(pid):
         log(f"stopping {what} (pid {pid})")
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + seconds
-        while pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        if not wait_gone(pid, seconds):
+            log(f"{what} (pid {pid}) did not stop within {seconds:.0f}s: killing it")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            wait_gone(pid, 10)
     pid_file.unlink(missing_ok=True)
+
+
+def wait_gone(pid: int, seconds: float) -> bool:
+    """Wait until pid is no longer running; False if it still is after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while pid_alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def wait_ports_free(ports: Sequence[int], seconds: float, host: str = "127.0.0.1") -> list[int]:
+    """Wait until nothing listens on any of ports; return those still taken after `seconds`."""
+    deadline = time.monotonic() + seconds
+    taken = [p for p in ports if port_open(host, p, timeout=0.2)]
+    while taken and time.monotonic() < deadline:
+        time.sleep(0.1)
+        taken = [p for p in taken if port_open(host, p, timeout=0.2)]
+    return taken

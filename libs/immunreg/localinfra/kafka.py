@@ -7,6 +7,7 @@ the machine's Java 17, heap capped, bound to 127.0.0.1.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import shutil
 import subprocess
@@ -23,9 +24,12 @@ from immunreg.localinfra._proc import (
     stop_pid,
     wait_for_port,
 )
+from immunreg.messaging.topics import cluster_id
 from immunreg.paths import REPO_ROOT
 
 POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
+# Ctrl-C must stop the whole stack within 15 s: the broker gets at most this much of it.
+STOP_SECONDS = 8.0
 
 SERVER_PROPERTIES = """\
 # Written by immunreg.localinfra.kafka; edits are overwritten on start.
@@ -153,7 +157,8 @@ class LocalKafka:
     def start(self) -> str:
         """Fetch jars, format storage (first time), start the broker; return bootstrap."""
         if port_open("127.0.0.1", self.port):
-            log(f"Kafka already listening on {self.bootstrap}")
+            self.check_ours()
+            log(f"Kafka already listening on {self.bootstrap} (this checkout's)")
             return self.bootstrap
         java = self.ensure_java()
         self.ensure_jars()
@@ -198,11 +203,40 @@ class LocalKafka:
         wait_for_port("127.0.0.1", self.port, 90, "Kafka", self.logfile)
         return self.bootstrap
 
+    def cluster_id_on_disk(self) -> str | None:
+        """The cluster id this folder's storage was formatted with (None before the first start)."""
+        meta = self.data_dir / "meta.properties"
+        if not meta.exists():
+            return None
+        for line in meta.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "cluster.id":
+                return value.strip()
+        return None
+
+    def check_ours(self) -> None:
+        """Raise, saying what to do, unless the broker on the port runs on this folder's storage."""
+        ours = self.cluster_id_on_disk()
+        theirs = asyncio.run(cluster_id(self.bootstrap))
+        if ours is not None and theirs == ours:
+            return
+        what = f"a Kafka cluster {theirs}" if theirs else "a program that does not answer as Kafka"
+        raise RuntimeError(
+            f"port {self.port} is taken by {what}, not by this checkout's broker "
+            f"({self.data_dir}). Stop it (`make stop` in the checkout it belongs to), or run "
+            "this checkout on other ports (IMMUNREG_PORT_OFFSET=100, or IMMUNREG_KAFKA_PORT), "
+            "or name the cluster to use with KAFKA_BOOTSTRAP_SERVERS."
+        )
+
     def running(self) -> bool:
         """Whether the broker this folder started is still alive."""
         pid = read_pid(self.pid_file)
         return bool(pid) and pid_alive(pid)
 
     def stop(self) -> None:
-        """Stop the broker this folder started (a controlled shutdown)."""
-        stop_pid(self.pid_file, "Kafka", seconds=60)
+        """Stop the broker this folder started (a controlled shutdown, bounded).
+
+        A lone KRaft node shuts down in a few seconds; if it has not after
+        STOP_SECONDS it is killed, which it recovers from by replaying its logs.
+        """
+        stop_pid(self.pid_file, "Kafka", seconds=STOP_SECONDS)

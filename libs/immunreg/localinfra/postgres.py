@@ -6,14 +6,29 @@ import asyncio
 import glob
 import os
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 
-from immunreg.localinfra._proc import apt_install, is_root, log, port_open, run
+from immunreg.localinfra._proc import apt_install, is_root, log, pid_alive, port_open, run
 
 DATABASE = "immunreg"
+
+
+async def _data_directory(port: int) -> str | None:
+    """The data folder of the PostgreSQL on port, or None if it is not one we can ask."""
+    try:
+        conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", timeout=5)
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return None
+    try:
+        return str(await conn.fetchval("SHOW data_directory"))
+    except asyncpg.PostgresError:
+        return None
+    finally:
+        await conn.close()
 
 
 def find_pg_bin() -> Path | None:
@@ -73,9 +88,14 @@ class LocalPostgres:
         return bin_dir
 
     def start(self) -> str:
-        """Initialise (first time) and start the server; return its DSN."""
+        """Initialise (first time) and start the server; return its DSN.
+
+        A server already on the port is used only when it is this folder's own:
+        another checkout's must never receive this one's schemas and data.
+        """
         if port_open("127.0.0.1", self.port):
-            log(f"PostgreSQL already listening on 127.0.0.1:{self.port}")
+            self.check_ours()
+            log(f"PostgreSQL already listening on 127.0.0.1:{self.port} (this checkout's)")
             self._create_database()
             return self.dsn
         bin_dir = self.ensure_installed()
@@ -129,10 +149,30 @@ class LocalPostgres:
                     "60",
                     "start",
                 ]
-            )
+            ),
+            # Its own session: a terminal's Ctrl-C must not shut the database down
+            # under services that are still draining; `stop` does that in order.
+            start_new_session=True,
         )
         self._create_database()
         return self.dsn
+
+    def check_ours(self) -> None:
+        """Raise, saying what to do, unless the server on the port serves this data folder."""
+        serving = asyncio.run(_data_directory(self.port))
+        if serving is not None and Path(serving).resolve() == self.data_dir.resolve():
+            return
+        what = (
+            f"a PostgreSQL serving {serving}"
+            if serving
+            else "a program that is not this checkout's PostgreSQL"
+        )
+        raise RuntimeError(
+            f"port {self.port} is taken by {what}, not by this checkout's ({self.data_dir}). "
+            "Stop it (`make stop` in the checkout it belongs to), or run this checkout on "
+            "other ports (IMMUNREG_PORT_OFFSET=100, or IMMUNREG_PG_PORT), or name the server "
+            "to use with DATABASE_URL."
+        )
 
     def _create_database(self) -> None:
         async def create() -> None:
@@ -155,8 +195,33 @@ class LocalPostgres:
         if bin_dir is None or not (self.data_dir / "postmaster.pid").exists():
             return
         log("stopping PostgreSQL")
-        run(
+        result = subprocess.run(
             self._as_owner(
-                [str(bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"]
-            )
+                [
+                    str(bin_dir / "pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "-t",
+                    "20",
+                    "stop",
+                ]
+            ),
+            capture_output=True,
+            text=True,
+            check=False,
         )
+        # pg_ctl fails when the pid file is stale (the server died): nothing to stop then.
+        if result.returncode != 0 and self.running():
+            raise RuntimeError(f"pg_ctl stop failed:\n{result.stdout}\n{result.stderr}")
+
+    def running(self) -> bool:
+        """Whether this folder's server is running (its postmaster.pid names a live process)."""
+        pid_file = self.data_dir / "postmaster.pid"
+        try:
+            first_line = pid_file.read_text().splitlines()[0]
+        except (OSError, IndexError):
+            return False
+        return first_line.strip().isdigit() and pid_alive(int(first_line))

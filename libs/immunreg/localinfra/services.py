@@ -15,7 +15,7 @@ from pathlib import Path
 
 import asyncpg
 
-from immunreg.config import DEFAULT_PORTS, setting
+from immunreg.config import DEFAULT_PORTS, service_port
 from immunreg.localinfra._proc import log, pid_alive, port_open, read_pid, stop_pid
 from immunreg.paths import REPO_ROOT, state_dir
 
@@ -64,8 +64,7 @@ def start_services(
     logs.mkdir(parents=True, exist_ok=True)
     chosen: dict[str, int] = {}
     for name in names:
-        configured = int(setting("PORT", name, str(DEFAULT_PORTS[name])) or DEFAULT_PORTS[name])
-        chosen[name] = (ports or {}).get(name, configured)
+        chosen[name] = (ports or {}).get(name) or service_port(name)
     _check_free(chosen)
     started: list[ServiceProcess] = []
     for name, port in chosen.items():
@@ -120,8 +119,12 @@ def wait_ready(processes: list[ServiceProcess], seconds: float = 90) -> None:
         raise RuntimeError(f"not ready after {seconds:.0f}s: {names} (see {state_dir()}/logs)")
 
 
-def stop_services(processes: list[ServiceProcess] | None = None) -> None:
-    """SIGTERM every service (graceful shutdown), SIGKILL any still alive after 15 s."""
+def stop_services(processes: list[ServiceProcess] | None = None) -> list[int]:
+    """SIGTERM every service (graceful shutdown), SIGKILL any still alive after 15 s.
+
+    Without `processes`, stops every service this checkout's pid files name.
+    Returns the ports the stopped services listened on.
+    """
     if processes is not None:
         for proc in processes:
             if proc.process.poll() is None:
@@ -135,9 +138,14 @@ def stop_services(processes: list[ServiceProcess] | None = None) -> None:
                 proc.process.kill()
                 proc.process.wait()
             _pid_file(proc.name, proc.port).unlink(missing_ok=True)
-        return
+        return [proc.port for proc in processes]
+    ports: list[int] = []
     for pid_file in sorted(run_dir().glob("*.pid")):
-        stop_pid(pid_file, pid_file.stem, seconds=15)
+        name, _, port = pid_file.stem.rpartition("-")
+        if port.isdigit() and pid_alive(read_pid(pid_file)):
+            ports.append(int(port))
+        stop_pid(pid_file, name or pid_file.stem, seconds=15)
+    return ports
 
 
 @dataclass

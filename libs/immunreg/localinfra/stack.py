@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 
+from immunreg.config import DEFAULT_KAFKA_PORT, DEFAULT_POSTGRES_PORT, local_port
 from immunreg.contracts.topics import all_topics
-from immunreg.localinfra._proc import log
+from immunreg.localinfra._proc import log, step
 from immunreg.localinfra.kafka import LocalKafka
 from immunreg.localinfra.postgres import LocalPostgres, reachable
 from immunreg.messaging.topics import ensure_topics, wait_for_kafka
@@ -14,15 +15,16 @@ from immunreg.paths import local_env_file, state_dir
 
 
 def local_postgres() -> LocalPostgres:
-    """The local server; IMMUNREG_PG_PORT moves it (e.g. for a second checkout)."""
+    """The local server; IMMUNREG_PG_PORT or IMMUNREG_PORT_OFFSET moves it."""
     return LocalPostgres(
-        state_dir() / "postgres", port=int(os.environ.get("IMMUNREG_PG_PORT", "55432"))
+        state_dir() / "postgres", port=local_port("IMMUNREG_PG_PORT", DEFAULT_POSTGRES_PORT)
     )
 
 
 def local_kafka() -> LocalKafka:
-    """The local broker; IMMUNREG_KAFKA_PORT moves it (the controller takes the next port)."""
-    port = int(os.environ.get("IMMUNREG_KAFKA_PORT", "59092"))
+    """The local broker; IMMUNREG_KAFKA_PORT or IMMUNREG_PORT_OFFSET moves it (the
+    controller takes the next port)."""
+    port = local_port("IMMUNREG_KAFKA_PORT", DEFAULT_KAFKA_PORT)
     return LocalKafka(state_dir() / "kafka", port=port, controller_port=port + 1)
 
 
@@ -39,29 +41,40 @@ def up(partitions: int | None = None) -> dict[str, str]:
     else:
         if dsn:
             log("DATABASE_URL is set but not reachable: starting a local PostgreSQL")
-        dsn = local_postgres().start()
+        with step("starting PostgreSQL"):
+            dsn = local_postgres().start()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if bootstrap:
         log("using the Kafka cluster named in KAFKA_BOOTSTRAP_SERVERS")
     else:
-        bootstrap = local_kafka().start()
+        with step("starting Kafka"):
+            bootstrap = local_kafka().start()
     count = partitions or int(os.environ.get("KAFKA_PARTITIONS", "3"))
 
     async def prepare_kafka() -> None:
         await wait_for_kafka(bootstrap, seconds=90)
         await ensure_topics(bootstrap, all_topics(), partitions=count)
 
-    asyncio.run(prepare_kafka())
+    with step("creating the Kafka topics"):
+        asyncio.run(prepare_kafka())
     endpoints = {"DATABASE_URL": dsn, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
     local_env_file().write_text("".join(f"{k}={v}\n" for k, v in endpoints.items()))
     return endpoints
 
 
-def down() -> None:
-    """Stop what `up` started locally (servers named in the environment are left alone)."""
-    local_kafka().stop()
-    local_postgres().stop()
+def down() -> list[int]:
+    """Stop this checkout's local Kafka and PostgreSQL (servers named in the environment
+    are never ours to stop); return the ports they listened on, to wait for."""
+    kafka, postgres = local_kafka(), local_postgres()
+    ports: list[int] = []
+    if kafka.running():
+        ports += [kafka.port, kafka.controller_port]
+    kafka.stop()
+    if postgres.running():
+        ports.append(postgres.port)
+    postgres.stop()
     local_env_file().unlink(missing_ok=True)
+    return ports
 
 
 def status() -> dict[str, str]:
@@ -69,6 +82,6 @@ def status() -> dict[str, str]:
     pg = local_postgres()
     kafka = local_kafka()
     return {
-        "postgres": "running" if (pg.data_dir / "postmaster.pid").exists() else "stopped",
+        "postgres": "running" if pg.running() else "stopped",
         "kafka": "running" if kafka.running() else "stopped",
     }

@@ -32,6 +32,20 @@ async def wait_for_kafka(bootstrap: str, seconds: float = 60) -> None:
     raise RuntimeError(f"Kafka at {bootstrap} did not answer within {seconds}s: {last!r}")
 
 
+async def cluster_id(bootstrap: str, timeout: float = 10) -> str | None:
+    """The id of the Kafka cluster at bootstrap, or None if nothing there answers as Kafka."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    try:
+        async with asyncio.timeout(timeout):
+            await admin.start()
+            found = (await admin.describe_cluster()).get("cluster_id")
+    except (KafkaError, OSError, TimeoutError):
+        return None
+    finally:
+        await admin.close()
+    return str(found) if found else None
+
+
 async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int = 3) -> None:
     """Create every topic in names that does not exist yet (replication 1 locally)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
