@@ -22,7 +22,7 @@ from bench.results import record
 from immunreg import localinfra
 from immunreg.http.auth import Role, ensure_dev_keys, issue_token
 from immunreg.localinfra.services import IsolatedStack
-from immunreg.paths import REPO_ROOT, state_dir
+from immunreg.paths import REPO_ROOT, keys_dir
 
 SERVICES = ["registration", "projections"]
 PORT_BASE = 27080
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     endpoints = localinfra.up()
-    private, _ = ensure_dev_keys(state_dir() / "keys")
+    private, _ = ensure_dev_keys(keys_dir())
     token = issue_token(private.read_bytes(), Role.ADMIN, subject="load-test")
     stack = IsolatedStack.start(endpoints, SERVICES, PORT_BASE, f"load_{uuid.uuid4().hex[:8]}")
     try:

@@ -1,13 +1,54 @@
-"""Session-wide fixtures: the real PostgreSQL and Kafka, started once per run."""
+"""Session-wide set-up: the real PostgreSQL and Kafka, and a test run isolated from others.
+
+Every pytest session gets a topic namespace and a keys folder of its own, so it
+never reads or writes the topics of `make run` (or of another session on the
+same broker), never signs with `make run`'s keys, and leaves neither behind.
+Schemas and consumer groups are per test or per stack already.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from immunreg import localinfra
+from immunreg.config import setting
+from immunreg.contracts.topics import TOPIC_NAMESPACE_VARIABLE
+from immunreg.messaging.topics import delete_namespace
+from immunreg.paths import state_dir
+
+_RUN_KEY = pytest.StashKey[str]()
+
+
+def _run_folder(run: str) -> str:
+    return str(state_dir() / "test-runs" / run)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give this session its own topic namespace and keys, before anything uses either."""
+    run = f"t{uuid.uuid4().hex[:10]}"
+    config.stash[_RUN_KEY] = run
+    os.environ[TOPIC_NAMESPACE_VARIABLE] = f"{run}."
+    os.environ["IMMUNREG_KEYS_DIR"] = os.path.join(_run_folder(run), "keys")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Delete the session's topics and keys (the broker may already be gone: then skip)."""
+    run = config.stash.get(_RUN_KEY, None)
+    if run is None:
+        return
+    bootstrap = setting("KAFKA_BOOTSTRAP_SERVERS")
+    if bootstrap:
+        try:
+            asyncio.run(asyncio.wait_for(delete_namespace(bootstrap, f"{run}."), 30))
+        except Exception as exc:  # a finished session must not fail on its clean-up
+            print(f"could not delete the topics of test run {run}: {exc!r}")
+    shutil.rmtree(_run_folder(run), ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import sys
 from datetime import timedelta
 from typing import Any
 
-from immunreg.paths import state_dir
+from immunreg.paths import keys_dir, state_dir
 
 
 def load_service(name: str) -> Any:
@@ -39,7 +39,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _token(args: argparse.Namespace) -> int:
     from immunreg.http.auth import Role, ensure_dev_keys, issue_token
 
-    private, _ = ensure_dev_keys(state_dir() / "keys")
+    private, _ = ensure_dev_keys(keys_dir())
     token = issue_token(
         private.read_bytes(),
         Role(args.role),
@@ -82,7 +82,7 @@ def _run(args: argparse.Namespace) -> int:
     status = 0
     try:
         endpoints = localinfra.up()
-        ensure_dev_keys(state_dir() / "keys")
+        ensure_dev_keys(keys_dir())
         names = available_services()
         with step("starting the services"):
             processes = start_services(names, endpoints)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from immunreg.paths import local_env_file, state_dir
+from immunreg.paths import keys_dir, local_env_file
 
 DEFAULT_PORTS: dict[str, int] = {
     "registration": 8081,
@@ -107,9 +107,7 @@ class Settings:
             raise RuntimeError(
                 "KAFKA_BOOTSTRAP_SERVERS is not set and `immunreg infra up` has not run"
             )
-        jwt_key = setting("JWT_PUBLIC_KEY_FILE", service) or str(
-            state_dir() / "keys" / "jwt-public.pem"
-        )
+        jwt_key = setting("JWT_PUBLIC_KEY_FILE", service) or str(keys_dir() / "jwt-public.pem")
         values: dict[str, object] = {
             "service": service,
             "database_url": database_url,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from immunreg.http.auth import Role, ensure_dev_keys, issue_token
-from immunreg.paths import state_dir
+from immunreg.paths import keys_dir
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class DemoClient:
     token: str = field(init=False)
 
     def __post_init__(self) -> None:
-        private, _ = ensure_dev_keys(state_dir() / "keys")
+        private, _ = ensure_dev_keys(keys_dir())
         self.token = issue_token(
             private.read_bytes(), self.role, subject=self.subject, site_id=self.site_id
         )

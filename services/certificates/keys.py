@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from immunreg.config import Settings, setting
-from immunreg.paths import state_dir
+from immunreg.paths import keys_dir
 from immunreg.sealing import ensure_rsa_key_pair, load_private_key
 
 from .cose import PublicKey
@@ -377,7 +377,7 @@ def signer_config(settings: Settings) -> SignerConfig:
     if key_file and cert_file:
         return SignerConfig(dev_dir=None, key_file=Path(key_file), cert_file=Path(cert_file))
     directory = _setting(settings, "KEYS_DIR")
-    return SignerConfig(dev_dir=Path(directory) if directory else state_dir() / "keys" / DEV_DIR)
+    return SignerConfig(dev_dir=Path(directory) if directory else keys_dir() / DEV_DIR)
 
 
 def load_signing_key(config: SignerConfig, country: str = "RS") -> SigningKey:
@@ -436,7 +436,7 @@ def load_unwrap_key(settings: Settings) -> rsa.RSAPrivateKey:
     try:
         if configured:
             return load_private_key(Path(configured).read_bytes())
-        keys = state_dir() / "keys"
+        keys = keys_dir()
         return ensure_rsa_key_pair(keys / UNWRAP_PRIVATE_FILE, keys / UNWRAP_PUBLIC_FILE)
     except (OSError, ValueError) as exc:
         raise KeyConfigError(f"CERTIFICATES_UNWRAP_KEY_FILE: {exc}") from exc

@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from immunreg.config import Settings, setting
 from immunreg.contracts.common import Sealed
 from immunreg.eventstore.database import Connection
-from immunreg.paths import state_dir
+from immunreg.paths import keys_dir
 from immunreg.sealing import (
     ensure_key_file,
     ensure_rsa_key_pair,
@@ -108,7 +108,7 @@ def _key_file(settings: Settings, name: str, default_name: str) -> bytes:
     try:
         if configured:
             return read_key_file(Path(configured))
-        return ensure_key_file(state_dir() / "keys" / default_name)
+        return ensure_key_file(keys_dir() / default_name)
     except (OSError, ValueError) as exc:
         raise KeyConfigError(f"{SERVICE.upper()}_{name}: {exc}") from exc
 
@@ -145,7 +145,7 @@ def load_key_ring(settings: Settings) -> KeyRing:
 
 
 def _dev_recipient() -> rsa.RSAPublicKey:
-    keys = state_dir() / "keys"
+    keys = keys_dir()
     try:
         private = ensure_rsa_key_pair(
             keys / DEV_RECIPIENT_PRIVATE_FILE, keys / DEV_RECIPIENT_PUBLIC_FILE

@@ -7,7 +7,6 @@ Kafka topics are shared: tests use fresh ids and never assume a topic is empty.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
@@ -16,7 +15,7 @@ import pytest
 from immunreg.config import DEFAULT_E2E_PORT_BASE, local_port
 from immunreg.http.auth import Role, ensure_dev_keys, issue_token
 from immunreg.localinfra.services import IsolatedStack, available_services
-from immunreg.paths import state_dir
+from immunreg.paths import keys_dir
 
 pytestmark = pytest.mark.e2e
 
@@ -41,7 +40,7 @@ def stack(infra: dict[str, str]) -> Iterator[Stack]:
     names = available_services()
     if not names:
         pytest.skip("no services exist yet")
-    private, _ = ensure_dev_keys(state_dir() / "keys")
+    private, _ = ensure_dev_keys(keys_dir())
     base = local_port("E2E_PORT_BASE", DEFAULT_E2E_PORT_BASE)
     running = IsolatedStack.start(infra, names, base, f"e2e_{uuid.uuid4().hex[:8]}")
     try:

@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 import msgspec
 import uuid_utils.compat as uuid_compat
 
+from immunreg.contracts.topics import events_topic
+
 
 def new_event_id() -> uuid.UUID:
     """A UUIDv7: time-ordered, so ids sort roughly by creation."""
@@ -84,13 +86,17 @@ class Context:
 
     def __init__(self, name: str, events: Iterable[type[Event]]) -> None:
         self.name = name
-        self.topic = f"{name}.events.v1"
         self.event_types: dict[str, type[Event]] = {e.type_name(): e for e in events}
         union: Any = tuple(self.event_types.values())
         self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
             union[0] if len(union) == 1 else _union(union)
         )
         self._encoder = msgspec.json.Encoder()
+
+    @property
+    def topic(self) -> str:
+        """Where this context's events are published (in this process's topic namespace)."""
+        return events_topic(self.name)
 
     def encode(self, event: Event) -> bytes:
         """The event's JSON (with its `type` tag)."""

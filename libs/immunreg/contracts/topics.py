@@ -1,6 +1,17 @@
-"""Topic names: one event topic per bounded context, `<context>.events.v1`."""
+"""Topic names: one event topic per bounded context, `<context>.events.v1`.
+
+`IMMUNREG_TOPIC_NAMESPACE` prefixes every name, so that runs sharing one broker
+(the test suite beside `make run`, two load tests) never read each other's events.
+Production leaves it empty.
+"""
 
 from __future__ import annotations
+
+import os
+import re
+
+TOPIC_NAMESPACE_VARIABLE = "IMMUNREG_TOPIC_NAMESPACE"
+_NAMESPACE = re.compile(r"^[A-Za-z0-9._-]{0,100}$")
 
 CONTEXT_NAMES: tuple[str, ...] = (
     "registration",
@@ -11,9 +22,17 @@ CONTEXT_NAMES: tuple[str, ...] = (
 )
 
 
+def topic_namespace() -> str:
+    """The prefix of every topic name in this process ('' unless a run isolates itself)."""
+    namespace = os.environ.get(TOPIC_NAMESPACE_VARIABLE, "")
+    if not _NAMESPACE.match(namespace):
+        raise RuntimeError(f"{TOPIC_NAMESPACE_VARIABLE} may hold only letters, digits, '.-_'")
+    return namespace
+
+
 def events_topic(context: str) -> str:
     """The topic a context publishes its events on (key = stream id)."""
-    return f"{context}.events.v1"
+    return f"{topic_namespace()}{context}.events.v1"
 
 
 def dlq_topic(topic: str) -> str:

@@ -35,28 +35,40 @@ def up(partitions: int | None = None) -> dict[str, str]:
     is started (and reused by later calls while it runs).
     """
     state_dir().mkdir(parents=True, exist_ok=True)
-    dsn = os.environ.get("DATABASE_URL")
-    if dsn and asyncio.run(reachable(dsn)):
-        log("using the PostgreSQL named in DATABASE_URL")
-    else:
-        if dsn:
-            log("DATABASE_URL is set but not reachable: starting a local PostgreSQL")
-        with step("starting PostgreSQL"):
-            dsn = local_postgres().start()
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if bootstrap:
-        log("using the Kafka cluster named in KAFKA_BOOTSTRAP_SERVERS")
-    else:
-        with step("starting Kafka"):
-            bootstrap = local_kafka().start()
-    count = partitions or int(os.environ.get("KAFKA_PARTITIONS", "3"))
+    postgres, kafka = local_postgres(), local_kafka()
+    # What this call starts, it stops again if a later step fails.
+    started_here: list[LocalPostgres | LocalKafka] = []
+    try:
+        dsn = os.environ.get("DATABASE_URL")
+        if dsn and asyncio.run(reachable(dsn)):
+            log("using the PostgreSQL named in DATABASE_URL")
+        else:
+            if dsn:
+                log("DATABASE_URL is set but not reachable: starting a local PostgreSQL")
+            with step("starting PostgreSQL"):
+                if not postgres.running():
+                    started_here.append(postgres)
+                dsn = postgres.start()
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        if bootstrap:
+            log("using the Kafka cluster named in KAFKA_BOOTSTRAP_SERVERS")
+        else:
+            with step("starting Kafka"):
+                if not kafka.running():
+                    started_here.append(kafka)
+                bootstrap = kafka.start()
+        count = partitions or int(os.environ.get("KAFKA_PARTITIONS", "3"))
 
-    async def prepare_kafka() -> None:
-        await wait_for_kafka(bootstrap, seconds=90)
-        await ensure_topics(bootstrap, all_topics(), partitions=count)
+        async def prepare_kafka() -> None:
+            await wait_for_kafka(bootstrap, seconds=90)
+            await ensure_topics(bootstrap, all_topics(), partitions=count)
 
-    with step("creating the Kafka topics"):
-        asyncio.run(prepare_kafka())
+        with step("creating the Kafka topics"):
+            asyncio.run(prepare_kafka())
+    except BaseException:
+        for server in reversed(started_here):
+            server.stop()
+        raise
     endpoints = {"DATABASE_URL": dsn, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
     local_env_file().write_text("".join(f"{k}={v}\n" for k, v in endpoints.items()))
     return endpoints

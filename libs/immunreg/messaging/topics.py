@@ -69,3 +69,18 @@ async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int = 
             await asyncio.sleep(0.1)
     finally:
         await admin.close()
+
+
+async def delete_namespace(bootstrap: str, namespace: str) -> list[str]:
+    """Delete every topic whose name starts with namespace (a finished run's topics)."""
+    if not namespace:
+        raise ValueError("refusing to delete every topic: the namespace is empty")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    try:
+        await admin.start()
+        doomed = [t for t in await admin.list_topics() if t.startswith(namespace)]
+        if doomed:
+            await admin.delete_topics(doomed)
+        return doomed
+    finally:
+        await admin.close()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from openapi_spec_validator import validate
 
+from immunreg.contracts.topics import TOPIC_NAMESPACE_VARIABLE
 from immunreg.http.auth import Role
 from services.booking.app import api, build_service
 
@@ -34,7 +36,9 @@ def test_every_route_names_its_roles() -> None:
     )
 
 
-def test_the_service_consumes_the_three_topics_it_needs() -> None:
+def test_the_service_consumes_the_three_topics_it_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without a run's namespace (the suite sets one): the names production uses.
+    monkeypatch.delenv(TOPIC_NAMESPACE_VARIABLE, raising=False)
     service = build_service()
     assert service.reactions is not None
     assert service.reactions.topics == [

@@ -119,6 +119,7 @@ def test_the_unwrap_key_pair_is_shared_with_registration_in_development(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("IMMUNREG_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("IMMUNREG_KEYS_DIR", raising=False)
     private = load_unwrap_key(settings())
     public_pem = (tmp_path / "keys" / "certificates-public.pem").read_bytes()
     public = serialization.load_pem_public_key(public_pem)

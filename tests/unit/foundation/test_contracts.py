@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from immunreg.contracts import Context, Event, Metadata, decode_envelope, encode_envelope
-from immunreg.contracts.topics import all_topics, dlq_topic, events_topic
+from immunreg.contracts.topics import TOPIC_NAMESPACE_VARIABLE, all_topics, dlq_topic, events_topic
 
 
 class ThingHappened(Event, frozen=True):
@@ -73,7 +73,9 @@ def test_unknown_fields_from_a_newer_producer_are_ignored() -> None:
     assert CTX.decode(newer) == OtherHappened(note="n")
 
 
-def test_topic_names() -> None:
+def test_topic_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without a run's namespace (the suite sets one): the names production uses.
+    monkeypatch.delenv(TOPIC_NAMESPACE_VARIABLE, raising=False)
     assert events_topic("booking") == "booking.events.v1"
     assert dlq_topic("booking.events.v1") == "booking.events.v1.dlq"
     topics = all_topics()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from immunreg.contracts.topics import TOPIC_NAMESPACE_VARIABLE
 from immunreg.http.auth import Role
 from services.inventory.app import LotIn, WasteIn, api, build_service
 
@@ -37,7 +38,11 @@ def test_the_openapi_document_is_valid() -> None:
     validate(api.openapi())
 
 
-def test_the_service_publishes_inventory_events_and_reacts_to_doses() -> None:
+def test_the_service_publishes_inventory_events_and_reacts_to_doses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Without a run's namespace (the suite sets one): the names production uses.
+    monkeypatch.delenv(TOPIC_NAMESPACE_VARIABLE, raising=False)
     service = build_service()
     assert service.topics == [
         "inventory.events.v1",

@@ -10,6 +10,7 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 
 from immunreg.contracts import registration
+from immunreg.contracts.topics import TOPIC_NAMESPACE_VARIABLE
 from immunreg.reference.geography import AgeBand, age_bands, districts
 from services.projections.app import api, csv_response, wants_csv
 from services.projections.dashboard import render_dashboard
@@ -94,7 +95,9 @@ def test_the_page_is_self_contained() -> None:
     assert "/*CONFIG*/" not in page and "<!--MAP-->" not in page
 
 
-def test_sources_can_be_private_topics() -> None:
+def test_sources_can_be_private_topics(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without a run's namespace (the suite sets one): the names production uses.
+    monkeypatch.delenv(TOPIC_NAMESPACE_VARIABLE, raising=False)
     private = Sources.prefixed("t123_")
     assert private.registration.topic == "t123_registration.events.v1"
     assert set(private.registration.event_types) == set(registration.CONTEXT.event_types)

@@ -67,6 +67,7 @@ def test_development_defaults_are_created_in_the_state_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("IMMUNREG_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("IMMUNREG_KEYS_DIR", raising=False)
     ring = load_key_ring(settings())
     assert (tmp_path / "keys" / "registration-id.key").exists()
     assert (tmp_path / "keys" / "registration-kek.key").exists()

@@ -1,0 +1,189 @@
+"""A whole immunreg of its own for fault tests: PostgreSQL, Kafka and every service.
+
+Faults kill brokers and restart databases, so the stack under test must not be
+the one the rest of the suite (or `make run`) uses: it gets its own state folder,
+its own ports (a free IMMUNREG_PORT_OFFSET), its own keys and its own servers.
+Every service runs as its own process, as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from immunreg.config import DEFAULT_KAFKA_PORT, DEFAULT_PORTS, DEFAULT_POSTGRES_PORT
+from immunreg.contracts.topics import all_topics
+from immunreg.localinfra._proc import port_open
+from immunreg.localinfra.kafka import LocalKafka
+from immunreg.localinfra.postgres import LocalPostgres
+from immunreg.localinfra.services import ServiceProcess, start_services, stop_services, wait_ready
+from immunreg.localinfra.stack import local_kafka
+from immunreg.messaging.topics import ensure_topics, wait_for_kafka
+
+# A second replica of a service listens this far above the first.
+REPLICA_PORT_STEP = 100
+
+
+def free_offset(start: int = 4100) -> int:
+    """A port offset at which PostgreSQL, Kafka and every service (and replicas) are free."""
+    for offset in range(start, start + 900, 41):
+        ports = [
+            DEFAULT_POSTGRES_PORT + offset,
+            DEFAULT_KAFKA_PORT + offset,
+            DEFAULT_KAFKA_PORT + offset + 1,
+            *(port + offset for port in DEFAULT_PORTS.values()),
+            *(port + offset + REPLICA_PORT_STEP for port in DEFAULT_PORTS.values()),
+        ]
+        if not any(port_open("127.0.0.1", p, timeout=0.2) for p in ports):
+            return offset
+    raise RuntimeError(f"no free port offset between {start} and {start + 900}")
+
+
+@dataclass
+class FaultStack:
+    """PostgreSQL, Kafka and the services, each of which a test may kill or restart."""
+
+    root: Path
+    offset: int
+    postgres: LocalPostgres
+    kafka: LocalKafka
+    env: dict[str, str] = field(default_factory=dict)
+    replicas: dict[str, list[ServiceProcess]] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, root: Path, names: list[str]) -> FaultStack:
+        """Start the servers and every service in names; return once all are ready."""
+        offset = free_offset()
+        kafka = LocalKafka(
+            root / "kafka",
+            port=DEFAULT_KAFKA_PORT + offset,
+            controller_port=DEFAULT_KAFKA_PORT + offset + 1,
+            heap="384m",
+        )
+        jars = local_kafka().libs
+        if jars.exists() and not kafka.libs.exists():
+            shutil.copytree(jars, kafka.libs)  # the suite's jars: no Maven run
+        stack = cls(
+            root, offset, LocalPostgres(root / "postgres", DEFAULT_POSTGRES_PORT + offset), kafka
+        )
+        try:
+            dsn = stack.postgres.start()
+            bootstrap = stack.kafka.start()
+            stack._prepare_topics(bootstrap)
+            stack.env = {
+                "DATABASE_URL": dsn,
+                "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "IMMUNREG_KEYS_DIR": str(root / "keys"),
+                "RELAY_POLL_INTERVAL": "0.1",
+            }
+            for name in names:
+                stack.replicas[name] = start_services([name], stack.env, {name: stack.port(name)})
+            wait_ready(stack.processes, seconds=180)
+        except BaseException:
+            stack.stop()
+            raise
+        return stack
+
+    def _prepare_topics(self, bootstrap: str) -> None:
+        async def prepare() -> None:
+            await wait_for_kafka(bootstrap, seconds=90)
+            await ensure_topics(bootstrap, all_topics(), partitions=3)
+
+        asyncio.run(prepare())
+
+    def port(self, name: str, replica: int = 0) -> int:
+        """Where replica `replica` of service `name` listens."""
+        return DEFAULT_PORTS[name] + self.offset + replica * REPLICA_PORT_STEP
+
+    @property
+    def processes(self) -> list[ServiceProcess]:
+        return [p for group in self.replicas.values() for p in group]
+
+    @property
+    def urls(self) -> dict[str, str]:
+        """The first replica of each service (where the traffic goes)."""
+        return {name: group[0].url for name, group in self.replicas.items() if group}
+
+    @property
+    def dsn(self) -> str:
+        return self.env["DATABASE_URL"]
+
+    @property
+    def bootstrap(self) -> str:
+        return self.env["KAFKA_BOOTSTRAP_SERVERS"]
+
+    # Faults ---------------------------------------------------------------------------
+
+    def kill(self, name: str, replica: int = 0) -> None:
+        """kill -9 a service process: no shutdown, no flush, no commit."""
+        process = self.replicas[name][replica].process
+        process.send_signal(signal.SIGKILL)
+        process.wait(30)
+
+    def restart(self, name: str, replica: int = 0) -> None:
+        """Start a killed service again on its port and wait until it is ready."""
+        [fresh] = start_services([name], self.env, {name: self.port(name, replica)})
+        self.replicas[name][replica] = fresh
+        wait_ready([fresh], seconds=120)
+
+    def add_replica(self, name: str) -> None:
+        """A second process of the same service: same schema, consumer group and relay lock."""
+        replica = len(self.replicas[name])
+        [fresh] = start_services([name], self.env, {name: self.port(name, replica)})
+        self.replicas[name].append(fresh)
+        wait_ready([fresh], seconds=120)
+
+    def pause(self, name: str) -> None:
+        """SIGSTOP: the process keeps its sockets but answers nothing (a hung consumer)."""
+        self.replicas[name][0].process.send_signal(signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        self.replicas[name][0].process.send_signal(signal.SIGCONT)
+
+    def restart_kafka(self, down_seconds: float = 5.0) -> None:
+        """Stop the broker (controlled shutdown), leave it down a while, start it again."""
+        self.kafka.stop()
+        time.sleep(down_seconds)
+        self.kafka.start()
+
+    def restart_postgres(self, down_seconds: float = 5.0) -> None:
+        """Stop PostgreSQL (fast shutdown: sessions are cut), leave it down, start it again."""
+        self.postgres.stop()
+        time.sleep(down_seconds)
+        self.postgres.start()
+
+    def wait_ready(self, seconds: float = 180) -> float:
+        """Wait until every service answers /readyz with 200; return how long it took."""
+        started = time.monotonic()
+        pending = list(self.processes)
+        while pending:
+            pending = [p for p in pending if not _ready(p)]
+            if pending and time.monotonic() - started > seconds:
+                names = ", ".join(p.name for p in pending)
+                raise AssertionError(f"not ready {seconds:.0f}s after the fault: {names}")
+            if pending:
+                time.sleep(0.2)
+        return time.monotonic() - started
+
+    def stop(self) -> None:
+        """Stop the services, Kafka and PostgreSQL (whatever of them is running)."""
+        for process in self.processes:
+            if process.process.poll() is None:
+                process.process.send_signal(signal.SIGCONT)  # a paused one cannot stop
+        stop_services(self.processes)
+        self.kafka.stop()
+        self.postgres.stop()
+
+
+def _ready(process: ServiceProcess) -> bool:
+    try:
+        with urllib.request.urlopen(f"{process.url}/readyz", timeout=3) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
