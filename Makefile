@@ -8,13 +8,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: run stop test lint unit integration e2e bench load infra install browser clean help
+.PHONY: run stop test lint unit integration e2e faults rehearse bench load infra install browser clean help
 
 help:
 	@echo "make run    start PostgreSQL, Kafka and every service (Ctrl-C stops them)"
 	@echo "make test   lint, type-check and run the whole suite"
 	@echo "make bench  benchmarks; figures go to bench/results.json"
 	@echo "make load   national-day load test (Locust, 127.0.0.1 only); figures to bench/results.json"
+	@echo "make faults the whole fault matrix under load; table to bench/faults.md"
+	@echo "make rehearse  a newcomer's sequence: run, Ctrl-C, test, run, Ctrl-C, test"
 	@echo "make stop   stop what make run started"
 
 $(STAMP): pyproject.toml
@@ -60,6 +62,18 @@ e2e: infra
 
 test: infra browser lint
 	$(BIN)/pytest tests -q $(PYTEST_ARGS)
+
+# Every fault case (a service killed, the broker and the database restarted, a consumer
+# paused, a replica killed) under a steady stream of writes, with the books checked after
+# each; `make test` runs a short form. The table goes to bench/faults.md.
+faults: infra
+	FAULT_CASES=all FAULT_RESULTS=bench/faults.md $(BIN)/pytest tests/faults -q $(PYTEST_ARGS)
+	@cat bench/faults.md
+
+# What a newcomer does on a fresh clone, scripted: make run (up, demo loaded), Ctrl-C,
+# make test, make run again at once, Ctrl-C, make test again. See scripts/rehearse.sh.
+rehearse:
+	bash scripts/rehearse.sh
 
 bench: infra
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -10,6 +10,7 @@ bench/results.json (section `load_national_day`), stops and cleans up.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import os
 import subprocess
@@ -20,12 +21,16 @@ from pathlib import Path
 
 from bench.results import record
 from immunreg import localinfra
+from immunreg.config import local_port
+from immunreg.contracts.topics import TOPIC_NAMESPACE_VARIABLE
 from immunreg.http.auth import Role, ensure_dev_keys, issue_token
 from immunreg.localinfra.services import IsolatedStack
+from immunreg.messaging.topics import delete_namespace
 from immunreg.paths import REPO_ROOT, keys_dir
 
 SERVICES = ["registration", "projections"]
-PORT_BASE = 27080
+# Moved, like every local port, by IMMUNREG_PORT_OFFSET (a second checkout's load test).
+DEFAULT_PORT_BASE = 27080
 
 
 def _figures(stats_csv: Path) -> dict[str, dict[str, float]]:
@@ -50,10 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=60, help="how long the load runs")
     args = parser.parse_args(argv)
 
+    run = f"load_{uuid.uuid4().hex[:8]}"
+    # Topics of its own, so the load never reaches `make run`'s services (nor theirs it).
+    os.environ[TOPIC_NAMESPACE_VARIABLE] = f"{run}."
     endpoints = localinfra.up()
     private, _ = ensure_dev_keys(keys_dir())
     token = issue_token(private.read_bytes(), Role.ADMIN, subject="load-test")
-    stack = IsolatedStack.start(endpoints, SERVICES, PORT_BASE, f"load_{uuid.uuid4().hex[:8]}")
+    port_base = local_port("LOAD_PORT_BASE", DEFAULT_PORT_BASE)
+    stack = IsolatedStack.start(endpoints, SERVICES, port_base, run)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             prefix = Path(tmp) / "stats"
@@ -91,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             figures = _figures(Path(f"{prefix}_stats.csv"))
     finally:
         stack.stop()
+        asyncio.run(delete_namespace(endpoints["KAFKA_BOOTSTRAP_SERVERS"], f"{run}."))
     total = figures.get("Aggregated", {})
     record(
         "load_national_day",

@@ -209,25 +209,35 @@ async def _stored_event_ids(conn: asyncpg.Connection) -> dict[str, set[str]]:
 
 
 async def _read_topic(bootstrap: str, topic: str) -> list[bytes]:
-    """Every committed message on topic, from the beginning."""
+    """Every committed message on topic, from the beginning to its current end."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         isolation_level="read_committed",
         enable_auto_commit=False,
         group_id=None,
+        auto_offset_reset="earliest",
     )
     await consumer.start()
+    values: list[bytes] = []
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
+        partitions = consumer.partitions_for_topic(topic)
+        for _ in range(50):
+            if partitions:
+                break
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            return values
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return []
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        await consumer.seek_to_beginning()
         ends = await consumer.end_offsets(tps)
-        values: list[bytes] = []
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            batch = await consumer.getmany(*tps, timeout_ms=1000)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            behind = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
+            if not behind:
+                break
+            batch = await consumer.getmany(*behind, timeout_ms=500)
             values += [r.value for records in batch.values() for r in records if r.value]
         return values
     finally:

@@ -19,12 +19,14 @@ from pathlib import Path
 
 from immunreg.config import DEFAULT_KAFKA_PORT, DEFAULT_PORTS, DEFAULT_POSTGRES_PORT
 from immunreg.contracts.topics import all_topics
+from immunreg.http.auth import ensure_dev_keys
 from immunreg.localinfra._proc import port_open
 from immunreg.localinfra.kafka import LocalKafka
 from immunreg.localinfra.postgres import LocalPostgres
 from immunreg.localinfra.services import ServiceProcess, start_services, stop_services, wait_ready
 from immunreg.localinfra.stack import local_kafka
 from immunreg.messaging.topics import ensure_topics, wait_for_kafka
+from immunreg.paths import keys_dir
 
 # A second replica of a service listens this far above the first.
 REPLICA_PORT_STEP = 100
@@ -73,13 +75,13 @@ class FaultStack:
             root, offset, LocalPostgres(root / "postgres", DEFAULT_POSTGRES_PORT + offset), kafka
         )
         try:
+            ensure_dev_keys(keys_dir())  # the session's keys: the tests sign their tokens
             dsn = stack.postgres.start()
             bootstrap = stack.kafka.start()
             stack._prepare_topics(bootstrap)
             stack.env = {
                 "DATABASE_URL": dsn,
                 "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                "IMMUNREG_KEYS_DIR": str(root / "keys"),
                 "RELAY_POLL_INTERVAL": "0.1",
             }
             for name in names:
@@ -109,6 +111,11 @@ class FaultStack:
     def urls(self) -> dict[str, str]:
         """The first replica of each service (where the traffic goes)."""
         return {name: group[0].url for name, group in self.replicas.items() if group}
+
+    @property
+    def replica_urls(self) -> dict[str, list[str]]:
+        """Every replica of each service (where the traffic spreads its requests)."""
+        return {name: [p.url for p in group] for name, group in self.replicas.items()}
 
     @property
     def dsn(self) -> str:

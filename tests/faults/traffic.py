@@ -43,7 +43,11 @@ RETRYABLE = frozenset({429, 500, 502, 503, 504})
 class Traffic:
     """The clients' side: what was sent, what was answered, written down as it happens."""
 
-    def __init__(self, urls: dict[str, str], site: str, lot: str, first: int, out: IO[str]):
+    def __init__(
+        self, urls: dict[str, list[str]], site: str, lot: str, first: int, out: IO[str]
+    ) -> None:
+        # Several base URLs for a service are its replicas: each try goes to the next one,
+        # as a load balancer would send a retry elsewhere.
         self.urls = urls
         self.site = site
         self.lot = lot
@@ -67,21 +71,24 @@ class Traffic:
     async def send(
         self,
         session: aiohttp.ClientSession,
-        method: str,
-        url: str,
+        service: str,
+        path: str,
         body: Any,
         headers: dict[str, str],
     ) -> tuple[int | None, Any, str | None, int]:
-        """Send with one Idempotency-Key until answered; (status, body, last error, attempts)."""
+        """POST with one Idempotency-Key until answered; (status, body, last error, attempts)."""
         key = str(uuid.uuid4())
         deadline = time.monotonic() + RETRY_SECONDS
         attempts = 0
         error: str | None = None
+        replicas = self.urls[service]
+        first = random.randrange(len(replicas))
         while True:
+            url = replicas[(first + attempts) % len(replicas)] + path
             attempts += 1
             try:
                 async with session.request(
-                    method, url, json=body, headers={**headers, "Idempotency-Key": key}
+                    "POST", url, json=body, headers={**headers, "Idempotency-Key": key}
                 ) as response:
                     answer = await response.json(content_type=None)
                     if response.status not in RETRYABLE:
@@ -108,8 +115,9 @@ class Traffic:
             "vaccine_preferences": ["any"],
             "consent": {"data_processing": True},
         }
-        url = f"{self.urls['registration']}/v1/citizens"
-        status, answer, error, attempts = await self.send(session, "POST", url, body, self.admin)
+        status, answer, error, attempts = await self.send(
+            session, "registration", "/v1/citizens", body, self.admin
+        )
         citizen_id = answer.get("citizen_id") if isinstance(answer, dict) else None
         self.record(
             "registration", national_id, status, id=citizen_id, error=error, attempts=attempts
@@ -131,8 +139,9 @@ class Traffic:
             "vaccinator_id": "V-FAULTS",
             "injection_site": "left_arm",
         }
-        url = f"{self.urls['administration']}/v1/doses"
-        status, answer, error, attempts = await self.send(session, "POST", url, body, self.staff)
+        status, answer, error, attempts = await self.send(
+            session, "administration", "/v1/doses", body, self.staff
+        )
         if status == 422 and isinstance(answer, dict) and answer.get("code") == "citizen_unknown":
             # Not a write: administration has not heard of the citizen yet. Later.
             self.undosed.append((citizen_id, time.monotonic()))
@@ -149,9 +158,10 @@ class Traffic:
         )
 
     async def schedule(self, session: aiohttp.ClientSession) -> None:
-        url = f"{self.urls['booking']}/v1/scheduling/runs"
         body = {"horizon_days": 3}
-        status, answer, error, attempts = await self.send(session, "POST", url, body, self.admin)
+        status, answer, error, attempts = await self.send(
+            session, "booking", "/v1/scheduling/runs", body, self.admin
+        )
         run_id = answer.get("run_id") if isinstance(answer, dict) else None
         self.record(
             "scheduling_run", run_id or "", status, id=run_id, error=error, attempts=attempts
@@ -190,7 +200,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.faults.traffic")
-    parser.add_argument("--urls", required=True, help="JSON: service name -> base URL")
+    parser.add_argument("--urls", required=True, help="JSON: service name -> [base URL, ...]")
     parser.add_argument("--out", required=True, help="where each write's outcome goes (JSONL)")
     parser.add_argument("--site", required=True)
     parser.add_argument("--lot", required=True)
