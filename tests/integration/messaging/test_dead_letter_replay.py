@@ -146,6 +146,11 @@ async def test_a_dead_letter_is_listed_then_replayed_exactly_once_after_the_fix(
             if REPLAY_OF_HEADER in dict(r.headers or ())
         ]
         assert len(copies) == 1 and copies[0].partition == letter["source_partition"]
+        sent = await kafka.read_all(
+            ctx.topic, expect=5, settle=0.5, isolation_level="read_uncommitted"
+        )
+        crashed = [r for r in sent if REPLAY_OF_HEADER in dict(r.headers or ())]
+        assert len(crashed) == 2, "the crashed replay did send its copy, which was aborted"
         for some_pool in (pool, bystander_pool):
             await wait_until(
                 some_pool,
