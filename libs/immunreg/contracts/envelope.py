@@ -96,7 +96,7 @@ class Context:
         self.topic = f"{name}.events.v1"
         self.event_types: dict[str, type[Event]] = {e.type_name(): e for e in events}
         self.upcasters = upcasters if upcasters is not None else Upcasters()
-        self.versions = {name: e.schema_version for name, e in self.event_types.items()}
+        self.versions = {tag: e.schema_version for tag, e in self.event_types.items()}
         self.upcasters.check(self.versions)
         self._newest = max(self.versions.values(), default=1)
         union: Any = tuple(self.event_types.values())
