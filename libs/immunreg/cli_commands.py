@@ -1,4 +1,5 @@
-"""Further `immunreg` subcommands: services, development tokens, projections rebuild."""
+"""Further `immunreg` subcommands: services, development tokens, projections rebuild,
+dead letters."""
 
 from __future__ import annotations
 
@@ -174,3 +175,7 @@ def register_commands(sub: Any) -> None:
     from services.projections.cli import add_commands as add_projections_commands
 
     add_projections_commands(sub)
+
+    from immunreg.cli_dlq import add_commands as add_dlq_commands
+
+    add_dlq_commands(sub)

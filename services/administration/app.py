@@ -120,7 +120,7 @@ COUNTERS = web.AppKey("administration_metrics", AdministrationMetrics)
 async def administration_resources(app: web.Application) -> AsyncIterator[None]:
     """The aggregates (on administration's topic) and the domain counters."""
     name = app[SETTINGS_KEY].extra.get(EVENTS_CONTEXT_SETTING)
-    context = Context(name, CONTEXT.event_types.values()) if name else CONTEXT
+    context = CONTEXT.renamed(name) if name else CONTEXT
     app[AGGREGATES] = aggregates(context)
     metrics = app[METRICS_KEY]
     app[COUNTERS] = AdministrationMetrics(
@@ -217,7 +217,7 @@ def _facts(
 async def _apply(conn: Connection, envelopes: Sequence[Envelope], context: Context) -> None:
     """Bring the read model up to the events just appended (same transaction)."""
     for envelope in envelopes:
-        await readmodel.apply_dose_event(conn, envelope, context.decode(envelope.data))
+        await readmodel.apply_dose_event(conn, envelope, context.read(envelope))
 
 
 def _adverse_view(row: asyncpg.Record) -> AdverseEventView:

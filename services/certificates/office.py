@@ -554,7 +554,7 @@ class CertificateOffice:
             conn, CERTIFICATE, stream_id(dose_id), loaded, command, metadata=metadata
         )
         for envelope in outcome.events:
-            event = CONTEXT.decode(envelope.data)
+            event = CONTEXT.read(envelope)
             if isinstance(event, CertificateIssued):
                 assert holder is not None
                 await self._store_issued(conn, event, self.issue_hc1(holder, event, signer))

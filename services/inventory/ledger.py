@@ -174,7 +174,7 @@ class _Unit:
         )
         if outcome.events:
             await rm.save_history(self.conn, lot_number, outcome.events)
-            self.events.extend(CONTEXT.decode(e.data) for e in outcome.events)
+            self.events.extend(CONTEXT.read(e) for e in outcome.events)
         return outcome
 
     async def lot(self, lot_number: str, command: LotCommand) -> Outcome[Lot]:

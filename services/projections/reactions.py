@@ -53,7 +53,7 @@ class Sources:
         published = cls.published()
         return cls(
             *(
-                Context(f"{prefix}{c.name}", c.event_types.values())
+                c.renamed(f"{prefix}{c.name}")
                 for c in (
                     published.registration,
                     published.booking,

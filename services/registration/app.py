@@ -197,7 +197,7 @@ async def run_command(
         outcome = await store.decide_and_append(
             conn, CITIZEN, citizen_id, loaded, prepared.command, metadata=metadata
         )
-        events = [CONTEXT.decode(envelope.data) for envelope in outcome.events]
+        events = [CONTEXT.read(envelope) for envelope in outcome.events]
         if prepared.new_key is not None and any(isinstance(e, CitizenRegistered) for e in events):
             await store_citizen_key(conn, ring, citizen_id, prepared.new_key)
         if any(isinstance(e, CitizenErased) for e in events):

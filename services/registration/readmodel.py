@@ -118,7 +118,7 @@ async def apply_event(
 
 
 _REPLAY = """
-SELECT stream_id, version, type, data::text AS data, recorded_at
+SELECT stream_id, version, type, schema_version, data::text AS data, recorded_at
 FROM events WHERE stream_type = $1 ORDER BY stream_id, version
 """
 
@@ -135,7 +135,9 @@ async def rebuild_read_model(pool: asyncpg.Pool, *, batch: int = 1000) -> int:
         async for row in conn.cursor(_REPLAY, STREAM_TYPE, prefetch=batch):
             if not CONTEXT.knows(row["type"]):
                 continue
-            event = CONTEXT.decode(row["data"].encode())
+            event = CONTEXT.decode(
+                row["data"].encode(), schema_version=row["schema_version"], type_name=row["type"]
+            )
             await apply_event(conn, row["stream_id"], row["version"], row["recorded_at"], event)
             applied += 1
     return applied

@@ -13,6 +13,7 @@ from immunreg.contracts.envelope import (
     new_event_id,
 )
 from immunreg.contracts.topics import CONTEXT_NAMES, all_topics, dlq_topic, events_topic
+from immunreg.contracts.upcasting import UpcastError, Upcasters
 
 __all__ = [
     "CONTEXT_NAMES",
@@ -20,6 +21,8 @@ __all__ = [
     "Envelope",
     "Event",
     "Metadata",
+    "UpcastError",
+    "Upcasters",
     "all_topics",
     "decode_envelope",
     "dlq_topic",

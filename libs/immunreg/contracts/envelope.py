@@ -2,7 +2,9 @@
 
 Wire format: a JSON object with the envelope fields and the event itself under
 `data`. The event's own JSON carries its type as the tag `type`, so a context's
-events decode through one tagged union.
+events decode through one tagged union. The envelope's `schema_version` is the
+version the event was written at; `Context.decode` upcasts older data (see
+upcasting.py for the evolution rule).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import msgspec
 import uuid_utils.compat as uuid_compat
 
 from immunreg.contracts.topics import events_topic
+from immunreg.contracts.upcasting import Upcasters
 
 
 def new_event_id() -> uuid.UUID:
@@ -32,7 +35,9 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=Tru
     """Base of every domain event: immutable, past tense, tagged by class name.
 
     Evolution rules: a new field gets a default; an existing field never
-    changes type; bump `schema_version` when the meaning changes.
+    changes type; a rename adds the new field and keeps the old one filled.
+    Bump `schema_version` when older data needs an upcaster to read as this
+    one, and register that upcaster with the context (see upcasting.py).
     """
 
     schema_version: ClassVar[int] = 1
@@ -82,11 +87,18 @@ def decode_envelope(payload: bytes) -> Envelope:
 
 
 class Context:
-    """A bounded context's published events: its topic and one tagged-union decoder."""
+    """A bounded context's published events: its topic, one tagged-union decoder
+    and the upcasters that bring older versions of its events up to date."""
 
-    def __init__(self, name: str, events: Iterable[type[Event]]) -> None:
+    def __init__(
+        self, name: str, events: Iterable[type[Event]], upcasters: Upcasters | None = None
+    ) -> None:
         self.name = name
         self.event_types: dict[str, type[Event]] = {e.type_name(): e for e in events}
+        self.upcasters = upcasters if upcasters is not None else Upcasters()
+        self.versions = {tag: e.schema_version for tag, e in self.event_types.items()}
+        self.upcasters.check(self.versions)
+        self._newest = max(self.versions.values(), default=1)
         union: Any = tuple(self.event_types.values())
         self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
             union[0] if len(union) == 1 else _union(union)
@@ -98,13 +110,57 @@ class Context:
         """Where this context's events are published (in this process's topic namespace)."""
         return events_topic(self.name)
 
+    def renamed(self, name: str) -> Context:
+        """The same events and upcasters on `<name>.events.v1` (private topics in tests)."""
+        return Context(name, self.event_types.values(), self.upcasters)
+
     def encode(self, event: Event) -> bytes:
-        """The event's JSON (with its `type` tag)."""
+        """The event's JSON (with its `type` tag), at its current schema version."""
         return self._encoder.encode(event)
 
-    def decode(self, data: bytes | msgspec.Raw) -> Event:
-        """Decode one of this context's events; raises msgspec.ValidationError otherwise."""
-        return self._decoder.decode(bytes(data))  # type: ignore[no-any-return]
+    def decode(
+        self,
+        data: bytes | msgspec.Raw,
+        *,
+        schema_version: int | None = None,
+        type_name: str | None = None,
+    ) -> Event:
+        """Decode one of this context's events: the one decode path for recorded events.
+
+        `schema_version` is the version the data was written at (the envelope's;
+        None: written by this code). Older data is upcast first; newer data is
+        read as it is, which the producer's compatibility rule makes safe.
+        Raises msgspec.ValidationError for data that is not one of these events,
+        UpcastError when an upcaster is missing.
+        """
+        raw = bytes(data)
+        if schema_version is None or not self._may_be_old(schema_version, type_name):
+            return self._decoder.decode(raw)  # type: ignore[no-any-return]
+        return self._upcast(raw, schema_version)
+
+    def _may_be_old(self, schema_version: int, type_name: str | None) -> bool:
+        # Cheap enough for millions of replayed events: no JSON is parsed here.
+        if type_name is not None and type_name in self.versions:
+            return schema_version < self.versions[type_name]
+        return schema_version < self._newest
+
+    def read(self, envelope: Envelope) -> Event:
+        """The event an envelope carries, upcast to the version this code knows."""
+        return self.decode(
+            envelope.data, schema_version=envelope.schema_version, type_name=envelope.type
+        )
+
+    def _upcast(self, raw: bytes, schema_version: int) -> Event:
+        # The slow path only for data older than its type's current version:
+        # upcasters work on the JSON object, then msgspec validates the result.
+        fields = msgspec.json.decode(raw)
+        type_name = fields.get("type") if isinstance(fields, dict) else None
+        current = self.versions.get(type_name) if isinstance(type_name, str) else None
+        if current is None or schema_version >= current:
+            return self._decoder.decode(raw)  # type: ignore[no-any-return]
+        assert isinstance(type_name, str)
+        upgraded = self.upcasters.upcast(type_name, fields, schema_version, current)
+        return self._decoder.decode(self._encoder.encode(upgraded))  # type: ignore[no-any-return]
 
     def knows(self, type_name: str) -> bool:
         """Whether this context defines an event of that type."""

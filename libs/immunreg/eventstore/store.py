@@ -234,7 +234,7 @@ class EventStore:
                 version = snap["version"]
         for envelope in await self.load(stream_id, version, conn):
             if aggregate.context.knows(envelope.type):
-                state = aggregate.evolve(state, aggregate.context.decode(envelope.data))
+                state = aggregate.evolve(state, aggregate.context.read(envelope))
             version = envelope.version
         return Loaded(state, version)
 

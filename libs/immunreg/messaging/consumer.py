@@ -34,6 +34,7 @@ from aiokafka.structs import ConsumerRecord
 
 from immunreg.contracts.envelope import Context, Envelope, Event, decode_envelope
 from immunreg.contracts.topics import dlq_topic
+from immunreg.contracts.upcasting import UpcastError
 from immunreg.eventstore.database import Connection
 from immunreg.eventstore.signal import OutboxSignal
 from immunreg.messaging.reactions import BatchApplier, Handler, Reactions
@@ -234,7 +235,7 @@ class EventConsumer:
                         outcomes.append("duplicate")  # applied before, or twice in this batch
                         continue
                     fresh.discard(envelope.event_id)
-                    await handler(conn, context.decode(envelope.data), envelope)
+                    await handler(conn, context.read(envelope), envelope)
                     outcomes.append("applied")
                     if newest is None or envelope.recorded_at > newest:
                         newest = envelope.recorded_at
@@ -305,13 +306,15 @@ class EventConsumer:
                     )
                     if not fresh:
                         return "duplicate"
-                    event = context.decode(envelope.data)
+                    event = context.read(envelope)
                     await self._handle(conn, handler, event, envelope)
             except INFRASTRUCTURE_ERRORS:
                 raise
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            except (msgspec.DecodeError, msgspec.ValidationError, UpcastError) as exc:
+                # A malformed event, or one no upcaster reads yet, will not get
+                # better with retries: dead-letter it and replay it after the fix.
                 error = exc
-                break  # a malformed event will not get better with retries
+                break
             except Exception as exc:
                 error = exc
                 log.warning(

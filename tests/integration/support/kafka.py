@@ -20,13 +20,19 @@ class KafkaTools:
         await ensure_topics(self.bootstrap, topics, partitions=partitions)
 
     async def read_all(
-        self, topic: str, expect: int, timeout: float = 60.0, settle: float = 1.0
+        self,
+        topic: str,
+        expect: int,
+        timeout: float = 60.0,
+        settle: float = 1.0,
+        isolation_level: str = "read_committed",
     ) -> list[ConsumerRecord]:
-        """Every committed message on topic; waits for `expect`, then `settle` more
-        seconds so that surplus (duplicate) messages would show up too."""
+        """Every committed message on topic (with "read_uncommitted", aborted ones too);
+        waits for `expect`, then `settle` more seconds so that surplus (duplicate)
+        messages would show up too."""
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
-            isolation_level="read_committed",
+            isolation_level=isolation_level,
             enable_auto_commit=False,
             group_id=None,
             auto_offset_reset="earliest",
