@@ -141,10 +141,15 @@ class OutboxRelay:
         self._partitions: dict[str, list[int]] = {}
         self._backlog_seen_at = 0.0
         self.leading = asyncio.Event()
+        self._finishing = asyncio.Event()
 
     async def run(self) -> None:
-        """Publish until cancelled; any failure restarts from recovery after a pause."""
-        while True:
+        """Publish until cancelled or finished; a failure restarts from recovery after a pause.
+
+        Kafka or PostgreSQL down only delays publishing: the relay retries for
+        ever, always from the oldest unpublished row, so it never skips one.
+        """
+        while not self._finishing.is_set():
             try:
                 await self._lead_and_publish()
             except asyncio.CancelledError:
@@ -152,7 +157,16 @@ class OutboxRelay:
             except Exception:
                 log.exception("outbox relay failed; restarting", extra={"schema": self.schema})
             self.leading.clear()
-            await asyncio.sleep(self.retry_delay)
+            if not self._finishing.is_set():
+                await asyncio.sleep(self.retry_delay)
+
+    def finish(self) -> None:
+        """Publish what is committed now, then return from run() (for a graceful shutdown).
+
+        A relay that does not lead returns at once: flushing is the leader's job.
+        """
+        self._finishing.set()
+        self.signal.wake()
 
     async def _connect(self) -> asyncpg.Connection:
         return await asyncpg.connect(
@@ -166,9 +180,11 @@ class OutboxRelay:
     async def _lead_and_publish(self) -> None:
         conn = await self._connect()
         try:
-            while not await conn.fetchval(  # noqa: ASYNC110 (polling a lock held elsewhere)
+            while not await conn.fetchval(
                 "SELECT pg_try_advisory_lock(hashtext($1))", self.relay_id
             ):
+                if self._finishing.is_set():
+                    return
                 await asyncio.sleep(self.poll_interval * 4)
             await conn.add_listener(self.signal.channel, self.signal.external)
             producer = AIOKafkaProducer(
@@ -187,6 +203,8 @@ class OutboxRelay:
                 while True:
                     published = await self.publish_batch(conn, producer)
                     if published < self.batch_size:
+                        if self._finishing.is_set():
+                            return  # everything committed before finish() is out
                         await self.signal.wait(self.poll_interval)
             finally:
                 await producer.stop()
