@@ -128,6 +128,7 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_interval: float = 0.5,
         retry_delay: float = 1.0,
+        max_retry_delay: float = 5.0,
     ) -> None:
         self.dsn = dsn
         self.schema = schema
@@ -137,6 +138,8 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.retry_delay = retry_delay
+        self.max_retry_delay = max_retry_delay
+        self._failures = 0
         self.relay_id = f"immunreg-relay-{schema}"
         self._partitions: dict[str, list[int]] = {}
         self._backlog_seen_at = 0.0
@@ -158,7 +161,11 @@ class OutboxRelay:
                 log.exception("outbox relay failed; restarting", extra={"schema": self.schema})
             self.leading.clear()
             if not self._finishing.is_set():
-                await asyncio.sleep(self.retry_delay)
+                # Doubling, capped low: the outage costs few log lines, and once
+                # Kafka is back the backlog moves within max_retry_delay.
+                self._failures += 1
+                delay = self.retry_delay * 2 ** min(self._failures - 1, 10)
+                await asyncio.sleep(min(delay, self.max_retry_delay))
 
     def finish(self) -> None:
         """Publish what is committed now, then return from run() (for a graceful shutdown).
@@ -199,6 +206,7 @@ class OutboxRelay:
                 await producer.start()
                 await self._recover(conn, producer)
                 self.leading.set()
+                self._failures = 0
                 log.info("outbox relay leading", extra={"schema": self.schema})
                 while True:
                     published = await self.publish_batch(conn, producer)

@@ -65,7 +65,15 @@ def apt_install(*packages: str) -> None:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists."""
+    """Whether a process with this pid exists (and is not a zombie of ours)."""
+    # A server this process started and that has exited stays a zombie until it
+    # is reaped, and signal 0 still reaches a zombie: stopping it would then wait
+    # out the whole grace period (60 s for Kafka) for a process already gone.
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: its parent reaps it
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
