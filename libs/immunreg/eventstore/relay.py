@@ -209,10 +209,14 @@ class OutboxRelay:
                 self._failures = 0
                 log.info("outbox relay leading", extra={"schema": self.schema})
                 while True:
+                    # Only a batch read after finish() was called proves the rows
+                    # committed before it are out; one read earlier may miss them.
+                    finishing = self._finishing.is_set()
                     published = await self.publish_batch(conn, producer)
                     if published < self.batch_size:
-                        if self._finishing.is_set():
-                            return  # everything committed before finish() is out
+                        if finishing:
+                            log.info("outbox relay flushed", extra={"schema": self.schema})
+                            return
                         await self.signal.wait(self.poll_interval)
             finally:
                 await producer.stop()
