@@ -19,21 +19,12 @@ def load_service(name: str) -> Any:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from immunreg.config import Settings
     from immunreg.http.app import create_app
+    from immunreg.http.shutdown import run_app
 
     settings = Settings.from_env(args.service)
-    app = create_app(load_service(args.service), settings)
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        print=None,
-        handle_signals=True,
-        shutdown_timeout=10,
-    )
+    run_app(create_app(load_service(args.service), settings), settings)
     return 0
 
 

@@ -77,6 +77,35 @@ def setting(name: str, service: str | None = None, default: str | None = None) -
 
 
 @dataclass(frozen=True)
+class DatabaseTimeouts:
+    """Bounds on every wait for PostgreSQL, in seconds (None: wait forever).
+
+    connect: opening a connection (TCP and start-up handshake).
+    acquire: waiting for a free connection of the pool (and returning it).
+    statement: the server's statement_timeout; the client gives up one second
+        later (asyncpg's command_timeout), for a server that answers nothing at all.
+    idle_in_transaction: the server ends a session whose transaction stays idle
+        this long, so a stuck handler cannot hold locks for ever.
+    """
+
+    connect: float | None = 5.0
+    acquire: float | None = 5.0
+    statement: float | None = 5.0
+    idle_in_transaction: float | None = 10.0
+
+
+# Durations read from `<SERVICE>_<NAME>` or `<NAME>` (upper case) when set.
+_SECONDS = (
+    "db_connect_timeout",
+    "db_acquire_timeout",
+    "db_statement_timeout",
+    "db_idle_in_transaction_timeout",
+    "shutdown_timeout",
+    "shutdown_drain_delay",
+)
+
+
+@dataclass(frozen=True)
 class Settings:
     """What one service process needs to know about its surroundings."""
 
@@ -94,7 +123,28 @@ class Settings:
     relay_batch_size: int = 1000
     consumer_max_attempts: int = 3
     consumer_backoff: float = 0.2
+    # Database timeouts (seconds): with PostgreSQL down or hung a command fails
+    # within about the longest of them, as a 503 the client may retry, instead of
+    # hanging (see docs/reliability-degraded.md).
+    db_connect_timeout: float = 5.0
+    db_acquire_timeout: float = 5.0
+    db_statement_timeout: float = 5.0
+    db_idle_in_transaction_timeout: float = 10.0
+    # Graceful shutdown: SIGTERM to exit within shutdown_timeout; the first
+    # shutdown_drain_delay of it /readyz answers 503 while requests are still
+    # served, so load balancers stop sending before the listener closes.
+    shutdown_timeout: float = 10.0
+    shutdown_drain_delay: float = 2.0
     extra: dict[str, str] = field(default_factory=dict)
+
+    def database_timeouts(self) -> DatabaseTimeouts:
+        """The timeouts create_pool applies to the service's pool."""
+        return DatabaseTimeouts(
+            connect=self.db_connect_timeout,
+            acquire=self.db_acquire_timeout,
+            statement=self.db_statement_timeout,
+            idle_in_transaction=self.db_idle_in_transaction_timeout,
+        )
 
     @classmethod
     def from_env(cls, service: str, **overrides: object) -> Settings:
@@ -119,5 +169,9 @@ class Settings:
             "kafka_partitions": int(setting("KAFKA_PARTITIONS", service, "3") or 3),
             "relay_poll_interval": float(setting("RELAY_POLL_INTERVAL", service, "0.5") or 0.5),
         }
+        for name in _SECONDS:
+            value = setting(name.upper(), service)
+            if value:
+                values[name] = float(value)
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -14,12 +14,14 @@ from aiohttp import web
 
 from immunreg.contracts.envelope import Context
 from immunreg.http.api import Api
+from immunreg.http.health import Health
 from immunreg.messaging.reactions import Reactions
 
 # A resource with start-up and shutdown, as aiohttp's cleanup contexts expect.
 Resource = Callable[[web.Application], AsyncIterator[None]]
 # A readiness check of the service's own (beyond database, Kafka and its consumers).
-ReadinessCheck = Callable[[web.Application], Awaitable[bool]]
+# It is taken to need Kafka: while Kafka is down its failure only degrades.
+ReadinessCheck = Callable[[web.Application], Awaitable[bool | Health]]
 
 
 @dataclass

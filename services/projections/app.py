@@ -37,6 +37,7 @@ from immunreg.contracts.topics import dlq_topic
 from immunreg.http.api import Api, json_response
 from immunreg.http.app import SETTINGS_KEY, background_task
 from immunreg.http.auth import Role, current_principal
+from immunreg.http.health import Health
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.openapi import Media
 from immunreg.http.problems import FieldError, Problem
@@ -440,10 +441,17 @@ def build_service() -> Service:
     )
 
 
-async def _following(app: web.Application) -> bool:
-    """The live read model is attached and its consumer has joined its group."""
+async def _following(app: web.Application) -> Health:
+    """The live read model is attached and its consumer has joined its group.
+
+    Once it has joined, losing the group (Kafka down, a rebalance) only degrades.
+    """
     follower = app.get(FOLLOWER_KEY)
-    return follower is not None and follower.ready()
+    if follower is None or follower.current is None:
+        return Health.FAILED
+    if follower.ready():
+        return Health.OK
+    return Health.DEGRADED if follower.current.consumer.has_joined else Health.FAILED
 
 
 service = build_service()

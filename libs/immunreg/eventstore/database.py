@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
+from asyncpg.pool import PoolAcquireContext, PoolConnectionProxy
+
+from immunreg.config import DatabaseTimeouts
 
 # What handlers and the event store accept: a plain connection or one from a pool.
 Connection = asyncpg.Connection | PoolConnectionProxy
@@ -23,18 +26,71 @@ def check_schema_name(schema: str) -> str:
     return schema
 
 
+class BoundedPool(asyncpg.Pool):
+    """A pool whose acquire (and so every pool.fetch...) waits at most `acquire_timeout`.
+
+    asyncpg's own default is to wait for ever, and its shortcuts (pool.fetchval)
+    take no acquire timeout; a release then defaults to the same bound.
+    """
+
+    def __init__(self, *args: Any, acquire_timeout: float | None, **kwargs: Any) -> None:
+        self.acquire_timeout = acquire_timeout
+        super().__init__(*args, **kwargs)
+
+    def acquire(self, *, timeout: float | None = None) -> PoolAcquireContext:
+        return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
+
+
+def _milliseconds(seconds: float | None) -> str:
+    return "0" if seconds is None else str(max(int(seconds * 1000), 1))
+
+
 async def create_pool(
-    dsn: str, schema: str, *, min_size: int = 2, max_size: int = 10
+    dsn: str,
+    schema: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    timeouts: DatabaseTimeouts | None = None,
 ) -> asyncpg.Pool:
-    """A pool whose connections see the service's schema first on the search path."""
+    """A pool whose connections see the service's schema first on the search path.
+
+    With `timeouts`, no wait for the database is unbounded (see DatabaseTimeouts);
+    without, asyncpg's defaults apply (tools and tests that may run long statements).
+    """
     check_schema_name(schema)
-    pool = await asyncpg.create_pool(
+    server_settings = {"search_path": f"{schema},public", "application_name": schema}
+    options: dict[str, Any] = {}
+    acquire_timeout = None
+    if timeouts is not None:
+        server_settings["statement_timeout"] = _milliseconds(timeouts.statement)
+        server_settings["idle_in_transaction_session_timeout"] = _milliseconds(
+            timeouts.idle_in_transaction
+        )
+        if timeouts.connect is not None:
+            options["timeout"] = timeouts.connect
+        if timeouts.statement is not None:
+            # The server cancels a slow statement itself; this is for a server that
+            # answers nothing at all (hung, or a network that drops packets).
+            options["command_timeout"] = timeouts.statement + 1.0
+        acquire_timeout = timeouts.acquire
+    pool = BoundedPool(
         dsn,
+        acquire_timeout=acquire_timeout,
         min_size=min_size,
         max_size=max_size,
-        server_settings={"search_path": f"{schema},public", "application_name": schema},
+        max_queries=50000,
+        max_inactive_connection_lifetime=300.0,
+        setup=None,
+        init=None,
+        reset=None,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
+        server_settings=server_settings,
+        **options,
     )
-    assert pool is not None
+    await pool
     return pool
 
 
@@ -45,6 +101,8 @@ async def apply_schema(pool: asyncpg.Pool, schema: str, files: Iterable[Path] = 
     """
     check_schema_name(schema)
     async with pool.acquire() as conn, conn.transaction():
+        # DDL on a large table may rightly take longer than a request's statement timeout.
+        await conn.execute("SET LOCAL statement_timeout = 0")
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"ddl:{schema}")
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         await conn.execute(f"SET LOCAL search_path TO {schema}, public")

@@ -128,6 +128,7 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_interval: float = 0.5,
         retry_delay: float = 1.0,
+        max_retry_delay: float = 5.0,
     ) -> None:
         self.dsn = dsn
         self.schema = schema
@@ -137,14 +138,21 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.retry_delay = retry_delay
+        self.max_retry_delay = max_retry_delay
+        self._failures = 0
         self.relay_id = f"immunreg-relay-{schema}"
         self._partitions: dict[str, list[int]] = {}
         self._backlog_seen_at = 0.0
         self.leading = asyncio.Event()
+        self._finishing = asyncio.Event()
 
     async def run(self) -> None:
-        """Publish until cancelled; any failure restarts from recovery after a pause."""
-        while True:
+        """Publish until cancelled or finished; a failure restarts from recovery after a pause.
+
+        Kafka or PostgreSQL down only delays publishing: the relay retries for
+        ever, always from the oldest unpublished row, so it never skips one.
+        """
+        while not self._finishing.is_set():
             try:
                 await self._lead_and_publish()
             except asyncio.CancelledError:
@@ -152,7 +160,20 @@ class OutboxRelay:
             except Exception:
                 log.exception("outbox relay failed; restarting", extra={"schema": self.schema})
             self.leading.clear()
-            await asyncio.sleep(self.retry_delay)
+            if not self._finishing.is_set():
+                # Doubling, capped low: the outage costs few log lines, and once
+                # Kafka is back the backlog moves within max_retry_delay.
+                self._failures += 1
+                delay = self.retry_delay * 2 ** min(self._failures - 1, 10)
+                await asyncio.sleep(min(delay, self.max_retry_delay))
+
+    def finish(self) -> None:
+        """Publish what is committed now, then return from run() (for a graceful shutdown).
+
+        A relay that does not lead returns at once: flushing is the leader's job.
+        """
+        self._finishing.set()
+        self.signal.wake()
 
     async def _connect(self) -> asyncpg.Connection:
         return await asyncpg.connect(
@@ -166,9 +187,11 @@ class OutboxRelay:
     async def _lead_and_publish(self) -> None:
         conn = await self._connect()
         try:
-            while not await conn.fetchval(  # noqa: ASYNC110 (polling a lock held elsewhere)
+            while not await conn.fetchval(
                 "SELECT pg_try_advisory_lock(hashtext($1))", self.relay_id
             ):
+                if self._finishing.is_set():
+                    return
                 await asyncio.sleep(self.poll_interval * 4)
             await conn.add_listener(self.signal.channel, self.signal.external)
             producer = AIOKafkaProducer(
@@ -183,10 +206,17 @@ class OutboxRelay:
                 await producer.start()
                 await self._recover(conn, producer)
                 self.leading.set()
+                self._failures = 0
                 log.info("outbox relay leading", extra={"schema": self.schema})
                 while True:
+                    # Only a batch read after finish() was called proves the rows
+                    # committed before it are out; one read earlier may miss them.
+                    finishing = self._finishing.is_set()
                     published = await self.publish_batch(conn, producer)
                     if published < self.batch_size:
+                        if finishing:
+                            log.info("outbox relay flushed", extra={"schema": self.schema})
+                            return
                         await self.signal.wait(self.poll_interval)
             finally:
                 await producer.stop()

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -30,17 +30,18 @@ from immunreg.eventstore.relay import OutboxRelay
 from immunreg.eventstore.signal import OutboxSignal
 from immunreg.eventstore.store import EventStore
 from immunreg.http.auth import TokenVerifier
-from immunreg.http.health import health_routes, metrics_route
+from immunreg.http.health import Check, Health, health_routes, metrics_route
 from immunreg.http.idempotency import purge_idempotency_keys
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.logs import configure_logging
 from immunreg.http.middleware import middlewares
 from immunreg.http.problems import FieldError, Problem
+from immunreg.http.shutdown import SHUTDOWN_KEY, Shutdown
 from immunreg.messaging.consumer import EventConsumer
 from immunreg.messaging.topics import ensure_topics, wait_for_kafka
 from immunreg.observability.metrics import Metrics
 from immunreg.service import Service
-from immunreg.tasks import stop_tasks
+from immunreg.tasks import TASK_STOP_SECONDS, stop_tasks
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
 STORE_KEY = web.AppKey("store", EventStore)
@@ -84,6 +85,8 @@ def create_app(service: Service, settings: Settings) -> web.Application:
     )
     app[SETTINGS_KEY] = settings
     app[METRICS_KEY] = metrics
+    shutdown = Shutdown(settings.shutdown_timeout, settings.shutdown_drain_delay)
+    app[SHUTDOWN_KEY] = shutdown
     app.cleanup_ctx.append(_database(service))
     app.cleanup_ctx.append(_kafka(service))
     app.cleanup_ctx.append(_relay)
@@ -92,19 +95,30 @@ def create_app(service: Service, settings: Settings) -> web.Application:
         app.cleanup_ctx.append(_consumer(service))
     app.cleanup_ctx.extend(service.resources)
     service.api.register(app)
-    checks: dict[str, Any] = {"database": lambda: _db_ok(app), "kafka": lambda: _kafka_ok(app)}
+    # The database is required; Kafka is not: without it commands still succeed
+    # (their events wait in the outbox), so the instance stays in rotation, degraded.
+    checks: dict[str, Check] = {
+        "database": Check(lambda: _db_ok(app)),
+        "kafka": Check(lambda: _kafka_ok(app), optional=True),
+    }
     if service.reactions is not None:
-        checks["consumers"] = lambda: _consumers_ok(app)
+        checks["consumers"] = Check(lambda: _consumers_ok(app), needs="kafka")
     for name, check in service.readiness.items():
-        checks[name] = functools.partial(check, app)
-    app.add_routes([*health_routes(checks), metrics_route(metrics), *service.extra_routes])
+        checks[name] = Check(functools.partial(check, app), needs="kafka")
+    health = health_routes(checks, metrics=metrics, shutting_down=lambda: shutdown.started)
+    app.add_routes([*health, metrics_route(metrics), *service.extra_routes])
     return app
 
 
 def _database(service: Service) -> Any:
     async def database(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS_KEY]
-        pool = await create_pool(settings.database_url, settings.db_schema, max_size=20)
+        pool = await create_pool(
+            settings.database_url,
+            settings.db_schema,
+            max_size=20,
+            timeouts=settings.database_timeouts(),
+        )
         try:
             idempotency_file = Path(__file__).with_name("schema.sql")
             await apply_schema(pool, settings.db_schema, [idempotency_file, *service.schema_files])
@@ -115,7 +129,7 @@ def _database(service: Service) -> Any:
             yield
             await signal.close()
         finally:
-            await close_pool(pool)
+            await close_pool(pool, app[SHUTDOWN_KEY].remaining(POOL_CLOSE_SECONDS))
 
     return database
 
@@ -125,10 +139,10 @@ def _database(service: Service) -> Any:
 POOL_CLOSE_SECONDS = 10.0
 
 
-async def close_pool(pool: asyncpg.Pool) -> None:
-    """Close gracefully; after POOL_CLOSE_SECONDS, terminate what is still checked out."""
+async def close_pool(pool: asyncpg.Pool, seconds: float = POOL_CLOSE_SECONDS) -> None:
+    """Close gracefully; after `seconds`, terminate what is still checked out."""
     try:
-        await asyncio.wait_for(pool.close(), POOL_CLOSE_SECONDS)
+        await asyncio.wait_for(pool.close(), seconds)
     except TimeoutError:
         log.warning("database connections still in use at shutdown; terminating them")
         pool.terminate()
@@ -146,7 +160,9 @@ def _kafka(service: Service) -> Any:
             app[KAFKA_KEY] = probe
             yield
         finally:
-            await probe.stop()
+            # Bounded: with Kafka down, stopping a client may wait for requests in flight.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(probe.stop(), app[SHUTDOWN_KEY].remaining(5.0))
 
     return kafka
 
@@ -163,7 +179,9 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
         poll_interval=settings.relay_poll_interval,
     )
     app[RELAY_KEY] = relay
-    async with background_task(relay.run()):
+    # On shutdown the relay first publishes what is committed (the consumers,
+    # stopped before it, may have added to the outbox), within the deadline.
+    async with background_task(relay.run(), finish=relay.finish, shutdown=app[SHUTDOWN_KEY]):
         yield
 
 
@@ -180,7 +198,7 @@ async def _idempotency_housekeeping(app: web.Application) -> AsyncIterator[None]
                 log.exception("purging idempotency keys failed")
             await asyncio.sleep(3600)
 
-    async with background_task(purge_hourly()):
+    async with background_task(purge_hourly(), shutdown=app[SHUTDOWN_KEY]):
         yield
 
 
@@ -199,20 +217,36 @@ def _consumer(service: Service) -> Any:
             backoff=settings.consumer_backoff,
         )
         app[CONSUMER_KEY] = loop
-        async with background_task(loop.run()):
+        # On shutdown the consumer stops between batches and leaves its group.
+        async with background_task(loop.run(), finish=loop.finish, shutdown=app[SHUTDOWN_KEY]):
             yield
 
     return consumer
 
 
 @contextlib.asynccontextmanager
-async def background_task(coroutine: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
-    """Run `coroutine` as a task for the life of a cleanup context; cancelled on exit."""
+async def background_task(
+    coroutine: Coroutine[Any, Any, None],
+    *,
+    finish: Callable[[], None] | None = None,
+    shutdown: Shutdown | None = None,
+) -> AsyncIterator[None]:
+    """Run `coroutine` as a task for the life of a cleanup context.
+
+    On exit `finish` (if given) asks it to wind up and it gets what is left of the
+    shutdown deadline to return by itself; then it is cancelled.
+    """
     task = asyncio.create_task(coroutine)
     try:
         yield
     finally:
-        await stop_tasks([task])
+        budget = shutdown.remaining(TASK_STOP_SECONDS) if shutdown else TASK_STOP_SECONDS
+        if finish is not None and not task.done():
+            finish()
+            await asyncio.wait([task], timeout=budget)
+            budget = shutdown.remaining(TASK_STOP_SECONDS) if shutdown else TASK_STOP_SECONDS
+        # At least a moment to unwind after cancel, even past the deadline.
+        await stop_tasks([task], max(budget, 1.0))
 
 
 async def _db_ok(app: web.Application) -> bool:
@@ -224,5 +258,10 @@ async def _kafka_ok(app: web.Application) -> bool:
     return bool(await probe.client.fetch_all_metadata())
 
 
-async def _consumers_ok(app: web.Application) -> bool:
-    return app[CONSUMER_KEY].joined.is_set()
+async def _consumers_ok(app: web.Application) -> Health:
+    # Not joined before the first assignment is start-up (not ready); after it,
+    # Kafka is down or the group rebalances: degraded, not out of rotation.
+    consumer = app[CONSUMER_KEY]
+    if consumer.joined.is_set():
+        return Health.OK
+    return Health.DEGRADED if consumer.has_joined else Health.FAILED

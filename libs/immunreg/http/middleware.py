@@ -10,6 +10,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from immunreg.contracts import Metadata
+from immunreg.eventstore.errors import database_unavailable
 from immunreg.http.auth import TokenVerifier, auth_middleware
 from immunreg.http.logs import CORRELATION_ID
 from immunreg.http.problems import Problem, problem_response
@@ -23,7 +24,7 @@ UNMATCHED_ROUTE = "unmatched"
 
 
 def middlewares(metrics: Metrics, verifier: TokenVerifier | None = None) -> list[Middleware]:
-    """Correlation, metrics, errors, auth: pass to `web.Application(middlewares=...)`.
+    """Correlation, metrics, errors, database outages, auth: for `web.Application(middlewares=)`.
 
     Correlation is outermost so every response, problems included, carries
     the id and an unexpected error is logged with it; metrics wrap the error
@@ -34,6 +35,7 @@ def middlewares(metrics: Metrics, verifier: TokenVerifier | None = None) -> list
         correlation_middleware,
         metrics_middleware(metrics),
         error_middleware,
+        unavailable_middleware(metrics),
         auth_middleware(verifier),
     ]
 
@@ -101,6 +103,45 @@ def metrics_middleware(metrics: Metrics) -> Middleware:
             )
 
     return measure
+
+
+# Long enough for a restarted or failed-over PostgreSQL to come back, short enough
+# that a client retrying (with its Idempotency-Key) is not left waiting long after.
+RETRY_AFTER_SECONDS = 5
+
+
+def unavailable_middleware(metrics: Metrics) -> Middleware:
+    """PostgreSQL down, hung or refusing work: 503 with Retry-After, counted by reason.
+
+    Nothing is half-written: the transaction the error interrupted is rolled back
+    by PostgreSQL, and the request may be retried as it is.
+    """
+
+    @web.middleware
+    async def unavailable(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Exception as error:
+            reason = database_unavailable(error)
+            if reason is None:
+                raise
+            metrics.database_unavailable.labels(reason).inc()
+            # No stack: during an outage every request fails the same way.
+            log.warning(
+                "database unavailable in %s %s: %s (%r)",
+                request.method,
+                route_template(request),
+                reason,
+                error,
+            )
+            raise Problem(
+                503,
+                "the service's database is unavailable; retry after the given delay",
+                code="database_unavailable",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            ) from error
+
+    return unavailable
 
 
 @web.middleware

@@ -64,10 +64,12 @@ class _Positions(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         del revoked  # positions are already committed with each batch
+        self.owner.joined.clear()  # rebalancing: set again on the next assignment
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         await self.owner.seek_to_stored(list(assigned))
         self.owner.joined.set()
+        self.owner.has_joined = True
 
 
 class EventConsumer:
@@ -98,12 +100,16 @@ class EventConsumer:
         self.batch_size = batch_size
         self.retry_delay = retry_delay
         self.joined = asyncio.Event()
+        # Joined at least once since start: not joined now means Kafka is down or
+        # the group is rebalancing, not that the service is still starting.
+        self.has_joined = False
+        self._finishing = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._next_offsets: dict[TopicPartition, int] = {}
 
     async def run(self) -> None:
-        """Consume until cancelled; failures restart the Kafka consumer after a pause."""
-        while True:
+        """Consume until cancelled or finished; failures restart the consumer after a pause."""
+        while not self._finishing.is_set():
             try:
                 await self._consume()
             except asyncio.CancelledError:
@@ -111,7 +117,16 @@ class EventConsumer:
             except Exception:
                 log.exception("consumer failed; restarting", extra={"group": self.group_id})
             self.joined.clear()
-            await asyncio.sleep(self.retry_delay)
+            if not self._finishing.is_set():
+                await asyncio.sleep(self.retry_delay)
+
+    def finish(self) -> None:
+        """Return from run() after the batch in hand, leaving the group (graceful shutdown).
+
+        Each batch commits its position with its effect, so stopping between
+        batches loses nothing and the next member starts where this one stopped.
+        """
+        self._finishing.set()
 
     async def _consume(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -127,7 +142,7 @@ class EventConsumer:
         try:
             # Inside the try: a start cancelled half-way must still be stopped.
             await consumer.start()
-            while True:
+            while not self._finishing.is_set():
                 batches = await consumer.getmany(timeout_ms=500, max_records=self.batch_size)
                 for tp, messages in batches.items():
                     if messages:

@@ -32,6 +32,18 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.database_unavailable = Counter(
+            "immunreg_database_unavailable_total",
+            "Requests answered 503 because PostgreSQL could not serve them, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.dependency_up = Gauge(
+            "immunreg_dependency_up",
+            "1 when the dependency passed the last readiness probe, else 0.",
+            ["dependency"],
+            registry=r,
+        )
         self.append_latency = Histogram(
             "immunreg_eventstore_append_seconds",
             "Time to append events and outbox rows in one transaction.",

@@ -3,6 +3,7 @@ test module; keys (JWT, citizen-id, KEK and a key recipient) are made for the te
 
 from __future__ import annotations
 
+import contextlib
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -111,11 +112,15 @@ def _recipient_files(directory: Path) -> tuple[rsa.RSAPrivateKey, Path]:
     return key, public
 
 
-@pytest.fixture(scope="module")
-async def registration(
-    dsn: str, bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+@contextlib.asynccontextmanager
+async def running_registration(
+    dsn: str, bootstrap: str, keys: Path, *, service_dsn: str | None = None, **overrides: Any
 ) -> AsyncIterator[Registration]:
-    keys = tmp_path_factory.mktemp("registration-keys")
+    """A registration service in a fresh schema, its keys made in `keys`.
+
+    The service reaches PostgreSQL at `service_dsn` (a fault proxy, say) when given;
+    the test's own pool always uses `dsn`. `overrides` go to its Settings.
+    """
     private, public = ensure_dev_keys(keys / "jwt")
     ensure_key_file(keys / "id.key")
     ensure_key_file(keys / "kek.key")
@@ -123,7 +128,7 @@ async def registration(
     schema = f"t_reg_{uuid.uuid4().hex[:12]}"
     settings = Settings(
         service="registration",
-        database_url=dsn,
+        database_url=service_dsn or dsn,
         db_schema=schema,
         kafka_bootstrap=bootstrap,
         jwt_public_key=str(public),
@@ -133,6 +138,7 @@ async def registration(
             "KEK_FILE": str(keys / "kek.key"),
             "KEY_RECIPIENTS": f"certificates={recipient_pem}",
         },
+        **overrides,
     )
     client: Client = TestClient(TestServer(create_app(service, settings)))
     await client.start_server()
@@ -151,3 +157,12 @@ async def registration(
         await client.close()
         await pool.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         await pool.close()
+
+
+@pytest.fixture(scope="module")
+async def registration(
+    dsn: str, bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Registration]:
+    keys = tmp_path_factory.mktemp("registration-keys")
+    async with running_registration(dsn, bootstrap, keys) as running:
+        yield running

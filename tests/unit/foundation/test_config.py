@@ -35,3 +35,23 @@ def test_domain_errors_carry_their_http_status() -> None:
     assert RuleViolation("r", "m").status == 422
     assert Conflict("c", "m").status == 409
     assert NotFound("n", "m").status == 404
+
+
+def test_timeouts_have_defaults_and_are_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://shared/db")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "k:9092")
+    for name in ("DB_STATEMENT_TIMEOUT", "DB_CONNECT_TIMEOUT", "SHUTDOWN_DRAIN_DELAY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SHUTDOWN_TIMEOUT", "20")
+    monkeypatch.setenv("BOOKING_DB_STATEMENT_TIMEOUT", "2.5")
+
+    booking = Settings.from_env("booking")
+    registration = Settings.from_env("registration")
+
+    assert booking.database_timeouts().statement == 2.5
+    assert registration.database_timeouts().statement == 5.0
+    assert registration.database_timeouts().connect == 5.0
+    assert booking.shutdown_timeout == registration.shutdown_timeout == 20.0
+    assert registration.shutdown_drain_delay == 2.0

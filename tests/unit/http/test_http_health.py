@@ -66,3 +66,62 @@ async def test_metrics_route_serves_prometheus_text(serve: Serve) -> None:
     assert 'immunreg_http_requests_total{method="GET",route="/x",status="200"} 1.0' in (
         await response.text()
     )
+
+
+async def test_an_optional_dependency_down_degrades_but_stays_ready(serve: Serve) -> None:
+    metrics = Metrics("t")
+    app = web.Application()
+    checks = {
+        "database": health.Check(ok),
+        "kafka": health.Check(down, optional=True),
+        "consumers": health.Check(down, needs="kafka"),
+    }
+    app.add_routes(health_routes(checks, metrics=metrics))
+    client = await serve(app)
+    response = await client.get("/readyz")
+    assert response.status == 200
+    assert await response.json() == {
+        "status": "degraded",
+        "checks": {"database": True, "kafka": False, "consumers": False},
+        "degraded": ["kafka", "consumers"],
+    }
+    text = metrics.exposition().decode()
+    assert 'immunreg_dependency_up{dependency="kafka"} 0.0' in text
+    assert 'immunreg_dependency_up{dependency="database"} 1.0' in text
+
+
+async def test_a_check_needing_a_healthy_dependency_fails_on_its_own(serve: Serve) -> None:
+    app = web.Application()
+    checks = {
+        "database": health.Check(down),
+        "kafka": health.Check(ok, optional=True),
+        "consumers": health.Check(down, needs="kafka"),  # Kafka is up: still starting
+    }
+    app.add_routes(health_routes(checks))
+    client = await serve(app)
+    response = await client.get("/readyz")
+    assert response.status == 503
+    body = await response.json()
+    assert body["status"] == "not_ready" and body["failed"] == ["database", "consumers"]
+
+
+async def test_a_check_may_report_degraded_itself(serve: Serve) -> None:
+    async def rebalancing() -> health.Health:
+        return health.Health.DEGRADED
+
+    app = web.Application()
+    app.add_routes(health_routes({"database": ok, "consumers": rebalancing}))
+    client = await serve(app)
+    response = await client.get("/readyz")
+    assert response.status == 200
+    assert (await response.json())["degraded"] == ["consumers"]
+
+
+async def test_shutting_down_is_503_whatever_the_checks_say(serve: Serve) -> None:
+    app = web.Application()
+    app.add_routes(health_routes({"database": ok}, shutting_down=lambda: True))
+    client = await serve(app)
+    response = await client.get("/readyz")
+    assert response.status == 503
+    assert await response.json() == {"status": "shutting_down"}
+    assert (await client.get("/healthz")).status == 200

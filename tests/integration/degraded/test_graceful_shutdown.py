@@ -1,0 +1,121 @@
+"""SIGTERM: out of rotation first, in-flight requests finish, the outbox is flushed,
+the process exits 0 within its deadline.
+
+The registration service runs as its own process (`immunreg serve`, as in
+production). Requests are held in flight by a table lock the test takes, so
+they are certainly running when the signal arrives, and released only once the
+listener has closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import socket
+import time
+import uuid
+from datetime import date
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from immunreg.http.auth import Role, ensure_dev_keys, issue_token
+from immunreg.localinfra.services import IsolatedStack
+from immunreg.paths import state_dir
+from services.registration import jmbg
+
+IN_FLIGHT = 8
+SHUTDOWN_TIMEOUT = 10.0
+DRAIN_DELAY = 1.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def registration_body(rng: random.Random) -> dict[str, Any]:
+    born = date(1950, 1, 1).fromordinal(rng.randint(711858, 732311))  # 1950..2005
+    return {
+        "national_id": jmbg.make(born, rng.randint(0, 99), rng.randint(500, 999)),
+        "given_name": "Milica",
+        "family_name": "Jovanović",
+        "birth_date": born.isoformat(),
+        "sex": "female",
+        "municipality_code": "70092",
+        "email": "milica@example.rs",
+        "priority_group": "general",
+        "vaccine_preferences": ["any"],
+        "consent": {"data_processing": True},
+    }
+
+
+async def waiting_on_lock(conn: asyncpg.Connection, schema: str) -> int:
+    count: int = await conn.fetchval(  # sessions of the service blocked by the test's lock
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE application_name = $1 AND wait_event_type = 'Lock'",
+        schema,
+    )
+    return count
+
+
+async def test_sigterm_drains_in_flight_requests_and_flushes_the_outbox(
+    infra: dict[str, str], dsn: str
+) -> None:
+    private, _ = ensure_dev_keys(state_dir() / "keys")
+    headers = {"Authorization": f"Bearer {issue_token(private.read_bytes(), Role.ADMIN)}"}
+    env = {
+        **infra,
+        "SHUTDOWN_TIMEOUT": str(SHUTDOWN_TIMEOUT),
+        "SHUTDOWN_DRAIN_DELAY": str(DRAIN_DELAY),
+    }
+    stack = await asyncio.to_thread(
+        IsolatedStack.start, env, ["registration"], free_port() - 1, f"sig_{uuid.uuid4().hex[:8]}"
+    )
+    service = stack.processes[0]
+    schema = stack.schemas["registration"]
+    rng = random.Random(uuid.uuid4().int)
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with aiohttp.ClientSession(headers=headers) as session:
+
+            async def register() -> int:
+                url = f"{service.url}/v1/citizens"
+                async with session.post(url, json=registration_body(rng)) as response:
+                    await response.read()
+                    return response.status
+
+            lock = conn.transaction()
+            await lock.start()
+            await conn.execute(f"LOCK TABLE {schema}.events IN SHARE ROW EXCLUSIVE MODE")
+            requests = [asyncio.create_task(register()) for _ in range(IN_FLIGHT)]
+            deadline = time.monotonic() + 10
+            while not await waiting_on_lock(conn, schema):
+                assert time.monotonic() < deadline, "requests did not reach the database"
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)  # the rest are sent, queued behind the lock
+
+            service.process.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            async with session.get(f"{service.url}/readyz") as ready:
+                assert ready.status == 503
+                assert (await ready.json())["status"] == "shutting_down"
+            await asyncio.sleep(DRAIN_DELAY + 0.5)  # the listener is closed by now
+            assert not any(request.done() for request in requests)
+            await lock.rollback()
+
+            statuses = await asyncio.gather(*requests)
+        assert statuses == [201] * IN_FLIGHT
+        code = await asyncio.to_thread(service.process.wait, SHUTDOWN_TIMEOUT + 5)
+        elapsed = time.monotonic() - signalled
+        assert code == 0, service.logfile.read_text()[-3000:]
+        assert elapsed < SHUTDOWN_TIMEOUT + 1.0, f"exited after {elapsed:.1f} s"
+        # Everything accepted was published before the process went: nothing left behind.
+        assert await conn.fetchval(f"SELECT count(*) FROM {schema}.outbox") == 0
+        assert await conn.fetchval(f"SELECT count(*) FROM {schema}.events") == 2 * IN_FLIGHT
+    finally:
+        await conn.close()
+        await asyncio.to_thread(stack.stop)
