@@ -34,8 +34,10 @@ def port_offset() -> int:
         offset = int(raw)
     except ValueError:
         raise RuntimeError(f"IMMUNREG_PORT_OFFSET must be a whole number, not {raw!r}") from None
-    if not 0 <= offset <= 5000:
-        raise RuntimeError(f"IMMUNREG_PORT_OFFSET must be between 0 and 5000, not {offset}")
+    # The highest port a stack takes is Kafka's controller, DEFAULT_KAFKA_PORT + 1.
+    highest = 65535 - DEFAULT_KAFKA_PORT - 1
+    if not 0 <= offset <= highest:
+        raise RuntimeError(f"IMMUNREG_PORT_OFFSET must be between 0 and {highest}, not {offset}")
     return offset
 
 
@@ -125,7 +127,7 @@ class Settings:
     consumer_backoff: float = 0.2
     # Database timeouts (seconds): with PostgreSQL down or hung a command fails
     # within about the longest of them, as a 503 the client may retry, instead of
-    # hanging (see docs/reliability-degraded.md).
+    # hanging (see docs/reliability.md, "Degraded modes").
     db_connect_timeout: float = 5.0
     db_acquire_timeout: float = 5.0
     db_statement_timeout: float = 5.0

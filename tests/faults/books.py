@@ -49,10 +49,6 @@ class Ledger:
     def unanswered(self, kind: str) -> list[dict[str, Any]]:
         return [w for w in self.writes if w["kind"] == kind and w["status"] is None]
 
-    @property
-    def server_errors(self) -> list[dict[str, Any]]:
-        return [w for w in self.writes if (w["status"] or 0) >= 500]
-
 
 @dataclass
 class Books:

@@ -20,31 +20,15 @@ from pathlib import Path
 from immunreg.config import DEFAULT_KAFKA_PORT, DEFAULT_PORTS, DEFAULT_POSTGRES_PORT
 from immunreg.contracts.topics import all_topics
 from immunreg.http.auth import ensure_dev_keys
-from immunreg.localinfra._proc import port_open
 from immunreg.localinfra.kafka import LocalKafka
 from immunreg.localinfra.postgres import LocalPostgres
 from immunreg.localinfra.services import ServiceProcess, start_services, stop_services, wait_ready
-from immunreg.localinfra.stack import local_kafka
+from immunreg.localinfra.stack import free_offset, local_kafka
 from immunreg.messaging.topics import ensure_topics, wait_for_kafka
 from immunreg.paths import keys_dir
 
-# A second replica of a service listens this far above the first.
+# A second replica of a service listens this far above the first (see stack_ports).
 REPLICA_PORT_STEP = 100
-
-
-def free_offset(start: int = 4100) -> int:
-    """A port offset at which PostgreSQL, Kafka and every service (and replicas) are free."""
-    for offset in range(start, start + 900, 41):
-        ports = [
-            DEFAULT_POSTGRES_PORT + offset,
-            DEFAULT_KAFKA_PORT + offset,
-            DEFAULT_KAFKA_PORT + offset + 1,
-            *(port + offset for port in DEFAULT_PORTS.values()),
-            *(port + offset + REPLICA_PORT_STEP for port in DEFAULT_PORTS.values()),
-        ]
-        if not any(port_open("127.0.0.1", p, timeout=0.2) for p in ports):
-            return offset
-    raise RuntimeError(f"no free port offset between {start} and {start + 900}")
 
 
 @dataclass
@@ -61,7 +45,7 @@ class FaultStack:
     @classmethod
     def start(cls, root: Path, names: list[str]) -> FaultStack:
         """Start the servers and every service in names; return once all are ready."""
-        offset = free_offset()
+        offset = free_offset(replicas=2)
         kafka = LocalKafka(
             root / "kafka",
             port=DEFAULT_KAFKA_PORT + offset,

@@ -61,7 +61,7 @@ class CaseResult:
     accepted: int
     found: int
     unanswered: int
-    server_errors: int
+    retried: int
     recovery_seconds: float
     problems: list[str]
 
@@ -243,7 +243,7 @@ def _run_case(stack: FaultStack, case: str, index: int) -> CaseResult:
         accepted=books.accepted,
         found=books.found,
         unanswered=books.unanswered,
-        server_errors=len(this_case.server_errors),
+        retried=sum(1 for w in this_case.writes if w.get("attempts", 1) > 1),
         recovery_seconds=round(recovery, 1),
         problems=books.problems,
     )
@@ -265,14 +265,14 @@ def _write_table(results: list[CaseResult], path: Path) -> None:
         f"Written by `make faults` (or the short form in `make test`) on {date.today()}; "
         "the books are cumulative (each row counts every write since the stack started).",
         "",
-        "| case | writes accepted | writes found once | unanswered | 5xx seen | "
-        "recovery (s) | result |",
+        "| case | writes accepted | writes found once | unanswered | "
+        "retried (5xx, refused or timed out, then resent with its key) | recovery (s) | result |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in results:
         verdict = "passed" if not r.problems and r.found == r.accepted else "FAILED"
         lines.append(
-            f"| {r.case} | {r.accepted} | {r.found} | {r.unanswered} | {r.server_errors} | "
+            f"| {r.case} | {r.accepted} | {r.found} | {r.unanswered} | {r.retried} | "
             f"{r.recovery_seconds} | {verdict} |"
         )
     path.write_text("\n".join(lines) + "\n")

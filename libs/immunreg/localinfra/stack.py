@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 
-from immunreg.config import DEFAULT_KAFKA_PORT, DEFAULT_POSTGRES_PORT, local_port
+from immunreg.config import DEFAULT_KAFKA_PORT, DEFAULT_PORTS, DEFAULT_POSTGRES_PORT, local_port
 from immunreg.contracts.topics import all_topics
-from immunreg.localinfra._proc import log, step
+from immunreg.localinfra._proc import log, port_open, step
 from immunreg.localinfra.kafka import LocalKafka
 from immunreg.localinfra.postgres import LocalPostgres, reachable
 from immunreg.messaging.topics import ensure_topics, wait_for_kafka
@@ -26,6 +26,34 @@ def local_kafka() -> LocalKafka:
     controller takes the next port)."""
     port = local_port("IMMUNREG_KAFKA_PORT", DEFAULT_KAFKA_PORT)
     return LocalKafka(state_dir() / "kafka", port=port, controller_port=port + 1)
+
+
+# Offsets that put PostgreSQL and Kafka above Linux's default range for outgoing
+# connections' local ports (32768-60999), where a random client socket could hold
+# them, while the services stay below it.
+SPARE_OFFSETS = range(5600, 6440, 41)
+
+
+def stack_ports(offset: int, replicas: int = 1) -> list[int]:
+    """Every port a local stack at this offset listens on (and its replicas', 100 apart)."""
+    return [
+        DEFAULT_POSTGRES_PORT + offset,
+        DEFAULT_KAFKA_PORT + offset,
+        DEFAULT_KAFKA_PORT + offset + 1,
+        *(
+            port + offset + 100 * replica
+            for port in DEFAULT_PORTS.values()
+            for replica in range(replicas)
+        ),
+    ]
+
+
+def free_offset(replicas: int = 1) -> int:
+    """An IMMUNREG_PORT_OFFSET at which a whole second stack finds every port free."""
+    for offset in SPARE_OFFSETS:
+        if not any(port_open("127.0.0.1", p, timeout=0.2) for p in stack_ports(offset, replicas)):
+            return offset
+    raise RuntimeError(f"no free port offset in {SPARE_OFFSETS}")
 
 
 def up(partitions: int | None = None) -> dict[str, str]:

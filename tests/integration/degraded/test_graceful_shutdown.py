@@ -23,7 +23,7 @@ import asyncpg
 
 from immunreg.http.auth import Role, ensure_dev_keys, issue_token
 from immunreg.localinfra.services import IsolatedStack
-from immunreg.paths import state_dir
+from immunreg.paths import keys_dir
 from services.registration import jmbg
 
 IN_FLIGHT = 8
@@ -65,7 +65,7 @@ async def waiting_on_lock(conn: asyncpg.Connection, schema: str) -> int:
 async def test_sigterm_drains_in_flight_requests_and_flushes_the_outbox(
     infra: dict[str, str], dsn: str
 ) -> None:
-    private, _ = ensure_dev_keys(state_dir() / "keys")
+    private, _ = ensure_dev_keys(keys_dir())
     headers = {"Authorization": f"Bearer {issue_token(private.read_bytes(), Role.ADMIN)}"}
     env = {
         **infra,

@@ -23,9 +23,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from immunreg.config import DEFAULT_KAFKA_PORT, DEFAULT_PORTS, DEFAULT_POSTGRES_PORT
+from immunreg.config import DEFAULT_PORTS
 from immunreg.localinfra._proc import pid_alive, port_open
-from immunreg.localinfra.stack import local_kafka, local_postgres
+from immunreg.localinfra.stack import free_offset, local_kafka, local_postgres, stack_ports
 from immunreg.paths import REPO_ROOT, state_dir
 
 # The contract of `make run`: Ctrl-C stops everything within this.
@@ -120,7 +120,7 @@ def test_a_foreign_kafka_is_refused_and_the_database_started_for_it_is_stopped(
 
 
 def test_run_beside_the_first_checkout_and_ctrl_c_stops_everything(second_state: Path) -> None:
-    offset = _free_offset()
+    offset = free_offset()
     env = _second_checkout_env(second_state, IMMUNREG_PORT_OFFSET=str(offset))
     log = second_state / "run.log"
     with log.open("wb") as out:
@@ -150,12 +150,8 @@ def test_run_beside_the_first_checkout_and_ctrl_c_stops_everything(second_state:
                 run.wait()
     text = log.read_text()
     assert run.returncode == 0, text[-3000:]
-    ports = [
-        DEFAULT_POSTGRES_PORT + offset,
-        DEFAULT_KAFKA_PORT + offset,
-        *(port + offset for port in DEFAULT_PORTS.values()),
-    ]
-    assert [p for p in ports if port_open("127.0.0.1", p)] == [], text[-3000:]
+    still_open = [p for p in stack_ports(offset) if port_open("127.0.0.1", p)]
+    assert still_open == [], text[-3000:]
     assert [p for p in [*service_pids, broker_pid] if pid_alive(p)] == []
     assert not (second_state / "postgres" / "data" / "postmaster.pid").exists()
 
@@ -177,17 +173,3 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _free_offset() -> int:
-    """An offset at which every port of a stack is free (a few tries)."""
-    for offset in range(3100, 4000, 37):
-        ports = [
-            DEFAULT_POSTGRES_PORT + offset,
-            DEFAULT_KAFKA_PORT + offset,
-            DEFAULT_KAFKA_PORT + offset + 1,
-            *(port + offset for port in DEFAULT_PORTS.values()),
-        ]
-        if not any(port_open("127.0.0.1", p, timeout=0.2) for p in ports):
-            return offset
-    raise AssertionError("no free port offset between 3100 and 4000")

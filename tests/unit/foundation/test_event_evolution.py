@@ -23,6 +23,7 @@ from immunreg.contracts import (
     inventory,
     registration,
 )
+from immunreg.contracts.topics import TOPIC_NAMESPACE_VARIABLE
 
 
 # Nested, so one module holds three generations; msgspec would tag them by qualified
@@ -195,7 +196,9 @@ def test_an_upcaster_cannot_change_the_event_type() -> None:
     assert isinstance(event, V2.DoseGiven)
 
 
-def test_renamed_contexts_keep_their_upcasters() -> None:
+def test_renamed_contexts_keep_their_upcasters(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without a run's namespace (the suite sets one): the names production uses.
+    monkeypatch.delenv(TOPIC_NAMESPACE_VARIABLE, raising=False)
     private = CTX_V3.renamed("t-doses")
 
     assert private.topic == "t-doses.events.v1"
