@@ -16,6 +16,8 @@ source_repo="$(cd "$(dirname "$0")/.." && pwd)"
 work="${1:-$(mktemp -d /tmp/immunreg-rehearse.XXXXXX)}"
 summary="$work/rehearse.log"
 mkdir -p "$work"
+# mktemp's folder is private to root; PostgreSQL runs as postgres and must get through it.
+chmod 755 "$work"
 failures=0
 
 say() { echo "$*" | tee -a "$summary"; }

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from immunreg.contracts.topics import dlq_topic, events_topic
 from immunreg.http.auth import Role, ensure_dev_keys, issue_token
+from immunreg.messaging.topics import read_topic
 from immunreg.paths import REPO_ROOT
 
 # Services that own an event store, and so a topic.
@@ -204,47 +204,11 @@ async def _stored_event_ids(conn: asyncpg.Connection) -> dict[str, set[str]]:
     return stored
 
 
-async def _read_topic(bootstrap: str, topic: str) -> list[bytes]:
-    """Every committed message on topic, from the beginning to its current end."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        group_id=None,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    values: list[bytes] = []
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        for _ in range(50):
-            if partitions:
-                break
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            return values
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning()
-        ends = await consumer.end_offsets(tps)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            behind = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
-            if not behind:
-                break
-            batch = await consumer.getmany(*behind, timeout_ms=500)
-            values += [r.value for records in batch.values() for r in records if r.value]
-        return values
-    finally:
-        await consumer.stop()
-
-
 async def _published_once(bootstrap: str, stored: dict[str, set[str]], books: Books) -> None:
     """Every stored event on its topic exactly once, and nothing there that is not stored."""
     for service, event_ids in stored.items():
-        values = await _read_topic(bootstrap, events_topic(service))
-        seen = Counter(str(json.loads(v)["event_id"]) for v in values)
+        records = await read_topic(bootstrap, events_topic(service))
+        seen = Counter(str(json.loads(r.value or b"{}")["event_id"]) for r in records)
         missing = event_ids - set(seen)
         twice = [e for e, n in seen.items() if n > 1]
         extra = set(seen) - event_ids
@@ -255,7 +219,7 @@ async def _published_once(bootstrap: str, stored: dict[str, set[str]], books: Bo
 
 async def _dead_letters_empty(bootstrap: str, books: Books) -> None:
     for service in PUBLISHERS:
-        dead = await _read_topic(bootstrap, dlq_topic(events_topic(service)))
+        dead = await read_topic(bootstrap, dlq_topic(events_topic(service)))
         books.expect(not dead, f"{dlq_topic(events_topic(service))} holds {len(dead)} messages")
 
 

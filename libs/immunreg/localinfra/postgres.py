@@ -101,6 +101,16 @@ class LocalPostgres:
         bin_dir = self.ensure_installed()
         self.root.mkdir(parents=True, exist_ok=True)
         self._chown(self.root)
+        reachable_by_owner = (
+            subprocess.run(self._as_owner(["test", "-w", str(self.root)]), check=False).returncode
+            == 0
+        )
+        if not reachable_by_owner:
+            raise RuntimeError(
+                f"PostgreSQL runs as the user postgres, which cannot reach {self.root}: "
+                "let it through the folders above (chmod o+x on each), or put the state "
+                "elsewhere with IMMUNREG_STATE_DIR"
+            )
         if not (self.data_dir / "PG_VERSION").exists():
             log(f"initdb into {self.data_dir}")
             self.data_dir.mkdir(mode=0o700, exist_ok=True)

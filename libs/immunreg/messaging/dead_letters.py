@@ -42,14 +42,14 @@ import asyncio
 import contextlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from immunreg.contracts.envelope import decode_envelope
 from immunreg.contracts.topics import dlq_topic
+from immunreg.messaging.topics import read_topic
 
 REPLAY_OF_HEADER = "dlq-replay-of"
 REPLAYED_AT_HEADER = "dlq-replayed-at"
@@ -197,7 +197,7 @@ async def _publish(
 
 async def _read(bootstrap: str, topic: str) -> tuple[list[DeadLetter], dict[str, ConsumerRecord]]:
     """The dead letters of `topic` with their replay state, and their raw records by position."""
-    records = await _read_topic(bootstrap, dlq_topic(source_topic_of(topic)))
+    records = await read_topic(bootstrap, dlq_topic(source_topic_of(topic)))
     replayed: dict[str, str] = {}
     letters: list[DeadLetter] = []
     raw: dict[str, ConsumerRecord] = {}
@@ -240,43 +240,3 @@ def _dead_letter(record: ConsumerRecord, headers: dict[str, str]) -> DeadLetter:
         event_id=event_id,
         stream_id=stream_id,
     )
-
-
-async def _read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord]:
-    """Every committed message of `topic`, from the beginning to the current end."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    records: list[ConsumerRecord] = []
-    try:
-        await consumer.start()
-        partitions = await _partitions(consumer, topic)
-        tps = [TopicPartition(topic, p) for p in partitions]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        starts = await consumer.beginning_offsets(tps)
-        for tp in tps:
-            consumer.seek(tp, starts[tp])
-            empty_polls = 0
-            # Transaction markers occupy offsets too: a few empty polls short of
-            # the end mean only markers remain.
-            while await consumer.position(tp) < ends[tp] and empty_polls < 3:
-                batch = await consumer.getmany(tp, timeout_ms=500)
-                empty_polls = 0 if batch else empty_polls + 1
-                records.extend(r for r in batch.get(tp, []) if r.offset < ends[tp])
-    finally:
-        await consumer.stop()
-    return records
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
-    client: Any = consumer._client  # the public API offers no metadata refresh
-    for _ in range(20):
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            return sorted(partitions)
-        await client.force_metadata_update()
-    raise RuntimeError(f"there is no dead-letter topic {topic!r}")

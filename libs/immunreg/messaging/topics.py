@@ -6,9 +6,12 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Iterable
+from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.structs import ConsumerRecord
 
 # Event topics are the system of record for rebuilding projections.
 TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1"}
@@ -84,3 +87,44 @@ async def delete_namespace(bootstrap: str, namespace: str) -> list[str]:
         return doomed
     finally:
         await admin.close()
+
+
+async def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord]:
+    """Every committed message of `topic`, from the beginning to the current end."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    records: list[ConsumerRecord] = []
+    try:
+        await consumer.start()
+        partitions = await topic_partitions(consumer, topic)
+        tps = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.beginning_offsets(tps)
+        for tp in tps:
+            consumer.seek(tp, starts[tp])
+            empty_polls = 0
+            # Transaction markers occupy offsets too: a few empty polls short of
+            # the end mean only markers remain.
+            while await consumer.position(tp) < ends[tp] and empty_polls < 3:
+                batch = await consumer.getmany(tp, timeout_ms=500)
+                empty_polls = 0 if batch else empty_polls + 1
+                records.extend(r for r in batch.get(tp, []) if r.offset < ends[tp])
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
+    """The topic's partitions, refreshing metadata until the broker knows the topic."""
+    client: Any = consumer._client  # the public API offers no metadata refresh
+    for _ in range(20):
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return sorted(partitions)
+        await client.force_metadata_update()
+    raise RuntimeError(f"there is no topic {topic!r}")
