@@ -29,7 +29,7 @@ from immunreg.paths import REPO_ROOT
 
 POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
 # Ctrl-C must stop the whole stack within 15 s: the broker gets at most this much of it.
-STOP_SECONDS = 8.0
+STOP_SECONDS = 5.0
 
 SERVER_PROPERTIES = """\
 # Written by immunreg.localinfra.kafka; edits are overwritten on start.

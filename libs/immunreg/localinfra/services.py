@@ -19,6 +19,11 @@ from immunreg.config import DEFAULT_PORTS, service_port
 from immunreg.localinfra._proc import log, pid_alive, port_open, read_pid, stop_pid
 from immunreg.paths import REPO_ROOT, state_dir
 
+# Ctrl-C must stop the whole stack within 15 s: services get this much of it, Kafka
+# (kafka.STOP_SECONDS) and PostgreSQL the rest. A service past it is killed; what it had
+# committed waits in its outbox for the next start.
+STOP_SECONDS = 9.0
+
 
 def available_services() -> list[str]:
     """Services that exist in this checkout, in port order."""
@@ -120,7 +125,7 @@ def wait_ready(processes: list[ServiceProcess], seconds: float = 90) -> None:
 
 
 def stop_services(processes: list[ServiceProcess] | None = None) -> list[int]:
-    """SIGTERM every service (graceful shutdown), SIGKILL any still alive after 15 s.
+    """SIGTERM every service (graceful shutdown), SIGKILL any still alive after STOP_SECONDS.
 
     Without `processes`, stops every service this checkout's pid files name.
     Returns the ports the stopped services listened on.
@@ -129,7 +134,7 @@ def stop_services(processes: list[ServiceProcess] | None = None) -> list[int]:
         for proc in processes:
             if proc.process.poll() is None:
                 proc.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + STOP_SECONDS
         for proc in processes:
             remaining = max(deadline - time.monotonic(), 0.1)
             try:
@@ -144,7 +149,7 @@ def stop_services(processes: list[ServiceProcess] | None = None) -> list[int]:
         name, _, port = pid_file.stem.rpartition("-")
         if port.isdigit() and pid_alive(read_pid(pid_file)):
             ports.append(int(port))
-        stop_pid(pid_file, name or pid_file.stem, seconds=15)
+        stop_pid(pid_file, name or pid_file.stem, seconds=STOP_SECONDS)
     return ports
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from immunreg.config import Settings
+from immunreg.config import DEFAULT_POSTGRES_PORT, Settings, local_port, port_offset
 from immunreg.domain import Conflict, NotFound, RuleViolation
 from immunreg.eventstore.database import check_schema_name
 
@@ -14,6 +14,7 @@ def test_service_specific_settings_override_shared_ones(monkeypatch: pytest.Monk
     monkeypatch.setenv("BOOKING_DATABASE_URL", "postgresql://booking-only/db")
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "k:9092")
     monkeypatch.delenv("BOOKING_PORT", raising=False)
+    monkeypatch.delenv("IMMUNREG_PORT_OFFSET", raising=False)
 
     booking = Settings.from_env("booking")
     registration = Settings.from_env("registration")
@@ -55,3 +56,20 @@ def test_timeouts_have_defaults_and_are_read_from_the_environment(
     assert registration.database_timeouts().connect == 5.0
     assert booking.shutdown_timeout == registration.shutdown_timeout == 20.0
     assert registration.shutdown_drain_delay == 2.0
+
+
+def test_the_port_offset_moves_every_local_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://shared/db")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "k:9092")
+    monkeypatch.delenv("BOOKING_PORT", raising=False)
+    monkeypatch.delenv("PORT", raising=False)
+    monkeypatch.delenv("IMMUNREG_PG_PORT", raising=False)
+    monkeypatch.setenv("IMMUNREG_PORT_OFFSET", "100")
+
+    assert Settings.from_env("booking").port == 8182
+    assert local_port("IMMUNREG_PG_PORT", DEFAULT_POSTGRES_PORT) == DEFAULT_POSTGRES_PORT + 100
+    monkeypatch.setenv("IMMUNREG_PG_PORT", "61000")  # a named port wins over the offset
+    assert local_port("IMMUNREG_PG_PORT", DEFAULT_POSTGRES_PORT) == 61000
+    monkeypatch.setenv("IMMUNREG_PORT_OFFSET", "7000")
+    with pytest.raises(RuntimeError, match="IMMUNREG_PORT_OFFSET must be between 0 and 6442"):
+        port_offset()
