@@ -37,10 +37,9 @@ from immunreg.contracts.registration import (
     PersonalData,
     PreferencesChanged,
 )
-from immunreg.domain import Conflict
+from immunreg.domain import Conflict, Loaded, Outcome
 from immunreg.eventstore.database import Connection
 from immunreg.eventstore.errors import ConcurrencyConflict
-from immunreg.eventstore.store import Loaded, Outcome
 from immunreg.http.api import Api, json_response
 from immunreg.http.app import SETTINGS_KEY, STORE_KEY
 from immunreg.http.auth import Principal, Role, current_principal
