@@ -1,10 +1,61 @@
-"""What pure domain code raises when a command cannot be accepted.
+"""The pure half of event sourcing: aggregates, what a command did, and refusals.
 
-Domain modules import only this (and their contracts): no I/O, no HTTP. The
-HTTP edge turns these into problem+json responses.
+Domain modules import only this (and their contracts): no I/O, no HTTP, so a
+service's `domain.py` loads without asyncpg, aiohttp or Kafka. The event store
+(immunreg.eventstore) runs these aggregates; the HTTP edge turns the errors
+into problem+json responses.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from immunreg.contracts.envelope import Context, Envelope, Event
+
+S = TypeVar("S")
+C = TypeVar("C")
+
+Decide = Callable[[S, C], Sequence[Event]]
+"""`decide(state, command) -> events`: refuses by raising a DomainError."""
+
+Evolve = Callable[[S, Any], S]
+"""`evolve(state, event) -> state`: never refuses (events are facts)."""
+
+
+@dataclass(frozen=True)
+class Aggregate(Generic[S, C]):
+    """An aggregate's pure functions and how its stream is stored.
+
+    `decide(state, command) -> events` refuses by raising a DomainError;
+    `evolve(state, event) -> state` never refuses (events are facts).
+    """
+
+    stream_type: str
+    context: Context
+    initial: Callable[[], S]
+    evolve: Evolve[S]
+    decide: Decide[S, C]
+    state_type: type[S] | None = None
+    snapshot_every: int = 100
+
+
+@dataclass(frozen=True)
+class Loaded(Generic[S]):
+    """An aggregate's state as of `version` (0: the stream does not exist yet)."""
+
+    state: S
+    version: int
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[S]):
+    """What a command did: the events appended, the new state and version."""
+
+    state: S
+    version: int
+    events: list[Envelope]
 
 
 class DomainError(Exception):

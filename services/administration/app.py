@@ -38,9 +38,9 @@ from prometheus_client import Counter
 
 from immunreg.contracts.administration import CONTEXT
 from immunreg.contracts.envelope import Context, Envelope, new_event_id
+from immunreg.domain import Loaded, Outcome
 from immunreg.eventstore.database import Connection
 from immunreg.eventstore.errors import ConcurrencyConflict
-from immunreg.eventstore.store import Loaded, Outcome
 from immunreg.http.api import Api, json_response
 from immunreg.http.app import SETTINGS_KEY, STORE_KEY
 from immunreg.http.auth import Principal, Role, current_principal

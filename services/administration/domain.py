@@ -35,8 +35,7 @@ from immunreg.contracts.administration import (
 )
 from immunreg.contracts.common import Sex
 from immunreg.contracts.envelope import Context, Event
-from immunreg.domain import Conflict, NotFound, RuleViolation
-from immunreg.eventstore.store import Aggregate
+from immunreg.domain import Aggregate, Conflict, NotFound, RuleViolation
 
 from .rules import Violation
 

@@ -27,9 +27,9 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from immunreg.contracts.booking import CONTEXT, SiteDefined
+from immunreg.domain import Outcome
 from immunreg.eventstore.database import Connection
 from immunreg.eventstore.errors import ConcurrencyConflict
-from immunreg.eventstore.store import Outcome
 from immunreg.http.api import Api, json_response
 from immunreg.http.app import SETTINGS_KEY, STORE_KEY, background_task
 from immunreg.http.auth import Principal, Role, current_principal

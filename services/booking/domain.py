@@ -36,8 +36,7 @@ from immunreg.contracts.booking import (
     SlotsReserved,
 )
 from immunreg.contracts.envelope import Event
-from immunreg.domain import Conflict, NotFound, RuleViolation
-from immunreg.eventstore.store import Aggregate
+from immunreg.domain import Aggregate, Conflict, NotFound, RuleViolation
 
 # --- stream ids ---------------------------------------------------------------------
 

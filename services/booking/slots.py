@@ -33,9 +33,9 @@ from datetime import date
 import msgspec
 
 from immunreg.contracts.envelope import Metadata, new_event_id
-from immunreg.domain import Conflict, NotFound
+from immunreg.domain import Conflict, Loaded, NotFound, Outcome
 from immunreg.eventstore.database import Connection
-from immunreg.eventstore.store import EventStore, Loaded, Outcome
+from immunreg.eventstore.store import EventStore
 
 from .domain import (
     APPOINTMENT,

@@ -18,7 +18,7 @@ import msgspec
 
 from immunreg.contracts.certificates import CONTEXT, CertificateIssued, CertificateRevoked
 from immunreg.contracts.envelope import Event
-from immunreg.eventstore.store import Aggregate
+from immunreg.domain import Aggregate
 
 STREAM_TYPE = "Certificate"
 

@@ -29,8 +29,7 @@ from immunreg.contracts.inventory import (
     ShipmentDispatched,
     ShipmentReceived,
 )
-from immunreg.domain import Conflict, NotFound, RuleViolation
-from immunreg.eventstore.store import Aggregate
+from immunreg.domain import Aggregate, Conflict, NotFound, RuleViolation
 from immunreg.reference.vaccines import vaccine_catalog
 
 NATIONAL_WAREHOUSE = "WH-NATIONAL"

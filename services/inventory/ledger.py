@@ -45,10 +45,10 @@ from immunreg.contracts.inventory import (
     StockDiscrepancyDetected,
     StockLevelChanged,
 )
-from immunreg.domain import NotFound, RuleViolation
+from immunreg.domain import Aggregate, Loaded, NotFound, Outcome, RuleViolation
 from immunreg.eventstore.database import Connection
 from immunreg.eventstore.errors import ConcurrencyConflict
-from immunreg.eventstore.store import Aggregate, EventStore, Loaded, Outcome
+from immunreg.eventstore.store import EventStore
 from immunreg.observability.metrics import Metrics
 
 from . import readmodel as rm

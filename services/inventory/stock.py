@@ -31,8 +31,7 @@ from immunreg.contracts.inventory import (
     StockReceived,
     VialOpened,
 )
-from immunreg.domain import Conflict, NotFound
-from immunreg.eventstore.store import Aggregate
+from immunreg.domain import Aggregate, Conflict, NotFound
 from immunreg.reference.vaccines import vaccine_catalog
 
 from .domain import Lot, LotStatus, is_expired

@@ -18,7 +18,7 @@ Who may do what:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -30,17 +30,13 @@ from prometheus_client import Counter
 from immunreg.contracts.common import Sealed
 from immunreg.contracts.registration import (
     CONTEXT,
-    CitizenErased,
-    CitizenRegistered,
     Consent,
     ContactDetailsChanged,
     PersonalData,
     PreferencesChanged,
 )
-from immunreg.domain import Conflict
+from immunreg.domain import Conflict, Loaded, Outcome
 from immunreg.eventstore.database import Connection
-from immunreg.eventstore.errors import ConcurrencyConflict
-from immunreg.eventstore.store import Loaded, Outcome
 from immunreg.http.api import Api, json_response
 from immunreg.http.app import SETTINGS_KEY, STORE_KEY
 from immunreg.http.auth import Principal, Role, current_principal
@@ -51,11 +47,9 @@ from immunreg.http.versioning import etag, if_match_version
 from immunreg.sealing import seal, unseal, wrap_key
 from immunreg.service import Service
 
-from . import readmodel
+from . import handlers, readmodel
 from .domain import (
-    CITIZEN,
     CitizenState,
-    Command,
     Erase,
     KeyGrant,
     Preferences,
@@ -64,15 +58,14 @@ from .domain import (
     Withdraw,
     require_active,
 )
+from .handlers import PostgresBooks, Prepare, Prepared
 from .keys import (
     CitizenKey,
     KeyRing,
     check_id_key,
-    destroy_citizen_key,
     fetch_citizen_key,
     is_citizen_id,
     load_key_ring,
-    store_citizen_key,
     unwrap_citizen_key,
 )
 from .rules import (
@@ -105,7 +98,6 @@ api = Api(
 )
 
 CHANNELS = {Role.CITIZEN: "online", Role.SITE_STAFF: "health_worker", Role.ADMIN: "admin"}
-COMMAND_ATTEMPTS = 5
 
 _personal_encoder = msgspec.json.Encoder()
 _personal_decoder = msgspec.json.Decoder(PersonalData)
@@ -162,54 +154,22 @@ async def registration_resources(app: web.Application) -> AsyncIterator[None]:
 # --- the command path -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """A command ready to decide, and the new data key to keep if it registers the citizen."""
-
-    command: Command
-    new_key: CitizenKey | None = None
-
-
-Prepare = Callable[[Connection, Loaded[CitizenState]], Awaitable[Prepared]]
-
-
 async def run_command(
     request: web.Request,
     citizen_id: str,
-    prepare: Prepare,
+    prepare: Prepare[Connection],
     *,
     expected_version: int | None = None,
 ) -> Outcome[CitizenState]:
-    """Load, prepare, decide, append, keep keys and read model: one transaction.
-
-    A conflicting append rolls everything back and the command is decided
-    again; with `expected_version` (If-Match) a conflict is final (412).
-    """
+    """The command path (handlers.run_command) on the service's store, keys and read model."""
     store = request.app[STORE_KEY]
-    ring = request.app[KEYS]
-    metadata = metadata_from_request(request)
-
-    async def work(conn: Connection) -> Outcome[CitizenState]:
-        loaded = await store.load_state(CITIZEN, citizen_id, conn)
-        if expected_version is not None and loaded.version != expected_version:
-            raise ConcurrencyConflict(citizen_id, expected_version)
-        prepared = await prepare(conn, loaded)
-        outcome = await store.decide_and_append(
-            conn, CITIZEN, citizen_id, loaded, prepared.command, metadata=metadata
-        )
-        events = [CONTEXT.read(envelope) for envelope in outcome.events]
-        if prepared.new_key is not None and any(isinstance(e, CitizenRegistered) for e in events):
-            await store_citizen_key(conn, ring, citizen_id, prepared.new_key)
-        if any(isinstance(e, CitizenErased) for e in events):
-            await destroy_citizen_key(conn, citizen_id)
-        for envelope, event in zip(outcome.events, events, strict=True):
-            await readmodel.apply_event(
-                conn, citizen_id, envelope.version, envelope.recorded_at, event
-            )
-        return outcome
-
-    return await store.transact(
-        work, attempts=COMMAND_ATTEMPTS, retry_conflicts=expected_version is None
+    return await handlers.run_command(
+        store,
+        PostgresBooks(request.app[KEYS]),
+        citizen_id,
+        prepare,
+        metadata=metadata_from_request(request),
+        expected_version=expected_version,
     )
 
 

@@ -30,8 +30,7 @@ from immunreg.contracts.registration import (
     PreferencesChanged,
     RegistrationWithdrawn,
 )
-from immunreg.domain import Conflict, NotFound
-from immunreg.eventstore.store import Aggregate
+from immunreg.domain import Aggregate, Conflict, NotFound
 
 Status = Literal["unregistered", "active", "withdrawn", "erased"]
 STREAM_TYPE = "Citizen"

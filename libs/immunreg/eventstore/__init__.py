@@ -1,17 +1,18 @@
-"""The event store, its transactional outbox and the relay that publishes it."""
+"""The event store, its transactional outbox and the relay that publishes it.
+
+Aggregate, Loaded and Outcome are pure and live in immunreg.domain.
+"""
 
 from immunreg.eventstore.database import apply_schema, create_pool
 from immunreg.eventstore.errors import ConcurrencyConflict
 from immunreg.eventstore.signal import OutboxSignal
-from immunreg.eventstore.store import Aggregate, EventStore, Loaded, Outcome
+from immunreg.eventstore.store import EventStore, StreamStore
 
 __all__ = [
-    "Aggregate",
     "ConcurrencyConflict",
     "EventStore",
-    "Loaded",
     "OutboxSignal",
-    "Outcome",
+    "StreamStore",
     "apply_schema",
     "create_pool",
 ]

@@ -1,8 +1,10 @@
-"""The PostgreSQL event store: append with an expected version, load a stream.
+"""The event store: load an aggregate, decide, append with an expected version.
 
-Events and their outbox rows are written by one statement, so they commit
-together or not at all. An aggregate is loaded from its newest snapshot plus
-the events after it.
+`StreamStore` does this over any recorder (recorder.py): it rebuilds state from
+the newest snapshot plus the events after it, appends what `decide` returned
+with its outbox rows, snapshots, and re-decides on a conflict. `EventStore` is
+the one the services run on (PostgreSQL, built from a pool); handler unit tests
+use `InMemoryEventStore` (memory.py) and the same code runs.
 """
 
 from __future__ import annotations
@@ -10,15 +12,17 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import asyncpg
 import msgspec
 
 from immunreg.contracts.envelope import Context, Envelope, Event, Metadata, encode_envelope
+from immunreg.domain import Aggregate, Loaded, Outcome
 from immunreg.eventstore.database import Connection
 from immunreg.eventstore.errors import ConcurrencyConflict
+from immunreg.eventstore.postgres import PostgresRecorder
+from immunreg.eventstore.recorder import Recorder, Tx
 from immunreg.eventstore.signal import OutboxSignal
 from immunreg.observability.metrics import Metrics
 
@@ -26,107 +30,27 @@ S = TypeVar("S")
 C = TypeVar("C")
 T = TypeVar("T")
 
-_APPEND = """
-WITH guard AS (
-    SELECT 1 WHERE $2::int = 0
-       OR EXISTS (SELECT 1 FROM events WHERE stream_id = $1 AND version = $2::int)
-), appended AS (
-    INSERT INTO events (stream_id, version, stream_type, event_id, type, schema_version,
-                        data, occurred_at, recorded_at, correlation_id, causation_id)
-    SELECT $1, e.version, $3, e.event_id, e.type, e.schema_version, e.data::jsonb,
-           e.occurred_at, e.recorded_at, e.correlation_id, e.causation_id
-    FROM unnest($4::int[], $5::uuid[], $6::text[], $7::int[], $8::text[],
-                $9::timestamptz[], $10::timestamptz[], $11::uuid[], $12::uuid[])
-         AS e(version, event_id, type, schema_version, data, occurred_at, recorded_at,
-              correlation_id, causation_id),
-         guard
-    RETURNING event_id
-)
-INSERT INTO outbox (topic, key, payload)
-SELECT $13, $1, p.payload
-FROM unnest($14::bytea[]) WITH ORDINALITY AS p(payload, n)
-WHERE (SELECT count(*) FROM appended) = cardinality($4::int[])
-RETURNING id
-"""
 
-_LOAD = """
-SELECT version, stream_type, event_id, type, schema_version, data::text AS data,
-       occurred_at, recorded_at, correlation_id, causation_id
-FROM events WHERE stream_id = $1 AND version > $2 ORDER BY version
-"""
-
-
-def _row_to_envelope(stream_id: str, row: asyncpg.Record) -> Envelope:
-    return Envelope(
-        event_id=row["event_id"],
-        stream_id=stream_id,
-        stream_type=row["stream_type"],
-        version=row["version"],
-        type=row["type"],
-        schema_version=row["schema_version"],
-        occurred_at=row["occurred_at"],
-        recorded_at=row["recorded_at"],
-        correlation_id=row["correlation_id"],
-        causation_id=row["causation_id"],
-        data=msgspec.Raw(row["data"].encode()),
-    )
-
-
-@dataclass(frozen=True)
-class Aggregate(Generic[S, C]):
-    """An aggregate's pure functions and how its stream is stored.
-
-    `decide(state, command) -> events` refuses by raising a DomainError;
-    `evolve(state, event) -> state` never refuses (events are facts).
-    """
-
-    stream_type: str
-    context: Context
-    initial: Callable[[], S]
-    evolve: Callable[[S, Any], S]
-    decide: Callable[[S, C], Sequence[Event]]
-    state_type: type[S] | None = None
-    snapshot_every: int = 100
-
-
-@dataclass(frozen=True)
-class Loaded(Generic[S]):
-    """An aggregate's state as of `version` (0: the stream does not exist yet)."""
-
-    state: S
-    version: int
-
-
-@dataclass(frozen=True)
-class Outcome(Generic[S]):
-    """What a command did: the events appended, the new state and version."""
-
-    state: S
-    version: int
-    events: list[Envelope]
-
-
-class EventStore:
-    """Append-only event streams in one service's schema, with a transactional outbox."""
+class StreamStore(Generic[Tx]):
+    """Append-only event streams with a transactional outbox, over one recorder."""
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        recorder: Recorder[Tx],
         *,
         signal: OutboxSignal | None = None,
         metrics: Metrics | None = None,
     ) -> None:
-        self.pool = pool
+        self.recorder = recorder
         self.signal = signal
         self.metrics = metrics
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Connection]:
+    async def transaction(self) -> AsyncIterator[Tx]:
         """A transaction for appends together with other writes; wakes the relay on commit."""
-        async with self.pool.acquire() as conn:
-            async with conn.transaction():
-                yield conn
-            self._wake()
+        async with self.recorder.transaction() as tx:
+            yield tx
+        self._wake()
 
     def _wake(self) -> None:
         if self.signal is not None:
@@ -141,7 +65,7 @@ class EventStore:
         *,
         context: Context,
         metadata: Metadata | None = None,
-        conn: Connection | None = None,
+        conn: Tx | None = None,
     ) -> list[Envelope]:
         """Append events after `expected_version`, with their outbox rows, atomically.
 
@@ -160,34 +84,14 @@ class EventStore:
             )
             for i, event in enumerate(events, start=1)
         ]
-        args = (
-            stream_id,
-            expected_version,
-            stream_type,
-            [e.version for e in envelopes],
-            [e.event_id for e in envelopes],
-            [e.type for e in envelopes],
-            [e.schema_version for e in envelopes],
-            [bytes(e.data).decode() for e in envelopes],
-            [e.occurred_at for e in envelopes],
-            [e.recorded_at for e in envelopes],
-            [e.correlation_id for e in envelopes],
-            [e.causation_id for e in envelopes],
-            context.topic,
-            [encode_envelope(e) for e in envelopes],
-        )
+        outbox = (context.topic, [encode_envelope(e) for e in envelopes])
         started = time.perf_counter()
         try:
-            if conn is None:
-                rows = await self.pool.fetch(_APPEND, *args)
-            else:
-                rows = await conn.fetch(_APPEND, *args)
-        except asyncpg.UniqueViolationError as exc:
-            self._conflict()
-            raise ConcurrencyConflict(stream_id, expected_version) from exc
-        if len(rows) != len(envelopes):
-            self._conflict()
-            raise ConcurrencyConflict(stream_id, expected_version)
+            await self.recorder.insert_events(stream_id, expected_version, envelopes, outbox, conn)
+        except ConcurrencyConflict:
+            if self.metrics is not None:
+                self.metrics.append_conflicts.inc()
+            raise
         if self.metrics is not None:
             self.metrics.append_latency.observe(time.perf_counter() - started)
             for envelope in envelopes:
@@ -196,42 +100,26 @@ class EventStore:
             self._wake()
         return envelopes
 
-    def _conflict(self) -> None:
-        if self.metrics is not None:
-            self.metrics.append_conflicts.inc()
-
     async def load(
-        self, stream_id: str, after_version: int = 0, conn: Connection | None = None
+        self, stream_id: str, after_version: int = 0, conn: Tx | None = None
     ) -> list[Envelope]:
         """The stream's events after `after_version`, in order."""
-        executor = conn if conn is not None else self.pool
-        rows = await executor.fetch(_LOAD, stream_id, after_version)
-        return [_row_to_envelope(stream_id, row) for row in rows]
-
-    async def stream_version(self, stream_id: str) -> int:
-        """The stream's current version (0 when it has no events)."""
-        version = await self.pool.fetchval(
-            "SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1", stream_id
-        )
-        return int(version)
+        return await self.recorder.select_events(stream_id, after_version, conn)
 
     async def load_state(
         self,
         aggregate: Aggregate[S, Any],
         stream_id: str,
-        conn: Connection | None = None,
+        conn: Tx | None = None,
     ) -> Loaded[S]:
         """Rebuild an aggregate: the newest snapshot, then every later event."""
-        executor = conn if conn is not None else self.pool
         state = aggregate.initial()
         version = 0
         if aggregate.state_type is not None:
-            snap = await executor.fetchrow(
-                "SELECT version, state FROM snapshots WHERE stream_id = $1", stream_id
-            )
-            if snap is not None:
-                state = msgspec.msgpack.decode(snap["state"], type=aggregate.state_type)
-                version = snap["version"]
+            snapshot = await self.recorder.select_snapshot(stream_id, conn)
+            if snapshot is not None:
+                version, encoded = snapshot
+                state = msgspec.msgpack.decode(encoded, type=aggregate.state_type)
         for envelope in await self.load(stream_id, version, conn):
             if aggregate.context.knows(envelope.type):
                 state = aggregate.evolve(state, aggregate.context.read(envelope))
@@ -240,7 +128,7 @@ class EventStore:
 
     async def transact(
         self,
-        work: Callable[[Connection], Awaitable[T]],
+        work: Callable[[Tx], Awaitable[T]],
         *,
         attempts: int = 5,
         retry_conflicts: bool = True,
@@ -262,7 +150,7 @@ class EventStore:
 
     async def execute_in(
         self,
-        conn: Connection,
+        conn: Tx,
         aggregate: Aggregate[S, C],
         stream_id: str,
         command: C,
@@ -280,7 +168,7 @@ class EventStore:
 
     async def decide_and_append(
         self,
-        conn: Connection,
+        conn: Tx,
         aggregate: Aggregate[S, C],
         stream_id: str,
         loaded: Loaded[S],
@@ -328,7 +216,7 @@ class EventStore:
         the caller's view is out of date and ConcurrencyConflict is raised.
         """
 
-        async def work(conn: Connection) -> Outcome[S]:
+        async def work(conn: Tx) -> Outcome[S]:
             return await self.execute_in(
                 conn,
                 aggregate,
@@ -350,7 +238,7 @@ class EventStore:
         after: int,
         state: S,
         *,
-        conn: Connection | None = None,
+        conn: Tx | None = None,
     ) -> None:
         every = aggregate.snapshot_every
         if aggregate.state_type is None or every <= 0 or after // every == before // every:
@@ -358,22 +246,30 @@ class EventStore:
         await self.save_snapshot(stream_id, after, state, conn)
 
     async def save_snapshot(
-        self, stream_id: str, version: int, state: object, conn: Connection | None = None
+        self, stream_id: str, version: int, state: object, conn: Tx | None = None
     ) -> None:
         """Store a state as of `version`, replacing an older snapshot only.
 
         With `conn`, the snapshot joins the caller's transaction (so it can never
         describe events that were rolled back).
         """
-        executor = conn if conn is not None else self.pool
-        await executor.execute(
-            """
-            INSERT INTO snapshots (stream_id, version, state) VALUES ($1, $2, $3)
-            ON CONFLICT (stream_id) DO UPDATE
-                SET version = excluded.version, state = excluded.state, taken_at = now()
-                WHERE snapshots.version < excluded.version
-            """,
-            stream_id,
-            version,
-            msgspec.msgpack.encode(state),
-        )
+        await self.recorder.upsert_snapshot(stream_id, version, msgspec.msgpack.encode(state), conn)
+
+
+class EventStore(StreamStore[Connection]):
+    """The services' event store: streams in one service's PostgreSQL schema."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        signal: OutboxSignal | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.postgres = PostgresRecorder(pool)
+        super().__init__(self.postgres, signal=signal, metrics=metrics)
+        self.pool = pool
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The stream's current version (0 when it has no events)."""
+        return await self.postgres.stream_version(stream_id)

@@ -11,10 +11,10 @@ from typing import Any, ClassVar
 
 from immunreg.contracts.envelope import Context, Envelope, Event
 from immunreg.contracts.upcasting import Upcasters
+from immunreg.domain import Aggregate
 from immunreg.eventstore import EventStore, OutboxSignal
 from immunreg.eventstore.database import Connection
 from immunreg.eventstore.relay import OutboxRelay
-from immunreg.eventstore.store import Aggregate
 from immunreg.messaging import EventConsumer, Reactions
 
 from ..conftest import SchemaFactory, unique_name

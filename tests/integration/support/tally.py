@@ -7,8 +7,7 @@ from collections.abc import Sequence
 import msgspec
 
 from immunreg.contracts.envelope import Context, Event
-from immunreg.domain import RuleViolation
-from immunreg.eventstore.store import Aggregate
+from immunreg.domain import Aggregate, RuleViolation
 
 
 class Counted(Event, frozen=True):

@@ -1,0 +1,154 @@
+"""The PostgreSQL recorder: streams, outbox and snapshots in one service's schema.
+
+Events and their outbox rows are written by one statement, so they commit
+together or not at all; the primary key (stream_id, version) is what makes two
+writers at one expected version a conflict (see schema.sql).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import asyncpg
+import msgspec
+
+from immunreg.contracts.envelope import Envelope
+from immunreg.eventstore.database import Connection
+from immunreg.eventstore.errors import ConcurrencyConflict
+
+# The guard lets the insert through only when the stream is at the expected
+# version; a writer that raced past the guard hits the primary key instead. The
+# outbox insert sees how many events went in, so a refused append writes no outbox row.
+_APPEND = """
+WITH guard AS (
+    SELECT 1 WHERE $2::int = 0
+       OR EXISTS (SELECT 1 FROM events WHERE stream_id = $1 AND version = $2::int)
+), appended AS (
+    INSERT INTO events (stream_id, version, stream_type, event_id, type, schema_version,
+                        data, occurred_at, recorded_at, correlation_id, causation_id)
+    SELECT $1, e.version, $3, e.event_id, e.type, e.schema_version, e.data::jsonb,
+           e.occurred_at, e.recorded_at, e.correlation_id, e.causation_id
+    FROM unnest($4::int[], $5::uuid[], $6::text[], $7::int[], $8::text[],
+                $9::timestamptz[], $10::timestamptz[], $11::uuid[], $12::uuid[])
+         AS e(version, event_id, type, schema_version, data, occurred_at, recorded_at,
+              correlation_id, causation_id),
+         guard
+    RETURNING event_id
+)
+INSERT INTO outbox (topic, key, payload)
+SELECT $13, $1, p.payload
+FROM unnest($14::bytea[]) WITH ORDINALITY AS p(payload, n)
+WHERE (SELECT count(*) FROM appended) = cardinality($4::int[])
+RETURNING id
+"""
+
+_LOAD = """
+SELECT version, stream_type, event_id, type, schema_version, data::text AS data,
+       occurred_at, recorded_at, correlation_id, causation_id
+FROM events WHERE stream_id = $1 AND version > $2 ORDER BY version
+"""
+
+_SAVE_SNAPSHOT = """
+INSERT INTO snapshots (stream_id, version, state) VALUES ($1, $2, $3)
+ON CONFLICT (stream_id) DO UPDATE
+    SET version = excluded.version, state = excluded.state, taken_at = now()
+    WHERE snapshots.version < excluded.version
+"""
+
+
+def _row_to_envelope(stream_id: str, row: asyncpg.Record) -> Envelope:
+    return Envelope(
+        event_id=row["event_id"],
+        stream_id=stream_id,
+        stream_type=row["stream_type"],
+        version=row["version"],
+        type=row["type"],
+        schema_version=row["schema_version"],
+        occurred_at=row["occurred_at"],
+        recorded_at=row["recorded_at"],
+        correlation_id=row["correlation_id"],
+        causation_id=row["causation_id"],
+        data=msgspec.Raw(row["data"].encode()),
+    )
+
+
+class PostgresRecorder:
+    """The recorder the services run on; `tx` is an asyncpg connection in a transaction."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """A pooled connection in a transaction."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield conn
+
+    async def insert_events(
+        self,
+        stream_id: str,
+        expected_version: int,
+        envelopes: Sequence[Envelope],
+        outbox: tuple[str, Sequence[bytes]],
+        tx: Connection | None = None,
+    ) -> None:
+        """Append the events and their outbox rows in one statement (see _APPEND)."""
+        topic, payloads = outbox
+        args = (
+            stream_id,
+            expected_version,
+            envelopes[0].stream_type,
+            [e.version for e in envelopes],
+            [e.event_id for e in envelopes],
+            [e.type for e in envelopes],
+            [e.schema_version for e in envelopes],
+            [bytes(e.data).decode() for e in envelopes],
+            [e.occurred_at for e in envelopes],
+            [e.recorded_at for e in envelopes],
+            [e.correlation_id for e in envelopes],
+            [e.causation_id for e in envelopes],
+            topic,
+            list(payloads),
+        )
+        try:
+            if tx is None:
+                rows = await self.pool.fetch(_APPEND, *args)
+            else:
+                rows = await tx.fetch(_APPEND, *args)
+        except asyncpg.UniqueViolationError as exc:
+            raise ConcurrencyConflict(stream_id, expected_version) from exc
+        if len(rows) != len(envelopes):
+            raise ConcurrencyConflict(stream_id, expected_version)
+
+    async def select_events(
+        self, stream_id: str, after_version: int = 0, tx: Connection | None = None
+    ) -> list[Envelope]:
+        """The stream's events after `after_version`, in order."""
+        executor = tx if tx is not None else self.pool
+        rows = await executor.fetch(_LOAD, stream_id, after_version)
+        return [_row_to_envelope(stream_id, row) for row in rows]
+
+    async def select_snapshot(
+        self, stream_id: str, tx: Connection | None = None
+    ) -> tuple[int, bytes] | None:
+        """The stream's snapshot row, if any."""
+        executor = tx if tx is not None else self.pool
+        row = await executor.fetchrow(
+            "SELECT version, state FROM snapshots WHERE stream_id = $1", stream_id
+        )
+        return None if row is None else (row["version"], row["state"])
+
+    async def upsert_snapshot(
+        self, stream_id: str, version: int, state: bytes, tx: Connection | None = None
+    ) -> None:
+        """Store the snapshot unless a newer one is there already."""
+        executor = tx if tx is not None else self.pool
+        await executor.execute(_SAVE_SNAPSHOT, stream_id, version, state)
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The stream's current version (0 when it has no events)."""
+        version = await self.pool.fetchval(
+            "SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1", stream_id
+        )
+        return int(version)

@@ -1,0 +1,115 @@
+"""Registration's command path, apart from HTTP: load, prepare, decide, append, keep the books.
+
+`run_command` is written against any event store (`StreamStore[Tx]`) and any
+`CitizenBooks[Tx]` (the key table and the `citizens` read model), so the same
+code runs on PostgreSQL in the service and in memory in the unit tests
+(tests/unit/registration/test_registration_handlers.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from immunreg.contracts.envelope import Envelope, Event, Metadata
+from immunreg.contracts.registration import CONTEXT, CitizenErased, CitizenRegistered
+from immunreg.domain import Loaded, Outcome
+from immunreg.eventstore.database import Connection
+from immunreg.eventstore.errors import ConcurrencyConflict
+from immunreg.eventstore.store import StreamStore
+
+from . import readmodel
+from .domain import CITIZEN, CitizenState, Command
+from .keys import CitizenKey, KeyRing, destroy_citizen_key, store_citizen_key
+
+Tx = TypeVar("Tx")
+# The books only take the transaction handle (never return one), hence contravariant.
+Tx_contra = TypeVar("Tx_contra", contravariant=True)
+
+COMMAND_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A command ready to decide, and the new data key to keep if it registers the citizen."""
+
+    command: Command
+    new_key: CitizenKey | None = None
+
+
+# Turns the loaded state into a command: may read through the transaction (e.g. the
+# citizen's key, to re-seal personal data), so it runs again when the command does.
+Prepare = Callable[[Tx, Loaded[CitizenState]], Awaitable[Prepared]]
+
+
+class CitizenBooks(Protocol[Tx_contra]):
+    """What a command writes beside the Citizen stream, in the same transaction."""
+
+    async def keep_key(self, tx: Tx_contra, citizen_id: str, key: CitizenKey) -> None:
+        """Keep the data key a registration sealed the personal data with."""
+        ...
+
+    async def destroy_key(self, tx: Tx_contra, citizen_id: str) -> None:
+        """Forget the data key: what it sealed can never be read again (erasure)."""
+        ...
+
+    async def record(
+        self, tx: Tx_contra, citizen_id: str, envelope: Envelope, event: Event
+    ) -> None:
+        """Bring the citizen's read-model row up to the event."""
+        ...
+
+
+class PostgresBooks:
+    """The service's books: the `citizen_keys` table and the `citizens` read model."""
+
+    def __init__(self, ring: KeyRing) -> None:
+        self.ring = ring
+
+    async def keep_key(self, tx: Connection, citizen_id: str, key: CitizenKey) -> None:
+        await store_citizen_key(tx, self.ring, citizen_id, key)
+
+    async def destroy_key(self, tx: Connection, citizen_id: str) -> None:
+        await destroy_citizen_key(tx, citizen_id)
+
+    async def record(
+        self, tx: Connection, citizen_id: str, envelope: Envelope, event: Event
+    ) -> None:
+        await readmodel.apply_event(tx, citizen_id, envelope.version, envelope.recorded_at, event)
+
+
+async def run_command(
+    store: StreamStore[Tx],
+    books: CitizenBooks[Tx],
+    citizen_id: str,
+    prepare: Prepare[Tx],
+    *,
+    metadata: Metadata | None = None,
+    expected_version: int | None = None,
+    attempts: int = COMMAND_ATTEMPTS,
+) -> Outcome[CitizenState]:
+    """Load, prepare, decide, append, keep keys and read model: one transaction.
+
+    A conflicting append rolls everything back and the command is decided
+    again; with `expected_version` (If-Match) a conflict is final (412).
+    """
+
+    async def work(tx: Tx) -> Outcome[CitizenState]:
+        loaded = await store.load_state(CITIZEN, citizen_id, tx)
+        if expected_version is not None and loaded.version != expected_version:
+            raise ConcurrencyConflict(citizen_id, expected_version)
+        prepared = await prepare(tx, loaded)
+        outcome = await store.decide_and_append(
+            tx, CITIZEN, citizen_id, loaded, prepared.command, metadata=metadata
+        )
+        events = [CONTEXT.read(envelope) for envelope in outcome.events]
+        if prepared.new_key is not None and any(isinstance(e, CitizenRegistered) for e in events):
+            await books.keep_key(tx, citizen_id, prepared.new_key)
+        if any(isinstance(e, CitizenErased) for e in events):
+            await books.destroy_key(tx, citizen_id)
+        for envelope, event in zip(outcome.events, events, strict=True):
+            await books.record(tx, citizen_id, envelope, event)
+        return outcome
+
+    return await store.transact(work, attempts=attempts, retry_conflicts=expected_version is None)
