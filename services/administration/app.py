@@ -54,6 +54,7 @@ from immunreg.reference.vaccines import VaccineCatalog, vaccine_catalog
 from immunreg.service import Service
 
 from . import fhir, readmodel
+from .demo import load as load_demo
 from .domain import (
     CLOCK_SKEW,
     Administer,
@@ -640,4 +641,5 @@ service = Service(
     schema_files=[Path(__file__).with_name("schema.sql")],
     reactions=reactions,
     resources=[administration_resources],
+    demo=load_demo,
 )

@@ -43,6 +43,7 @@ from immunreg.service import Resource, Service
 
 from . import readmodel
 from .config import BookingConfig
+from .demo import load as load_demo
 from .domain import (
     SITE,
     SITEDAY,
@@ -631,6 +632,7 @@ def build_service(*, consume: bool = True) -> Service:
         schema_files=[SCHEMA_FILE],
         reactions=build_reactions(runtime) if consume else None,
         resources=(_runtime_resource(runtime), _nightly, _no_shows),
+        demo=load_demo,
     )
 
 

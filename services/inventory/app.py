@@ -31,6 +31,7 @@ from immunreg.http.problems import Problem
 from immunreg.service import Resource, Service
 
 from . import readmodel as rm
+from .demo import load as load_demo
 from .domain import (
     LOCATION_PATTERN,
     LOT_PATTERN,
@@ -419,6 +420,7 @@ def build_service() -> Service:
         schema_files=[SCHEMA_FILE],
         reactions=build_reactions(slot),
         resources=(_ledger_resource(slot), _expiry_sweep),
+        demo=load_demo,
     )
 
 

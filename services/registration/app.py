@@ -52,6 +52,7 @@ from immunreg.sealing import seal, unseal, wrap_key
 from immunreg.service import Service
 
 from . import readmodel
+from .demo import load as load_demo
 from .domain import (
     CITIZEN,
     CitizenState,
@@ -509,4 +510,5 @@ service = Service(
     publishes=CONTEXT,
     schema_files=[Path(__file__).with_name("schema.sql")],
     resources=[registration_resources],
+    demo=load_demo,
 )
