@@ -32,7 +32,7 @@ from immunreg.eventstore.errors import ConcurrencyConflict
 from immunreg.eventstore.store import Outcome
 from immunreg.http.api import Api, json_response
 from immunreg.http.app import SETTINGS_KEY, STORE_KEY, background_task
-from immunreg.http.auth import Principal, Role, current_principal
+from immunreg.http.auth import Principal, Role, require_principal
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.middleware import metadata_from_request
 from immunreg.http.problems import FieldError, Problem
@@ -74,6 +74,9 @@ from .schemas import (
 )
 from .slots import Slots
 
+# What a citizen is told on asking for another citizen's record (403 other_citizen).
+OTHER_CITIZEN = "a citizen may see and change only their own appointments"
+
 SCHEMA_FILE = Path(__file__).with_name("schema.sql")
 MAX_LIMIT = 500
 
@@ -98,12 +101,6 @@ class BookingCounters:
 
 CONFIG_KEY = web.AppKey("booking_config", BookingConfig)
 COUNTERS_KEY = web.AppKey("booking_counters", BookingCounters)
-
-
-def _principal(request: web.Request) -> Principal:
-    principal = current_principal(request)
-    assert principal is not None  # every route here declares roles
-    return principal
 
 
 def _config(request: web.Request) -> BookingConfig:
@@ -382,13 +379,6 @@ def _appointment_view(row: asyncpg.Record) -> AppointmentView:
     )
 
 
-def _require_own(principal: Principal, citizen_id: str) -> None:
-    if not principal.can_access_citizen(citizen_id):
-        raise Problem.forbidden(
-            "a citizen may see and change only their own appointments", code="other_citizen"
-        )
-
-
 @api.get(
     "/v1/citizens/{citizen_id}/appointments",
     responses={200: CitizenAppointments, 403: None},
@@ -400,7 +390,7 @@ async def citizen_appointments(request: web.Request) -> web.StreamResponse:
     """Every appointment of the citizen, newest first: the open one (status `booked`) and
     the history (cancelled, attended, missed), each with the reason it was booked."""
     citizen_id = request.match_info["citizen_id"]
-    _require_own(_principal(request), citizen_id)
+    require_principal(request).require_own(citizen_id, OTHER_CITIZEN)
     rows = await request.app[POOL_KEY].fetch(
         f"SELECT {readmodel.APPOINTMENT_COLUMNS} FROM appointments WHERE citizen_id = $1 "
         "ORDER BY booked_at DESC, appointment_id DESC LIMIT 100",
@@ -414,7 +404,7 @@ async def citizen_appointments(request: web.Request) -> web.StreamResponse:
 async def _own_appointment(request: web.Request) -> tuple[asyncpg.Record, Principal]:
     appointment_id = request.match_info["appointment_id"]
     row = await readmodel.appointment(request.app[POOL_KEY], appointment_id[:100])
-    principal = _principal(request)
+    principal = require_principal(request)
     if row is None or not principal.can_access_citizen(row["citizen_id"]):
         # Another citizen's appointment is "not found" too: ids are not to be probed.
         raise Problem.not_found("no such appointment")
@@ -539,7 +529,7 @@ async def site_appointments(request: web.Request, query: SiteDayQuery) -> web.St
     """The day's list for the site (every status), a page at a time. Site staff see only
     their own site."""
     site_id = _site_id(request)
-    _principal(request).require_site(site_id)
+    require_principal(request).require_site(site_id)
     limit = _limit(query.limit)
     after = ""
     if query.cursor:

@@ -54,6 +54,15 @@ class Principal(msgspec.Struct, frozen=True):
             return True
         return self.role is Role.CITIZEN and self.citizen_id == citizen_id
 
+    def require_own(self, citizen_id: str, detail: str) -> None:
+        """Refuse a citizen acting on another citizen's record (`detail` says what).
+
+        Only citizens are held here: which other roles may act at all is the
+        route's `roles`, and site staff are held to their site by `require_site`.
+        """
+        if self.role is Role.CITIZEN and self.citizen_id != citizen_id:
+            raise Problem.forbidden(detail, code="other_citizen")
+
     def require_site(self, site_id: str) -> None:
         """Refuse site staff acting at a site other than their own."""
         if self.role is Role.SITE_STAFF and self.site_id != site_id:
@@ -69,6 +78,18 @@ PRINCIPAL_KEY = web.RequestKey("principal", Principal)
 def current_principal(request: web.Request) -> Principal | None:
     """The verified caller, or None for an anonymous request."""
     return request.get(PRINCIPAL_KEY)
+
+
+def require_principal(request: web.Request) -> Principal:
+    """The verified caller of a route that declares `roles`.
+
+    The API refuses an anonymous request to such a route before its handler runs
+    (401), so a missing principal here is a route that forgot its roles.
+    """
+    principal = current_principal(request)
+    if principal is None:
+        raise RuntimeError(f"{request.path}: a handler needs a principal; declare the roles")
+    return principal
 
 
 def _check_role_claims(role: Role, site_id: str | None, citizen_id: str | None) -> str | None:
