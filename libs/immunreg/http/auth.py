@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -18,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from immunreg.http.problems import Problem
+from immunreg.keyfiles import replace_file, write_once
 
 AUDIENCE = "immunreg"
 ALGORITHM = "ES256"
@@ -117,23 +116,13 @@ def ensure_dev_keys(directory: Path) -> tuple[Path, Path]:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        tmp = directory / f".{PRIVATE_KEY_FILE}.{uuid.uuid4().hex}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(pem)
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, private_path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_once(private_path, pem)
     private_key = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
     public_pem = private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     if not public_path.exists() or public_path.read_bytes() != public_pem:
-        tmp = directory / f".{PUBLIC_KEY_FILE}.{uuid.uuid4().hex}"
-        tmp.write_bytes(public_pem)
-        tmp.replace(public_path)
+        replace_file(public_path, public_pem)
     return private_path, public_path
 
 
