@@ -36,7 +36,13 @@ from immunreg.http.auth import Principal, Role, require_principal
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.middleware import metadata_from_request
 from immunreg.http.problems import FieldError, Problem
-from immunreg.http.versioning import decode_cursor, encode_cursor, etag, if_match_version
+from immunreg.http.versioning import (
+    cursor_key,
+    encode_cursor,
+    etag,
+    if_match_version,
+    page_limit,
+)
 from immunreg.reference.geography import municipalities
 from immunreg.reference.vaccines import vaccine_catalog
 from immunreg.service import Resource, Service
@@ -78,7 +84,6 @@ from .slots import Slots
 OTHER_CITIZEN = "a citizen may see and change only their own appointments"
 
 SCHEMA_FILE = Path(__file__).with_name("schema.sql")
-MAX_LIMIT = 500
 
 api = Api(
     "immunreg booking",
@@ -118,12 +123,6 @@ def _site_id(request: web.Request, *, creating: bool = False) -> str:
             raise _invalid("path.site_id", f"must match {SITE_ID_PATTERN} (at most 64 characters)")
         raise Problem.not_found(f"no site {site_id!r}")
     return site_id
-
-
-def _limit(value: int) -> int:
-    if not 1 <= value <= MAX_LIMIT:
-        raise _invalid("query.limit", f"must be between 1 and {MAX_LIMIT}")
-    return value
 
 
 def _capacity_errors(capacity: dict[str, int], field: str) -> list[FieldError]:
@@ -228,15 +227,11 @@ async def define_site(request: web.Request, body: SiteIn) -> web.StreamResponse:
 )
 async def list_sites(request: web.Request, query: SiteQuery) -> web.StreamResponse:
     """Sites by id, a page at a time (`next_cursor`), optionally of one municipality."""
-    limit = _limit(query.limit)
-    after = ""
-    if query.cursor:
-        values = decode_cursor(query.cursor)
-        after = str(values[0]) if values else ""
+    limit = page_limit(query, code="invalid_fields")
     rows = await request.app[POOL_KEY].fetch(
         f"{_SITE_ROW} WHERE site_id > $1 AND ($2::text IS NULL OR municipality_code = $2) "
         "ORDER BY site_id LIMIT $3",
-        after,
+        cursor_key(query),
         query.municipality_code,
         limit + 1,
     )
@@ -530,18 +525,14 @@ async def site_appointments(request: web.Request, query: SiteDayQuery) -> web.St
     their own site."""
     site_id = _site_id(request)
     require_principal(request).require_site(site_id)
-    limit = _limit(query.limit)
-    after = ""
-    if query.cursor:
-        values = decode_cursor(query.cursor)
-        after = str(values[0]) if values else ""
+    limit = page_limit(query, code="invalid_fields")
     rows = await request.app[POOL_KEY].fetch(
         f"SELECT {readmodel.APPOINTMENT_COLUMNS} FROM appointments "
         "WHERE site_id = $1 AND day = $2 AND appointment_id > $3 "
         "ORDER BY appointment_id LIMIT $4",
         site_id,
         query.date,
-        after,
+        cursor_key(query),
         limit + 1,
     )
     items = [_appointment_view(r) for r in rows[:limit]]
