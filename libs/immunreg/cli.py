@@ -24,8 +24,12 @@ def _infra(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser; subcommands register themselves here."""
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser for `argv`; subcommands register themselves here.
+
+    `argv` only decides which services' own subcommands are loaded (see
+    `register_commands`); the library's own are always there.
+    """
     parser = argparse.ArgumentParser(prog="immunreg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -35,13 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from immunreg.cli_commands import register_commands
 
-    register_commands(sub)
+    register_commands(sub, sys.argv[1:] if argv is None else argv)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     func: Command = args.func
     try:
         return func(args)

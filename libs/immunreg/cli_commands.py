@@ -4,19 +4,14 @@ dead letters."""
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from immunreg.discovery import available_services, load_service
 from immunreg.paths import keys_dir, state_dir
-
-
-def load_service(name: str) -> Any:
-    """The `Service` object of services/<name>/app.py."""
-    module = importlib.import_module(f"services.{name}.app")
-    return module.service
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -57,12 +52,7 @@ def _run(args: argparse.Namespace) -> int:
     from immunreg.demo import load_demo_data
     from immunreg.http.auth import ensure_dev_keys
     from immunreg.localinfra._proc import log, step
-    from immunreg.localinfra.services import (
-        ServiceProcess,
-        available_services,
-        start_services,
-        wait_ready,
-    )
+    from immunreg.localinfra.services import ServiceProcess, start_services, wait_ready
 
     def interrupt(signum: int, frame: object) -> None:
         # Raised wherever the main thread is (a start-up step, the demo, the watch
@@ -141,8 +131,8 @@ def _stop(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_commands(sub: Any) -> None:
-    """Add the subcommands that live outside cli.py."""
+def register_commands(sub: Any, argv: Sequence[str]) -> None:
+    """Add the subcommands that live outside cli.py, and those the services declare."""
     serve = sub.add_parser("serve", help="run one service in the foreground")
     serve.add_argument("service")
     serve.set_defaults(func=_serve)
@@ -167,10 +157,25 @@ def register_commands(sub: Any) -> None:
     token.add_argument("--hours", type=float, default=12.0, help="lifetime in hours")
     token.set_defaults(func=_token)
 
-    from services.projections.cli import add_commands as add_projections_commands
-
-    add_projections_commands(sub)
-
     from immunreg.cli_dlq import add_commands as add_dlq_commands
 
     add_dlq_commands(sub)
+    _add_service_commands(sub, argv)
+
+
+def _add_service_commands(sub: Any, argv: Sequence[str]) -> None:
+    """Add the subcommands the services declare (`Service.commands`).
+
+    Importing a service costs about a quarter of a second, and every service process
+    starts through this parser (`immunreg serve`), so no service is imported for the
+    library's own commands, only the named one for `immunreg <service> ...`, and
+    all of them when the command is unknown or missing (so help and errors list all).
+    """
+    command = next((word for word in argv if not word.startswith("-")), None)
+    if command in sub.choices:
+        return
+    names = available_services()
+    for name in [command] if command in names else names:
+        declared = load_service(name).commands
+        if declared is not None:
+            declared(sub)

@@ -1,6 +1,6 @@
 """Demo data for `make run`: each service that has some contributes it.
 
-A service adds `services/<name>/demo.py` with `load(urls: dict[str, str]) -> str`
+A service declares a loader, `Service.demo`: `load(urls: dict[str, str]) -> str`
 (returning a one-line summary). They run in the order the data flows
 (citizens and stock before bookings, bookings before doses), over HTTP as a
 client would; between steps the loader waits until every service has
@@ -10,8 +10,6 @@ what the previous one caused.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import re
 import sys
@@ -21,6 +19,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
+from immunreg.discovery import load_service
 from immunreg.http.auth import Role, ensure_dev_keys, issue_token
 from immunreg.paths import keys_dir
 
@@ -116,9 +115,10 @@ def wait_until_quiet(urls: dict[str, str], seconds: float = 60.0) -> bool:
 def load_demo_data(urls: dict[str, str]) -> None:
     """Run every service's demo loader against the running services."""
     for name in ORDER:
-        if name not in urls or importlib.util.find_spec(f"services.{name}.demo") is None:
+        loader = load_service(name).demo if name in urls else None
+        if loader is None:
             continue
         if not wait_until_quiet(urls):
             print("[demo] services still busy after 60 s; going on", file=sys.stderr)
-        summary = importlib.import_module(f"services.{name}.demo").load(urls)
+        summary = loader(urls)
         print(f"[demo] {name}: {summary}", file=sys.stderr, flush=True)

@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import os
-import uuid
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -31,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from immunreg.contracts.common import Sealed
+from immunreg.keyfiles import replace_file, write_once
 
 SEAL_ALG = "AES-256-GCM"
 WRAP_ALG = "RSA-OAEP-256"
@@ -136,16 +135,7 @@ def ensure_key_file(path: Path) -> bytes:
     one that won.
     """
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(_b64(new_data_key()) + "\n")
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_once(path, (_b64(new_data_key()) + "\n").encode())
     return read_key_file(path)
 
 
@@ -158,31 +148,19 @@ def ensure_rsa_key_pair(private_path: Path, public_path: Path) -> rsa.RSAPrivate
     always derived from whichever private key won.
     """
     if not private_path.exists():
-        private_path.parent.mkdir(parents=True, exist_ok=True)
         key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
         pem = key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        tmp = private_path.with_name(f".{private_path.name}.{uuid.uuid4().hex}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(pem)
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, private_path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_once(private_path, pem)
     private_key = load_private_key(private_path.read_bytes())
     public_pem = private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     if not public_path.exists() or public_path.read_bytes() != public_pem:
-        public_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = public_path.with_name(f".{public_path.name}.{uuid.uuid4().hex}")
-        tmp.write_bytes(public_pem)
-        tmp.replace(public_path)
+        replace_file(public_path, public_pem)
     return private_key
 
 

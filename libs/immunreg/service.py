@@ -1,14 +1,18 @@
 """What a service is made of: its API, its tables, its reactions, its jobs.
 
 Each service module builds one `Service`; `immunreg serve NAME` turns it into
-a running process with `create_app`.
+a running process with `create_app`. The `Service` is also how a service offers
+the `immunreg` command its subcommands and `make run` its demo data: the library
+finds them here (see `immunreg.discovery`), never by importing the service.
 """
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -22,6 +26,11 @@ Resource = Callable[[web.Application], AsyncIterator[None]]
 # A readiness check of the service's own (beyond database, Kafka and its consumers).
 # It is taken to need Kafka: while Kafka is down its failure only degrades.
 ReadinessCheck = Callable[[web.Application], Awaitable[bool | Health]]
+# Adds a service's subcommands to `immunreg` (the argparse subparsers action).
+# Name the subcommand after the service: `immunreg <name> ...` then imports only it.
+Commands = Callable[["argparse._SubParsersAction[Any]"], None]
+# Loads demo data over HTTP for `make run`: service name -> base URL in, one-line summary out.
+DemoLoader = Callable[[dict[str, str]], str]
 
 
 @dataclass
@@ -36,6 +45,8 @@ class Service:
     resources: Sequence[Resource] = field(default_factory=tuple)
     extra_routes: Sequence[web.RouteDef] = field(default_factory=tuple)
     readiness: Mapping[str, ReadinessCheck] = field(default_factory=dict)
+    commands: Commands | None = None
+    demo: DemoLoader | None = None
 
     @property
     def topics(self) -> list[str]:

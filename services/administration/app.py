@@ -43,7 +43,7 @@ from immunreg.eventstore.database import Connection
 from immunreg.eventstore.errors import ConcurrencyConflict
 from immunreg.http.api import Api, json_response
 from immunreg.http.app import SETTINGS_KEY, STORE_KEY
-from immunreg.http.auth import Principal, Role, current_principal
+from immunreg.http.auth import Principal, Role, require_principal
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.middleware import metadata_from_request
 from immunreg.http.openapi import Media
@@ -54,6 +54,7 @@ from immunreg.reference.vaccines import VaccineCatalog, vaccine_catalog
 from immunreg.service import Service
 
 from . import fhir, readmodel
+from .demo import load as load_demo
 from .domain import (
     CLOCK_SKEW,
     Administer,
@@ -83,6 +84,9 @@ from .schemas import (
     ReportAdverseEvent,
     VoidDose,
 )
+
+# What a citizen is told on asking for another citizen's record (403 other_citizen).
+OTHER_CITIZEN = "a citizen may read only their own record"
 
 api = Api(
     "administration",
@@ -147,23 +151,12 @@ async def administration_resources(app: web.Application) -> AsyncIterator[None]:
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _principal(request: web.Request) -> Principal:
-    principal = current_principal(request)
-    assert principal is not None  # every route here declares roles
-    return principal
-
-
 def _require_override_right(principal: Principal, override_reason: str | None) -> None:
     if override_reason is not None and principal.role is not Role.ADMIN:
         raise Problem.forbidden(
             "only an administrator may record a dose despite the rules (override_reason)",
             code="override_not_allowed",
         )
-
-
-def _require_reader(principal: Principal, citizen_id: str) -> None:
-    if principal.role is Role.CITIZEN and principal.citizen_id != citizen_id:
-        raise Problem.forbidden("a citizen may read only their own record", code="other_citizen")
 
 
 def _require_past(field: str, moment: datetime) -> None:
@@ -299,7 +292,7 @@ async def _dose_response(
     if row is None:
         raise Problem.not_found("no dose is recorded under this id")
     if principal is not None:
-        _require_reader(principal, row["citizen_id"])
+        principal.require_own(row["citizen_id"], OTHER_CITIZEN)
     adverse = [
         _adverse_view(r)
         for r in await readmodel.fetch_adverse_events(pool, row["citizen_id"])
@@ -328,7 +321,7 @@ async def record_dose(request: web.Request, body: RecordDose) -> web.StreamRespo
     `age_above_maximum`). An administrator may record despite all but the first three by
     sending `override_reason`, which is kept. 201 with the new dose id; 200 with the same
     id when this dose (citizen, lot, dose number, time) is already recorded."""
-    principal = _principal(request)
+    principal = require_principal(request)
     principal.require_site(body.site_id)
     _require_override_right(principal, body.override_reason)
     _require_past("administered_at", body.administered_at)
@@ -409,7 +402,7 @@ async def record_dose(request: web.Request, body: RecordDose) -> web.StreamRespo
 )
 async def read_dose(request: web.Request) -> web.StreamResponse:
     """The dose as it stands (corrections applied), with its ETag for If-Match."""
-    return await _dose_response(request, request.match_info["dose_id"], _principal(request))
+    return await _dose_response(request, request.match_info["dose_id"], require_principal(request))
 
 
 async def _change_dose(
@@ -418,7 +411,7 @@ async def _change_dose(
 ) -> Outcome[DoseState]:
     """Load the dose, check the caller may change it, decide, append, update the read
     model: one transaction. `If-Match` is honoured when sent (412 when stale)."""
-    principal = _principal(request)
+    principal = require_principal(request)
     dose_id = request.match_info["dose_id"]
     expected = if_match_version(request)
     store = request.app[STORE_KEY]
@@ -464,7 +457,7 @@ async def correct_dose(request: web.Request, body: CorrectDose) -> web.StreamRes
     the record is checked by the same rules as a new dose, this dose aside. The history
     keeps the original. A voided dose cannot be corrected (409 `dose_voided`); a
     correction that changes nothing records nothing."""
-    principal = _principal(request)
+    principal = require_principal(request)
     _require_override_right(principal, body.override_reason)
     if not isinstance(body.administered_at, UnsetType):
         _require_past("administered_at", body.administered_at)
@@ -549,9 +542,9 @@ async def void_dose(request: web.Request, body: VoidDose) -> web.StreamResponse:
 async def citizen_doses(request: web.Request) -> web.StreamResponse:
     """Every dose recorded for the citizen, voided ones included (status says so), with
     adverse events reported against them. 410 once the citizen's data is erased."""
-    principal = _principal(request)
+    principal = require_principal(request)
     citizen_id = request.match_info["citizen_id"]
-    _require_reader(principal, citizen_id)
+    principal.require_own(citizen_id, OTHER_CITIZEN)
     _, doses = await _citizen_doses(request, citizen_id)
     return json_response(CitizenDoses(citizen_id=citizen_id, doses=doses))
 
@@ -566,9 +559,9 @@ async def citizen_fhir(request: web.Request) -> web.StreamResponse:
     """A FHIR R4 `collection` Bundle (`application/fhir+json`): the Patient (citizen id,
     birth date, gender: no names, administration holds none) and one Immunization per
     dose, `completed` or `entered-in-error`."""
-    principal = _principal(request)
+    principal = require_principal(request)
     citizen_id = request.match_info["citizen_id"]
-    _require_reader(principal, citizen_id)
+    principal.require_own(citizen_id, OTHER_CITIZEN)
     citizen, doses = await _citizen_doses(request, citizen_id)
     bundle = fhir.citizen_bundle(
         fhir.PatientData(citizen_id, citizen.birth_date, citizen.sex),
@@ -597,7 +590,7 @@ async def report_adverse_event(
     staff of any site and admins report; a citizen may report against their own dose.
     The onset cannot precede the dose (422 `onset_before_dose`); a voided dose takes no
     reports (409 `dose_voided`)."""
-    principal = _principal(request)
+    principal = require_principal(request)
     report_id = str(new_event_id())
     store = request.app[STORE_KEY]
     aggs = request.app[AGGREGATES]
@@ -607,7 +600,7 @@ async def report_adverse_event(
         dose = await store.load_state(aggs.dose, dose_stream(body.dose_id), conn)
         if dose.state.facts is None:
             raise Problem.not_found("no dose is recorded under this id")
-        _require_reader(principal, dose.state.facts.citizen_id)
+        principal.require_own(dose.state.facts.citizen_id, OTHER_CITIZEN)
         command = ReportCommand(
             report_id=report_id,
             dose=dose.state,
@@ -640,4 +633,5 @@ service = Service(
     schema_files=[Path(__file__).with_name("schema.sql")],
     reactions=reactions,
     resources=[administration_resources],
+    demo=load_demo,
 )

@@ -32,17 +32,24 @@ from immunreg.eventstore.database import Connection
 from immunreg.eventstore.errors import ConcurrencyConflict
 from immunreg.http.api import Api, json_response
 from immunreg.http.app import SETTINGS_KEY, STORE_KEY, background_task
-from immunreg.http.auth import Principal, Role, current_principal
+from immunreg.http.auth import Principal, Role, require_principal
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.middleware import metadata_from_request
 from immunreg.http.problems import FieldError, Problem
-from immunreg.http.versioning import decode_cursor, encode_cursor, etag, if_match_version
+from immunreg.http.versioning import (
+    cursor_key,
+    encode_cursor,
+    etag,
+    if_match_version,
+    page_limit,
+)
 from immunreg.reference.geography import municipalities
 from immunreg.reference.vaccines import vaccine_catalog
 from immunreg.service import Resource, Service
 
 from . import readmodel
 from .config import BookingConfig
+from .demo import load as load_demo
 from .domain import (
     SITE,
     SITEDAY,
@@ -73,8 +80,10 @@ from .schemas import (
 )
 from .slots import Slots
 
+# What a citizen is told on asking for another citizen's record (403 other_citizen).
+OTHER_CITIZEN = "a citizen may see and change only their own appointments"
+
 SCHEMA_FILE = Path(__file__).with_name("schema.sql")
-MAX_LIMIT = 500
 
 api = Api(
     "immunreg booking",
@@ -99,12 +108,6 @@ CONFIG_KEY = web.AppKey("booking_config", BookingConfig)
 COUNTERS_KEY = web.AppKey("booking_counters", BookingCounters)
 
 
-def _principal(request: web.Request) -> Principal:
-    principal = current_principal(request)
-    assert principal is not None  # every route here declares roles
-    return principal
-
-
 def _config(request: web.Request) -> BookingConfig:
     return request.app[CONFIG_KEY]
 
@@ -120,12 +123,6 @@ def _site_id(request: web.Request, *, creating: bool = False) -> str:
             raise _invalid("path.site_id", f"must match {SITE_ID_PATTERN} (at most 64 characters)")
         raise Problem.not_found(f"no site {site_id!r}")
     return site_id
-
-
-def _limit(value: int) -> int:
-    if not 1 <= value <= MAX_LIMIT:
-        raise _invalid("query.limit", f"must be between 1 and {MAX_LIMIT}")
-    return value
 
 
 def _capacity_errors(capacity: dict[str, int], field: str) -> list[FieldError]:
@@ -230,15 +227,11 @@ async def define_site(request: web.Request, body: SiteIn) -> web.StreamResponse:
 )
 async def list_sites(request: web.Request, query: SiteQuery) -> web.StreamResponse:
     """Sites by id, a page at a time (`next_cursor`), optionally of one municipality."""
-    limit = _limit(query.limit)
-    after = ""
-    if query.cursor:
-        values = decode_cursor(query.cursor)
-        after = str(values[0]) if values else ""
+    limit = page_limit(query, code="invalid_fields")
     rows = await request.app[POOL_KEY].fetch(
         f"{_SITE_ROW} WHERE site_id > $1 AND ($2::text IS NULL OR municipality_code = $2) "
         "ORDER BY site_id LIMIT $3",
-        after,
+        cursor_key(query),
         query.municipality_code,
         limit + 1,
     )
@@ -381,13 +374,6 @@ def _appointment_view(row: asyncpg.Record) -> AppointmentView:
     )
 
 
-def _require_own(principal: Principal, citizen_id: str) -> None:
-    if not principal.can_access_citizen(citizen_id):
-        raise Problem.forbidden(
-            "a citizen may see and change only their own appointments", code="other_citizen"
-        )
-
-
 @api.get(
     "/v1/citizens/{citizen_id}/appointments",
     responses={200: CitizenAppointments, 403: None},
@@ -399,7 +385,7 @@ async def citizen_appointments(request: web.Request) -> web.StreamResponse:
     """Every appointment of the citizen, newest first: the open one (status `booked`) and
     the history (cancelled, attended, missed), each with the reason it was booked."""
     citizen_id = request.match_info["citizen_id"]
-    _require_own(_principal(request), citizen_id)
+    require_principal(request).require_own(citizen_id, OTHER_CITIZEN)
     rows = await request.app[POOL_KEY].fetch(
         f"SELECT {readmodel.APPOINTMENT_COLUMNS} FROM appointments WHERE citizen_id = $1 "
         "ORDER BY booked_at DESC, appointment_id DESC LIMIT 100",
@@ -413,7 +399,7 @@ async def citizen_appointments(request: web.Request) -> web.StreamResponse:
 async def _own_appointment(request: web.Request) -> tuple[asyncpg.Record, Principal]:
     appointment_id = request.match_info["appointment_id"]
     row = await readmodel.appointment(request.app[POOL_KEY], appointment_id[:100])
-    principal = _principal(request)
+    principal = require_principal(request)
     if row is None or not principal.can_access_citizen(row["citizen_id"]):
         # Another citizen's appointment is "not found" too: ids are not to be probed.
         raise Problem.not_found("no such appointment")
@@ -538,19 +524,15 @@ async def site_appointments(request: web.Request, query: SiteDayQuery) -> web.St
     """The day's list for the site (every status), a page at a time. Site staff see only
     their own site."""
     site_id = _site_id(request)
-    _principal(request).require_site(site_id)
-    limit = _limit(query.limit)
-    after = ""
-    if query.cursor:
-        values = decode_cursor(query.cursor)
-        after = str(values[0]) if values else ""
+    require_principal(request).require_site(site_id)
+    limit = page_limit(query, code="invalid_fields")
     rows = await request.app[POOL_KEY].fetch(
         f"SELECT {readmodel.APPOINTMENT_COLUMNS} FROM appointments "
         "WHERE site_id = $1 AND day = $2 AND appointment_id > $3 "
         "ORDER BY appointment_id LIMIT $4",
         site_id,
         query.date,
-        after,
+        cursor_key(query),
         limit + 1,
     )
     items = [_appointment_view(r) for r in rows[:limit]]
@@ -631,6 +613,7 @@ def build_service(*, consume: bool = True) -> Service:
         schema_files=[SCHEMA_FILE],
         reactions=build_reactions(runtime) if consume else None,
         resources=(_runtime_resource(runtime), _nightly, _no_shows),
+        demo=load_demo,
     )
 
 

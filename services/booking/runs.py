@@ -28,6 +28,7 @@ import msgspec
 from immunreg.contracts.envelope import Metadata, new_event_id
 from immunreg.eventstore.database import Connection
 from immunreg.eventstore.errors import ConcurrencyConflict
+from immunreg.eventstore.locks import session_lock
 from immunreg.eventstore.store import EventStore
 
 from . import readmodel
@@ -311,10 +312,5 @@ async def no_show_sweeps(store: EventStore, config: BookingConfig) -> None:
 @contextlib.asynccontextmanager
 async def _leader(pool: asyncpg.Pool, name: str) -> AsyncIterator[bool]:
     """A session advisory lock held while the block runs: one replica does the work."""
-    async with pool.acquire() as conn:
-        got = bool(await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", name))
-        try:
-            yield got
-        finally:
-            if got:
-                await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", name)
+    async with pool.acquire() as conn, session_lock(conn, name) as got:
+        yield got

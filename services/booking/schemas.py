@@ -7,6 +7,8 @@ from typing import Annotated
 
 import msgspec
 
+from immunreg.http.versioning import Page
+
 SITE_ID_PATTERN = r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)*$"  # the id inventory knows the site by
 SiteId = Annotated[str, msgspec.Meta(pattern=SITE_ID_PATTERN, max_length=64)]
 MAX_DAILY_DOSES = 100_000
@@ -45,10 +47,8 @@ class SitePage(msgspec.Struct, frozen=True, kw_only=True):
     next_cursor: str | None = None
 
 
-class SiteQuery(msgspec.Struct, frozen=True, kw_only=True):
+class SiteQuery(Page, frozen=True, kw_only=True):
     municipality_code: str | None = None
-    limit: int = 50
-    cursor: str | None = None
 
 
 class DayIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -102,10 +102,9 @@ class RescheduleIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     site_id: SiteId | None = None
 
 
-class SiteDayQuery(msgspec.Struct, frozen=True, kw_only=True):
+class SiteDayQuery(Page, frozen=True, kw_only=True):
     date: dt.date
-    limit: int = 100
-    cursor: str | None = None
+    limit: int = 100  # a site's day is read whole more often than not
 
 
 class SiteDayAppointments(msgspec.Struct, frozen=True, kw_only=True):

@@ -35,6 +35,7 @@ import msgspec
 from immunreg.contracts.envelope import Metadata, new_event_id
 from immunreg.domain import Conflict, Loaded, NotFound, Outcome
 from immunreg.eventstore.database import Connection
+from immunreg.eventstore.locks import lock_for_transaction
 from immunreg.eventstore.store import EventStore
 
 from .domain import (
@@ -104,8 +105,7 @@ class Slots:
 
     async def site(self, conn: Connection, site_id: str, *, exclusive: bool = False) -> SiteState:
         """The site's definition, holding the site lock (shared, or exclusive to redefine)."""
-        lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-        await conn.execute(f"SELECT {lock}(hashtext($1))", f"booking-site:{site_id}")
+        await lock_for_transaction(conn, f"booking-site:{site_id}", shared=not exclusive)
         loaded = await self.store.load_state(SITE, site_stream(site_id), conn)
         return loaded.state
 

@@ -28,7 +28,7 @@ from aiohttp import web
 from immunreg.contracts.certificates import CONTEXT
 from immunreg.http.api import Api, json_response
 from immunreg.http.app import SETTINGS_KEY, STORE_KEY
-from immunreg.http.auth import Principal, Role, current_principal
+from immunreg.http.auth import Role, require_principal
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.openapi import Media
 from immunreg.http.problems import FieldError, Problem
@@ -49,6 +49,9 @@ from .office import CertificateOffice, OfficeMetrics
 from .reactions import OfficeSlot, build_reactions
 from .uvci import is_uvci
 from .verify import Reason, Verification, uvci_sha256, verify
+
+# What a citizen is told on asking for another citizen's record (403 other_citizen).
+OTHER_CITIZEN = "a citizen may read only their own certificates"
 
 SCHEMA_FILE = Path(__file__).with_name("schema.sql")
 OFFICE_KEY = web.AppKey("certificate_office", CertificateOffice)
@@ -114,25 +117,12 @@ def _office(request: web.Request) -> CertificateOffice:
     return request.app[OFFICE_KEY]
 
 
-def _principal(request: web.Request) -> Principal:
-    principal = current_principal(request)
-    assert principal is not None  # every route here that calls this declares roles
-    return principal
-
-
-def _require_own(principal: Principal, citizen_id: str) -> None:
-    if not principal.can_access_citizen(citizen_id):
-        raise Problem.forbidden(
-            "a citizen may read only their own certificates", code="other_citizen"
-        )
-
-
 async def _certificate(request: web.Request) -> rm.CertificateView:
     uvci = request.match_info["uvci"]
     found = await rm.certificate(request.app[POOL_KEY], uvci) if is_uvci(uvci) else None
     if found is None:
         raise Problem.not_found("no certificate has this UVCI (percent-encode # as %23)")
-    _require_own(_principal(request), found.citizen_id)
+    require_principal(request).require_own(found.citizen_id, OTHER_CITIZEN)
     return found
 
 
@@ -160,7 +150,7 @@ async def citizen_certificates(request: web.Request) -> web.StreamResponse:
     citizen_id = request.match_info["citizen_id"]
     if not CITIZEN_ID.fullmatch(citizen_id):
         raise Problem.not_found("no citizen has this id")
-    _require_own(_principal(request), citizen_id)
+    require_principal(request).require_own(citizen_id, OTHER_CITIZEN)
     return json_response(await rm.citizen_certificates(request.app[POOL_KEY], citizen_id))
 
 

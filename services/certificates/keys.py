@@ -28,9 +28,7 @@ on the trust list, so certificates signed before still verify.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
-import os
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -43,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from immunreg.config import Settings, setting
+from immunreg.keyfiles import write_once
 from immunreg.paths import keys_dir
 from immunreg.sealing import ensure_rsa_key_pair, load_private_key
 
@@ -197,20 +196,6 @@ def _pem(key: ec.EllipticCurvePrivateKey, certificate: x509.Certificate) -> byte
     ) + certificate.public_bytes(serialization.Encoding.PEM)
 
 
-def _write_once(path: Path, data: bytes) -> None:
-    """Create `path` with `data` atomically; if another process got there first, keep theirs."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _read_pair(path: Path) -> SigningKey:
     data = path.read_bytes()
     marker = b"-----BEGIN CERTIFICATE-----"
@@ -254,7 +239,7 @@ def _ensure_csca(directory: Path, country: str, now: datetime | None = None) -> 
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
             .sign(key, hashes.SHA256())
         )
-        _write_once(path, _pem(key, certificate))
+        write_once(path, _pem(key, certificate))
     return _read_pair(path)
 
 
@@ -293,7 +278,7 @@ def _new_dsc(directory: Path, csca: SigningKey, country: str, now: datetime | No
         .sign(csca.private_key, hashes.SHA256())
     )
     path = directory / f"dsc-{stamp}-{uuid.uuid4().hex[:6]}.pem"
-    _write_once(path, _pem(key, certificate))
+    write_once(path, _pem(key, certificate))
     return path
 
 

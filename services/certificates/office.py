@@ -48,6 +48,7 @@ from immunreg.contracts.registration import (
 )
 from immunreg.domain import Conflict
 from immunreg.eventstore.database import Connection
+from immunreg.eventstore.locks import LockKey, lock_for_transaction
 from immunreg.eventstore.store import EventStore
 from immunreg.observability.metrics import Metrics
 from immunreg.reference.vaccines import vaccine_catalog
@@ -181,10 +182,7 @@ def metadata_of(envelope: Envelope) -> Metadata:
 async def _lock(conn: Connection, *keys: str) -> None:
     """Transaction-scoped advisory locks, in the order given (see the module docstring)."""
     for key in keys:
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':' || $1, 0))",
-            key,
-        )
+        await lock_for_transaction(conn, key, key=LockKey.SCHEMA_AND_NAME)
 
 
 def _citizen_lock(citizen_id: str) -> str:

@@ -24,13 +24,14 @@ from immunreg.contracts.envelope import new_event_id
 from immunreg.contracts.inventory import CONTEXT
 from immunreg.http.api import Api, json_response
 from immunreg.http.app import SETTINGS_KEY, STORE_KEY, background_task
-from immunreg.http.auth import Principal, Role, current_principal
+from immunreg.http.auth import Role, require_principal
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.middleware import metadata_from_request
 from immunreg.http.problems import Problem
 from immunreg.service import Resource, Service
 
 from . import readmodel as rm
+from .demo import load as load_demo
 from .domain import (
     LOCATION_PATTERN,
     LOT_PATTERN,
@@ -125,12 +126,6 @@ def _ledger(request: web.Request) -> Ledger:
     return request.app[LEDGER_KEY]
 
 
-def _principal(request: web.Request) -> Principal:
-    principal = current_principal(request)
-    assert principal is not None  # every route here declares roles
-    return principal
-
-
 def _path_id(
     request: web.Request, name: str, pattern: re.Pattern[str], max_length: int = MAX_ID_LENGTH
 ) -> str:
@@ -142,7 +137,7 @@ def _path_id(
 
 def _location(request: web.Request) -> str:
     site_id = _path_id(request, "site_id", _LOCATION)
-    _principal(request).require_site(site_id)
+    require_principal(request).require_site(site_id)
     return site_id
 
 
@@ -251,7 +246,7 @@ async def _shipment_at(request: web.Request) -> rm.ShipmentView:
     view = await rm.shipment_of(request.app[POOL_KEY], shipment_id)
     if view is None:
         raise Problem.not_found(f"no shipment {shipment_id!r}")
-    principal = _principal(request)
+    principal = require_principal(request)
     if principal.role is Role.SITE_STAFF and principal.site_id not in (
         view.from_location,
         view.to_location,
@@ -299,7 +294,7 @@ async def dispatch_shipment(request: web.Request) -> web.StreamResponse:
 async def receive_shipment(request: web.Request, body: ReceiptIn) -> web.StreamResponse:
     """Received and lost vials must add up to the vials dispatched (422 `vials_unaccounted`)."""
     view = await _shipment_at(request)
-    _principal(request).require_site(view.to_location)
+    require_principal(request).require_site(view.to_location)
     shipment = await _ledger(request).receive_shipment(
         view.shipment_id,
         ReceiveShipment(
@@ -419,6 +414,7 @@ def build_service() -> Service:
         schema_files=[SCHEMA_FILE],
         reactions=build_reactions(slot),
         resources=(_ledger_resource(slot), _expiry_sweep),
+        demo=load_demo,
     )
 
 

@@ -47,7 +47,9 @@ from immunreg.reference.geography import age_bands, districts
 from immunreg.service import Service
 
 from . import readmodel as rm
+from .cli import add_commands
 from .dashboard import render_dashboard
+from .demo import load as load_demo
 from .domain import today
 from .geo import district_map
 from .models import CONTROL_SQL, Follower
@@ -438,6 +440,8 @@ def build_service() -> Service:
         resources=(_follow_active_model, _dashboard_page),
         extra_routes=[web.get("/", dashboard, name="dashboard")],
         readiness={"read_model": _following},
+        commands=add_commands,
+        demo=load_demo,
     )
 
 

@@ -41,6 +41,7 @@ from immunreg.eventstore.database import (
     check_schema_name,
     create_pool,
 )
+from immunreg.eventstore.locks import lock_for_transaction
 from immunreg.eventstore.relay import OutboxRelay
 from immunreg.eventstore.signal import OutboxSignal
 from immunreg.messaging.consumer import EventConsumer
@@ -110,7 +111,7 @@ async def active_model(control_pool: asyncpg.Pool) -> str | None:
 async def ensure_active_model(dsn: str, control_pool: asyncpg.Pool, control: str) -> str:
     """The active model, creating the first one (empty: it replays from offset 0)."""
     async with control_pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"models:{control}")
+        await lock_for_transaction(conn, f"models:{control}")
         schema: str | None = await conn.fetchval(
             "SELECT schema_name FROM read_models WHERE status = 'active'"
         )
@@ -139,7 +140,7 @@ async def activate(control_pool: asyncpg.Pool, schema: str) -> str | None:
     """Swap: retire the active model and activate `schema`, atomically. Returns the retired."""
     async with control_pool.acquire() as conn, conn.transaction():
         control = await conn.fetchval("SELECT current_schema()")
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"models:{control}")
+        await lock_for_transaction(conn, f"models:{control}")
         return await _activate(conn, schema)
 
 

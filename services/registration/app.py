@@ -39,7 +39,7 @@ from immunreg.domain import Conflict, Loaded, Outcome
 from immunreg.eventstore.database import Connection
 from immunreg.http.api import Api, json_response
 from immunreg.http.app import SETTINGS_KEY, STORE_KEY
-from immunreg.http.auth import Principal, Role, current_principal
+from immunreg.http.auth import Principal, Role, require_principal
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.middleware import metadata_from_request
 from immunreg.http.problems import FieldError, Problem
@@ -48,6 +48,7 @@ from immunreg.sealing import seal, unseal, wrap_key
 from immunreg.service import Service
 
 from . import handlers, readmodel
+from .demo import load as load_demo
 from .domain import (
     CitizenState,
     Erase,
@@ -89,6 +90,9 @@ from .schemas import (
     VaccinationView,
     WithdrawQuery,
 )
+
+# What a citizen is told on asking for another citizen's record (403 other_citizen).
+OTHER_CITIZEN = "a citizen may act only on their own record"
 
 api = Api(
     "registration",
@@ -188,22 +192,11 @@ def _unseal_personal(key: CitizenKey, citizen_id: str, sealed: Sealed) -> Person
     return _personal_decoder.decode(unseal(key.key, sealed, citizen_id.encode()))
 
 
-def _principal(request: web.Request) -> Principal:
-    principal = current_principal(request)
-    assert principal is not None  # every route here declares roles
-    return principal
-
-
 def _citizen_id(request: web.Request) -> str:
     citizen_id = request.match_info["citizen_id"]
     if not is_citizen_id(citizen_id):
         raise Problem.not_found("no citizen is registered under this id")
     return citizen_id
-
-
-def _require_own_or_admin(principal: Principal, citizen_id: str) -> None:
-    if not principal.can_access_citizen(citizen_id):
-        raise Problem.forbidden("a citizen may act only on their own record", code="other_citizen")
 
 
 # --- routes -----------------------------------------------------------------------------
@@ -222,7 +215,7 @@ async def register_citizen(request: web.Request, body: RegisterCitizen) -> web.S
     so a second registration of one national id is a 409 even under concurrent requests;
     the 409 names the existing id to admins only. Every bad field is reported in one 422;
     nothing is stored on any error. A citizen token may register only the id it is bound to."""
-    principal = _principal(request)
+    principal = require_principal(request)
     rules = reference_rules()
     violations = check_registration(body, date.today(), rules)
     if violations:
@@ -301,10 +294,9 @@ async def read_citizen(request: web.Request) -> web.StreamResponse:
     """The citizen's own record (citizen token) or any record (admin), with its ETag;
     site staff get the vaccination view (name, birth date, conditions) only. 410 once
     the citizen's personal data is erased."""
-    principal = _principal(request)
+    principal = require_principal(request)
     citizen_id = _citizen_id(request)
-    if principal.role is not Role.SITE_STAFF:
-        _require_own_or_admin(principal, citizen_id)
+    principal.require_own(citizen_id, OTHER_CITIZEN)
     view, version = await _current_view(request, citizen_id, principal)
     return json_response(view, headers={"ETag": etag(version)})
 
@@ -367,9 +359,9 @@ async def update_citizen(request: web.Request, body: UpdateCitizen) -> web.Strea
     """Change phone, e-mail, priority group, conditions, vaccine preferences or the
     preferred municipality. Needs `If-Match` with the ETag read (428 without, 412 when
     stale). A withdrawn or erased registration cannot change (409)."""
-    principal = _principal(request)
+    principal = require_principal(request)
     citizen_id = _citizen_id(request)
-    _require_own_or_admin(principal, citizen_id)
+    principal.require_own(citizen_id, OTHER_CITIZEN)
     expected = if_match_version(request, required=True)
     ring = request.app[KEYS]
     rules = reference_rules()
@@ -426,9 +418,9 @@ async def update_citizen(request: web.Request, body: UpdateCitizen) -> web.Strea
 async def withdraw_citizen(request: web.Request, query: WithdrawQuery) -> web.StreamResponse:
     """Withdraw: no more appointments are offered. Withdrawing again changes nothing;
     registering again re-activates the record. `If-Match` is honoured when sent."""
-    principal = _principal(request)
+    principal = require_principal(request)
     citizen_id = _citizen_id(request)
-    _require_own_or_admin(principal, citizen_id)
+    principal.require_own(citizen_id, OTHER_CITIZEN)
     expected = if_match_version(request)
     reason = query.reason.strip()[:500] if query.reason else None
 
@@ -469,4 +461,5 @@ service = Service(
     publishes=CONTEXT,
     schema_files=[Path(__file__).with_name("schema.sql")],
     resources=[registration_resources],
+    demo=load_demo,
 )

@@ -13,8 +13,9 @@ from collections.abc import Iterator
 import pytest
 
 from immunreg.config import DEFAULT_E2E_PORT_BASE, local_port
+from immunreg.discovery import available_services
 from immunreg.http.auth import Role, ensure_dev_keys, issue_token
-from immunreg.localinfra.services import IsolatedStack, available_services
+from immunreg.localinfra.services import IsolatedStack
 from immunreg.paths import keys_dir
 
 pytestmark = pytest.mark.e2e

@@ -31,8 +31,8 @@ from pathlib import Path
 import pytest
 
 from immunreg.config import DEFAULT_PORTS
+from immunreg.discovery import available_services
 from immunreg.http.auth import Role
-from immunreg.localinfra.services import available_services
 from immunreg.paths import REPO_ROOT, keys_dir, state_dir
 
 from .books import Books, Ledger, check_books

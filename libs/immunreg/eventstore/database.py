@@ -11,6 +11,7 @@ import asyncpg
 from asyncpg.pool import PoolAcquireContext, PoolConnectionProxy
 
 from immunreg.config import DatabaseTimeouts
+from immunreg.eventstore.locks import lock_for_transaction
 
 # What handlers and the event store accept: a plain connection or one from a pool.
 Connection = asyncpg.Connection | PoolConnectionProxy
@@ -103,7 +104,7 @@ async def apply_schema(pool: asyncpg.Pool, schema: str, files: Iterable[Path] = 
     async with pool.acquire() as conn, conn.transaction():
         # DDL on a large table may rightly take longer than a request's statement timeout.
         await conn.execute("SET LOCAL statement_timeout = 0")
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"ddl:{schema}")
+        await lock_for_transaction(conn, f"ddl:{schema}")
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         await conn.execute(f"SET LOCAL search_path TO {schema}, public")
         for path in (EVENTSTORE_SQL, *files):

@@ -32,6 +32,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from immunreg.eventstore.locks import try_lock_for_session
 from immunreg.eventstore.signal import OutboxSignal
 from immunreg.messaging.partitions import partition_for
 from immunreg.observability.metrics import Metrics
@@ -187,9 +188,7 @@ class OutboxRelay:
     async def _lead_and_publish(self) -> None:
         conn = await self._connect()
         try:
-            while not await conn.fetchval(
-                "SELECT pg_try_advisory_lock(hashtext($1))", self.relay_id
-            ):
+            while not await try_lock_for_session(conn, self.relay_id):
                 if self._finishing.is_set():
                     return
                 await asyncio.sleep(self.poll_interval * 4)

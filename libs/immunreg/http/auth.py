@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -18,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from immunreg.http.problems import Problem
+from immunreg.keyfiles import replace_file, write_once
 
 AUDIENCE = "immunreg"
 ALGORITHM = "ES256"
@@ -54,6 +53,15 @@ class Principal(msgspec.Struct, frozen=True):
             return True
         return self.role is Role.CITIZEN and self.citizen_id == citizen_id
 
+    def require_own(self, citizen_id: str, detail: str) -> None:
+        """Refuse a citizen acting on another citizen's record (`detail` says what).
+
+        Only citizens are held here: which other roles may act at all is the
+        route's `roles`, and site staff are held to their site by `require_site`.
+        """
+        if self.role is Role.CITIZEN and self.citizen_id != citizen_id:
+            raise Problem.forbidden(detail, code="other_citizen")
+
     def require_site(self, site_id: str) -> None:
         """Refuse site staff acting at a site other than their own."""
         if self.role is Role.SITE_STAFF and self.site_id != site_id:
@@ -69,6 +77,18 @@ PRINCIPAL_KEY = web.RequestKey("principal", Principal)
 def current_principal(request: web.Request) -> Principal | None:
     """The verified caller, or None for an anonymous request."""
     return request.get(PRINCIPAL_KEY)
+
+
+def require_principal(request: web.Request) -> Principal:
+    """The verified caller of a route that declares `roles`.
+
+    The API refuses an anonymous request to such a route before its handler runs
+    (401), so a missing principal here is a route that forgot its roles.
+    """
+    principal = current_principal(request)
+    if principal is None:
+        raise RuntimeError(f"{request.path}: a handler needs a principal; declare the roles")
+    return principal
 
 
 def _check_role_claims(role: Role, site_id: str | None, citizen_id: str | None) -> str | None:
@@ -96,23 +116,13 @@ def ensure_dev_keys(directory: Path) -> tuple[Path, Path]:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        tmp = directory / f".{PRIVATE_KEY_FILE}.{uuid.uuid4().hex}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(pem)
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, private_path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_once(private_path, pem)
     private_key = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
     public_pem = private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     if not public_path.exists() or public_path.read_bytes() != public_pem:
-        tmp = directory / f".{PUBLIC_KEY_FILE}.{uuid.uuid4().hex}"
-        tmp.write_bytes(public_pem)
-        tmp.replace(public_path)
+        replace_file(public_path, public_pem)
     return private_path, public_path
 
 

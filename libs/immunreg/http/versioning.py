@@ -61,13 +61,21 @@ class Page(msgspec.Struct, frozen=True, kw_only=True):
     cursor: str | None = None
 
 
-def page_limit(page: Page) -> int:
-    """The page size, bounded (422 outside 1..MAX_PAGE_SIZE)."""
+def page_limit(page: Page, *, code: str | None = None) -> int:
+    """The page size, bounded (422 outside 1..MAX_PAGE_SIZE, with `code` if given: the
+    services that always named the rule in that answer keep doing so)."""
     if not 1 <= page.limit <= MAX_PAGE_SIZE:
         raise Problem.unprocessable(
-            errors=[FieldError("query.limit", f"must be between 1 and {MAX_PAGE_SIZE}")]
+            errors=[FieldError("query.limit", f"must be between 1 and {MAX_PAGE_SIZE}")],
+            code=code,
         )
     return page.limit
+
+
+def cursor_key(page: Page) -> str:
+    """The one sort key of a page's cursor ("" for the first page), for lists ordered by id."""
+    values = decode_cursor(page.cursor) if page.cursor else []
+    return str(values[0]) if values else ""
 
 
 def encode_cursor(*values: object) -> str:

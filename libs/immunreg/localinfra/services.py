@@ -25,11 +25,6 @@ from immunreg.paths import REPO_ROOT, state_dir
 STOP_SECONDS = 9.0
 
 
-def available_services() -> list[str]:
-    """Services that exist in this checkout, in port order."""
-    return [name for name in DEFAULT_PORTS if (REPO_ROOT / "services" / name / "app.py").exists()]
-
-
 def run_dir() -> Path:
     path = state_dir() / "run"
     path.mkdir(parents=True, exist_ok=True)

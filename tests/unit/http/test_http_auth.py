@@ -57,6 +57,16 @@ def test_citizens_see_only_their_own_record() -> None:
     assert not Principal("n", Role.SITE_STAFF, site_id="s").can_access_citizen("c-2")
 
 
+def test_a_citizen_is_refused_another_citizens_record() -> None:
+    Principal("c-1", Role.CITIZEN, citizen_id="c-1").require_own("c-1", "own only")
+    with pytest.raises(Problem) as info:
+        Principal("c-1", Role.CITIZEN, citizen_id="c-1").require_own("c-2", "own only")
+    assert (info.value.status, info.value.body.code) == (403, "other_citizen")
+    # Other roles are held by the route's roles, not here.
+    Principal("root", Role.ADMIN).require_own("c-2", "own only")
+    Principal("n", Role.SITE_STAFF, site_id="s").require_own("c-2", "own only")
+
+
 def test_site_staff_act_only_at_their_site() -> None:
     staff = Principal("n", Role.SITE_STAFF, site_id="s-1")
     staff.require_site("s-1")
