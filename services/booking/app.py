@@ -7,11 +7,10 @@ Who may do what:
 - site_staff: list their own site's appointments for a day;
 - public_health: read the sites.
 
-Every command is one unit of work (`store.transact`): the events of every stream it
-touches, the read-model rows and the appointment claim commit together, and a conflict
-rolls all of it back and decides again (slots.py). A scheduling run is many such units,
-one per site day and batch (runs.py). The nightly run and the no-show sweep are
-background resources (config.py).
+Routes only: each decodes the request, checks it against the domain's rules, calls a
+command of handlers.py (one unit of work each, or one per batch for a scheduling run)
+or a query of readmodel.py, and encodes the answer. The nightly run and the no-show
+sweep (jobs.py) are background resources, switched by config.py.
 """
 
 from __future__ import annotations
@@ -27,9 +26,7 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from immunreg.contracts.booking import CONTEXT, SiteDefined
-from immunreg.domain import Outcome
-from immunreg.eventstore.database import Connection
-from immunreg.eventstore.errors import ConcurrencyConflict
+from immunreg.domain import NotFound
 from immunreg.http.api import Api, json_response
 from immunreg.http.app import SETTINGS_KEY, STORE_KEY, background_task
 from immunreg.http.auth import Principal, Role, require_principal
@@ -43,27 +40,22 @@ from immunreg.http.versioning import (
     if_match_version,
     page_limit,
 )
-from immunreg.reference.geography import municipalities
-from immunreg.reference.vaccines import vaccine_catalog
 from immunreg.service import Resource, Service
 
-from . import readmodel
+from . import handlers, readmodel
 from .config import BookingConfig
 from .demo import load as load_demo
 from .domain import (
-    SITE,
-    SITEDAY,
+    INVALID_FIELDS,
     ChangeCapacity,
-    DefineSite,
-    SiteState,
-    site_stream,
-    siteday_stream,
+    Violation,
+    day_violations,
+    refusal_code,
+    site_violations,
 )
-from .eligibility import age_window
-from .reactions import Runtime, build_reactions
-from .runs import RunSummary, nightly_runs, no_show_sweeps, run_scheduler
+from .handlers import Runtime, build_reactions
+from .jobs import nightly_runs, no_show_sweeps
 from .schemas import (
-    MAX_DAILY_DOSES,
     SITE_ID_PATTERN,
     AppointmentView,
     CitizenAppointments,
@@ -71,6 +63,7 @@ from .schemas import (
     DayView,
     RescheduleIn,
     RunIn,
+    RunSummary,
     SiteDayAppointments,
     SiteDayQuery,
     SiteIn,
@@ -78,7 +71,6 @@ from .schemas import (
     SiteQuery,
     SiteView,
 )
-from .slots import Slots
 
 # What a citizen is told on asking for another citizen's record (403 other_citizen).
 OTHER_CITIZEN = "a citizen may see and change only their own appointments"
@@ -112,8 +104,16 @@ def _config(request: web.Request) -> BookingConfig:
     return request.app[CONFIG_KEY]
 
 
-def _invalid(field: str, reason: str, code: str = "invalid_fields") -> Problem:
+def _invalid(field: str, reason: str, code: str = INVALID_FIELDS) -> Problem:
     return Problem.unprocessable(errors=[FieldError(field, reason)], code=code)
+
+
+def _refused(violations: list[Violation], code: str | None = None) -> Problem:
+    """Every broken rule in one 422; `code`, else the rule's when only one is broken."""
+    return Problem.unprocessable(
+        errors=[FieldError(v.field, v.reason) for v in violations],
+        code=code or refusal_code(violations),
+    )
 
 
 def _site_id(request: web.Request, *, creating: bool = False) -> str:
@@ -125,36 +125,15 @@ def _site_id(request: web.Request, *, creating: bool = False) -> str:
     return site_id
 
 
-def _capacity_errors(capacity: dict[str, int], field: str) -> list[FieldError]:
-    catalog = vaccine_catalog()
-    errors = []
-    for code, doses in capacity.items():
-        if code not in catalog:
-            errors.append(FieldError(f"{field}.{code}", "not a product of the vaccine catalog"))
-        elif not 0 <= doses <= MAX_DAILY_DOSES:
-            errors.append(FieldError(f"{field}.{code}", f"between 0 and {MAX_DAILY_DOSES}"))
-    return errors
+def _path_day(request: web.Request) -> date:
+    raw = request.match_info["date"]
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise _invalid("path.date", "a date as YYYY-MM-DD") from None
 
 
 # --- sites ------------------------------------------------------------------------------
-
-
-def _site_view(row: asyncpg.Record) -> SiteView:
-    return SiteView(
-        site_id=row["site_id"],
-        name=row["name"],
-        municipality_code=row["municipality_code"],
-        address=row["address"],
-        latitude=row["latitude"],
-        longitude=row["longitude"],
-        opening_hours=row["opening_hours"],
-        daily_capacity=readmodel.capacity_of(row["daily_capacity"]),
-        version=row["version"],
-    )
-
-
-_SITE_ROW = """SELECT site_id, name, municipality_code, address, latitude, longitude,
-    opening_hours, daily_capacity::text AS daily_capacity, version FROM sites"""
 
 
 @api.put(
@@ -169,16 +148,9 @@ async def define_site(request: web.Request, body: SiteIn) -> web.StreamResponse:
     """Create the site or replace its definition (201 / 200, with its ETag); `If-Match` is
     honoured when sent. Lowering the default capacity keeps appointments already made."""
     site_id = _site_id(request, creating=True)
-    errors = _capacity_errors(body.daily_capacity, "body.daily_capacity")
-    if body.municipality_code not in municipalities():
-        errors.insert(
-            0, FieldError("body.municipality_code", "not a municipality code (2022 census)")
-        )
-    if errors:
-        raise Problem.unprocessable(errors=errors, code="invalid_fields")
-    expected = if_match_version(request)
-    store = request.app[STORE_KEY]
-    slots = Slots(store, metadata_from_request(request))
+    violations = site_violations(body.municipality_code, body.daily_capacity)
+    if violations:
+        raise _refused(violations, code=INVALID_FIELDS)
     definition = SiteDefined(
         site_id=site_id,
         name=body.name.strip(),
@@ -189,31 +161,18 @@ async def define_site(request: web.Request, body: SiteIn) -> web.StreamResponse:
         opening_hours=body.opening_hours,
         daily_capacity=dict(sorted(body.daily_capacity.items())),
     )
-
-    async def work(conn: Connection) -> tuple[int, Outcome[SiteState]]:
-        await slots.site(conn, site_id, exclusive=True)  # no booking reads the old default now
-        loaded = await store.load_state(SITE, site_stream(site_id), conn)
-        if expected is not None and loaded.version != expected:
-            raise ConcurrencyConflict(site_stream(site_id), expected)
-        outcome = await store.decide_and_append(
-            conn,
-            SITE,
-            site_stream(site_id),
-            loaded,
-            DefineSite(definition=definition),
-            metadata=slots.metadata,
-        )
-        if outcome.events:
-            await readmodel.save_site(conn, definition, outcome.version)
-        return loaded.version, outcome
-
-    before, outcome = await store.transact(work, retry_conflicts=expected is None)
-    row = await request.app[POOL_KEY].fetchrow(f"{_SITE_ROW} WHERE site_id = $1", site_id)
-    assert row is not None  # written in the same transaction
+    saved = await handlers.define_site(
+        request.app[STORE_KEY],
+        definition,
+        expected_version=if_match_version(request),
+        metadata=metadata_from_request(request),
+    )
+    view = await readmodel.site(request.app[POOL_KEY], site_id)
+    assert view is not None  # written in the same transaction
     return json_response(
-        _site_view(row),
-        status=201 if before == 0 else 200,
-        headers={"ETag": etag(outcome.version), "Location": f"/v1/sites/{site_id}"},
+        view,
+        status=201 if saved.created else 200,
+        headers={"ETag": etag(saved.version), "Location": f"/v1/sites/{site_id}"},
     )
 
 
@@ -227,25 +186,16 @@ async def define_site(request: web.Request, body: SiteIn) -> web.StreamResponse:
 )
 async def list_sites(request: web.Request, query: SiteQuery) -> web.StreamResponse:
     """Sites by id, a page at a time (`next_cursor`), optionally of one municipality."""
-    limit = page_limit(query, code="invalid_fields")
-    rows = await request.app[POOL_KEY].fetch(
-        f"{_SITE_ROW} WHERE site_id > $1 AND ($2::text IS NULL OR municipality_code = $2) "
-        "ORDER BY site_id LIMIT $3",
-        cursor_key(query),
-        query.municipality_code,
-        limit + 1,
+    limit = page_limit(query, code=INVALID_FIELDS)
+    found = await readmodel.sites(
+        request.app[POOL_KEY],
+        after=cursor_key(query),
+        municipality_code=query.municipality_code,
+        limit=limit + 1,
     )
-    items = [_site_view(r) for r in rows[:limit]]
-    cursor = encode_cursor(items[-1].site_id) if len(rows) > limit else None
+    items = found[:limit]
+    cursor = encode_cursor(items[-1].site_id) if len(found) > limit else None
     return json_response(SitePage(items=items, next_cursor=cursor))
-
-
-def _path_day(request: web.Request) -> date:
-    raw = request.match_info["date"]
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise _invalid("path.date", "a date as YYYY-MM-DD") from None
 
 
 @api.put(
@@ -262,51 +212,18 @@ async def change_day(request: web.Request, body: DayIn) -> web.StreamResponse:
     lowering capacity below what is booked keeps those appointments and books no more."""
     site_id = _site_id(request)
     day = _path_day(request)
-    errors = _capacity_errors(body.capacity, "body.capacity")
-    if day < _config(request).today():
-        errors.insert(0, FieldError("path.date", "the day is over"))
-    if errors:
-        raise Problem.unprocessable(errors=errors, code="invalid_fields")
-    store = request.app[STORE_KEY]
-    slots = Slots(store, metadata_from_request(request))
-    stream = siteday_stream(site_id, day)
-
-    async def work(conn: Connection) -> DayView:
-        site = await slots.site(conn, site_id)
-        if not site.defined:
-            raise Problem.not_found(f"no site {site_id}")
-        capacity = dict(sorted(body.capacity.items()))
-        outcome = await store.execute_in(
-            conn,
-            SITEDAY,
-            stream,
-            ChangeCapacity(site_id=site_id, day=day, capacity=capacity, closed=body.closed),
-            metadata=slots.metadata,
+    violations = day_violations(day, _config(request).today(), body.capacity)
+    if violations:
+        raise _refused(violations, code=INVALID_FIELDS)
+    command = ChangeCapacity(
+        site_id=site_id, day=day, capacity=dict(sorted(body.capacity.items())), closed=body.closed
+    )
+    try:
+        view = await handlers.change_day(
+            request.app[STORE_KEY], command, metadata=metadata_from_request(request)
         )
-        if outcome.events:
-            await readmodel.save_site_day(conn, site_id, day, capacity, body.closed)
-        cancelled = 0
-        if body.closed:
-            for row in await conn.fetch(
-                "SELECT appointment_id FROM appointments WHERE site_id = $1 AND day = $2 "
-                "AND status = 'booked' ORDER BY appointment_id",
-                site_id,
-                day,
-            ):
-                await slots.cancel(conn, row["appointment_id"], "site_closed")
-                cancelled += 1
-        state = (await store.load_state(SITEDAY, stream, conn)).state
-        return DayView(
-            site_id=site_id,
-            day=day,
-            capacity=state.capacity(site.daily_capacity()),
-            closed=state.closed,
-            override=state.override is not None,
-            booked={k: v for k, v in sorted(state.booked.items()) if v},
-            cancelled=cancelled,
-        )
-
-    view = await store.transact(work)
+    except NotFound as error:
+        raise Problem.not_found(error.message) from error
     if view.cancelled:
         request.app[COUNTERS_KEY].cancellations.labels("site_closed").inc(view.cancelled)
     return json_response(view)
@@ -334,7 +251,7 @@ async def start_run(request: web.Request, body: RunIn) -> web.StreamResponse:
     from_day = body.from_day or today + timedelta(days=1)
     if from_day < today:
         raise _invalid("body.from_day", "must be today or later")
-    summary = await run_scheduler(
+    summary = await handlers.run_scheduler(
         request.app[STORE_KEY],
         from_day=from_day,
         horizon_days=body.horizon_days,
@@ -357,23 +274,6 @@ def _count_run(app: web.Application, summary: RunSummary) -> None:
 # --- appointments -----------------------------------------------------------------------
 
 
-def _appointment_view(row: asyncpg.Record) -> AppointmentView:
-    return AppointmentView(
-        appointment_id=row["appointment_id"],
-        citizen_id=row["citizen_id"],
-        site_id=row["site_id"],
-        municipality_code=row["municipality_code"],
-        day=row["day"],
-        product_code=row["product_code"],
-        dose_number=row["dose_number"],
-        booster=row["booster"],
-        status=row["status"],
-        reason=row["reason"],
-        status_reason=row["status_reason"],
-        booked_at=row["booked_at"],
-    )
-
-
 @api.get(
     "/v1/citizens/{citizen_id}/appointments",
     responses={200: CitizenAppointments, 403: None},
@@ -386,14 +286,8 @@ async def citizen_appointments(request: web.Request) -> web.StreamResponse:
     the history (cancelled, attended, missed), each with the reason it was booked."""
     citizen_id = request.match_info["citizen_id"]
     require_principal(request).require_own(citizen_id, OTHER_CITIZEN)
-    rows = await request.app[POOL_KEY].fetch(
-        f"SELECT {readmodel.APPOINTMENT_COLUMNS} FROM appointments WHERE citizen_id = $1 "
-        "ORDER BY booked_at DESC, appointment_id DESC LIMIT 100",
-        citizen_id,
-    )
-    return json_response(
-        CitizenAppointments(citizen_id=citizen_id, items=[_appointment_view(r) for r in rows])
-    )
+    items = await readmodel.citizen_appointments(request.app[POOL_KEY], citizen_id)
+    return json_response(CitizenAppointments(citizen_id=citizen_id, items=items))
 
 
 async def _own_appointment(request: web.Request) -> tuple[asyncpg.Record, Principal]:
@@ -404,6 +298,12 @@ async def _own_appointment(request: web.Request) -> tuple[asyncpg.Record, Princi
         # Another citizen's appointment is "not found" too: ids are not to be probed.
         raise Problem.not_found("no such appointment")
     return row, principal
+
+
+async def _appointment_now(request: web.Request, appointment_id: str) -> AppointmentView:
+    row = await readmodel.appointment(request.app[POOL_KEY], appointment_id)
+    assert row is not None  # changed, never removed
+    return readmodel.appointment_view(row)
 
 
 @api.post(
@@ -421,67 +321,23 @@ async def reschedule(request: web.Request, body: RescheduleIn) -> web.StreamResp
     `appointment_not_open` when the appointment is no longer open; 422 when the day is
     past, outside the dose interval or the product's age limits."""
     row, _ = await _own_appointment(request)
-    config = _config(request)
-    today = config.today()
+    today = _config(request).today()
     site_id = body.site_id or row["site_id"]
-    errors = await _reschedule_errors(request, row, body.day, site_id, today)
-    if errors:
-        code = "invalid_fields" if len(errors) > 1 else errors[0][1]
-        raise Problem.unprocessable(errors=[e for e, _ in errors], code=code)
-    store = request.app[STORE_KEY]
-    slots = Slots(store, metadata_from_request(request))
-
-    async def work(conn: Connection) -> None:
-        await slots.reschedule(
-            conn, row["appointment_id"], site_id=site_id, day=body.day, today=today
-        )
-
-    await store.transact(work)
+    violations = await handlers.reschedule_violations_of(
+        request.app[POOL_KEY], row, day=body.day, site_id=site_id, today=today
+    )
+    if violations:
+        raise _refused(violations)
+    await handlers.reschedule(
+        request.app[STORE_KEY],
+        row["appointment_id"],
+        site_id=site_id,
+        day=body.day,
+        today=today,
+        metadata=metadata_from_request(request),
+    )
     request.app[COUNTERS_KEY].reschedules.inc()
-    moved = await readmodel.appointment(request.app[POOL_KEY], row["appointment_id"])
-    assert moved is not None
-    return json_response(_appointment_view(moved))
-
-
-async def _reschedule_errors(
-    request: web.Request, row: asyncpg.Record, day: date, site_id: str, today: date
-) -> list[tuple[FieldError, str]]:
-    errors: list[tuple[FieldError, str]] = []
-    pool = request.app[POOL_KEY]
-    if day < today:
-        errors.append((FieldError("body.day", "the day is over"), "day_over"))
-    if (
-        site_id != row["site_id"]
-        and await pool.fetchval("SELECT 1 FROM sites WHERE site_id = $1", site_id) is None
-    ):
-        errors.append((FieldError("body.site_id", "no such site"), "site_not_found"))
-    found = await readmodel.citizen(pool, row["citizen_id"])
-    if found is not None and found[0]["birth_date"] is not None:
-        citizen, due = found
-        product = vaccine_catalog().get(row["product_code"])
-        if product is not None:
-            first, last = age_window(product, citizen["birth_date"])
-            if day < first or (last is not None and day > last):
-                errors.append(
-                    (FieldError("body.day", "outside the product's age limits"), "age_limit")
-                )
-        if due is not None and due.earliest is not None and day < due.earliest:
-            errors.append(
-                (
-                    FieldError("body.day", f"the interval allows {due.earliest} at the earliest"),
-                    "outside_interval",
-                )
-            )
-        elif (
-            due is not None and due.latest is not None and due.latest >= today and day > due.latest
-        ):
-            errors.append(
-                (
-                    FieldError("body.day", f"the interval allows {due.latest} at the latest"),
-                    "outside_interval",
-                )
-            )
-    return errors
+    return json_response(await _appointment_now(request, row["appointment_id"]))
 
 
 @api.post(
@@ -498,18 +354,14 @@ async def cancel(request: web.Request) -> web.StreamResponse:
     twice changes nothing; an attended or missed appointment cannot be cancelled (409)."""
     row, principal = await _own_appointment(request)
     by = "citizen" if principal.role is Role.CITIZEN else "admin"
-    store = request.app[STORE_KEY]
-    slots = Slots(store, metadata_from_request(request))
-
-    async def work(conn: Connection) -> int:
-        outcome = await slots.cancel(conn, row["appointment_id"], f"cancelled_by_{by}")
-        return len(outcome.events)
-
-    if await store.transact(work):
+    if await handlers.cancel(
+        request.app[STORE_KEY],
+        row["appointment_id"],
+        f"cancelled_by_{by}",
+        metadata=metadata_from_request(request),
+    ):
         request.app[COUNTERS_KEY].cancellations.labels(by).inc()
-    cancelled = await readmodel.appointment(request.app[POOL_KEY], row["appointment_id"])
-    assert cancelled is not None
-    return json_response(_appointment_view(cancelled))
+    return json_response(await _appointment_now(request, row["appointment_id"]))
 
 
 @api.get(
@@ -525,18 +377,12 @@ async def site_appointments(request: web.Request, query: SiteDayQuery) -> web.St
     their own site."""
     site_id = _site_id(request)
     require_principal(request).require_site(site_id)
-    limit = page_limit(query, code="invalid_fields")
-    rows = await request.app[POOL_KEY].fetch(
-        f"SELECT {readmodel.APPOINTMENT_COLUMNS} FROM appointments "
-        "WHERE site_id = $1 AND day = $2 AND appointment_id > $3 "
-        "ORDER BY appointment_id LIMIT $4",
-        site_id,
-        query.date,
-        cursor_key(query),
-        limit + 1,
+    limit = page_limit(query, code=INVALID_FIELDS)
+    found = await readmodel.site_day_appointments(
+        request.app[POOL_KEY], site_id, query.date, after=cursor_key(query), limit=limit + 1
     )
-    items = [_appointment_view(r) for r in rows[:limit]]
-    cursor = encode_cursor(items[-1].appointment_id) if len(rows) > limit else None
+    items = found[:limit]
+    cursor = encode_cursor(items[-1].appointment_id) if len(found) > limit else None
     return json_response(
         SiteDayAppointments(site_id=site_id, day=query.date, items=items, next_cursor=cursor)
     )

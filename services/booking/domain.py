@@ -12,7 +12,14 @@ again on what the winner left (slots.py). The day's capacity is the override whe
 day has one, else the Site's default; a closed day has none.
 
 Lowering a day's capacity below what is booked keeps the appointments already made
-(they are promises to citizens) and books no more; closing a day cancels them.
+(they are promises to citizens) and books no more; closing a day cancels them
+(`cancelled_by`).
+
+The rules a request is checked against before any command (every bad field at once,
+as `Violation`s the HTTP edge reports in one 422) are here too: a site's definition
+(`site_violations`), a day's capacity (`day_violations`) and a move
+(`reschedule_violations`); so are the checks a move makes on the target SiteDay and
+stock before it appends (`needs_stock`, `require_stock`, `require_free_slot`).
 """
 
 from __future__ import annotations
@@ -37,6 +44,12 @@ from immunreg.contracts.booking import (
 )
 from immunreg.contracts.envelope import Event
 from immunreg.domain import Aggregate, Conflict, NotFound, RuleViolation
+from immunreg.reference.geography import municipalities
+from immunreg.reference.vaccines import vaccine_catalog
+
+from .eligibility import NextDose, age_window
+
+MAX_DAILY_DOSES = 100_000
 
 # --- stream ids ---------------------------------------------------------------------
 
@@ -395,3 +408,131 @@ APPOINTMENT: Aggregate[AppointmentState, AppointmentCommand] = Aggregate(
     evolve=evolve_appointment,
     decide=decide_appointment,
 )
+
+
+# --- rules checked before a command -------------------------------------------------
+
+INVALID_FIELDS = "invalid_fields"  # the code of a refusal that names several fields
+
+
+class Violation(msgspec.Struct, frozen=True):
+    """One bad field of a request (`body.day`, `path.date`), why, and the rule's code."""
+
+    field: str
+    reason: str
+    code: str = INVALID_FIELDS
+
+
+def capacity_violations(capacity: Mapping[str, int], field: str) -> list[Violation]:
+    """Capacity is per catalog product, 0 to MAX_DAILY_DOSES doses a day."""
+    catalog = vaccine_catalog()
+    violations = []
+    for code, doses in capacity.items():
+        if code not in catalog:
+            violations.append(Violation(f"{field}.{code}", "not a product of the vaccine catalog"))
+        elif not 0 <= doses <= MAX_DAILY_DOSES:
+            violations.append(Violation(f"{field}.{code}", f"between 0 and {MAX_DAILY_DOSES}"))
+    return violations
+
+
+def site_violations(municipality_code: str, daily_capacity: Mapping[str, int]) -> list[Violation]:
+    """A site stands in a municipality of the 2022 census and offers catalog products."""
+    violations = capacity_violations(daily_capacity, "body.daily_capacity")
+    if municipality_code not in municipalities():
+        violations.insert(
+            0, Violation("body.municipality_code", "not a municipality code (2022 census)")
+        )
+    return violations
+
+
+def day_violations(day: date, today: date, capacity: Mapping[str, int]) -> list[Violation]:
+    """A day's capacity can change (or the day close) only until the day is over."""
+    violations = capacity_violations(capacity, "body.capacity")
+    if day < today:
+        violations.insert(0, Violation("path.date", "the day is over"))
+    return violations
+
+
+SITE_CLOSED = "site_closed"
+
+
+def cancelled_by(command: ChangeCapacity) -> str | None:
+    """Why a capacity change cancels the day's open appointments, or None to keep them.
+
+    Closing the day cancels them ("site_closed"; the next run books the citizens
+    again); a lower capacity keeps every appointment already made and books no more.
+    """
+    return SITE_CLOSED if command.closed else None
+
+
+def reschedule_violations(
+    *,
+    day: date,
+    today: date,
+    site_known: bool,
+    product_code: str,
+    birth_date: date | None,
+    due: NextDose | None,
+) -> list[Violation]:
+    """Why an appointment may not move to `day` (at a site `site_known` says exists).
+
+    The day must not be over; the product's age limits hold on the new day; the
+    series' interval holds unless its window had already closed before today (late
+    is better than never). Without a birth date (not registered here yet, or erased)
+    only the day and the site are checked.
+    """
+    violations: list[Violation] = []
+    if day < today:
+        violations.append(Violation("body.day", "the day is over", "day_over"))
+    if not site_known:
+        violations.append(Violation("body.site_id", "no such site", "site_not_found"))
+    if birth_date is None:
+        return violations
+    product = vaccine_catalog().get(product_code)
+    if product is not None:
+        first, last = age_window(product, birth_date)
+        if day < first or (last is not None and day > last):
+            violations.append(
+                Violation("body.day", "outside the product's age limits", "age_limit")
+            )
+    if due is not None and due.earliest is not None and day < due.earliest:
+        violations.append(
+            Violation(
+                "body.day",
+                f"the interval allows {due.earliest} at the earliest",
+                "outside_interval",
+            )
+        )
+    elif due is not None and due.latest is not None and due.latest >= today and day > due.latest:
+        violations.append(
+            Violation(
+                "body.day", f"the interval allows {due.latest} at the latest", "outside_interval"
+            )
+        )
+    return violations
+
+
+def refusal_code(violations: list[Violation]) -> str:
+    """One rule broken: its code; several: "invalid_fields"."""
+    return violations[0].code if len(violations) == 1 else INVALID_FIELDS
+
+
+def needs_stock(state: AppointmentState, site_id: str) -> bool:
+    """A move to another site needs a dose of the product left there; within a site the
+    appointment's dose is already counted."""
+    return site_id != state.site_id
+
+
+def require_stock(site_id: str, product_code: str, doses_left: int) -> None:
+    if doses_left < 1:
+        raise Conflict("no_stock", f"{site_id} has no stock of {product_code} left to book")
+
+
+def require_free_slot(
+    siteday: SiteDayState, site_id: str, day: date, product_code: str, default: Mapping[str, int]
+) -> None:
+    """A move needs a free slot of its product on the target day."""
+    if siteday.free(product_code, default) < 1:
+        raise Conflict(
+            "slot_full", f"{site_id} has no free slot of {product_code} on {day.isoformat()}"
+        )

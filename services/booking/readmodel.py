@@ -1,9 +1,9 @@
-"""Booking's read models: what the planner, the reactions and the GET routes read.
+"""Booking's tables: every query the handlers, the planner and the GET routes make.
 
 `sites`, `site_days` and `appointments` are written in the same transaction as the
 events they mirror; `citizens`, `doses` and `site_stock` by the reactions to other
 contexts' events, each guarded by the source stream's version or the event's id so a
-redelivery changes nothing.
+redelivery changes nothing; `scheduling_runs` keeps each run's summary.
 """
 
 from __future__ import annotations
@@ -15,12 +15,17 @@ from datetime import date, datetime, timedelta
 import asyncpg
 import msgspec
 
+from immunreg.contracts.administration import DoseAdministered, DoseCorrected
 from immunreg.contracts.booking import SiteDefined
+from immunreg.contracts.inventory import StockLevelChanged
+from immunreg.contracts.registration import CitizenRegistered, PreferencesChanged
 from immunreg.eventstore.database import Connection
 
 from .eligibility import DoseTaken, NextDose, next_dose
+from .noshow import OpenAppointment
 from .ranking import registration_order
 from .scheduler import Capacity, Citizen, SiteInfo, Stock
+from .schemas import AppointmentView, RunSummary, SiteView
 
 Executor = Connection | asyncpg.Pool
 
@@ -60,6 +65,47 @@ async def save_site(conn: Connection, site: SiteDefined, version: int) -> None:
 def capacity_of(raw: str) -> dict[str, int]:
     """A jsonb capacity column, decoded."""
     return _capacity.decode(raw)
+
+
+_SITE_ROW = """SELECT site_id, name, municipality_code, address, latitude, longitude,
+    opening_hours, daily_capacity::text AS daily_capacity, version FROM sites"""
+
+
+def _site_view(row: asyncpg.Record) -> SiteView:
+    return SiteView(
+        site_id=row["site_id"],
+        name=row["name"],
+        municipality_code=row["municipality_code"],
+        address=row["address"],
+        latitude=row["latitude"],
+        longitude=row["longitude"],
+        opening_hours=row["opening_hours"],
+        daily_capacity=capacity_of(row["daily_capacity"]),
+        version=row["version"],
+    )
+
+
+async def site(db: Executor, site_id: str) -> SiteView | None:
+    row = await db.fetchrow(f"{_SITE_ROW} WHERE site_id = $1", site_id)
+    return _site_view(row) if row is not None else None
+
+
+async def sites(
+    db: Executor, *, after: str, municipality_code: str | None, limit: int
+) -> list[SiteView]:
+    """Up to `limit` sites by id after `after`, optionally of one municipality."""
+    rows = await db.fetch(
+        f"{_SITE_ROW} WHERE site_id > $1 AND ($2::text IS NULL OR municipality_code = $2) "
+        "ORDER BY site_id LIMIT $3",
+        after,
+        municipality_code,
+        limit,
+    )
+    return [_site_view(r) for r in rows]
+
+
+async def site_exists(db: Executor, site_id: str) -> bool:
+    return await db.fetchval("SELECT 1 FROM sites WHERE site_id = $1", site_id) is not None
 
 
 async def save_site_day(
@@ -277,4 +323,347 @@ async def appointment(db: Executor, appointment_id: str) -> asyncpg.Record | Non
     return await db.fetchrow(
         f"SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE appointment_id = $1",
         appointment_id,
+    )
+
+
+def appointment_view(row: asyncpg.Record) -> AppointmentView:
+    return AppointmentView(
+        appointment_id=row["appointment_id"],
+        citizen_id=row["citizen_id"],
+        site_id=row["site_id"],
+        municipality_code=row["municipality_code"],
+        day=row["day"],
+        product_code=row["product_code"],
+        dose_number=row["dose_number"],
+        booster=row["booster"],
+        status=row["status"],
+        reason=row["reason"],
+        status_reason=row["status_reason"],
+        booked_at=row["booked_at"],
+    )
+
+
+async def citizen_appointments(db: Executor, citizen_id: str) -> list[AppointmentView]:
+    """The citizen's newest hundred appointments, newest first."""
+    rows = await db.fetch(
+        f"SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE citizen_id = $1 "
+        "ORDER BY booked_at DESC, appointment_id DESC LIMIT 100",
+        citizen_id,
+    )
+    return [appointment_view(r) for r in rows]
+
+
+async def site_day_appointments(
+    db: Executor, site_id: str, day: date, *, after: str, limit: int
+) -> list[AppointmentView]:
+    """Up to `limit` of a site's appointments on a day (every status) by id after `after`."""
+    rows = await db.fetch(
+        f"SELECT {APPOINTMENT_COLUMNS} FROM appointments "
+        "WHERE site_id = $1 AND day = $2 AND appointment_id > $3 "
+        "ORDER BY appointment_id LIMIT $4",
+        site_id,
+        day,
+        after,
+        limit,
+    )
+    return [appointment_view(r) for r in rows]
+
+
+async def open_appointment_ids(conn: Connection, site_id: str, day: date) -> list[str]:
+    """The ids of a site's open appointments on a day, in id order."""
+    rows = await conn.fetch(
+        "SELECT appointment_id FROM appointments WHERE site_id = $1 AND day = $2 "
+        "AND status = 'booked' ORDER BY appointment_id",
+        site_id,
+        day,
+    )
+    return [r["appointment_id"] for r in rows]
+
+
+async def open_appointments_before(db: Executor, day: date, limit: int) -> list[OpenAppointment]:
+    """Up to `limit` appointments still open from days before `day`, oldest first."""
+    rows = await db.fetch(
+        "SELECT appointment_id, day, status FROM appointments "
+        "WHERE status = 'booked' AND day < $1 ORDER BY day, appointment_id LIMIT $2",
+        day,
+        limit,
+    )
+    return [OpenAppointment(r["appointment_id"], r["day"], r["status"]) for r in rows]
+
+
+class Claim(msgspec.Struct, frozen=True, kw_only=True):
+    """A new appointment's row: the claim on the citizen's one open appointment."""
+
+    appointment_id: str
+    citizen_id: str
+    dose_number: int
+    booster: bool
+    reason: str
+    run_id: str | None
+
+
+_CLAIM = """
+INSERT INTO appointments (appointment_id, citizen_id, site_id, municipality_code, day,
+                          product_code, dose_number, booster, status, reason, run_id)
+SELECT a, c, $3, $4, $5, $6, n, b, 'booked', r, ru
+FROM unnest($1::text[], $2::text[], $7::int[], $8::bool[], $9::text[], $10::text[])
+     AS x(a, c, n, b, r, ru)
+ON CONFLICT (citizen_id) WHERE status = 'booked' DO NOTHING
+RETURNING citizen_id
+"""
+
+
+async def claim_appointments(
+    conn: Connection,
+    claims: list[Claim],
+    *,
+    site_id: str,
+    municipality_code: str,
+    day: date,
+    product_code: str,
+) -> set[str]:
+    """Insert the appointments' rows; the citizens whose claim held (the others had an
+    open appointment already: the partial unique index refuses a second one)."""
+    rows = await conn.fetch(
+        _CLAIM,
+        [c.appointment_id for c in claims],
+        [c.citizen_id for c in claims],
+        site_id,
+        municipality_code,
+        day,
+        product_code,
+        [c.dose_number for c in claims],
+        [c.booster for c in claims],
+        [c.reason for c in claims],
+        [c.run_id for c in claims],
+    )
+    return {row["citizen_id"] for row in rows}
+
+
+_OPEN_OF_PRODUCT = """
+SELECT count(*) FROM appointments
+WHERE site_id = $1 AND product_code = $2 AND status = 'booked' AND day >= $3
+"""
+
+
+async def stock_left(conn: Connection, site_id: str, product_code: str, today: date) -> int:
+    """Doses of a product that may still be booked at a site; locks its stock row
+    (FOR UPDATE), so bookings of one product at one site queue there."""
+    available = await conn.fetchval(
+        "SELECT doses_available FROM site_stock WHERE site_id = $1 AND product_code = $2 "
+        "FOR UPDATE",
+        site_id,
+        product_code,
+    )
+    if available is None:
+        return 0  # no row: no stock
+    booked = await conn.fetchval(_OPEN_OF_PRODUCT, site_id, product_code, today)
+    return max(int(available) - int(booked), 0)
+
+
+async def appointment_cancelled(conn: Connection, appointment_id: str, reason: str) -> None:
+    await conn.execute(
+        "UPDATE appointments SET status = 'cancelled', status_reason = $2, "
+        "updated_at = now() WHERE appointment_id = $1",
+        appointment_id,
+        reason,
+    )
+
+
+async def appointment_moved(
+    conn: Connection, appointment_id: str, site_id: str, municipality_code: str, day: date
+) -> None:
+    await conn.execute(
+        "UPDATE appointments SET site_id = $2, municipality_code = $3, day = $4, "
+        "updated_at = now() WHERE appointment_id = $1",
+        appointment_id,
+        site_id,
+        municipality_code,
+        day,
+    )
+
+
+async def appointment_attended(conn: Connection, appointment_id: str, dose_id: str) -> None:
+    await conn.execute(
+        "UPDATE appointments SET status = 'attended', status_reason = $2, "
+        "updated_at = now() WHERE appointment_id = $1",
+        appointment_id,
+        dose_id,
+    )
+
+
+async def appointment_missed(conn: Connection, appointment_id: str) -> None:
+    await conn.execute(
+        "UPDATE appointments SET status = 'missed', updated_at = now() WHERE appointment_id = $1",
+        appointment_id,
+    )
+
+
+# --- scheduling runs ---------------------------------------------------------------------
+
+
+async def save_run(db: Executor, summary: RunSummary, started_at: datetime) -> None:
+    await db.execute(
+        "INSERT INTO scheduling_runs (run_id, trigger, from_day, horizon_days, summary, "
+        "started_at) VALUES ($1, $2, $3, $4, $5::text::jsonb, $6)",
+        summary.run_id,
+        summary.trigger,
+        summary.from_day,
+        summary.horizon_days,
+        _json.encode(summary).decode(),
+        started_at,
+    )
+
+
+# --- other contexts' facts (written by the reactions) -------------------------------------
+
+_REGISTERED = """
+INSERT INTO citizens AS c (citizen_id, status, version, birth_date, municipality_code,
+    preferred_municipality_code, priority_group, conditions, vaccine_preferences,
+    registered_at)
+VALUES ($1, 'active', $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (citizen_id) DO UPDATE SET
+    status = 'active', version = excluded.version, birth_date = excluded.birth_date,
+    municipality_code = excluded.municipality_code,
+    preferred_municipality_code = excluded.preferred_municipality_code,
+    priority_group = excluded.priority_group, conditions = excluded.conditions,
+    vaccine_preferences = excluded.vaccine_preferences,
+    registered_at = excluded.registered_at, updated_at = now()
+WHERE c.version < excluded.version
+"""
+
+_PREFERENCES = """
+UPDATE citizens SET version = $2, priority_group = $3, conditions = $4,
+    vaccine_preferences = $5, preferred_municipality_code = $6, updated_at = now()
+WHERE citizen_id = $1 AND version < $2
+RETURNING status
+"""
+
+_WITHDRAWN = """
+UPDATE citizens SET version = $2, status = 'withdrawn', updated_at = now()
+WHERE citizen_id = $1 AND version < $2
+"""
+
+_ERASED = """
+INSERT INTO citizens AS c (citizen_id, status, version) VALUES ($1, 'erased', $2)
+ON CONFLICT (citizen_id) DO UPDATE SET
+    status = 'erased', version = excluded.version, birth_date = NULL,
+    municipality_code = NULL, preferred_municipality_code = NULL, priority_group = NULL,
+    conditions = '{}', vaccine_preferences = '{}', updated_at = now()
+WHERE c.version < excluded.version
+"""
+
+_STOCK = """
+INSERT INTO site_stock AS s (site_id, product_code, doses_available, earliest_expiry, version)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (site_id, product_code) DO UPDATE SET
+    doses_available = excluded.doses_available, earliest_expiry = excluded.earliest_expiry,
+    version = excluded.version, updated_at = now()
+WHERE s.version < excluded.version
+"""
+
+_DOSE = """
+INSERT INTO doses (dose_id, citizen_id, site_id, product_code, dose_number, booster,
+                   administered_on)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (dose_id) DO NOTHING
+RETURNING dose_id
+"""
+
+_DOSE_CORRECTED = """
+INSERT INTO doses (dose_id, citizen_id, site_id, product_code, dose_number, booster,
+                   administered_on)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (dose_id) DO UPDATE SET site_id = excluded.site_id,
+    product_code = excluded.product_code, dose_number = excluded.dose_number,
+    booster = excluded.booster, administered_on = excluded.administered_on
+"""
+
+
+async def citizen_registered(
+    conn: Connection, event: CitizenRegistered, version: int, registered_at: datetime
+) -> None:
+    """The citizen waits (again), in registration order `registered_at`."""
+    await conn.execute(
+        _REGISTERED,
+        event.citizen_id,
+        version,
+        event.birth_date,
+        event.municipality_code,
+        event.preferred_municipality_code,
+        event.priority_group,
+        event.conditions,
+        event.vaccine_preferences,
+        registered_at,
+    )
+
+
+async def preferences_changed(
+    conn: Connection, event: PreferencesChanged, version: int
+) -> str | None:
+    """The citizen's new preferences; their status (None: unknown here, or a stale event)."""
+    status: str | None = await conn.fetchval(
+        _PREFERENCES,
+        event.citizen_id,
+        version,
+        event.priority_group,
+        event.conditions,
+        event.vaccine_preferences,
+        event.preferred_municipality_code,
+    )
+    return status
+
+
+async def citizen_withdrawn(conn: Connection, citizen_id: str, version: int) -> None:
+    await conn.execute(_WITHDRAWN, citizen_id, version)
+
+
+async def citizen_erased(conn: Connection, citizen_id: str, version: int) -> None:
+    """Only the id and the status stay: birth date, places and conditions go."""
+    await conn.execute(_ERASED, citizen_id, version)
+
+
+async def stock_level_changed(conn: Connection, event: StockLevelChanged, version: int) -> None:
+    """A location id is a site id; the newest version wins."""
+    await conn.execute(
+        _STOCK,
+        event.location_id,
+        event.product_code,
+        event.doses_available,
+        event.earliest_expiry,
+        version,
+    )
+
+
+async def dose_recorded(conn: Connection, event: DoseAdministered, administered_on: date) -> bool:
+    """Keep the dose; False when it was recorded already."""
+    fresh = await conn.fetchval(
+        _DOSE,
+        event.dose_id,
+        event.citizen_id,
+        event.site_id,
+        event.product_code,
+        event.dose_number,
+        event.booster,
+        administered_on,
+    )
+    return fresh is not None
+
+
+async def dose_voided(conn: Connection, dose_id: str) -> None:
+    """The dose stays, flagged: it no longer counts."""
+    await conn.execute("UPDATE doses SET voided = true WHERE dose_id = $1", dose_id)
+
+
+async def dose_corrected(conn: Connection, event: DoseCorrected, administered_on: date) -> None:
+    """The dose as corrected (kept as new if it was never seen)."""
+    await conn.execute(
+        _DOSE_CORRECTED,
+        event.dose_id,
+        event.citizen_id,
+        event.site_id,
+        event.product_code,
+        event.dose_number,
+        event.booster,
+        administered_on,
     )

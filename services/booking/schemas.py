@@ -11,8 +11,8 @@ from immunreg.http.versioning import Page
 
 SITE_ID_PATTERN = r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)*$"  # the id inventory knows the site by
 SiteId = Annotated[str, msgspec.Meta(pattern=SITE_ID_PATTERN, max_length=64)]
-MAX_DAILY_DOSES = 100_000
-Capacity = dict[str, int]  # product code -> doses a day (0..MAX_DAILY_DOSES; checked in app.py)
+# product code -> doses a day (0..MAX_DAILY_DOSES; domain.capacity_violations checks it)
+Capacity = dict[str, int]
 OpeningHours = Annotated[
     str, msgspec.Meta(pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
 ]
@@ -112,3 +112,18 @@ class SiteDayAppointments(msgspec.Struct, frozen=True, kw_only=True):
     day: dt.date
     items: list[AppointmentView]
     next_cursor: str | None = None
+
+
+class RunSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """What a scheduling run did."""
+
+    run_id: str
+    trigger: str
+    from_day: dt.date
+    horizon_days: int
+    considered: int  # waiting citizens with a dose to come
+    booked: int
+    booked_elsewhere: int  # booked meanwhile by another run or request
+    waiting: dict[str, int]  # reason -> citizens left waiting
+    replanned: int  # proposals planned again because their slot was taken
+    seconds: float

@@ -34,7 +34,7 @@ from immunreg.http.auth import Role, ensure_dev_keys, issue_token
 from immunreg.messaging.reactions import Reactions
 from services.booking.app import build_service
 from services.booking.config import BookingConfig
-from services.booking.reactions import Runtime, build_reactions
+from services.booking.handlers import Runtime, build_reactions
 
 Client = TestClient[web.Request, web.Application]
 

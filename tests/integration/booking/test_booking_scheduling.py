@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from immunreg.contracts import booking as booking_events
 from services.booking import readmodel
 from services.booking.config import BookingConfig
-from services.booking.runs import mark_no_shows
+from services.booking.handlers import mark_no_shows
 
 from .conftest import AZ, PFIZER, SINOPHARM, Booking, new_site_id
 

@@ -1,0 +1,963 @@
+"""Booking's commands and reactions: every unit of work that changes a stream.
+
+Commands (app.py's routes and jobs.py call these; each is one `store.transact` unit of
+work, or one per batch):
+
+    define_site     DefineSite on site-<id>, holding the site lock exclusively
+    change_day      ChangeCapacity on siteday-<id>-<day>; closing cancels the day's
+                    open appointments (domain.cancelled_by)
+    reschedule      move an appointment: Reserve on the new SiteDay, Release on the old
+    cancel          Cancel an appointment and Release its slot
+    run_scheduler   a scheduling run: plan (scheduler.plan, pure), then reserve in batches
+    mark_no_shows   Miss every appointment whose day has ended
+
+Reactions to other contexts' events: the table `build_reactions` makes (see its
+docstring for what each one does).
+
+The slot units of work below (`reserve`, `cancel_appointment`, `move_appointment`,
+`attend`, `miss`) change an appointment, its SiteDay and the read models on one
+connection inside the caller's transaction (a command's, or the consumer's); a
+ConcurrencyConflict rolls the whole unit back and it is decided again.
+
+Invariants and how they hold under any concurrency:
+
+- No slot is overbooked: SlotsReserved is appended to `siteday-<site>-<day>` at the
+  version the free count was computed from (domain.py).
+- One open appointment per citizen: the appointment's row goes in with
+  `ON CONFLICT DO NOTHING` on the partial unique index of open appointments; a citizen
+  someone else booked meanwhile is simply not booked again ("already_booked").
+- No more bookings of a product at a site than its stock: the `site_stock` row is
+  locked (FOR UPDATE) before the count of open appointments of that product at that
+  site from today on is subtracted from the doses available, so bookings of one product
+  at one site queue there. Missing row = no stock.
+- A site's default capacity cannot change under a booking: bookings hold a shared
+  advisory lock on the site, a redefinition the exclusive one.
+
+Lock order, to keep deadlocks out: site lock, stock row, claims (citizen ids sorted),
+then the SiteDay append, then appointment streams (fresh ids). A deadlock that still
+happens (e.g. with a consumer batch) aborts the unit, and callers treat it as not done.
+
+A scheduling run loads the waiting citizens and the free capacity and stock from the
+read models, plans, then commits the proposals per (site, day, product) in batches,
+each through `reserve`, which re-checks capacity, stock and the citizen's claim under
+the database's guarantees. A proposal that no longer fits (another run or a citizen
+took the slot meanwhile) is planned again from fresh read models, up to REPLAN_PASSES
+times; what still does not fit is left waiting as "slot_taken". A citizen someone
+else booked meanwhile counts as `booked_elsewhere`, not as waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+import asyncpg
+import msgspec
+
+from immunreg.contracts import administration, inventory, registration
+from immunreg.contracts.administration import DoseAdministered, DoseCorrected, DoseVoided
+from immunreg.contracts.booking import SiteDefined
+from immunreg.contracts.envelope import Envelope, Metadata, new_event_id
+from immunreg.contracts.inventory import StockLevelChanged
+from immunreg.contracts.registration import (
+    CitizenErased,
+    CitizenRegistered,
+    PreferencesChanged,
+    RegistrationWithdrawn,
+)
+from immunreg.domain import DomainError, Loaded, NotFound, Outcome
+from immunreg.eventstore.database import Connection
+from immunreg.eventstore.errors import ConcurrencyConflict
+from immunreg.eventstore.locks import lock_for_transaction
+from immunreg.eventstore.store import EventStore
+from immunreg.messaging.reactions import Reactions
+from immunreg.reference.geography import municipalities
+
+from . import readmodel
+from .config import BookingConfig
+from .domain import (
+    APPOINTMENT,
+    SITE,
+    SITEDAY,
+    AppointmentState,
+    Attend,
+    Book,
+    Cancel,
+    ChangeCapacity,
+    DefineSite,
+    Miss,
+    Release,
+    Reschedule,
+    Reserve,
+    SiteState,
+    Violation,
+    appointment_stream,
+    cancelled_by,
+    decide_appointment,
+    needs_stock,
+    require_free_slot,
+    require_stock,
+    reschedule_violations,
+    site_stream,
+    siteday_stream,
+)
+from .eligibility import NO_STOCK, SLOT_TAKEN, unsuitable
+from .noshow import select_no_shows
+from .ranking import district_of, explain
+from .readmodel import Claim
+from .scheduler import Citizen, Proposal, plan
+from .schemas import DayView, RunSummary
+
+log = logging.getLogger(__name__)
+
+ALREADY_BOOKED = "already_booked"
+REPLAN_PASSES = 3
+NEXT_DOSE_SEARCH_DAYS = 14  # when the interval window is already closed (overdue)
+# Failures of one batch's transaction that mean "not now", not "broken".
+_NOT_NOW = (
+    ConcurrencyConflict,
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+)
+
+
+class BookingRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """One citizen to book into the slot a reservation is for."""
+
+    citizen_id: str
+    dose_number: int
+    reason: str
+    booster: bool = False
+    run_id: str | None = None
+
+
+@dataclass
+class Reservation:
+    """Who got a slot (with the new appointment id) and who did not, and why."""
+
+    booked: list[tuple[BookingRequest, str]] = field(default_factory=list)
+    refused: list[tuple[BookingRequest, str]] = field(default_factory=list)
+
+
+# --- slot units of work (inside the caller's transaction) ----------------------------------
+
+
+async def site_for_booking(
+    store: EventStore, conn: Connection, site_id: str, *, exclusive: bool = False
+) -> SiteState:
+    """The site's definition, holding the site lock (shared, or exclusive to redefine)."""
+    await lock_for_transaction(conn, f"booking-site:{site_id}", shared=not exclusive)
+    loaded = await store.load_state(SITE, site_stream(site_id), conn)
+    return loaded.state
+
+
+async def reserve(
+    store: EventStore,
+    conn: Connection,
+    *,
+    site_id: str,
+    day: date,
+    product_code: str,
+    requests: Sequence[BookingRequest],
+    today: date,
+    metadata: Metadata | None = None,
+) -> Reservation:
+    """Book as many of `requests` (best first) as the SiteDay and the stock allow."""
+    result = Reservation()
+    site = await site_for_booking(store, conn, site_id)
+    if not site.defined or site.definition is None:
+        raise NotFound("site_not_found", f"no site {site_id}")
+    budget = await readmodel.stock_left(conn, site_id, product_code, today)
+    stream = siteday_stream(site_id, day)
+    siteday = await store.load_state(SITEDAY, stream, conn)
+    default = site.daily_capacity()
+    slots_free = siteday.state.free(product_code, default)
+    free = min(slots_free, budget)
+    pending = list(requests)
+    taken: list[tuple[BookingRequest, str]] = []
+    while pending and len(taken) < free:
+        batch, pending = pending[: free - len(taken)], pending[free - len(taken) :]
+        ids = {r.citizen_id: str(new_event_id()) for r in batch}
+        ordered = sorted(batch, key=lambda r: r.citizen_id)  # one lock order for every writer
+        claimed = await readmodel.claim_appointments(
+            conn,
+            [
+                Claim(
+                    appointment_id=ids[r.citizen_id],
+                    citizen_id=r.citizen_id,
+                    dose_number=r.dose_number,
+                    booster=r.booster,
+                    reason=r.reason,
+                    run_id=r.run_id,
+                )
+                for r in ordered
+            ],
+            site_id=site.definition.site_id,
+            municipality_code=site.definition.municipality_code,
+            day=day,
+            product_code=product_code,
+        )
+        for request in batch:
+            if request.citizen_id in claimed:
+                taken.append((request, ids[request.citizen_id]))
+            else:
+                result.refused.append((request, ALREADY_BOOKED))
+    why = NO_STOCK if budget < slots_free else SLOT_TAKEN
+    result.refused += [(r, why) for r in pending]
+    if not taken:
+        return result
+    await store.decide_and_append(
+        conn,
+        SITEDAY,
+        stream,
+        siteday,
+        Reserve(
+            site_id=site_id,
+            day=day,
+            product_code=product_code,
+            appointment_ids=[appointment_id for _, appointment_id in taken],
+            default_capacity=default,
+        ),
+        metadata=metadata,
+    )
+    for request, appointment_id in taken:
+        await store.execute_in(
+            conn,
+            APPOINTMENT,
+            appointment_stream(appointment_id),
+            Book(
+                appointment_id=appointment_id,
+                citizen_id=request.citizen_id,
+                site_id=site_id,
+                municipality_code=site.definition.municipality_code,
+                day=day,
+                product_code=product_code,
+                dose_number=request.dose_number,
+                booster=request.booster,
+                reason=request.reason,
+                run_id=request.run_id,
+            ),
+            metadata=metadata,
+        )
+    result.booked = taken
+    return result
+
+
+async def _load_appointment(
+    store: EventStore, conn: Connection, appointment_id: str
+) -> Loaded[AppointmentState]:
+    return await store.load_state(APPOINTMENT, appointment_stream(appointment_id), conn)
+
+
+async def _release(
+    store: EventStore,
+    conn: Connection,
+    site_id: str,
+    day: date,
+    *,
+    product_code: str,
+    ids: list[str],
+    why: str,
+    metadata: Metadata | None,
+) -> None:
+    await store.execute_in(
+        conn,
+        SITEDAY,
+        siteday_stream(site_id, day),
+        Release(
+            site_id=site_id, day=day, product_code=product_code, appointment_ids=ids, reason=why
+        ),
+        metadata=metadata,
+    )
+
+
+async def cancel_appointment(
+    store: EventStore,
+    conn: Connection,
+    appointment_id: str,
+    reason: str,
+    *,
+    metadata: Metadata | None = None,
+) -> Outcome[AppointmentState]:
+    """Cancel an open appointment and free its slot (cancelling twice changes nothing)."""
+    loaded = await _load_appointment(store, conn, appointment_id)
+    outcome = await store.decide_and_append(
+        conn,
+        APPOINTMENT,
+        appointment_stream(appointment_id),
+        loaded,
+        Cancel(reason=reason),
+        metadata=metadata,
+    )
+    if outcome.events:
+        state = loaded.state
+        assert state.day is not None
+        await _release(
+            store,
+            conn,
+            state.site_id,
+            state.day,
+            product_code=state.product_code,
+            ids=[appointment_id],
+            why=reason,
+            metadata=metadata,
+        )
+        await readmodel.appointment_cancelled(conn, appointment_id, reason)
+    return outcome
+
+
+async def move_appointment(
+    store: EventStore,
+    conn: Connection,
+    appointment_id: str,
+    *,
+    site_id: str,
+    day: date,
+    today: date,
+    metadata: Metadata | None = None,
+) -> Outcome[AppointmentState]:
+    """Move an open appointment to a free slot (409 slot_full / no_stock otherwise)."""
+    loaded = await _load_appointment(store, conn, appointment_id)
+    state = loaded.state
+    target = await site_for_booking(store, conn, site_id)
+    if not target.defined or target.definition is None:
+        raise NotFound("site_not_found", f"no site {site_id}")
+    command = Reschedule(
+        site_id=site_id, municipality_code=target.definition.municipality_code, day=day
+    )
+    decide_appointment(state, command)  # refuse before touching any SiteDay
+    assert state.day is not None
+    product = state.product_code
+    if needs_stock(state, site_id):
+        require_stock(site_id, product, await readmodel.stock_left(conn, site_id, product, today))
+    target_stream = siteday_stream(site_id, day)
+    source_stream = siteday_stream(state.site_id, state.day)
+    for stream in sorted((target_stream, source_stream)):  # one append order for all
+        if stream == target_stream:
+            siteday = await store.load_state(SITEDAY, target_stream, conn)
+            require_free_slot(siteday.state, site_id, day, product, target.daily_capacity())
+            await store.decide_and_append(
+                conn,
+                SITEDAY,
+                target_stream,
+                siteday,
+                Reserve(
+                    site_id=site_id,
+                    day=day,
+                    product_code=product,
+                    appointment_ids=[appointment_id],
+                    default_capacity=target.daily_capacity(),
+                ),
+                metadata=metadata,
+            )
+        else:
+            await _release(
+                store,
+                conn,
+                state.site_id,
+                state.day,
+                product_code=product,
+                ids=[appointment_id],
+                why="rescheduled",
+                metadata=metadata,
+            )
+    outcome = await store.decide_and_append(
+        conn,
+        APPOINTMENT,
+        appointment_stream(appointment_id),
+        loaded,
+        command,
+        metadata=metadata,
+    )
+    await readmodel.appointment_moved(
+        conn, appointment_id, site_id, target.definition.municipality_code, day
+    )
+    return outcome
+
+
+async def attend(
+    store: EventStore,
+    conn: Connection,
+    appointment_id: str,
+    dose_id: str,
+    *,
+    metadata: Metadata | None = None,
+) -> Outcome[AppointmentState]:
+    """The citizen came: the dose was recorded (also after a no-show was marked)."""
+    outcome = await store.execute_in(
+        conn,
+        APPOINTMENT,
+        appointment_stream(appointment_id),
+        Attend(dose_id=dose_id),
+        metadata=metadata,
+    )
+    if outcome.events:
+        await readmodel.appointment_attended(conn, appointment_id, dose_id)
+    return outcome
+
+
+async def miss(
+    store: EventStore, conn: Connection, appointment_id: str, *, metadata: Metadata | None = None
+) -> Outcome[AppointmentState]:
+    """The day ended without the citizen: a no-show; the citizen waits again."""
+    outcome = await store.execute_in(
+        conn, APPOINTMENT, appointment_stream(appointment_id), Miss(), metadata=metadata
+    )
+    if outcome.events:
+        await readmodel.appointment_missed(conn, appointment_id)
+    return outcome
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SiteSaved:
+    """What defining a site did: whether it was new, and the stream's version now."""
+
+    created: bool
+    version: int
+
+
+async def define_site(
+    store: EventStore,
+    definition: SiteDefined,
+    *,
+    expected_version: int | None = None,
+    metadata: Metadata | None = None,
+) -> SiteSaved:
+    """Create or replace a site's definition; with `expected_version` (If-Match) a
+    conflict is final (412). Lowering the default keeps appointments already made."""
+    site_id = definition.site_id
+    stream = site_stream(site_id)
+
+    async def work(conn: Connection) -> SiteSaved:
+        # The exclusive site lock: no booking reads the old default from now on.
+        await site_for_booking(store, conn, site_id, exclusive=True)
+        loaded = await store.load_state(SITE, stream, conn)
+        if expected_version is not None and loaded.version != expected_version:
+            raise ConcurrencyConflict(stream, expected_version)
+        outcome = await store.decide_and_append(
+            conn, SITE, stream, loaded, DefineSite(definition=definition), metadata=metadata
+        )
+        if outcome.events:
+            await readmodel.save_site(conn, definition, outcome.version)
+        return SiteSaved(created=loaded.version == 0, version=outcome.version)
+
+    return await store.transact(work, retry_conflicts=expected_version is None)
+
+
+async def change_day(
+    store: EventStore, command: ChangeCapacity, *, metadata: Metadata | None = None
+) -> DayView:
+    """Set a day's capacity or close it; the day as it now is, with what closing cancelled.
+
+    NotFound("site_not_found") when the site was never defined.
+    """
+    site_id, day = command.site_id, command.day
+    stream = siteday_stream(site_id, day)
+
+    async def work(conn: Connection) -> DayView:
+        site = await site_for_booking(store, conn, site_id)
+        if not site.defined:
+            raise NotFound("site_not_found", f"no site {site_id}")
+        outcome = await store.execute_in(conn, SITEDAY, stream, command, metadata=metadata)
+        if outcome.events:
+            await readmodel.save_site_day(conn, site_id, day, command.capacity, command.closed)
+        cancelled = 0
+        reason = cancelled_by(command)
+        if reason is not None:
+            for appointment_id in await readmodel.open_appointment_ids(conn, site_id, day):
+                await cancel_appointment(store, conn, appointment_id, reason, metadata=metadata)
+                cancelled += 1
+        state = (await store.load_state(SITEDAY, stream, conn)).state
+        return DayView(
+            site_id=site_id,
+            day=day,
+            capacity=state.capacity(site.daily_capacity()),
+            closed=state.closed,
+            override=state.override is not None,
+            booked={k: v for k, v in sorted(state.booked.items()) if v},
+            cancelled=cancelled,
+        )
+
+    return await store.transact(work)
+
+
+async def reschedule_violations_of(
+    db: readmodel.Executor, appointment: asyncpg.Record, *, day: date, site_id: str, today: date
+) -> list[Violation]:
+    """What the read models say against moving `appointment` (domain.reschedule_violations)."""
+    site_known = site_id == appointment["site_id"] or await readmodel.site_exists(db, site_id)
+    found = await readmodel.citizen(db, appointment["citizen_id"])
+    citizen, due = found if found is not None else (None, None)
+    return reschedule_violations(
+        day=day,
+        today=today,
+        site_known=site_known,
+        product_code=appointment["product_code"],
+        birth_date=citizen["birth_date"] if citizen is not None else None,
+        due=due,
+    )
+
+
+async def reschedule(
+    store: EventStore,
+    appointment_id: str,
+    *,
+    site_id: str,
+    day: date,
+    today: date,
+    metadata: Metadata | None = None,
+) -> Outcome[AppointmentState]:
+    """Move an appointment to another day (and site) with a free slot and stock."""
+
+    async def work(conn: Connection) -> Outcome[AppointmentState]:
+        return await move_appointment(
+            store, conn, appointment_id, site_id=site_id, day=day, today=today, metadata=metadata
+        )
+
+    return await store.transact(work)
+
+
+async def cancel(
+    store: EventStore, appointment_id: str, reason: str, *, metadata: Metadata | None = None
+) -> bool:
+    """Cancel an appointment; whether this call cancelled it (False: it was already)."""
+
+    async def work(conn: Connection) -> bool:
+        outcome = await cancel_appointment(store, conn, appointment_id, reason, metadata=metadata)
+        return bool(outcome.events)
+
+    return await store.transact(work)
+
+
+@dataclass
+class _Pass:
+    booked: int = 0
+    elsewhere: int = 0
+    retry: list[str] = field(default_factory=list)
+
+
+async def run_scheduler(
+    store: EventStore,
+    *,
+    from_day: date,
+    horizon_days: int,
+    today: date,
+    config: BookingConfig,
+    trigger: str = "on_demand",
+    metadata: Metadata | None = None,
+) -> RunSummary:
+    """Book every waiting citizen that fits between from_day and from_day + horizon."""
+    started = time.perf_counter()
+    started_at = datetime.now(UTC)
+    run_id = str(new_event_id())
+    pool = store.pool
+    citizens = await readmodel.waiting_citizens(pool)
+    considered = len(citizens)
+    reasons: dict[str, str] = {}
+    booked = elsewhere = replanned = 0
+    for attempt in range(REPLAN_PASSES):
+        supply = await readmodel.supply(pool, from_day, horizon_days, today)
+        # In a thread: a national plan takes seconds, and the event loop keeps serving.
+        result = await asyncio.to_thread(
+            plan,
+            citizens,
+            supply.sites,
+            supply.capacity,
+            supply.stock,
+            start=from_day,
+            days=horizon_days,
+            allow_anywhere=config.allow_anywhere,
+        )
+        for left in result.waiting:
+            reasons[left.citizen_id] = left.reason
+        municipality_of = {s.site_id: s.municipality_code for s in supply.sites}
+        by_id = {c.citizen_id: c for c in citizens}
+        outcome = await _commit(
+            store,
+            result.bookings,
+            by_id,
+            municipality_of,
+            run_id=run_id,
+            today=today,
+            config=config,
+            metadata=metadata,
+        )
+        booked += outcome.booked
+        elsewhere += outcome.elsewhere
+        for citizen_id in outcome.retry:
+            reasons[citizen_id] = SLOT_TAKEN
+        if not outcome.retry or attempt == REPLAN_PASSES - 1:
+            break
+        replanned += len(outcome.retry)
+        citizens = await readmodel.waiting_citizens(pool, outcome.retry)
+        elsewhere += len(outcome.retry) - len(citizens)  # booked by someone else in between
+        for citizen_id in set(outcome.retry) - {c.citizen_id for c in citizens}:
+            reasons.pop(citizen_id, None)
+    waiting: dict[str, int] = defaultdict(int)
+    for reason in reasons.values():
+        waiting[reason] += 1
+    summary = RunSummary(
+        run_id=run_id,
+        trigger=trigger,
+        from_day=from_day,
+        horizon_days=horizon_days,
+        considered=considered,
+        booked=booked,
+        booked_elsewhere=elsewhere,
+        waiting=dict(sorted(waiting.items())),
+        replanned=replanned,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    await readmodel.save_run(pool, summary, started_at)
+    log.info("scheduling run done", extra={"run_id": run_id, "booked": booked})
+    return summary
+
+
+async def _commit(
+    store: EventStore,
+    proposals: Sequence[Proposal],
+    citizens: dict[str, Citizen],
+    site_municipality: dict[str, str],
+    *,
+    run_id: str,
+    today: date,
+    config: BookingConfig,
+    metadata: Metadata | None,
+) -> _Pass:
+    """Commit proposals per (site, day, product) in batches; some batches at a time."""
+    groups: dict[tuple[str, date, str], list[BookingRequest]] = defaultdict(list)
+    for p in proposals:  # planner order: best citizens first within each group
+        reason = explain(p.decision(citizens[p.citizen_id], site_municipality[p.site_id]))
+        groups[(p.site_id, p.day, p.product_code)].append(
+            BookingRequest(
+                citizen_id=p.citizen_id,
+                dose_number=p.dose_number,
+                booster=p.booster,
+                reason=reason,
+                run_id=run_id,
+            )
+        )
+    batches = [
+        (key, requests[i : i + config.commit_batch])
+        for key, requests in groups.items()
+        for i in range(0, len(requests), config.commit_batch)
+    ]
+    gate = asyncio.Semaphore(max(config.commit_concurrency, 1))
+    outcome = _Pass()
+
+    async def commit(key: tuple[str, date, str], requests: list[BookingRequest]) -> None:
+        site_id, day, product = key
+
+        async def work(conn: Connection) -> Reservation:
+            return await reserve(
+                store,
+                conn,
+                site_id=site_id,
+                day=day,
+                product_code=product,
+                requests=requests,
+                today=today,
+                metadata=metadata,
+            )
+
+        async with gate:
+            try:
+                reservation = await store.transact(work)
+            except _NOT_NOW:
+                log.warning("a booking batch was not committed; planning it again", exc_info=True)
+                outcome.retry += [r.citizen_id for r in requests]
+                return
+        outcome.booked += len(reservation.booked)
+        for request, why in reservation.refused:
+            if why == ALREADY_BOOKED:
+                outcome.elsewhere += 1
+            else:
+                outcome.retry.append(request.citizen_id)
+
+    await asyncio.gather(*(commit(key, requests) for key, requests in batches))
+    return outcome
+
+
+async def mark_no_shows(
+    store: EventStore, *, now: datetime, config: BookingConfig, limit: int = 1000
+) -> int:
+    """Mark every appointment whose day has ended and is still open AppointmentMissed."""
+    today = now.astimezone(config.timezone).date()
+    marked = 0
+    while True:
+        candidates = await readmodel.open_appointments_before(store.pool, today, limit)
+        for appointment_id in select_no_shows(candidates, now, config.timezone):
+
+            async def work(conn: Connection, appointment_id: str = appointment_id) -> int:
+                return len((await miss(store, conn, appointment_id)).events)
+
+            if await store.transact(work):
+                marked += 1
+        if len(candidates) < limit:
+            return marked
+
+
+# --- reactions -----------------------------------------------------------------------------
+
+
+class Runtime:
+    """The running app's event store and settings, for handlers that only get a connection."""
+
+    def __init__(self) -> None:
+        self._store: EventStore | None = None
+        self.config = BookingConfig()
+
+    def fill(self, store: EventStore | None, config: BookingConfig | None = None) -> None:
+        self._store = store
+        if config is not None:
+            self.config = config
+
+    @property
+    def store(self) -> EventStore:
+        if self._store is None:
+            # A ConnectionError makes the consumer roll the batch back and read it again
+            # later, instead of dead-lettering a message that is fine.
+            raise ConnectionError("the booking service has not started yet")
+        return self._store
+
+
+def _metadata(envelope: Envelope) -> Metadata:
+    return Metadata(correlation_id=envelope.correlation_id, causation_id=envelope.event_id)
+
+
+def build_reactions(runtime: Runtime) -> Reactions:
+    """Booking's reactions, bound to the runtime of one app.
+
+    Every handler runs in the consumer's transaction (`conn`): its appends go through
+    the event store on that connection, so they commit together with the consumer's
+    position (exactly once). Topics are not ordered relative to each other, so each
+    handler copes with arriving "early" (a dose for a citizen booking has not heard of
+    yet is kept, and the next dose is planned once the registration arrives).
+
+    registration.events.v1
+    - CitizenRegistered: the citizen joins the waiting list (registration order = the
+      event's recorded_at). Registering again after a withdrawal puts them at the back.
+    - PreferencesChanged: new preferences, group and conditions; an open appointment
+      for a product the citizen no longer accepts or may not have is cancelled.
+    - RegistrationWithdrawn, CitizenErased: open appointments are cancelled; erasure
+      also drops the birth date, municipality and conditions held here.
+
+    inventory.events.v1
+    - StockLevelChanged: `site_stock` (a location id is a site id), newest version wins.
+
+    administration.events.v1
+    - DoseAdministered: the appointment is attended (by its id, else the citizen's open
+      one for that dose); an open appointment the dose makes pointless is cancelled;
+      then the next dose of the series is booked (`book_next_dose`). Boosters are NOT
+      booked here: the booster window opens months later, beyond any planned capacity;
+      the citizen becomes due (outside_horizon until then) and a nightly run books them
+      once the window enters its horizon.
+    - DoseVoided: the dose did not happen. It no longer counts; an open appointment
+      booked for the dose after it is cancelled ("dose_voided") and the citizen waits
+      for the voided dose again (booked by the next run).
+    - DoseCorrected: the record is replaced; an open appointment that no longer fits
+      the corrected series (dose number, product or interval window) is cancelled.
+    """
+    reactions = Reactions()
+
+    def administered_on(event: DoseAdministered | DoseCorrected) -> date:
+        return event.administered_at.astimezone(runtime.config.timezone).date()
+
+    # --- registration -----------------------------------------------------------------
+
+    @reactions.on(registration.CONTEXT, CitizenRegistered)
+    async def citizen_registered(
+        conn: Connection, event: CitizenRegistered, envelope: Envelope
+    ) -> None:
+        await readmodel.citizen_registered(conn, event, envelope.version, envelope.recorded_at)
+
+    @reactions.on(registration.CONTEXT, PreferencesChanged)
+    async def preferences_changed(
+        conn: Connection, event: PreferencesChanged, envelope: Envelope
+    ) -> None:
+        status = await readmodel.preferences_changed(conn, event, envelope.version)
+        if status == "active":
+            await _reconcile(
+                conn, runtime.store, _metadata(envelope), event.citizen_id, "preferences_changed"
+            )
+
+    @reactions.on(registration.CONTEXT, RegistrationWithdrawn)
+    async def withdrawn(conn: Connection, event: RegistrationWithdrawn, envelope: Envelope) -> None:
+        await readmodel.citizen_withdrawn(conn, event.citizen_id, envelope.version)
+        await _cancel_open(
+            conn, runtime.store, _metadata(envelope), event.citizen_id, "registration_withdrawn"
+        )
+
+    @reactions.on(registration.CONTEXT, CitizenErased)
+    async def erased(conn: Connection, event: CitizenErased, envelope: Envelope) -> None:
+        await readmodel.citizen_erased(conn, event.citizen_id, envelope.version)
+        await _cancel_open(
+            conn, runtime.store, _metadata(envelope), event.citizen_id, "citizen_erased"
+        )
+
+    # --- inventory --------------------------------------------------------------------
+
+    @reactions.on(inventory.CONTEXT, StockLevelChanged)
+    async def stock_level(conn: Connection, event: StockLevelChanged, envelope: Envelope) -> None:
+        await readmodel.stock_level_changed(conn, event, envelope.version)
+
+    # --- administration ---------------------------------------------------------------
+
+    @reactions.on(administration.CONTEXT, DoseAdministered)
+    async def dose_administered(
+        conn: Connection, event: DoseAdministered, envelope: Envelope
+    ) -> None:
+        if not await readmodel.dose_recorded(conn, event, administered_on(event)):
+            return  # this dose was recorded already
+        store, metadata = runtime.store, _metadata(envelope)
+        await _attend(conn, store, metadata, event)
+        today = runtime.config.today()
+        await book_next_dose(conn, store, event.citizen_id, today=today, metadata=metadata)
+
+    @reactions.on(administration.CONTEXT, DoseVoided)
+    async def dose_voided(conn: Connection, event: DoseVoided, envelope: Envelope) -> None:
+        await readmodel.dose_voided(conn, event.dose_id)
+        await _reconcile(conn, runtime.store, _metadata(envelope), event.citizen_id, "dose_voided")
+
+    @reactions.on(administration.CONTEXT, DoseCorrected)
+    async def dose_corrected(conn: Connection, event: DoseCorrected, envelope: Envelope) -> None:
+        await readmodel.dose_corrected(conn, event, administered_on(event))
+        await _reconcile(
+            conn, runtime.store, _metadata(envelope), event.citizen_id, "dose_corrected"
+        )
+
+    return reactions
+
+
+async def _cancel_open(
+    conn: Connection, store: EventStore, metadata: Metadata, citizen_id: str, reason: str
+) -> None:
+    row = await readmodel.open_appointment(conn, citizen_id)
+    if row is not None:
+        await cancel_appointment(store, conn, row["appointment_id"], reason, metadata=metadata)
+
+
+async def _reconcile(
+    conn: Connection, store: EventStore, metadata: Metadata, citizen_id: str, reason: str
+) -> None:
+    """Cancel the citizen's open appointment if it no longer fits who they are now."""
+    row = await readmodel.open_appointment(conn, citizen_id)
+    if row is None:
+        return
+    found = await readmodel.citizen(conn, citizen_id)
+    if found is None:
+        return
+    citizen, due = found
+    why = unsuitable(
+        product_code=row["product_code"],
+        dose_number=row["dose_number"],
+        day=row["day"],
+        due=due,
+        conditions=list(citizen["conditions"] or ()),
+        preferences=list(citizen["vaccine_preferences"] or ()),
+    )
+    if why is not None:
+        await cancel_appointment(
+            store, conn, row["appointment_id"], f"{reason}: {why}", metadata=metadata
+        )
+
+
+async def _attend(
+    conn: Connection, store: EventStore, metadata: Metadata, event: DoseAdministered
+) -> None:
+    target = None
+    if event.appointment_id is not None:
+        target = await readmodel.appointment(conn, event.appointment_id)
+        if target is not None and target["citizen_id"] != event.citizen_id:
+            target = None  # not this citizen's: ignore the reference
+    if target is None:
+        target = await readmodel.open_appointment(conn, event.citizen_id)
+        if target is not None and target["dose_number"] != event.dose_number:
+            target = None
+    if target is not None and target["status"] in ("booked", "missed"):
+        await attend(store, conn, target["appointment_id"], event.dose_id, metadata=metadata)
+    other = await readmodel.open_appointment(conn, event.citizen_id)
+    if other is not None and other["dose_number"] <= event.dose_number:
+        await cancel_appointment(
+            store, conn, other["appointment_id"], "dose_recorded_elsewhere", metadata=metadata
+        )
+
+
+async def book_next_dose(
+    conn: Connection,
+    store: EventStore,
+    citizen_id: str,
+    *,
+    today: date,
+    metadata: Metadata | None = None,
+) -> str | None:
+    """Book the next dose of the citizen's series if one is due; the appointment id, or None.
+
+    Inside [min, max interval] from the last dose, same product: the same site if it has
+    a slot and stock, else the preferred or home municipality or the district (not
+    "anywhere": a second dose far away is left to the next run instead). Runs in a
+    savepoint: if the slot is taken meanwhile (a conflict), nothing is booked and the
+    citizen waits for the next scheduling run; the caller's work stands.
+    """
+    if await readmodel.open_appointment(conn, citizen_id) is not None:
+        return None
+    found = await readmodel.citizen(conn, citizen_id)
+    if found is None:
+        return None  # not registered (yet): the registration event will make them wait
+    row, due = found
+    if row["status"] != "active" or due is None or due.booster or due.product_code is None:
+        return None
+    start = max(due.earliest or today, today + timedelta(days=1))
+    end = due.latest if due.latest is not None and due.latest >= start else None
+    end = end or start + timedelta(days=NEXT_DOSE_SEARCH_DAYS - 1)
+    days = (end - start).days + 1
+    citizen = readmodel.citizen_from_row(row, due)
+    near = {c for c in (citizen.municipality_code, citizen.preferred_municipality_code) if c}
+    districts = {district_of(c) for c in near} - {None}
+    near |= {m.code for m in municipalities().values() if m.district_code in districts}
+    site_ids = set(await readmodel.site_ids_near(conn, sorted(near)))
+    if due.anchor_site:
+        site_ids.add(due.anchor_site)
+    supply = await readmodel.supply(conn, start, days, today, sorted(site_ids))
+    result = plan(
+        [citizen],
+        supply.sites,
+        supply.capacity,
+        supply.stock,
+        start=start,
+        days=days,
+        allow_anywhere=False,
+    )
+    if not result.bookings:
+        return None
+    proposal = result.bookings[0]
+    municipality_of = {s.site_id: s.municipality_code for s in supply.sites}
+    request = BookingRequest(
+        citizen_id=citizen_id,
+        dose_number=proposal.dose_number,
+        booster=proposal.booster,
+        reason=explain(proposal.decision(citizen, municipality_of[proposal.site_id])),
+    )
+    try:
+        async with conn.transaction():
+            reservation = await reserve(
+                store,
+                conn,
+                site_id=proposal.site_id,
+                day=proposal.day,
+                product_code=proposal.product_code,
+                requests=[request],
+                today=today,
+                metadata=metadata,
+            )
+    except (ConcurrencyConflict, DomainError):
+        return None
+    return reservation.booked[0][1] if reservation.booked else None
