@@ -51,6 +51,7 @@ from .domain import (
     Violation,
     day_violations,
     refusal_code,
+    run_violations,
     site_violations,
 )
 from .handlers import Runtime, build_reactions
@@ -249,8 +250,9 @@ async def start_run(request: web.Request, body: RunIn) -> web.StreamResponse:
     config = _config(request)
     today = config.today()
     from_day = body.from_day or today + timedelta(days=1)
-    if from_day < today:
-        raise _invalid("body.from_day", "must be today or later")
+    violations = run_violations(from_day, today)
+    if violations:
+        raise _refused(violations, code=INVALID_FIELDS)
     summary = await handlers.run_scheduler(
         request.app[STORE_KEY],
         from_day=from_day,

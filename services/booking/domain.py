@@ -17,9 +17,10 @@ Lowering a day's capacity below what is booked keeps the appointments already ma
 
 The rules a request is checked against before any command (every bad field at once,
 as `Violation`s the HTTP edge reports in one 422) are here too: a site's definition
-(`site_violations`), a day's capacity (`day_violations`) and a move
-(`reschedule_violations`); so are the checks a move makes on the target SiteDay and
-stock before it appends (`needs_stock`, `require_stock`, `require_free_slot`).
+(`site_violations`), a day's capacity (`day_violations`), a scheduling run
+(`run_violations`) and a move (`reschedule_violations`); so are the checks a move
+makes on the target SiteDay and stock before it appends (`needs_stock`,
+`require_stock`, `require_free_slot`).
 """
 
 from __future__ import annotations
@@ -451,6 +452,11 @@ def day_violations(day: date, today: date, capacity: Mapping[str, int]) -> list[
     if day < today:
         violations.insert(0, Violation("path.date", "the day is over"))
     return violations
+
+
+def run_violations(from_day: date, today: date) -> list[Violation]:
+    """A scheduling run books from today on, never into the past."""
+    return [Violation("body.from_day", "must be today or later")] if from_day < today else []
 
 
 SITE_CLOSED = "site_closed"

@@ -21,6 +21,7 @@ from services.booking.domain import (
     require_free_slot,
     require_stock,
     reschedule_violations,
+    run_violations,
     site_violations,
 )
 from services.booking.eligibility import NextDose
@@ -46,6 +47,11 @@ def test_a_day_is_refused_once_over() -> None:
         "body.capacity.x",
     ]
     assert day_violations(TODAY, TODAY, {P: MAX_DAILY_DOSES}) == []
+
+
+def test_a_run_books_from_today_on() -> None:
+    assert [v.field for v in run_violations(date(2021, 3, 9), TODAY)] == ["body.from_day"]
+    assert run_violations(TODAY, TODAY) == []
 
 
 def test_closing_a_day_cancels_its_appointments_and_lowering_capacity_keeps_them() -> None:
