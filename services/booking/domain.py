@@ -8,7 +8,7 @@
 No overbooking: a booking appends SlotsReserved to the SiteDay at the version it was
 decided on, in the same transaction as the Appointment's AppointmentBooked; two
 writers deciding on the same SiteDay version cannot both commit, and the loser decides
-again on what the winner left (slots.py). The day's capacity is the override when the
+again on what the winner left (handlers.py). The day's capacity is the override when the
 day has one, else the Site's default; a closed day has none.
 
 Lowering a day's capacity below what is booked keeps the appointments already made

@@ -85,7 +85,7 @@ CREATE TABLE IF NOT EXISTS doses (
 CREATE INDEX IF NOT EXISTS doses_citizen ON doses (citizen_id);
 
 -- Usable doses per site and product, as inventory last published (StockLevelChanged).
--- Booking a product at a site locks its row: the stock guard (see slots.py).
+-- Booking a product at a site locks its row: the stock guard (see handlers.py).
 CREATE TABLE IF NOT EXISTS site_stock (
     site_id         text        NOT NULL,
     product_code    text        NOT NULL,
