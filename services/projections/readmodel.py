@@ -19,19 +19,31 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
-from typing import Literal
-
-import msgspec
 
 from immunreg.eventstore.database import Connection
 from immunreg.reference.geography import AgeBand, age_bands, districts, municipalities
 from immunreg.reference.vaccines import vaccine_catalog
 
 from .domain import UNKNOWN
-
-GroupBy = Literal["district", "municipality", "age_band", "sex", "product"]
-DoseKind = Literal["1", "complete", "booster"]
-SexFilter = Literal["female", "male", "other"]
+from .schemas import (
+    BookingStats,
+    Coverage,
+    CoverageFilters,
+    CoverageRow,
+    DailyDoses,
+    DailyRow,
+    DoseKind,
+    GroupBy,
+    ModelInfo,
+    MunicipalityQueue,
+    Position,
+    Safety,
+    SafetyRow,
+    SiteBookings,
+    Stock,
+    StockRow,
+    WastageRow,
+)
 
 SUPPRESS_BELOW = 5
 
@@ -58,40 +70,6 @@ async def fresh_as_of(conn: Connection) -> datetime | None:
 
 
 # --- coverage --------------------------------------------------------------------------
-
-
-class CoverageFilters(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """Which people are counted (and which population they are counted against)."""
-
-    product: str | None = None
-    age_band: str | None = None
-    sex: SexFilter | None = None
-    district: str | None = None
-
-
-class CoverageRow(msgspec.Struct, frozen=True, kw_only=True):
-    """People with the dose by the date in one group, and their share of its population."""
-
-    key: str
-    name: str
-    people: int | None
-    population: int | None = None
-    coverage_pct: float | None = None
-    share_of_vaccinated_pct: float | None = None
-    population_estimated: bool = False
-    suppressed: bool = False
-
-
-class Coverage(msgspec.Struct, frozen=True, kw_only=True):
-    """Coverage on a date by one dimension; `total` is everyone counted."""
-
-    date: date
-    dose: DoseKind
-    group_by: GroupBy
-    filters: CoverageFilters
-    fresh_as_of: datetime | None
-    rows: list[CoverageRow]
-    total: CoverageRow
 
 
 def _band(label: str | None) -> AgeBand | None:
@@ -264,28 +242,6 @@ async def coverage(
 # --- daily doses -----------------------------------------------------------------------
 
 
-class DailyRow(msgspec.Struct, frozen=True, kw_only=True):
-    """Doses given on one day, and the average of the 7 days ending that day."""
-
-    day: date
-    doses: int
-    first: int | None = None
-    series: int | None = None
-    booster: int | None = None
-    avg_7d: float
-
-
-class DailyDoses(msgspec.Struct, frozen=True, kw_only=True):
-    """Daily doses between two days (inclusive)."""
-
-    from_day: date = msgspec.field(name="from")
-    to_day: date = msgspec.field(name="to")
-    filters: dict[str, str]
-    fresh_as_of: datetime | None
-    total: int
-    rows: list[DailyRow]
-
-
 async def default_range(conn: Connection, to: date | None, today: date) -> tuple[date, date]:
     """From the first day with doses (at most a year back) to today (or `to`)."""
     end = to or today
@@ -368,39 +324,6 @@ async def daily_doses(
 # --- stock -----------------------------------------------------------------------------
 
 
-class StockRow(msgspec.Struct, frozen=True, kw_only=True):
-    """Usable doses of a product at a location, and how long they last at the current pace."""
-
-    location_id: str
-    product_code: str
-    product_name: str
-    doses_available: int
-    earliest_expiry: date | None
-    doses_last_7d: int
-    avg_daily_doses_7d: float
-    days_of_supply: float | None
-    as_of: datetime
-
-
-class WastageRow(msgspec.Struct, frozen=True, kw_only=True):
-    """Doses wasted (DosesWasted, OpenedVialExpired) against doses used, per product."""
-
-    product_code: str
-    product_name: str
-    administered: int
-    wasted: int
-    wastage_rate_pct: float | None
-
-
-class Stock(msgspec.Struct, frozen=True, kw_only=True):
-    """Stock on hand per location and product (days of supply over the 7 days to `date`)."""
-
-    date: date
-    fresh_as_of: datetime | None
-    locations: list[StockRow]
-    wastage: list[WastageRow]
-
-
 async def stock(
     conn: Connection, *, on: date, location_id: str | None, product: str | None
 ) -> Stock:
@@ -473,40 +396,6 @@ async def stock(
 
 
 # --- bookings --------------------------------------------------------------------------
-
-
-class SiteBookings(msgspec.Struct, frozen=True, kw_only=True):
-    """A site's capacity and use over the period."""
-
-    site_id: str
-    name: str | None
-    municipality_code: str | None
-    capacity: int | None
-    booked: int
-    fill_rate_pct: float | None
-    attended: int
-    missed: int
-    no_show_rate_pct: float | None
-
-
-class MunicipalityQueue(msgspec.Struct, frozen=True, kw_only=True):
-    """Registrations waiting for an appointment, and appointments booked, now."""
-
-    municipality_code: str
-    name: str
-    waiting: int
-    booked: int
-
-
-class BookingStats(msgspec.Struct, frozen=True, kw_only=True):
-    """Fill and no-show rates per site over a period; the queue per municipality now."""
-
-    from_day: date = msgspec.field(name="from")
-    to_day: date = msgspec.field(name="to")
-    fresh_as_of: datetime | None
-    sites: list[SiteBookings]
-    municipalities: list[MunicipalityQueue]
-    totals: dict[str, int | float | None]
 
 
 async def booking_stats(conn: Connection, *, start: date, end: date) -> BookingStats:
@@ -599,25 +488,6 @@ async def booking_stats(conn: Connection, *, start: date, end: date) -> BookingS
 # --- safety ----------------------------------------------------------------------------
 
 
-class SafetyRow(msgspec.Struct, frozen=True, kw_only=True):
-    """Adverse events following immunization reported per 100,000 doses of a product."""
-
-    product_code: str
-    product_name: str
-    doses: int
-    reports: int
-    serious: int
-    reports_per_100k: float | None
-    serious_per_100k: float | None
-
-
-class Safety(msgspec.Struct, frozen=True, kw_only=True):
-    """AEFI rates by product (doses: every dose recorded and not voided)."""
-
-    fresh_as_of: datetime | None
-    products: list[SafetyRow]
-
-
 def _per_100k(part: int, whole: int) -> float | None:
     return round(100_000 * part / whole, 2) if whole else None
 
@@ -656,22 +526,6 @@ async def safety(conn: Connection) -> Safety:
 
 
 # --- the model itself ------------------------------------------------------------------
-
-
-class Position(msgspec.Struct, frozen=True, kw_only=True):
-    topic: str
-    partition: int
-    next_offset: int
-
-
-class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """The model answering now: its schema, how much it has applied, where it stands."""
-
-    schema: str
-    fresh_as_of: datetime | None
-    events_applied: int
-    positions: list[Position]
-    models: list[dict[str, str | None]]
 
 
 async def model_info(

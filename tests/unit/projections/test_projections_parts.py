@@ -17,7 +17,8 @@ from services.projections.dashboard import render_dashboard
 from services.projections.geo import district_map, simplify, tile_map
 from services.projections.models import model_name
 from services.projections.reactions import Sources, build_reactions, recorders
-from services.projections.readmodel import CoverageRow, population
+from services.projections.readmodel import population
+from services.projections.schemas import CoverageRow
 
 NATIONAL = 6_647_003
 
