@@ -52,8 +52,8 @@ from .dashboard import render_dashboard
 from .demo import load as load_demo
 from .domain import today
 from .geo import district_map
+from .handlers import Sources
 from .models import CONTROL_SQL, Follower
-from .reactions import Sources
 from .schemas import (
     BookingStats,
     Coverage,

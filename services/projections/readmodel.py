@@ -1,6 +1,6 @@
-"""What the API answers, read from one model in one snapshot (Follower.snapshot).
+"""The five reports the API answers, read from one model in one snapshot (Follower.snapshot).
 
-Denominators are the 2022 census (immunreg.reference.geography): districts and
+Denominators (domain.py) are the 2022 census (immunreg.reference.geography): districts and
 municipalities, and five-year age bands by sex nationally. The census has no
 age or sex structure below the national level, so a district's or
 municipality's population of one age band (or sex) is *estimated* as its total
@@ -21,10 +21,19 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 
 from immunreg.eventstore.database import Connection
-from immunreg.reference.geography import AgeBand, age_bands, districts, municipalities
-from immunreg.reference.vaccines import vaccine_catalog
+from immunreg.reference.geography import districts, municipalities
 
-from .domain import UNKNOWN
+from .domain import (
+    SUPPRESS_BELOW,
+    UNKNOWN,
+    age_band,
+    group_names,
+    per_100k,
+    percentage,
+    place_population,
+    population,
+    product_name,
+)
 from .schemas import (
     BookingStats,
     Coverage,
@@ -45,8 +54,6 @@ from .schemas import (
     WastageRow,
 )
 
-SUPPRESS_BELOW = 5
-
 _KIND_COLUMN = {"1": "dose1", "complete": "complete", "booster": "booster"}
 _GROUP_COLUMN = {
     "district": "district_code",
@@ -56,13 +63,6 @@ _GROUP_COLUMN = {
 }
 
 
-def _pct(part: int | None, whole: int | None) -> float | None:
-    """A percentage to 6 significant digits (small shares stay visible: 0.000118946)."""
-    if part is None or not whole:
-        return None
-    return float(f"{100.0 * part / whole:.6g}")
-
-
 async def fresh_as_of(conn: Connection) -> datetime | None:
     """recorded_at of the newest event the model has applied."""
     newest: datetime | None = await conn.fetchval("SELECT newest_recorded_at FROM model_state")
@@ -70,67 +70,6 @@ async def fresh_as_of(conn: Connection) -> datetime | None:
 
 
 # --- coverage --------------------------------------------------------------------------
-
-
-def _band(label: str | None) -> AgeBand | None:
-    return next((b for b in age_bands() if b.label == label), None)
-
-
-def _national() -> int:
-    return sum(b.population for b in age_bands())
-
-
-def _demographic_population(band: AgeBand | None, sex: str | None) -> int | None:
-    """National population of a band and/or sex (None: no census figure, e.g. sex other)."""
-    if sex is not None and sex not in ("female", "male"):
-        return None
-    bands = [band] if band is not None else age_bands()
-    if sex == "female":
-        return sum(b.female for b in bands)
-    if sex == "male":
-        return sum(b.male for b in bands)
-    return sum(b.population for b in bands)
-
-
-def population(
-    *, geo: int | None, band: AgeBand | None, sex: str | None
-) -> tuple[int | None, bool]:
-    """A population and whether it is estimated (a place's share of a band or sex)."""
-    demographic = _demographic_population(band, sex)
-    if geo is None:
-        return demographic, False
-    if band is None and sex is None:
-        return geo, False
-    if demographic is None:
-        return None, False
-    return round(geo * demographic / _national()), True
-
-
-def _geo_population(group_by: str, key: str) -> int | None:
-    if group_by == "district":
-        d = districts().get(key)
-        return d.population if d else None
-    m = municipalities().get(key)
-    return m.population if m else None
-
-
-def _names(group_by: GroupBy) -> dict[str, str]:
-    """Every group the census (or the catalog) knows, so empty groups show as 0."""
-    if group_by == "district":
-        return {code: d.name for code, d in districts().items()}
-    if group_by == "municipality":
-        return {code: m.name for code, m in municipalities().items()}
-    if group_by == "age_band":
-        return {b.label: b.label for b in age_bands()}
-    if group_by == "sex":
-        return {"female": "female", "male": "male"}
-    return {}
-
-
-def product_name(code: str) -> str:
-    """The catalog name of a product code (the code itself when unknown)."""
-    product = vaccine_catalog().get(code)
-    return product.name if product else code
 
 
 async def coverage(
@@ -162,7 +101,7 @@ async def coverage(
         *args,
     )
     counted = {r["key"]: int(r["people"]) for r in rows}
-    names = _names(group_by)
+    names = group_names(group_by)
     if group_by == "municipality" and filters.district is not None:
         names = {
             code: m.name
@@ -171,7 +110,7 @@ async def coverage(
         }
     keys = list(names) + sorted(k for k in counted if k not in names)
     total_people = sum(counted.values())
-    band = _band(filters.age_band)
+    band = age_band(filters.age_band)
     district_population = (
         districts()[filters.district].population if filters.district in districts() else None
     )
@@ -180,15 +119,17 @@ async def coverage(
         if group_by == "product":
             pop, estimated = None, False
         elif group_by in ("district", "municipality"):
-            geo = _geo_population(group_by, key)
+            geo = place_population(group_by, key)
             pop, estimated = (
                 population(geo=geo, band=band, sex=filters.sex)
                 if geo is not None
                 else (None, False)
             )
         elif group_by == "age_band":
-            pop, estimated = population(geo=district_population, band=_band(key), sex=filters.sex)
-            if _band(key) is None:
+            pop, estimated = population(
+                geo=district_population, band=age_band(key), sex=filters.sex
+            )
+            if age_band(key) is None:
                 pop, estimated = None, False
         else:
             pop, estimated = population(geo=district_population, band=band, sex=key)
@@ -201,8 +142,10 @@ async def coverage(
             name=name,
             people=shown,
             population=pop,
-            coverage_pct=_pct(shown, pop),
-            share_of_vaccinated_pct=_pct(shown, total_people) if group_by == "product" else None,
+            coverage_pct=percentage(shown, pop),
+            share_of_vaccinated_pct=percentage(shown, total_people)
+            if group_by == "product"
+            else None,
             population_estimated=estimated,
             suppressed=suppressed,
         )
@@ -225,7 +168,7 @@ async def coverage(
         name=districts()[filters.district].name if filters.district else "Serbia",
         people=total_people,
         population=total_population,
-        coverage_pct=_pct(total_people, total_population),
+        coverage_pct=percentage(total_people, total_population),
         population_estimated=total_estimated,
     )
     return Coverage(
@@ -387,7 +330,9 @@ async def stock(
             product_name=product_name(code),
             administered=used.get(code, 0),
             wasted=wasted.get(code, 0),
-            wastage_rate_pct=_pct(wasted.get(code, 0), used.get(code, 0) + wasted.get(code, 0)),
+            wastage_rate_pct=percentage(
+                wasted.get(code, 0), used.get(code, 0) + wasted.get(code, 0)
+            ),
         )
         for code in sorted(set(used) | set(wasted))
         if product is None or code == product
@@ -440,10 +385,10 @@ async def booking_stats(conn: Connection, *, start: date, end: date) -> BookingS
                 municipality_code=cap["municipality_code"] if cap else None,
                 capacity=cap_total,
                 booked=booked,
-                fill_rate_pct=_pct(booked, cap_total),
+                fill_rate_pct=percentage(booked, cap_total),
                 attended=attended,
                 missed=missed,
-                no_show_rate_pct=_pct(missed, attended + missed),
+                no_show_rate_pct=percentage(missed, attended + missed),
             )
         )
     known = municipalities()
@@ -468,10 +413,10 @@ async def booking_stats(conn: Connection, *, start: date, end: date) -> BookingS
     totals: dict[str, int | float | None] = {
         "capacity": capacity_sum,
         "booked": booked_sum,
-        "fill_rate_pct": _pct(booked_sum, capacity_sum),
+        "fill_rate_pct": percentage(booked_sum, capacity_sum),
         "attended": attended_sum,
         "missed": missed_sum,
-        "no_show_rate_pct": _pct(missed_sum, attended_sum + missed_sum),
+        "no_show_rate_pct": percentage(missed_sum, attended_sum + missed_sum),
         "waiting": sum(q.waiting for q in queue),
         "appointments_booked": sum(q.booked for q in queue),
     }
@@ -486,10 +431,6 @@ async def booking_stats(conn: Connection, *, start: date, end: date) -> BookingS
 
 
 # --- safety ----------------------------------------------------------------------------
-
-
-def _per_100k(part: int, whole: int) -> float | None:
-    return round(100_000 * part / whole, 2) if whole else None
 
 
 async def safety(conn: Connection) -> Safety:
@@ -518,8 +459,8 @@ async def safety(conn: Connection) -> Safety:
                 doses=given,
                 reports=all_reports,
                 serious=serious,
-                reports_per_100k=_per_100k(all_reports, given),
-                serious_per_100k=_per_100k(serious, given),
+                reports_per_100k=per_100k(all_reports, given),
+                serious_per_100k=per_100k(serious, given),
             )
         )
     return Safety(fresh_as_of=await fresh_as_of(conn), products=products)
