@@ -46,8 +46,8 @@ from immunreg.contracts.topics import dlq_topic
 from immunreg.messaging.topics import ensure_topics
 from immunreg.paths import REPO_ROOT
 from services.projections.domain import today
+from services.projections.handlers import Sources
 from services.projections.models import drop_all, rebuild
-from services.projections.reactions import Sources
 from services.projections.synthetic import Synthetic
 
 SECTION = "projections"

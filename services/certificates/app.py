@@ -1,6 +1,6 @@
 """Certificates: signed, verifiable EU DCC vaccination certificates (port 8085).
 
-Certificates are issued, re-issued and revoked by reactions (reactions.py);
+Certificates are issued, re-issued and revoked by reactions (handlers.py);
 this API serves them and verifies anyone's:
 
 - a citizen reads their own certificates (admins any): the `HC1:` string, the
@@ -19,10 +19,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
 
-import asyncpg
-import msgspec
 from aiohttp import web
 
 from immunreg.contracts.certificates import CONTEXT
@@ -42,21 +39,26 @@ from immunreg.http.versioning import (
 )
 from immunreg.service import Resource, Service
 
-from . import readmodel as rm
-from . import render
-from .keys import kid_text
-from .office import CertificateOffice, OfficeMetrics
-from .reactions import OfficeSlot, build_reactions
+from . import handlers, readmodel, render
+from .handlers import AppSlot, CertificateMetrics, Dependencies, Issuer
+from .schemas import (
+    CertificateView,
+    CitizenCertificates,
+    RevocationList,
+    TrustListEntry,
+    TrustListView,
+    VerifyRequest,
+    VerifyResult,
+    trust_list_view,
+)
 from .uvci import is_uvci
-from .verify import Reason, Verification, uvci_sha256, verify
 
 # What a citizen is told on asking for another citizen's record (403 other_citizen).
 OTHER_CITIZEN = "a citizen may read only their own certificates"
 
 SCHEMA_FILE = Path(__file__).with_name("schema.sql")
-OFFICE_KEY = web.AppKey("certificate_office", CertificateOffice)
+ISSUER_KEY = web.AppKey("certificate_issuer", Issuer)
 OWNERS = {Role.CITIZEN, Role.ADMIN}
-MAX_HC1_LENGTH = 8192  # a QR code holds at most 4296 alphanumeric characters
 CITIZEN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
 # The page needs no script and loads nothing: say so to the browser.
 PAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -69,64 +71,20 @@ api = Api(
 )
 
 
-class VerifyRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """An `HC1:` string as a QR code holds it; `at` verifies at another moment (default now)."""
-
-    hc1: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_HC1_LENGTH)]
-    at: datetime | None = None
+def _issuer(request: web.Request) -> Issuer:
+    return request.app[ISSUER_KEY]
 
 
-class VerifyResult(msgspec.Struct, frozen=True, kw_only=True):
-    """The verdict and what the certificate says (`payload`: the decoded DCC, when decodable).
-
-    `reason`: ok, malformed, unknown_key, bad_signature, signer_not_valid, wrong_key_usage,
-    revoked, expired.
-    """
-
-    valid: bool
-    reason: Reason
-    detail: str
-    kid: str | None
-    issuer: str | None
-    issued_at: datetime | None
-    expires_at: datetime | None
-    uvci: str | None
-    payload: dict[str, Any] | None
-
-
-def _result(verification: Verification) -> VerifyResult:
-    return VerifyResult(
-        valid=verification.valid,
-        reason=verification.reason,
-        detail=verification.detail,
-        kid=kid_text(verification.kid) if verification.kid is not None else None,
-        issuer=verification.issuer,
-        issued_at=verification.issued_at,
-        expires_at=verification.expires_at,
-        uvci=verification.uvci,
-        payload=verification.payload,
-    )
-
-
-def pool_of(request: web.Request) -> asyncpg.Pool:
-    """The service's pool."""
-    return request.app[POOL_KEY]
-
-
-def _office(request: web.Request) -> CertificateOffice:
-    return request.app[OFFICE_KEY]
-
-
-async def _certificate(request: web.Request) -> rm.CertificateView:
+async def _certificate(request: web.Request) -> CertificateView:
     uvci = request.match_info["uvci"]
-    found = await rm.certificate(request.app[POOL_KEY], uvci) if is_uvci(uvci) else None
+    found = await readmodel.certificate(request.app[POOL_KEY], uvci) if is_uvci(uvci) else None
     if found is None:
         raise Problem.not_found("no certificate has this UVCI (percent-encode # as %23)")
     require_principal(request).require_own(found.citizen_id, OTHER_CITIZEN)
     return found
 
 
-async def _signed(request: web.Request) -> tuple[rm.CertificateView, str]:
+async def _signed(request: web.Request) -> tuple[CertificateView, str]:
     found = await _certificate(request)
     if found.hc1 is None:
         raise Problem(410, "the citizen's personal data was erased", code="citizen_erased")
@@ -138,7 +96,7 @@ async def _signed(request: web.Request) -> tuple[rm.CertificateView, str]:
 
 @api.get(
     "/v1/citizens/{citizen_id}/certificates",
-    responses={200: rm.CitizenCertificates, 403: None, 404: None},
+    responses={200: CitizenCertificates, 403: None, 404: None},
     roles=OWNERS,
     summary="A citizen's certificates",
     tags=["certificates"],
@@ -151,12 +109,12 @@ async def citizen_certificates(request: web.Request) -> web.StreamResponse:
     if not CITIZEN_ID.fullmatch(citizen_id):
         raise Problem.not_found("no citizen has this id")
     require_principal(request).require_own(citizen_id, OTHER_CITIZEN)
-    return json_response(await rm.citizen_certificates(request.app[POOL_KEY], citizen_id))
+    return json_response(await readmodel.citizen_certificates(request.app[POOL_KEY], citizen_id))
 
 
 @api.get(
     "/v1/certificates/{uvci}",
-    responses={200: rm.CertificateView, 403: None, 404: None},
+    responses={200: CertificateView, 403: None, 404: None},
     roles=OWNERS,
     summary="One certificate",
     tags=["certificates"],
@@ -251,27 +209,18 @@ async def verify_certificate(request: web.Request, body: VerifyRequest) -> web.S
     `wrong_key_usage` (the DSC may not sign this kind of certificate),
     `revoked` (on this registry's revocation list), `expired` (past the CWT expiry at
     `at`, default now). Public; nothing is stored."""
-    office = _office(request)
     now = body.at or datetime.now(UTC)
     if now.tzinfo is None:
         raise Problem.unprocessable(
             errors=[FieldError("body.at", "give a time zone (e.g. 2021-06-01T12:00:00Z)")]
         )
-    result = verify(body.hc1, office.trust, now)
-    if result.reason is Reason.UNKNOWN_KEY and result.kid is not None:
-        result = verify(body.hc1, await office.trust_for(result.kid), now)
-    uvci = result.uvci
-    signed = result.reason in (Reason.OK, Reason.EXPIRED)
-    if signed and uvci is not None and await rm.is_revoked(pool_of(request), uvci_sha256(uvci)):
-        result = result.revoked()
-    if office.metrics is not None:
-        office.metrics.verified.labels(result.reason.value).inc()
-    return json_response(_result(result))
+    result = await handlers.verify_hc1(_issuer(request), request.app[POOL_KEY], body.hc1, now)
+    return json_response(VerifyResult.of(result))
 
 
 @api.get(
     "/v1/trust-list",
-    responses={200: rm.TrustListView},
+    responses={200: TrustListView},
     summary="The public keys certificates are verified with",
     tags=["verification"],
 )
@@ -279,9 +228,11 @@ async def trust_list(request: web.Request) -> web.StreamResponse:
     """Every document signer (DSC) that signed here - the active one and those rotated out,
     which keep verifying what they signed - and the foreign DSCs this service trusts: kid,
     certificate (base64 DER), public key (JWK and SPKI), key usage, validity. Public."""
-    office = _office(request)
-    view = rm.trust_list_view(
-        await office.refresh_trust(), issuer=office.config.country, active_kid=office.signer.kid
+    issuer = _issuer(request)
+    view = trust_list_view(
+        await handlers.refresh_trust(issuer, request.app[POOL_KEY]),
+        issuer=issuer.config.country,
+        active_kid=issuer.signer.kid,
     )
     return json_response(view, headers={"Cache-Control": "public, max-age=300"})
 
@@ -289,7 +240,7 @@ async def trust_list(request: web.Request) -> web.StreamResponse:
 @api.get(
     "/v1/revocations",
     query=Page,
-    responses={200: rm.RevocationList, 422: None},
+    responses={200: RevocationList, 422: None},
     summary="Revoked certificates, as hashes of their UVCIs",
     tags=["verification"],
 )
@@ -308,10 +259,11 @@ async def revocation_list(request: web.Request, query: Page) -> web.StreamRespon
             raise Problem.unprocessable(
                 errors=[FieldError("query.cursor", "not a cursor this API returned")]
             ) from None
-    entries, following = await rm.revocations(request.app[POOL_KEY], limit=limit, after=after)
-    office = _office(request)
-    page = rm.RevocationList(
-        issuer=office.config.country,
+    entries, following = await readmodel.revocations(
+        request.app[POOL_KEY], limit=limit, after=after
+    )
+    page = RevocationList(
+        issuer=_issuer(request).config.country,
         hash_types=["SHA256", "UCI"],
         entries=entries,
         next_cursor=encode_cursor(following[0].isoformat(), following[1].hex())
@@ -326,7 +278,7 @@ async def revocation_list(request: web.Request, query: Page) -> web.StreamRespon
 
 @api.post(
     "/v1/signing-keys/rotate",
-    responses={201: rm.TrustListEntry, 409: None},
+    responses={201: TrustListEntry, 409: None},
     roles={Role.ADMIN},
     idempotent=True,
     summary="Sign with a new development key",
@@ -337,9 +289,9 @@ async def rotate_signing_key(request: web.Request) -> web.StreamResponse:
     with it from now on. The previous DSC stays on the trust list, so certificates it signed
     keep verifying. With configured key files (production) this is a 409: configure the new
     DSC files and restart."""
-    office = _office(request)
-    new = await office.rotate()
-    view = rm.trust_list_view(office.trust, issuer=office.config.country, active_kid=new.kid)
+    issuer = _issuer(request)
+    new = await handlers.rotate_signing_key(issuer, request.app[POOL_KEY])
+    view = trust_list_view(issuer.trust, issuer=issuer.config.country, active_kid=new.kid)
     [entry] = [k for k in view.keys if k.active]
     return json_response(entry, status=201)
 
@@ -347,31 +299,31 @@ async def rotate_signing_key(request: web.Request) -> web.StreamResponse:
 # --- the service ------------------------------------------------------------------------
 
 
-def _office_resource(slot: OfficeSlot) -> Resource:
-    async def office(app: web.Application) -> AsyncIterator[None]:
-        instance = await CertificateOffice.start(
-            app[STORE_KEY], app[SETTINGS_KEY], OfficeMetrics(app[METRICS_KEY])
+def _issuer_resource(slot: AppSlot[Dependencies]) -> Resource:
+    async def issuer(app: web.Application) -> AsyncIterator[None]:
+        started = await handlers.start_issuer(
+            app[POOL_KEY], app[SETTINGS_KEY], CertificateMetrics(app[METRICS_KEY])
         )
-        app[OFFICE_KEY] = instance
-        slot.fill(instance)
+        app[ISSUER_KEY] = started
+        slot.fill(Dependencies(store=app[STORE_KEY], issuer=started))
         try:
             yield
         finally:
             slot.fill(None)
 
-    return office
+    return issuer
 
 
 def build_service() -> Service:
     """A fresh certificates Service (its reactions bound to the app it is started in)."""
-    slot = OfficeSlot()
+    slot: AppSlot[Dependencies] = AppSlot()
     return Service(
         name="certificates",
         api=api,
         publishes=CONTEXT,
         schema_files=[SCHEMA_FILE],
-        reactions=build_reactions(slot),
-        resources=(_office_resource(slot),),
+        reactions=handlers.build_reactions(slot),
+        resources=(_issuer_resource(slot),),
     )
 
 

@@ -7,18 +7,24 @@ there: issue, revoke, or revoke and re-issue (a correction). Deciding again on
 the same facts emits nothing, so redeliveries and replays are harmless.
 
 Pure: the caller prepares the new UVCI, times and key id (and signs only if an
-issue was decided).
+issue was decided). The rules that say what should hold are here too:
+`certificate_due` (the revocation rule, over what is known of a dose) and
+`issuance` (how long a new certificate is valid).
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import msgspec
 
 from immunreg.contracts.certificates import CONTEXT, CertificateIssued, CertificateRevoked
 from immunreg.contracts.envelope import Event
 from immunreg.domain import Aggregate
+from immunreg.reference.vaccines import vaccine_catalog
+
+from .hcert import dose_numbers, local_date
 
 STREAM_TYPE = "Certificate"
 
@@ -28,6 +34,10 @@ DOSE_VOIDED = "dose_voided"
 LOT_RECALLED = "lot_recalled"
 CITIZEN_ERASED = "citizen_erased"
 REVOCATION_REASONS = (DOSE_CORRECTED, DOSE_VOIDED, LOT_RECALLED, CITIZEN_ERASED)
+
+# Why no DCC can be made for a dose at all (counted, never retried: the facts must change).
+PRODUCT_OUTSIDE_CATALOG = "product_outside_catalog"
+DOSE_NUMBERS_NOT_ENCODABLE = "dose_numbers_not_encodable"
 
 
 def stream_id(dose_id: str) -> str:
@@ -92,6 +102,81 @@ class Reconcile(msgspec.Struct, frozen=True, kw_only=True):
     want: Content | None
     reason: str
     issuance: Issuance | None = None
+
+
+class DoseFacts(msgspec.Struct, frozen=True, kw_only=True):
+    """What this service knows of a dose and of what surrounds it (its lot, its holder)."""
+
+    dose_id: str
+    citizen_id: str
+    product_code: str
+    dose_number: int
+    series_length: int
+    administered_at: datetime
+    voided: bool = False
+    recalled: bool = False  # its lot was recalled
+    erased: bool = False  # its holder's personal data was erased
+
+
+class Due(msgspec.Struct, frozen=True, kw_only=True):
+    """What the dose's certificate should say now: `content`, or none and `reason` why.
+
+    `unissuable` names why no DCC can be made for the dose at all (else None).
+    """
+
+    content: Content | None
+    reason: str = DOSE_CORRECTED
+    unissuable: str | None = None
+
+
+def certificate_due(dose: DoseFacts, zone: ZoneInfo) -> Due:
+    """The revocation rule: a voided dose, a recalled lot or an erased holder has no
+    certificate (in that order of precedence, which names the revocation's reason);
+    nor has a dose a DCC cannot encode (its product outside the EU value sets, dose
+    numbers out of range). Otherwise the certificate says what the dose record says,
+    dated in `zone`; a change of any of it is a correction (`dose_corrected`)."""
+    if dose.voided:
+        return Due(content=None, reason=DOSE_VOIDED)
+    if dose.recalled:
+        return Due(content=None, reason=LOT_RECALLED)
+    if dose.erased:
+        return Due(content=None, reason=CITIZEN_ERASED)
+    if dose.product_code not in vaccine_catalog():
+        return Due(content=None, unissuable=PRODUCT_OUTSIDE_CATALOG)
+    try:
+        dose_number, total_doses = dose_numbers(dose.dose_number, dose.series_length)
+    except ValueError:
+        return Due(content=None, unissuable=DOSE_NUMBERS_NOT_ENCODABLE)
+    return Due(
+        content=Content(
+            citizen_id=dose.citizen_id,
+            product_code=dose.product_code,
+            dose_number=dose_number,
+            total_doses=total_doses,
+            vaccination_date=local_date(dose.administered_at, zone),
+        )
+    )
+
+
+def issuance(
+    *,
+    uvci: str,
+    now: datetime,
+    validity: timedelta,
+    signer_expires: datetime,
+    key_id: str,
+    country: str,
+) -> Issuance:
+    """A new certificate's identity and dates: valid for `validity` from now, but never
+    beyond its signer's DSC (a verifier would refuse it then); whole seconds, as the CWT
+    carries them."""
+    return Issuance(
+        uvci=uvci,
+        issued_at=now.replace(microsecond=0),
+        expires_at=min(now + validity, signer_expires).replace(microsecond=0),
+        key_id=key_id,
+        country=country,
+    )
 
 
 def decide(state: CertificateState, command: Reconcile) -> list[Event]:

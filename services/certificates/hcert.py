@@ -3,15 +3,18 @@
 Pure: names, birth date and the dose in; the JSON-shaped dict the CWT claim
 -260/1 carries out. Codes come from the vaccine catalog (EU value sets: `mp`
 medicinal product, `ma` marketing-authorisation holder, `vp` vaccine type).
+`IssuerConfig` says who issues (`is`, `co`), for how long, and in which time zone
+a dose's date (`dt`) is counted.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from immunreg.config import Settings, setting
 from immunreg.reference.vaccines import VaccineProduct
 
 from .icao import MAX_LENGTH, transliterate
@@ -19,6 +22,36 @@ from .icao import MAX_LENGTH, transliterate
 SCHEMA_VERSION = "1.3.0"
 COVID_19 = "840539006"  # `tg`, disease or agent targeted (SNOMED CT)
 MAX_ISSUER_LENGTH = 80
+
+SERVICE = "certificates"  # the settings' prefix (CERTIFICATES_<NAME>)
+DEFAULT_ISSUER = "Ministry of Health of the Republic of Serbia"
+DEFAULT_COUNTRY = "RS"
+DEFAULT_VALIDITY_DAYS = 365
+DEFAULT_TIMEZONE = "Europe/Belgrade"
+
+
+@dataclass(frozen=True)
+class IssuerConfig:
+    """Who issues, for how long, and in which time zone a dose's date is counted."""
+
+    issuer: str = DEFAULT_ISSUER  # `is`
+    country: str = DEFAULT_COUNTRY  # `co`, the CWT `iss` and the UVCI's country
+    validity: timedelta = timedelta(days=DEFAULT_VALIDITY_DAYS)
+    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo(DEFAULT_TIMEZONE))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> IssuerConfig:
+        """`CERTIFICATES_ISSUER_NAME`, `_COUNTRY`, `_VALIDITY_DAYS`, `_TIMEZONE`."""
+
+        def get(name: str, default: str) -> str:
+            return settings.extra.get(name) or setting(name, SERVICE) or default
+
+        return cls(
+            issuer=get("ISSUER_NAME", DEFAULT_ISSUER),
+            country=get("COUNTRY", DEFAULT_COUNTRY).upper(),
+            validity=timedelta(days=int(get("VALIDITY_DAYS", str(DEFAULT_VALIDITY_DAYS)))),
+            zone=ZoneInfo(get("TIMEZONE", DEFAULT_TIMEZONE)),
+        )
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """The certificates service's keys: the document signer (DSC) it signs with, the keys
-it trusts when verifying, and the RSA key that unwraps citizens' data keys.
+it trusts when verifying, the RSA key that unwraps citizens' data keys, and a cache
+of the data keys it unwrapped.
 
 Settings (each `CERTIFICATES_<NAME>`, or `Settings.extra[<NAME>]`):
 
@@ -30,7 +31,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import uuid
-from collections.abc import Iterable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -425,3 +427,36 @@ def load_unwrap_key(settings: Settings) -> rsa.RSAPrivateKey:
         return ensure_rsa_key_pair(keys / UNWRAP_PRIVATE_FILE, keys / UNWRAP_PUBLIC_FILE)
     except (OSError, ValueError) as exc:
         raise KeyConfigError(f"CERTIFICATES_UNWRAP_KEY_FILE: {exc}") from exc
+
+
+# --- citizens' data keys -------------------------------------------------------------
+
+DATA_KEY_CACHE_SIZE = 10_000
+
+
+class DataKeyCache:
+    """Unwrapped citizen data keys, by (citizen, wrapped form): spares an RSA decryption per
+    certificate. Consulted only after reading the wrapped key from `citizen_keys`, so an
+    erased citizen's key (row deleted) is never used again."""
+
+    def __init__(self, size: int = DATA_KEY_CACHE_SIZE) -> None:
+        self.size = size
+        self._keys: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+
+    def get(self, citizen_id: str, wrapped: str, unwrap: Callable[[str], bytes]) -> bytes:
+        """The data key, unwrapped with `unwrap` unless it was already."""
+        entry = (citizen_id, wrapped)
+        key = self._keys.get(entry)
+        if key is None:
+            key = unwrap(wrapped)
+            self._keys[entry] = key
+            if len(self._keys) > self.size:
+                self._keys.popitem(last=False)
+        else:
+            self._keys.move_to_end(entry)
+        return key
+
+    def forget(self, citizen_id: str) -> None:
+        """Drop every key of the citizen (erasure)."""
+        for entry in [e for e in self._keys if e[0] == citizen_id]:
+            del self._keys[entry]

@@ -1,57 +1,35 @@
-"""What the API reads: certificates, pending doses, the revocation list, the trust list.
+"""Certificates' tables: what the reactions keep of other contexts' facts (citizens,
+their data keys, doses, recalled lots), the signed certificates, the signing keys;
+and the API's reads of them.
 
-Views are msgspec Structs, so the OpenAPI document describes exactly what is sent.
+Every write runs in the caller's transaction (the consumer's, for reactions).
 """
 
 from __future__ import annotations
 
-import base64
-from datetime import date, datetime
-from typing import Literal
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 
 import asyncpg
 import msgspec
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from .keys import TrustedKey, TrustList, kid_text
-from .verify import uci_hash
+from immunreg.contracts.certificates import CertificateIssued, CertificateRevoked
+from immunreg.contracts.common import Sealed
+from immunreg.eventstore.database import Connection
 
-Status = Literal["valid", "revoked"]
+from .domain import DoseFacts
+from .keys import SigningKey
+from .schemas import CertificateView, CitizenCertificates, RevokedEntry
+from .verify import uci_hash, uvci_sha256
 
+# Reads that run on the pool or inside a transaction alike.
+Database = asyncpg.Pool | Connection
 
-class CertificateView(msgspec.Struct, frozen=True, kw_only=True):
-    """One certificate: what it certifies, its status, and the signed `HC1:` string.
+_json = msgspec.json.Encoder()
 
-    `hc1` is null once the citizen's personal data was erased.
-    """
-
-    uvci: str
-    citizen_id: str
-    dose_id: str
-    status: Status
-    product_code: str
-    dose_number: int
-    total_doses: int
-    vaccination_date: date
-    issued_at: datetime
-    expires_at: datetime
-    key_id: str
-    supersedes: str | None = None
-    superseded_by: str | None = None
-    revocation_reason: str | None = None
-    revoked_at: datetime | None = None
-    hc1: str | None = None
-
-
-class CitizenCertificates(msgspec.Struct, frozen=True, kw_only=True):
-    """A citizen's certificates (newest first) and the doses still waiting for one
-    (their names or data key have not arrived from registration yet)."""
-
-    citizen_id: str
-    certificates: list[CertificateView]
-    pending_doses: list[str]
-
+# --- the API's reads ----------------------------------------------------------------
 
 _COLUMNS = """
 uvci, citizen_id, dose_id, status, product_code, dose_number, total_doses, vaccination_date,
@@ -103,26 +81,6 @@ async def is_revoked(pool: asyncpg.Pool, uvci_sha256: bytes) -> bool:
     )
 
 
-# --- revocation list ----------------------------------------------------------------
-
-
-class RevokedEntry(msgspec.Struct, frozen=True, kw_only=True):
-    """One revoked certificate, by hashes of its UVCI only."""
-
-    uvci_sha256: str  # hex SHA-256 of the UVCI as written in the certificate (`ci`)
-    uci: str  # EU DCC revocation `UCI` hash type: first 128 bits of that SHA-256, base64
-    revoked_at: datetime
-
-
-class RevocationList(msgspec.Struct, frozen=True, kw_only=True):
-    """A page of the revocation list, oldest revocation first; follow `next_cursor`."""
-
-    issuer: str
-    hash_types: list[str]
-    entries: list[RevokedEntry]
-    next_cursor: str | None = None
-
-
 async def revocations(
     pool: asyncpg.Pool, *, limit: int, after: tuple[datetime, bytes] | None
 ) -> tuple[list[RevokedEntry], tuple[datetime, bytes] | None]:
@@ -157,88 +115,301 @@ async def revocations(
     return entries, following
 
 
-# --- trust list ---------------------------------------------------------------------
+# --- signing keys -------------------------------------------------------------------
 
 
-class Jwk(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """The public key as a JWK (RFC 7517): EC P-256 (x, y) or RSA (n, e), base64url."""
-
-    kty: str
-    kid: str
-    crv: str | None = None
-    x: str | None = None
-    y: str | None = None
-    n: str | None = None
-    e: str | None = None
-
-
-class TrustListEntry(msgspec.Struct, frozen=True, kw_only=True):
-    """A document signer (DSC): verify certificates whose COSE `kid` equals `kid`."""
-
-    kid: str  # base64 of the first 8 bytes of SHA-256(DSC DER)
-    country: str | None
-    source: Literal["issuer", "trusted"]  # signed here / another issuer's, configured
-    active: bool  # the key this service signs with now
-    certificate: str  # the DSC, base64 DER
-    public_key: Jwk
-    spki: str  # SubjectPublicKeyInfo, base64 DER
-    key_usage: list[str] | None  # certificate types it may sign (v, t, r); null: any
-    not_before: datetime
-    not_after: datetime
+async def record_signer(db: Database, signer: SigningKey) -> None:
+    """Put the signer's DSC in `signing_keys` for good (it stays trusted after rotation)."""
+    certificate = signer.certificate
+    await db.execute(
+        "INSERT INTO signing_keys (kid, certificate, not_before, not_after) "
+        "VALUES ($1, $2, $3, $4) ON CONFLICT (kid) DO NOTHING",
+        signer.kid,
+        certificate.public_bytes(serialization.Encoding.DER),
+        certificate.not_valid_before_utc,
+        certificate.not_valid_after_utc,
+    )
 
 
-class TrustListView(msgspec.Struct, frozen=True, kw_only=True):
-    """Every key `POST /v1/verify` accepts; keys rotated out stay listed."""
-
-    issuer: str
-    keys: list[TrustListEntry]
-
-
-def _b64url(value: int, size: int | None = None) -> str:
-    length = size or (value.bit_length() + 7) // 8
-    return base64.urlsafe_b64encode(value.to_bytes(length, "big")).decode("ascii").rstrip("=")
+async def signing_certificates(db: Database) -> list[x509.Certificate]:
+    """Every DSC that signed here, newest first."""
+    rows = await db.fetch("SELECT certificate FROM signing_keys ORDER BY first_used_at DESC, kid")
+    return [x509.load_der_x509_certificate(r["certificate"]) for r in rows]
 
 
-def _jwk(key: TrustedKey) -> Jwk:
-    kid = kid_text(key.kid)
-    public = key.public_key
-    if isinstance(public, ec.EllipticCurvePublicKey):
-        numbers = public.public_numbers()
-        size = (public.curve.key_size + 7) // 8
-        curve = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
-        return Jwk(
-            kty="EC",
-            kid=kid,
-            crv=curve.get(public.curve.name, public.curve.name),
-            x=_b64url(numbers.x, size),
-            y=_b64url(numbers.y, size),
-        )
-    assert isinstance(public, rsa.RSAPublicKey)
-    rsa_numbers = public.public_numbers()
-    return Jwk(kty="RSA", kid=kid, n=_b64url(rsa_numbers.n), e=_b64url(rsa_numbers.e))
+# --- citizens, as registration tells ------------------------------------------------
 
 
-def trust_list_view(trust: TrustList, *, issuer: str, active_kid: bytes) -> TrustListView:
-    """The published trust list."""
-    entries = [
-        TrustListEntry(
-            kid=kid_text(key.kid),
-            country=key.country,
-            source="issuer" if key.source == "issuer" else "trusted",
-            active=key.kid == active_kid,
-            certificate=base64.b64encode(
-                key.certificate.public_bytes(serialization.Encoding.DER)
-            ).decode("ascii"),
-            public_key=_jwk(key),
-            spki=base64.b64encode(
-                key.public_key.public_bytes(
-                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-                )
-            ).decode("ascii"),
-            key_usage=sorted(key.key_usage) if key.key_usage is not None else None,
-            not_before=key.not_before,
-            not_after=key.not_after,
-        )
-        for key in trust
-    ]
-    return TrustListView(issuer=issuer, keys=entries)
+async def keep_citizen(
+    conn: Connection, citizen_id: str, birth_date: date, personal: Sealed
+) -> None:
+    """Keep the birth date and the sealed names (a re-registration clears an erasure)."""
+    await conn.execute(
+        """
+        INSERT INTO citizens (citizen_id, birth_date, personal, erased, updated_at)
+        VALUES ($1, $2, $3::text::jsonb, false, now())
+        ON CONFLICT (citizen_id) DO UPDATE SET birth_date = excluded.birth_date,
+            personal = excluded.personal, erased = false, updated_at = now()
+        """,
+        citizen_id,
+        birth_date,
+        _json.encode(personal).decode(),
+    )
+
+
+async def replace_personal(conn: Connection, citizen_id: str, personal: Sealed) -> None:
+    """Keep the re-sealed personal data (never for an erased citizen)."""
+    await conn.execute(
+        """
+        INSERT INTO citizens (citizen_id, personal, updated_at)
+        VALUES ($1, $2::text::jsonb, now())
+        ON CONFLICT (citizen_id) DO UPDATE SET personal = excluded.personal, updated_at = now()
+        WHERE NOT citizens.erased
+        """,
+        citizen_id,
+        _json.encode(personal).decode(),
+    )
+
+
+async def is_erased(conn: Connection, citizen_id: str) -> bool:
+    """Whether the citizen's personal data was erased."""
+    return bool(
+        await conn.fetchval("SELECT erased FROM citizens WHERE citizen_id = $1", citizen_id)
+    )
+
+
+async def keep_data_key(conn: Connection, citizen_id: str, wrapped_key: str) -> None:
+    """Keep the citizen's data key as granted (wrapped for this service)."""
+    await conn.execute(
+        """
+        INSERT INTO citizen_keys (citizen_id, wrapped_key) VALUES ($1, $2)
+        ON CONFLICT (citizen_id) DO UPDATE
+            SET wrapped_key = excluded.wrapped_key, granted_at = now()
+        """,
+        citizen_id,
+        wrapped_key,
+    )
+
+
+async def erase_citizen(conn: Connection, citizen_id: str) -> None:
+    """Mark the citizen erased; drop the birth date, the sealed names and the data key."""
+    await conn.execute(
+        """
+        INSERT INTO citizens (citizen_id, erased, updated_at) VALUES ($1, true, now())
+        ON CONFLICT (citizen_id) DO UPDATE
+            SET erased = true, birth_date = NULL, personal = NULL, updated_at = now()
+        """,
+        citizen_id,
+    )
+    await conn.execute("DELETE FROM citizen_keys WHERE citizen_id = $1", citizen_id)
+
+
+async def delete_signed_payloads(conn: Connection, citizen_id: str) -> None:
+    """Delete the citizen's `HC1:` strings (they carry personal data)."""
+    await conn.execute("UPDATE certificates SET hc1 = NULL WHERE citizen_id = $1", citizen_id)
+
+
+# --- doses and lots, as administration and inventory tell ---------------------------
+
+
+@dataclass(frozen=True)
+class DoseHolder:
+    """Where the dose's certificate holder's names come from, if they are here yet."""
+
+    birth_date: date | None
+    personal: str | None  # the Sealed personal data (JSON), sealed with the data key
+    wrapped_key: str | None  # that key, wrapped for this service
+
+
+@dataclass(frozen=True)
+class DoseOnFile:
+    """A dose as this service knows it, and its holder."""
+
+    facts: DoseFacts
+    holder: DoseHolder
+
+
+class DoseOwners(msgspec.Struct, frozen=True):
+    """Whose a dose was and from which lot (the rows a correction may move it from)."""
+
+    citizen_id: str
+    lot_number: str
+
+
+async def dose_owners(conn: Connection, dose_id: str) -> DoseOwners | None:
+    """The dose's holder and lot as recorded so far."""
+    row = await conn.fetchrow(
+        "SELECT citizen_id, lot_number FROM doses WHERE dose_id = $1", dose_id
+    )
+    return DoseOwners(row["citizen_id"], row["lot_number"]) if row is not None else None
+
+
+async def record_dose(
+    conn: Connection,
+    *,
+    dose_id: str,
+    citizen_id: str,
+    product_code: str,
+    lot_number: str,
+    dose_number: int,
+    series_length: int,
+    administered_at: datetime,
+) -> None:
+    """Keep the dose as (last) recorded."""
+    await conn.execute(
+        """
+        INSERT INTO doses (dose_id, citizen_id, product_code, lot_number, dose_number,
+                           series_length, administered_at, updated_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, now())
+        ON CONFLICT (dose_id) DO UPDATE SET citizen_id = excluded.citizen_id,
+            product_code = excluded.product_code, lot_number = excluded.lot_number,
+            dose_number = excluded.dose_number, series_length = excluded.series_length,
+            administered_at = excluded.administered_at, updated_at = now()
+        """,
+        dose_id,
+        citizen_id,
+        product_code,
+        lot_number,
+        dose_number,
+        series_length,
+        _aware(administered_at),
+    )
+
+
+def _aware(moment: datetime) -> datetime:
+    """Naive times in events are UTC (the column is timestamptz)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+async def record_voided_dose(
+    conn: Connection,
+    *,
+    dose_id: str,
+    citizen_id: str,
+    product_code: str,
+    lot_number: str,
+    dose_number: int,
+    voided_at: datetime,
+) -> None:
+    """Mark the dose voided (kept as a voided row if it had not arrived yet)."""
+    await conn.execute(
+        """
+        INSERT INTO doses (dose_id, citizen_id, product_code, lot_number, dose_number,
+                           series_length, administered_at, voided, updated_at)
+        VALUES ($1, $2, $3, $4, $5, $5, $6, true, now())
+        ON CONFLICT (dose_id) DO UPDATE SET voided = true, updated_at = now()
+        """,
+        dose_id,
+        citizen_id,
+        product_code,
+        lot_number,
+        dose_number,
+        voided_at,
+    )
+
+
+async def record_recall(
+    conn: Connection, lot_number: str, reason: str, recalled_at: datetime
+) -> None:
+    """Keep the lot as recalled (the first recall counts)."""
+    await conn.execute(
+        "INSERT INTO recalled_lots (lot_number, reason, recalled_at) VALUES ($1, $2, $3) "
+        "ON CONFLICT (lot_number) DO NOTHING",
+        lot_number,
+        reason,
+        recalled_at,
+    )
+
+
+async def doses_of_lot(conn: Connection, lot_number: str) -> list[str]:
+    """The ids of the doses from the lot, in id order."""
+    rows = await conn.fetch(
+        "SELECT dose_id FROM doses WHERE lot_number = $1 ORDER BY dose_id", lot_number
+    )
+    return [r["dose_id"] for r in rows]
+
+
+async def dose_lots_of_citizen(conn: Connection, citizen_id: str) -> dict[str, str]:
+    """The citizen's doses (in id order) and the lot of each."""
+    rows = await conn.fetch(
+        "SELECT dose_id, lot_number FROM doses WHERE citizen_id = $1 ORDER BY dose_id",
+        citizen_id,
+    )
+    return {r["dose_id"]: r["lot_number"] for r in rows}
+
+
+async def dose_on_file(conn: Connection, dose_id: str) -> DoseOnFile | None:
+    """The dose, whether its lot was recalled, and what is known of its holder."""
+    row = await conn.fetchrow(
+        """
+        SELECT d.*, r.lot_number IS NOT NULL AS recalled,
+               c.birth_date, c.personal::text AS personal, coalesce(c.erased, false) AS erased,
+               k.wrapped_key
+        FROM doses d
+        LEFT JOIN recalled_lots r ON r.lot_number = d.lot_number
+        LEFT JOIN citizens c ON c.citizen_id = d.citizen_id
+        LEFT JOIN citizen_keys k ON k.citizen_id = d.citizen_id
+        WHERE d.dose_id = $1
+        """,
+        dose_id,
+    )
+    if row is None:
+        return None
+    facts = DoseFacts(
+        dose_id=row["dose_id"],
+        citizen_id=row["citizen_id"],
+        product_code=row["product_code"],
+        dose_number=row["dose_number"],
+        series_length=row["series_length"],
+        administered_at=row["administered_at"],
+        voided=row["voided"],
+        recalled=row["recalled"],
+        erased=row["erased"],
+    )
+    holder = DoseHolder(
+        birth_date=row["birth_date"], personal=row["personal"], wrapped_key=row["wrapped_key"]
+    )
+    return DoseOnFile(facts=facts, holder=holder)
+
+
+# --- certificates -------------------------------------------------------------------
+
+
+async def record_issued(conn: Connection, event: CertificateIssued, hc1: str) -> None:
+    """Keep an issued certificate and its signed `HC1:` string."""
+    await conn.execute(
+        """
+        INSERT INTO certificates (uvci, uvci_sha256, dose_id, citizen_id, product_code,
+            dose_number, total_doses, vaccination_date, issued_at, expires_at, key_id,
+            supersedes, hc1)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+        """,
+        event.uvci,
+        uvci_sha256(event.uvci),
+        event.dose_id,
+        event.citizen_id,
+        event.product_code,
+        event.dose_number,
+        event.total_doses,
+        event.vaccination_date,
+        event.issued_at,
+        event.expires_at,
+        event.key_id,
+        event.supersedes,
+        hc1,
+    )
+
+
+async def record_revoked(conn: Connection, event: CertificateRevoked, at: datetime) -> None:
+    """Mark a certificate revoked (and by which it was superseded, if any)."""
+    await conn.execute(
+        """
+        UPDATE certificates SET status = 'revoked', revocation_reason = $2,
+            superseded_by = $3, revoked_at = $4
+        WHERE uvci = $1
+        """,
+        event.uvci,
+        event.reason,
+        event.superseded_by,
+        at,
+    )

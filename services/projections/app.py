@@ -27,7 +27,7 @@ import io
 from collections.abc import AsyncIterator, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -52,8 +52,28 @@ from .dashboard import render_dashboard
 from .demo import load as load_demo
 from .domain import today
 from .geo import district_map
+from .handlers import Sources
 from .models import CONTROL_SQL, Follower
-from .reactions import Sources
+from .schemas import (
+    BookingStats,
+    Coverage,
+    CoverageFilters,
+    CoverageQuery,
+    CoverageRow,
+    DailyDoses,
+    DailyQuery,
+    DailyRow,
+    Format,
+    FormatQuery,
+    ModelInfo,
+    PeriodQuery,
+    Safety,
+    SafetyRow,
+    SiteBookings,
+    Stock,
+    StockQuery,
+    StockRow,
+)
 
 FOLLOWER_KEY = web.AppKey("projections_follower", Follower)
 PAGE_KEY = web.AppKey("projections_dashboard", bytes)
@@ -63,8 +83,6 @@ STOCK_READERS = {Role.PUBLIC_HEALTH, Role.LOGISTICS, Role.ADMIN}
 STATISTICIANS = {Role.PUBLIC_HEALTH, Role.ADMIN}
 
 DEFAULT_GEOJSON = REPO_ROOT.parent / "shared" / "data" / "serbia_districts.geojson"
-
-Format = Literal["json", "csv"]
 
 
 def option(app: web.Application, name: str, default: str) -> str:
@@ -80,43 +98,6 @@ def sources_of(app: web.Application) -> Sources:
 
 
 # --- queries -----------------------------------------------------------------------
-
-
-class CoverageQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    group_by: rm.GroupBy = "district"
-    date: date | None = None
-    dose: rm.DoseKind = "1"
-    product: str | None = None
-    age_band: str | None = None
-    sex: rm.SexFilter | None = None
-    district: str | None = None
-    format: Format | None = None
-
-
-class DailyQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    from_day: date | None = msgspec.field(default=None, name="from")
-    to_day: date | None = msgspec.field(default=None, name="to")
-    product: str | None = None
-    age_band: str | None = None
-    site_id: str | None = None
-    format: Format | None = None
-
-
-class StockQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    date: date | None = None
-    location_id: str | None = None
-    product: str | None = None
-    format: Format | None = None
-
-
-class PeriodQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    from_day: date | None = msgspec.field(default=None, name="from")
-    to_day: date | None = msgspec.field(default=None, name="to")
-    format: Format | None = None
-
-
-class FormatQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    format: Format | None = None
 
 
 def _check_age_band(value: str | None) -> None:
@@ -202,7 +183,7 @@ api = Api(
 @api.get(
     "/v1/coverage",
     query=CoverageQuery,
-    responses={200: Media({"application/json": rm.Coverage, "text/csv": None}), 422: None},
+    responses={200: Media({"application/json": Coverage, "text/csv": None}), 422: None},
     summary="Coverage on a date, by district, municipality, age band, sex or product",
     tags=["coverage"],
 )
@@ -218,7 +199,7 @@ async def coverage(request: web.Request, query: CoverageQuery) -> web.StreamResp
         )
     principal = current_principal(request)
     exact = principal is not None and principal.role in EXACT
-    filters = rm.CoverageFilters(
+    filters = CoverageFilters(
         product=query.product, age_band=query.age_band, sex=query.sex, district=query.district
     )
     async with _follower(request).snapshot() as conn:
@@ -238,14 +219,14 @@ async def coverage(request: web.Request, query: CoverageQuery) -> web.StreamResp
             **msgspec.structs.asdict(filters),
             "fresh_as_of": result.fresh_as_of,
         }
-        return csv_response([*result.rows, result.total], _columns(rm.CoverageRow), meta)
+        return csv_response([*result.rows, result.total], _columns(CoverageRow), meta)
     return answer(result)
 
 
 @api.get(
     "/v1/doses/daily",
     query=DailyQuery,
-    responses={200: Media({"application/json": rm.DailyDoses, "text/csv": None}), 422: None},
+    responses={200: Media({"application/json": DailyDoses, "text/csv": None}), 422: None},
     summary="Doses per day and the 7-day average",
     tags=["doses"],
 )
@@ -278,14 +259,14 @@ async def doses_daily(request: web.Request, query: DailyQuery) -> web.StreamResp
             **result.filters,
             "fresh_as_of": result.fresh_as_of,
         }
-        return csv_response(result.rows, _columns(rm.DailyRow), meta)
+        return csv_response(result.rows, _columns(DailyRow), meta)
     return answer(result)
 
 
 @api.get(
     "/v1/stock",
     query=StockQuery,
-    responses={200: Media({"application/json": rm.Stock, "text/csv": None})},
+    responses={200: Media({"application/json": Stock, "text/csv": None})},
     roles=STOCK_READERS,
     summary="Stock on hand and days of supply per location and product; wastage",
     tags=["stock"],
@@ -304,14 +285,14 @@ async def stock(request: web.Request, query: StockQuery) -> web.StreamResponse:
             "date": result.date,
             "fresh_as_of": result.fresh_as_of,
         }
-        return csv_response(result.locations, _columns(rm.StockRow), meta)
+        return csv_response(result.locations, _columns(StockRow), meta)
     return answer(result)
 
 
 @api.get(
     "/v1/bookings/stats",
     query=PeriodQuery,
-    responses={200: Media({"application/json": rm.BookingStats, "text/csv": None}), 422: None},
+    responses={200: Media({"application/json": BookingStats, "text/csv": None}), 422: None},
     roles=STATISTICIANS,
     summary="Booking fill rate and no-show rate per site; queue per municipality",
     tags=["bookings"],
@@ -334,14 +315,14 @@ async def booking_stats(request: web.Request, query: PeriodQuery) -> web.StreamR
             "to": result.to_day,
             "fresh_as_of": result.fresh_as_of,
         }
-        return csv_response(result.sites, _columns(rm.SiteBookings), meta)
+        return csv_response(result.sites, _columns(SiteBookings), meta)
     return answer(result)
 
 
 @api.get(
     "/v1/safety",
     query=FormatQuery,
-    responses={200: Media({"application/json": rm.Safety, "text/csv": None})},
+    responses={200: Media({"application/json": Safety, "text/csv": None})},
     roles=STATISTICIANS,
     summary="Adverse events following immunization per 100,000 doses, by product",
     tags=["safety"],
@@ -352,13 +333,13 @@ async def safety(request: web.Request, query: FormatQuery) -> web.StreamResponse
         result = await rm.safety(conn)
     if wants_csv(request, query.format):
         meta: dict[str, object] = {"safety": "", "fresh_as_of": result.fresh_as_of}
-        return csv_response(result.products, _columns(rm.SafetyRow), meta)
+        return csv_response(result.products, _columns(SafetyRow), meta)
     return answer(result)
 
 
 @api.get(
     "/v1/model",
-    responses={200: rm.ModelInfo},
+    responses={200: ModelInfo},
     roles=STATISTICIANS,
     summary="The read model answering now",
     tags=["model"],

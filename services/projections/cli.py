@@ -42,8 +42,8 @@ def _rebuild(args: argparse.Namespace) -> int:
 
     from immunreg.config import Settings, setting
 
+    from .handlers import Sources
     from .models import rebuild
-    from .reactions import Sources
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env("projections")

@@ -46,7 +46,8 @@ from immunreg.contracts.registration import (
     RegistrationWithdrawn,
 )
 from immunreg.reference.calendar import age_on, national_timezone
-from immunreg.reference.geography import age_bands, municipalities
+from immunreg.reference.geography import AgeBand, age_bands, districts, municipalities
+from immunreg.reference.vaccines import vaccine_catalog
 
 REPORTING_TZ = national_timezone()
 UNKNOWN = "unknown"
@@ -381,3 +382,87 @@ def citizen_facts(registration: Registration, doses: Iterable[Dose], pending: bo
         booster_product=booster.product_code if booster else None,
         waiting=waiting,
     )
+
+
+# --- census denominators ------------------------------------------------------------
+# What a coverage figure is divided by, and how small numbers are withheld. The 2022
+# census has no age or sex structure below the national level, so a place's
+# population of one band (or sex) is estimated as its total times the national share.
+
+SUPPRESS_BELOW = 5  # anonymous callers see counts of 1-4 people withheld
+
+
+def percentage(part: int | None, whole: int | None) -> float | None:
+    """A percentage to 6 significant digits (small shares stay visible: 0.000118946)."""
+    if part is None or not whole:
+        return None
+    return float(f"{100.0 * part / whole:.6g}")
+
+
+def per_100k(part: int, whole: int) -> float | None:
+    """A rate per 100,000, to two decimals (None without a denominator)."""
+    return round(100_000 * part / whole, 2) if whole else None
+
+
+def age_band(label: str | None) -> AgeBand | None:
+    """The census age band with this label (None for none or an unknown label)."""
+    return next((b for b in age_bands() if b.label == label), None)
+
+
+def national_population() -> int:
+    """The census population of the whole country."""
+    return sum(b.population for b in age_bands())
+
+
+def demographic_population(band: AgeBand | None, sex: str | None) -> int | None:
+    """National population of a band and/or sex (None: no census figure, e.g. sex other)."""
+    if sex is not None and sex not in ("female", "male"):
+        return None
+    bands = [band] if band is not None else age_bands()
+    if sex == "female":
+        return sum(b.female for b in bands)
+    if sex == "male":
+        return sum(b.male for b in bands)
+    return sum(b.population for b in bands)
+
+
+def population(
+    *, geo: int | None, band: AgeBand | None, sex: str | None
+) -> tuple[int | None, bool]:
+    """A population and whether it is estimated (a place's share of a band or sex)."""
+    demographic = demographic_population(band, sex)
+    if geo is None:
+        return demographic, False
+    if band is None and sex is None:
+        return geo, False
+    if demographic is None:
+        return None, False
+    return round(geo * demographic / national_population()), True
+
+
+def place_population(group_by: str, key: str) -> int | None:
+    """The census population of a district or municipality (None when unknown)."""
+    if group_by == "district":
+        d = districts().get(key)
+        return d.population if d else None
+    m = municipalities().get(key)
+    return m.population if m else None
+
+
+def group_names(group_by: str) -> dict[str, str]:
+    """Every group the census (or the catalog) knows, so empty groups show as 0."""
+    if group_by == "district":
+        return {code: d.name for code, d in districts().items()}
+    if group_by == "municipality":
+        return {code: m.name for code, m in municipalities().items()}
+    if group_by == "age_band":
+        return {b.label: b.label for b in age_bands()}
+    if group_by == "sex":
+        return {"female": "female", "male": "male"}
+    return {}
+
+
+def product_name(code: str) -> str:
+    """The catalog name of a product code (the code itself when unknown)."""
+    product = vaccine_catalog().get(code)
+    return product.name if product else code

@@ -49,7 +49,7 @@ from immunreg.messaging.topics import ensure_topics
 from immunreg.observability.metrics import Metrics
 from immunreg.tasks import stop_tasks
 
-from .reactions import Sources, build_reactions
+from .handlers import Sources, build_reactions
 
 log = logging.getLogger(__name__)
 

@@ -83,7 +83,7 @@ class Batch:
     newest: datetime | None = None
     applied: int = 0
 
-    # --- recording (one method per kind of fact; reactions.py says which event goes where)
+    # --- recording (one method per kind of fact; handlers.py says which event goes where)
 
     def noted(self, event: Event, envelope: Envelope) -> None:
         """Every applied event: how many, and the newest `recorded_at` (freshness)."""

@@ -1,6 +1,6 @@
-"""What the API answers, read from one model in one snapshot (Follower.snapshot).
+"""The five reports the API answers, read from one model in one snapshot (Follower.snapshot).
 
-Denominators are the 2022 census (immunreg.reference.geography): districts and
+Denominators (domain.py) are the 2022 census (immunreg.reference.geography): districts and
 municipalities, and five-year age bands by sex nationally. The census has no
 age or sex structure below the national level, so a district's or
 municipality's population of one age band (or sex) is *estimated* as its total
@@ -19,21 +19,40 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
-from typing import Literal
-
-import msgspec
 
 from immunreg.eventstore.database import Connection
-from immunreg.reference.geography import AgeBand, age_bands, districts, municipalities
-from immunreg.reference.vaccines import vaccine_catalog
+from immunreg.reference.geography import districts, municipalities
 
-from .domain import UNKNOWN
-
-GroupBy = Literal["district", "municipality", "age_band", "sex", "product"]
-DoseKind = Literal["1", "complete", "booster"]
-SexFilter = Literal["female", "male", "other"]
-
-SUPPRESS_BELOW = 5
+from .domain import (
+    SUPPRESS_BELOW,
+    UNKNOWN,
+    age_band,
+    group_names,
+    per_100k,
+    percentage,
+    place_population,
+    population,
+    product_name,
+)
+from .schemas import (
+    BookingStats,
+    Coverage,
+    CoverageFilters,
+    CoverageRow,
+    DailyDoses,
+    DailyRow,
+    DoseKind,
+    GroupBy,
+    ModelInfo,
+    MunicipalityQueue,
+    Position,
+    Safety,
+    SafetyRow,
+    SiteBookings,
+    Stock,
+    StockRow,
+    WastageRow,
+)
 
 _KIND_COLUMN = {"1": "dose1", "complete": "complete", "booster": "booster"}
 _GROUP_COLUMN = {
@@ -44,13 +63,6 @@ _GROUP_COLUMN = {
 }
 
 
-def _pct(part: int | None, whole: int | None) -> float | None:
-    """A percentage to 6 significant digits (small shares stay visible: 0.000118946)."""
-    if part is None or not whole:
-        return None
-    return float(f"{100.0 * part / whole:.6g}")
-
-
 async def fresh_as_of(conn: Connection) -> datetime | None:
     """recorded_at of the newest event the model has applied."""
     newest: datetime | None = await conn.fetchval("SELECT newest_recorded_at FROM model_state")
@@ -58,101 +70,6 @@ async def fresh_as_of(conn: Connection) -> datetime | None:
 
 
 # --- coverage --------------------------------------------------------------------------
-
-
-class CoverageFilters(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """Which people are counted (and which population they are counted against)."""
-
-    product: str | None = None
-    age_band: str | None = None
-    sex: SexFilter | None = None
-    district: str | None = None
-
-
-class CoverageRow(msgspec.Struct, frozen=True, kw_only=True):
-    """People with the dose by the date in one group, and their share of its population."""
-
-    key: str
-    name: str
-    people: int | None
-    population: int | None = None
-    coverage_pct: float | None = None
-    share_of_vaccinated_pct: float | None = None
-    population_estimated: bool = False
-    suppressed: bool = False
-
-
-class Coverage(msgspec.Struct, frozen=True, kw_only=True):
-    """Coverage on a date by one dimension; `total` is everyone counted."""
-
-    date: date
-    dose: DoseKind
-    group_by: GroupBy
-    filters: CoverageFilters
-    fresh_as_of: datetime | None
-    rows: list[CoverageRow]
-    total: CoverageRow
-
-
-def _band(label: str | None) -> AgeBand | None:
-    return next((b for b in age_bands() if b.label == label), None)
-
-
-def _national() -> int:
-    return sum(b.population for b in age_bands())
-
-
-def _demographic_population(band: AgeBand | None, sex: str | None) -> int | None:
-    """National population of a band and/or sex (None: no census figure, e.g. sex other)."""
-    if sex is not None and sex not in ("female", "male"):
-        return None
-    bands = [band] if band is not None else age_bands()
-    if sex == "female":
-        return sum(b.female for b in bands)
-    if sex == "male":
-        return sum(b.male for b in bands)
-    return sum(b.population for b in bands)
-
-
-def population(
-    *, geo: int | None, band: AgeBand | None, sex: str | None
-) -> tuple[int | None, bool]:
-    """A population and whether it is estimated (a place's share of a band or sex)."""
-    demographic = _demographic_population(band, sex)
-    if geo is None:
-        return demographic, False
-    if band is None and sex is None:
-        return geo, False
-    if demographic is None:
-        return None, False
-    return round(geo * demographic / _national()), True
-
-
-def _geo_population(group_by: str, key: str) -> int | None:
-    if group_by == "district":
-        d = districts().get(key)
-        return d.population if d else None
-    m = municipalities().get(key)
-    return m.population if m else None
-
-
-def _names(group_by: GroupBy) -> dict[str, str]:
-    """Every group the census (or the catalog) knows, so empty groups show as 0."""
-    if group_by == "district":
-        return {code: d.name for code, d in districts().items()}
-    if group_by == "municipality":
-        return {code: m.name for code, m in municipalities().items()}
-    if group_by == "age_band":
-        return {b.label: b.label for b in age_bands()}
-    if group_by == "sex":
-        return {"female": "female", "male": "male"}
-    return {}
-
-
-def product_name(code: str) -> str:
-    """The catalog name of a product code (the code itself when unknown)."""
-    product = vaccine_catalog().get(code)
-    return product.name if product else code
 
 
 async def coverage(
@@ -184,7 +101,7 @@ async def coverage(
         *args,
     )
     counted = {r["key"]: int(r["people"]) for r in rows}
-    names = _names(group_by)
+    names = group_names(group_by)
     if group_by == "municipality" and filters.district is not None:
         names = {
             code: m.name
@@ -193,7 +110,7 @@ async def coverage(
         }
     keys = list(names) + sorted(k for k in counted if k not in names)
     total_people = sum(counted.values())
-    band = _band(filters.age_band)
+    band = age_band(filters.age_band)
     district_population = (
         districts()[filters.district].population if filters.district in districts() else None
     )
@@ -202,15 +119,17 @@ async def coverage(
         if group_by == "product":
             pop, estimated = None, False
         elif group_by in ("district", "municipality"):
-            geo = _geo_population(group_by, key)
+            geo = place_population(group_by, key)
             pop, estimated = (
                 population(geo=geo, band=band, sex=filters.sex)
                 if geo is not None
                 else (None, False)
             )
         elif group_by == "age_band":
-            pop, estimated = population(geo=district_population, band=_band(key), sex=filters.sex)
-            if _band(key) is None:
+            pop, estimated = population(
+                geo=district_population, band=age_band(key), sex=filters.sex
+            )
+            if age_band(key) is None:
                 pop, estimated = None, False
         else:
             pop, estimated = population(geo=district_population, band=band, sex=key)
@@ -223,8 +142,10 @@ async def coverage(
             name=name,
             people=shown,
             population=pop,
-            coverage_pct=_pct(shown, pop),
-            share_of_vaccinated_pct=_pct(shown, total_people) if group_by == "product" else None,
+            coverage_pct=percentage(shown, pop),
+            share_of_vaccinated_pct=percentage(shown, total_people)
+            if group_by == "product"
+            else None,
             population_estimated=estimated,
             suppressed=suppressed,
         )
@@ -247,7 +168,7 @@ async def coverage(
         name=districts()[filters.district].name if filters.district else "Serbia",
         people=total_people,
         population=total_population,
-        coverage_pct=_pct(total_people, total_population),
+        coverage_pct=percentage(total_people, total_population),
         population_estimated=total_estimated,
     )
     return Coverage(
@@ -262,28 +183,6 @@ async def coverage(
 
 
 # --- daily doses -----------------------------------------------------------------------
-
-
-class DailyRow(msgspec.Struct, frozen=True, kw_only=True):
-    """Doses given on one day, and the average of the 7 days ending that day."""
-
-    day: date
-    doses: int
-    first: int | None = None
-    series: int | None = None
-    booster: int | None = None
-    avg_7d: float
-
-
-class DailyDoses(msgspec.Struct, frozen=True, kw_only=True):
-    """Daily doses between two days (inclusive)."""
-
-    from_day: date = msgspec.field(name="from")
-    to_day: date = msgspec.field(name="to")
-    filters: dict[str, str]
-    fresh_as_of: datetime | None
-    total: int
-    rows: list[DailyRow]
 
 
 async def default_range(conn: Connection, to: date | None, today: date) -> tuple[date, date]:
@@ -368,39 +267,6 @@ async def daily_doses(
 # --- stock -----------------------------------------------------------------------------
 
 
-class StockRow(msgspec.Struct, frozen=True, kw_only=True):
-    """Usable doses of a product at a location, and how long they last at the current pace."""
-
-    location_id: str
-    product_code: str
-    product_name: str
-    doses_available: int
-    earliest_expiry: date | None
-    doses_last_7d: int
-    avg_daily_doses_7d: float
-    days_of_supply: float | None
-    as_of: datetime
-
-
-class WastageRow(msgspec.Struct, frozen=True, kw_only=True):
-    """Doses wasted (DosesWasted, OpenedVialExpired) against doses used, per product."""
-
-    product_code: str
-    product_name: str
-    administered: int
-    wasted: int
-    wastage_rate_pct: float | None
-
-
-class Stock(msgspec.Struct, frozen=True, kw_only=True):
-    """Stock on hand per location and product (days of supply over the 7 days to `date`)."""
-
-    date: date
-    fresh_as_of: datetime | None
-    locations: list[StockRow]
-    wastage: list[WastageRow]
-
-
 async def stock(
     conn: Connection, *, on: date, location_id: str | None, product: str | None
 ) -> Stock:
@@ -464,7 +330,9 @@ async def stock(
             product_name=product_name(code),
             administered=used.get(code, 0),
             wasted=wasted.get(code, 0),
-            wastage_rate_pct=_pct(wasted.get(code, 0), used.get(code, 0) + wasted.get(code, 0)),
+            wastage_rate_pct=percentage(
+                wasted.get(code, 0), used.get(code, 0) + wasted.get(code, 0)
+            ),
         )
         for code in sorted(set(used) | set(wasted))
         if product is None or code == product
@@ -473,40 +341,6 @@ async def stock(
 
 
 # --- bookings --------------------------------------------------------------------------
-
-
-class SiteBookings(msgspec.Struct, frozen=True, kw_only=True):
-    """A site's capacity and use over the period."""
-
-    site_id: str
-    name: str | None
-    municipality_code: str | None
-    capacity: int | None
-    booked: int
-    fill_rate_pct: float | None
-    attended: int
-    missed: int
-    no_show_rate_pct: float | None
-
-
-class MunicipalityQueue(msgspec.Struct, frozen=True, kw_only=True):
-    """Registrations waiting for an appointment, and appointments booked, now."""
-
-    municipality_code: str
-    name: str
-    waiting: int
-    booked: int
-
-
-class BookingStats(msgspec.Struct, frozen=True, kw_only=True):
-    """Fill and no-show rates per site over a period; the queue per municipality now."""
-
-    from_day: date = msgspec.field(name="from")
-    to_day: date = msgspec.field(name="to")
-    fresh_as_of: datetime | None
-    sites: list[SiteBookings]
-    municipalities: list[MunicipalityQueue]
-    totals: dict[str, int | float | None]
 
 
 async def booking_stats(conn: Connection, *, start: date, end: date) -> BookingStats:
@@ -551,10 +385,10 @@ async def booking_stats(conn: Connection, *, start: date, end: date) -> BookingS
                 municipality_code=cap["municipality_code"] if cap else None,
                 capacity=cap_total,
                 booked=booked,
-                fill_rate_pct=_pct(booked, cap_total),
+                fill_rate_pct=percentage(booked, cap_total),
                 attended=attended,
                 missed=missed,
-                no_show_rate_pct=_pct(missed, attended + missed),
+                no_show_rate_pct=percentage(missed, attended + missed),
             )
         )
     known = municipalities()
@@ -579,10 +413,10 @@ async def booking_stats(conn: Connection, *, start: date, end: date) -> BookingS
     totals: dict[str, int | float | None] = {
         "capacity": capacity_sum,
         "booked": booked_sum,
-        "fill_rate_pct": _pct(booked_sum, capacity_sum),
+        "fill_rate_pct": percentage(booked_sum, capacity_sum),
         "attended": attended_sum,
         "missed": missed_sum,
-        "no_show_rate_pct": _pct(missed_sum, attended_sum + missed_sum),
+        "no_show_rate_pct": percentage(missed_sum, attended_sum + missed_sum),
         "waiting": sum(q.waiting for q in queue),
         "appointments_booked": sum(q.booked for q in queue),
     }
@@ -597,29 +431,6 @@ async def booking_stats(conn: Connection, *, start: date, end: date) -> BookingS
 
 
 # --- safety ----------------------------------------------------------------------------
-
-
-class SafetyRow(msgspec.Struct, frozen=True, kw_only=True):
-    """Adverse events following immunization reported per 100,000 doses of a product."""
-
-    product_code: str
-    product_name: str
-    doses: int
-    reports: int
-    serious: int
-    reports_per_100k: float | None
-    serious_per_100k: float | None
-
-
-class Safety(msgspec.Struct, frozen=True, kw_only=True):
-    """AEFI rates by product (doses: every dose recorded and not voided)."""
-
-    fresh_as_of: datetime | None
-    products: list[SafetyRow]
-
-
-def _per_100k(part: int, whole: int) -> float | None:
-    return round(100_000 * part / whole, 2) if whole else None
 
 
 async def safety(conn: Connection) -> Safety:
@@ -648,30 +459,14 @@ async def safety(conn: Connection) -> Safety:
                 doses=given,
                 reports=all_reports,
                 serious=serious,
-                reports_per_100k=_per_100k(all_reports, given),
-                serious_per_100k=_per_100k(serious, given),
+                reports_per_100k=per_100k(all_reports, given),
+                serious_per_100k=per_100k(serious, given),
             )
         )
     return Safety(fresh_as_of=await fresh_as_of(conn), products=products)
 
 
 # --- the model itself ------------------------------------------------------------------
-
-
-class Position(msgspec.Struct, frozen=True, kw_only=True):
-    topic: str
-    partition: int
-    next_offset: int
-
-
-class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """The model answering now: its schema, how much it has applied, where it stands."""
-
-    schema: str
-    fresh_as_of: datetime | None
-    events_applied: int
-    positions: list[Position]
-    models: list[dict[str, str | None]]
 
 
 async def model_info(

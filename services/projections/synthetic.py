@@ -40,7 +40,7 @@ from immunreg.contracts.inventory import DoseConsumed, DosesWasted, StockLevelCh
 from immunreg.contracts.registration import CitizenRegistered, Consent
 from immunreg.reference.geography import age_bands, municipalities
 
-from .reactions import Sources
+from .handlers import Sources
 
 PRODUCTS = ("EU/1/20/1528", "EU/1/20/1507", "EU/1/21/1529", "BBIBP-CorV", "Sputnik-V")
 PRODUCT_WEIGHTS = (45, 6, 9, 30, 10)

@@ -31,7 +31,7 @@ from immunreg.contracts.registration import (
     Consent,
     RegistrationWithdrawn,
 )
-from services.projections.reactions import Sources
+from services.projections.handlers import Sources
 
 from .conftest import History
 

@@ -14,10 +14,11 @@ from immunreg.contracts.topics import TOPIC_NAMESPACE_VARIABLE
 from immunreg.reference.geography import AgeBand, age_bands, districts
 from services.projections.app import api, csv_response, wants_csv
 from services.projections.dashboard import render_dashboard
+from services.projections.domain import population
 from services.projections.geo import district_map, simplify, tile_map
+from services.projections.handlers import Sources, build_reactions, recorders
 from services.projections.models import model_name
-from services.projections.reactions import Sources, build_reactions, recorders
-from services.projections.readmodel import CoverageRow, population
+from services.projections.schemas import CoverageRow
 
 NATIONAL = 6_647_003
 
