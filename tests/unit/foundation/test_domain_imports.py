@@ -1,5 +1,7 @@
 """Every service's domain.py is pure: importing it loads no database, HTTP or Kafka client.
 
+So are the pure companions the service guide names (rules.py, stock.py).
+
 Each import runs in a fresh interpreter, so what another test imported cannot
 hide a dependency (or invent one).
 """
@@ -15,6 +17,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 DOMAINS = sorted(path.parent.name for path in (ROOT / "services").glob("*/domain.py"))
+PURE_COMPANIONS = sorted(
+    f"{path.parent.name}.{path.stem}"
+    for name in ("rules.py", "stock.py")
+    for path in (ROOT / "services").glob(f"*/{name}")
+)
 # The I/O a pure domain must not drag in: PostgreSQL, HTTP, Kafka, metrics.
 FORBIDDEN = ("asyncpg", "aiohttp", "aiokafka", "prometheus_client")
 
@@ -29,10 +36,9 @@ def test_every_service_has_a_domain() -> None:
     assert len(DOMAINS) >= 6
 
 
-@pytest.mark.parametrize("service", DOMAINS)
-def test_a_domain_imports_no_io_library(service: str) -> None:
+def _io_libraries_loaded_by(module: str) -> list[str]:
     result = subprocess.run(
-        [sys.executable, "-c", _PROBE, f"services.{service}.domain", *FORBIDDEN],
+        [sys.executable, "-c", _PROBE, module, *FORBIDDEN],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -40,4 +46,15 @@ def test_a_domain_imports_no_io_library(service: str) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == [], f"services/{service}/domain.py loads them"
+    loaded: list[str] = json.loads(result.stdout)
+    return loaded
+
+
+@pytest.mark.parametrize("service", DOMAINS)
+def test_a_domain_imports_no_io_library(service: str) -> None:
+    assert _io_libraries_loaded_by(f"services.{service}.domain") == [], service
+
+
+@pytest.mark.parametrize("module", PURE_COMPANIONS)
+def test_a_pure_companion_imports_no_io_library(module: str) -> None:
+    assert _io_libraries_loaded_by(f"services.{module}") == [], module
