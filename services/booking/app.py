@@ -40,6 +40,7 @@ from immunreg.http.versioning import (
     if_match_version,
     page_limit,
 )
+from immunreg.messaging.reactions import Provided
 from immunreg.service import Resource, Service
 
 from . import handlers, readmodel
@@ -54,7 +55,7 @@ from .domain import (
     run_violations,
     site_violations,
 )
-from .handlers import Runtime, build_reactions
+from .handlers import Dependencies, build_reactions
 from .jobs import nightly_runs, no_show_sweeps
 from .schemas import (
     SITE_ID_PATTERN,
@@ -393,7 +394,7 @@ async def site_appointments(request: web.Request, query: SiteDayQuery) -> web.St
 # --- the service ------------------------------------------------------------------------
 
 
-def _runtime_resource(runtime: Runtime) -> Resource:
+def _runtime_resource(dependencies: Provided[Dependencies]) -> Resource:
     async def booking_runtime(app: web.Application) -> AsyncIterator[None]:
         config = BookingConfig.from_settings(app[SETTINGS_KEY])
         app[CONFIG_KEY] = config
@@ -419,11 +420,8 @@ def _runtime_resource(runtime: Runtime) -> Resource:
                 "immunreg_booking_reschedules_total", "Appointments rescheduled."
             ),
         )
-        runtime.fill(app[STORE_KEY], config)
-        try:
+        async with dependencies.providing(Dependencies(store=app[STORE_KEY], config=config)):
             yield
-        finally:
-            runtime.fill(None)
 
     return booking_runtime
 
@@ -453,14 +451,14 @@ def build_service(*, consume: bool = True) -> Service:
 
     `consume=False` leaves out the consumer (tests that feed the read models directly).
     """
-    runtime = Runtime()
+    dependencies: Provided[Dependencies] = Provided("booking's event store and configuration")
     return Service(
         name="booking",
         api=api,
         publishes=CONTEXT,
         schema_files=[SCHEMA_FILE],
-        reactions=build_reactions(runtime) if consume else None,
-        resources=(_runtime_resource(runtime), _nightly, _no_shows),
+        reactions=build_reactions(dependencies) if consume else None,
+        resources=(_runtime_resource(dependencies), _nightly, _no_shows),
         demo=load_demo,
     )
 

@@ -52,7 +52,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -708,33 +708,20 @@ async def mark_no_shows(
 # --- reactions -----------------------------------------------------------------------------
 
 
-class Runtime:
-    """The running app's event store and settings, for handlers that only get a connection."""
+@dataclass(frozen=True)
+class Dependencies:
+    """What booking's reactions need of the running app (see `Provided`)."""
 
-    def __init__(self) -> None:
-        self._store: EventStore | None = None
-        self.config = BookingConfig()
-
-    def fill(self, store: EventStore | None, config: BookingConfig | None = None) -> None:
-        self._store = store
-        if config is not None:
-            self.config = config
-
-    @property
-    def store(self) -> EventStore:
-        if self._store is None:
-            # A ConnectionError makes the consumer roll the batch back and read it again
-            # later, instead of dead-lettering a message that is fine.
-            raise ConnectionError("the booking service has not started yet")
-        return self._store
+    store: EventStore
+    config: BookingConfig
 
 
 def _metadata(envelope: Envelope) -> Metadata:
     return Metadata(correlation_id=envelope.correlation_id, causation_id=envelope.event_id)
 
 
-def build_reactions(runtime: Runtime) -> Reactions:
-    """Booking's reactions, bound to the runtime of one app.
+def build_reactions(dependencies: Callable[[], Dependencies]) -> Reactions:
+    """Booking's reactions, given the dependencies of the running app.
 
     Every handler runs in the consumer's transaction (`conn`): its appends go through
     the event store on that connection, so they commit together with the consumer's
@@ -769,7 +756,7 @@ def build_reactions(runtime: Runtime) -> Reactions:
     reactions = Reactions()
 
     def administered_on(event: DoseAdministered | DoseCorrected) -> date:
-        return event.administered_at.astimezone(runtime.config.timezone).date()
+        return event.administered_at.astimezone(dependencies().config.timezone).date()
 
     # --- registration -----------------------------------------------------------------
 
@@ -786,21 +773,29 @@ def build_reactions(runtime: Runtime) -> Reactions:
         status = await readmodel.preferences_changed(conn, event, envelope.version)
         if status == "active":
             await _reconcile(
-                conn, runtime.store, _metadata(envelope), event.citizen_id, "preferences_changed"
+                conn,
+                dependencies().store,
+                _metadata(envelope),
+                event.citizen_id,
+                "preferences_changed",
             )
 
     @reactions.on(registration.CONTEXT, RegistrationWithdrawn)
     async def withdrawn(conn: Connection, event: RegistrationWithdrawn, envelope: Envelope) -> None:
         await readmodel.citizen_withdrawn(conn, event.citizen_id, envelope.version)
         await _cancel_open(
-            conn, runtime.store, _metadata(envelope), event.citizen_id, "registration_withdrawn"
+            conn,
+            dependencies().store,
+            _metadata(envelope),
+            event.citizen_id,
+            "registration_withdrawn",
         )
 
     @reactions.on(registration.CONTEXT, CitizenErased)
     async def erased(conn: Connection, event: CitizenErased, envelope: Envelope) -> None:
         await readmodel.citizen_erased(conn, event.citizen_id, envelope.version)
         await _cancel_open(
-            conn, runtime.store, _metadata(envelope), event.citizen_id, "citizen_erased"
+            conn, dependencies().store, _metadata(envelope), event.citizen_id, "citizen_erased"
         )
 
     # --- inventory --------------------------------------------------------------------
@@ -817,21 +812,23 @@ def build_reactions(runtime: Runtime) -> Reactions:
     ) -> None:
         if not await readmodel.dose_recorded(conn, event, administered_on(event)):
             return  # this dose was recorded already
-        store, metadata = runtime.store, _metadata(envelope)
+        store, metadata = dependencies().store, _metadata(envelope)
         await _attend(conn, store, metadata, event)
-        today = runtime.config.today()
+        today = dependencies().config.today()
         await book_next_dose(conn, store, event.citizen_id, today=today, metadata=metadata)
 
     @reactions.on(administration.CONTEXT, DoseVoided)
     async def dose_voided(conn: Connection, event: DoseVoided, envelope: Envelope) -> None:
         await readmodel.dose_voided(conn, event.dose_id)
-        await _reconcile(conn, runtime.store, _metadata(envelope), event.citizen_id, "dose_voided")
+        await _reconcile(
+            conn, dependencies().store, _metadata(envelope), event.citizen_id, "dose_voided"
+        )
 
     @reactions.on(administration.CONTEXT, DoseCorrected)
     async def dose_corrected(conn: Connection, event: DoseCorrected, envelope: Envelope) -> None:
         await readmodel.dose_corrected(conn, event, administered_on(event))
         await _reconcile(
-            conn, runtime.store, _metadata(envelope), event.citizen_id, "dose_corrected"
+            conn, dependencies().store, _metadata(envelope), event.citizen_id, "dose_corrected"
         )
 
     return reactions

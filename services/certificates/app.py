@@ -37,10 +37,11 @@ from immunreg.http.versioning import (
     not_modified,
     page_limit,
 )
+from immunreg.messaging.reactions import Provided
 from immunreg.service import Resource, Service
 
 from . import handlers, readmodel, render
-from .handlers import AppSlot, CertificateMetrics, Dependencies, Issuer
+from .handlers import CertificateMetrics, Dependencies, Issuer
 from .schemas import (
     CertificateView,
     CitizenCertificates,
@@ -299,31 +300,28 @@ async def rotate_signing_key(request: web.Request) -> web.StreamResponse:
 # --- the service ------------------------------------------------------------------------
 
 
-def _issuer_resource(slot: AppSlot[Dependencies]) -> Resource:
+def _issuer_resource(dependencies: Provided[Dependencies]) -> Resource:
     async def issuer(app: web.Application) -> AsyncIterator[None]:
         started = await handlers.start_issuer(
             app[POOL_KEY], app[SETTINGS_KEY], CertificateMetrics(app[METRICS_KEY])
         )
         app[ISSUER_KEY] = started
-        slot.fill(Dependencies(store=app[STORE_KEY], issuer=started))
-        try:
+        async with dependencies.providing(Dependencies(store=app[STORE_KEY], issuer=started)):
             yield
-        finally:
-            slot.fill(None)
 
     return issuer
 
 
 def build_service() -> Service:
     """A fresh certificates Service (its reactions bound to the app it is started in)."""
-    slot: AppSlot[Dependencies] = AppSlot()
+    dependencies: Provided[Dependencies] = Provided("the certificates service's store and issuer")
     return Service(
         name="certificates",
         api=api,
         publishes=CONTEXT,
         schema_files=[SCHEMA_FILE],
-        reactions=handlers.build_reactions(slot),
-        resources=(_issuer_resource(slot),),
+        reactions=handlers.build_reactions(dependencies),
+        resources=(_issuer_resource(dependencies),),
     )
 
 

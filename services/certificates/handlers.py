@@ -48,7 +48,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 import msgspec
@@ -115,7 +115,6 @@ TRUST_REFRESH_SECONDS = 5.0
 Tx = TypeVar("Tx")
 # The books only take the transaction handle (never return one), hence contravariant.
 Tx_contra = TypeVar("Tx_contra", contravariant=True)
-T = TypeVar("T")
 
 _sealed_decoder = msgspec.json.Decoder(Sealed)
 _personal_decoder = msgspec.json.Decoder(PersonalData)
@@ -174,28 +173,6 @@ class Dependencies:
 
     store: EventStore
     issuer: Issuer
-
-
-class AppSlot(Generic[T]):
-    """What the running app provides, for reactions that receive only a connection.
-
-    Filled by the app's start-up and emptied at shutdown (a library-wide way to
-    inject dependencies into reactions would replace it).
-    """
-
-    def __init__(self) -> None:
-        self._value: T | None = None
-
-    def fill(self, value: T | None) -> None:
-        """Set (or clear, with None) what reactions get."""
-        self._value = value
-
-    def __call__(self) -> T:
-        if self._value is None:
-            # A ConnectionError makes the consumer roll the batch back and read it
-            # again later, instead of dead-lettering a message that is fine.
-            raise ConnectionError("the certificates service has not started yet")
-        return self._value
 
 
 # --- keys and trust -------------------------------------------------------------------

@@ -11,13 +11,15 @@ of events use it; a handler that writes through `conn` needs none of it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Generic, Protocol, TypeVar
 
 from immunreg.contracts.envelope import Context, Envelope, Event
 from immunreg.eventstore.database import Connection
 
 E = TypeVar("E", bound=Event)
+T = TypeVar("T")
 Handler = Callable[[Connection, Any, Envelope], Awaitable[None]]
 
 
@@ -82,3 +84,32 @@ class Reactions:
     def lookup(self, topic: str, type_name: str) -> tuple[Context, Handler] | None:
         """The handler for an event type on a topic, or None to skip it."""
         return self._table.get(topic, {}).get(type_name)
+
+
+class Provided(Generic[T]):
+    """What the running app gives its reactions, which themselves receive only a connection.
+
+    The table of reactions is built when the service is declared, before the app has
+    an event store or configuration; a service resource fills this at start-up
+    (`async with provided.providing(value)`) and empties it at shutdown. Asked before
+    then, it raises ConnectionError: the consumer counts that as infrastructure and
+    reads the batch again later, instead of dead-lettering a message that is fine.
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._value: T | None = None
+
+    def __call__(self) -> T:
+        if self._value is None:
+            raise ConnectionError(f"{self.what} is not available yet (the app has not started)")
+        return self._value
+
+    @contextlib.asynccontextmanager
+    async def providing(self, value: T) -> AsyncIterator[None]:
+        """Provide value for the life of the block (a resource's start-up to shutdown)."""
+        self._value = value
+        try:
+            yield
+        finally:
+            self._value = None

@@ -34,7 +34,7 @@ from immunreg.http.auth import Role, ensure_dev_keys, issue_token
 from immunreg.messaging.reactions import Reactions
 from services.booking.app import build_service
 from services.booking.config import BookingConfig
-from services.booking.handlers import Runtime, build_reactions
+from services.booking.handlers import Dependencies, build_reactions
 
 Client = TestClient[web.Request, web.Application]
 
@@ -96,9 +96,8 @@ class Booking:
 
     def __post_init__(self) -> None:
         # The service's own handlers, on this app's event store, for `feed`.
-        runtime = Runtime()
-        runtime.fill(self.store, BookingConfig())
-        self.reactions = build_reactions(runtime)
+        dependencies = Dependencies(store=self.store, config=BookingConfig())
+        self.reactions = build_reactions(lambda: dependencies)
 
     def auth(self, role: Role | str, **claims: Any) -> dict[str, str]:
         return {"Authorization": f"Bearer {issue_token(self.private_pem, Role(role), **claims)}"}
