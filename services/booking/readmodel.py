@@ -19,7 +19,7 @@ from immunreg.contracts.administration import DoseAdministered, DoseCorrected
 from immunreg.contracts.booking import SiteDefined
 from immunreg.contracts.inventory import StockLevelChanged
 from immunreg.contracts.registration import CitizenRegistered, PreferencesChanged
-from immunreg.eventstore.database import Connection
+from immunreg.eventstore.database import Connection, view_of
 
 from .eligibility import DoseTaken, NextDose, next_dose
 from .noshow import OpenAppointment
@@ -72,17 +72,7 @@ _SITE_ROW = """SELECT site_id, name, municipality_code, address, latitude, longi
 
 
 def _site_view(row: asyncpg.Record) -> SiteView:
-    return SiteView(
-        site_id=row["site_id"],
-        name=row["name"],
-        municipality_code=row["municipality_code"],
-        address=row["address"],
-        latitude=row["latitude"],
-        longitude=row["longitude"],
-        opening_hours=row["opening_hours"],
-        daily_capacity=capacity_of(row["daily_capacity"]),
-        version=row["version"],
-    )
+    return view_of({**row, "daily_capacity": capacity_of(row["daily_capacity"])}, SiteView)
 
 
 async def site(db: Executor, site_id: str) -> SiteView | None:

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 
 from immunreg.contracts.certificates import CertificateIssued, CertificateRevoked
 from immunreg.contracts.common import Sealed
-from immunreg.eventstore.database import Connection
+from immunreg.eventstore.database import Connection, view_of
 
 from .domain import DoseFacts
 from .keys import SigningKey
@@ -38,7 +38,7 @@ issued_at, expires_at, key_id, supersedes, superseded_by, revocation_reason, rev
 
 
 def _view(row: asyncpg.Record) -> CertificateView:
-    return CertificateView(**dict(row.items()))
+    return view_of(row, CertificateView)
 
 
 async def certificate(pool: asyncpg.Pool, uvci: str) -> CertificateView | None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
+import msgspec
 from asyncpg.pool import PoolAcquireContext, PoolConnectionProxy
 
 from immunreg.config import DatabaseTimeouts
@@ -15,6 +16,17 @@ from immunreg.eventstore.locks import lock_for_transaction
 
 # What handlers and the event store accept: a plain connection or one from a pool.
 Connection = asyncpg.Connection | PoolConnectionProxy
+View = TypeVar("View")
+
+
+def view_of(row: asyncpg.Record | Mapping[str, Any], view: type[View]) -> View:
+    """A read-model row as an API view: columns by name, checked against the view's types.
+
+    The one way rows become views, so a column renamed or retyped in SQL fails loudly
+    here instead of reaching a client as a wrong field.
+    """
+    return msgspec.convert(dict(row), view)
+
 
 EVENTSTORE_SQL = Path(__file__).with_name("schema.sql")
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
