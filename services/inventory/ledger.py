@@ -51,7 +51,7 @@ from immunreg.eventstore.errors import ConcurrencyConflict
 from immunreg.eventstore.store import EventStore
 from immunreg.observability.metrics import Metrics
 
-from . import readmodel as rm
+from . import readmodel
 from .domain import (
     LOT,
     SHIPMENT,
@@ -70,6 +70,7 @@ from .domain import (
     shipment_stream,
     stock_stream,
 )
+from .schemas import StockLot
 from .stock import (
     STOCK,
     ConsumeDose,
@@ -173,14 +174,14 @@ class _Unit:
             self.conn, aggregate, stream_id, loaded, command, metadata=self.metadata
         )
         if outcome.events:
-            await rm.save_history(self.conn, lot_number, outcome.events)
+            await readmodel.save_history(self.conn, lot_number, outcome.events)
             self.events.extend(CONTEXT.read(e) for e in outcome.events)
         return outcome
 
     async def lot(self, lot_number: str, command: LotCommand) -> Outcome[Lot]:
         outcome = await self._decide(LOT, lot_stream(lot_number), command, lot_number)
         if outcome.events:
-            await rm.save_lot(self.conn, outcome.state, outcome.version)
+            await readmodel.save_lot(self.conn, outcome.state, outcome.version)
         return outcome
 
     async def shipment(
@@ -190,14 +191,14 @@ class _Unit:
         stream = shipment_stream(planned.shipment_id)
         outcome = await self._decide(SHIPMENT, stream, command, planned.lot_number, loaded)
         if outcome.events:
-            await rm.save_shipment(self.conn, outcome.state, outcome.version)
+            await readmodel.save_shipment(self.conn, outcome.state, outcome.version)
         return outcome
 
     async def new_shipment(self, command: CreateShipment) -> Outcome[Shipment]:
         stream = shipment_stream(command.shipment_id)
         outcome = await self._decide(SHIPMENT, stream, command, command.lot_number)
         if outcome.events:
-            await rm.save_shipment(self.conn, outcome.state, outcome.version)
+            await readmodel.save_shipment(self.conn, outcome.state, outcome.version)
         return outcome
 
     async def stock(
@@ -206,8 +207,8 @@ class _Unit:
         stream = stock_stream(location_id, lot_number)
         outcome = await self._decide(STOCK, stream, command, lot_number)
         if outcome.events:
-            view = rm.stock_lot(outcome.state, self.now)
-            await rm.save_stock(self.conn, view, outcome.version)
+            view = readmodel.stock_lot(outcome.state, self.now)
+            await readmodel.save_stock(self.conn, view, outcome.version)
             if outcome.state.status != "none":  # a discrepancy alone changes no level
                 self._levels.add((view.location_id, view.product_code))
         return outcome
@@ -220,8 +221,8 @@ class _Unit:
         sum read after the lock includes every transaction committed before it.
         """
         for location_id, product_code in sorted(self._levels):
-            published = await rm.lock_level(self.conn, location_id, product_code)
-            doses, earliest = await rm.computed_level(self.conn, location_id, product_code)
+            published = await readmodel.lock_level(self.conn, location_id, product_code)
+            doses, earliest = await readmodel.computed_level(self.conn, location_id, product_code)
             if (published.doses_available, published.earliest_expiry) == (doses, earliest):
                 continue
             event = StockLevelChanged(
@@ -239,7 +240,7 @@ class _Unit:
                 metadata=self.metadata,
                 conn=self.conn,
             )
-            await rm.save_level(
+            await readmodel.save_level(
                 self.conn,
                 location_id=location_id,
                 product_code=product_code,
@@ -321,8 +322,8 @@ class Ledger:
         """Recall a lot and tell the stock of every location that holds it."""
 
         async def work(unit: _Unit) -> Lot:
-            await rm.lock_lot(unit.conn, lot_number, exclusive=True)
-            holders = await rm.lock_holders(unit.conn, lot_number, ["active", "expired"])
+            await readmodel.lock_lot(unit.conn, lot_number, exclusive=True)
+            holders = await readmodel.lock_holders(unit.conn, lot_number, ["active", "expired"])
             lot = await unit.lot(lot_number, RecallLot(reason=reason, locations=tuple(holders)))
             for location_id in holders:
                 await unit.stock(location_id, lot_number, RecallStock(reason=reason))
@@ -334,8 +335,8 @@ class Ledger:
         """Record that a lot passed its expiry date, here and at every holder."""
 
         async def work(unit: _Unit) -> Lot:
-            await rm.lock_lot(unit.conn, lot_number, exclusive=True)
-            holders = await rm.lock_holders(unit.conn, lot_number, ["active"])
+            await readmodel.lock_lot(unit.conn, lot_number, exclusive=True)
+            holders = await readmodel.lock_holders(unit.conn, lot_number, ["active"])
             lot = await unit.lot(lot_number, ExpireLot(today=unit.today))
             for location_id in holders:
                 await unit.stock(location_id, lot_number, ExpireStock(today=unit.today))
@@ -391,7 +392,7 @@ class Ledger:
         async def work(unit: _Unit) -> Shipment:
             loaded = await self._shipment(unit, shipment_id)
             planned = loaded.state
-            await rm.lock_stock(unit.conn, planned.from_location, planned.lot_number)
+            await readmodel.lock_stock(unit.conn, planned.from_location, planned.lot_number)
             shipment = await unit.shipment(loaded, DispatchShipment())
             await unit.stock(
                 planned.from_location,
@@ -415,8 +416,8 @@ class Ledger:
         async def work(unit: _Unit) -> Shipment:
             loaded = await self._shipment(unit, shipment_id)
             planned = loaded.state
-            await rm.lock_lot(unit.conn, planned.lot_number, exclusive=False)
-            await rm.lock_stock(unit.conn, planned.to_location, planned.lot_number)
+            await readmodel.lock_lot(unit.conn, planned.lot_number, exclusive=False)
+            await readmodel.lock_stock(unit.conn, planned.to_location, planned.lot_number)
             shipment = (await unit.shipment(loaded, command)).state
             lot = (await unit.load(LOT, lot_stream(planned.lot_number))).state
             arrival = arriving(
@@ -440,17 +441,17 @@ class Ledger:
         command: Callable[[_Unit], StockCommand],
         metadata: Metadata | None,
         conn: Connection | None = None,
-    ) -> rm.StockLot:
-        async def work(unit: _Unit) -> rm.StockLot:
-            await rm.lock_stock(unit.conn, location_id, lot_number)
+    ) -> StockLot:
+        async def work(unit: _Unit) -> StockLot:
+            await readmodel.lock_stock(unit.conn, location_id, lot_number)
             after = await unit.stock(location_id, lot_number, command(unit))
-            return rm.stock_lot(after.state, unit.now)
+            return readmodel.stock_lot(after.state, unit.now)
 
         return await self._run(work, metadata, conn)
 
     async def open_vial(
         self, location_id: str, lot_number: str, metadata: Metadata | None = None
-    ) -> rm.StockLot:
+    ) -> StockLot:
         """Open one sealed vial (refused for a recalled or expired lot)."""
         return await self._on_stock(
             location_id, lot_number, lambda unit: OpenVials(now=unit.now), metadata
@@ -463,7 +464,7 @@ class Ledger:
         doses: int,
         reason: WasteReason,
         metadata: Metadata | None = None,
-    ) -> rm.StockLot:
+    ) -> StockLot:
         """Record doses lost at a location."""
         return await self._on_stock(
             location_id,
@@ -474,7 +475,7 @@ class Ledger:
 
     async def expire_open_vials(
         self, location_id: str, lot_number: str, metadata: Metadata | None = None
-    ) -> rm.StockLot:
+    ) -> StockLot:
         """Record the loss of open vials past their usable time."""
         return await self._on_stock(
             location_id, lot_number, lambda unit: ExpireOpenVials(now=unit.now), metadata
@@ -508,10 +509,10 @@ class Ledger:
     async def sweep(self) -> SweepResult:
         """Expire lots past their expiry date and open vials past their usable time."""
         now = self.clock()
-        lots = await rm.lots_past_expiry(self.store.pool, now.date())
+        lots = await readmodel.lots_past_expiry(self.store.pool, now.date())
         for lot_number in lots:
             await self.expire_lot(lot_number)
-        stale = await rm.stocks_with_stale_vials(self.store.pool, now)
+        stale = await readmodel.stocks_with_stale_vials(self.store.pool, now)
         for location_id, lot_number in stale:
             await self.expire_open_vials(location_id, lot_number)
         return SweepResult(lots_expired=len(lots), stocks_with_expired_vials=len(stale))
