@@ -3,7 +3,7 @@
 Logistics (and admins) receive and recall lots and move them in shipments;
 site staff open vials, record waste and receive shipments at their own site;
 public health reads stock. Doses administered elsewhere are taken from stock
-by a reaction (reactions.py); time passing is recorded by the expiry sweep.
+by a reaction (handlers.py); time passing is recorded by the expiry sweep.
 """
 
 from __future__ import annotations
@@ -38,8 +38,7 @@ from .domain import (
     ReceiveLot,
     ReceiveShipment,
 )
-from .ledger import InventoryMetrics, Ledger
-from .reactions import LedgerSlot, build_reactions
+from .handlers import InventoryMetrics, Ledger, LedgerSlot, build_reactions
 from .schemas import (
     LotDetail,
     LotIn,
