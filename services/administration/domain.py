@@ -5,9 +5,12 @@ A DoseRecord (stream `dose-<dose_id>`) is one vaccination as recorded:
     none --Administer--> completed --Correct--> completed (re-stated)
     completed --Void--> entered-in-error   (never deleted; the history stays)
 
-The edge gathers what the rules need from the read models and runs them
-(`rules.check_dose`); `decide` applies the override policy to the violations it
-is handed, so who may record what is decided here, purely.
+The handlers gather what the rules need from the read models and hand it to
+`assess_dose` (which runs `rules.check_dose`); `decide` applies the override
+policy to the violations it is handed, so who may record what is decided here,
+purely. The rules a request meets before any of that (who may send an override
+reason, times that must have passed, a dose sent again after it was voided) are
+here too, as plain functions the handlers call.
 
 The dose id is derived from what makes two records the same vaccination
 (citizen, lot, dose number, time given): the same dose sent twice without an
@@ -35,9 +38,11 @@ from immunreg.contracts.administration import (
 )
 from immunreg.contracts.common import Sex
 from immunreg.contracts.envelope import Context, Event
-from immunreg.domain import Aggregate, Conflict, NotFound, RuleViolation
+from immunreg.domain import Aggregate, Conflict, DomainError, NotFound, RuleViolation
+from immunreg.reference.calendar import age_on, local_date
+from immunreg.reference.vaccines import VaccineCatalog
 
-from .rules import Violation
+from .rules import CitizenFacts, DoseRequest, LotFacts, PriorDose, Violation, check_dose
 
 DOSE_STREAM_TYPE = "DoseRecord"
 AEFI_STREAM_TYPE = "AdverseEvent"
@@ -173,6 +178,127 @@ def admit(
             violations, f"the dose breaks rules: {codes}; give override_reason to record it anyway"
         )
     return reason, [v.code for v in violations]
+
+
+# --- rules a request meets before the dose is judged ------------------------------------------
+
+
+class OverrideNotAllowed(DomainError):
+    """Someone other than an administrator sent an override reason (403)."""
+
+    status = 403
+
+
+def require_override_right(may_override: bool, override_reason: str | None) -> None:
+    """Only an administrator may ask to record a dose despite the rules.
+
+    Refused on sight, even when the dose breaks no rule: the reason would be
+    kept on the record as an administrator's word.
+    """
+    if override_reason is not None and not may_override:
+        raise OverrideNotAllowed(
+            "override_not_allowed",
+            "only an administrator may record a dose despite the rules (override_reason)",
+        )
+
+
+class NotYetHappened(RuleViolation):
+    """A time that must have passed (a dose given) is in the future; `field` names it."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__("invalid_fields", "is in the future", field)
+
+
+def require_past(field: str, moment: datetime, now: datetime) -> None:
+    """A dose is recorded after it was given; `CLOCK_SKEW` allows for the site's clock."""
+    if moment > now + CLOCK_SKEW:
+        raise NotYetHappened(field)
+
+
+def require_not_voided(state: DoseState) -> None:
+    """A dose sent again names its existing record; once voided, that record takes no
+    second send (the sender should correct it, or record the dose anew)."""
+    if state.status == "entered-in-error":
+        raise Conflict(
+            "dose_voided", "this dose was recorded and then voided; correct or record it anew"
+        )
+
+
+def assess_dose(
+    request: DoseRequest,
+    citizen: CitizenFacts | None,
+    lot: LotFacts | None,
+    history: Sequence[PriorDose],
+    catalog: VaccineCatalog,
+) -> list[Violation]:
+    """Every rule the dose breaks, refusing at once (for everyone) what no override lifts:
+    what is left is for `decide` to weigh against the caller's override."""
+    violations = check_dose(request, citizen, lot, history, catalog)
+    refuse_unrecordable(violations)
+    return violations
+
+
+def dose_facts(
+    *,
+    dose_id: str,
+    request: DoseRequest,
+    citizen: CitizenFacts,
+    series_length: int,
+    site_municipality_code: str,
+    vaccinator_id: str,
+    appointment_id: str | None,
+    injection_site: str | None,
+) -> DoseFacts:
+    """The record of a dose whose citizen and product are known (`assess_dose` passed)."""
+    assert citizen.birth_date is not None and citizen.sex is not None
+    return DoseFacts(
+        dose_id=dose_id,
+        citizen_id=request.citizen_id,
+        site_id=request.site_id,
+        site_municipality_code=site_municipality_code,
+        citizen_municipality_code=citizen.municipality_code or "",
+        product_code=request.product_code,
+        lot_number=request.lot_number,
+        dose_number=request.dose_number,
+        series_length=series_length,
+        administered_at=request.administered_at,
+        age_at_vaccination=age_on(citizen.birth_date, local_date(request.administered_at)),
+        sex=citizen.sex,
+        vaccinator_id=vaccinator_id,
+        appointment_id=appointment_id,
+        injection_site=injection_site,
+    )
+
+
+def corrected_facts(
+    current: DoseFacts,
+    request: DoseRequest,
+    citizen: CitizenFacts,
+    series_length: int,
+    *,
+    vaccinator_id: str,
+    appointment_id: str | None,
+    injection_site: str | None,
+) -> DoseFacts:
+    """The record re-stated by a correction (`request` is the dose as corrected).
+
+    The site's municipality, and the citizen's municipality and sex at the time,
+    stay as first recorded: a correction fixes what was entered, not who the
+    citizen has become since.
+    """
+    facts = dose_facts(
+        dose_id=current.dose_id,
+        request=request,
+        citizen=citizen,
+        series_length=series_length,
+        site_municipality_code=current.site_municipality_code,
+        vaccinator_id=vaccinator_id,
+        appointment_id=appointment_id,
+        injection_site=injection_site,
+    )
+    return msgspec.structs.replace(
+        facts, citizen_municipality_code=current.citizen_municipality_code, sex=current.sex
+    )
 
 
 def decide_dose(state: DoseState, command: DoseCommand) -> list[Event]:

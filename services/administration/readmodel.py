@@ -1,8 +1,9 @@
 """Administration's read models: what other contexts told us, and the doses we recorded.
 
-Writes from other contexts' events run in the consumer's transaction (reactions.py);
-writes of our own dose and adverse-event rows run in the command's transaction
-(app.py), so the `doses` table is never behind the event store.
+Writes from other contexts' events run in the consumer's transaction (the reactions
+in handlers.py); writes of our own dose and adverse-event rows run in the command's
+transaction (the commands in handlers.py), so the `doses` table is never behind the
+event store. Reads turn rows into the API's views (schemas.py).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from immunreg.contracts.administration import (
 )
 from immunreg.contracts.envelope import Envelope, Event
 from immunreg.eventstore.database import Connection
+from immunreg.reference.vaccines import VaccineCatalog
 
 from .rules import CitizenFacts, LotFacts, PriorDose
+from .schemas import AdverseEventView, DoseView
 
 Executor = Connection | asyncpg.Pool
 
@@ -380,3 +383,81 @@ async def fetch_adverse_events(db: Executor, citizen_id: str) -> Sequence[asyncp
         citizen_id,
     )
     return rows
+
+
+# --- views (what the API answers) ----------------------------------------------------------
+
+
+def _adverse_view(row: asyncpg.Record) -> AdverseEventView:
+    return AdverseEventView(
+        report_id=row["report_id"],
+        symptoms=list(row["symptoms"]),
+        onset_at=row["onset_at"],
+        serious=row["serious"],
+        outcome=row["outcome"],
+        reporter_role=row["reporter_role"],
+        description=row["description"],
+        reported_at=row["reported_at"],
+    )
+
+
+def _dose_view(
+    row: asyncpg.Record, catalog: VaccineCatalog, adverse: Sequence[AdverseEventView] = ()
+) -> DoseView:
+    product = catalog.get(row["product_code"])
+    return DoseView(
+        dose_id=row["dose_id"],
+        citizen_id=row["citizen_id"],
+        status=row["status"],
+        version=row["version"],
+        site_id=row["site_id"],
+        site_name=row["site_name"],
+        site_municipality_code=row["site_municipality_code"],
+        product_code=row["product_code"],
+        product_name=product.name if product else None,
+        lot_number=row["lot_number"],
+        expiry_date=row["expiry_date"],
+        dose_number=row["dose_number"],
+        series_length=row["series_length"],
+        series_complete=row["series_complete"],
+        booster=row["booster"],
+        administered_at=row["administered_at"],
+        age_at_vaccination=row["age_at_vaccination"],
+        vaccinator_id=row["vaccinator_id"],
+        appointment_id=row["appointment_id"],
+        injection_site=row["injection_site"],
+        override_reason=row["override_reason"],
+        overridden_rules=list(row["overridden_rules"]),
+        corrections=row["corrections"],
+        last_correction_reason=row["last_correction_reason"],
+        void_reason=row["void_reason"],
+        recorded_at=row["recorded_at"],
+        updated_at=row["updated_at"],
+        adverse_events=list(adverse),
+    )
+
+
+async def dose_view(db: Executor, dose_id: str, catalog: VaccineCatalog) -> DoseView | None:
+    """The dose as it stands, with the adverse events reported against it."""
+    row = await fetch_dose(db, dose_id)
+    if row is None:
+        return None
+    adverse = [
+        _adverse_view(r)
+        for r in await fetch_adverse_events(db, row["citizen_id"])
+        if r["dose_id"] == dose_id
+    ]
+    return _dose_view(row, catalog, adverse)
+
+
+async def citizen_dose_views(
+    db: Executor, citizen_id: str, catalog: VaccineCatalog
+) -> list[DoseView]:
+    """Every dose of the citizen, voided ones too, each with its adverse events."""
+    adverse: dict[str, list[AdverseEventView]] = {}
+    for row in await fetch_adverse_events(db, citizen_id):
+        adverse.setdefault(row["dose_id"], []).append(_adverse_view(row))
+    return [
+        _dose_view(row, catalog, adverse.get(row["dose_id"], []))
+        for row in await fetch_doses(db, citizen_id)
+    ]

@@ -3,7 +3,7 @@
 Logistics (and admins) receive and recall lots and move them in shipments;
 site staff open vials, record waste and receive shipments at their own site;
 public health reads stock. Doses administered elsewhere are taken from stock
-by a reaction (reactions.py); time passing is recorded by the expiry sweep.
+by a reaction (handlers.py); time passing is recorded by the expiry sweep.
 """
 
 from __future__ import annotations
@@ -12,11 +12,8 @@ import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
-from datetime import date
 from pathlib import Path
-from typing import Annotated
 
-import msgspec
 from aiohttp import web
 
 from immunreg.config import setting
@@ -30,22 +27,30 @@ from immunreg.http.middleware import metadata_from_request
 from immunreg.http.problems import Problem
 from immunreg.service import Resource, Service
 
-from . import readmodel as rm
+from . import readmodel
 from .demo import load as load_demo
 from .domain import (
     LOCATION_PATTERN,
     LOT_PATTERN,
     MAX_ID_LENGTH,
     MAX_SHIPMENT_ID_LENGTH,
-    NATIONAL_WAREHOUSE,
     SHIPMENT_ID_PATTERN,
     ReceiveLot,
     ReceiveShipment,
-    Storage,
 )
-from .ledger import InventoryMetrics, Ledger
-from .reactions import LedgerSlot, build_reactions
-from .stock import WasteReason
+from .handlers import InventoryMetrics, Ledger, LedgerSlot, build_reactions
+from .schemas import (
+    LotDetail,
+    LotIn,
+    LotSummary,
+    RecallIn,
+    ReceiptIn,
+    ShipmentIn,
+    ShipmentView,
+    SiteStock,
+    StockLot,
+    WasteIn,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,62 +62,9 @@ LOGISTICS = {Role.LOGISTICS, Role.ADMIN}
 AT_A_SITE = {Role.SITE_STAFF, Role.LOGISTICS, Role.ADMIN}
 READERS = {Role.SITE_STAFF, Role.LOGISTICS, Role.PUBLIC_HEALTH, Role.ADMIN}
 
-LocationId = Annotated[str, msgspec.Meta(pattern=LOCATION_PATTERN, max_length=MAX_ID_LENGTH)]
-LotNumber = Annotated[str, msgspec.Meta(pattern=LOT_PATTERN, max_length=MAX_ID_LENGTH)]
-ShipmentId = Annotated[
-    str, msgspec.Meta(pattern=SHIPMENT_ID_PATTERN, max_length=MAX_SHIPMENT_ID_LENGTH)
-]
-Code = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
-Vials = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
-
 _LOCATION = re.compile(LOCATION_PATTERN)
 _LOT = re.compile(LOT_PATTERN)
 _SHIPMENT = re.compile(SHIPMENT_ID_PATTERN)
-
-
-class LotIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A lot received from a manufacturer (doses per vial and storage default to the catalog's)."""
-
-    lot_number: LotNumber
-    product_code: Code
-    manufacturer_code: Code
-    expiry_date: date
-    vials: Vials
-    doses_per_vial: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
-    storage: Storage | None = None
-    location_id: LocationId = NATIONAL_WAREHOUSE
-
-
-class RecallIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Why the lot is recalled."""
-
-    reason: Reason
-
-
-class ShipmentIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A planned shipment; without an id, one is made (UUIDv7)."""
-
-    lot_number: LotNumber
-    to_location: LocationId
-    vials: Vials
-    from_location: LocationId = NATIONAL_WAREHOUSE
-    shipment_id: ShipmentId | None = None
-
-
-class ReceiptIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """What arrived; vials not received are lost (`vials_lost` defaults to the rest)."""
-
-    vials_received: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
-    vials_lost: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] | None = None
-    loss_reason: Reason | None = None
-
-
-class WasteIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Doses lost at a location, and why."""
-
-    doses: Annotated[int, msgspec.Meta(ge=1, le=10_000)]
-    reason: WasteReason
 
 
 api = Api(
@@ -147,7 +99,7 @@ def _location(request: web.Request) -> str:
 @api.post(
     "/v1/lots",
     body=LotIn,
-    responses={201: rm.LotSummary, 409: None, 422: None},
+    responses={201: LotSummary, 409: None, 422: None},
     roles=LOGISTICS,
     idempotent=True,
     summary="Receive a lot from a manufacturer",
@@ -173,14 +125,14 @@ async def receive_lot(request: web.Request, body: LotIn) -> web.StreamResponse:
     )
     lot = await ledger.receive_lot(command, metadata_from_request(request))
     return json_response(
-        rm.lot_summary(lot), status=201, headers={"Location": f"/v1/lots/{lot.lot_number}"}
+        readmodel.lot_summary(lot), status=201, headers={"Location": f"/v1/lots/{lot.lot_number}"}
     )
 
 
 @api.post(
     "/v1/lots/{lot_number}/recall",
     body=RecallIn,
-    responses={200: rm.LotSummary, 404: None, 409: None, 422: None},
+    responses={200: LotSummary, 404: None, 409: None, 422: None},
     roles=LOGISTICS,
     idempotent=True,
     summary="Recall a lot everywhere it is held",
@@ -190,12 +142,12 @@ async def recall_lot(request: web.Request, body: RecallIn) -> web.StreamResponse
     """No further dose may come from the lot; the stock of every location holding it is told."""
     lot_number = _path_id(request, "lot_number", _LOT)
     lot = await _ledger(request).recall_lot(lot_number, body.reason, metadata_from_request(request))
-    return json_response(rm.lot_summary(lot))
+    return json_response(readmodel.lot_summary(lot))
 
 
 @api.get(
     "/v1/lots/{lot_number}",
-    responses={200: rm.LotDetail, 404: None},
+    responses={200: LotDetail, 404: None},
     roles=READERS,
     summary="A lot, where it is, and its full history",
     tags=["lots"],
@@ -203,7 +155,7 @@ async def recall_lot(request: web.Request, body: RecallIn) -> web.StreamResponse
 async def read_lot(request: web.Request) -> web.StreamResponse:
     """Every event that touched the lot - its own, its shipments', its stock's everywhere."""
     lot_number = _path_id(request, "lot_number", _LOT)
-    detail = await rm.lot_detail(request.app[POOL_KEY], lot_number)
+    detail = await readmodel.lot_detail(request.app[POOL_KEY], lot_number)
     if detail is None:
         raise Problem.not_found(f"no lot {lot_number!r} has been received")
     return json_response(detail)
@@ -215,7 +167,7 @@ async def read_lot(request: web.Request) -> web.StreamResponse:
 @api.post(
     "/v1/shipments",
     body=ShipmentIn,
-    responses={201: rm.ShipmentView, 409: None, 422: None},
+    responses={201: ShipmentView, 409: None, 422: None},
     roles=LOGISTICS,
     idempotent=True,
     summary="Plan a shipment of sealed vials",
@@ -235,15 +187,15 @@ async def create_shipment(request: web.Request, body: ShipmentIn) -> web.StreamR
         metadata=metadata_from_request(request),
     )
     return json_response(
-        rm.shipment_view(shipment),
+        readmodel.shipment_view(shipment),
         status=201,
         headers={"Location": f"/v1/shipments/{shipment.shipment_id}"},
     )
 
 
-async def _shipment_at(request: web.Request) -> rm.ShipmentView:
+async def _shipment_at(request: web.Request) -> ShipmentView:
     shipment_id = _path_id(request, "shipment_id", _SHIPMENT, MAX_SHIPMENT_ID_LENGTH)
-    view = await rm.shipment_of(request.app[POOL_KEY], shipment_id)
+    view = await readmodel.shipment_of(request.app[POOL_KEY], shipment_id)
     if view is None:
         raise Problem.not_found(f"no shipment {shipment_id!r}")
     principal = require_principal(request)
@@ -257,7 +209,7 @@ async def _shipment_at(request: web.Request) -> rm.ShipmentView:
 
 @api.get(
     "/v1/shipments/{shipment_id}",
-    responses={200: rm.ShipmentView, 404: None},
+    responses={200: ShipmentView, 404: None},
     roles=READERS,
     summary="A shipment",
     tags=["shipments"],
@@ -269,7 +221,7 @@ async def read_shipment(request: web.Request) -> web.StreamResponse:
 
 @api.post(
     "/v1/shipments/{shipment_id}/dispatch",
-    responses={200: rm.ShipmentView, 404: None, 409: None},
+    responses={200: ShipmentView, 404: None, 409: None},
     roles=LOGISTICS,
     idempotent=True,
     summary="Dispatch a shipment",
@@ -279,13 +231,13 @@ async def dispatch_shipment(request: web.Request) -> web.StreamResponse:
     """The vials leave the source: 409 `insufficient_stock` if it no longer holds them."""
     shipment_id = _path_id(request, "shipment_id", _SHIPMENT, MAX_SHIPMENT_ID_LENGTH)
     shipment = await _ledger(request).dispatch_shipment(shipment_id, metadata_from_request(request))
-    return json_response(rm.shipment_view(shipment))
+    return json_response(readmodel.shipment_view(shipment))
 
 
 @api.post(
     "/v1/shipments/{shipment_id}/receive",
     body=ReceiptIn,
-    responses={200: rm.ShipmentView, 403: None, 404: None, 409: None, 422: None},
+    responses={200: ShipmentView, 403: None, 404: None, 409: None, 422: None},
     roles=AT_A_SITE,
     idempotent=True,
     summary="Receive a shipment (all of it, or part and the rest lost)",
@@ -304,7 +256,7 @@ async def receive_shipment(request: web.Request, body: ReceiptIn) -> web.StreamR
         ),
         metadata_from_request(request),
     )
-    return json_response(rm.shipment_view(shipment))
+    return json_response(readmodel.shipment_view(shipment))
 
 
 # --- stock at a location -----------------------------------------------------------
@@ -312,7 +264,7 @@ async def receive_shipment(request: web.Request, body: ReceiptIn) -> web.StreamR
 
 @api.post(
     "/v1/sites/{site_id}/stock/{lot_number}/open-vial",
-    responses={200: rm.StockLot, 403: None, 404: None, 409: None},
+    responses={200: StockLot, 403: None, 404: None, 409: None},
     roles=AT_A_SITE,
     idempotent=True,
     summary="Open a sealed vial",
@@ -329,7 +281,7 @@ async def open_vial(request: web.Request) -> web.StreamResponse:
 @api.post(
     "/v1/sites/{site_id}/stock/{lot_number}/waste",
     body=WasteIn,
-    responses={200: rm.StockLot, 403: None, 404: None, 409: None, 422: None},
+    responses={200: StockLot, 403: None, 404: None, 409: None, 422: None},
     roles=AT_A_SITE,
     idempotent=True,
     summary="Record wasted doses",
@@ -347,7 +299,7 @@ async def waste(request: web.Request, body: WasteIn) -> web.StreamResponse:
 
 @api.get(
     "/v1/sites/{site_id}/stock",
-    responses={200: rm.SiteStock, 403: None, 404: None},
+    responses={200: SiteStock, 403: None, 404: None},
     roles=READERS,
     summary="What a site or warehouse holds",
     tags=["stock"],
@@ -355,7 +307,7 @@ async def waste(request: web.Request, body: WasteIn) -> web.StreamResponse:
 async def site_stock(request: web.Request) -> web.StreamResponse:
     """Per lot (sealed and open vials, usable doses, status, expiry) and per product."""
     site_id = _location(request)
-    return json_response(await rm.site_stock(request.app[POOL_KEY], site_id))
+    return json_response(await readmodel.site_stock(request.app[POOL_KEY], site_id))
 
 
 # --- the service -------------------------------------------------------------------

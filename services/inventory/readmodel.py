@@ -1,7 +1,7 @@
-"""Inventory's read models (schema.sql): what the API answers with, and the row locks.
+"""Inventory's read models (schema.sql): their rows, the row locks, and the views built on them.
 
-Writes happen inside the transaction that appends the events (ledger.py);
-reads serve the GET routes.
+Writes happen inside the transaction that appends the events (handlers.py);
+reads serve the GET routes with the API's views (schemas.py).
 """
 
 from __future__ import annotations
@@ -16,94 +16,18 @@ from immunreg.contracts.envelope import Envelope
 from immunreg.eventstore.database import Connection
 
 from .domain import Lot, Shipment
+from .schemas import (
+    HistoryEntry,
+    LotDetail,
+    LotSummary,
+    ProductTotal,
+    ShipmentView,
+    SiteStock,
+    StockLot,
+)
 from .stock import Stock, next_vial_expiry, open_doses, usable_doses
 
-# --- the views ---------------------------------------------------------------------
-
-
-class LotSummary(msgspec.Struct, frozen=True, kw_only=True):
-    """A lot as received, and whether it may still be used."""
-
-    lot_number: str
-    product_code: str
-    manufacturer_code: str
-    expiry_date: date
-    doses_per_vial: int
-    storage: str
-    location_id: str
-    vials: int
-    status: str
-    recall_reason: str | None = None
-
-
-class StockLot(msgspec.Struct, frozen=True, kw_only=True):
-    """One lot at one location: vials, doses, status."""
-
-    location_id: str
-    lot_number: str
-    product_code: str
-    expiry_date: date | None
-    doses_per_vial: int
-    sealed_vials: int
-    open_vials: int
-    open_doses: int
-    doses_available: int
-    status: str
-    doses_consumed: int = 0
-    doses_wasted: int = 0
-    discrepancies: int = 0
-    next_vial_expiry: datetime | None = None
-
-
-class ProductTotal(msgspec.Struct, frozen=True, kw_only=True):
-    """Usable doses of one product at a location (as last published in StockLevelChanged)."""
-
-    product_code: str
-    doses_available: int
-    earliest_expiry: date | None = None
-
-
-class SiteStock(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything a location holds, per lot and per product."""
-
-    location_id: str
-    lots: list[StockLot]
-    products: list[ProductTotal]
-
-
-class ShipmentView(msgspec.Struct, frozen=True, kw_only=True):
-    """A shipment and how far it has got."""
-
-    shipment_id: str
-    lot_number: str
-    product_code: str
-    from_location: str
-    to_location: str
-    vials: int
-    status: str
-    vials_received: int = 0
-    vials_lost: int = 0
-    loss_reason: str | None = None
-
-
-class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
-    """One recorded event that touched the lot."""
-
-    stream_id: str
-    version: int
-    type: str
-    occurred_at: datetime
-    recorded_at: datetime
-    data: msgspec.Raw
-
-
-class LotDetail(msgspec.Struct, frozen=True, kw_only=True):
-    """A lot, where it is now, its shipments and its full history."""
-
-    lot: LotSummary
-    holdings: list[StockLot]
-    shipments: list[ShipmentView]
-    history: list[HistoryEntry]
+# --- from states to views -------------------------------------------------------
 
 
 def lot_summary(state: Lot) -> LotSummary:

@@ -1,5 +1,5 @@
 -- Inventory read models. Written in the same transaction as the events they
--- reflect (services/inventory/ledger.py), so the API reads its own writes.
+-- reflect (services/inventory/handlers.py), so the API reads its own writes.
 -- Rows of `lots` and `stock_levels` double as the locks that order commands on
 -- a lot (recall, expiry, shipment receipt) and on one lot's stock at one place.
 

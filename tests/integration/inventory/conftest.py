@@ -20,7 +20,7 @@ from immunreg.http.app import create_app
 from immunreg.http.auth import Role, ensure_dev_keys, issue_token
 from immunreg.http.keys import POOL_KEY
 from services.inventory.app import LEDGER_KEY, build_service
-from services.inventory.ledger import Ledger
+from services.inventory.handlers import Ledger
 
 Client = TestClient[web.Request, web.Application]
 

@@ -7,7 +7,7 @@ import json
 from datetime import date, timedelta
 
 from immunreg.http.auth import Role
-from services.inventory.ledger import Ledger
+from services.inventory.handlers import Ledger
 
 from .conftest import Inventory, site
 

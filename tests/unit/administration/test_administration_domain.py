@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -24,14 +24,20 @@ from services.administration.domain import (
     DoseFacts,
     DoseRefused,
     DoseState,
+    NotYetHappened,
+    OverrideNotAllowed,
     ReportAdverseEvent,
     Void,
+    corrected_facts,
     decide_adverse_event,
     decide_dose,
     dose_id_for,
     evolve_dose,
+    require_not_voided,
+    require_override_right,
+    require_past,
 )
-from services.administration.rules import Violation
+from services.administration.rules import CitizenFacts, DoseRequest, Violation
 
 AT = datetime(2021, 6, 1, 10, 0, tzinfo=UTC)
 RECALLED = Violation(code="lot_recalled", field="lot_number", message="recalled")
@@ -319,3 +325,55 @@ def test_no_adverse_event_against_a_voided_dose() -> None:
     with pytest.raises(Conflict) as raised:
         decide_adverse_event(AdverseEventState(), report(voided()))
     assert raised.value.code == "dose_voided"
+
+
+# --- rules a request meets before the dose is judged ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("may_override", "reason", "refused"),
+    [(False, None, False), (False, "given abroad", True), (True, "given abroad", False)],
+)
+def test_only_an_administrator_may_send_an_override_reason(
+    may_override: bool, reason: str | None, refused: bool
+) -> None:
+    if refused:
+        with pytest.raises(OverrideNotAllowed) as error:
+            require_override_right(may_override, reason)
+        assert (error.value.status, error.value.code) == (403, "override_not_allowed")
+    else:
+        require_override_right(may_override, reason)
+
+
+def test_a_dose_time_may_run_ahead_of_the_clock_by_the_skew_only() -> None:
+    require_past("administered_at", AT + timedelta(minutes=5), now=AT)
+    with pytest.raises(NotYetHappened) as error:
+        require_past("administered_at", AT + timedelta(minutes=6), now=AT)
+    assert (error.value.code, error.value.field) == ("invalid_fields", "administered_at")
+
+
+def test_a_dose_sent_again_after_it_was_voided_is_a_conflict() -> None:
+    require_not_voided(recorded())
+    with pytest.raises(Conflict) as error:
+        require_not_voided(voided())
+    assert error.value.code == "dose_voided"
+
+
+def test_a_correction_keeps_the_citizens_municipality_and_sex_as_first_recorded() -> None:
+    current = facts()
+    moved = CitizenFacts("c-1", "active", date(1970, 1, 1), "male", "11000")
+    request = DoseRequest(
+        citizen_id="c-1",
+        site_id="SITE-0001",
+        lot_number="FA1234",
+        product_code="EU/1/20/1528",
+        dose_number=1,
+        administered_at=AT,
+    )
+
+    corrected = corrected_facts(
+        current, request, moved, 2, vaccinator_id="V-8", appointment_id=None, injection_site=None
+    )
+
+    assert (corrected.citizen_municipality_code, corrected.sex) == ("70122", "female")
+    assert (corrected.vaccinator_id, corrected.injection_site) == ("V-8", None)

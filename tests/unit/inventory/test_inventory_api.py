@@ -7,7 +7,8 @@ import pytest
 
 from immunreg.contracts.topics import TOPIC_NAMESPACE_VARIABLE
 from immunreg.http.auth import Role
-from services.inventory.app import LotIn, WasteIn, api, build_service
+from services.inventory.app import api, build_service
+from services.inventory.schemas import LotIn, WasteIn
 
 L, A, S, P = Role.LOGISTICS, Role.ADMIN, Role.SITE_STAFF, Role.PUBLIC_HEALTH
 

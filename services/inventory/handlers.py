@@ -1,4 +1,8 @@
-"""Inventory's application layer: every command is one PostgreSQL transaction.
+"""Every command and reaction of inventory: the `Ledger` runs the commands, and
+`build_reactions` is the table of what other contexts' events do (one: a dose
+administered is taken from stock).
+
+Every command is one PostgreSQL transaction.
 
 A command loads the aggregates it needs, lets them decide (domain.py,
 stock.py), appends every stream's events with its expected version, updates
@@ -33,6 +37,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from immunreg.contracts import administration
 from immunreg.contracts.administration import DoseAdministered
 from immunreg.contracts.envelope import Envelope, Event, Metadata, utcnow
 from immunreg.contracts.inventory import (
@@ -49,9 +54,10 @@ from immunreg.domain import Aggregate, Loaded, NotFound, Outcome, RuleViolation
 from immunreg.eventstore.database import Connection
 from immunreg.eventstore.errors import ConcurrencyConflict
 from immunreg.eventstore.store import EventStore
+from immunreg.messaging.reactions import Reactions
 from immunreg.observability.metrics import Metrics
 
-from . import readmodel as rm
+from . import readmodel
 from .domain import (
     LOT,
     SHIPMENT,
@@ -70,6 +76,7 @@ from .domain import (
     shipment_stream,
     stock_stream,
 )
+from .schemas import StockLot
 from .stock import (
     STOCK,
     ConsumeDose,
@@ -173,14 +180,14 @@ class _Unit:
             self.conn, aggregate, stream_id, loaded, command, metadata=self.metadata
         )
         if outcome.events:
-            await rm.save_history(self.conn, lot_number, outcome.events)
+            await readmodel.save_history(self.conn, lot_number, outcome.events)
             self.events.extend(CONTEXT.read(e) for e in outcome.events)
         return outcome
 
     async def lot(self, lot_number: str, command: LotCommand) -> Outcome[Lot]:
         outcome = await self._decide(LOT, lot_stream(lot_number), command, lot_number)
         if outcome.events:
-            await rm.save_lot(self.conn, outcome.state, outcome.version)
+            await readmodel.save_lot(self.conn, outcome.state, outcome.version)
         return outcome
 
     async def shipment(
@@ -190,14 +197,14 @@ class _Unit:
         stream = shipment_stream(planned.shipment_id)
         outcome = await self._decide(SHIPMENT, stream, command, planned.lot_number, loaded)
         if outcome.events:
-            await rm.save_shipment(self.conn, outcome.state, outcome.version)
+            await readmodel.save_shipment(self.conn, outcome.state, outcome.version)
         return outcome
 
     async def new_shipment(self, command: CreateShipment) -> Outcome[Shipment]:
         stream = shipment_stream(command.shipment_id)
         outcome = await self._decide(SHIPMENT, stream, command, command.lot_number)
         if outcome.events:
-            await rm.save_shipment(self.conn, outcome.state, outcome.version)
+            await readmodel.save_shipment(self.conn, outcome.state, outcome.version)
         return outcome
 
     async def stock(
@@ -206,8 +213,8 @@ class _Unit:
         stream = stock_stream(location_id, lot_number)
         outcome = await self._decide(STOCK, stream, command, lot_number)
         if outcome.events:
-            view = rm.stock_lot(outcome.state, self.now)
-            await rm.save_stock(self.conn, view, outcome.version)
+            view = readmodel.stock_lot(outcome.state, self.now)
+            await readmodel.save_stock(self.conn, view, outcome.version)
             if outcome.state.status != "none":  # a discrepancy alone changes no level
                 self._levels.add((view.location_id, view.product_code))
         return outcome
@@ -220,8 +227,8 @@ class _Unit:
         sum read after the lock includes every transaction committed before it.
         """
         for location_id, product_code in sorted(self._levels):
-            published = await rm.lock_level(self.conn, location_id, product_code)
-            doses, earliest = await rm.computed_level(self.conn, location_id, product_code)
+            published = await readmodel.lock_level(self.conn, location_id, product_code)
+            doses, earliest = await readmodel.computed_level(self.conn, location_id, product_code)
             if (published.doses_available, published.earliest_expiry) == (doses, earliest):
                 continue
             event = StockLevelChanged(
@@ -239,7 +246,7 @@ class _Unit:
                 metadata=self.metadata,
                 conn=self.conn,
             )
-            await rm.save_level(
+            await readmodel.save_level(
                 self.conn,
                 location_id=location_id,
                 product_code=product_code,
@@ -321,8 +328,8 @@ class Ledger:
         """Recall a lot and tell the stock of every location that holds it."""
 
         async def work(unit: _Unit) -> Lot:
-            await rm.lock_lot(unit.conn, lot_number, exclusive=True)
-            holders = await rm.lock_holders(unit.conn, lot_number, ["active", "expired"])
+            await readmodel.lock_lot(unit.conn, lot_number, exclusive=True)
+            holders = await readmodel.lock_holders(unit.conn, lot_number, ["active", "expired"])
             lot = await unit.lot(lot_number, RecallLot(reason=reason, locations=tuple(holders)))
             for location_id in holders:
                 await unit.stock(location_id, lot_number, RecallStock(reason=reason))
@@ -334,8 +341,8 @@ class Ledger:
         """Record that a lot passed its expiry date, here and at every holder."""
 
         async def work(unit: _Unit) -> Lot:
-            await rm.lock_lot(unit.conn, lot_number, exclusive=True)
-            holders = await rm.lock_holders(unit.conn, lot_number, ["active"])
+            await readmodel.lock_lot(unit.conn, lot_number, exclusive=True)
+            holders = await readmodel.lock_holders(unit.conn, lot_number, ["active"])
             lot = await unit.lot(lot_number, ExpireLot(today=unit.today))
             for location_id in holders:
                 await unit.stock(location_id, lot_number, ExpireStock(today=unit.today))
@@ -391,7 +398,7 @@ class Ledger:
         async def work(unit: _Unit) -> Shipment:
             loaded = await self._shipment(unit, shipment_id)
             planned = loaded.state
-            await rm.lock_stock(unit.conn, planned.from_location, planned.lot_number)
+            await readmodel.lock_stock(unit.conn, planned.from_location, planned.lot_number)
             shipment = await unit.shipment(loaded, DispatchShipment())
             await unit.stock(
                 planned.from_location,
@@ -415,8 +422,8 @@ class Ledger:
         async def work(unit: _Unit) -> Shipment:
             loaded = await self._shipment(unit, shipment_id)
             planned = loaded.state
-            await rm.lock_lot(unit.conn, planned.lot_number, exclusive=False)
-            await rm.lock_stock(unit.conn, planned.to_location, planned.lot_number)
+            await readmodel.lock_lot(unit.conn, planned.lot_number, exclusive=False)
+            await readmodel.lock_stock(unit.conn, planned.to_location, planned.lot_number)
             shipment = (await unit.shipment(loaded, command)).state
             lot = (await unit.load(LOT, lot_stream(planned.lot_number))).state
             arrival = arriving(
@@ -440,17 +447,17 @@ class Ledger:
         command: Callable[[_Unit], StockCommand],
         metadata: Metadata | None,
         conn: Connection | None = None,
-    ) -> rm.StockLot:
-        async def work(unit: _Unit) -> rm.StockLot:
-            await rm.lock_stock(unit.conn, location_id, lot_number)
+    ) -> StockLot:
+        async def work(unit: _Unit) -> StockLot:
+            await readmodel.lock_stock(unit.conn, location_id, lot_number)
             after = await unit.stock(location_id, lot_number, command(unit))
-            return rm.stock_lot(after.state, unit.now)
+            return readmodel.stock_lot(after.state, unit.now)
 
         return await self._run(work, metadata, conn)
 
     async def open_vial(
         self, location_id: str, lot_number: str, metadata: Metadata | None = None
-    ) -> rm.StockLot:
+    ) -> StockLot:
         """Open one sealed vial (refused for a recalled or expired lot)."""
         return await self._on_stock(
             location_id, lot_number, lambda unit: OpenVials(now=unit.now), metadata
@@ -463,7 +470,7 @@ class Ledger:
         doses: int,
         reason: WasteReason,
         metadata: Metadata | None = None,
-    ) -> rm.StockLot:
+    ) -> StockLot:
         """Record doses lost at a location."""
         return await self._on_stock(
             location_id,
@@ -474,7 +481,7 @@ class Ledger:
 
     async def expire_open_vials(
         self, location_id: str, lot_number: str, metadata: Metadata | None = None
-    ) -> rm.StockLot:
+    ) -> StockLot:
         """Record the loss of open vials past their usable time."""
         return await self._on_stock(
             location_id, lot_number, lambda unit: ExpireOpenVials(now=unit.now), metadata
@@ -508,10 +515,61 @@ class Ledger:
     async def sweep(self) -> SweepResult:
         """Expire lots past their expiry date and open vials past their usable time."""
         now = self.clock()
-        lots = await rm.lots_past_expiry(self.store.pool, now.date())
+        lots = await readmodel.lots_past_expiry(self.store.pool, now.date())
         for lot_number in lots:
             await self.expire_lot(lot_number)
-        stale = await rm.stocks_with_stale_vials(self.store.pool, now)
+        stale = await readmodel.stocks_with_stale_vials(self.store.pool, now)
         for location_id, lot_number in stale:
             await self.expire_open_vials(location_id, lot_number)
         return SweepResult(lots_expired=len(lots), stocks_with_expired_vials=len(stale))
+
+
+# --- reactions ------------------------------------------------------------------
+#
+# What inventory does when other contexts' events arrive.
+#
+# - DoseAdministered: the dose is taken from that lot's stock at that site
+#   (opening a sealed vial if none is open); when the count cannot account for
+#   it, a StockDiscrepancyDetected is recorded instead - the dose stands.
+# - DoseVoided and DoseCorrected change nothing here: a record entered in error
+#   does not put a dose back into a vial (the vial was opened and its usable
+#   time runs anyway). Stock is reconciled by recording waste, not by editing
+#   consumption. They are not subscribed to, so the consumer skips them.
+#
+# Handlers get only the consumer's connection; they reach the running app's
+# Ledger through a LedgerSlot that the app's start-up fills (services/inventory/app.py).
+# A handler runs in the consumer's savepoint: a ConcurrencyConflict (another
+# writer on the same stream) is re-decided by the consumer's own retries, and
+# redeliveries are filtered by the consumer (processed_events) and again by the
+# Stock itself (a dose id is counted once).
+
+
+class LedgerSlot:
+    """The running app's Ledger, for handlers that only receive a connection."""
+
+    def __init__(self) -> None:
+        self._ledger: Ledger | None = None
+
+    def fill(self, ledger: Ledger | None) -> None:
+        """Set (or clear, with None) the ledger handlers use."""
+        self._ledger = ledger
+
+    def __call__(self) -> Ledger:
+        if self._ledger is None:
+            # A ConnectionError makes the consumer roll the batch back and read it
+            # again later, instead of dead-lettering a message that is fine.
+            raise ConnectionError("the inventory ledger has not started yet")
+        return self._ledger
+
+
+def build_reactions(ledger: LedgerSlot) -> Reactions:
+    """Inventory's reactions, bound to the ledger of one app."""
+    reactions = Reactions()
+
+    @reactions.on(administration.CONTEXT, DoseAdministered)
+    async def dose_administered(
+        conn: Connection, event: DoseAdministered, envelope: Envelope
+    ) -> None:
+        await ledger().consume(conn, event, envelope)
+
+    return reactions
