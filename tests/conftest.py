@@ -22,26 +22,22 @@ from immunreg.contracts.topics import TOPIC_NAMESPACE_VARIABLE
 from immunreg.messaging.topics import delete_namespace
 from immunreg.paths import state_dir
 
-_RUN_KEY = pytest.StashKey[str]()
-
 
 def _run_folder(run: str) -> str:
     return str(state_dir() / "test-runs" / run)
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """Give this session its own topic namespace and keys, before anything uses either."""
-    run = f"t{uuid.uuid4().hex[:10]}"
-    config.stash[_RUN_KEY] = run
-    os.environ[TOPIC_NAMESPACE_VARIABLE] = f"{run}."
-    os.environ["IMMUNREG_KEYS_DIR"] = os.path.join(_run_folder(run), "keys")
+# Set when this file is imported, not in pytest_configure: pytest imports the conftest.py
+# files below this one (which import services, whose reactions read topic names) before
+# it calls any pytest_configure, and this one first.
+RUN = f"t{uuid.uuid4().hex[:10]}"
+os.environ[TOPIC_NAMESPACE_VARIABLE] = f"{RUN}."
+os.environ["IMMUNREG_KEYS_DIR"] = os.path.join(_run_folder(RUN), "keys")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Delete the session's topics and keys (the broker may already be gone: then skip)."""
-    run = config.stash.get(_RUN_KEY, None)
-    if run is None:
-        return
+    run = RUN
     bootstrap = setting("KAFKA_BOOTSTRAP_SERVERS")
     if bootstrap:
         try:

@@ -25,6 +25,7 @@ from immunreg.http.auth import Role, require_principal
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.middleware import metadata_from_request
 from immunreg.http.problems import Problem
+from immunreg.messaging.reactions import Provided
 from immunreg.service import Resource, Service
 
 from . import readmodel
@@ -38,7 +39,7 @@ from .domain import (
     ReceiveLot,
     ReceiveShipment,
 )
-from .handlers import InventoryMetrics, Ledger, LedgerSlot, build_reactions
+from .handlers import InventoryMetrics, Ledger, build_reactions
 from .schemas import (
     LotDetail,
     LotIn,
@@ -313,15 +314,12 @@ async def site_stock(request: web.Request) -> web.StreamResponse:
 # --- the service -------------------------------------------------------------------
 
 
-def _ledger_resource(slot: LedgerSlot) -> Resource:
+def _ledger_resource(provided: Provided[Ledger]) -> Resource:
     async def ledger(app: web.Application) -> AsyncIterator[None]:
         instance = Ledger(app[STORE_KEY], InventoryMetrics(app[METRICS_KEY]))
         app[LEDGER_KEY] = instance
-        slot.fill(instance)
-        try:
+        async with provided.providing(instance):
             yield
-        finally:
-            slot.fill(None)
 
     return ledger
 
@@ -358,14 +356,14 @@ async def _expiry_sweep(app: web.Application) -> AsyncIterator[None]:
 
 def build_service() -> Service:
     """A fresh inventory Service (its reactions bound to the app it is started in)."""
-    slot = LedgerSlot()
+    ledger: Provided[Ledger] = Provided("the inventory ledger")
     return Service(
         name="inventory",
         api=api,
         publishes=CONTEXT,
         schema_files=[SCHEMA_FILE],
-        reactions=build_reactions(slot),
-        resources=(_ledger_resource(slot), _expiry_sweep),
+        reactions=build_reactions(ledger),
+        resources=(_ledger_resource(ledger), _expiry_sweep),
         demo=load_demo,
     )
 

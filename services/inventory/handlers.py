@@ -537,33 +537,15 @@ class Ledger:
 #   consumption. They are not subscribed to, so the consumer skips them.
 #
 # Handlers get only the consumer's connection; they reach the running app's
-# Ledger through a LedgerSlot that the app's start-up fills (services/inventory/app.py).
+# Ledger through a `Provided` that the app's start-up fills (services/inventory/app.py).
 # A handler runs in the consumer's savepoint: a ConcurrencyConflict (another
 # writer on the same stream) is re-decided by the consumer's own retries, and
 # redeliveries are filtered by the consumer (processed_events) and again by the
 # Stock itself (a dose id is counted once).
 
 
-class LedgerSlot:
-    """The running app's Ledger, for handlers that only receive a connection."""
-
-    def __init__(self) -> None:
-        self._ledger: Ledger | None = None
-
-    def fill(self, ledger: Ledger | None) -> None:
-        """Set (or clear, with None) the ledger handlers use."""
-        self._ledger = ledger
-
-    def __call__(self) -> Ledger:
-        if self._ledger is None:
-            # A ConnectionError makes the consumer roll the batch back and read it
-            # again later, instead of dead-lettering a message that is fine.
-            raise ConnectionError("the inventory ledger has not started yet")
-        return self._ledger
-
-
-def build_reactions(ledger: LedgerSlot) -> Reactions:
-    """Inventory's reactions, bound to the ledger of one app."""
+def build_reactions(ledger: Callable[[], Ledger]) -> Reactions:
+    """Inventory's reactions, given the ledger of the running app."""
     reactions = Reactions()
 
     @reactions.on(administration.CONTEXT, DoseAdministered)

@@ -7,13 +7,12 @@ reads serve the GET routes with the API's views (schemas.py).
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
 
 import asyncpg
 import msgspec
 
 from immunreg.contracts.envelope import Envelope
-from immunreg.eventstore.database import Connection
+from immunreg.eventstore.database import Connection, view_of
 
 from .domain import Lot, Shipment
 from .schemas import (
@@ -317,10 +316,6 @@ _STOCK_COLUMNS = """
 """
 
 
-def _convert(row: asyncpg.Record, type_: type[Any]) -> Any:
-    return msgspec.convert(dict(row), type_)
-
-
 async def site_stock(pool: asyncpg.Pool, location_id: str) -> SiteStock:
     """Every lot a location holds (or held), and its usable doses per product."""
     lots = await pool.fetch(
@@ -335,8 +330,8 @@ async def site_stock(pool: asyncpg.Pool, location_id: str) -> SiteStock:
     )
     return SiteStock(
         location_id=location_id,
-        lots=[_convert(r, StockLot) for r in lots],
-        products=[_convert(r, ProductTotal) for r in products],
+        lots=[view_of(r, StockLot) for r in lots],
+        products=[view_of(r, ProductTotal) for r in products],
     )
 
 
@@ -347,7 +342,7 @@ async def stock_of(pool: asyncpg.Pool, location_id: str, lot_number: str) -> Sto
         location_id,
         lot_number,
     )
-    return None if row is None else _convert(row, StockLot)
+    return None if row is None else view_of(row, StockLot)
 
 
 async def shipment_of(pool: asyncpg.Pool, shipment_id: str) -> ShipmentView | None:
@@ -357,7 +352,7 @@ async def shipment_of(pool: asyncpg.Pool, shipment_id: str) -> ShipmentView | No
         "status, vials_received, vials_lost, loss_reason FROM shipments WHERE shipment_id = $1",
         shipment_id,
     )
-    return None if row is None else _convert(row, ShipmentView)
+    return None if row is None else view_of(row, ShipmentView)
 
 
 async def lot_detail(pool: asyncpg.Pool, lot_number: str) -> LotDetail | None:
@@ -385,9 +380,9 @@ async def lot_detail(pool: asyncpg.Pool, lot_number: str) -> LotDetail | None:
         lot_number,
     )
     return LotDetail(
-        lot=_convert(lot, LotSummary),
-        holdings=[_convert(r, StockLot) for r in holdings],
-        shipments=[_convert(r, ShipmentView) for r in shipments],
+        lot=view_of(lot, LotSummary),
+        holdings=[view_of(r, StockLot) for r in holdings],
+        shipments=[view_of(r, ShipmentView) for r in shipments],
         history=[
             HistoryEntry(
                 stream_id=r["stream_id"],
