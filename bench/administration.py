@@ -40,7 +40,7 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
-from bench.foundation import percentile
+from bench.common import percentile, progress
 from bench.results import postgres_version, record
 from immunreg.config import Settings
 from immunreg.eventstore.database import check_schema_name
@@ -65,10 +65,6 @@ class Plan:
 
 FULL = Plan("full", 15.0, 16, 60_000)
 QUICK = Plan("quick", 4.0, 8, 20_000)
-
-
-def progress(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 async def seed(dsn: str, schema: str, citizens: int) -> None:

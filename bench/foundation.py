@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import glob
 import logging
-import math
 import os
 import re
 import shutil
@@ -41,6 +40,7 @@ import asyncpg
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench.common import percentile, progress
 from bench.results import record
 from immunreg.contracts.envelope import Context, Envelope, Event, encode_envelope
 from immunreg.eventstore.database import apply_schema, create_pool
@@ -124,18 +124,6 @@ class Infra:
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
-
-
-def percentile(ordered: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending sequence (q in 0..100)."""
-    if not ordered:
-        return float("nan")
-    rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
-    return ordered[rank - 1]
-
-
-def progress(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 # --- pgbench -------------------------------------------------------------------------------

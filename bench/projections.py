@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import socket
 import subprocess
@@ -39,6 +38,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from bench.common import percentile, progress
 from bench.results import record
 from immunreg.contracts.administration import DoseAdministered
 from immunreg.contracts.envelope import Envelope, encode_envelope
@@ -65,18 +65,6 @@ class Plan:
 
 FULL = Plan("full", 1_050_000, 2000, 30.0)
 QUICK = Plan("quick", 100_000, 2000, 10.0)
-
-
-def progress(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-def percentile(ordered: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending sequence."""
-    if not ordered:
-        return float("nan")
-    rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
-    return ordered[rank - 1]
 
 
 async def produce_history(bootstrap: str, sources: Sources, count: int) -> dict[str, Any]:
