@@ -262,7 +262,7 @@ def _write_table(results: list[CaseResult], path: Path) -> None:
     lines = [
         "# Fault matrix",
         "",
-        f"Written by `make faults` (or the short form in `make test`) on {date.today()}; "
+        f"Written by `make faults` on {date.today()}; "
         "the books are cumulative (each row counts every write since the stack started).",
         "",
         "| case | writes accepted | writes found once | unanswered | "
