@@ -46,7 +46,7 @@ from immunreg.paths import REPO_ROOT
 from immunreg.reference.geography import age_bands, districts
 from immunreg.service import Service
 
-from . import readmodel as rm
+from . import readmodel
 from .cli import add_commands
 from .dashboard import render_dashboard
 from .demo import load as load_demo
@@ -203,7 +203,7 @@ async def coverage(request: web.Request, query: CoverageQuery) -> web.StreamResp
         product=query.product, age_band=query.age_band, sex=query.sex, district=query.district
     )
     async with _follower(request).snapshot() as conn:
-        result = await rm.coverage(
+        result = await readmodel.coverage(
             conn,
             group_by=query.group_by,
             dose=query.dose,
@@ -240,10 +240,10 @@ async def doses_daily(request: web.Request, query: DailyQuery) -> web.StreamResp
             errors=[FieldError("query.age_band", "cannot be combined with site_id")]
         )
     async with _follower(request).snapshot() as conn:
-        start, end = await rm.default_range(conn, query.to_day, today())
+        start, end = await readmodel.default_range(conn, query.to_day, today())
         start = query.from_day or start
         _check_period(start, end)
-        result = await rm.daily_doses(
+        result = await readmodel.daily_doses(
             conn,
             start=start,
             end=end,
@@ -276,7 +276,7 @@ async def stock(request: web.Request, query: StockQuery) -> web.StreamResponse:
     at the average daily doses of the 7 days ending `date` (default today), and wastage per
     product: wasted / (administered + wasted), up to `date`."""
     async with _follower(request).snapshot() as conn:
-        result = await rm.stock(
+        result = await readmodel.stock(
             conn, on=query.date or today(), location_id=query.location_id, product=query.product
         )
     if wants_csv(request, query.format):
@@ -307,7 +307,7 @@ async def booking_stats(request: web.Request, query: PeriodQuery) -> web.StreamR
     end = query.to_day or now + timedelta(days=7)
     _check_period(start, end)
     async with _follower(request).snapshot() as conn:
-        result = await rm.booking_stats(conn, start=start, end=end)
+        result = await readmodel.booking_stats(conn, start=start, end=end)
     if wants_csv(request, query.format):
         meta: dict[str, object] = {
             "booking_stats": "",
@@ -330,7 +330,7 @@ async def booking_stats(request: web.Request, query: PeriodQuery) -> web.StreamR
 async def safety(request: web.Request, query: FormatQuery) -> web.StreamResponse:
     """All reports and serious reports per 100,000 doses recorded (and not voided)."""
     async with _follower(request).snapshot() as conn:
-        result = await rm.safety(conn)
+        result = await readmodel.safety(conn)
     if wants_csv(request, query.format):
         meta: dict[str, object] = {"safety": "", "fresh_as_of": result.fresh_as_of}
         return csv_response(result.products, _columns(SafetyRow), meta)
@@ -354,7 +354,7 @@ async def model(request: web.Request) -> web.StreamResponse:
     )
     async with follower.snapshot() as conn:
         assert follower.current is not None
-        info = await rm.model_info(conn, follower.current.schema, [dict(m) for m in models])
+        info = await readmodel.model_info(conn, follower.current.schema, [dict(m) for m in models])
     return answer(info)
 
 
