@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -19,6 +18,7 @@ from aiohttp import web
 from immunreg.config import setting
 from immunreg.contracts.envelope import new_event_id
 from immunreg.contracts.inventory import CONTEXT
+from immunreg.eventstore.database import Connection
 from immunreg.http.api import Api, json_response
 from immunreg.http.app import SETTINGS_KEY, STORE_KEY, background_task
 from immunreg.http.auth import Role, require_principal
@@ -28,18 +28,17 @@ from immunreg.http.problems import Problem
 from immunreg.messaging.reactions import Provided
 from immunreg.service import Resource, Service
 
-from . import readmodel
+from . import handlers, readmodel
 from .demo import load as load_demo
 from .domain import (
-    LOCATION_PATTERN,
-    LOT_PATTERN,
-    MAX_ID_LENGTH,
-    MAX_SHIPMENT_ID_LENGTH,
-    SHIPMENT_ID_PATTERN,
     ReceiveLot,
     ReceiveShipment,
+    is_location_id,
+    is_lot_number,
+    is_shipment_id,
+    may_see_shipment,
 )
-from .handlers import InventoryMetrics, Ledger, build_reactions
+from .handlers import InventoryMetrics, Ledger, PostgresBooks, build_reactions
 from .schemas import (
     LotDetail,
     LotIn,
@@ -56,17 +55,12 @@ from .schemas import (
 log = logging.getLogger(__name__)
 
 SCHEMA_FILE = Path(__file__).with_name("schema.sql")
-LEDGER_KEY = web.AppKey("inventory_ledger", Ledger)
+LEDGER_KEY: web.AppKey[Ledger[Connection]] = web.AppKey("inventory_ledger")
 DEFAULT_EXPIRY_INTERVAL = 60.0
 
 LOGISTICS = {Role.LOGISTICS, Role.ADMIN}
 AT_A_SITE = {Role.SITE_STAFF, Role.LOGISTICS, Role.ADMIN}
 READERS = {Role.SITE_STAFF, Role.LOGISTICS, Role.PUBLIC_HEALTH, Role.ADMIN}
-
-_LOCATION = re.compile(LOCATION_PATTERN)
-_LOT = re.compile(LOT_PATTERN)
-_SHIPMENT = re.compile(SHIPMENT_ID_PATTERN)
-
 
 api = Api(
     "immunreg inventory",
@@ -75,21 +69,19 @@ api = Api(
 )
 
 
-def _ledger(request: web.Request) -> Ledger:
+def _ledger(request: web.Request) -> Ledger[Connection]:
     return request.app[LEDGER_KEY]
 
 
-def _path_id(
-    request: web.Request, name: str, pattern: re.Pattern[str], max_length: int = MAX_ID_LENGTH
-) -> str:
+def _path_id(request: web.Request, name: str, valid: Callable[[str], bool]) -> str:
     value = request.match_info[name]
-    if len(value) > max_length or not pattern.match(value):
+    if not valid(value):
         raise Problem.not_found(f"no such {name.replace('_', ' ')}: {value!r}")
     return value
 
 
 def _location(request: web.Request) -> str:
-    site_id = _path_id(request, "site_id", _LOCATION)
+    site_id = _path_id(request, "site_id", is_location_id)
     require_principal(request).require_site(site_id)
     return site_id
 
@@ -124,7 +116,7 @@ async def receive_lot(request: web.Request, body: LotIn) -> web.StreamResponse:
         location_id=body.location_id,
         today=ledger.clock().date(),
     )
-    lot = await ledger.receive_lot(command, metadata_from_request(request))
+    lot = await handlers.receive_lot(ledger, command, metadata=metadata_from_request(request))
     return json_response(
         readmodel.lot_summary(lot), status=201, headers={"Location": f"/v1/lots/{lot.lot_number}"}
     )
@@ -141,8 +133,10 @@ async def receive_lot(request: web.Request, body: LotIn) -> web.StreamResponse:
 )
 async def recall_lot(request: web.Request, body: RecallIn) -> web.StreamResponse:
     """No further dose may come from the lot; the stock of every location holding it is told."""
-    lot_number = _path_id(request, "lot_number", _LOT)
-    lot = await _ledger(request).recall_lot(lot_number, body.reason, metadata_from_request(request))
+    lot_number = _path_id(request, "lot_number", is_lot_number)
+    lot = await handlers.recall_lot(
+        _ledger(request), lot_number, body.reason, metadata=metadata_from_request(request)
+    )
     return json_response(readmodel.lot_summary(lot))
 
 
@@ -155,7 +149,7 @@ async def recall_lot(request: web.Request, body: RecallIn) -> web.StreamResponse
 )
 async def read_lot(request: web.Request) -> web.StreamResponse:
     """Every event that touched the lot - its own, its shipments', its stock's everywhere."""
-    lot_number = _path_id(request, "lot_number", _LOT)
+    lot_number = _path_id(request, "lot_number", is_lot_number)
     detail = await readmodel.lot_detail(request.app[POOL_KEY], lot_number)
     if detail is None:
         raise Problem.not_found(f"no lot {lot_number!r} has been received")
@@ -179,7 +173,8 @@ async def create_shipment(request: web.Request, body: ShipmentIn) -> web.StreamR
 
     Vials leave only on dispatch, which checks again under concurrency.
     """
-    shipment = await _ledger(request).create_shipment(
+    shipment = await handlers.create_shipment(
+        _ledger(request),
         shipment_id=body.shipment_id or str(new_event_id()),
         lot_number=body.lot_number,
         from_location=body.from_location,
@@ -195,14 +190,16 @@ async def create_shipment(request: web.Request, body: ShipmentIn) -> web.StreamR
 
 
 async def _shipment_at(request: web.Request) -> ShipmentView:
-    shipment_id = _path_id(request, "shipment_id", _SHIPMENT, MAX_SHIPMENT_ID_LENGTH)
+    shipment_id = _path_id(request, "shipment_id", is_shipment_id)
     view = await readmodel.shipment_of(request.app[POOL_KEY], shipment_id)
     if view is None:
         raise Problem.not_found(f"no shipment {shipment_id!r}")
     principal = require_principal(request)
-    if principal.role is Role.SITE_STAFF and principal.site_id not in (
-        view.from_location,
-        view.to_location,
+    if not may_see_shipment(
+        site_staff=principal.role is Role.SITE_STAFF,
+        site_id=principal.site_id,
+        from_location=view.from_location,
+        to_location=view.to_location,
     ):
         raise Problem.forbidden("this shipment is not for your site", code="other_site")
     return view
@@ -230,8 +227,10 @@ async def read_shipment(request: web.Request) -> web.StreamResponse:
 )
 async def dispatch_shipment(request: web.Request) -> web.StreamResponse:
     """The vials leave the source: 409 `insufficient_stock` if it no longer holds them."""
-    shipment_id = _path_id(request, "shipment_id", _SHIPMENT, MAX_SHIPMENT_ID_LENGTH)
-    shipment = await _ledger(request).dispatch_shipment(shipment_id, metadata_from_request(request))
+    shipment_id = _path_id(request, "shipment_id", is_shipment_id)
+    shipment = await handlers.dispatch_shipment(
+        _ledger(request), shipment_id, metadata=metadata_from_request(request)
+    )
     return json_response(readmodel.shipment_view(shipment))
 
 
@@ -248,14 +247,15 @@ async def receive_shipment(request: web.Request, body: ReceiptIn) -> web.StreamR
     """Received and lost vials must add up to the vials dispatched (422 `vials_unaccounted`)."""
     view = await _shipment_at(request)
     require_principal(request).require_site(view.to_location)
-    shipment = await _ledger(request).receive_shipment(
+    shipment = await handlers.receive_shipment(
+        _ledger(request),
         view.shipment_id,
         ReceiveShipment(
             vials_received=body.vials_received,
             vials_lost=body.vials_lost,
             loss_reason=body.loss_reason,
         ),
-        metadata_from_request(request),
+        metadata=metadata_from_request(request),
     )
     return json_response(readmodel.shipment_view(shipment))
 
@@ -274,8 +274,10 @@ async def receive_shipment(request: web.Request, body: ReceiptIn) -> web.StreamR
 async def open_vial(request: web.Request) -> web.StreamResponse:
     """Refused for a recalled or expired lot (409 `lot_recalled`, `lot_expired`)."""
     site_id = _location(request)
-    lot_number = _path_id(request, "lot_number", _LOT)
-    stock = await _ledger(request).open_vial(site_id, lot_number, metadata_from_request(request))
+    lot_number = _path_id(request, "lot_number", is_lot_number)
+    stock = await handlers.open_vial(
+        _ledger(request), site_id, lot_number, metadata=metadata_from_request(request)
+    )
     return json_response(stock)
 
 
@@ -291,9 +293,14 @@ async def open_vial(request: web.Request) -> web.StreamResponse:
 async def waste(request: web.Request, body: WasteIn) -> web.StreamResponse:
     """Taken from open vials first, then by opening sealed ones (a broken vial: all its doses)."""
     site_id = _location(request)
-    lot_number = _path_id(request, "lot_number", _LOT)
-    stock = await _ledger(request).waste(
-        site_id, lot_number, body.doses, body.reason, metadata_from_request(request)
+    lot_number = _path_id(request, "lot_number", is_lot_number)
+    stock = await handlers.waste(
+        _ledger(request),
+        site_id,
+        lot_number,
+        body.doses,
+        body.reason,
+        metadata=metadata_from_request(request),
     )
     return json_response(stock)
 
@@ -314,9 +321,10 @@ async def site_stock(request: web.Request) -> web.StreamResponse:
 # --- the service -------------------------------------------------------------------
 
 
-def _ledger_resource(provided: Provided[Ledger]) -> Resource:
+def _ledger_resource(provided: Provided[Ledger[Connection]]) -> Resource:
     async def ledger(app: web.Application) -> AsyncIterator[None]:
-        instance = Ledger(app[STORE_KEY], InventoryMetrics(app[METRICS_KEY]))
+        store = app[STORE_KEY]
+        instance = Ledger(store, PostgresBooks(store.pool), InventoryMetrics(app[METRICS_KEY]))
         app[LEDGER_KEY] = instance
         async with provided.providing(instance):
             yield
@@ -332,10 +340,10 @@ def expiry_interval(app: web.Application) -> float:
     return float(configured) if configured else DEFAULT_EXPIRY_INTERVAL
 
 
-async def _sweep_forever(ledger: Ledger, interval: float) -> None:
+async def _sweep_forever(ledger: Ledger[Connection], interval: float) -> None:
     while True:
         try:
-            result = await ledger.sweep()
+            result = await handlers.sweep(ledger)
             if result.lots_expired or result.stocks_with_expired_vials:
                 log.info(
                     "expiry sweep",
@@ -356,7 +364,7 @@ async def _expiry_sweep(app: web.Application) -> AsyncIterator[None]:
 
 def build_service() -> Service:
     """A fresh inventory Service (its reactions bound to the app it is started in)."""
-    ledger: Provided[Ledger] = Provided("the inventory ledger")
+    ledger: Provided[Ledger[Connection]] = Provided("the inventory ledger")
     return Service(
         name="inventory",
         api=api,

@@ -13,6 +13,7 @@ A lot is usable through its expiry date (UTC days) and expired the day after.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import date
 from typing import Literal
@@ -67,6 +68,35 @@ def level_stream(location_id: str, product_code: str) -> str:
 def is_expired(expiry_date: date | None, today: date) -> bool:
     """A lot may be used through its expiry date, not after."""
     return expiry_date is not None and today > expiry_date
+
+
+# --- ids in a path, and who may see what ------------------------------------------
+
+_LOCATION = re.compile(LOCATION_PATTERN)
+_LOT = re.compile(LOT_PATTERN)
+_SHIPMENT = re.compile(SHIPMENT_ID_PATTERN)
+
+
+def is_location_id(value: str) -> bool:
+    """Could name a site or warehouse (anything else names nothing: 404, not 422)."""
+    return len(value) <= MAX_ID_LENGTH and _LOCATION.match(value) is not None
+
+
+def is_lot_number(value: str) -> bool:
+    """Could be a lot number."""
+    return len(value) <= MAX_ID_LENGTH and _LOT.match(value) is not None
+
+
+def is_shipment_id(value: str) -> bool:
+    """Could be a shipment id (longer than other ids: it may be a UUID)."""
+    return len(value) <= MAX_SHIPMENT_ID_LENGTH and _SHIPMENT.match(value) is not None
+
+
+def may_see_shipment(
+    *, site_staff: bool, site_id: str | None, from_location: str, to_location: str
+) -> bool:
+    """Site staff see only shipments leaving or reaching their own site; other readers all."""
+    return not site_staff or site_id in (from_location, to_location)
 
 
 # --- Lot ---------------------------------------------------------------------------

@@ -1,8 +1,18 @@
-"""Every command and reaction of inventory: the `Ledger` runs the commands, and
-`build_reactions` is the table of what other contexts' events do (one: a dose
-administered is taken from stock).
+"""Every command and reaction of inventory, apart from HTTP: commands are plain async
+functions over a `Ledger` (the dependencies they run with), and `build_reactions` is
+the table of what other contexts' events do (one: a dose administered is taken from
+stock).
 
-Every command is one PostgreSQL transaction.
+Commands: `receive_lot`, `recall_lot`, `expire_lot`, `create_shipment`,
+`dispatch_shipment`, `receive_shipment`, `open_vial`, `waste`, `expire_open_vials`;
+time passing: `sweep`; the reaction's command: `consume`.
+
+Commands are written against any event store (`StreamStore[Tx]`) and any
+`InventoryBooks[Tx]` (the read models they lock, read and write in the same
+transaction), so they run on PostgreSQL in the service and in memory in the unit
+tests (tests/unit/inventory/test_inventory_handlers.py).
+
+Every command is one transaction.
 
 A command loads the aggregates it needs, lets them decide (domain.py,
 stock.py), appends every stream's events with its expected version, updates
@@ -33,7 +43,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import asyncpg
 
@@ -53,7 +63,7 @@ from immunreg.contracts.inventory import (
 from immunreg.domain import Aggregate, Loaded, NotFound, Outcome, RuleViolation
 from immunreg.eventstore.database import Connection
 from immunreg.eventstore.errors import ConcurrencyConflict
-from immunreg.eventstore.store import EventStore
+from immunreg.eventstore.store import StreamStore
 from immunreg.messaging.reactions import Reactions
 from immunreg.observability.metrics import Metrics
 
@@ -76,6 +86,7 @@ from .domain import (
     shipment_stream,
     stock_stream,
 )
+from .readmodel import PublishedLevel
 from .schemas import StockLot
 from .stock import (
     STOCK,
@@ -96,6 +107,11 @@ from .stock import (
 S = TypeVar("S")
 C = TypeVar("C")
 T = TypeVar("T")
+Tx = TypeVar("Tx")
+# The books only take the transaction handle (never return one), hence contravariant.
+Tx_contra = TypeVar("Tx_contra", contravariant=True)
+
+COMMAND_ATTEMPTS = 10
 
 
 class InventoryMetrics:
@@ -139,6 +155,151 @@ class InventoryMetrics:
                 self.vials_lost.inc(event.vials_lost)
 
 
+class InventoryBooks(Protocol[Tx_contra]):
+    """The read models a command locks, reads and writes in its own transaction, and
+    the two queries the expiry sweep starts from."""
+
+    async def lock_lot(self, tx: Tx_contra, lot_number: str, *, exclusive: bool) -> None:
+        """Order commands on a lot: recall/expiry exclusive, shipment receipts shared."""
+        ...
+
+    async def lock_stock(self, tx: Tx_contra, location_id: str, lot_number: str) -> None:
+        """Queue writers of one lot's stock at one location."""
+        ...
+
+    async def lock_holders(self, tx: Tx_contra, lot_number: str, statuses: list[str]) -> list[str]:
+        """Lock and list the locations whose stock of the lot is in one of `statuses`."""
+        ...
+
+    async def save_history(self, tx: Tx_contra, lot_number: str, events: list[Envelope]) -> None:
+        """Add events to the lot's history."""
+        ...
+
+    async def save_lot(self, tx: Tx_contra, state: Lot, version: int) -> None:
+        """Bring the lot's row up to its state."""
+        ...
+
+    async def save_shipment(self, tx: Tx_contra, state: Shipment, version: int) -> None:
+        """Bring the shipment's row up to its state."""
+        ...
+
+    async def save_stock(self, tx: Tx_contra, view: StockLot, version: int) -> None:
+        """Bring the row of one lot's stock at one location up to its view."""
+        ...
+
+    async def lock_level(
+        self, tx: Tx_contra, location_id: str, product_code: str
+    ) -> PublishedLevel:
+        """Lock (creating it if need be) the level last published for a product there."""
+        ...
+
+    async def computed_level(
+        self, tx: Tx_contra, location_id: str, product_code: str
+    ) -> tuple[int, date | None]:
+        """Usable doses of a product at a location over its lots, and the earliest expiry."""
+        ...
+
+    async def save_level(
+        self,
+        tx: Tx_contra,
+        *,
+        location_id: str,
+        product_code: str,
+        doses: int,
+        earliest: date | None,
+        version: int,
+    ) -> None:
+        """Record the level just published."""
+        ...
+
+    async def lots_past_expiry(self, today: date) -> list[str]:
+        """Active lots whose expiry date has passed (outside any command's transaction)."""
+        ...
+
+    async def stocks_with_stale_vials(self, now: datetime) -> list[tuple[str, str]]:
+        """(location, lot) pairs with an open vial past its usable time."""
+        ...
+
+
+class PostgresBooks:
+    """The service's books: its read-model tables (readmodel.py)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool  # for the sweep's queries, which run outside a command
+
+    async def lock_lot(self, tx: Connection, lot_number: str, *, exclusive: bool) -> None:
+        await readmodel.lock_lot(tx, lot_number, exclusive=exclusive)
+
+    async def lock_stock(self, tx: Connection, location_id: str, lot_number: str) -> None:
+        await readmodel.lock_stock(tx, location_id, lot_number)
+
+    async def lock_holders(self, tx: Connection, lot_number: str, statuses: list[str]) -> list[str]:
+        return await readmodel.lock_holders(tx, lot_number, statuses)
+
+    async def save_history(self, tx: Connection, lot_number: str, events: list[Envelope]) -> None:
+        await readmodel.save_history(tx, lot_number, events)
+
+    async def save_lot(self, tx: Connection, state: Lot, version: int) -> None:
+        await readmodel.save_lot(tx, state, version)
+
+    async def save_shipment(self, tx: Connection, state: Shipment, version: int) -> None:
+        await readmodel.save_shipment(tx, state, version)
+
+    async def save_stock(self, tx: Connection, view: StockLot, version: int) -> None:
+        await readmodel.save_stock(tx, view, version)
+
+    async def lock_level(
+        self, tx: Connection, location_id: str, product_code: str
+    ) -> PublishedLevel:
+        return await readmodel.lock_level(tx, location_id, product_code)
+
+    async def computed_level(
+        self, tx: Connection, location_id: str, product_code: str
+    ) -> tuple[int, date | None]:
+        return await readmodel.computed_level(tx, location_id, product_code)
+
+    async def save_level(
+        self,
+        tx: Connection,
+        *,
+        location_id: str,
+        product_code: str,
+        doses: int,
+        earliest: date | None,
+        version: int,
+    ) -> None:
+        await readmodel.save_level(
+            tx,
+            location_id=location_id,
+            product_code=product_code,
+            doses=doses,
+            earliest=earliest,
+            version=version,
+        )
+
+    async def lots_past_expiry(self, today: date) -> list[str]:
+        return await readmodel.lots_past_expiry(self.pool, today)
+
+    async def stocks_with_stale_vials(self, now: datetime) -> list[tuple[str, str]]:
+        return await readmodel.stocks_with_stale_vials(self.pool, now)
+
+
+@dataclass(frozen=True)
+class Ledger(Generic[Tx]):
+    """What inventory's commands run with: nothing but their dependencies.
+
+    One object rather than five arguments because the reaction reaches it through a
+    `Provided` and the expiry sweep through the app; `clock` is here so a test can
+    move time (the sweep) without touching the commands.
+    """
+
+    store: StreamStore[Tx]
+    books: InventoryBooks[Tx]
+    metrics: InventoryMetrics | None = None
+    clock: Callable[[], datetime] = utcnow
+    attempts: int = COMMAND_ATTEMPTS
+
+
 @dataclass(frozen=True)
 class SweepResult:
     """What one expiry sweep recorded."""
@@ -147,14 +308,15 @@ class SweepResult:
     stocks_with_expired_vials: int
 
 
-class _Unit:
-    """One attempt at a command: its connection, clock, and what it appended."""
+class _Unit(Generic[Tx]):
+    """One attempt at a command: its transaction, clock, and what it appended."""
 
     def __init__(
-        self, store: EventStore, conn: Connection, metadata: Metadata | None, now: datetime
+        self, ledger: Ledger[Tx], tx: Tx, metadata: Metadata | None, now: datetime
     ) -> None:
-        self.store = store
-        self.conn = conn
+        self.store = ledger.store
+        self.books = ledger.books
+        self.tx = tx
         self.metadata = metadata
         self.now = now
         self.events: list[Event] = []
@@ -165,7 +327,7 @@ class _Unit:
         return self.now.date()
 
     async def load(self, aggregate: Aggregate[S, Any], stream_id: str) -> Loaded[S]:
-        return await self.store.load_state(aggregate, stream_id, self.conn)
+        return await self.store.load_state(aggregate, stream_id, self.tx)
 
     async def _decide(
         self,
@@ -177,17 +339,17 @@ class _Unit:
     ) -> Outcome[S]:
         loaded = loaded or await self.load(aggregate, stream_id)
         outcome = await self.store.decide_and_append(
-            self.conn, aggregate, stream_id, loaded, command, metadata=self.metadata
+            self.tx, aggregate, stream_id, loaded, command, metadata=self.metadata
         )
         if outcome.events:
-            await readmodel.save_history(self.conn, lot_number, outcome.events)
+            await self.books.save_history(self.tx, lot_number, outcome.events)
             self.events.extend(CONTEXT.read(e) for e in outcome.events)
         return outcome
 
     async def lot(self, lot_number: str, command: LotCommand) -> Outcome[Lot]:
         outcome = await self._decide(LOT, lot_stream(lot_number), command, lot_number)
         if outcome.events:
-            await readmodel.save_lot(self.conn, outcome.state, outcome.version)
+            await self.books.save_lot(self.tx, outcome.state, outcome.version)
         return outcome
 
     async def shipment(
@@ -197,14 +359,14 @@ class _Unit:
         stream = shipment_stream(planned.shipment_id)
         outcome = await self._decide(SHIPMENT, stream, command, planned.lot_number, loaded)
         if outcome.events:
-            await readmodel.save_shipment(self.conn, outcome.state, outcome.version)
+            await self.books.save_shipment(self.tx, outcome.state, outcome.version)
         return outcome
 
     async def new_shipment(self, command: CreateShipment) -> Outcome[Shipment]:
         stream = shipment_stream(command.shipment_id)
         outcome = await self._decide(SHIPMENT, stream, command, command.lot_number)
         if outcome.events:
-            await readmodel.save_shipment(self.conn, outcome.state, outcome.version)
+            await self.books.save_shipment(self.tx, outcome.state, outcome.version)
         return outcome
 
     async def stock(
@@ -214,7 +376,7 @@ class _Unit:
         outcome = await self._decide(STOCK, stream, command, lot_number)
         if outcome.events:
             view = readmodel.stock_lot(outcome.state, self.now)
-            await readmodel.save_stock(self.conn, view, outcome.version)
+            await self.books.save_stock(self.tx, view, outcome.version)
             if outcome.state.status != "none":  # a discrepancy alone changes no level
                 self._levels.add((view.location_id, view.product_code))
         return outcome
@@ -227,8 +389,8 @@ class _Unit:
         sum read after the lock includes every transaction committed before it.
         """
         for location_id, product_code in sorted(self._levels):
-            published = await readmodel.lock_level(self.conn, location_id, product_code)
-            doses, earliest = await readmodel.computed_level(self.conn, location_id, product_code)
+            published = await self.books.lock_level(self.tx, location_id, product_code)
+            doses, earliest = await self.books.computed_level(self.tx, location_id, product_code)
             if (published.doses_available, published.earliest_expiry) == (doses, earliest):
                 continue
             event = StockLevelChanged(
@@ -244,10 +406,10 @@ class _Unit:
                 [event],
                 context=CONTEXT,
                 metadata=self.metadata,
-                conn=self.conn,
+                conn=self.tx,
             )
-            await readmodel.save_level(
-                self.conn,
+            await self.books.save_level(
+                self.tx,
                 location_id=location_id,
                 product_code=product_code,
                 doses=doses,
@@ -257,271 +419,291 @@ class _Unit:
             self.events.append(event)
 
 
-class Ledger:
-    """Runs inventory's commands against its event store."""
+async def _run(
+    ledger: Ledger[Tx],
+    work: Callable[[_Unit[Tx]], Awaitable[T]],
+    metadata: Metadata | None = None,
+    conn: Tx | None = None,
+) -> T:
+    """Run `work` as one unit of work (store.transact re-runs it on a conflict).
 
-    def __init__(
-        self,
-        store: EventStore,
-        metrics: InventoryMetrics | None = None,
-        *,
-        clock: Callable[[], datetime] = utcnow,
-        attempts: int = 10,
-    ) -> None:
-        self.store = store
-        self.metrics = metrics
-        self.clock = clock
-        self.attempts = attempts
+    With `conn` (a reaction), it runs inside the consumer's savepoint, whose
+    retries re-run it on a conflict.
+    """
+    done: list[_Unit[Tx]] = []
 
-    async def _run(
-        self,
-        work: Callable[[_Unit], Awaitable[T]],
-        metadata: Metadata | None = None,
-        conn: Connection | None = None,
-    ) -> T:
-        """Run `work` as one unit of work (store.transact re-runs it on a conflict).
-
-        With `conn` (a reaction), it runs inside the consumer's savepoint, whose
-        retries re-run it on a conflict.
-        """
-        done: list[_Unit] = []
-
-        async def attempt(tx: Connection) -> T:
-            unit = _Unit(self.store, tx, metadata, self.clock())
-            try:
-                result = await work(unit)
-                await unit.publish_levels()
-            except asyncpg.exceptions.DeadlockDetectedError as error:
-                if conn is not None:
-                    # Earlier messages of the consumer's batch hold locks a savepoint
-                    # cannot release: the consumer rolls the batch back and retries.
-                    raise
-                # A deadlock victim was rolled back: decide again, as for a conflict.
-                raise ConcurrencyConflict("(deadlock)", -1) from error
-            done.append(unit)
-            return result
-
-        if conn is None:
-            result = await self.store.transact(attempt, attempts=self.attempts)
-        else:
-            result = await attempt(conn)
-        if self.metrics is not None:
-            self.metrics.count(done[-1].events)
+    async def attempt(tx: Tx) -> T:
+        unit = _Unit(ledger, tx, metadata, ledger.clock())
+        try:
+            result = await work(unit)
+            await unit.publish_levels()
+        except asyncpg.exceptions.DeadlockDetectedError as error:
+            if conn is not None:
+                # Earlier messages of the consumer's batch hold locks a savepoint
+                # cannot release: the consumer rolls the batch back and retries.
+                raise
+            # A deadlock victim was rolled back: decide again, as for a conflict.
+            raise ConcurrencyConflict("(deadlock)", -1) from error
+        done.append(unit)
         return result
 
-    # --- lots ------------------------------------------------------------------
+    if conn is None:
+        result = await ledger.store.transact(attempt, attempts=ledger.attempts)
+    else:
+        result = await attempt(conn)
+    if ledger.metrics is not None:
+        ledger.metrics.count(done[-1].events)
+    return result
 
-    async def receive_lot(self, command: ReceiveLot, metadata: Metadata | None = None) -> Lot:
-        """A lot arrives at a warehouse: the lot's stream and that location's stock."""
 
-        async def work(unit: _Unit) -> Lot:
-            lot = (await unit.lot(command.lot_number, command)).state
-            arrival = arriving(lot, lot.location_id, lot.vials, today=unit.today)
-            await unit.stock(lot.location_id, lot.lot_number, arrival)
-            return lot
+# --- lots ----------------------------------------------------------------------------
 
-        return await self._run(work, metadata)
 
-    async def recall_lot(
-        self, lot_number: str, reason: str, metadata: Metadata | None = None
-    ) -> Lot:
-        """Recall a lot and tell the stock of every location that holds it."""
+async def receive_lot(
+    ledger: Ledger[Tx], command: ReceiveLot, *, metadata: Metadata | None = None
+) -> Lot:
+    """A lot arrives at a warehouse: the lot's stream and that location's stock."""
 
-        async def work(unit: _Unit) -> Lot:
-            await readmodel.lock_lot(unit.conn, lot_number, exclusive=True)
-            holders = await readmodel.lock_holders(unit.conn, lot_number, ["active", "expired"])
-            lot = await unit.lot(lot_number, RecallLot(reason=reason, locations=tuple(holders)))
-            for location_id in holders:
-                await unit.stock(location_id, lot_number, RecallStock(reason=reason))
-            return lot.state
+    async def work(unit: _Unit[Tx]) -> Lot:
+        lot = (await unit.lot(command.lot_number, command)).state
+        arrival = arriving(lot, lot.location_id, lot.vials, today=unit.today)
+        await unit.stock(lot.location_id, lot.lot_number, arrival)
+        return lot
 
-        return await self._run(work, metadata)
+    return await _run(ledger, work, metadata)
 
-    async def expire_lot(self, lot_number: str, metadata: Metadata | None = None) -> Lot:
-        """Record that a lot passed its expiry date, here and at every holder."""
 
-        async def work(unit: _Unit) -> Lot:
-            await readmodel.lock_lot(unit.conn, lot_number, exclusive=True)
-            holders = await readmodel.lock_holders(unit.conn, lot_number, ["active"])
-            lot = await unit.lot(lot_number, ExpireLot(today=unit.today))
-            for location_id in holders:
-                await unit.stock(location_id, lot_number, ExpireStock(today=unit.today))
-            return lot.state
+async def recall_lot(
+    ledger: Ledger[Tx], lot_number: str, reason: str, *, metadata: Metadata | None = None
+) -> Lot:
+    """Recall a lot and tell the stock of every location that holds it."""
 
-        return await self._run(work, metadata)
+    async def work(unit: _Unit[Tx]) -> Lot:
+        await unit.books.lock_lot(unit.tx, lot_number, exclusive=True)
+        holders = await unit.books.lock_holders(unit.tx, lot_number, ["active", "expired"])
+        lot = await unit.lot(lot_number, RecallLot(reason=reason, locations=tuple(holders)))
+        for location_id in holders:
+            await unit.stock(location_id, lot_number, RecallStock(reason=reason))
+        return lot.state
 
-    # --- shipments -------------------------------------------------------------
+    return await _run(ledger, work, metadata)
 
-    async def create_shipment(
-        self,
-        *,
-        shipment_id: str,
-        lot_number: str,
-        from_location: str,
-        to_location: str,
-        vials: int,
-        metadata: Metadata | None = None,
-    ) -> Shipment:
-        """Plan a shipment; refused early if the source could not send it now."""
 
-        async def work(unit: _Unit) -> Shipment:
-            lot = (await unit.load(LOT, lot_stream(lot_number))).state
-            if lot.status == "none":
-                raise RuleViolation(
-                    "unknown_lot", "no lot with this number has been received", field="lot_number"
-                )
-            source = (await unit.load(STOCK, stock_stream(from_location, lot_number))).state
-            check_can_ship(source, vials, unit.today)
-            command = CreateShipment(
+async def expire_lot(
+    ledger: Ledger[Tx], lot_number: str, *, metadata: Metadata | None = None
+) -> Lot:
+    """Record that a lot passed its expiry date, here and at every holder."""
+
+    async def work(unit: _Unit[Tx]) -> Lot:
+        await unit.books.lock_lot(unit.tx, lot_number, exclusive=True)
+        holders = await unit.books.lock_holders(unit.tx, lot_number, ["active"])
+        lot = await unit.lot(lot_number, ExpireLot(today=unit.today))
+        for location_id in holders:
+            await unit.stock(location_id, lot_number, ExpireStock(today=unit.today))
+        return lot.state
+
+    return await _run(ledger, work, metadata)
+
+
+# --- shipments -----------------------------------------------------------------------
+
+
+async def create_shipment(
+    ledger: Ledger[Tx],
+    *,
+    shipment_id: str,
+    lot_number: str,
+    from_location: str,
+    to_location: str,
+    vials: int,
+    metadata: Metadata | None = None,
+) -> Shipment:
+    """Plan a shipment; refused early if the source could not send it now."""
+
+    async def work(unit: _Unit[Tx]) -> Shipment:
+        lot = (await unit.load(LOT, lot_stream(lot_number))).state
+        if lot.status == "none":
+            raise RuleViolation(
+                "unknown_lot", "no lot with this number has been received", field="lot_number"
+            )
+        source = (await unit.load(STOCK, stock_stream(from_location, lot_number))).state
+        check_can_ship(source, vials, unit.today)
+        command = CreateShipment(
+            shipment_id=shipment_id,
+            lot_number=lot_number,
+            product_code=lot.product_code,
+            from_location=from_location,
+            to_location=to_location,
+            vials=vials,
+        )
+        return (await unit.new_shipment(command)).state
+
+    return await _run(ledger, work, metadata)
+
+
+async def _existing_shipment(unit: _Unit[Tx], shipment_id: str) -> Loaded[Shipment]:
+    loaded = await unit.load(SHIPMENT, shipment_stream(shipment_id))
+    if loaded.state.status == "none":
+        raise NotFound("shipment_not_found", "no shipment with this id")
+    return loaded
+
+
+async def dispatch_shipment(
+    ledger: Ledger[Tx], shipment_id: str, *, metadata: Metadata | None = None
+) -> Shipment:
+    """The vials leave: the shipment and the source stock change together."""
+
+    async def work(unit: _Unit[Tx]) -> Shipment:
+        loaded = await _existing_shipment(unit, shipment_id)
+        planned = loaded.state
+        await unit.books.lock_stock(unit.tx, planned.from_location, planned.lot_number)
+        shipment = await unit.shipment(loaded, DispatchShipment())
+        await unit.stock(
+            planned.from_location,
+            planned.lot_number,
+            TakeVials(
                 shipment_id=shipment_id,
-                lot_number=lot_number,
-                product_code=lot.product_code,
-                from_location=from_location,
-                to_location=to_location,
-                vials=vials,
-            )
-            return (await unit.new_shipment(command)).state
-
-        return await self._run(work, metadata)
-
-    async def _shipment(self, unit: _Unit, shipment_id: str) -> Loaded[Shipment]:
-        loaded = await unit.load(SHIPMENT, shipment_stream(shipment_id))
-        if loaded.state.status == "none":
-            raise NotFound("shipment_not_found", "no shipment with this id")
-        return loaded
-
-    async def dispatch_shipment(
-        self, shipment_id: str, metadata: Metadata | None = None
-    ) -> Shipment:
-        """The vials leave: the shipment and the source stock change together."""
-
-        async def work(unit: _Unit) -> Shipment:
-            loaded = await self._shipment(unit, shipment_id)
-            planned = loaded.state
-            await readmodel.lock_stock(unit.conn, planned.from_location, planned.lot_number)
-            shipment = await unit.shipment(loaded, DispatchShipment())
-            await unit.stock(
-                planned.from_location,
-                planned.lot_number,
-                TakeVials(
-                    shipment_id=shipment_id,
-                    to_location=planned.to_location,
-                    vials=planned.vials,
-                    today=unit.today,
-                ),
-            )
-            return shipment.state
-
-        return await self._run(work, metadata)
-
-    async def receive_shipment(
-        self, shipment_id: str, command: ReceiveShipment, metadata: Metadata | None = None
-    ) -> Shipment:
-        """The vials arrive (some may be lost): the destination's stock grows."""
-
-        async def work(unit: _Unit) -> Shipment:
-            loaded = await self._shipment(unit, shipment_id)
-            planned = loaded.state
-            await readmodel.lock_lot(unit.conn, planned.lot_number, exclusive=False)
-            await readmodel.lock_stock(unit.conn, planned.to_location, planned.lot_number)
-            shipment = (await unit.shipment(loaded, command)).state
-            lot = (await unit.load(LOT, lot_stream(planned.lot_number))).state
-            arrival = arriving(
-                lot,
-                planned.to_location,
-                shipment.vials_received,
+                to_location=planned.to_location,
+                vials=planned.vials,
                 today=unit.today,
-                shipment_id=shipment_id,
-            )
-            await unit.stock(planned.to_location, planned.lot_number, arrival)
-            return shipment
-
-        return await self._run(work, metadata)
-
-    # --- stock at a location ---------------------------------------------------
-
-    async def _on_stock(
-        self,
-        location_id: str,
-        lot_number: str,
-        command: Callable[[_Unit], StockCommand],
-        metadata: Metadata | None,
-        conn: Connection | None = None,
-    ) -> StockLot:
-        async def work(unit: _Unit) -> StockLot:
-            await readmodel.lock_stock(unit.conn, location_id, lot_number)
-            after = await unit.stock(location_id, lot_number, command(unit))
-            return readmodel.stock_lot(after.state, unit.now)
-
-        return await self._run(work, metadata, conn)
-
-    async def open_vial(
-        self, location_id: str, lot_number: str, metadata: Metadata | None = None
-    ) -> StockLot:
-        """Open one sealed vial (refused for a recalled or expired lot)."""
-        return await self._on_stock(
-            location_id, lot_number, lambda unit: OpenVials(now=unit.now), metadata
+            ),
         )
+        return shipment.state
 
-    async def waste(
-        self,
-        location_id: str,
-        lot_number: str,
-        doses: int,
-        reason: WasteReason,
-        metadata: Metadata | None = None,
-    ) -> StockLot:
-        """Record doses lost at a location."""
-        return await self._on_stock(
-            location_id,
-            lot_number,
-            lambda unit: WasteDoses(doses=doses, reason=reason, now=unit.now),
-            metadata,
+    return await _run(ledger, work, metadata)
+
+
+async def receive_shipment(
+    ledger: Ledger[Tx],
+    shipment_id: str,
+    command: ReceiveShipment,
+    *,
+    metadata: Metadata | None = None,
+) -> Shipment:
+    """The vials arrive (some may be lost): the destination's stock grows."""
+
+    async def work(unit: _Unit[Tx]) -> Shipment:
+        loaded = await _existing_shipment(unit, shipment_id)
+        planned = loaded.state
+        await unit.books.lock_lot(unit.tx, planned.lot_number, exclusive=False)
+        await unit.books.lock_stock(unit.tx, planned.to_location, planned.lot_number)
+        shipment = (await unit.shipment(loaded, command)).state
+        lot = (await unit.load(LOT, lot_stream(planned.lot_number))).state
+        arrival = arriving(
+            lot,
+            planned.to_location,
+            shipment.vials_received,
+            today=unit.today,
+            shipment_id=shipment_id,
         )
+        await unit.stock(planned.to_location, planned.lot_number, arrival)
+        return shipment
 
-    async def expire_open_vials(
-        self, location_id: str, lot_number: str, metadata: Metadata | None = None
-    ) -> StockLot:
-        """Record the loss of open vials past their usable time."""
-        return await self._on_stock(
-            location_id, lot_number, lambda unit: ExpireOpenVials(now=unit.now), metadata
-        )
+    return await _run(ledger, work, metadata)
 
-    async def consume(self, conn: Connection, event: DoseAdministered, envelope: Envelope) -> None:
-        """A dose was administered: take it from the site's stock, in the consumer's transaction.
 
-        The dose stands whatever the count says; if the stock cannot account for
-        it, a StockDiscrepancyDetected is recorded instead.
-        """
-        at = event.administered_at
-        if at.tzinfo is None:
-            at = at.replace(tzinfo=UTC)
-        metadata = Metadata(
-            correlation_id=envelope.correlation_id,
-            causation_id=envelope.event_id,
-            occurred_at=at,
-        )
-        command = ConsumeDose(
-            dose_id=event.dose_id,
-            site_id=event.site_id,
-            lot_number=event.lot_number,
-            product_code=event.product_code,
-            at=at,
-        )
-        await self._on_stock(event.site_id, event.lot_number, lambda _: command, metadata, conn)
+# --- stock at a location -------------------------------------------------------------
 
-    # --- time passing ----------------------------------------------------------
 
-    async def sweep(self) -> SweepResult:
-        """Expire lots past their expiry date and open vials past their usable time."""
-        now = self.clock()
-        lots = await readmodel.lots_past_expiry(self.store.pool, now.date())
-        for lot_number in lots:
-            await self.expire_lot(lot_number)
-        stale = await readmodel.stocks_with_stale_vials(self.store.pool, now)
-        for location_id, lot_number in stale:
-            await self.expire_open_vials(location_id, lot_number)
-        return SweepResult(lots_expired=len(lots), stocks_with_expired_vials=len(stale))
+async def _on_stock(
+    ledger: Ledger[Tx],
+    location_id: str,
+    lot_number: str,
+    command: Callable[[_Unit[Tx]], StockCommand],
+    *,
+    metadata: Metadata | None,
+    conn: Tx | None = None,
+) -> StockLot:
+    async def work(unit: _Unit[Tx]) -> StockLot:
+        await unit.books.lock_stock(unit.tx, location_id, lot_number)
+        after = await unit.stock(location_id, lot_number, command(unit))
+        return readmodel.stock_lot(after.state, unit.now)
+
+    return await _run(ledger, work, metadata, conn)
+
+
+async def open_vial(
+    ledger: Ledger[Tx], location_id: str, lot_number: str, *, metadata: Metadata | None = None
+) -> StockLot:
+    """Open one sealed vial (refused for a recalled or expired lot)."""
+    return await _on_stock(
+        ledger, location_id, lot_number, lambda unit: OpenVials(now=unit.now), metadata=metadata
+    )
+
+
+async def waste(
+    ledger: Ledger[Tx],
+    location_id: str,
+    lot_number: str,
+    doses: int,
+    reason: WasteReason,
+    *,
+    metadata: Metadata | None = None,
+) -> StockLot:
+    """Record doses lost at a location."""
+    return await _on_stock(
+        ledger,
+        location_id,
+        lot_number,
+        lambda unit: WasteDoses(doses=doses, reason=reason, now=unit.now),
+        metadata=metadata,
+    )
+
+
+async def expire_open_vials(
+    ledger: Ledger[Tx], location_id: str, lot_number: str, *, metadata: Metadata | None = None
+) -> StockLot:
+    """Record the loss of open vials past their usable time."""
+    return await _on_stock(
+        ledger,
+        location_id,
+        lot_number,
+        lambda unit: ExpireOpenVials(now=unit.now),
+        metadata=metadata,
+    )
+
+
+async def consume(
+    ledger: Ledger[Tx], conn: Tx, event: DoseAdministered, envelope: Envelope
+) -> None:
+    """A dose was administered: take it from the site's stock, in the consumer's transaction.
+
+    The dose stands whatever the count says; if the stock cannot account for
+    it, a StockDiscrepancyDetected is recorded instead.
+    """
+    at = event.administered_at
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    metadata = Metadata(
+        correlation_id=envelope.correlation_id,
+        causation_id=envelope.event_id,
+        occurred_at=at,
+    )
+    command = ConsumeDose(
+        dose_id=event.dose_id,
+        site_id=event.site_id,
+        lot_number=event.lot_number,
+        product_code=event.product_code,
+        at=at,
+    )
+    await _on_stock(
+        ledger, event.site_id, event.lot_number, lambda _: command, metadata=metadata, conn=conn
+    )
+
+
+# --- time passing --------------------------------------------------------------------
+
+
+async def sweep(ledger: Ledger[Tx]) -> SweepResult:
+    """Expire lots past their expiry date and open vials past their usable time."""
+    now = ledger.clock()
+    lots = await ledger.books.lots_past_expiry(now.date())
+    for lot_number in lots:
+        await expire_lot(ledger, lot_number)
+    stale = await ledger.books.stocks_with_stale_vials(now)
+    for location_id, lot_number in stale:
+        await expire_open_vials(ledger, location_id, lot_number)
+    return SweepResult(lots_expired=len(lots), stocks_with_expired_vials=len(stale))
 
 
 # --- reactions ------------------------------------------------------------------
@@ -544,7 +726,7 @@ class Ledger:
 # Stock itself (a dose id is counted once).
 
 
-def build_reactions(ledger: Callable[[], Ledger]) -> Reactions:
+def build_reactions(ledger: Callable[[], Ledger[Connection]]) -> Reactions:
     """Inventory's reactions, given the ledger of the running app."""
     reactions = Reactions()
 
@@ -552,6 +734,6 @@ def build_reactions(ledger: Callable[[], Ledger]) -> Reactions:
     async def dose_administered(
         conn: Connection, event: DoseAdministered, envelope: Envelope
     ) -> None:
-        await ledger().consume(conn, event, envelope)
+        await consume(ledger(), conn, event, envelope)
 
     return reactions

@@ -16,6 +16,7 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from immunreg.config import Settings
+from immunreg.eventstore.database import Connection
 from immunreg.http.app import create_app
 from immunreg.http.auth import Role, ensure_dev_keys, issue_token
 from immunreg.http.keys import POOL_KEY
@@ -54,7 +55,7 @@ class Inventory:
         return self.app[POOL_KEY]
 
     @property
-    def ledger(self) -> Ledger:
+    def ledger(self) -> Ledger[Connection]:
         return self.app[LEDGER_KEY]
 
     def headers(self, role: Role, site_id: str | None = None) -> dict[str, str]:

@@ -7,7 +7,7 @@ import json
 from datetime import date, timedelta
 
 from immunreg.http.auth import Role
-from services.inventory.handlers import Ledger
+from services.inventory.handlers import Ledger, sweep
 
 from .conftest import Inventory, site
 
@@ -107,7 +107,7 @@ async def test_an_expired_lot_is_expired_everywhere_it_is_held(inventory: Invent
     await inventory.ok(f"/v1/sites/{here}/stock/{lot}/open-vial")
 
     later = inventory.ledger.clock() + timedelta(days=1)
-    swept = await Ledger(inventory.ledger.store, clock=lambda: later).sweep()
+    swept = await sweep(Ledger(inventory.ledger.store, inventory.ledger.books, clock=lambda: later))
 
     assert swept.lots_expired == 1 and swept.stocks_with_expired_vials == 1
     assert (await inventory.get(f"/v1/lots/{lot}"))["lot"]["status"] == "expired"
@@ -122,5 +122,5 @@ async def test_an_expired_lot_is_expired_everywhere_it_is_held(inventory: Invent
     ]
     refused = await inventory.post(f"/v1/sites/{here}/stock/{lot}/open-vial")
     assert (refused.status, (await refused.json())["code"]) == (409, "lot_expired")
-    again = await Ledger(inventory.ledger.store, clock=lambda: later).sweep()
+    again = await sweep(Ledger(inventory.ledger.store, inventory.ledger.books, clock=lambda: later))
     assert (again.lots_expired, again.stocks_with_expired_vials) == (0, 0)
