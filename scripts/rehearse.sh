@@ -4,7 +4,8 @@
 #   -> make run at once -> Ctrl-C -> make test again
 # then a second clone on the same machine: on the first one's ports its `make run` must refuse
 # with a clear message while the first runs; moved with IMMUNREG_PORT_OFFSET it runs beside it.
-# Every step is timed; the summary goes to stdout and to rehearse.log in the work folder.
+# Every step is timed; the summary goes to stdout, to rehearse.log in the work folder and to
+# bench/rehearsal.md.
 # Usage: scripts/rehearse.sh [work folder]   (default: a new folder under /tmp)
 # REHEARSE_PORT_OFFSET moves the first clone's ports (default 0: the ports a newcomer gets;
 # this checkout's own stack must then be stopped); the second clone goes 300 above it.
@@ -137,6 +138,17 @@ say "5-first-running: stopped"
 
 if ((failures)); then
     say "rehearsal: $failures step(s) failed"
-    exit 1
+else
+    say "rehearsal: every step passed"
 fi
-say "rehearsal: every step passed"
+# The summary beside the benchmarks' figures, as the record of the last rehearsal.
+{
+    echo "# Newcomer rehearsal"
+    echo
+    echo "Written by \`make rehearse\` (scripts/rehearse.sh) on fresh clones; the summary of the last run:"
+    echo
+    echo '```'
+    cat "$summary"
+    echo '```'
+} >"$source_repo/bench/rehearsal.md"
+exit $((failures ? 1 : 0))
