@@ -43,14 +43,14 @@ from immunreg.http.openapi import Media
 from immunreg.http.problems import FieldError, Problem
 from immunreg.messaging.topics import ensure_topics
 from immunreg.paths import REPO_ROOT
-from immunreg.reference.geography import age_bands, districts
+from immunreg.reference.geography import districts
 from immunreg.service import Service
 
 from . import readmodel
 from .cli import add_commands
 from .dashboard import render_dashboard
 from .demo import load as load_demo
-from .domain import today
+from .domain import age_band_refusal, period_refusal, today
 from .geo import district_map
 from .handlers import Sources
 from .models import CONTROL_SQL, Follower
@@ -101,18 +101,13 @@ def sources_of(app: web.Application) -> Sources:
 
 
 def _check_age_band(value: str | None) -> None:
-    if value is not None and value not in {b.label for b in age_bands()}:
-        labels = ", ".join(b.label for b in age_bands())
-        raise Problem.unprocessable(
-            errors=[FieldError("query.age_band", f"not a census age band (one of {labels})")]
-        )
+    if (reason := age_band_refusal(value)) is not None:
+        raise Problem.unprocessable(errors=[FieldError("query.age_band", reason)])
 
 
 def _check_period(start: date, end: date, field: str = "query.from") -> None:
-    if start > end:
-        raise Problem.unprocessable(errors=[FieldError(field, "must not be after `to`")])
-    if (end - start).days > 1830:
-        raise Problem.unprocessable(errors=[FieldError(field, "at most five years at a time")])
+    if (reason := period_refusal(start, end)) is not None:
+        raise Problem.unprocessable(errors=[FieldError(field, reason)])
 
 
 # --- answers: JSON or CSV ----------------------------------------------------------

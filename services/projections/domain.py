@@ -466,3 +466,27 @@ def product_name(code: str) -> str:
     """The catalog name of a product code (the code itself when unknown)."""
     product = vaccine_catalog().get(code)
     return product.name if product else code
+
+
+# --- what a report may be asked for ----------------------------------------------------
+
+# Five years of daily rows is already more than a dashboard draws; longer periods are
+# work for an export, not for a request.
+MAX_PERIOD_DAYS = 1830
+
+
+def age_band_refusal(label: str | None) -> str | None:
+    """Why `label` is not a census age band to filter by, or None when it is (or absent)."""
+    if label is None or label in {band.label for band in age_bands()}:
+        return None
+    labels = ", ".join(band.label for band in age_bands())
+    return f"not a census age band (one of {labels})"
+
+
+def period_refusal(start: date, end: date) -> str | None:
+    """Why [start, end] is not a period to report on, or None when it is."""
+    if start > end:
+        return "must not be after `to`"
+    if (end - start).days > MAX_PERIOD_DAYS:
+        return "at most five years at a time"
+    return None

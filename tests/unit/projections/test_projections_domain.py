@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -23,7 +23,9 @@ from immunreg.contracts.registration import (
 )
 from immunreg.reference.calendar import age_on
 from services.projections.domain import (
+    MAX_PERIOD_DAYS,
     Registration,
+    age_band_refusal,
     appointment_cells,
     band_of,
     citizen_facts,
@@ -34,6 +36,7 @@ from services.projections.domain import (
     evolve_registration,
     local_day,
     pending_municipality,
+    period_refusal,
 )
 
 COMIRNATY, VAXZEVRIA = "EU/1/20/1528", "EU/1/21/1529"
@@ -338,3 +341,33 @@ def test_an_appointment_follows_its_lifecycle() -> None:
     )
     assert cancelled is not None and cancelled.status == "cancelled"
     assert pending_municipality(cancelled) is None and appointment_cells(cancelled) == {}
+
+
+@pytest.mark.parametrize(
+    ("label", "refused"),
+    [(None, False), ("0-4", False), ("85+", False), ("0-5", True), ("", True)],
+)
+def test_only_census_age_bands_filter_a_report(label: str | None, refused: bool) -> None:
+    reason = age_band_refusal(label)
+    assert (reason is not None) == refused
+    if reason is not None:
+        assert "0-4" in reason  # the refusal lists the bands a client may use
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "reason"),
+    [
+        (date(2026, 1, 1), date(2026, 1, 1), None),
+        (date(2026, 1, 2), date(2026, 1, 1), "must not be after `to`"),
+        (date(2021, 1, 1), date(2021, 1, 1) + timedelta(days=MAX_PERIOD_DAYS), None),
+        (
+            date(2021, 1, 1),
+            date(2021, 1, 2) + timedelta(days=MAX_PERIOD_DAYS),
+            "at most five years at a time",
+        ),
+    ],
+)
+def test_a_report_period_runs_forward_and_at_most_five_years(
+    start: date, end: date, reason: str | None
+) -> None:
+    assert period_refusal(start, end) == reason
