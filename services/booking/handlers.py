@@ -716,10 +716,6 @@ class Dependencies:
     config: BookingConfig
 
 
-def _metadata(envelope: Envelope) -> Metadata:
-    return Metadata(correlation_id=envelope.correlation_id, causation_id=envelope.event_id)
-
-
 def build_reactions(dependencies: Callable[[], Dependencies]) -> Reactions:
     """Booking's reactions, given the dependencies of the running app.
 
@@ -775,7 +771,7 @@ def build_reactions(dependencies: Callable[[], Dependencies]) -> Reactions:
             await _reconcile(
                 conn,
                 dependencies().store,
-                _metadata(envelope),
+                Metadata.caused_by(envelope),
                 event.citizen_id,
                 "preferences_changed",
             )
@@ -786,7 +782,7 @@ def build_reactions(dependencies: Callable[[], Dependencies]) -> Reactions:
         await _cancel_open(
             conn,
             dependencies().store,
-            _metadata(envelope),
+            Metadata.caused_by(envelope),
             event.citizen_id,
             "registration_withdrawn",
         )
@@ -795,7 +791,11 @@ def build_reactions(dependencies: Callable[[], Dependencies]) -> Reactions:
     async def erased(conn: Connection, event: CitizenErased, envelope: Envelope) -> None:
         await readmodel.citizen_erased(conn, event.citizen_id, envelope.version)
         await _cancel_open(
-            conn, dependencies().store, _metadata(envelope), event.citizen_id, "citizen_erased"
+            conn,
+            dependencies().store,
+            Metadata.caused_by(envelope),
+            event.citizen_id,
+            "citizen_erased",
         )
 
     # --- inventory --------------------------------------------------------------------
@@ -812,7 +812,7 @@ def build_reactions(dependencies: Callable[[], Dependencies]) -> Reactions:
     ) -> None:
         if not await readmodel.dose_recorded(conn, event, administered_on(event)):
             return  # this dose was recorded already
-        store, metadata = dependencies().store, _metadata(envelope)
+        store, metadata = dependencies().store, Metadata.caused_by(envelope)
         await _attend(conn, store, metadata, event)
         today = dependencies().config.today()
         await book_next_dose(conn, store, event.citizen_id, today=today, metadata=metadata)
@@ -821,14 +821,22 @@ def build_reactions(dependencies: Callable[[], Dependencies]) -> Reactions:
     async def dose_voided(conn: Connection, event: DoseVoided, envelope: Envelope) -> None:
         await readmodel.dose_voided(conn, event.dose_id)
         await _reconcile(
-            conn, dependencies().store, _metadata(envelope), event.citizen_id, "dose_voided"
+            conn,
+            dependencies().store,
+            Metadata.caused_by(envelope),
+            event.citizen_id,
+            "dose_voided",
         )
 
     @reactions.on(administration.CONTEXT, DoseCorrected)
     async def dose_corrected(conn: Connection, event: DoseCorrected, envelope: Envelope) -> None:
         await readmodel.dose_corrected(conn, event, administered_on(event))
         await _reconcile(
-            conn, dependencies().store, _metadata(envelope), event.citizen_id, "dose_corrected"
+            conn,
+            dependencies().store,
+            Metadata.caused_by(envelope),
+            event.citizen_id,
+            "dose_corrected",
         )
 
     return reactions

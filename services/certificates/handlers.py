@@ -396,11 +396,6 @@ async def reconcile_dose(
 # --- reactions ------------------------------------------------------------------------
 
 
-def metadata_of(envelope: Envelope) -> Metadata:
-    """Events decided in reaction to `envelope` are caused by it."""
-    return Metadata(correlation_id=envelope.correlation_id, causation_id=envelope.event_id)
-
-
 async def _lock(conn: Connection, *names: str) -> None:
     """Transaction-scoped advisory locks, in the order given (see the module docstring)."""
     for name in names:
@@ -430,7 +425,7 @@ async def citizen_registered(
     """Keep the birth date and the sealed names; issue what waited for them."""
     await _lock(conn, _citizen_lock(event.citizen_id))
     await readmodel.keep_citizen(conn, event.citizen_id, event.birth_date, event.personal)
-    await _reconcile_citizen(deps, conn, event.citizen_id, metadata_of(envelope))
+    await _reconcile_citizen(deps, conn, event.citizen_id, Metadata.caused_by(envelope))
 
 
 async def contact_changed(
@@ -439,7 +434,7 @@ async def contact_changed(
     """The sealed personal data was re-sealed: keep the new copy (names do not change)."""
     await _lock(conn, _citizen_lock(event.citizen_id))
     await readmodel.replace_personal(conn, event.citizen_id, event.personal)
-    await _reconcile_citizen(deps, conn, event.citizen_id, metadata_of(envelope))
+    await _reconcile_citizen(deps, conn, event.citizen_id, Metadata.caused_by(envelope))
 
 
 async def key_granted(
@@ -465,7 +460,7 @@ async def key_granted(
     if await readmodel.is_erased(conn, event.citizen_id):
         return
     await readmodel.keep_data_key(conn, event.citizen_id, event.wrapped_key)
-    await _reconcile_citizen(deps, conn, event.citizen_id, metadata_of(envelope))
+    await _reconcile_citizen(deps, conn, event.citizen_id, Metadata.caused_by(envelope))
 
 
 async def citizen_erased(
@@ -476,7 +471,7 @@ async def citizen_erased(
     await _lock(conn, _citizen_lock(citizen_id))
     await readmodel.erase_citizen(conn, citizen_id)
     deps.issuer.data_keys.forget(citizen_id)
-    await _reconcile_citizen(deps, conn, citizen_id, metadata_of(envelope))
+    await _reconcile_citizen(deps, conn, citizen_id, Metadata.caused_by(envelope))
     await readmodel.delete_signed_payloads(conn, citizen_id)
 
 
@@ -508,7 +503,7 @@ async def dose_recorded(
         administered_at=event.administered_at,
     )
     await reconcile_dose(
-        deps.store, BOOKS, deps.issuer, conn, event.dose_id, metadata=metadata_of(envelope)
+        deps.store, BOOKS, deps.issuer, conn, event.dose_id, metadata=Metadata.caused_by(envelope)
     )
 
 
@@ -527,7 +522,7 @@ async def dose_voided(
         voided_at=envelope.occurred_at,
     )
     await reconcile_dose(
-        deps.store, BOOKS, deps.issuer, conn, event.dose_id, metadata=metadata_of(envelope)
+        deps.store, BOOKS, deps.issuer, conn, event.dose_id, metadata=Metadata.caused_by(envelope)
     )
 
 
@@ -537,7 +532,7 @@ async def lot_recalled(
     """Revoke the certificate of every dose from the lot (and issue none for later ones)."""
     await _lock(conn, _lot_lock(event.lot_number))
     await readmodel.record_recall(conn, event.lot_number, event.reason, envelope.occurred_at)
-    metadata = metadata_of(envelope)
+    metadata = Metadata.caused_by(envelope)
     for dose_id in await readmodel.doses_of_lot(conn, event.lot_number):
         await reconcile_dose(deps.store, BOOKS, deps.issuer, conn, dose_id, metadata=metadata)
 

@@ -674,11 +674,7 @@ async def consume(
     at = event.administered_at
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
-    metadata = Metadata(
-        correlation_id=envelope.correlation_id,
-        causation_id=envelope.event_id,
-        occurred_at=at,
-    )
+    metadata = Metadata.caused_by(envelope, occurred_at=at)
     command = ConsumeDose(
         dose_id=event.dose_id,
         site_id=event.site_id,

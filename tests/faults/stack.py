@@ -23,12 +23,9 @@ from immunreg.http.auth import ensure_dev_keys
 from immunreg.localinfra.kafka import LocalKafka
 from immunreg.localinfra.postgres import LocalPostgres
 from immunreg.localinfra.services import ServiceProcess, start_services, stop_services, wait_ready
-from immunreg.localinfra.stack import free_offset, local_kafka
+from immunreg.localinfra.stack import REPLICA_PORT_STEP, free_offset, local_kafka
 from immunreg.messaging.topics import ensure_topics, wait_for_kafka
 from immunreg.paths import keys_dir
-
-# A second replica of a service listens this far above the first (see stack_ports).
-REPLICA_PORT_STEP = 100
 
 
 @dataclass
@@ -101,14 +98,6 @@ class FaultStack:
         """Every replica of each service (where the traffic spreads its requests)."""
         return {name: [p.url for p in group] for name, group in self.replicas.items()}
 
-    @property
-    def dsn(self) -> str:
-        return self.env["DATABASE_URL"]
-
-    @property
-    def bootstrap(self) -> str:
-        return self.env["KAFKA_BOOTSTRAP_SERVERS"]
-
     # Faults ---------------------------------------------------------------------------
 
     def kill(self, name: str, replica: int = 0) -> None:
@@ -137,17 +126,14 @@ class FaultStack:
     def resume(self, name: str) -> None:
         self.replicas[name][0].process.send_signal(signal.SIGCONT)
 
-    def restart_kafka(self, down_seconds: float = 5.0) -> None:
-        """Stop the broker (controlled shutdown), leave it down a while, start it again."""
-        self.kafka.stop()
+    def restart_server(self, server: LocalKafka | LocalPostgres, down_seconds: float) -> float:
+        """Stop Kafka (controlled) or PostgreSQL (fast: sessions are cut), leave it down a
+        while, start it again; return seconds from the restart until every service is ready."""
+        server.stop()
         time.sleep(down_seconds)
-        self.kafka.start()
-
-    def restart_postgres(self, down_seconds: float = 5.0) -> None:
-        """Stop PostgreSQL (fast shutdown: sessions are cut), leave it down, start it again."""
-        self.postgres.stop()
-        time.sleep(down_seconds)
-        self.postgres.start()
+        started = time.monotonic()
+        server.start()
+        return time.monotonic() - started + self.wait_ready()
 
     def wait_ready(self, seconds: float = 180) -> float:
         """Wait until every service answers /readyz with 200; return how long it took."""

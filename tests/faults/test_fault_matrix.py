@@ -80,22 +80,6 @@ def _kill_and_restart(name: str) -> Fault:
     return fault
 
 
-def _restart_kafka(stack: FaultStack) -> float:
-    stack.kafka.stop()
-    time.sleep(DOWN_SECONDS)
-    started = time.monotonic()
-    stack.kafka.start()
-    return time.monotonic() - started + stack.wait_ready()
-
-
-def _restart_postgres(stack: FaultStack) -> float:
-    stack.postgres.stop()
-    time.sleep(DOWN_SECONDS)
-    started = time.monotonic()
-    stack.postgres.start()
-    return time.monotonic() - started + stack.wait_ready()
-
-
 def _pause_consumer(stack: FaultStack) -> float:
     # Booking consumes three topics: paused past its session timeout, the group
     # coordinator evicts it; resumed, it must rejoin and go on from its stored position.
@@ -117,8 +101,8 @@ def _replica_killed(stack: FaultStack) -> float:
 
 CASES: dict[str, Fault] = {
     **{f"kill -9 {name}": _kill_and_restart(name) for name in DEFAULT_PORTS},
-    "restart Kafka": _restart_kafka,
-    "restart PostgreSQL": _restart_postgres,
+    "restart Kafka": lambda stack: stack.restart_server(stack.kafka, DOWN_SECONDS),
+    "restart PostgreSQL": lambda stack: stack.restart_server(stack.postgres, DOWN_SECONDS),
     "pause booking past its session timeout": _pause_consumer,
     "two administration replicas, one killed": _replica_killed,
 }

@@ -55,6 +55,15 @@ class Metadata(msgspec.Struct, frozen=True, kw_only=True):
     causation_id: uuid.UUID | None = None
     occurred_at: datetime | None = None
 
+    @classmethod
+    def caused_by(cls, envelope: Envelope, *, occurred_at: datetime | None = None) -> Metadata:
+        """For events a reaction appends: same correlation, caused by the event it handles."""
+        return cls(
+            correlation_id=envelope.correlation_id,
+            causation_id=envelope.event_id,
+            occurred_at=occurred_at,
+        )
+
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True):
     """One recorded event, as stored and as published."""

@@ -32,16 +32,18 @@ def local_kafka() -> LocalKafka:
 # connections' local ports (32768-60999), where a random client socket could hold
 # them, while the services stay below it.
 SPARE_OFFSETS = range(5600, 6440, 41)
+# A second replica of a service listens this far above the first.
+REPLICA_PORT_STEP = 100
 
 
 def stack_ports(offset: int, replicas: int = 1) -> list[int]:
-    """Every port a local stack at this offset listens on (and its replicas', 100 apart)."""
+    """Every port a local stack at this offset listens on (and its replicas')."""
     return [
         DEFAULT_POSTGRES_PORT + offset,
         DEFAULT_KAFKA_PORT + offset,
         DEFAULT_KAFKA_PORT + offset + 1,
         *(
-            port + offset + 100 * replica
+            port + offset + REPLICA_PORT_STEP * replica
             for port in DEFAULT_PORTS.values()
             for replica in range(replicas)
         ),

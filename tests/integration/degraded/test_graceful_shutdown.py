@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
-import socket
 import time
 import uuid
 from datetime import date
@@ -26,15 +25,11 @@ from immunreg.localinfra.services import IsolatedStack
 from immunreg.paths import keys_dir
 from services.registration import jmbg
 
+from ..support.ports import free_port
+
 IN_FLIGHT = 8
 SHUTDOWN_TIMEOUT = 10.0
 DRAIN_DELAY = 1.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def registration_body(rng: random.Random) -> dict[str, Any]:

@@ -9,7 +9,6 @@ costs a broker start and a restart, about 10-20 s on two cores.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -26,14 +25,9 @@ from immunreg.messaging.topics import ensure_topics, wait_for_kafka
 
 from ..registration.conftest import Registration, running_registration
 from ..support.kafka import KafkaTools
+from ..support.ports import free_port
 
 ACCEPTED_WHILE_DOWN = 6
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

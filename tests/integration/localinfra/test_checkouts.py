@@ -12,7 +12,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,8 @@ from immunreg.config import DEFAULT_PORTS
 from immunreg.localinfra._proc import pid_alive, port_open
 from immunreg.localinfra.stack import free_offset, local_kafka, local_postgres, stack_ports
 from immunreg.paths import REPO_ROOT, state_dir
+
+from ..support.ports import free_port
 
 # The contract of `make run`: Ctrl-C stops everything within this.
 CTRL_C_SECONDS = 15.0
@@ -105,7 +106,7 @@ def test_a_foreign_kafka_is_refused_and_the_database_started_for_it_is_stopped(
     kafka = local_kafka()
     if not kafka.running():
         pytest.skip("the suite runs on a Kafka named in KAFKA_BOOTSTRAP_SERVERS")
-    pg_port = _free_port()
+    pg_port = free_port()
     env = _second_checkout_env(
         second_state, IMMUNREG_PG_PORT=str(pg_port), IMMUNREG_KAFKA_PORT=str(kafka.port)
     )
@@ -167,9 +168,3 @@ def _wait_for(
             raise AssertionError(f"immunreg run exited early:\n{log.read_text()[-3000:]}")
         time.sleep(0.5)
     raise AssertionError(f"immunreg run was not up after {seconds}s:\n{log.read_text()[-3000:]}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
