@@ -14,10 +14,11 @@ work, or one per batch):
 Reactions to other contexts' events: the table `build_reactions` makes (see its
 docstring for what each one does).
 
-The slot units of work below (`reserve`, `cancel_appointment`, `move_appointment`,
-`attend`, `miss`) change an appointment, its SiteDay and the read models on one
-connection inside the caller's transaction (a command's, or the consumer's); a
-ConcurrencyConflict rolls the whole unit back and it is decided again.
+Both build on the appointment units of work in appointments.py (`reserve`,
+`cancel_appointment`, `move_appointment`, `attend`, `miss`), which change an
+appointment, its SiteDay and the read models on one connection inside the caller's
+transaction (a command's, or the consumer's); a ConcurrencyConflict rolls the whole
+unit back and it is decided again.
 
 Invariants and how they hold under any concurrency:
 
@@ -57,7 +58,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
-import msgspec
 
 from immunreg.contracts import administration, inventory, registration
 from immunreg.contracts.administration import DoseAdministered, DoseCorrected, DoseVoided
@@ -70,52 +70,46 @@ from immunreg.contracts.registration import (
     PreferencesChanged,
     RegistrationWithdrawn,
 )
-from immunreg.domain import DomainError, Loaded, NotFound, Outcome
+from immunreg.domain import DomainError, NotFound, Outcome
 from immunreg.eventstore.database import Connection
 from immunreg.eventstore.errors import ConcurrencyConflict
-from immunreg.eventstore.locks import lock_for_transaction
 from immunreg.eventstore.store import EventStore
 from immunreg.messaging.reactions import Reactions
 from immunreg.reference.geography import municipalities
 
 from . import readmodel
+from .appointments import (
+    ALREADY_BOOKED,
+    BookingRequest,
+    Reservation,
+    attend,
+    cancel_appointment,
+    miss,
+    move_appointment,
+    reserve,
+    site_for_booking,
+)
 from .config import BookingConfig
 from .domain import (
-    APPOINTMENT,
     SITE,
     SITEDAY,
     AppointmentState,
-    Attend,
-    Book,
-    Cancel,
     ChangeCapacity,
     DefineSite,
-    Miss,
-    Release,
-    Reschedule,
-    Reserve,
-    SiteState,
     Violation,
-    appointment_stream,
     cancelled_by,
-    decide_appointment,
-    needs_stock,
-    require_free_slot,
-    require_stock,
     reschedule_violations,
     site_stream,
     siteday_stream,
 )
-from .eligibility import NO_STOCK, SLOT_TAKEN, unsuitable
+from .eligibility import SLOT_TAKEN, unsuitable
 from .noshow import select_no_shows
 from .ranking import district_of, explain
-from .readmodel import Claim
 from .scheduler import Citizen, Proposal, plan
 from .schemas import DayView, RunSummary
 
 log = logging.getLogger(__name__)
 
-ALREADY_BOOKED = "already_booked"
 REPLAN_PASSES = 3
 NEXT_DOSE_SEARCH_DAYS = 14  # when the interval window is already closed (overdue)
 # Failures of one batch's transaction that mean "not now", not "broken".
@@ -124,293 +118,6 @@ _NOT_NOW = (
     asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.exceptions.SerializationError,
 )
-
-
-class BookingRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """One citizen to book into the slot a reservation is for."""
-
-    citizen_id: str
-    dose_number: int
-    reason: str
-    booster: bool = False
-    run_id: str | None = None
-
-
-@dataclass
-class Reservation:
-    """Who got a slot (with the new appointment id) and who did not, and why."""
-
-    booked: list[tuple[BookingRequest, str]] = field(default_factory=list)
-    refused: list[tuple[BookingRequest, str]] = field(default_factory=list)
-
-
-# --- slot units of work (inside the caller's transaction) ----------------------------------
-
-
-async def site_for_booking(
-    store: EventStore, conn: Connection, site_id: str, *, exclusive: bool = False
-) -> SiteState:
-    """The site's definition, holding the site lock (shared, or exclusive to redefine)."""
-    await lock_for_transaction(conn, f"booking-site:{site_id}", shared=not exclusive)
-    loaded = await store.load_state(SITE, site_stream(site_id), conn)
-    return loaded.state
-
-
-async def reserve(
-    store: EventStore,
-    conn: Connection,
-    *,
-    site_id: str,
-    day: date,
-    product_code: str,
-    requests: Sequence[BookingRequest],
-    today: date,
-    metadata: Metadata | None = None,
-) -> Reservation:
-    """Book as many of `requests` (best first) as the SiteDay and the stock allow."""
-    result = Reservation()
-    site = await site_for_booking(store, conn, site_id)
-    if not site.defined or site.definition is None:
-        raise NotFound("site_not_found", f"no site {site_id}")
-    budget = await readmodel.stock_left(conn, site_id, product_code, today)
-    stream = siteday_stream(site_id, day)
-    siteday = await store.load_state(SITEDAY, stream, conn)
-    default = site.daily_capacity()
-    slots_free = siteday.state.free(product_code, default)
-    free = min(slots_free, budget)
-    pending = list(requests)
-    taken: list[tuple[BookingRequest, str]] = []
-    while pending and len(taken) < free:
-        batch, pending = pending[: free - len(taken)], pending[free - len(taken) :]
-        ids = {r.citizen_id: str(new_event_id()) for r in batch}
-        ordered = sorted(batch, key=lambda r: r.citizen_id)  # one lock order for every writer
-        claimed = await readmodel.claim_appointments(
-            conn,
-            [
-                Claim(
-                    appointment_id=ids[r.citizen_id],
-                    citizen_id=r.citizen_id,
-                    dose_number=r.dose_number,
-                    booster=r.booster,
-                    reason=r.reason,
-                    run_id=r.run_id,
-                )
-                for r in ordered
-            ],
-            site_id=site.definition.site_id,
-            municipality_code=site.definition.municipality_code,
-            day=day,
-            product_code=product_code,
-        )
-        for request in batch:
-            if request.citizen_id in claimed:
-                taken.append((request, ids[request.citizen_id]))
-            else:
-                result.refused.append((request, ALREADY_BOOKED))
-    why = NO_STOCK if budget < slots_free else SLOT_TAKEN
-    result.refused += [(r, why) for r in pending]
-    if not taken:
-        return result
-    await store.decide_and_append(
-        conn,
-        SITEDAY,
-        stream,
-        siteday,
-        Reserve(
-            site_id=site_id,
-            day=day,
-            product_code=product_code,
-            appointment_ids=[appointment_id for _, appointment_id in taken],
-            default_capacity=default,
-        ),
-        metadata=metadata,
-    )
-    for request, appointment_id in taken:
-        await store.execute_in(
-            conn,
-            APPOINTMENT,
-            appointment_stream(appointment_id),
-            Book(
-                appointment_id=appointment_id,
-                citizen_id=request.citizen_id,
-                site_id=site_id,
-                municipality_code=site.definition.municipality_code,
-                day=day,
-                product_code=product_code,
-                dose_number=request.dose_number,
-                booster=request.booster,
-                reason=request.reason,
-                run_id=request.run_id,
-            ),
-            metadata=metadata,
-        )
-    result.booked = taken
-    return result
-
-
-async def _load_appointment(
-    store: EventStore, conn: Connection, appointment_id: str
-) -> Loaded[AppointmentState]:
-    return await store.load_state(APPOINTMENT, appointment_stream(appointment_id), conn)
-
-
-async def _release(
-    store: EventStore,
-    conn: Connection,
-    site_id: str,
-    day: date,
-    *,
-    product_code: str,
-    ids: list[str],
-    why: str,
-    metadata: Metadata | None,
-) -> None:
-    await store.execute_in(
-        conn,
-        SITEDAY,
-        siteday_stream(site_id, day),
-        Release(
-            site_id=site_id, day=day, product_code=product_code, appointment_ids=ids, reason=why
-        ),
-        metadata=metadata,
-    )
-
-
-async def cancel_appointment(
-    store: EventStore,
-    conn: Connection,
-    appointment_id: str,
-    reason: str,
-    *,
-    metadata: Metadata | None = None,
-) -> Outcome[AppointmentState]:
-    """Cancel an open appointment and free its slot (cancelling twice changes nothing)."""
-    loaded = await _load_appointment(store, conn, appointment_id)
-    outcome = await store.decide_and_append(
-        conn,
-        APPOINTMENT,
-        appointment_stream(appointment_id),
-        loaded,
-        Cancel(reason=reason),
-        metadata=metadata,
-    )
-    if outcome.events:
-        state = loaded.state
-        assert state.day is not None
-        await _release(
-            store,
-            conn,
-            state.site_id,
-            state.day,
-            product_code=state.product_code,
-            ids=[appointment_id],
-            why=reason,
-            metadata=metadata,
-        )
-        await readmodel.appointment_cancelled(conn, appointment_id, reason)
-    return outcome
-
-
-async def move_appointment(
-    store: EventStore,
-    conn: Connection,
-    appointment_id: str,
-    *,
-    site_id: str,
-    day: date,
-    today: date,
-    metadata: Metadata | None = None,
-) -> Outcome[AppointmentState]:
-    """Move an open appointment to a free slot (409 slot_full / no_stock otherwise)."""
-    loaded = await _load_appointment(store, conn, appointment_id)
-    state = loaded.state
-    target = await site_for_booking(store, conn, site_id)
-    if not target.defined or target.definition is None:
-        raise NotFound("site_not_found", f"no site {site_id}")
-    command = Reschedule(
-        site_id=site_id, municipality_code=target.definition.municipality_code, day=day
-    )
-    decide_appointment(state, command)  # refuse before touching any SiteDay
-    assert state.day is not None
-    product = state.product_code
-    if needs_stock(state, site_id):
-        require_stock(site_id, product, await readmodel.stock_left(conn, site_id, product, today))
-    target_stream = siteday_stream(site_id, day)
-    source_stream = siteday_stream(state.site_id, state.day)
-    for stream in sorted((target_stream, source_stream)):  # one append order for all
-        if stream == target_stream:
-            siteday = await store.load_state(SITEDAY, target_stream, conn)
-            require_free_slot(siteday.state, site_id, day, product, target.daily_capacity())
-            await store.decide_and_append(
-                conn,
-                SITEDAY,
-                target_stream,
-                siteday,
-                Reserve(
-                    site_id=site_id,
-                    day=day,
-                    product_code=product,
-                    appointment_ids=[appointment_id],
-                    default_capacity=target.daily_capacity(),
-                ),
-                metadata=metadata,
-            )
-        else:
-            await _release(
-                store,
-                conn,
-                state.site_id,
-                state.day,
-                product_code=product,
-                ids=[appointment_id],
-                why="rescheduled",
-                metadata=metadata,
-            )
-    outcome = await store.decide_and_append(
-        conn,
-        APPOINTMENT,
-        appointment_stream(appointment_id),
-        loaded,
-        command,
-        metadata=metadata,
-    )
-    await readmodel.appointment_moved(
-        conn, appointment_id, site_id, target.definition.municipality_code, day
-    )
-    return outcome
-
-
-async def attend(
-    store: EventStore,
-    conn: Connection,
-    appointment_id: str,
-    dose_id: str,
-    *,
-    metadata: Metadata | None = None,
-) -> Outcome[AppointmentState]:
-    """The citizen came: the dose was recorded (also after a no-show was marked)."""
-    outcome = await store.execute_in(
-        conn,
-        APPOINTMENT,
-        appointment_stream(appointment_id),
-        Attend(dose_id=dose_id),
-        metadata=metadata,
-    )
-    if outcome.events:
-        await readmodel.appointment_attended(conn, appointment_id, dose_id)
-    return outcome
-
-
-async def miss(
-    store: EventStore, conn: Connection, appointment_id: str, *, metadata: Metadata | None = None
-) -> Outcome[AppointmentState]:
-    """The day ended without the citizen: a no-show; the citizen waits again."""
-    outcome = await store.execute_in(
-        conn, APPOINTMENT, appointment_stream(appointment_id), Miss(), metadata=metadata
-    )
-    if outcome.events:
-        await readmodel.appointment_missed(conn, appointment_id)
-    return outcome
 
 
 # --- commands ------------------------------------------------------------------------------
@@ -754,6 +461,14 @@ def build_reactions(dependencies: Callable[[], Dependencies]) -> Reactions:
     def administered_on(event: DoseAdministered | DoseCorrected) -> date:
         return event.administered_at.astimezone(dependencies().config.timezone).date()
 
+    async def cancel_open(conn: Connection, cause: Envelope, citizen_id: str, reason: str) -> None:
+        await _cancel_open(
+            conn, dependencies().store, Metadata.caused_by(cause), citizen_id, reason
+        )
+
+    async def reconcile(conn: Connection, cause: Envelope, citizen_id: str, reason: str) -> None:
+        await _reconcile(conn, dependencies().store, Metadata.caused_by(cause), citizen_id, reason)
+
     # --- registration -----------------------------------------------------------------
 
     @reactions.on(registration.CONTEXT, CitizenRegistered)
@@ -768,35 +483,17 @@ def build_reactions(dependencies: Callable[[], Dependencies]) -> Reactions:
     ) -> None:
         status = await readmodel.preferences_changed(conn, event, envelope.version)
         if status == "active":
-            await _reconcile(
-                conn,
-                dependencies().store,
-                Metadata.caused_by(envelope),
-                event.citizen_id,
-                "preferences_changed",
-            )
+            await reconcile(conn, envelope, event.citizen_id, "preferences_changed")
 
     @reactions.on(registration.CONTEXT, RegistrationWithdrawn)
     async def withdrawn(conn: Connection, event: RegistrationWithdrawn, envelope: Envelope) -> None:
         await readmodel.citizen_withdrawn(conn, event.citizen_id, envelope.version)
-        await _cancel_open(
-            conn,
-            dependencies().store,
-            Metadata.caused_by(envelope),
-            event.citizen_id,
-            "registration_withdrawn",
-        )
+        await cancel_open(conn, envelope, event.citizen_id, "registration_withdrawn")
 
     @reactions.on(registration.CONTEXT, CitizenErased)
     async def erased(conn: Connection, event: CitizenErased, envelope: Envelope) -> None:
         await readmodel.citizen_erased(conn, event.citizen_id, envelope.version)
-        await _cancel_open(
-            conn,
-            dependencies().store,
-            Metadata.caused_by(envelope),
-            event.citizen_id,
-            "citizen_erased",
-        )
+        await cancel_open(conn, envelope, event.citizen_id, "citizen_erased")
 
     # --- inventory --------------------------------------------------------------------
 
@@ -820,24 +517,12 @@ def build_reactions(dependencies: Callable[[], Dependencies]) -> Reactions:
     @reactions.on(administration.CONTEXT, DoseVoided)
     async def dose_voided(conn: Connection, event: DoseVoided, envelope: Envelope) -> None:
         await readmodel.dose_voided(conn, event.dose_id)
-        await _reconcile(
-            conn,
-            dependencies().store,
-            Metadata.caused_by(envelope),
-            event.citizen_id,
-            "dose_voided",
-        )
+        await reconcile(conn, envelope, event.citizen_id, "dose_voided")
 
     @reactions.on(administration.CONTEXT, DoseCorrected)
     async def dose_corrected(conn: Connection, event: DoseCorrected, envelope: Envelope) -> None:
         await readmodel.dose_corrected(conn, event, administered_on(event))
-        await _reconcile(
-            conn,
-            dependencies().store,
-            Metadata.caused_by(envelope),
-            event.citizen_id,
-            "dose_corrected",
-        )
+        await reconcile(conn, envelope, event.citizen_id, "dose_corrected")
 
     return reactions
 
