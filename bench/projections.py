@@ -5,7 +5,7 @@ Run with `.venv/bin/python -m bench.projections [--quick]` (or `make bench`). Ph
 - produce: a synthetic national history (services/projections/synthetic.py: registrations,
   bookings and slots, doses, stock, waste, adverse events, certificates) as valid
   envelopes on private topics `bench_<hex>_<context>.events.v1`, by a plain producer;
-- replay: `immunreg projections rebuild`'s code (models.rebuild) from offset 0 to caught up
+- replay: `immunreg projections rebuild`'s code (rebuild.rebuild) from offset 0 to caught up
   with the end offsets taken at its start -> events/s;
 - freshness: the real service (`immunreg serve projections`, its own process) follows the
   rebuilt model while this process produces a steady stream (2,000 events/s) of new
@@ -47,7 +47,8 @@ from immunreg.messaging.topics import ensure_topics
 from immunreg.paths import REPO_ROOT
 from services.projections.domain import today
 from services.projections.handlers import Sources
-from services.projections.models import drop_all, rebuild
+from services.projections.models import drop_all
+from services.projections.rebuild import rebuild
 from services.projections.synthetic import Synthetic
 
 SECTION = "projections"

@@ -51,9 +51,10 @@ from .cli import add_commands
 from .dashboard import render_dashboard
 from .demo import load as load_demo
 from .domain import age_band_refusal, period_refusal, today
+from .follower import Follower
 from .geo import district_map
 from .handlers import Sources
-from .models import CONTROL_SQL, Follower
+from .models import CONTROL_SQL
 from .schemas import (
     BookingStats,
     Coverage,

@@ -43,7 +43,7 @@ def _rebuild(args: argparse.Namespace) -> int:
     from immunreg.config import Settings, setting
 
     from .handlers import Sources
-    from .models import rebuild
+    from .rebuild import rebuild
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env("projections")

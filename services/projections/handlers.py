@@ -1,7 +1,7 @@
 """Projections' reactions: every event of every context, and what the projector records for it.
 
 The table below (`recorders`) is the whole of the projections' reactions; the
-service has no commands of its own (a rebuild is `models.rebuild`, run by
+service has no commands of its own (a rebuild is `rebuild.rebuild`, run by
 `immunreg projections rebuild`). Events it does not
 name (contact details changed, notifications, shipments...) are still applied
 as no-ops, so the model's freshness is that of the newest event on any topic.

@@ -35,6 +35,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from immunreg.eventstore.locks import try_lock_for_session
 from immunreg.eventstore.signal import OutboxSignal
 from immunreg.messaging.partitions import partition_for
+from immunreg.messaging.transactions import kafka_transaction
 from immunreg.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -267,9 +268,7 @@ class OutboxRelay:
         if not rows:
             return 0
         started = asyncio.get_running_loop().time()
-        await producer.begin_transaction()
-        try:
-            futures = []
+        async with kafka_transaction(producer) as deliveries:
             for row in rows:
                 partitions = await self._partition_count(producer, row["topic"])
                 key = row["key"].encode()
@@ -279,7 +278,7 @@ class OutboxRelay:
                 ]
                 extra: list[Any] = json.loads(row["headers"])
                 headers.extend((str(k), str(v).encode()) for k, v in extra)
-                futures.append(
+                deliveries.append(
                     await producer.send(
                         row["topic"],
                         value=row["payload"],
@@ -288,12 +287,6 @@ class OutboxRelay:
                         headers=headers,
                     )
                 )
-            await asyncio.gather(*futures)
-            await producer.commit_transaction()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await producer.abort_transaction()
-            raise
         await conn.execute(
             "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
         )

@@ -38,8 +38,6 @@ group would only dead-letter them again.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -50,6 +48,7 @@ from aiokafka.structs import ConsumerRecord
 from immunreg.contracts.envelope import decode_envelope
 from immunreg.contracts.topics import dlq_topic
 from immunreg.messaging.topics import read_topic
+from immunreg.messaging.transactions import kafka_transaction
 
 REPLAY_OF_HEADER = "dlq-replay-of"
 REPLAYED_AT_HEADER = "dlq-replayed-at"
@@ -157,9 +156,9 @@ async def _publish(
     """One transaction: the messages back on their source partitions, and their markers."""
     now = datetime.now(UTC).isoformat().encode()
     sent: set[str] = set()
-    await producer.begin_transaction()
-    try:
-        futures = []
+    # A process that dies in here aborts nothing: the next replay's producer (same
+    # transactional id) fences its transaction.
+    async with kafka_transaction(producer) as deliveries:
         for letter in letters:
             record = records[letter.position]
             replay_of = letter.position.encode()
@@ -167,7 +166,7 @@ async def _publish(
             if letter.event_id not in sent:
                 assert letter.event_id is not None
                 sent.add(letter.event_id)
-                futures.append(
+                deliveries.append(
                     await producer.send(
                         letter.source_topic,
                         value=record.value,
@@ -176,7 +175,7 @@ async def _publish(
                         headers=[(REPLAY_OF_HEADER, replay_of)],
                     )
                 )
-            futures.append(
+            deliveries.append(
                 await producer.send(
                     dlq_topic(topic),
                     value=b"",
@@ -185,14 +184,6 @@ async def _publish(
                     headers=[(REPLAY_OF_HEADER, replay_of), (REPLAYED_AT_HEADER, now)],
                 )
             )
-        await asyncio.gather(*futures)
-        await producer.commit_transaction()
-    except BaseException:
-        # A process that dies here aborts nothing: the next replay's producer
-        # fences its transaction. A failure we survive aborts at once.
-        with contextlib.suppress(Exception):
-            await producer.abort_transaction()
-        raise
 
 
 async def _read(bootstrap: str, topic: str) -> tuple[list[DeadLetter], dict[str, ConsumerRecord]]:

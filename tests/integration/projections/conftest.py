@@ -30,8 +30,9 @@ from immunreg.contracts.topics import dlq_topic
 from immunreg.http.app import create_app
 from immunreg.http.auth import Role, ensure_dev_keys, issue_token
 from services.projections.app import FOLLOWER_KEY, build_service
+from services.projections.follower import Follower
 from services.projections.handlers import Sources
-from services.projections.models import MODEL_TABLES, Follower, drop_all
+from services.projections.models import MODEL_TABLES, drop_all
 
 from ..conftest import unique_name
 from ..support.kafka import KafkaTools

@@ -11,7 +11,7 @@ import asyncpg
 
 from immunreg.http.auth import Role
 from immunreg.reference.geography import age_bands, districts, municipalities
-from services.projections.models import rebuild
+from services.projections.rebuild import rebuild
 
 from .conftest import Projections, eventually, table_rows
 from .history import COMIRNATY, NOVI_SAD, SINOPHARM, VAXZEVRIA, scripted
