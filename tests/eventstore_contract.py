@@ -12,41 +12,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import msgspec
 import pytest
 
-from immunreg.contracts.envelope import Context, Event, Metadata, decode_envelope
+from immunreg.contracts.envelope import Context, Metadata, decode_envelope
 from immunreg.domain import Aggregate, RuleViolation
 from immunreg.eventstore.errors import ConcurrencyConflict
 from immunreg.eventstore.store import StreamStore
-
-
-class Counted(Event, frozen=True):
-    amount: int
-
-
-class Add(msgspec.Struct, frozen=True):
-    amount: int
-
-
-class Tally(msgspec.Struct, frozen=True):
-    total: int = 0
-    count: int = 0
-
-
-def _decide(state: Tally, command: Add) -> Sequence[Event]:
-    if command.amount <= 0:
-        raise RuleViolation("positive_amount", "amount must be positive", field="amount")
-    return [Counted(amount=command.amount)]
-
-
-def _evolve(state: Tally, event: Event) -> Tally:
-    if isinstance(event, Counted):
-        return Tally(total=state.total + event.amount, count=state.count + 1)
-    return state
+from tally import Add, Counted, TallyState, tally_aggregate, tally_context
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,19 +42,11 @@ class EventStoreContract:
     @pytest.fixture
     def context(self) -> Context:
         # A name of its own, so the topic the outbox rows name is private to the test.
-        return Context(f"contract{uuid.uuid4().hex[:10]}", [Counted])
+        return tally_context(f"contract{uuid.uuid4().hex[:10]}")
 
     @staticmethod
-    def tally(context: Context, snapshot_every: int = 100) -> Aggregate[Tally, Add]:
-        return Aggregate(
-            stream_type="Tally",
-            context=context,
-            initial=Tally,
-            evolve=_evolve,
-            decide=_decide,
-            state_type=Tally,
-            snapshot_every=snapshot_every,
-        )
+    def tally(context: Context, snapshot_every: int = 100) -> Aggregate[TallyState, Add]:
+        return tally_aggregate(context, snapshot_every)
 
     # --- append and load -------------------------------------------------------
 
@@ -122,7 +89,7 @@ class EventStoreContract:
         assert await store.load("again") == await store.load("again")
         first = await store.load_state(aggregate, "again")
         assert first == await store.load_state(aggregate, "again")
-        assert first.version == 3 and first.state == Tally(total=6, count=3)
+        assert first.version == 3 and first.state == TallyState(total=6, count=3)
 
     # --- optimistic concurrency ------------------------------------------------
 
@@ -298,7 +265,7 @@ class EventStoreContract:
         self, backend: Backend, context: Context
     ) -> None:
         store = backend.store
-        await store.save_snapshot("n", 20, Tally(total=20))
-        await store.save_snapshot("n", 10, Tally(total=10))
+        await store.save_snapshot("n", 20, TallyState(total=20))
+        await store.save_snapshot("n", 10, TallyState(total=10))
         snapshot = await store.recorder.select_snapshot("n")
         assert snapshot is not None and snapshot[0] == 20

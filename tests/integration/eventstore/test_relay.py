@@ -20,10 +20,10 @@ from immunreg.contracts.envelope import Context, decode_envelope
 from immunreg.eventstore import EventStore, OutboxSignal
 from immunreg.eventstore.relay import OutboxRelay
 from immunreg.paths import REPO_ROOT
+from tally import Counted, tally_context
 
 from ..conftest import SchemaFactory, unique_name
 from ..support.kafka import KafkaTools
-from ..support.tally import Counted, tally_context
 
 
 def assert_exactly_once_in_stream_order(

@@ -19,8 +19,7 @@ from immunreg.http.middleware import metadata_from_request
 from immunreg.http.problems import Problem
 from immunreg.messaging.reactions import Reactions
 from immunreg.service import Service
-
-from ..support.tally import Add, Counted, tally_aggregate
+from tally import Add, Counted, tally_aggregate
 
 READ_MODEL_SQL = """
 CREATE TABLE IF NOT EXISTS tally_totals (

@@ -15,9 +15,9 @@ from immunreg.config import Settings
 from immunreg.http.app import create_app
 from immunreg.http.auth import Role, ensure_dev_keys, issue_token
 from immunreg.service import Service
+from tally import tally_context
 
 from ..conftest import unique_name
-from ..support.tally import tally_context
 from .tallies import READ_MODEL_SQL, reader, writer
 
 

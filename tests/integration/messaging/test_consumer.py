@@ -22,12 +22,12 @@ from immunreg.eventstore.relay import OutboxRelay
 from immunreg.messaging import EventConsumer
 from immunreg.observability.metrics import Metrics
 from immunreg.paths import REPO_ROOT
+from tally import Counted, Poisoned, tally_context
 
 from ..conftest import SchemaFactory, unique_name
 from ..eventstore.test_relay import wait_for_empty_outbox, write_streams
 from ..support.consumer_process import APPLICATIONS_DDL, counting_reactions
 from ..support.kafka import KafkaTools
-from ..support.tally import Counted, Poisoned, tally_context
 
 
 @contextlib.asynccontextmanager
@@ -88,7 +88,11 @@ def start_consumer(
             *extra,
         ],
         cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        # tests/ too: the process imports the suite's tally context as `tally`, like the tests.
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "tests")]),
+        },
     )
 
 

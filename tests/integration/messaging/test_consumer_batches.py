@@ -13,11 +13,11 @@ from immunreg.contracts.envelope import Context, Envelope, encode_envelope
 from immunreg.contracts.topics import dlq_topic
 from immunreg.eventstore.database import Connection
 from immunreg.messaging import EventConsumer, Reactions
+from tally import Counted, Poisoned, tally_context
 
 from ..conftest import SchemaFactory, unique_name
 from ..support.consumer_process import APPLICATIONS_DDL
 from ..support.kafka import KafkaTools
-from ..support.tally import Counted, Poisoned, tally_context
 from .test_consumer import background, wait_until
 
 

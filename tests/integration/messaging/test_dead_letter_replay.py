@@ -18,11 +18,11 @@ from immunreg.eventstore.relay import OutboxRelay
 from immunreg.messaging import EventConsumer, Reactions, dead_letters
 from immunreg.messaging.dead_letters import REPLAY_OF_HEADER, replay_dead_letters
 from immunreg.paths import REPO_ROOT
+from tally import Counted, tally_context
 
 from ..conftest import SchemaFactory, unique_name
 from ..support.consumer_process import APPLICATIONS_DDL, counting_reactions, record_application
 from ..support.kafka import KafkaTools
-from ..support.tally import Counted, tally_context
 from .test_consumer import background, wait_until
 
 APPLIED = "SELECT count(*) FROM applications"

@@ -18,8 +18,7 @@ import signal
 from immunreg.contracts.envelope import Context, Envelope
 from immunreg.eventstore.database import Connection, create_pool
 from immunreg.messaging import EventConsumer, Reactions
-
-from .tally import Counted, tally_context
+from tally import Counted, tally_context
 
 APPLICATIONS_DDL = """
 CREATE TABLE IF NOT EXISTS applications (
