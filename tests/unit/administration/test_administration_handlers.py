@@ -19,6 +19,7 @@ from immunreg.domain import Conflict
 from immunreg.eventstore.errors import ConcurrencyConflict
 from immunreg.eventstore.memory import InMemoryEventStore, MemoryTransaction
 from immunreg.http.auth import Principal, Role
+from immunreg.http.problems import Problem
 from immunreg.reference.vaccines import vaccine_catalog
 from services.administration import handlers
 from services.administration.domain import (
@@ -209,6 +210,39 @@ async def test_a_correction_with_a_stale_if_match_is_final(
     await correct(expected_version=1)
 
     assert books.events == ["DoseAdministered", "DoseCorrected"]
+
+
+async def test_the_site_then_the_if_match_are_checked_before_the_correction_s_rules(
+    store: InMemoryEventStore, books: FakeBooks
+) -> None:
+    # The order a client sees: 403 (not your site), then 412 (stale If-Match), and only
+    # then 422 (the corrected record breaks a rule), so a stale client re-reads first.
+    recording = await record(store, books, dose())
+    breaks_a_rule = CorrectDose(reason="typo", dose_number=3)
+    other_site = Principal(subject="nurse-2", role=Role.SITE_STAFF, site_id="SITE-0002")
+
+    async def correct(caller: Principal, expected_version: int) -> None:
+        await handlers.correct_dose(
+            store,
+            books,
+            AGGREGATES,
+            recording.dose_id,
+            breaks_a_rule,
+            caller=caller,
+            catalog=vaccine_catalog(),
+            now=NOW,
+            expected_version=expected_version,
+        )
+
+    with pytest.raises(Problem) as forbidden:
+        await correct(other_site, expected_version=0)
+    assert forbidden.value.status == 403
+    with pytest.raises(ConcurrencyConflict):
+        await correct(NURSE, expected_version=0)
+    with pytest.raises(DoseRefused) as refused:
+        await correct(NURSE, expected_version=1)
+    assert refused.value.code == "dose_number_out_of_sequence"
+    assert books.events == ["DoseAdministered"]
 
 
 async def test_an_unknown_dose_takes_no_void_and_no_report(
