@@ -681,7 +681,8 @@ def delivered(figures: dict[str, Any]) -> bool:
     )
 
 
-def _n(value: float) -> str:
+def _whole(value: float) -> str:
+    """A figure rounded to a whole number, with thousands separators."""
     return f"{value:,.0f}"
 
 
@@ -694,16 +695,16 @@ def summary(figures: dict[str, Any], postgres: str) -> str:
         r = pg[key]
         rows.append((
             f"pgbench {label} (c{pg['clients']} j{pg['threads']} {pg['duration_s']}s)",
-            f"{_n(r['tps'])} tps",
-            f"{_n(r['rows_per_s'])} rows/s, avg {r['latency_avg_ms']} ms",
+            f"{_whole(r['tps'])} tps",
+            f"{_whole(r['rows_per_s'])} rows/s, avg {r['latency_avg_ms']} ms",
         ))  # fmt: skip
     for r in app.values():
         if not isinstance(r, dict):
             continue
         rows.append((
             f"append {r['writers']} writers x {r['events_per_append']} event(s)",
-            f"{_n(r['appends_per_s'])} appends/s",
-            f"{_n(r['events_per_s'])} ev/s, p50/p95/p99 "
+            f"{_whole(r['appends_per_s'])} appends/s",
+            f"{_whole(r['events_per_s'])} ev/s, p50/p95/p99 "
             f"{r['p50_ms']:.1f}/{r['p95_ms']:.1f}/{r['p99_ms']:.1f} ms",
         ))  # fmt: skip
     for key, r in figures["relay"].items():
@@ -711,22 +712,22 @@ def summary(figures: dict[str, Any], postgres: str) -> str:
             rows.append((f"relay {key}", "skipped", r["skipped"]))
             continue
         rows.append((
-            f"relay batch {r['batch_size']} ({_n(r['events'])} events)",
-            f"{_n(r['events_per_s'])} ev/s",
-            f"{_n(r['events_per_s_publishing'])} ev/s once leading, "
-            f"verified {_n(r['verified_count'])}/{_n(r['events'])}",
+            f"relay batch {r['batch_size']} ({_whole(r['events'])} events)",
+            f"{_whole(r['events_per_s'])} ev/s",
+            f"{_whole(r['events_per_s_publishing'])} ev/s once leading, "
+            f"verified {_whole(r['verified_count'])}/{_whole(r['events'])}",
         ))  # fmt: skip
         rows.append((
             f"  outbox pre-fill ({r['prefill_events_per_append']}/append)",
-            f"{_n(r['prefill_events_per_s'])} ev/s",
+            f"{_whole(r['prefill_events_per_s'])} ev/s",
             "",
         ))  # fmt: skip
     for key, label in (("idempotent", "idempotent"), ("transactional", "transactional x500")):
         r = kafka[key]
         rows.append((
             f"kafka producer {label}",
-            f"{_n(r['msgs_per_s'])} msg/s",
-            f"{_n(kafka['messages'])} msgs of ~{kafka['avg_payload_bytes']:.0f} B",
+            f"{_whole(r['msgs_per_s'])} msg/s",
+            f"{_whole(kafka['messages'])} msgs of ~{kafka['avg_payload_bytes']:.0f} B",
         ))  # fmt: skip
     for key, value in figures["ratios"].items():
         rows.append((key, f"{value}", ""))

@@ -9,7 +9,6 @@ Every service runs as its own process, as in production.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
 import time
 import urllib.error
@@ -23,7 +22,7 @@ from immunreg.http.auth import ensure_dev_keys
 from immunreg.localinfra.kafka import LocalKafka
 from immunreg.localinfra.postgres import LocalPostgres
 from immunreg.localinfra.services import ServiceProcess, start_services, stop_services, wait_ready
-from immunreg.localinfra.stack import REPLICA_PORT_STEP, free_offset, local_kafka
+from immunreg.localinfra.stack import REPLICA_PORT_STEP, free_offset, share_jars
 from immunreg.messaging.topics import ensure_topics, wait_for_kafka
 from immunreg.paths import keys_dir
 
@@ -49,9 +48,7 @@ class FaultStack:
             controller_port=DEFAULT_KAFKA_PORT + offset + 1,
             heap="384m",
         )
-        jars = local_kafka().libs
-        if jars.exists() and not kafka.libs.exists():
-            shutil.copytree(jars, kafka.libs)  # the suite's jars: no Maven run
+        share_jars(kafka.libs)
         stack = cls(
             root, offset, LocalPostgres(root / "postgres", DEFAULT_POSTGRES_PORT + offset), kafka
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 
 from immunreg.config import DEFAULT_KAFKA_PORT, DEFAULT_PORTS, DEFAULT_POSTGRES_PORT, local_port
 from immunreg.contracts.topics import all_topics
@@ -26,6 +27,19 @@ def local_kafka() -> LocalKafka:
     controller takes the next port)."""
     port = local_port("IMMUNREG_KAFKA_PORT", DEFAULT_KAFKA_PORT)
     return LocalKafka(state_dir() / "kafka", port=port, controller_port=port + 1)
+
+
+def share_jars(libs: Path) -> None:
+    """Give another broker folder this checkout's Kafka jars (fetched once) as `libs`.
+
+    A second local broker (the fault matrix's stack, a broker of a test's own, a second
+    checkout in a test) then starts without a Maven run of its own.
+    """
+    own = local_kafka()
+    own.ensure_jars()
+    if not libs.exists():
+        libs.parent.mkdir(parents=True, exist_ok=True)
+        libs.symlink_to(own.libs)
 
 
 # Offsets that put PostgreSQL and Kafka above Linux's default range for outgoing

@@ -20,7 +20,7 @@ from immunreg.contracts.envelope import decode_envelope
 from immunreg.contracts.registration import CONTEXT
 from immunreg.eventstore.relay import POSITION_HEADER, decode_position
 from immunreg.localinfra.kafka import LocalKafka
-from immunreg.localinfra.stack import local_kafka
+from immunreg.localinfra.stack import share_jars
 from immunreg.messaging.topics import ensure_topics, wait_for_kafka
 
 from ..registration.conftest import Registration, running_registration
@@ -33,9 +33,7 @@ ACCEPTED_WHILE_DOWN = 6
 @pytest.fixture(scope="module")
 def own_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
     root = tmp_path_factory.mktemp("kafka")
-    shared = local_kafka()
-    shared.ensure_jars()
-    (root / "libs").symlink_to(shared.libs)  # no second download
+    share_jars(root / "libs")
     kafka = LocalKafka(root, port=free_port(), controller_port=free_port(), heap="256m")
     kafka.start()
     try:

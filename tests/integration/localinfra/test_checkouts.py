@@ -24,7 +24,13 @@ import pytest
 
 from immunreg.config import DEFAULT_PORTS
 from immunreg.localinfra._proc import pid_alive, port_open
-from immunreg.localinfra.stack import free_offset, local_kafka, local_postgres, stack_ports
+from immunreg.localinfra.stack import (
+    free_offset,
+    local_kafka,
+    local_postgres,
+    share_jars,
+    stack_ports,
+)
 from immunreg.paths import REPO_ROOT, state_dir
 
 from ..support.ports import free_port
@@ -61,15 +67,13 @@ async def _schemas(dsn: str) -> set[str]:
 
 @pytest.fixture
 def second_state() -> Iterator[Path]:
-    """A second checkout's state folder, with Kafka's jars copied in (no Maven run).
+    """A second checkout's state folder, sharing this checkout's Kafka jars (no Maven run).
 
     Under this checkout's state folder, not pytest's tmp: PostgreSQL runs as its own
     user, which cannot enter root's private tmp folders.
     """
     state = state_dir() / "test-runs" / f"second-{uuid.uuid4().hex[:8]}"
-    jars = local_kafka().libs
-    if jars.exists():
-        shutil.copytree(jars, state / "kafka" / "libs")
+    share_jars(state / "kafka" / "libs")
     yield state
     # Whatever the test did, leave no server of the second checkout behind.
     subprocess.run(
