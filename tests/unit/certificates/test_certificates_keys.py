@@ -92,6 +92,7 @@ def test_rotation_makes_the_newest_key_the_signer(tmp_path: Path) -> None:
 def test_configured_files_are_used_and_checked(tmp_path: Path) -> None:
     source = ensure_dev_signing_key(tmp_path / "made")
     key_file, cert_file = tmp_path / "dsc.key", tmp_path / "dsc.crt"
+    assert isinstance(source.private_key, ec.EllipticCurvePrivateKey)
     key_file.write_bytes(
         source.private_key.private_bytes(
             serialization.Encoding.PEM,
@@ -116,7 +117,7 @@ def test_configured_files_are_used_and_checked(tmp_path: Path) -> None:
 
 
 def test_pkcs11_settings_must_be_complete() -> None:
-    with pytest.raises(KeyConfigError, match="PKCS11_TOKEN_LABEL.*DSC_CERT_FILE"):
+    with pytest.raises(KeyConfigError, match=r"PKCS11_TOKEN_LABEL.*DSC_CERT_FILE"):
         signer_config(settings(PKCS11_MODULE="/usr/lib/softhsm/libsofthsm2.so"))
     complete = {
         "PKCS11_MODULE": "/usr/lib/softhsm/libsofthsm2.so",
