@@ -348,8 +348,11 @@ def _issuer_resource(dependencies: Provided[Dependencies]) -> Resource:
             app[POOL_KEY], app[SETTINGS_KEY], CertificateMetrics(app[METRICS_KEY])
         )
         app[ISSUER_KEY] = started
-        async with dependencies.providing(Dependencies(store=app[STORE_KEY], issuer=started)):
-            yield
+        try:
+            async with dependencies.providing(Dependencies(store=app[STORE_KEY], issuer=started)):
+                yield
+        finally:
+            handlers.stop_issuer(started)
 
     return issuer
 

@@ -105,6 +105,7 @@ from .domain import (
     stream_id,
 )
 from .hcert import Holder, IssuerConfig, Vaccination, build_payload
+from .hsm import Pkcs11EcKey
 from .keys import (
     DataKeyCache,
     KeyConfigError,
@@ -236,6 +237,12 @@ async def start_issuer(
     # On the trust list for good before it signs anything.
     await readmodel.record_signer(pool, issuer.signer)
     return issuer
+
+
+def stop_issuer(issuer: Issuer) -> None:
+    """Close what the signer holds open (a PKCS#11 session)."""
+    if isinstance(issuer.signer.private_key, Pkcs11EcKey):
+        issuer.signer.private_key.close()
 
 
 async def refresh_trust(issuer: Issuer, pool: asyncpg.Pool) -> TrustList:
