@@ -396,11 +396,10 @@ async def running_certificates(
         },
     )
     client: Client = TestClient(TestServer(create_app(build_service(), settings)))
-    await client.start_server()
     db = await create_pool(dsn, schema, min_size=1, max_size=4)
-    app = Certificates(client, db, private.read_bytes(), unwrap, bootstrap, foreign=foreign)
     try:
-        yield app
+        await client.start_server()  # a start that fails still has its schema dropped
+        yield Certificates(client, db, private.read_bytes(), unwrap, bootstrap, foreign=foreign)
     finally:
         await client.close()
         await db.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

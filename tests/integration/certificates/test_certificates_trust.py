@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from services.certificates.keys import SigningKey, kid_of
+from services.certificates.keys import KeyConfigError, SigningKey, kid_of, private_pem
 from services.certificates.pki import issue_dsc, new_csca
 
-from .conftest import Certificates, foreign_certificate
+from .conftest import Certificates, foreign_certificate, running_certificates
 
 
 async def _issued_certificate(certificates: Certificates) -> dict[str, Any]:
@@ -177,3 +179,33 @@ async def test_an_altered_or_truncated_hc1_is_refused(certificates: Certificates
             if changed != genuine:
                 verdict = await certificates.verify(changed)
                 assert verdict["valid"] is False, (position, character)
+
+
+def _signer_files(directory: Path, signer: SigningKey) -> dict[str, str]:
+    directory.mkdir()
+    assert isinstance(signer.private_key, ec.EllipticCurvePrivateKey)
+    (directory / "dsc-key.pem").write_bytes(private_pem(signer.private_key))
+    (directory / "dsc.crt").write_bytes(signer.certificate.public_bytes(serialization.Encoding.PEM))
+    return {
+        "DSC_KEY_FILE": str(directory / "dsc-key.pem"),
+        "DSC_CERT_FILE": str(directory / "dsc.crt"),
+    }
+
+
+async def test_a_configured_signer_that_does_not_chain_to_a_configured_csca_refuses_to_start(
+    dsn: str, bootstrap: str, tmp_path: Path
+) -> None:
+    # A DSC from a CSCA nobody configured (CSCA_DIR holds only the foreign HR CSCA).
+    stranger = new_csca("RS", now=datetime.now(UTC))
+    key = ec.generate_private_key(ec.SECP256R1())
+    signer = SigningKey(key, issue_dsc(stranger, key.public_key(), now=datetime.now(UTC)))
+    extra = _signer_files(tmp_path / "signer", signer)
+    with pytest.raises(KeyConfigError, match="does not chain to any configured CSCA"):
+        async with running_certificates(dsn, bootstrap, tmp_path / "keys", extra):
+            pass
+    # ... and a configured signer with no CSCA configured at all.
+    with pytest.raises(KeyConfigError, match="CSCA_DIR"):
+        async with running_certificates(
+            dsn, bootstrap, tmp_path / "keys-2", {**extra, "CSCA_DIR": ""}
+        ):
+            pass
