@@ -38,6 +38,7 @@ on the trust list, so certificates signed before still verify.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import uuid
 from collections import OrderedDict
@@ -263,8 +264,10 @@ def _ensure_dev_csca(
     the DSCs. A CSCA key left in the DSC folder by an earlier version is moved out."""
     path = offline_dir(directory) / CSCA_FILE
     legacy = directory / CSCA_FILE
-    if not path.exists() and legacy.exists():
-        write_once(path, legacy.read_bytes())
+    if not path.exists():
+        # Another process may be moving it at the same moment: then it is there already.
+        with contextlib.suppress(FileNotFoundError):
+            write_once(path, legacy.read_bytes())
     legacy.unlink(missing_ok=True)
     if not path.exists():
         made = new_csca(
