@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: run stop test lint unit integration e2e faults rehearse bench load infra install browser clean help
+.PHONY: run stop test lint unit integration e2e faults rehearse bench load infra install browser softhsm clean help
 
 help:
 	@echo "make run    start PostgreSQL, Kafka and every service (Ctrl-C stops them)"
@@ -30,6 +30,11 @@ install: $(STAMP)
 # Debian's Chromium, for the dashboard's browser test (installed once, only if missing).
 browser:
 	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+# Debian's SoftHSM, the PKCS#11 token the certificates' HSM signing test keeps its DSC key in
+# (installed once, only if missing).
+softhsm:
+	@command -v softhsm2-util >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q softhsm2; }
 
 infra: install
 	$(BIN)/immunreg infra up
@@ -54,13 +59,13 @@ lint: install
 unit: install
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
 
-integration: infra browser
+integration: infra browser softhsm
 	$(BIN)/pytest tests/integration -q $(PYTEST_ARGS)
 
 e2e: infra
 	$(BIN)/pytest tests/e2e -q $(PYTEST_ARGS)
 
-test: infra browser lint
+test: infra browser softhsm lint
 	$(BIN)/pytest tests -q $(PYTEST_ARGS)
 
 # Every fault case (a service killed, the broker and the database restarted, a consumer

@@ -6,9 +6,10 @@ this API serves them and verifies anyone's:
 - a citizen reads their own certificates (admins any): the `HC1:` string, the
   QR code as PNG or SVG, a printable page;
 - anyone verifies an `HC1:` string, and downloads the trust list (every DSC
-  that signed here, and the foreign ones configured) and the revocation list
-  (hashed UVCIs) to verify offline;
-- an admin rotates the development signing key.
+  that signed here, and the foreign ones configured, each checked against a
+  configured CSCA; revoked ones marked) and the revocation list (hashed UVCIs)
+  to verify offline;
+- an admin rotates the development signing key, and revokes a DSC.
 
 A UVCI in a path must be percent-encoded (`#` is `%23`).
 """
@@ -27,6 +28,7 @@ from immunreg.http.api import Api, json_response
 from immunreg.http.app import SETTINGS_KEY, STORE_KEY
 from immunreg.http.auth import Role, require_principal
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
+from immunreg.http.middleware import metadata_from_request
 from immunreg.http.openapi import Media
 from immunreg.http.problems import FieldError, Problem
 from immunreg.http.versioning import (
@@ -41,15 +43,18 @@ from immunreg.messaging.reactions import Provided
 from immunreg.service import Resource, Service
 
 from . import handlers, readmodel, render
+from .cli import add_commands
 from .handlers import CertificateMetrics, Dependencies, Issuer
 from .schemas import (
     CertificateView,
     CitizenCertificates,
     RevocationList,
+    SigningKeyRevocation,
     TrustListEntry,
     TrustListView,
     VerifyRequest,
     VerifyResult,
+    trust_list_entry,
     trust_list_view,
 )
 from .uvci import is_uvci
@@ -205,17 +210,21 @@ async def print_certificate(request: web.Request) -> web.StreamResponse:
     tags=["verification"],
 )
 async def verify_certificate(request: web.Request, body: VerifyRequest) -> web.StreamResponse:
-    """Valid or not, and why: `malformed`, `unknown_key` (kid not on the trust list),
-    `bad_signature`, `signer_not_valid` (issued outside the DSC's validity period),
-    `wrong_key_usage` (the DSC may not sign this kind of certificate),
-    `revoked` (on this registry's revocation list), `expired` (past the CWT expiry at
-    `at`, default now). Public; nothing is stored."""
-    now = body.at or datetime.now(UTC)
-    if now.tzinfo is None:
+    """Valid or not, and why: `malformed` (including no `iat`, or a zlib stream cut short or
+    failing its checksum), `unknown_key` (kid not on the trust list), `bad_signature`,
+    `signer_revoked` (its DSC was revoked), `issuer_mismatch` (the CWT issuer is not the
+    DSC's country), `signer_not_valid` (issued outside the DSC's validity period),
+    `wrong_key_usage` (the DSC may not sign this kind of certificate), `revoked` (on this
+    registry's revocation list), `expired` (past the CWT expiry). Expiry is checked at the
+    later of the server's clock and `at`: `at` may ask about a later moment, never make an
+    expired certificate valid. Public; nothing is stored."""
+    if body.at is not None and body.at.tzinfo is None:
         raise Problem.unprocessable(
             errors=[FieldError("body.at", "give a time zone (e.g. 2021-06-01T12:00:00Z)")]
         )
-    result = await handlers.verify_hc1(_issuer(request), request.app[POOL_KEY], body.hc1, now)
+    result = await handlers.verify_hc1(
+        _issuer(request), request.app[POOL_KEY], body.hc1, datetime.now(UTC), body.at
+    )
     return json_response(VerifyResult.of(result))
 
 
@@ -297,6 +306,39 @@ async def rotate_signing_key(request: web.Request) -> web.StreamResponse:
     return json_response(entry, status=201)
 
 
+@api.post(
+    "/v1/signing-keys/revocations",
+    body=SigningKeyRevocation,
+    responses={200: TrustListEntry, 201: TrustListEntry, 404: None, 409: None},
+    roles={Role.ADMIN},
+    idempotent=True,
+    summary="Revoke a document signer (DSC)",
+    tags=["keys"],
+)
+async def revoke_signing_key(
+    request: web.Request, body: SigningKeyRevocation
+) -> web.StreamResponse:
+    """Revoke a DSC on the trust list (this registry's or a foreign one): from now on nothing
+    it signed verifies (`signer_revoked`), and the trust list shows it revoked. Recorded
+    as an event. 201 when revoked now, 200 when it already was; 404 for a kid not on the
+    trust list; 409 for the DSC signing now (rotate first)."""
+    kid = body.kid_bytes()
+    if kid is None:
+        raise Problem.unprocessable(
+            errors=[FieldError("body.kid", "a kid as the trust list writes it (base64, 8 bytes)")]
+        )
+    issuer = _issuer(request)
+    key, revoked = await handlers.revoke_signing_key(
+        issuer,
+        request.app[STORE_KEY],
+        kid,
+        body.reason,
+        metadata=metadata_from_request(request),
+    )
+    entry = trust_list_entry(key, active_kid=issuer.signer.kid)
+    return json_response(entry, status=201 if revoked else 200)
+
+
 # --- the service ------------------------------------------------------------------------
 
 
@@ -306,8 +348,11 @@ def _issuer_resource(dependencies: Provided[Dependencies]) -> Resource:
             app[POOL_KEY], app[SETTINGS_KEY], CertificateMetrics(app[METRICS_KEY])
         )
         app[ISSUER_KEY] = started
-        async with dependencies.providing(Dependencies(store=app[STORE_KEY], issuer=started)):
-            yield
+        try:
+            async with dependencies.providing(Dependencies(store=app[STORE_KEY], issuer=started)):
+                yield
+        finally:
+            handlers.stop_issuer(started)
 
     return issuer
 
@@ -322,6 +367,7 @@ def build_service() -> Service:
         schema_files=[SCHEMA_FILE],
         reactions=handlers.build_reactions(dependencies),
         resources=(_issuer_resource(dependencies),),
+        commands=add_commands,
     )
 
 

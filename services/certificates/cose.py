@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import base45
 import cbor2
@@ -66,7 +66,21 @@ def _sig_structure(protected: bytes, payload: bytes) -> bytes:
     return cbor2.dumps(["Signature1", protected, b"", payload])
 
 
-def sign1(payload: bytes, private_key: ec.EllipticCurvePrivateKey, kid: bytes) -> bytes:
+class EcSigner(Protocol):
+    """An EC private key that signs, wherever it is held: in memory (cryptography's
+    `EllipticCurvePrivateKey`) or in a PKCS#11 token (`hsm.Pkcs11EcKey`)."""
+
+    @property
+    def curve(self) -> ec.EllipticCurve:
+        """The key's curve (ES256 needs P-256)."""
+        ...
+
+    def sign(self, data: bytes, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
+        """A DER-encoded ECDSA signature of `data`."""
+        ...
+
+
+def sign1(payload: bytes, private_key: EcSigner, kid: bytes) -> bytes:
     """A tagged COSE_Sign1 over `payload`, ES256, with the kid in the protected header."""
     if private_key.curve.name != "secp256r1":
         raise ValueError("ES256 needs a P-256 key")
@@ -121,6 +135,13 @@ def _inflate(data: bytes) -> bytes:
         raise Malformed(f"not zlib-compressed: {exc}") from None
     if inflater.unconsumed_tail:
         raise Malformed("the certificate inflates to more than 64 KiB")
+    # zlib checks the Adler-32 trailer only once it reaches it: a stream cut short (or
+    # altered so that it seems to end early) inflates without complaint unless we ask
+    # whether it ended, and whether anything followed its end.
+    if not inflater.eof:
+        raise Malformed("the zlib stream is cut short (no end, no checksum)")
+    if inflater.unused_data:
+        raise Malformed("data follows the end of the zlib stream")
     return out
 
 

@@ -1,4 +1,5 @@
-"""The Certificate aggregate: one stream per dose, `certificate-<dose_id>`.
+"""The Certificate aggregate: one stream per dose, `certificate-<dose_id>`; and the
+SigningKey aggregate: one stream per revoked document signer, `signing-key-<kid hex>`.
 
 It holds the dose's certificates in order of issue; at most the last one is
 valid. One command, `Reconcile`, says what should hold now - a certificate
@@ -19,9 +20,14 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from immunreg.contracts.certificates import CONTEXT, CertificateIssued, CertificateRevoked
+from immunreg.contracts.certificates import (
+    CONTEXT,
+    CertificateIssued,
+    CertificateRevoked,
+    SigningKeyRevoked,
+)
 from immunreg.contracts.envelope import Event
-from immunreg.domain import Aggregate
+from immunreg.domain import Aggregate, Conflict, NotFound, RuleViolation
 from immunreg.reference.vaccines import vaccine_catalog
 
 from .hcert import dose_numbers, local_date
@@ -260,4 +266,83 @@ CERTIFICATE: Aggregate[CertificateState, Reconcile] = Aggregate(
     decide=decide,
     state_type=CertificateState,
     snapshot_every=50,
+)
+
+
+# --- document signers -----------------------------------------------------------------
+
+SIGNING_KEY_STREAM_TYPE = "SigningKey"
+# Why a DSC is revoked (RFC 5280's reasons that fit a document signer).
+SIGNER_REVOCATION_REASONS = (
+    "key_compromise",
+    "ca_compromise",
+    "superseded",
+    "cessation_of_operation",
+)
+
+
+def signing_key_stream_id(kid: bytes) -> str:
+    """The stream of a document signer (its kid in hex: base64 has `/` and `+`)."""
+    return f"signing-key-{kid.hex()}"
+
+
+class SigningKeyState(msgspec.Struct, kw_only=True):
+    """A document signer as its stream tells: revoked or not, and why."""
+
+    kid: str = ""
+    revoked: bool = False
+    reason: str = ""
+
+
+class RevokeSigningKey(msgspec.Struct, frozen=True, kw_only=True):
+    """Revoke a DSC. The caller says what it knows of the key: whether the trust list
+    holds it (`listed`), whether this process signs with it now (`active`)."""
+
+    kid: str
+    reason: str
+    listed: bool
+    active: bool
+    country: str | None = None
+    source: str = "issuer"
+
+
+def decide_signer(state: SigningKeyState, command: RevokeSigningKey) -> list[Event]:
+    """Revoke a listed DSC once (again: nothing to do); never the one signing now, which
+    would make every certificate issued next invalid: rotate first."""
+    if command.reason not in SIGNER_REVOCATION_REASONS:
+        raise RuleViolation(
+            "unknown_revocation_reason",
+            f"reason must be one of {', '.join(SIGNER_REVOCATION_REASONS)}",
+            field="body.reason",
+        )
+    if state.revoked:
+        return []
+    if not command.listed:
+        raise NotFound("unknown_signing_key", "no DSC on the trust list has this kid")
+    if command.active:
+        raise Conflict(
+            "signing_key_active",
+            "this DSC signs certificates now: rotate to a new one first, then revoke it",
+        )
+    return [
+        SigningKeyRevoked(
+            kid=command.kid, country=command.country, source=command.source, reason=command.reason
+        )
+    ]
+
+
+def evolve_signer(state: SigningKeyState, event: Event) -> SigningKeyState:
+    """Apply a recorded event (never refuses)."""
+    if isinstance(event, SigningKeyRevoked):
+        return SigningKeyState(kid=event.kid, revoked=True, reason=event.reason)
+    return state
+
+
+SIGNING_KEY: Aggregate[SigningKeyState, RevokeSigningKey] = Aggregate(
+    stream_type=SIGNING_KEY_STREAM_TYPE,
+    context=CONTEXT,
+    initial=SigningKeyState,
+    evolve=evolve_signer,
+    decide=decide_signer,
+    state_type=SigningKeyState,
 )

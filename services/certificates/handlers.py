@@ -1,7 +1,14 @@
 """Certificates' commands and reactions, as plain functions over their dependencies.
 
 The explicit map is `REACTIONS` (which handler runs for which event); the
-API's commands are `rotate_signing_key` and `verify_hc1`, called by app.py.
+API's commands are `rotate_signing_key`, `revoke_signing_key` and `verify_hc1`,
+called by app.py.
+
+Trust: at start the signer's DSC must chain to a configured CSCA and not be
+revoked, or the service refuses to start; the trust list is rebuilt from
+`signing_keys`, the foreign DSCs and `signer_revocations` (`refresh_trust`),
+and a DSC that chains to no configured CSCA (a forged row, a foreign DSC
+without its CSCA) is left out and logged once.
 
 registration.events.v1
 - CitizenRegistered, ContactDetailsChanged: keep the birth date and the sealed
@@ -52,13 +59,19 @@ from typing import Any, Protocol, TypeVar
 
 import asyncpg
 import msgspec
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from prometheus_client import Counter
 
 from immunreg.config import Settings
 from immunreg.contracts import administration, inventory, registration
 from immunreg.contracts.administration import DoseAdministered, DoseCorrected, DoseVoided
-from immunreg.contracts.certificates import CONTEXT, CertificateIssued, CertificateRevoked
+from immunreg.contracts.certificates import (
+    CONTEXT,
+    CertificateIssued,
+    CertificateRevoked,
+    SigningKeyRevoked,
+)
 from immunreg.contracts.common import Sealed
 from immunreg.contracts.envelope import Envelope, Event, Metadata
 from immunreg.contracts.inventory import LotRecalled
@@ -83,19 +96,26 @@ from .cose import cwt_claims, encode_hc1, sign1
 from .domain import (
     CERTIFICATE,
     PRODUCT_OUTSIDE_CATALOG,
+    SIGNING_KEY,
     Reconcile,
+    RevokeSigningKey,
     certificate_due,
     issuance,
+    signing_key_stream_id,
     stream_id,
 )
 from .hcert import Holder, IssuerConfig, Vaccination, build_payload
+from .hsm import Pkcs11EcKey
 from .keys import (
     DataKeyCache,
+    KeyConfigError,
     SignerConfig,
     SigningKey,
     TrustedKey,
     TrustList,
+    build_trust_list,
     kid_text,
+    load_cscas,
     load_signing_key,
     load_trusted_dir,
     load_unwrap_key,
@@ -156,15 +176,18 @@ class Issuer:
     signer_config: SignerConfig
     unwrap_key: rsa.RSAPrivateKey
     config: IssuerConfig
+    cscas: list[x509.Certificate] = field(default_factory=list)  # what every DSC chains to
     foreign: list[TrustedKey] = field(default_factory=list)
     metrics: CertificateMetrics | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     trust: TrustList = field(init=False)
     trust_loaded_at: float = 0.0
     data_keys: DataKeyCache = field(default_factory=DataKeyCache)
+    # kids of DSCs refused from the trust list (each logged once)
+    refused: set[bytes] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        self.trust = TrustList([self.signer.trusted, *self.foreign])
+        self.trust = TrustList([])
 
 
 @dataclass(frozen=True)
@@ -181,7 +204,8 @@ class Dependencies:
 async def start_issuer(
     pool: asyncpg.Pool, settings: Settings, metrics: CertificateMetrics | None = None
 ) -> Issuer:
-    """Load the keys the settings name (dev keys created), record the signer, load trust."""
+    """Load the keys the settings name (dev keys created), check the signer's chain, record
+    it, load trust. A signer that chains to no configured CSCA, or was revoked, is refused."""
     config = IssuerConfig.from_settings(settings)
     signer_cfg = signer_config(settings)
     signer = load_signing_key(signer_cfg, config.country)
@@ -194,19 +218,51 @@ async def start_issuer(
         signer_config=signer_cfg,
         unwrap_key=load_unwrap_key(settings),
         config=config,
+        cscas=load_cscas(settings, signer_cfg),
         foreign=load_trusted_dir(trusted_dir(settings)),
         metrics=metrics,
     )
+    trust = await refresh_trust(issuer, pool)
+    own = trust.get(signer.kid)
+    if own is None:
+        raise KeyConfigError(
+            f"the DSC {kid_text(signer.kid)} does not chain to any configured CSCA "
+            "(CERTIFICATES_CSCA_DIR)"
+        )
+    if own.revoked is not None:
+        raise KeyConfigError(
+            f"the DSC {kid_text(signer.kid)} was revoked ({own.revoked.reason}): "
+            "configure a new one"
+        )
     # On the trust list for good before it signs anything.
     await readmodel.record_signer(pool, issuer.signer)
-    await refresh_trust(issuer, pool)
     return issuer
 
 
+def stop_issuer(issuer: Issuer) -> None:
+    """Close what the signer holds open (a PKCS#11 session)."""
+    if isinstance(issuer.signer.private_key, Pkcs11EcKey):
+        issuer.signer.private_key.close()
+
+
 async def refresh_trust(issuer: Issuer, pool: asyncpg.Pool) -> TrustList:
-    """Reload the trust list: every DSC ever used here (newest first), then foreign ones."""
+    """Rebuild the trust list: the signer, every DSC ever used here (newest first), then
+    foreign ones; only those that chain to a configured CSCA, revoked ones marked."""
     own = [TrustedKey.of(c, "issuer") for c in await readmodel.signing_certificates(pool)]
-    issuer.trust = TrustList([issuer.signer.trusted, *own, *issuer.foreign])
+    trust, refused = build_trust_list(
+        [issuer.signer.trusted, *own, *issuer.foreign],
+        issuer.cscas,
+        await readmodel.signer_revocations(pool),
+    )
+    for key, why in refused:
+        if key.kid not in issuer.refused:
+            issuer.refused.add(key.kid)
+            log.warning(
+                "a DSC is left off the trust list: %s",
+                why,
+                extra={"kid": kid_text(key.kid), "source": key.source},
+            )
+    issuer.trust = trust
     issuer.trust_loaded_at = issuer.clock().timestamp()
     return issuer.trust
 
@@ -224,8 +280,9 @@ async def rotate_signing_key(issuer: Issuer, pool: asyncpg.Pool) -> SigningKey:
     if issuer.signer_config.dev_dir is None:
         raise Conflict(
             "rotation_needs_configuration",
-            "the signer comes from CERTIFICATES_DSC_KEY_FILE/_CERT_FILE: configure the new "
-            "DSC there and restart (the current one stays on the trust list)",
+            "the signer is configured (key file or PKCS#11): issue a new DSC with "
+            "`immunreg certificates dsc issue`, configure it and restart (the current one "
+            "stays on the trust list)",
         )
     new = rotate_dev_signing_key(issuer.signer_config.dev_dir, issuer.config.country)
     previous = issuer.signer
@@ -239,11 +296,53 @@ async def rotate_signing_key(issuer: Issuer, pool: asyncpg.Pool) -> SigningKey:
     return new
 
 
-async def verify_hc1(issuer: Issuer, pool: asyncpg.Pool, hc1: str, at: datetime) -> Verification:
-    """Verify an `HC1:` string at `at` against the trust list and this issuer's revocations."""
-    result = verify(hc1, issuer.trust, at)
+async def revoke_signing_key(
+    issuer: Issuer,
+    store: EventStore,
+    kid: bytes,
+    reason: str,
+    *,
+    metadata: Metadata | None = None,
+) -> tuple[TrustedKey, bool]:
+    """Revoke a DSC on the trust list (not the one signing now): recorded as a
+    `SigningKeyRevoked` event with its row in `signer_revocations`, in one transaction.
+    The key as the trust list now shows it, and whether this call revoked it."""
+    trust = await refresh_trust(issuer, store.pool)
+    key = trust.get(kid)
+    command = RevokeSigningKey(
+        kid=kid_text(kid),
+        reason=reason,
+        listed=key is not None,
+        active=kid == issuer.signer.kid,
+        country=key.country if key is not None else None,
+        source=key.source if key is not None else "issuer",
+    )
+
+    async def work(conn: Connection) -> bool:
+        outcome = await store.execute_in(
+            conn, SIGNING_KEY, signing_key_stream_id(kid), command, metadata=metadata
+        )
+        for envelope in outcome.events:
+            event = CONTEXT.read(envelope)
+            assert isinstance(event, SigningKeyRevoked)
+            await readmodel.record_signer_revocation(conn, kid, event.reason, envelope.recorded_at)
+        return bool(outcome.events)
+
+    revoked = await store.transact(work)
+    revoked_key = (await refresh_trust(issuer, store.pool)).get(kid)
+    assert revoked_key is not None
+    return revoked_key, revoked
+
+
+async def verify_hc1(
+    issuer: Issuer, pool: asyncpg.Pool, hc1: str, now: datetime, at: datetime | None = None
+) -> Verification:
+    """Verify an `HC1:` string on the clock `now` (`at`: the moment a caller asks about; it
+    can only make the expiry check stricter) against the trust list and this issuer's
+    revocations."""
+    result = verify(hc1, issuer.trust, now, at=at)
     if result.reason is Reason.UNKNOWN_KEY and result.kid is not None:
-        result = verify(hc1, await trust_for(issuer, pool, result.kid), at)
+        result = verify(hc1, await trust_for(issuer, pool, result.kid), now, at=at)
     uvci = result.uvci
     signed = result.reason in (Reason.OK, Reason.EXPIRED)
     if signed and uvci is not None and await readmodel.is_revoked(pool, uvci_sha256(uvci)):

@@ -1,25 +1,34 @@
-"""The certificates service's keys: the document signer (DSC) it signs with, the keys
-it trusts when verifying, the RSA key that unwraps citizens' data keys, and a cache
-of the data keys it unwrapped.
+"""The certificates service's keys: the document signer (DSC) it signs with, the
+country signing CAs (CSCAs) it checks every DSC against, the trust list built from
+them, the RSA key that unwraps citizens' data keys, and a cache of the data keys
+it unwrapped.
 
 Settings (each `CERTIFICATES_<NAME>`, or `Settings.extra[<NAME>]`):
 
-- `DSC_KEY_FILE` + `DSC_CERT_FILE`: production signer, PEM files (an EC P-256
-  private key, unencrypted, and its X.509 document-signer certificate issued by
-  the national CSCA). Both or neither.
-- `KEYS_DIR`: without them, a development CSCA and DSC are generated on first
-  start into `<state_dir>/keys/dcc/` (one PEM file per key pair, key and
-  certificate together, created atomically). The newest DSC there signs.
-- `PKCS11_MODULE`: not implemented; naming one refuses to start rather than
-  silently signing with something else.
-- `TRUSTED_DIR`: a folder of other issuers' DSCs (PEM or DER, `.pem .crt .cer
-  .der`) that `POST /v1/verify` accepts too.
+- The signer, one of:
+  - `DSC_KEY_FILE` + `DSC_CERT_FILE`: PEM files (an EC P-256 private key,
+    unencrypted, and its DSC issued by the national CSCA);
+  - `PKCS11_MODULE` + `PKCS11_TOKEN_LABEL` + `PKCS11_KEY_LABEL` + `PKCS11_PIN_FILE`
+    with `DSC_CERT_FILE`: the key stays in a PKCS#11 token (hsm.py);
+  - neither (development): `KEYS_DIR` (default `<keys>/dcc/`) holds DSCs (one PEM
+    file per key pair, key and certificate) and the CSCA's certificate
+    (`csca.crt`); the newest DSC signs. On first start a CSCA and a DSC are made;
+    the CSCA's private key goes to a separate folder (`<KEYS_DIR>-csca-offline/`),
+    never where the service reads its keys, as the offline CLI would keep it.
+- `CSCA_DIR`: the CSCA certificates (PEM or DER, ours and other countries'), and no
+  private key. Required with a configured signer; in development the dev CSCA's
+  certificate is trusted besides.
+- `TRUSTED_DIR`: other issuers' DSCs (PEM or DER, `.pem .crt .cer .der`).
 - `UNWRAP_KEY_FILE`: RSA private key (PEM) that opens the data keys
   registration grants to `certificates`. Default
   `<state_dir>/keys/certificates-private.pem`, created with its public half
   (`certificates-public.pem`, what registration wraps for) on first start.
   Granted keys are stored as granted (wrapped for this RSA key, never in
   clear), so replacing this key would need them re-wrapped: not implemented.
+
+The trust list (`build_trust_list`) holds only DSCs that chain to a configured CSCA
+(pki.check_chain): those that signed here (`signing_keys`) and the foreign ones;
+a revoked DSC stays listed, marked revoked, and verifies nothing.
 
 A key's `kid` is the first 8 bytes of the SHA-256 of its DSC (DER). Rotation:
 a new DSC becomes the signer; every DSC ever used stays in `signing_keys` and
@@ -29,34 +38,45 @@ on the trust list, so certificates signed before still verify.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
 
 from immunreg.config import Settings, setting
 from immunreg.keyfiles import write_once
 from immunreg.paths import keys_dir
 from immunreg.sealing import ensure_rsa_key_pair, load_private_key
 
-from .cose import PublicKey
+from .cose import EcSigner, PublicKey
+from .hsm import Pkcs11Config, Pkcs11EcKey, TokenError
+from .pki import (
+    CertificateAuthority,
+    ChainError,
+    check_chain,
+    check_csca,
+    country_of,
+    issue_dsc,
+    new_csca,
+)
 
 SERVICE = "certificates"
 DEV_DIR = "dcc"
-CSCA_FILE = "csca.pem"
+CSCA_FILE = "csca.pem"  # the dev CSCA's key and certificate, in the offline folder only
+CSCA_CERT_FILE = "csca.crt"  # its certificate, beside the DSCs
+OFFLINE_SUFFIX = "-csca-offline"
 UNWRAP_PRIVATE_FILE = "certificates-private.pem"
 UNWRAP_PUBLIC_FILE = "certificates-public.pem"
 KID_BYTES = 8
-CSCA_VALIDITY = timedelta(days=3650)
-DSC_VALIDITY = timedelta(days=730)
 
 # EU DCC extended key usages of a DSC: which certificate types it may sign.
 # Both arcs occur in the wild (with and without the extra .0).
@@ -68,7 +88,6 @@ KEY_USAGE_OIDS: dict[str, str] = {
     "1.3.6.1.4.1.0.1847.2021.1.2": "v",
     "1.3.6.1.4.1.0.1847.2021.1.3": "r",
 }
-VACCINATION_EKU = x509.ObjectIdentifier("1.3.6.1.4.1.1847.2021.1.2")
 
 
 class KeyConfigError(RuntimeError):
@@ -86,11 +105,6 @@ def kid_text(kid: bytes) -> str:
     return base64.b64encode(kid).decode("ascii")
 
 
-def _country(certificate: x509.Certificate) -> str | None:
-    values = certificate.subject.get_attributes_for_oid(NameOID.COUNTRY_NAME)
-    return str(values[0].value) if values else None
-
-
 def _key_usage(certificate: x509.Certificate) -> frozenset[str] | None:
     try:
         eku = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
@@ -100,6 +114,14 @@ def _key_usage(certificate: x509.Certificate) -> frozenset[str] | None:
         KEY_USAGE_OIDS[oid.dotted_string] for oid in eku if oid.dotted_string in KEY_USAGE_OIDS
     }
     return frozenset(types) or None
+
+
+@dataclass(frozen=True)
+class SignerRevocation:
+    """Why and when a DSC was revoked (it verifies nothing from then on)."""
+
+    reason: str
+    revoked_at: datetime
 
 
 @dataclass(frozen=True)
@@ -113,6 +135,9 @@ class TrustedKey:
     country: str | None = None
     # Certificate types ("v", "t", "r") the DSC may sign; None: any.
     key_usage: frozenset[str] | None = None
+    # The CSCA it chains to (set when the trust list is built).
+    csca: x509.Certificate | None = field(default=None, compare=False)
+    revoked: SignerRevocation | None = None
 
     @classmethod
     def of(cls, certificate: x509.Certificate, source: str) -> TrustedKey:
@@ -125,7 +150,7 @@ class TrustedKey:
             certificate=certificate,
             source=source,
             public_key=public_key,
-            country=_country(certificate),
+            country=country_of(certificate),
             key_usage=_key_usage(certificate),
         )
 
@@ -163,7 +188,7 @@ class TrustList:
 class SigningKey:
     """The document signer: its private key and its DSC."""
 
-    private_key: ec.EllipticCurvePrivateKey
+    private_key: EcSigner
     certificate: x509.Certificate
 
     @property
@@ -177,107 +202,95 @@ class SigningKey:
         return TrustedKey.of(self.certificate, "issuer")
 
 
+# --- trust ---------------------------------------------------------------------------
+
+
+def build_trust_list(
+    candidates: Iterable[TrustedKey],
+    cscas: Sequence[x509.Certificate],
+    revoked: Mapping[bytes, SignerRevocation],
+) -> tuple[TrustList, list[tuple[TrustedKey, str]]]:
+    """The trust list: each candidate DSC that chains to one of `cscas` (marked revoked
+    when `revoked` names its kid); and the candidates refused, with why."""
+    trusted: list[TrustedKey] = []
+    refused: list[tuple[TrustedKey, str]] = []
+    for key in candidates:
+        try:
+            csca = check_chain(key.certificate, cscas)
+        except ChainError as exc:
+            refused.append((key, str(exc)))
+            continue
+        trusted.append(replace(key, csca=csca, revoked=revoked.get(key.kid)))
+    return TrustList(trusted), refused
+
+
 # --- development keys ----------------------------------------------------------------
 
-
-def _name(common_name: str, country: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.COUNTRY_NAME, country),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "immunreg (development)"),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
+DEV_ORGANISATION = "immunreg (development)"
 
 
 def _pem(key: ec.EllipticCurvePrivateKey, certificate: x509.Certificate) -> bytes:
+    return private_pem(key) + certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """A private key as unencrypted PKCS#8 PEM (files are written mode 0600)."""
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
-    ) + certificate.public_bytes(serialization.Encoding.PEM)
+    )
 
 
-def _read_pair(path: Path) -> SigningKey:
+def _read_pair(path: Path) -> tuple[object, x509.Certificate]:
     data = path.read_bytes()
     marker = b"-----BEGIN CERTIFICATE-----"
     start = data.find(marker)
     if start < 0:
         raise KeyConfigError(f"{path} holds no certificate")
     key = serialization.load_pem_private_key(data[:start], password=None)
-    certificate = x509.load_pem_x509_certificate(data[start:])
-    return _signing_key(key, certificate, str(path))
+    return key, x509.load_pem_x509_certificate(data[start:])
 
 
-def _ensure_csca(directory: Path, country: str, now: datetime | None = None) -> SigningKey:
-    path = directory / CSCA_FILE
+def offline_dir(directory: Path) -> Path:
+    """Where development keeps its CSCA's private key: beside the DSC folder, not in it."""
+    return directory.with_name(directory.name + OFFLINE_SUFFIX)
+
+
+def _ensure_dev_csca(
+    directory: Path, country: str, now: datetime | None = None
+) -> CertificateAuthority:
+    """The dev CSCA (made once), its key in the offline folder, its certificate beside
+    the DSCs. A CSCA key left in the DSC folder by an earlier version is moved out."""
+    path = offline_dir(directory) / CSCA_FILE
+    legacy = directory / CSCA_FILE
     if not path.exists():
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = now or datetime.now(UTC)
-        name = _name(f"immunreg DEV CSCA {country}", country)
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=5))
-            .not_valid_after(now + CSCA_VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=False,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-            .sign(key, hashes.SHA256())
+        # Another process may be moving it at the same moment: then it is there already.
+        with contextlib.suppress(FileNotFoundError):
+            write_once(path, legacy.read_bytes())
+    legacy.unlink(missing_ok=True)
+    if not path.exists():
+        made = new_csca(
+            country,
+            now=now or datetime.now(UTC),
+            common_name=f"immunreg DEV CSCA {country}",
+            organisation=DEV_ORGANISATION,
         )
-        write_once(path, _pem(key, certificate))
-    return _read_pair(path)
+        write_once(path, _pem(made.private_key, made.certificate))
+    key, certificate = _read_pair(path)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise KeyConfigError(f"{path}: the CSCA key must be an EC private key")
+    write_once(directory / CSCA_CERT_FILE, certificate.public_bytes(serialization.Encoding.PEM))
+    return CertificateAuthority(key, certificate)
 
 
-def _new_dsc(directory: Path, csca: SigningKey, country: str, now: datetime | None = None) -> Path:
+def _new_dsc(directory: Path, csca: CertificateAuthority, now: datetime | None = None) -> Path:
     key = ec.generate_private_key(ec.SECP256R1())
     now = now or datetime.now(UTC)
     stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(_name(f"immunreg DEV DSC {country} {stamp}", country))
-        .issuer_name(csca.certificate.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(min(now + DSC_VALIDITY, csca.certificate.not_valid_after_utc))
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([VACCINATION_EKU]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(csca.private_key.public_key()),
-            False,
-        )
-        .sign(csca.private_key, hashes.SHA256())
+    country = country_of(csca.certificate) or "XX"
+    certificate = issue_dsc(
+        csca, key.public_key(), now=now, common_name=f"immunreg DEV DSC {country} {stamp}"
     )
     path = directory / f"dsc-{stamp}-{uuid.uuid4().hex[:6]}.pem"
     write_once(path, _pem(key, certificate))
@@ -286,7 +299,10 @@ def _new_dsc(directory: Path, csca: SigningKey, country: str, now: datetime | No
 
 def _newest_dsc(directory: Path) -> SigningKey | None:
     files = sorted(directory.glob("dsc-*.pem"))
-    return _read_pair(files[-1]) if files else None
+    if not files:
+        return None
+    key, certificate = _read_pair(files[-1])
+    return _signing_key(key, certificate, str(files[-1]))
 
 
 def ensure_dev_signing_key(
@@ -296,18 +312,17 @@ def ensure_dev_signing_key(
     (valid from a few minutes before `now`, default the present)."""
     existing = _newest_dsc(directory)
     if existing is not None:
+        if (directory / CSCA_FILE).exists() or not (directory / CSCA_CERT_FILE).exists():
+            _ensure_dev_csca(directory, country, now)  # an earlier layout: move the key out
         return existing
-    _new_dsc(directory, _ensure_csca(directory, country, now), country, now)
-    newest = _newest_dsc(directory)
-    assert newest is not None
-    return newest
+    return rotate_dev_signing_key(directory, country, now=now)
 
 
 def rotate_dev_signing_key(
     directory: Path, country: str = "RS", *, now: datetime | None = None
 ) -> SigningKey:
     """A new development DSC (signed by the same CSCA), now the newest: the next signer."""
-    _new_dsc(directory, _ensure_csca(directory, country, now), country, now)
+    _new_dsc(directory, _ensure_dev_csca(directory, country, now), now)
     newest = _newest_dsc(directory)
     assert newest is not None
     return newest
@@ -315,7 +330,7 @@ def rotate_dev_signing_key(
 
 def dev_csca(directory: Path, country: str = "RS") -> x509.Certificate:
     """The development CSCA certificate (what a verifier would pin)."""
-    return _ensure_csca(directory, country).certificate
+    return _ensure_dev_csca(directory, country).certificate
 
 
 # --- configuration -------------------------------------------------------------------
@@ -325,14 +340,26 @@ def _setting(settings: Settings, name: str) -> str | None:
     return settings.extra.get(name) or setting(name, SERVICE)
 
 
+PROBE = b"immunreg: does this key match its DSC?"
+
+
 def _signing_key(key: object, certificate: x509.Certificate, where: str) -> SigningKey:
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+    """The signer, once a probe signature shows the certificate is the key's."""
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        if key.curve.name != "secp256r1":
+            raise KeyConfigError(f"{where}: the DSC key must be an EC P-256 private key (ES256)")
+    elif not isinstance(key, Pkcs11EcKey):
         raise KeyConfigError(f"{where}: the DSC key must be an EC P-256 private key (ES256)")
     public = certificate.public_key()
-    if not isinstance(public, ec.EllipticCurvePublicKey) or public.public_numbers() != (
-        key.public_key().public_numbers()
-    ):
-        raise KeyConfigError(f"{where}: the certificate is not the private key's")
+    if not isinstance(public, ec.EllipticCurvePublicKey) or public.curve.name != "secp256r1":
+        raise KeyConfigError(f"{where}: the DSC must hold an EC P-256 public key")
+    try:
+        signature = key.sign(PROBE, ec.ECDSA(hashes.SHA256()))
+        public.verify(signature, PROBE, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise KeyConfigError(f"{where}: the certificate is not the private key's") from None
+    except TokenError as exc:
+        raise KeyConfigError(f"{where}: {exc}") from exc
     return SigningKey(key, certificate)
 
 
@@ -343,6 +370,7 @@ class SignerConfig:
     dev_dir: Path | None  # generated keys (rotation makes a new one here)
     key_file: Path | None = None
     cert_file: Path | None = None
+    pkcs11: Pkcs11Config | None = None
 
     @property
     def development(self) -> bool:
@@ -350,15 +378,33 @@ class SignerConfig:
         return self.dev_dir is not None
 
 
+PKCS11_SETTINGS = ("PKCS11_MODULE", "PKCS11_TOKEN_LABEL", "PKCS11_KEY_LABEL", "PKCS11_PIN_FILE")
+
+
 def signer_config(settings: Settings) -> SignerConfig:
-    """Read the signer settings (refusing PKCS#11 and half a key pair)."""
-    if _setting(settings, "PKCS11_MODULE"):
-        raise KeyConfigError(
-            "CERTIFICATES_PKCS11_MODULE: signing through PKCS#11 is not implemented; "
-            "configure CERTIFICATES_DSC_KEY_FILE and CERTIFICATES_DSC_CERT_FILE"
-        )
+    """Read the signer settings (refusing half a key pair or half a PKCS#11 setting)."""
     key_file = _setting(settings, "DSC_KEY_FILE")
     cert_file = _setting(settings, "DSC_CERT_FILE")
+    token = {name: _setting(settings, name) for name in PKCS11_SETTINGS}
+    if any(token.values()):
+        missing = [f"CERTIFICATES_{n}" for n, v in token.items() if not v]
+        if not cert_file:
+            missing.append("CERTIFICATES_DSC_CERT_FILE")
+        if missing:
+            raise KeyConfigError(f"PKCS#11 signing also needs {', '.join(missing)}")
+        if key_file:
+            raise KeyConfigError("set CERTIFICATES_DSC_KEY_FILE or PKCS#11, not both")
+        assert cert_file is not None
+        return SignerConfig(
+            dev_dir=None,
+            cert_file=Path(cert_file),
+            pkcs11=Pkcs11Config(
+                module=Path(str(token["PKCS11_MODULE"])),
+                token_label=str(token["PKCS11_TOKEN_LABEL"]),
+                key_label=str(token["PKCS11_KEY_LABEL"]),
+                pin_file=Path(str(token["PKCS11_PIN_FILE"])),
+            ),
+        )
     if bool(key_file) != bool(cert_file):
         raise KeyConfigError("set both CERTIFICATES_DSC_KEY_FILE and CERTIFICATES_DSC_CERT_FILE")
     if key_file and cert_file:
@@ -374,10 +420,15 @@ def load_signing_key(config: SignerConfig, country: str = "RS") -> SigningKey:
             return ensure_dev_signing_key(config.dev_dir, country)
         except (OSError, ValueError) as exc:
             raise KeyConfigError(f"development keys in {config.dev_dir}: {exc}") from exc
-    assert config.key_file is not None and config.cert_file is not None
+    assert config.cert_file is not None
     try:
-        key = serialization.load_pem_private_key(config.key_file.read_bytes(), password=None)
         certificate = x509.load_pem_x509_certificate(config.cert_file.read_bytes())
+        if config.pkcs11 is not None:
+            return _signing_key(Pkcs11EcKey(config.pkcs11), certificate, str(config.pkcs11.module))
+        assert config.key_file is not None
+        key = serialization.load_pem_private_key(config.key_file.read_bytes(), password=None)
+    except TokenError as exc:
+        raise KeyConfigError(str(exc)) from exc
     except (OSError, ValueError, TypeError) as exc:
         raise KeyConfigError(f"CERTIFICATES_DSC_KEY_FILE / _CERT_FILE: {exc}") from exc
     return _signing_key(key, certificate, str(config.key_file))
@@ -394,27 +445,56 @@ def load_certificates(path: Path) -> list[x509.Certificate]:
 TRUSTED_SUFFIXES = {".pem", ".crt", ".cer", ".der"}
 
 
-def load_trusted_dir(directory: Path | None) -> list[TrustedKey]:
-    """Other issuers' DSCs from a folder (none when not configured)."""
-    if directory is None:
-        return []
-    keys: list[TrustedKey] = []
+def _certificates_in(directory: Path, what: str) -> list[x509.Certificate]:
+    """Every certificate in the folder's certificate files (in name order)."""
     try:
         files = sorted(p for p in directory.iterdir() if p.suffix.lower() in TRUSTED_SUFFIXES)
     except OSError as exc:
-        raise KeyConfigError(f"CERTIFICATES_TRUSTED_DIR {directory}: {exc}") from exc
+        raise KeyConfigError(f"{what} {directory}: {exc}") from exc
+    found: list[x509.Certificate] = []
     for path in files:
         try:
-            keys += [TrustedKey.of(c, "trusted") for c in load_certificates(path)]
+            found += load_certificates(path)
         except (OSError, ValueError) as exc:
-            raise KeyConfigError(f"trusted DSC {path}: {exc}") from exc
-    return keys
+            raise KeyConfigError(f"{what} {path}: {exc}") from exc
+    return found
+
+
+def load_trusted_dir(directory: Path | None) -> list[TrustedKey]:
+    """Other issuers' DSCs from a folder (none when not configured); not yet chain-checked."""
+    if directory is None:
+        return []
+    try:
+        return [TrustedKey.of(c, "trusted") for c in _certificates_in(directory, "trusted DSC")]
+    except ValueError as exc:
+        raise KeyConfigError(f"trusted DSC in {directory}: {exc}") from exc
 
 
 def trusted_dir(settings: Settings) -> Path | None:
     """The configured folder of other issuers' DSCs."""
     value = _setting(settings, "TRUSTED_DIR")
     return Path(value) if value else None
+
+
+def load_cscas(settings: Settings, config: SignerConfig) -> list[x509.Certificate]:
+    """The CSCA certificates every DSC must chain to: `CSCA_DIR`, and in development the
+    dev CSCA's. A configured signer without `CSCA_DIR` is refused (nothing to trust)."""
+    value = _setting(settings, "CSCA_DIR")
+    cscas = _certificates_in(Path(value), "CERTIFICATES_CSCA_DIR") if value else []
+    if config.dev_dir is not None:
+        dev = config.dev_dir / CSCA_CERT_FILE
+        try:
+            cscas += load_certificates(dev)
+        except (OSError, ValueError) as exc:
+            raise KeyConfigError(f"development CSCA {dev}: {exc}") from exc
+    elif not cscas:
+        raise KeyConfigError("CERTIFICATES_CSCA_DIR: configure the CSCA certificate(s)")
+    for csca in cscas:
+        try:
+            check_csca(csca)
+        except ChainError as exc:
+            raise KeyConfigError(f"CSCA {csca.subject.rfc4514_string()}: {exc}") from exc
+    return cscas
 
 
 def load_unwrap_key(settings: Settings) -> rsa.RSAPrivateKey:

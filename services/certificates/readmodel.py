@@ -20,7 +20,7 @@ from immunreg.contracts.common import Sealed
 from immunreg.eventstore.database import Connection, view_of
 
 from .domain import DoseFacts
-from .keys import SigningKey
+from .keys import SignerRevocation, SigningKey
 from .schemas import CertificateView, CitizenCertificates, RevokedEntry
 from .verify import uci_hash, uvci_sha256
 
@@ -135,6 +135,25 @@ async def signing_certificates(db: Database) -> list[x509.Certificate]:
     """Every DSC that signed here, newest first."""
     rows = await db.fetch("SELECT certificate FROM signing_keys ORDER BY first_used_at DESC, kid")
     return [x509.load_der_x509_certificate(r["certificate"]) for r in rows]
+
+
+async def record_signer_revocation(
+    conn: Connection, kid: bytes, reason: str, revoked_at: datetime
+) -> None:
+    """Keep a DSC's revocation (the first one counts)."""
+    await conn.execute(
+        "INSERT INTO signer_revocations (kid, reason, revoked_at) VALUES ($1, $2, $3) "
+        "ON CONFLICT (kid) DO NOTHING",
+        kid,
+        reason,
+        revoked_at,
+    )
+
+
+async def signer_revocations(db: Database) -> dict[bytes, SignerRevocation]:
+    """Every revoked DSC, by kid."""
+    rows = await db.fetch("SELECT kid, reason, revoked_at FROM signer_revocations")
+    return {bytes(r["kid"]): SignerRevocation(r["reason"], r["revoked_at"]) for r in rows}
 
 
 # --- citizens, as registration tells ------------------------------------------------

@@ -79,3 +79,11 @@ CREATE TABLE IF NOT EXISTS signing_keys (
     not_after      timestamptz NOT NULL,
     first_used_at  timestamptz NOT NULL DEFAULT now()
 );
+
+-- Revoked document signers (ours or foreign), as the SigningKey streams record them:
+-- a revoked DSC stays on the trust list, marked, and verifies nothing.
+CREATE TABLE IF NOT EXISTS signer_revocations (
+    kid         bytea       PRIMARY KEY,
+    reason      text        NOT NULL,
+    revoked_at  timestamptz NOT NULL
+);

@@ -13,7 +13,7 @@ import msgspec
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from .keys import TrustedKey, TrustList, kid_text
+from .keys import KID_BYTES, TrustedKey, TrustList, kid_text
 from .verify import Reason, Verification
 
 Status = Literal["valid", "revoked"]
@@ -60,7 +60,8 @@ class CitizenCertificates(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class VerifyRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """An `HC1:` string as a QR code holds it; `at` verifies at another moment (default now)."""
+    """An `HC1:` string as a QR code holds it; `at` asks about a later moment (expiry is
+    checked at the later of `at` and the server's clock)."""
 
     hc1: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_HC1_LENGTH)]
     at: datetime | None = None
@@ -69,8 +70,8 @@ class VerifyRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 class VerifyResult(msgspec.Struct, frozen=True, kw_only=True):
     """The verdict and what the certificate says (`payload`: the decoded DCC, when decodable).
 
-    `reason`: ok, malformed, unknown_key, bad_signature, signer_not_valid, wrong_key_usage,
-    revoked, expired.
+    `reason`: ok, malformed, unknown_key, bad_signature, signer_revoked, issuer_mismatch,
+    signer_not_valid, wrong_key_usage, revoked, expired.
     """
 
     valid: bool
@@ -97,6 +98,21 @@ class VerifyResult(msgspec.Struct, frozen=True, kw_only=True):
             uvci=verification.uvci,
             payload=verification.payload,
         )
+
+
+class SigningKeyRevocation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Revoke the DSC with this `kid` (as the trust list writes it), for `reason`."""
+
+    kid: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    reason: Literal["key_compromise", "ca_compromise", "superseded", "cessation_of_operation"]
+
+    def kid_bytes(self) -> bytes | None:
+        """The kid's bytes, or None when it is not base64 of 8 bytes."""
+        try:
+            kid = base64.b64decode(self.kid, validate=True)
+        except ValueError:
+            return None
+        return kid if len(kid) == KID_BYTES else None
 
 
 # --- revocation list ------------------------------------------------------------------
@@ -135,7 +151,9 @@ class Jwk(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 
 class TrustListEntry(msgspec.Struct, frozen=True, kw_only=True):
-    """A document signer (DSC): verify certificates whose COSE `kid` equals `kid`."""
+    """A document signer (DSC): verify certificates whose COSE `kid` equals `kid`, unless
+    it is revoked (`revoked_at` set: it verifies nothing). Every DSC listed chains to the
+    CSCA named in `csca`."""
 
     kid: str  # base64 of the first 8 bytes of SHA-256(DSC DER)
     country: str | None
@@ -147,6 +165,9 @@ class TrustListEntry(msgspec.Struct, frozen=True, kw_only=True):
     key_usage: list[str] | None  # certificate types it may sign (v, t, r); null: any
     not_before: datetime
     not_after: datetime
+    csca: str | None = None  # subject of the CSCA it chains to (RFC 4514)
+    revoked_at: datetime | None = None
+    revocation_reason: str | None = None
 
 
 class TrustListView(msgspec.Struct, frozen=True, kw_only=True):
@@ -180,27 +201,33 @@ def _jwk(key: TrustedKey) -> Jwk:
     return Jwk(kty="RSA", kid=kid, n=_b64url(rsa_numbers.n), e=_b64url(rsa_numbers.e))
 
 
+def trust_list_entry(key: TrustedKey, *, active_kid: bytes) -> TrustListEntry:
+    """One DSC as the trust list publishes it."""
+    return TrustListEntry(
+        kid=kid_text(key.kid),
+        country=key.country,
+        source="issuer" if key.source == "issuer" else "trusted",
+        active=key.kid == active_kid,
+        certificate=base64.b64encode(
+            key.certificate.public_bytes(serialization.Encoding.DER)
+        ).decode("ascii"),
+        public_key=_jwk(key),
+        spki=base64.b64encode(
+            key.public_key.public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        ).decode("ascii"),
+        key_usage=sorted(key.key_usage) if key.key_usage is not None else None,
+        not_before=key.not_before,
+        not_after=key.not_after,
+        csca=key.csca.subject.rfc4514_string() if key.csca is not None else None,
+        revoked_at=key.revoked.revoked_at if key.revoked is not None else None,
+        revocation_reason=key.revoked.reason if key.revoked is not None else None,
+    )
+
+
 def trust_list_view(trust: TrustList, *, issuer: str, active_kid: bytes) -> TrustListView:
     """The published trust list."""
-    entries = [
-        TrustListEntry(
-            kid=kid_text(key.kid),
-            country=key.country,
-            source="issuer" if key.source == "issuer" else "trusted",
-            active=key.kid == active_kid,
-            certificate=base64.b64encode(
-                key.certificate.public_bytes(serialization.Encoding.DER)
-            ).decode("ascii"),
-            public_key=_jwk(key),
-            spki=base64.b64encode(
-                key.public_key.public_bytes(
-                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-                )
-            ).decode("ascii"),
-            key_usage=sorted(key.key_usage) if key.key_usage is not None else None,
-            not_before=key.not_before,
-            not_after=key.not_after,
-        )
-        for key in trust
-    ]
-    return TrustListView(issuer=issuer, keys=entries)
+    return TrustListView(
+        issuer=issuer, keys=[trust_list_entry(key, active_kid=active_kid) for key in trust]
+    )

@@ -1,11 +1,18 @@
 """Verifying an `HC1:` certificate: decode, find the signer's key, check the signature,
-that the signer (DSC) was valid when the certificate was issued, the signer's key usage,
-revocation and expiry.
+that the signer (DSC) is not revoked, that the CWT issuer is the DSC's country, that the
+signer was valid when the certificate was issued, the signer's key usage, revocation and
+expiry.
 
-Pure and offline: the trust list, the revocation check and "now" are
+Pure and offline: the trust list, the revocation check and the clock are
 arguments, so a test can verify the EU test certificates at their own
 validation clock. `POST /v1/verify` passes the service's trust list (its own
-DSCs and the configured foreign ones) and its revocation list.
+DSCs and the configured foreign ones, each checked against a configured CSCA
+when the list was built: keys.build_trust_list) and its revocation list.
+
+The clock rule: `now` is the verifier's own clock and is trusted; `at` is a
+moment a caller asks about and is not. Expiry is checked at the later of the
+two, so a caller may ask "is it still valid next month?" but can never move
+the clock back to make an expired certificate valid.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ class Reason(StrEnum):
     MALFORMED = "malformed"  # not HC1 / Base45 / zlib / COSE / CWT / DCC
     UNKNOWN_KEY = "unknown_key"  # no kid, or a kid not on the trust list
     BAD_SIGNATURE = "bad_signature"  # the signature does not verify with that key
+    SIGNER_REVOKED = "signer_revoked"  # the DSC that signed it is revoked
+    ISSUER_MISMATCH = "issuer_mismatch"  # the CWT issuer is not the DSC's country
     SIGNER_NOT_VALID = "signer_not_valid"  # issued outside the DSC's validity period
     WRONG_KEY_USAGE = "wrong_key_usage"  # the DSC may not sign this type of certificate
     REVOKED = "revoked"  # its UVCI hash is on the revocation list
@@ -88,8 +97,11 @@ def verify(
     trust: TrustList,
     now: datetime,
     is_revoked: Callable[[str], bool] | None = None,
+    *,
+    at: datetime | None = None,
 ) -> Verification:
-    """Verify an `HC1:` string against `trust` at `now` (timezone-aware)."""
+    """Verify an `HC1:` string against `trust` on the verifier's clock `now`; `at` (asked by
+    a caller, untrusted) can only move the expiry check later (all timezone-aware)."""
     try:
         message = decode_hc1(hc1)
         claims = decode_claims(message)
@@ -107,15 +119,34 @@ def verify(
     )
     if claims.expires_at is None:
         return replace(seen, detail="the CWT has no expiry (claim 4)")
+    # Without an issuing date the DSC's validity cannot be checked: refuse rather than skip.
+    if claims.issued_at is None:
+        return replace(seen, detail="the CWT has no issuing date (claim 6)")
     key = trust.get(message.kid)
     if key is None:
         detail = "no kid in the COSE headers" if message.kid is None else "kid not trusted"
         return replace(seen, reason=Reason.UNKNOWN_KEY, detail=detail)
     if not signature_ok(message, key.public_key):
         return replace(seen, reason=Reason.BAD_SIGNATURE, detail="the signature does not verify")
+    # A revoked DSC may be in other hands: nothing it signed holds, whatever its date
+    # says (a thief writes any issuing date he likes).
+    if key.revoked is not None:
+        return replace(
+            seen,
+            reason=Reason.SIGNER_REVOKED,
+            detail=f"the DSC was revoked ({key.revoked.reason})",
+        )
+    # A country's DSC speaks for that country only (the `iss` claim is optional in the
+    # DCC: when absent, the certificate claims no issuer to contradict).
+    if claims.issuer is not None and claims.issuer.upper() != (key.country or "").upper():
+        return replace(
+            seen,
+            reason=Reason.ISSUER_MISMATCH,
+            detail=f"issued as {claims.issuer} by a DSC of {key.country or 'no country'}",
+        )
     # A DSC vouches only for what it signed while it was valid: a certificate dated
     # outside that window was signed by a key that should no longer (or not yet) be used.
-    if claims.issued_at is not None and not key.not_before <= claims.issued_at <= key.not_after:
+    if not key.not_before <= claims.issued_at <= key.not_after:
         return replace(
             seen,
             reason=Reason.SIGNER_NOT_VALID,
@@ -134,6 +165,6 @@ def verify(
     uvci = ok.uvci
     if is_revoked is not None and uvci is not None and is_revoked(uvci):
         return ok.revoked()
-    if now >= claims.expires_at:
+    if max(now, at or now) >= claims.expires_at:
         return replace(seen, reason=Reason.EXPIRED, detail="past the CWT expiry")
     return ok

@@ -3,6 +3,9 @@
 One stream per dose (`certificate-<dose_id>`): the dose's certificate, and the
 ones that replaced it after a correction. Events carry no names: the signed
 certificate (which does) is kept by the certificates service only.
+
+One stream per revoked document signer (`signing-key-<kid, hex>`): a DSC whose
+certificates no longer verify.
 """
 
 from __future__ import annotations
@@ -42,4 +45,14 @@ class CertificateRevoked(Event, frozen=True, kw_only=True):
     superseded_by: str | None = None
 
 
-CONTEXT = Context("certificates", [CertificateIssued, CertificateRevoked])
+class SigningKeyRevoked(Event, frozen=True, kw_only=True):
+    """A document signer (DSC) was revoked: nothing it signed verifies any more.
+    `reason`: key_compromise, ca_compromise, superseded or cessation_of_operation."""
+
+    kid: str  # base64 of the DSC's kid (first 8 bytes of SHA-256 of its DER)
+    country: str | None  # the DSC's country
+    source: str  # "issuer" (a DSC of this registry) or "trusted" (another issuer's)
+    reason: str
+
+
+CONTEXT = Context("certificates", [CertificateIssued, CertificateRevoked, SigningKeyRevoked])

@@ -1,18 +1,20 @@
-"""A certificates app on a fresh schema with its own keys (signer, unwrap key, a trusted
-foreign DSC), fed by publishing registration, administration and inventory events to the
-real (shared) topics as those services' relays would."""
+"""A certificates app on a fresh schema with its own keys (signer, unwrap key, a foreign
+CSCA and its DSC, an EU test DSC whose CSCA is not configured), fed by publishing
+registration, administration and inventory events to the real (shared) topics as those
+services' relays would."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import secrets
 import time
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaProducer
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from immunreg.config import Settings
 from immunreg.contracts import administration, inventory, registration
@@ -41,8 +43,14 @@ from immunreg.contracts.registration import (
 from immunreg.eventstore.database import create_pool
 from immunreg.http.app import create_app
 from immunreg.http.auth import Role, ensure_dev_keys, issue_token
+from immunreg.reference.vaccines import vaccine_catalog
 from immunreg.sealing import new_data_key, seal, wrap_key
 from services.certificates.app import build_service
+from services.certificates.cose import cwt_claims, encode_hc1, sign1
+from services.certificates.hcert import Holder, Vaccination, build_payload
+from services.certificates.keys import SigningKey
+from services.certificates.pki import issue_dsc, new_csca
+from services.certificates.uvci import new_uvci
 
 Client = TestClient[web.Request, web.Application]
 DCC_DATA = Path(__file__).parents[2] / "data" / "dcc"
@@ -102,8 +110,12 @@ class Certificates:
         jwt_key: bytes,
         unwrap_key: rsa.RSAPrivateKey,
         bootstrap: str,
+        *,
+        foreign: list[SigningKey],
     ) -> None:
         self.bootstrap = bootstrap
+        # Foreign DSCs (HR) whose CSCA is configured: one to sign with, one a test revokes.
+        self.foreign, self.foreign_to_revoke = foreign
         self.client = client
         self.pool = pool
         self.jwt_key = jwt_key
@@ -299,6 +311,29 @@ class Certificates:
         return found
 
 
+def foreign_certificate(
+    signer: SigningKey, *, issuer: str, issued_at: datetime | None = None
+) -> str:
+    """A vaccination certificate as another country would issue it, signed by `signer`."""
+    issued_at = issued_at or datetime.now(UTC)
+    hcert = build_payload(
+        Holder(family_name="Horvat", given_name="Ana", birth_date=date(1980, 1, 2)),
+        Vaccination(
+            product=vaccine_catalog()["EU/1/20/1528"],
+            dose_number=1,
+            total_doses=2,
+            vaccination_date=issued_at.date(),
+            country=issuer,
+            issuer=f"Ministry of Health {issuer}",
+            uvci=new_uvci(issuer),
+        ),
+    )
+    claims = cwt_claims(
+        hcert, issuer=issuer, issued_at=issued_at, expires_at=issued_at + timedelta(days=30)
+    )
+    return encode_hc1(sign1(claims, signer.private_key, signer.kid))
+
+
 def _rsa_key_file(path: Path) -> rsa.RSAPrivateKey:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     path.write_bytes(
@@ -311,22 +346,39 @@ def _rsa_key_file(path: Path) -> rsa.RSAPrivateKey:
     return key
 
 
-def _trusted_dir(directory: Path) -> Path:
-    directory.mkdir()
+def _foreign_keys(keys: Path) -> tuple[Path, Path, list[SigningKey]]:
+    """A foreign country's CSCA (in a CSCA folder) and two DSCs of it (in a trusted-DSC
+    folder, beside an EU test DSC whose CSCA nobody configured); the foreign DSCs' keys,
+    to sign what that country would issue."""
+    cscas, trusted = keys / "csca", keys / "trusted"
+    cscas.mkdir()
+    trusted.mkdir()
+    now = datetime.now(UTC) - timedelta(days=90)  # old enough to sign "long ago"
+    croatia = new_csca("HR", now=now)
+    pem = serialization.Encoding.PEM
+    (cscas / "HR-CSCA.pem").write_bytes(croatia.certificate.public_bytes(pem))
+    signers = []
+    for number in (1, 2):
+        dsc_key = ec.generate_private_key(ec.SECP256R1())
+        dsc = issue_dsc(croatia, dsc_key.public_key(), now=now)
+        (trusted / f"HR-DSC-{number}.crt").write_bytes(dsc.public_bytes(pem))
+        signers.append(SigningKey(dsc_key, dsc))
     test = msgspec.json.decode((DCC_DATA / "AT" / "1.json").read_bytes())
     der = base64.b64decode(test["TESTCTX"]["CERTIFICATE"])
     certificate = x509.load_der_x509_certificate(der)
-    (directory / "AT-DSC-1.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    return directory
+    (trusted / "AT-DSC-1.pem").write_bytes(certificate.public_bytes(pem))
+    return cscas, trusted, signers
 
 
-@pytest.fixture(scope="module")
-async def certificates(
-    dsn: str, bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+@contextlib.asynccontextmanager
+async def running_certificates(
+    dsn: str, bootstrap: str, keys: Path, extra: dict[str, str] | None = None
 ) -> AsyncIterator[Certificates]:
-    keys = tmp_path_factory.mktemp("certificates-keys")
+    """A certificates app on a fresh schema, its keys under `keys` (development DSC keys
+    unless `extra` configures a signer), dropped afterwards."""
     private, public = ensure_dev_keys(keys / "jwt")
     unwrap = _rsa_key_file(keys / "unwrap.pem")
+    cscas, trusted, foreign = _foreign_keys(keys)
     schema = f"t_cert_{uuid.uuid4().hex[:10]}"
     settings = Settings(
         service="certificates",
@@ -338,16 +390,27 @@ async def certificates(
         extra={
             "KEYS_DIR": str(keys / "dcc"),
             "UNWRAP_KEY_FILE": str(keys / "unwrap.pem"),
-            "TRUSTED_DIR": str(_trusted_dir(keys / "trusted")),
+            "CSCA_DIR": str(cscas),
+            "TRUSTED_DIR": str(trusted),
+            **(extra or {}),
         },
     )
     client: Client = TestClient(TestServer(create_app(build_service(), settings)))
-    await client.start_server()
     db = await create_pool(dsn, schema, min_size=1, max_size=4)
-    app = Certificates(client, db, private.read_bytes(), unwrap, bootstrap)
     try:
-        yield app
+        await client.start_server()  # a start that fails still has its schema dropped
+        yield Certificates(client, db, private.read_bytes(), unwrap, bootstrap, foreign=foreign)
     finally:
         await client.close()
         await db.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         await db.close()
+
+
+@pytest.fixture(scope="module")
+async def certificates(
+    dsn: str, bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Certificates]:
+    async with running_certificates(
+        dsn, bootstrap, tmp_path_factory.mktemp("certificates-keys")
+    ) as app:
+        yield app

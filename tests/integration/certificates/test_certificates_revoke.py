@@ -1,5 +1,6 @@
 """Corrections re-issue, voids, recalls and erasure revoke; the revocation list publishes
-hashed UVCIs; rotated keys keep old certificates valid; foreign certificates verify."""
+hashed UVCIs; rotated keys keep old certificates valid; foreign certificates verify when their DSC
+chains to a configured CSCA."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from .conftest import DCC_DATA, Certificates, eventually, quoted
+from .conftest import DCC_DATA, Certificates, eventually, foreign_certificate, quoted
 
 
 async def revocation_list(certificates: Certificates) -> list[dict[str, Any]]:
@@ -154,20 +155,32 @@ async def test_rotation_keeps_certificates_signed_before_valid(certificates: Cer
     assert (await certificates.verify(after["hc1"]))["reason"] == "ok"
 
 
-async def test_a_foreign_certificate_verifies_with_the_trusted_dsc(
+async def test_a_foreign_certificate_verifies_when_its_dsc_chains_to_a_configured_csca(
     certificates: Certificates,
 ) -> None:
-    test = msgspec.json.decode((DCC_DATA / "AT" / "1.json").read_bytes())
-    clock = test["TESTCTX"]["VALIDATIONCLOCK"]
-    verdict = await certificates.verify(test["PREFIX"], at=clock)
-    assert (verdict["valid"], verdict["reason"], verdict["issuer"]) == (True, "ok", "AT")
-    assert verdict["payload"] == test["JSON"]
-    assert (await certificates.verify(test["PREFIX"]))["reason"] == "expired"  # now
+    hc1 = foreign_certificate(certificates.foreign, issuer="HR")
+    verdict = await certificates.verify(hc1)
+    assert (verdict["valid"], verdict["reason"], verdict["issuer"]) == (True, "ok", "HR")
     trust = await certificates.json("/v1/trust-list", headers={})
-    assert any(k["country"] == "AT" and k["source"] == "trusted" for k in trust["keys"])
-    belgian = msgspec.json.decode((DCC_DATA / "BE" / "1.json").read_bytes())
-    verdict = await certificates.verify(belgian["PREFIX"], at=belgian["TESTCTX"]["VALIDATIONCLOCK"])
-    assert verdict["reason"] == "unknown_key"
+    [croatian] = [k for k in trust["keys"] if k["kid"] == verdict["kid"]]
+    assert (croatian["country"], croatian["source"]) == ("HR", "trusted")
+    assert "C=HR" in croatian["csca"]
+    # Issued under another country's name with the Croatian DSC: refused.
+    forged = await certificates.verify(foreign_certificate(certificates.foreign, issuer="RS"))
+    assert (forged["valid"], forged["reason"]) == (False, "issuer_mismatch")
+
+
+async def test_an_eu_test_dsc_whose_csca_is_not_configured_is_not_trusted(
+    certificates: Certificates,
+) -> None:
+    # AT's test DSC is in the trusted folder, but AT's CSCA is not configured: the DSC is
+    # left off the trust list and what it signed does not verify, even at its own clock.
+    test = msgspec.json.decode((DCC_DATA / "AT" / "1.json").read_bytes())
+    verdict = await certificates.verify(test["PREFIX"], at=test["TESTCTX"]["VALIDATIONCLOCK"])
+    assert (verdict["valid"], verdict["reason"]) == (False, "unknown_key")
+    assert verdict["payload"] == test["JSON"]
+    trust = await certificates.json("/v1/trust-list", headers={})
+    assert not any(k["country"] == "AT" for k in trust["keys"])
 
 
 async def test_bad_input_is_a_422_and_stores_nothing(certificates: Certificates) -> None:

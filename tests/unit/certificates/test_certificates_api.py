@@ -22,6 +22,7 @@ ROUTES = {
     ("GET", "/v1/trust-list"): PUBLIC,
     ("GET", "/v1/revocations"): PUBLIC,
     ("POST", "/v1/signing-keys/rotate"): {Role.ADMIN},
+    ("POST", "/v1/signing-keys/revocations"): {Role.ADMIN},
 }
 
 

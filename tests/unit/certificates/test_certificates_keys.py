@@ -1,4 +1,4 @@
-"""Keys: development CSCA and DSC, configured files, PKCS#11 refused, trusted folders,
+"""Keys: development CSCA and DSC, configured files, PKCS#11 settings, trusted folders,
 the RSA key data keys are wrapped for."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from immunreg.config import Settings
 from immunreg.sealing import ensure_rsa_key_pair, new_data_key, unwrap_key, wrap_key
 from services.certificates.keys import (
-    VACCINATION_EKU,
+    CSCA_CERT_FILE,
+    CSCA_FILE,
     KeyConfigError,
     dev_csca,
     ensure_dev_signing_key,
@@ -24,9 +25,11 @@ from services.certificates.keys import (
     load_signing_key,
     load_trusted_dir,
     load_unwrap_key,
+    offline_dir,
     rotate_dev_signing_key,
     signer_config,
 )
+from services.certificates.pki import VACCINATION_EKU
 
 
 def settings(**extra: str) -> Settings:
@@ -48,7 +51,25 @@ def test_dev_keys_are_made_once_and_chain_to_the_csca(tmp_path: Path) -> None:
     eku = key.certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [VACCINATION_EKU]
     assert key.trusted.key_usage == frozenset({"v"})
-    assert (tmp_path / "csca.pem").stat().st_mode & 0o077 == 0
+    # The CSCA's private key is not where the service reads its keys: only its certificate.
+    assert not (tmp_path / CSCA_FILE).exists()
+    assert b"PRIVATE KEY" not in (tmp_path / CSCA_CERT_FILE).read_bytes()
+    assert not any(b"PRIVATE KEY" in p.read_bytes() for p in tmp_path.glob("csca*"))
+    offline = offline_dir(tmp_path) / CSCA_FILE
+    assert offline.parent != tmp_path and offline.stat().st_mode & 0o077 == 0
+    assert b"PRIVATE KEY" in offline.read_bytes()
+
+
+def test_a_csca_key_left_beside_the_dscs_by_an_earlier_version_is_moved_out(
+    tmp_path: Path,
+) -> None:
+    key = ensure_dev_signing_key(tmp_path)
+    offline = offline_dir(tmp_path) / CSCA_FILE
+    (tmp_path / CSCA_FILE).write_bytes(offline.read_bytes())  # the old layout
+    offline.unlink()
+    assert ensure_dev_signing_key(tmp_path).kid == key.kid
+    assert not (tmp_path / CSCA_FILE).exists() and offline.exists()
+    key.certificate.verify_directly_issued_by(dev_csca(tmp_path))
 
 
 def test_concurrent_first_starts_agree_on_one_csca(tmp_path: Path) -> None:
@@ -71,6 +92,7 @@ def test_rotation_makes_the_newest_key_the_signer(tmp_path: Path) -> None:
 def test_configured_files_are_used_and_checked(tmp_path: Path) -> None:
     source = ensure_dev_signing_key(tmp_path / "made")
     key_file, cert_file = tmp_path / "dsc.key", tmp_path / "dsc.crt"
+    assert isinstance(source.private_key, ec.EllipticCurvePrivateKey)
     key_file.write_bytes(
         source.private_key.private_bytes(
             serialization.Encoding.PEM,
@@ -94,9 +116,21 @@ def test_configured_files_are_used_and_checked(tmp_path: Path) -> None:
         load_signing_key(missing)
 
 
-def test_pkcs11_is_refused_plainly() -> None:
-    with pytest.raises(KeyConfigError, match="not implemented"):
+def test_pkcs11_settings_must_be_complete() -> None:
+    with pytest.raises(KeyConfigError, match=r"PKCS11_TOKEN_LABEL.*DSC_CERT_FILE"):
         signer_config(settings(PKCS11_MODULE="/usr/lib/softhsm/libsofthsm2.so"))
+    complete = {
+        "PKCS11_MODULE": "/usr/lib/softhsm/libsofthsm2.so",
+        "PKCS11_TOKEN_LABEL": "dsc",
+        "PKCS11_KEY_LABEL": "dsc-2026",
+        "PKCS11_PIN_FILE": "/run/secrets/pin",
+        "DSC_CERT_FILE": "/etc/dsc.crt",
+    }
+    config = signer_config(settings(**complete))
+    assert config.pkcs11 is not None and config.pkcs11.key_label == "dsc-2026"
+    assert not config.development
+    with pytest.raises(KeyConfigError, match="not both"):
+        signer_config(settings(**complete, DSC_KEY_FILE="/etc/dsc.key"))
 
 
 def test_trusted_dir_reads_pem_and_der(tmp_path: Path) -> None:
