@@ -29,7 +29,7 @@ from immunreg.eventstore.errors import ConcurrencyConflict
 from immunreg.eventstore.relay import OutboxRelay
 from immunreg.eventstore.signal import OutboxSignal
 from immunreg.eventstore.store import EventStore
-from immunreg.http.auth import TokenVerifier
+from immunreg.http.auth import token_verifier
 from immunreg.http.health import Check, Health, health_routes, metrics_route
 from immunreg.http.idempotency import purge_idempotency_keys
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
@@ -71,17 +71,12 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
         ) from error
 
 
-def _load_verifier(settings: Settings) -> TokenVerifier | None:
-    path = Path(settings.jwt_public_key)
-    return TokenVerifier(path.read_bytes()) if path.exists() else None
-
-
 def create_app(service: Service, settings: Settings) -> web.Application:
     """A runnable aiohttp application for `service`."""
     configure_logging(service.name)
     metrics = Metrics(service.name)
     app = web.Application(
-        middlewares=[*middlewares(metrics, _load_verifier(settings)), domain_errors]
+        middlewares=[*middlewares(metrics, token_verifier(settings)), domain_errors]
     )
     app[SETTINGS_KEY] = settings
     app[METRICS_KEY] = metrics

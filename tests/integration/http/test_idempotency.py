@@ -21,6 +21,7 @@ from immunreg.http import (
     Problem,
     Role,
     TokenVerifier,
+    TrustedKeys,
     ensure_dev_keys,
     issue_token,
     json_response,
@@ -121,7 +122,7 @@ def handler() -> Handler:
 async def client(
     pool: asyncpg.Pool, handler: Handler, keys: tuple[Path, Path]
 ) -> AsyncIterator[Client]:
-    app = make_app(pool, handler, TokenVerifier(keys[1].read_bytes()))
+    app = make_app(pool, handler, TokenVerifier(TrustedKeys.read(keys[1])))
     async with TestClient(TestServer(app)) as client:
         yield client
 

@@ -194,7 +194,7 @@ async def projections(
         database_url=dsn,
         db_schema=schema,
         kafka_bootstrap=bootstrap,
-        jwt_public_key=str(public),
+        jwt_jwks_file=str(public),
         relay_poll_interval=0.1,
         extra={"source_prefix": prefix, "follow_interval": "0.2", "consumer_batch": "500"},
     )
