@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
+from collections.abc import Iterator
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jwt
 import msgspec
@@ -73,15 +76,58 @@ class Principal(msgspec.Struct, frozen=True):
         Only citizens are held here: which other roles may act at all is the
         route's `roles`, and site staff are held to their site by `require_site`.
         """
+        _record(AuthorisationCheck("own", citizen_id, detail))
         if self.role is Role.CITIZEN and self.citizen_id != citizen_id:
             raise Problem.forbidden(detail, code="other_citizen")
 
     def require_site(self, site_id: str) -> None:
         """Refuse site staff acting at a site other than their own."""
+        _record(AuthorisationCheck("site", site_id))
         if self.role is Role.SITE_STAFF and self.site_id != site_id:
             raise Problem.forbidden(
                 f"site staff of {self.site_id} may not act at site {site_id}", code="other_site"
             )
+
+
+class AuthorisationCheck(msgspec.Struct, frozen=True, array_like=True):
+    """One own-record (`own`) or own-site (`site`) check a handler made of its caller."""
+
+    kind: Literal["own", "site"]
+    value: str
+    detail: str = ""
+
+
+_CHECKS: ContextVar[list[AuthorisationCheck] | None] = ContextVar(
+    "authorisation_checks", default=None
+)
+
+
+def _record(check: AuthorisationCheck) -> None:
+    checks = _CHECKS.get()
+    if checks is not None and check not in checks:
+        checks.append(check)
+
+
+@contextlib.contextmanager
+def recording_checks() -> Iterator[list[AuthorisationCheck]]:
+    """Collect the own-record and own-site checks made inside the block (this task's)."""
+    checks: list[AuthorisationCheck] = []
+    token = _CHECKS.set(checks)
+    try:
+        yield checks
+    finally:
+        _CHECKS.reset(token)
+
+
+def recheck(principal: Principal | None, checks: list[AuthorisationCheck]) -> None:
+    """Run recorded checks again for `principal` (Problem 403 when one fails)."""
+    for check in checks:
+        if principal is None:
+            raise Problem.forbidden("this answer needs a bearer token")
+        if check.kind == "own":
+            principal.require_own(check.value, check.detail)
+        else:
+            principal.require_site(check.value)
 
 
 PRINCIPAL_KEY = web.RequestKey("principal", Principal)
