@@ -36,6 +36,7 @@ from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.logs import configure_logging
 from immunreg.http.middleware import middlewares
 from immunreg.http.problems import FieldError, Problem
+from immunreg.http.ratelimit import RATE_LIMITER_KEY, RateLimiter
 from immunreg.http.shutdown import SHUTDOWN_KEY, Shutdown
 from immunreg.messaging.consumer import EventConsumer
 from immunreg.messaging.topics import ensure_topics, wait_for_kafka
@@ -80,6 +81,7 @@ def create_app(service: Service, settings: Settings) -> web.Application:
     )
     app[SETTINGS_KEY] = settings
     app[METRICS_KEY] = metrics
+    app[RATE_LIMITER_KEY] = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     shutdown = Shutdown(settings.shutdown_timeout, settings.shutdown_drain_delay)
     app[SHUTDOWN_KEY] = shutdown
     app.cleanup_ctx.append(_database(service))
