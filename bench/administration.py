@@ -164,7 +164,7 @@ async def run(dsn: str, bootstrap: str, plan: Plan) -> dict[str, Any]:
             database_url=dsn,
             db_schema=schema,
             kafka_bootstrap=bootstrap,
-            jwt_public_key=str(public),
+            jwt_jwks_file=str(public),
             extra={EVENTS_CONTEXT_SETTING: context_name},
         )
         # The read models are seeded below: no consumer (see the module docstring).

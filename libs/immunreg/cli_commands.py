@@ -25,17 +25,39 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from immunreg.http.auth import Role, ensure_dev_keys, issue_token
-
-    private, _ = ensure_dev_keys(keys_dir())
-    token = issue_token(
-        private.read_bytes(),
-        Role(args.role),
-        subject=args.subject,
-        site_id=args.site,
-        citizen_id=args.citizen,
-        ttl=timedelta(hours=args.hours),
+    from immunreg.config import PRODUCTION, environment, positive_number, setting
+    from immunreg.http.auth import (
+        DEV_AUDIENCE,
+        DEV_ISSUER,
+        MAX_LIFETIME,
+        Role,
+        ensure_dev_keys,
+        issue_token,
     )
+
+    if environment() == PRODUCTION:
+        raise RuntimeError("`immunreg token` signs with a development key; not in production mode")
+    configured = setting("JWT_MAX_LIFETIME")
+    max_lifetime = (
+        timedelta(seconds=positive_number("JWT_MAX_LIFETIME", configured, float))
+        if configured
+        else MAX_LIFETIME
+    )
+    private, _ = ensure_dev_keys(keys_dir())
+    try:
+        token = issue_token(
+            private.read_bytes(),
+            Role(args.role),
+            subject=args.subject,
+            site_id=args.site,
+            citizen_id=args.citizen,
+            ttl=timedelta(hours=args.hours),
+            max_lifetime=max_lifetime,
+            issuer=setting("JWT_ISSUER") or DEV_ISSUER,
+            audience=setting("JWT_AUDIENCE") or DEV_AUDIENCE,
+        )
+    except ValueError as e:
+        raise RuntimeError(str(e)) from None
     sys.stdout.write(token + "\n")
     return 0
 
@@ -154,7 +176,9 @@ def register_commands(sub: Any, argv: Sequence[str]) -> None:
     token.add_argument("--site", help="site id (site_staff)")
     token.add_argument("--citizen", help="citizen id (citizen)")
     token.add_argument("--subject", help="who the token is for (default: derived)")
-    token.add_argument("--hours", type=float, default=12.0, help="lifetime in hours")
+    token.add_argument(
+        "--hours", type=float, default=12.0, help="lifetime in hours (at most JWT_MAX_LIFETIME)"
+    )
     token.set_defaults(func=_token)
 
     from immunreg.cli_dlq import add_commands as add_dlq_commands

@@ -8,9 +8,17 @@ database or cluster while a laptop runs them all on one.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from immunreg.paths import keys_dir, local_env_file
+from immunreg.paths import local_env_file
+
+PRODUCTION = "production"
+DEVELOPMENT = "development"
+ENVIRONMENTS = (DEVELOPMENT, PRODUCTION)
+
+N = TypeVar("N", int, float)
 
 DEFAULT_PORTS: dict[str, int] = {
     "registration": 8081,
@@ -51,6 +59,25 @@ def service_port(service: str) -> int:
     """The port a service listens on: `<SERVICE>_PORT`, `PORT`, else its default + offset."""
     configured = setting("PORT", service)
     return int(configured) if configured else DEFAULT_PORTS.get(service, 8080) + port_offset()
+
+
+def environment() -> str:
+    """`IMMUNREG_ENV`: `development` (the default: generated keys are fine) or `production`."""
+    value = os.environ.get("IMMUNREG_ENV", "").strip() or DEVELOPMENT
+    if value not in ENVIRONMENTS:
+        raise RuntimeError(f"IMMUNREG_ENV must be one of {', '.join(ENVIRONMENTS)}, not {value!r}")
+    return value
+
+
+def positive_number(name: str, raw: str, kind: Callable[[str], N]) -> N:
+    """`raw` read as a positive number; a start-up failure naming `name` otherwise."""
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise RuntimeError(f"{name} must be a number, not {raw!r}") from None
+    if value <= 0:
+        raise RuntimeError(f"{name} must be positive, not {raw!r}")
+    return value
 
 
 def read_local_env() -> dict[str, str]:
@@ -105,6 +132,12 @@ _SECONDS = (
     "shutdown_timeout",
     "shutdown_drain_delay",
 )
+# Limits read the same way, which must be positive.
+_POSITIVE: dict[str, Callable[[str], float]] = {
+    "jwt_max_lifetime": float,
+    "rate_limit_per_minute": float,
+    "rate_limit_burst": int,
+}
 
 
 @dataclass(frozen=True)
@@ -117,7 +150,20 @@ class Settings:
     kafka_bootstrap: str
     host: str = "127.0.0.1"
     port: int = 8080
-    jwt_public_key: str = ""
+    # Tokens. In development all of these may be left unset: the services trust the
+    # generated development keys (keys_dir()) and the development issuer and audience.
+    # Production mode (IMMUNREG_ENV=production) refuses to start without them; see
+    # docs/security.md.
+    environment: str = "development"
+    jwt_jwks_file: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_algorithm: str = "ES256"
+    jwt_max_lifetime: float = 12 * 3600.0
+    # Public routes: per client address and route, a bucket of `rate_limit_burst`
+    # requests refilled at `rate_limit_per_minute`.
+    rate_limit_per_minute: float = 120.0
+    rate_limit_burst: int = 30
     kafka_partitions: int = 3
     relay_poll_interval: float = 0.5
     # One Kafka transaction per batch: larger batches amortise the transaction
@@ -159,7 +205,6 @@ class Settings:
             raise RuntimeError(
                 "KAFKA_BOOTSTRAP_SERVERS is not set and `immunreg infra up` has not run"
             )
-        jwt_key = setting("JWT_PUBLIC_KEY_FILE", service) or str(keys_dir() / "jwt-public.pem")
         values: dict[str, object] = {
             "service": service,
             "database_url": database_url,
@@ -167,7 +212,11 @@ class Settings:
             "kafka_bootstrap": kafka,
             "host": setting("HOST", service, "127.0.0.1") or "127.0.0.1",
             "port": service_port(service),
-            "jwt_public_key": jwt_key,
+            "environment": environment(),
+            "jwt_jwks_file": setting("JWT_JWKS_FILE", service),
+            "jwt_issuer": setting("JWT_ISSUER", service),
+            "jwt_audience": setting("JWT_AUDIENCE", service),
+            "jwt_algorithm": setting("JWT_ALGORITHM", service, "ES256") or "ES256",
             "kafka_partitions": int(setting("KAFKA_PARTITIONS", service, "3") or 3),
             "relay_poll_interval": float(setting("RELAY_POLL_INTERVAL", service, "0.5") or 0.5),
         }
@@ -175,5 +224,9 @@ class Settings:
             value = setting(name.upper(), service)
             if value:
                 values[name] = float(value)
+        for name, kind in _POSITIVE.items():
+            value = setting(name.upper(), service)
+            if value:
+                values[name] = positive_number(name.upper(), value, kind)
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -206,6 +206,7 @@ async def print_certificate(request: web.Request) -> web.StreamResponse:
     "/v1/verify",
     body=VerifyRequest,
     responses={200: VerifyResult},
+    rate_limited=True,
     summary="Verify an HC1 certificate",
     tags=["verification"],
 )

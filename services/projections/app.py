@@ -8,8 +8,11 @@ event the model has applied.
 
 Who may read what:
 - coverage and daily doses: anyone (aggregate statistics, as a public-health
-  institute publishes them), with counts of 1-4 people suppressed for
-  anonymous callers; `public_health` and `admin` see exact numbers;
+  institute publishes them); anonymous callers see counts below the small-number
+  threshold (`SMALL_NUMBER_THRESHOLD`, default 5) withheld and every other count,
+  totals included, rounded to a multiple of it, and are rate limited per address
+  (`RATE_LIMIT_PER_MINUTE`, `RATE_LIMIT_BURST`); `public_health` and `admin` see
+  exact numbers;
 - stock and wastage: `public_health`, `logistics`, `admin`;
 - bookings, safety and the model's state: `public_health`, `admin`;
 - the dashboard page (`GET /`): anyone; its operational tables ask for a token.
@@ -32,7 +35,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from immunreg.config import setting
+from immunreg.config import positive_number, setting
 from immunreg.contracts.topics import dlq_topic
 from immunreg.http.api import Api, json_response
 from immunreg.http.app import SETTINGS_KEY, background_task
@@ -50,7 +53,7 @@ from . import readmodel
 from .cli import add_commands
 from .dashboard import render_dashboard
 from .demo import load as load_demo
-from .domain import age_band_refusal, period_refusal, today
+from .domain import EXACT_THRESHOLD, SUPPRESS_BELOW, age_band_refusal, period_refusal, today
 from .follower import Follower
 from .geo import district_map
 from .handlers import Sources
@@ -78,6 +81,7 @@ from .schemas import (
 
 FOLLOWER_KEY = web.AppKey("projections_follower", Follower)
 PAGE_KEY = web.AppKey("projections_dashboard", bytes)
+THRESHOLD_KEY = web.AppKey("projections_small_number_threshold", int)
 
 EXACT = {Role.PUBLIC_HEALTH, Role.ADMIN}
 STOCK_READERS = {Role.PUBLIC_HEALTH, Role.LOGISTICS, Role.ADMIN}
@@ -166,6 +170,15 @@ def _follower(request: web.Request) -> Follower:
     return request.app[FOLLOWER_KEY]
 
 
+def disclosure_threshold(request: web.Request) -> int:
+    """Exact numbers for public-health staff and admins; the small-number threshold
+    (domain.disclosed) for everyone else."""
+    principal = current_principal(request)
+    if principal is not None and principal.role in EXACT:
+        return EXACT_THRESHOLD
+    return request.app[THRESHOLD_KEY]
+
+
 api = Api(
     "immunreg projections",
     "1.0.0",
@@ -181,20 +194,19 @@ api = Api(
     query=CoverageQuery,
     responses={200: Media({"application/json": Coverage, "text/csv": None}), 422: None},
     summary="Coverage on a date, by district, municipality, age band, sex or product",
+    rate_limited=True,
     tags=["coverage"],
 )
 async def coverage(request: web.Request, query: CoverageQuery) -> web.StreamResponse:
     """People who had dose 1 (`dose=1`), completed the primary series (`complete`) or had a
     booster (`booster`) by the end of `date` (default today, Serbian time), per group, as a
     share of the group's 2022 census population. Filters: product, age_band, sex, district.
-    Anonymous callers see counts of 1-4 suppressed."""
+    Anonymous callers see counts of 1-4 suppressed and the rest rounded to multiples of 5."""
     _check_age_band(query.age_band)
     if query.district is not None and query.district not in districts():
         raise Problem.unprocessable(
             errors=[FieldError("query.district", "not a district code (RS-00 .. RS-24)")]
         )
-    principal = current_principal(request)
-    exact = principal is not None and principal.role in EXACT
     filters = CoverageFilters(
         product=query.product, age_band=query.age_band, sex=query.sex, district=query.district
     )
@@ -205,7 +217,7 @@ async def coverage(request: web.Request, query: CoverageQuery) -> web.StreamResp
             dose=query.dose,
             on=query.date or today(),
             filters=filters,
-            exact=exact,
+            threshold=disclosure_threshold(request),
         )
     if wants_csv(request, query.format):
         meta: dict[str, object] = {
@@ -213,6 +225,7 @@ async def coverage(request: web.Request, query: CoverageQuery) -> web.StreamResp
             "dose": result.dose,
             "date": result.date,
             **msgspec.structs.asdict(filters),
+            "rounded_to": result.rounded_to if result.rounded_to > EXACT_THRESHOLD else None,
             "fresh_as_of": result.fresh_as_of,
         }
         return csv_response([*result.rows, result.total], _columns(CoverageRow), meta)
@@ -224,12 +237,14 @@ async def coverage(request: web.Request, query: CoverageQuery) -> web.StreamResp
     query=DailyQuery,
     responses={200: Media({"application/json": DailyDoses, "text/csv": None}), 422: None},
     summary="Doses per day and the 7-day average",
+    rate_limited=True,
     tags=["doses"],
 )
 async def doses_daily(request: web.Request, query: DailyQuery) -> web.StreamResponse:
     """Doses given per day (first, later doses of the series, boosters), zero days included,
     with the average of the 7 days ending each day. Default: from the first day with doses
-    (at most a year back) to today. Filters: product, age_band (age at the dose), site_id."""
+    (at most a year back) to today. Filters: product, age_band (age at the dose), site_id.
+    Anonymous callers see counts of 1-4 suppressed and the rest rounded to multiples of 5."""
     _check_age_band(query.age_band)
     if query.site_id is not None and query.age_band is not None:
         raise Problem.unprocessable(
@@ -246,6 +261,7 @@ async def doses_daily(request: web.Request, query: DailyQuery) -> web.StreamResp
             product=query.product,
             age_band=query.age_band,
             site_id=query.site_id,
+            threshold=disclosure_threshold(request),
         )
     if wants_csv(request, query.format):
         meta: dict[str, object] = {
@@ -253,6 +269,7 @@ async def doses_daily(request: web.Request, query: DailyQuery) -> web.StreamResp
             "from": result.from_day,
             "to": result.to_day,
             **result.filters,
+            "rounded_to": result.rounded_to if result.rounded_to > EXACT_THRESHOLD else None,
             "fresh_as_of": result.fresh_as_of,
         }
         return csv_response(result.rows, _columns(DailyRow), meta)
@@ -402,6 +419,12 @@ async def _follow_active_model(app: web.Application) -> AsyncIterator[None]:
         await follower.close()
 
 
+async def _small_number_threshold(app: web.Application) -> AsyncIterator[None]:
+    raw = option(app, "small_number_threshold", str(SUPPRESS_BELOW))
+    app[THRESHOLD_KEY] = positive_number("SMALL_NUMBER_THRESHOLD", raw, int)
+    yield
+
+
 async def _dashboard_page(app: web.Application) -> AsyncIterator[None]:
     geojson = Path(option(app, "geojson", str(DEFAULT_GEOJSON)))
     app[PAGE_KEY] = render_dashboard(district_map(geojson))
@@ -414,7 +437,7 @@ def build_service() -> Service:
         name="projections",
         api=api,
         schema_files=[CONTROL_SQL],
-        resources=(_follow_active_model, _dashboard_page),
+        resources=(_small_number_threshold, _follow_active_model, _dashboard_page),
         extra_routes=[web.get("/", dashboard, name="dashboard")],
         readiness={"read_model": _following},
         commands=add_commands,

@@ -26,7 +26,7 @@ Conventions (where the published language leaves room):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 
 import msgspec
@@ -389,7 +389,67 @@ def citizen_facts(registration: Registration, doses: Iterable[Dose], pending: bo
 # census has no age or sex structure below the national level, so a place's
 # population of one band (or sex) is estimated as its total times the national share.
 
-SUPPRESS_BELOW = 5  # anonymous callers see counts of 1-4 people withheld
+SUPPRESS_BELOW = 5
+"""The default small-number threshold (`SMALL_NUMBER_THRESHOLD`): anonymous callers see
+counts of 1-4 withheld and every other count rounded to a multiple of 5."""
+EXACT_THRESHOLD = 1
+"""The threshold of callers who see exact numbers (public-health staff, admins)."""
+
+
+def disclosed(count: int, threshold: int) -> int | None:
+    """What a caller held to `threshold` is shown of a count of people or doses.
+
+    0 stays 0; 1 to threshold - 1 is withheld (None); anything larger is rounded to
+    the nearest multiple of the threshold (halves up). Rounding is what keeps a
+    withheld cell withheld: a published total minus the published cells beside it
+    is off by up to half the threshold per figure, more than the 1-4 it would reveal
+    (docs/security.md). With threshold 1 (`EXACT_THRESHOLD`) every count is shown as it is.
+    """
+    if threshold <= EXACT_THRESHOLD or count == 0:
+        return count
+    if count < threshold:
+        return None
+    return threshold * ((count + threshold // 2) // threshold)
+
+
+def possible_counts(published: int | None, threshold: int) -> tuple[int, int]:
+    """The least and most a count could be, seen only as `disclosed` published it."""
+    if published is None:
+        return 1, threshold - 1
+    if published == 0 or threshold <= EXACT_THRESHOLD:
+        return published, published
+    return max(published - threshold // 2, threshold), published + (threshold - 1) // 2
+
+
+def disclosed_with_total(
+    cells: Sequence[int], threshold: int
+) -> tuple[list[int | None], int | None]:
+    """Cells and their total as published: each disclosed, and the total withheld as well
+    when, read beside the published cells, it would narrow what a withheld cell could be.
+
+    Whoever subtracts the published cells from the published total learns the sum of
+    the withheld ones only within bounds; the total is published only if those bounds
+    still allow every withheld cell to be anything from 1 to threshold - 1. (Without
+    the check, cells 0, 4, 4 publish as 0, -, - with a total of 10, which pins both
+    withheld cells to 4.)
+    """
+    shown = [disclosed(c, threshold) for c in cells]
+    total = disclosed(sum(cells), threshold)
+    withheld = shown.count(None)
+    if total is None or withheld == 0:
+        return shown, total
+    known = [possible_counts(p, threshold) for p in shown if p is not None]
+    low_total, high_total = possible_counts(total, threshold)
+    most = threshold - 1
+    # What subtraction leaves for the withheld cells together, then for one of them
+    # when the others are as large, or as small, as they can be.
+    least_sum = max(withheld, low_total - sum(high for _, high in known))
+    greatest_sum = min(withheld * most, high_total - sum(low for low, _ in known))
+    one_at_least = least_sum - (withheld - 1) * most
+    one_at_most = greatest_sum - (withheld - 1)
+    if one_at_least <= 1 and one_at_most >= most:
+        return shown, total
+    return shown, None
 
 
 def percentage(part: int | None, whole: int | None) -> float | None:

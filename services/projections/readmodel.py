@@ -9,10 +9,11 @@ Products have no denominator: a product's row gives its share of everyone
 vaccinated (with the same dose and filters). Kosovo and Metohija is not in the
 2022 census; municipality codes outside the census count under `unknown`.
 
-Anonymous callers get coverage with small numbers suppressed (1-4 people:
-`people`, `coverage_pct` null and `suppressed` true), the usual disclosure
-control for published statistics; public-health staff and admins see exact
-numbers.
+Anonymous callers get coverage and daily doses with small numbers suppressed
+(1-4 people or doses: the count and what is derived from it null, `suppressed`
+true) and every other count, totals included, rounded to a multiple of 5
+(`rounded_to`), the usual disclosure control for published statistics
+(domain.disclosed); public-health staff and admins see exact numbers.
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ from immunreg.eventstore.database import Connection
 from immunreg.reference.geography import districts, municipalities
 
 from .domain import (
-    SUPPRESS_BELOW,
+    BOOSTER,
+    FIRST,
+    SERIES,
     UNKNOWN,
     age_band,
+    disclosed_with_total,
     group_names,
     per_100k,
     percentage,
@@ -54,6 +58,7 @@ from .schemas import (
     WastageRow,
 )
 
+DAILY_KINDS = (FIRST, SERIES, BOOSTER)
 _KIND_COLUMN = {"1": "dose1", "complete": "complete", "booster": "booster"}
 _GROUP_COLUMN = {
     "district": "district_code",
@@ -79,9 +84,10 @@ async def coverage(
     dose: DoseKind,
     on: date,
     filters: CoverageFilters,
-    exact: bool,
+    threshold: int,
 ) -> Coverage:
-    """People with `dose` by the end of day `on`, by `group_by`, against the census."""
+    """People with `dose` by the end of day `on`, by `group_by`, against the census,
+    disclosed at `threshold` (domain.disclosed)."""
     kind = _KIND_COLUMN[dose]
     column = f"{kind}_product" if group_by == "product" else _GROUP_COLUMN[group_by]
     where = [f"{kind}_date <= $1"]
@@ -109,13 +115,15 @@ async def coverage(
             if m.district_code == filters.district
         }
     keys = list(names) + sorted(k for k in counted if k not in names)
-    total_people = sum(counted.values())
+    shown_people, total_people = disclosed_with_total(
+        [counted.get(key, 0) for key in keys], threshold
+    )
     band = age_band(filters.age_band)
     district_population = (
         districts()[filters.district].population if filters.district in districts() else None
     )
 
-    def row(key: str, name: str, people: int) -> CoverageRow:
+    def row(key: str, name: str, shown: int | None) -> CoverageRow:
         if group_by == "product":
             pop, estimated = None, False
         elif group_by in ("district", "municipality"):
@@ -133,10 +141,6 @@ async def coverage(
                 pop, estimated = None, False
         else:
             pop, estimated = population(geo=district_population, band=band, sex=key)
-        shown: int | None = people
-        suppressed = not exact and 0 < people < SUPPRESS_BELOW
-        if suppressed:
-            shown = None
         return CoverageRow(
             key=key,
             name=name,
@@ -147,16 +151,16 @@ async def coverage(
             if group_by == "product"
             else None,
             population_estimated=estimated,
-            suppressed=suppressed,
+            suppressed=shown is None,
         )
 
     result = [
         row(
             key,
             names.get(key) or (product_name(key) if group_by == "product" else key),
-            counted.get(key, 0),
+            shown,
         )
-        for key in keys
+        for key, shown in zip(keys, shown_people, strict=True)
     ]
     if group_by == "product":
         result.sort(key=lambda r: (-(r.people or 0), r.key))
@@ -170,6 +174,7 @@ async def coverage(
         population=total_population,
         coverage_pct=percentage(total_people, total_population),
         population_estimated=total_estimated,
+        suppressed=total_people is None,
     )
     return Coverage(
         date=on,
@@ -179,6 +184,7 @@ async def coverage(
         fresh_as_of=await fresh_as_of(conn),
         rows=result,
         total=total,
+        rounded_to=threshold,
     )
 
 
@@ -205,8 +211,12 @@ async def daily_doses(
     product: str | None,
     age_band: str | None,
     site_id: str | None,
+    threshold: int,
 ) -> DailyDoses:
-    """Doses per day with their kind, zero days included, and the 7-day average."""
+    """Doses per day with their kind, zero days included, and the 7-day average,
+    disclosed at `threshold` (domain.disclosed_with_total): the average and the total
+    are of the published day counts (a withheld day counts as 0), so they reveal
+    nothing the days do not."""
     window_start = start - timedelta(days=6)
     args: list[object] = [window_start, end]
     where = ["day BETWEEN $1 AND $2"]
@@ -232,20 +242,32 @@ async def daily_doses(
     per_day: dict[date, dict[str, int]] = {}
     for r in await conn.fetch(sql, *args):
         per_day.setdefault(r["day"], {})[r["kind"]] = int(r["doses"])
-    totals = {d: sum(kinds.values()) for d, kinds in per_day.items()}
+    # A day's doses are the total of its kinds (first, series, booster), published
+    # together; with site_id the day has no kinds, so it is its own only cell.
+    shown: dict[date, tuple[list[int | None], int | None]] = {}
+    for day, kinds in per_day.items():
+        cells = [kinds.get(k, 0) for k in DAILY_KINDS] if by_kind else [sum(kinds.values())]
+        shown[day] = disclosed_with_total(cells, threshold)
+
+    def doses_on(day: date) -> int | None:
+        return shown[day][1] if day in shown else 0
+
     rows = []
     day = start
     while day <= end:
-        kinds = per_day.get(day, {})
-        window = sum(totals.get(day - timedelta(days=i), 0) for i in range(7))
+        kinds_shown = shown[day][0] if day in shown else [0, 0, 0]
+        doses = doses_on(day)
+        window = sum(doses_on(day - timedelta(days=i)) or 0 for i in range(7))
+        first, series, booster = kinds_shown if by_kind else (None, None, None)
         rows.append(
             DailyRow(
                 day=day,
-                doses=totals.get(day, 0),
-                first=kinds.get("first", 0) if by_kind else None,
-                series=kinds.get("series", 0) if by_kind else None,
-                booster=kinds.get("booster", 0) if by_kind else None,
+                doses=doses,
+                first=first,
+                series=series,
+                booster=booster,
                 avg_7d=round(window / 7, 2),
+                suppressed=doses is None,
             )
         )
         day += timedelta(days=1)
@@ -259,8 +281,10 @@ async def daily_doses(
         to_day=end,
         filters=filters,
         fresh_as_of=await fresh_as_of(conn),
-        total=sum(r.doses for r in rows),
+        # Of the published days, so that it reveals nothing they do not.
+        total=sum(r.doses or 0 for r in rows),
         rows=rows,
+        rounded_to=threshold,
     )
 
 

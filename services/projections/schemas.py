@@ -98,17 +98,20 @@ class Coverage(msgspec.Struct, frozen=True, kw_only=True):
     fresh_as_of: datetime | None
     rows: list[CoverageRow]
     total: CoverageRow
+    rounded_to: int = 1
+    """Counts are multiples of this (1: exact); counts below it are withheld."""
 
 
 class DailyRow(msgspec.Struct, frozen=True, kw_only=True):
     """Doses given on one day, and the average of the 7 days ending that day."""
 
     day: date
-    doses: int
+    doses: int | None
     first: int | None = None
     series: int | None = None
     booster: int | None = None
     avg_7d: float
+    suppressed: bool = False
 
 
 class DailyDoses(msgspec.Struct, frozen=True, kw_only=True):
@@ -118,8 +121,10 @@ class DailyDoses(msgspec.Struct, frozen=True, kw_only=True):
     to_day: date = msgspec.field(name="to")
     filters: dict[str, str]
     fresh_as_of: datetime | None
-    total: int
+    total: int | None
     rows: list[DailyRow]
+    rounded_to: int = 1
+    """Counts are multiples of this (1: exact); counts below it are withheld."""
 
 
 class StockRow(msgspec.Struct, frozen=True, kw_only=True):

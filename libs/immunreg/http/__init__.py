@@ -13,6 +13,7 @@ from immunreg.http.auth import (
 )
 from immunreg.http.health import health_routes, metrics_route
 from immunreg.http.idempotency import purge_idempotency_keys, schema_sql
+from immunreg.http.jwks import TrustedKeys
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.logs import CORRELATION_ID, configure_logging
 from immunreg.http.middleware import metadata_from_request, middlewares
@@ -31,6 +32,7 @@ __all__ = [
     "Role",
     "Route",
     "TokenVerifier",
+    "TrustedKeys",
     "configure_logging",
     "current_principal",
     "ensure_dev_keys",

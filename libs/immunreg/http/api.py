@@ -15,6 +15,7 @@ from immunreg.http.auth import Role, current_principal
 from immunreg.http.idempotency import run_idempotent
 from immunreg.http.openapi import build_openapi
 from immunreg.http.problems import FieldError, Problem, field_errors
+from immunreg.http.ratelimit import limit_anonymous
 from immunreg.http.text import text_errors
 
 JSON_CONTENT_TYPE = "application/json"
@@ -50,6 +51,7 @@ class Route:
     summary: str | None = None
     description: str | None = None
     idempotent: bool = False
+    rate_limited: bool = False
     tags: tuple[str, ...] = ()
 
 
@@ -78,6 +80,7 @@ class Api:
         roles: Collection[Role] | None = None,
         summary: str | None = None,
         idempotent: bool = False,
+        rate_limited: bool = False,
         tags: Collection[str] = (),
         operation_id: str | None = None,
     ) -> Callable[[H], H]:
@@ -85,7 +88,8 @@ class Api:
 
         `responses` maps status to a msgspec-encodable type, or None for no
         body (an error status with None documents a problem+json body).
-        `roles=None` makes the route public.
+        `roles=None` makes the route public; `rate_limited` holds its anonymous
+        callers to the service's per-address limit (`immunreg.http.ratelimit`).
         """
         method = method.upper()
         if idempotent and method != "POST":
@@ -111,6 +115,7 @@ class Api:
                     summary=summary,
                     description=inspect.getdoc(handler),
                     idempotent=idempotent,
+                    rate_limited=rate_limited,
                     tags=tuple(tags),
                 )
             )
@@ -162,10 +167,12 @@ class Api:
 
 
 def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """Wrap the handler: roles, then query, then body, then idempotency."""
+    """Wrap the handler: rate limit, roles, then query, then body, then idempotency."""
     decoder = msgspec.json.Decoder(route.body) if route.body is not None else None
 
     async def endpoint(request: web.Request) -> web.StreamResponse:
+        if route.rate_limited:
+            limit_anonymous(request, route.operation_id, current_principal(request) is None)
         _check_roles(request, route)
         errors = text_errors(dict(request.match_info), "path")
         if errors:

@@ -29,13 +29,14 @@ from immunreg.eventstore.errors import ConcurrencyConflict
 from immunreg.eventstore.relay import OutboxRelay
 from immunreg.eventstore.signal import OutboxSignal
 from immunreg.eventstore.store import EventStore
-from immunreg.http.auth import TokenVerifier
+from immunreg.http.auth import token_verifier
 from immunreg.http.health import Check, Health, health_routes, metrics_route
 from immunreg.http.idempotency import purge_idempotency_keys
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.logs import configure_logging
 from immunreg.http.middleware import middlewares
 from immunreg.http.problems import FieldError, Problem
+from immunreg.http.ratelimit import RATE_LIMITER_KEY, RateLimiter
 from immunreg.http.shutdown import SHUTDOWN_KEY, Shutdown
 from immunreg.messaging.consumer import EventConsumer
 from immunreg.messaging.topics import ensure_topics, wait_for_kafka
@@ -71,20 +72,16 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
         ) from error
 
 
-def _load_verifier(settings: Settings) -> TokenVerifier | None:
-    path = Path(settings.jwt_public_key)
-    return TokenVerifier(path.read_bytes()) if path.exists() else None
-
-
 def create_app(service: Service, settings: Settings) -> web.Application:
     """A runnable aiohttp application for `service`."""
     configure_logging(service.name)
     metrics = Metrics(service.name)
     app = web.Application(
-        middlewares=[*middlewares(metrics, _load_verifier(settings)), domain_errors]
+        middlewares=[*middlewares(metrics, token_verifier(settings)), domain_errors]
     )
     app[SETTINGS_KEY] = settings
     app[METRICS_KEY] = metrics
+    app[RATE_LIMITER_KEY] = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     shutdown = Shutdown(settings.shutdown_timeout, settings.shutdown_drain_delay)
     app[SHUTDOWN_KEY] = shutdown
     app.cleanup_ctx.append(_database(service))

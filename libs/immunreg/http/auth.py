@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import uuid
+from collections.abc import Iterator
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jwt
 import msgspec
@@ -15,14 +19,27 @@ from aiohttp.typedefs import Handler, Middleware
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from immunreg.config import PRODUCTION, Settings
+from immunreg.http.jwks import (
+    ALGORITHM,
+    DEV_KID_PREFIX,
+    JWKS_FILE,
+    PRIVATE_KEY_FILE,
+    SIGNING_DIR,
+    TRUSTED_DIR,
+    TrustedKeys,
+    public_jwk,
+    readable_private_keys,
+    signing_key_id,
+)
 from immunreg.http.problems import Problem
 from immunreg.keyfiles import replace_file, write_once
+from immunreg.paths import keys_dir
 
-AUDIENCE = "immunreg"
-ALGORITHM = "ES256"
 DEV_ISSUER = "immunreg-dev"
-PRIVATE_KEY_FILE = "jwt-private.pem"
-PUBLIC_KEY_FILE = "jwt-public.pem"
+DEV_AUDIENCE = "immunreg"
+MAX_LIFETIME = timedelta(hours=12)
+"""The longest a token may live (exp - iat) unless configured (`JWT_MAX_LIFETIME`)."""
 
 
 class Role(StrEnum):
@@ -59,15 +76,58 @@ class Principal(msgspec.Struct, frozen=True):
         Only citizens are held here: which other roles may act at all is the
         route's `roles`, and site staff are held to their site by `require_site`.
         """
+        _record(AuthorisationCheck("own", citizen_id, detail))
         if self.role is Role.CITIZEN and self.citizen_id != citizen_id:
             raise Problem.forbidden(detail, code="other_citizen")
 
     def require_site(self, site_id: str) -> None:
         """Refuse site staff acting at a site other than their own."""
+        _record(AuthorisationCheck("site", site_id))
         if self.role is Role.SITE_STAFF and self.site_id != site_id:
             raise Problem.forbidden(
                 f"site staff of {self.site_id} may not act at site {site_id}", code="other_site"
             )
+
+
+class AuthorisationCheck(msgspec.Struct, frozen=True, array_like=True):
+    """One own-record (`own`) or own-site (`site`) check a handler made of its caller."""
+
+    kind: Literal["own", "site"]
+    value: str
+    detail: str = ""
+
+
+_CHECKS: ContextVar[list[AuthorisationCheck] | None] = ContextVar(
+    "authorisation_checks", default=None
+)
+
+
+def _record(check: AuthorisationCheck) -> None:
+    checks = _CHECKS.get()
+    if checks is not None and check not in checks:
+        checks.append(check)
+
+
+@contextlib.contextmanager
+def recording_checks() -> Iterator[list[AuthorisationCheck]]:
+    """Collect the own-record and own-site checks made inside the block (this task's)."""
+    checks: list[AuthorisationCheck] = []
+    token = _CHECKS.set(checks)
+    try:
+        yield checks
+    finally:
+        _CHECKS.reset(token)
+
+
+def recheck(principal: Principal | None, checks: list[AuthorisationCheck]) -> None:
+    """Run recorded checks again for `principal` (Problem 403 when one fails)."""
+    for check in checks:
+        if principal is None:
+            raise Problem.forbidden("this answer needs a bearer token")
+        if check.kind == "own":
+            principal.require_own(check.value, check.detail)
+        else:
+            principal.require_site(check.value)
 
 
 PRINCIPAL_KEY = web.RequestKey("principal", Principal)
@@ -100,15 +160,15 @@ def _check_role_claims(role: Role, site_id: str | None, citizen_id: str | None) 
 
 
 def ensure_dev_keys(directory: Path) -> tuple[Path, Path]:
-    """Create a P-256 key pair in `directory` unless one exists; return (private, public).
+    """Create a development P-256 key pair under `directory` unless one exists.
 
-    Safe when several processes start at once: the private key appears
-    atomically (hard link of a finished temp file), and the public key is
-    always derived from whichever private key won.
+    Returns (private key PEM, JWKS of its public half). The two live in separate
+    folders (`jwt-signing/`, `jwt-trusted/`), so the folder services trust holds no
+    private key. Safe when several processes start at once: the private key
+    appears atomically, and the JWKS is always derived from whichever key won.
     """
-    directory.mkdir(parents=True, exist_ok=True)
-    private_path = directory / PRIVATE_KEY_FILE
-    public_path = directory / PUBLIC_KEY_FILE
+    private_path = directory / SIGNING_DIR / PRIVATE_KEY_FILE
+    jwks_path = directory / TRUSTED_DIR / JWKS_FILE
     if not private_path.exists():
         key = ec.generate_private_key(ec.SECP256R1())
         pem = key.private_bytes(
@@ -117,13 +177,13 @@ def ensure_dev_keys(directory: Path) -> tuple[Path, Path]:
             serialization.NoEncryption(),
         )
         write_once(private_path, pem)
-    private_key = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
-    public_pem = private_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    if not public_path.exists() or public_path.read_bytes() != public_pem:
-        replace_file(public_path, public_pem)
-    return private_path, public_path
+    private_pem = private_path.read_bytes()
+    private_key = serialization.load_pem_private_key(private_pem, password=None)
+    jwk = public_jwk(private_key.public_key(), signing_key_id(private_pem), ALGORITHM)
+    document = json.dumps({"keys": [jwk]}, indent=2).encode() + b"\n"
+    if not jwks_path.exists() or jwks_path.read_bytes() != document:
+        replace_file(jwks_path, document)
+    return private_path, jwks_path
 
 
 def issue_token(
@@ -134,16 +194,26 @@ def issue_token(
     site_id: str | None = None,
     citizen_id: str | None = None,
     ttl: timedelta = timedelta(hours=12),
+    max_lifetime: timedelta = MAX_LIFETIME,
     issuer: str = DEV_ISSUER,
+    audience: str = DEV_AUDIENCE,
+    kid: str | None = None,
     now: datetime | None = None,
 ) -> str:
-    """Sign an ES256 token for `role`; the subject defaults to the citizen id."""
+    """Sign an ES256 token for `role`, naming its key (`kid`) and living at most `max_lifetime`.
+
+    The subject defaults to the citizen id; the kid to the one `ensure_dev_keys`
+    publishes for this key. Every token the project mints (the `immunreg token`
+    command, demo data, tests) comes from here.
+    """
     role = Role(role)
     problem = _check_role_claims(role, site_id, citizen_id)
     if problem:
         raise ValueError(problem)
     if ttl <= timedelta(0):
         raise ValueError("ttl must be positive")
+    if ttl > max_lifetime:
+        raise ValueError(f"ttl {ttl} is longer than the maximum token lifetime {max_lifetime}")
     issued = now or datetime.now(UTC)
     claims: dict[str, Any] = {
         "sub": subject or citizen_id or f"dev-{role.value}",
@@ -151,70 +221,94 @@ def issue_token(
         "iat": issued,
         "exp": issued + ttl,
         "iss": issuer,
-        "aud": AUDIENCE,
+        "aud": audience,
         "jti": uuid.uuid4().hex,
     }
     if site_id is not None:
         claims["site_id"] = site_id
     if citizen_id is not None:
         claims["citizen_id"] = citizen_id
-    return jwt.encode(claims, private_key_pem, algorithm=ALGORITHM)
+    headers = {"kid": kid or signing_key_id(private_key_pem)}
+    return jwt.encode(claims, private_key_pem, algorithm=ALGORITHM, headers=headers)
 
 
 class _Claims(msgspec.Struct):
     sub: str
     role: Role
+    iat: int
+    exp: int
     site_id: str | None = None
     citizen_id: str | None = None
 
 
 class TokenVerifier:
-    """Checks signature (ES256 only), expiry, audience and, if given, issuer."""
+    """Checks the algorithm, the key (by kid), signature, issuer, audience, expiry and lifetime."""
 
     def __init__(
         self,
-        public_key_pem: bytes,
+        keys: TrustedKeys,
         *,
-        issuer: str | None = None,
+        issuer: str = DEV_ISSUER,
+        audience: str = DEV_AUDIENCE,
+        max_lifetime: timedelta = MAX_LIFETIME,
         leeway: timedelta = timedelta(seconds=30),
     ) -> None:
-        key = serialization.load_pem_public_key(public_key_pem)
-        if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
-            raise ValueError("the token key must be an EC P-256 public key")
-        self._key = key
+        self._keys = keys
         self._issuer = issuer
+        self._audience = audience
+        self._max_lifetime = max_lifetime
         self._leeway = leeway
 
     def verify(self, token: str) -> Principal:
         """The principal a valid token names; Problem 401 with the reason otherwise."""
+        algorithm = self._keys.algorithm
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            raise _invalid("the token is malformed") from None
+        # Checked before any key is touched: `none`, HS256 with a public key as the
+        # secret, and every other algorithm confusion end here.
+        if header.get("alg") != algorithm:
+            raise _invalid(f"only {algorithm} tokens are accepted")
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise _invalid("the token does not name its key (kid)")
+        key = self._keys.get(kid)
+        if key is None:
+            raise _invalid(f"the token is signed with an unknown key {kid!r}")
         try:
             claims = jwt.decode(
                 token,
-                self._key,
-                algorithms=[ALGORITHM],
-                audience=AUDIENCE,
+                key.key,
+                algorithms=[algorithm],
+                audience=self._audience,
                 issuer=self._issuer,
                 leeway=self._leeway,
-                options={"require": ["exp", "iat", "sub", "aud", "role"]},
+                options={"require": ["exp", "iat", "iss", "aud", "sub", "role"]},
             )
         except jwt.ExpiredSignatureError:
             raise _invalid("the token has expired") from None
         except jwt.InvalidAudienceError:
-            raise _invalid(f"the token is not meant for audience {AUDIENCE!r}") from None
+            raise _invalid(f"the token is not meant for audience {self._audience!r}") from None
         except jwt.InvalidIssuerError:
             raise _invalid("the token has an untrusted issuer") from None
-        except jwt.InvalidAlgorithmError:
-            raise _invalid(f"only {ALGORITHM} tokens are accepted") from None
         except jwt.MissingRequiredClaimError as e:
             raise _invalid(f"the token lacks the {e.claim!r} claim") from None
         except jwt.InvalidSignatureError:
             raise _invalid("the token signature is invalid") from None
+        except jwt.ImmatureSignatureError:
+            raise _invalid("the token is not valid yet (issued in the future)") from None
         except jwt.InvalidTokenError:
             raise _invalid("the token is malformed or invalid") from None
         try:
             parsed = msgspec.convert(claims, _Claims)
         except msgspec.ValidationError as e:
             raise _invalid(f"the token claims are invalid: {e}") from None
+        lifetime = timedelta(seconds=parsed.exp - parsed.iat)
+        if lifetime > self._max_lifetime:
+            raise _invalid(
+                f"the token lives {lifetime}, longer than the maximum {self._max_lifetime}"
+            )
         problem = _check_role_claims(parsed.role, parsed.site_id, parsed.citizen_id)
         if problem:
             raise _invalid(problem)
@@ -224,6 +318,74 @@ class TokenVerifier:
             site_id=parsed.site_id,
             citizen_id=parsed.citizen_id,
         )
+
+
+def token_verifier(settings: Settings) -> TokenVerifier | None:
+    """The verifier a service starts with, from its settings.
+
+    Development: the configured JWKS, else the generated development keys (None
+    while none were generated: the service then accepts no tokens, as before).
+    Production (`IMMUNREG_ENV=production`): RuntimeError naming everything that is
+    wrong (see `production_problems`), which `immunreg serve` reports as a failed start.
+    """
+    if settings.environment == PRODUCTION:
+        problems = production_problems(settings)
+        if problems:
+            raise RuntimeError(
+                f"{settings.service} refuses to start in production mode: " + "; ".join(problems)
+            )
+    path = _jwks_path(settings)
+    if not path.exists():
+        if settings.jwt_jwks_file:
+            raise RuntimeError(f"JWT_JWKS_FILE {path} does not exist")
+        return None
+    try:
+        keys = TrustedKeys.read(path, settings.jwt_algorithm)
+    except ValueError as e:
+        raise RuntimeError(f"JWT_JWKS_FILE: {e}") from None
+    return TokenVerifier(
+        keys,
+        issuer=settings.jwt_issuer or DEV_ISSUER,
+        audience=settings.jwt_audience or DEV_AUDIENCE,
+        max_lifetime=timedelta(seconds=settings.jwt_max_lifetime),
+    )
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """What production mode refuses: generated development keys, no issuer or
+    audience configured, a signing key the service itself could read."""
+    problems = []
+    if not settings.jwt_issuer:
+        problems.append("JWT_ISSUER is not set (the issuer every token must name)")
+    if not settings.jwt_audience:
+        problems.append("JWT_AUDIENCE is not set (the audience every token must name)")
+    if not settings.jwt_jwks_file:
+        problems.append("JWT_JWKS_FILE is not set: the generated development keys would be trusted")
+        return problems
+    path = Path(settings.jwt_jwks_file)
+    try:
+        keys = TrustedKeys.read(path, settings.jwt_algorithm)
+    except OSError as e:
+        problems.append(f"JWT_JWKS_FILE {path} cannot be read ({e.strerror})")
+    except ValueError as e:
+        problems.append(f"JWT_JWKS_FILE {e}")
+    else:
+        development = [kid for kid in keys.key_ids if kid.startswith(DEV_KID_PREFIX)]
+        if development:
+            problems.append(f"JWT_JWKS_FILE {path} trusts generated development keys {development}")
+    readable = readable_private_keys(path.parent)
+    if readable:
+        names = ", ".join(str(p) for p in readable)
+        problems.append(
+            f"the private half of a signing key is readable beside the trusted keys: {names}"
+        )
+    return problems
+
+
+def _jwks_path(settings: Settings) -> Path:
+    if settings.jwt_jwks_file:
+        return Path(settings.jwt_jwks_file)
+    return keys_dir() / TRUSTED_DIR / JWKS_FILE
 
 
 def _invalid(reason: str) -> Problem:

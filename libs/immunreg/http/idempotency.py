@@ -3,7 +3,13 @@
 The key is claimed with an INSERT before the handler runs, so two concurrent
 requests with one key cannot both execute; the answer is stored when the
 handler finishes, and the claim is dropped when it fails so the client may
-retry. Keys are scoped to the caller (token subject).
+retry.
+
+A key is scoped to the caller (role, site, citizen and subject of the token) and to
+the method and path: another caller reusing it finds nothing and their request runs
+as their own. Before a stored answer is replayed, authorisation runs again: the
+route's roles (checked before this module is reached) and the own-record and
+own-site checks the first run passed (`immunreg.http.auth.recording_checks`).
 """
 
 from __future__ import annotations
@@ -19,7 +25,13 @@ import asyncpg
 import msgspec
 from aiohttp import web
 
-from immunreg.http.auth import current_principal
+from immunreg.http.auth import (
+    AuthorisationCheck,
+    Principal,
+    current_principal,
+    recheck,
+    recording_checks,
+)
 from immunreg.http.keys import POOL_KEY
 from immunreg.http.problems import FieldError, Problem
 
@@ -32,33 +44,37 @@ STALE_AFTER = timedelta(seconds=60)
 """A claim still pending this long is taken to be from a crashed process and may be retaken."""
 STORED_HEADERS = ("Content-Type", "Location", "ETag")
 
-_headers_codec = msgspec.json.Encoder()
+_codec = msgspec.json.Encoder()
 _headers_decoder = msgspec.json.Decoder(dict[str, str])
+_checks_decoder = msgspec.json.Decoder(list[AuthorisationCheck])
 
 # A retry of a claim left pending by a crashed process takes it over; a
 # pending claim of a live request is left alone (the retry gets 409).
 _CLAIM = """
-INSERT INTO idempotency_keys (principal, key, method, path, request_hash)
+INSERT INTO idempotency_keys (principal, method, path, key, request_hash)
 VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (principal, key) DO UPDATE SET created_at = clock_timestamp()
+ON CONFLICT (principal, method, path, key) DO UPDATE SET created_at = clock_timestamp()
 WHERE idempotency_keys.completed_at IS NULL
   AND idempotency_keys.request_hash = EXCLUDED.request_hash
   AND idempotency_keys.created_at < now() - $6::interval
 RETURNING created_at
 """
-_EXISTING = """
-SELECT request_hash, status, headers::text AS headers, body, completed_at
-FROM idempotency_keys WHERE principal = $1 AND key = $2
+_SCOPE = "principal = $1 AND method = $2 AND path = $3 AND key = $4"
+_EXISTING = f"""
+SELECT request_hash, status, headers::text AS headers, body, completed_at,
+       authorisation::text AS authorisation
+FROM idempotency_keys WHERE {_SCOPE}
 """
 # created_at identifies our claim: a taken-over claim is not ours to finish or drop.
-_COMPLETE = """
+_COMPLETE = f"""
 UPDATE idempotency_keys
-SET status = $4, headers = $5::text::jsonb, body = $6, completed_at = now()
-WHERE principal = $1 AND key = $2 AND created_at = $3 AND completed_at IS NULL
+SET status = $6, headers = $7::text::jsonb, body = $8, authorisation = $9::text::jsonb,
+    completed_at = now()
+WHERE {_SCOPE} AND created_at = $5 AND completed_at IS NULL
 """
-_RELEASE = """
+_RELEASE = f"""
 DELETE FROM idempotency_keys
-WHERE principal = $1 AND key = $2 AND created_at = $3 AND completed_at IS NULL
+WHERE {_SCOPE} AND created_at = $5 AND completed_at IS NULL
 """
 
 
@@ -90,47 +106,56 @@ async def run_idempotent(
             errors=[FieldError(f"header.{IDEMPOTENCY_HEADER}", "must be 1-255 characters")],
         )
     principal = current_principal(request)
-    owner = principal.subject if principal else "anonymous"
+    scope = (principal_scope(principal), request.method, request.path, key)
     digest = request_hash(request.method, request.raw_path, body)
     pool = request.app[POOL_KEY]
 
     claimed: datetime | None = None
     for _ in range(3):
-        claimed = await pool.fetchval(
-            _CLAIM, owner, key, request.method, request.path, digest, stale_after
-        )
+        claimed = await pool.fetchval(_CLAIM, *scope, digest, stale_after)
         if claimed is not None:
             break
-        existing = await pool.fetchrow(_EXISTING, owner, key)
+        existing = await pool.fetchrow(_EXISTING, *scope)
         if existing is not None:
-            return _answer_existing(existing, digest)
+            return _answer_existing(existing, digest, principal)
         # The first request failed and released its claim between our two queries.
     if claimed is None:
         raise Problem.conflict("a request with this key is in progress", code="idempotency_busy")
 
     try:
-        response = await handle()
+        with recording_checks() as checks:
+            response = await handle()
     except BaseException:
-        await _release(pool, owner, key, claimed)
+        await _release(pool, scope, claimed)
         raise
     stored = _storable_body(response)
     if response.status >= 500 or stored is None:
-        await _release(pool, owner, key, claimed)
+        await _release(pool, scope, claimed)
         return response
     headers = {h: response.headers[h] for h in STORED_HEADERS if h in response.headers}
     await pool.execute(
         _COMPLETE,
-        owner,
-        key,
+        *scope,
         claimed,
         response.status,
-        _headers_codec.encode(headers).decode(),
+        _codec.encode(headers).decode(),
         stored,
+        _codec.encode(checks).decode(),
     )
     return response
 
 
-def _answer_existing(row: asyncpg.Record, digest: bytes) -> web.Response:
+def principal_scope(principal: Principal | None) -> str:
+    """Whose keys these are: every claim that decides what the caller may do."""
+    if principal is None:
+        return "anonymous"
+    fields = [principal.role.value, principal.site_id, principal.citizen_id, principal.subject]
+    return _codec.encode(fields).decode()
+
+
+def _answer_existing(
+    row: asyncpg.Record, digest: bytes, principal: Principal | None
+) -> web.Response:
     if bytes(row["request_hash"]) != digest:
         raise Problem.unprocessable(
             "this Idempotency-Key was used for a different request",
@@ -139,6 +164,7 @@ def _answer_existing(row: asyncpg.Record, digest: bytes) -> web.Response:
         )
     if row["completed_at"] is None:
         raise Problem.conflict("a request with this key is in progress", code="idempotency_busy")
+    recheck(principal, _checks_decoder.decode(row["authorisation"]))
     headers = _headers_decoder.decode(row["headers"] or "{}")
     headers[REPLAYED_HEADER] = "true"
     return web.Response(status=row["status"], body=row["body"], headers=headers)
@@ -156,10 +182,10 @@ def _storable_body(response: web.StreamResponse) -> bytes | None:
     return None
 
 
-async def _release(pool: asyncpg.Pool, owner: str, key: str, claimed: datetime) -> None:
+async def _release(pool: asyncpg.Pool, scope: tuple[str, ...], claimed: datetime) -> None:
     # Shielded: a cancelled request must still release its claim, or retries get 409.
     try:
-        await asyncio.shield(pool.execute(_RELEASE, owner, key, claimed))
+        await asyncio.shield(pool.execute(_RELEASE, *scope, claimed))
     except Exception:
         log.exception("could not release Idempotency-Key claim; it expires after %s", STALE_AFTER)
 

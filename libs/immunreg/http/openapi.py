@@ -173,6 +173,8 @@ def _implied_problems(route: Route) -> list[int]:
         statuses += [401, 403]
     if route.idempotent:
         statuses += [400, 409, 422]
+    if route.rate_limited:
+        statuses.append(429)
     statuses.append(500)
     return statuses
 

@@ -246,7 +246,7 @@ async def administration(
         database_url=dsn,
         db_schema=schema,
         kafka_bootstrap=bootstrap,
-        jwt_public_key=str(public),
+        jwt_jwks_file=str(public),
         relay_poll_interval=0.1,
     )
     client: Client = TestClient(TestServer(create_app(service, settings)))

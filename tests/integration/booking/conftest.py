@@ -190,7 +190,7 @@ async def _start(
         database_url=dsn,
         db_schema=schema,
         kafka_bootstrap=bootstrap,
-        jwt_public_key=str(public),
+        jwt_jwks_file=str(public),
         relay_poll_interval=0.1,
         extra={"SCHEDULE_ENABLED": "false", "NO_SHOW_ENABLED": "false", **extra},
     )

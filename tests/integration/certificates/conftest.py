@@ -385,7 +385,7 @@ async def running_certificates(
         database_url=dsn,
         db_schema=schema,
         kafka_bootstrap=bootstrap,
-        jwt_public_key=str(public),
+        jwt_jwks_file=str(public),
         relay_poll_interval=0.1,
         extra={
             "KEYS_DIR": str(keys / "dcc"),

@@ -39,7 +39,7 @@ async def tallies(
     common = {
         "database_url": dsn,
         "kafka_bootstrap": bootstrap,
-        "jwt_public_key": str(public),
+        "jwt_jwks_file": str(public),
         "relay_poll_interval": 0.1,
     }
     writer_client = await client_for(

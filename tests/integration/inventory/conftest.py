@@ -152,7 +152,7 @@ async def inventory(dsn: str, bootstrap: str, tmp_path: Path) -> AsyncIterator[I
         database_url=dsn,
         db_schema=schema,
         kafka_bootstrap=bootstrap,
-        jwt_public_key=str(public),
+        jwt_jwks_file=str(public),
         relay_poll_interval=0.1,
         extra={"expiry_interval": "0.5"},
     )

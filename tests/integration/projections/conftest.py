@@ -183,8 +183,10 @@ class Projections:
 
 @pytest.fixture
 async def projections(
-    dsn: str, bootstrap: str, kafka: KafkaTools, tmp_path: Path
+    request: pytest.FixtureRequest, dsn: str, bootstrap: str, kafka: KafkaTools, tmp_path: Path
 ) -> AsyncIterator[Projections]:
+    """The service on private topics; `indirect` parametrization overrides its Settings."""
+    overrides: dict[str, Any] = getattr(request, "param", {})
     prefix = unique_name("p") + "_"
     sources = Sources.prefixed(prefix)
     await kafka.create(*sources.topics(), *map(dlq_topic, sources.topics()))
@@ -195,9 +197,10 @@ async def projections(
         database_url=dsn,
         db_schema=schema,
         kafka_bootstrap=bootstrap,
-        jwt_public_key=str(public),
+        jwt_jwks_file=str(public),
         relay_poll_interval=0.1,
         extra={"source_prefix": prefix, "follow_interval": "0.2", "consumer_batch": "500"},
+        **overrides,
     )
     client: Client = TestClient(TestServer(create_app(build_service(), settings)))
     await client.start_server()

@@ -110,10 +110,15 @@ async def test_a_scripted_history_gives_exactly_the_expected_tables(
     assert counted(in_district) == {NOVI_SAD: 2}
     assert in_district["total"]["population"] == SOUTH_BACKA
 
-    # Anonymous callers: the same answer with 1-4 people suppressed.
+    # Anonymous callers: the same answer with 1-4 people suppressed, the total too (4),
+    # so that nothing adds the withheld districts back up; the rest rounded to fives.
     public = await get("/v1/coverage", role=None, group_by="district", date="2024-03-31")
     assert by_key(public)["RS-00"]["people"] is None and by_key(public)["RS-00"]["suppressed"]
-    assert public["total"]["people"] == 4
+    assert by_key(public)["RS-00"]["coverage_pct"] is None
+    assert by_key(public)["RS-01"]["people"] == 0 and not by_key(public)["RS-01"]["suppressed"]
+    assert public["total"]["people"] is None and public["total"]["suppressed"]
+    assert public["total"]["coverage_pct"] is None
+    assert public["rounded_to"] == 5 and answer["rounded_to"] == 1
 
     # CSV: a comment line with the metadata and freshness, then the table.
     response = await projections.client.get(
@@ -152,6 +157,22 @@ async def test_a_scripted_history_gives_exactly_the_expected_tables(
     assert [r["doses"] for r in aged_daily["rows"]] == [0, 0, 1, 0]
     at_site = await get("/v1/doses/daily", site_id=ids.site_a, **period("2024-03-01", "2024-03-01"))
     assert [(r["doses"], r["first"]) for r in at_site["rows"]] == [(2, None)]
+    # Anonymous callers: a site's 2 doses that day are withheld, and so is the 7-day
+    # average and the total that would give them away.
+    public_site = await get(
+        "/v1/doses/daily", role=None, site_id=ids.site_a, **period("2024-03-01", "2024-03-01")
+    )
+    assert [(r["doses"], r["suppressed"], r["avg_7d"]) for r in public_site["rows"]] == [
+        (None, True, 0.0)
+    ]
+    assert public_site["total"] == 0 and public_site["rounded_to"] == 5
+    public_daily = await get("/v1/doses/daily", role=None, **period("2024-03-01", "2024-03-04"))
+    assert [(r["doses"], r["first"], r["series"]) for r in public_daily["rows"]] == [
+        (None, None, 0),
+        (0, 0, 0),
+        (None, None, 0),
+        (0, 0, 0),
+    ]
     booster_day = await get("/v1/doses/daily", **period("2024-06-25", "2024-06-25"))
     assert booster_day["rows"][0]["booster"] == 1
 

@@ -131,7 +131,7 @@ async def running_registration(
         database_url=service_dsn or dsn,
         db_schema=schema,
         kafka_bootstrap=bootstrap,
-        jwt_public_key=str(public),
+        jwt_jwks_file=str(public),
         relay_poll_interval=0.1,
         extra={
             "ID_KEY_FILE": str(keys / "id.key"),

@@ -73,3 +73,55 @@ def test_the_port_offset_moves_every_local_port(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("IMMUNREG_PORT_OFFSET", "7000")
     with pytest.raises(RuntimeError, match="IMMUNREG_PORT_OFFSET must be between 0 and 6442"):
         port_offset()
+
+
+def test_token_and_rate_limit_settings_are_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://shared/db")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "k:9092")
+    for name in (
+        "IMMUNREG_ENV",
+        "JWT_JWKS_FILE",
+        "JWT_ISSUER",
+        "JWT_MAX_LIFETIME",
+        "RATE_LIMIT_PER_MINUTE",
+        "RATE_LIMIT_BURST",
+        "CERTIFICATES_RATE_LIMIT_BURST",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    development = Settings.from_env("certificates")
+    assert development.environment == "development"
+    assert (development.jwt_jwks_file, development.jwt_issuer) == (None, None)
+    assert (development.rate_limit_per_minute, development.rate_limit_burst) == (120.0, 30)
+
+    monkeypatch.setenv("IMMUNREG_ENV", "production")
+    monkeypatch.setenv("JWT_ISSUER", "https://id.example.rs")
+    monkeypatch.setenv("JWT_MAX_LIFETIME", "900")
+    monkeypatch.setenv("RATE_LIMIT_BURST", "10")
+    monkeypatch.setenv("CERTIFICATES_RATE_LIMIT_BURST", "3")
+    certificates = Settings.from_env("certificates")
+    assert certificates.environment == "production"
+    assert certificates.jwt_issuer == "https://id.example.rs"
+    assert certificates.jwt_max_lifetime == 900.0
+    assert certificates.rate_limit_burst == 3
+    assert Settings.from_env("projections").rate_limit_burst == 10
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("IMMUNREG_ENV", "prod", "IMMUNREG_ENV must be one of"),
+        ("RATE_LIMIT_BURST", "lots", "RATE_LIMIT_BURST must be a number"),
+        ("RATE_LIMIT_PER_MINUTE", "0", "RATE_LIMIT_PER_MINUTE must be positive"),
+        ("JWT_MAX_LIFETIME", "-5", "JWT_MAX_LIFETIME must be positive"),
+    ],
+)
+def test_a_bad_security_setting_is_a_start_up_failure_naming_it(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, says: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://shared/db")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "k:9092")
+    monkeypatch.setenv(name, value)
+    with pytest.raises(RuntimeError, match=says):
+        Settings.from_env("projections")

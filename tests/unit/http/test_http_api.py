@@ -11,14 +11,12 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import jwt
 import msgspec
 import pytest
 from aiohttp import web
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from conftest import Client, build_app
+from conftest import Client, build_app, signed_token, token_claims
 from immunreg.http import (
     Api,
     Role,
@@ -28,6 +26,7 @@ from immunreg.http import (
     json_response,
     metadata_from_request,
 )
+from immunreg.http.jwks import signing_key_id
 from immunreg.observability.metrics import Metrics
 
 Serve = Callable[[web.Application], Awaitable[Client]]
@@ -241,19 +240,6 @@ async def test_expired_token_is_401(client: Client, private_pem: bytes) -> None:
     assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
 
 
-def _foreign_token(**overrides: Any) -> str:
-    now = datetime.now(UTC)
-    claims = {
-        "sub": "x",
-        "role": "admin",
-        "aud": "immunreg",
-        "iat": now,
-        "exp": now + timedelta(hours=1),
-    }
-    claims.update(overrides)
-    return jwt.encode(claims, ec.generate_private_key(ec.SECP256R1()), algorithm="ES256")
-
-
 def _hs256(claims: dict[str, Any], secret: bytes) -> str:
     # Built by hand: PyJWT (rightly) refuses to sign HS256 with a PEM key.
     def b64(data: bytes) -> str:
@@ -266,27 +252,27 @@ def _hs256(claims: dict[str, Any], secret: bytes) -> str:
     return f"{signing_input}.{b64(signature)}"
 
 
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 async def test_bad_tokens_are_401_even_on_public_routes(
     client: Client, private_pem: bytes, key_paths: Any
 ) -> None:
-    public_pem = key_paths[1].read_bytes()
-    key = serialization.load_pem_private_key(private_pem, password=None)
-    assert isinstance(key, ec.EllipticCurvePrivateKey)  # the dev keys are ES256
-    now = datetime.now(UTC)
-    base = {
-        "sub": "x",
-        "role": "admin",
-        "aud": "immunreg",
-        "iat": now,
-        "exp": now + timedelta(hours=1),
-    }
+    public_jwks = key_paths[1].read_bytes()
+    kid = signing_key_id(private_pem)
+
+    def signed(**claims: Any) -> str:
+        return signed_token(private_pem, kid, **claims)
+
     tokens = {
-        "other key": _foreign_token(),
+        # A key nobody trusts, though the token names a trusted kid.
+        "other key": signed_token(ec.generate_private_key(ec.SECP256R1()), kid),
         # The classic confusion: HS256 "signed" with the public key as the secret.
-        "hs256 with public key": _hs256(base, secret=public_pem),
-        "wrong audience": jwt.encode({**base, "aud": "elsewhere"}, key, algorithm="ES256"),
-        "unknown role": jwt.encode({**base, "role": "mayor"}, key, algorithm="ES256"),
-        "staff without site": jwt.encode({**base, "role": "site_staff"}, key, algorithm="ES256"),
+        "hs256 with public key": _hs256(token_claims(), secret=public_jwks),
+        "wrong audience": signed(aud="elsewhere"),
+        "unknown role": signed(role="mayor"),
+        "staff without site": signed(role="site_staff"),
         "garbage": "not.a.token",
     }
     expected = {
@@ -297,8 +283,10 @@ async def test_bad_tokens_are_401_even_on_public_routes(
         "staff without site": "site_id",
         "garbage": "malformed",
     }
+    # The same claims, untampered, pass: each refusal above is the one change it names.
+    assert (await client.get("/v1/public", headers=_bearer(signed()))).status == 200
     for name, token in tokens.items():
-        response = await client.get("/v1/public", headers={"Authorization": f"Bearer {token}"})
+        response = await client.get("/v1/public", headers=_bearer(token))
         body = await problem_of(response, 401)
         assert expected[name] in body["detail"], (name, body["detail"])
     basic = await client.get("/v1/public", headers={"Authorization": "Basic dXNlcjpwdw=="})

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from immunreg.http import Principal, Problem, Role, TokenVerifier, ensure_dev_keys, issue_token
+from immunreg.http import (
+    Principal,
+    Problem,
+    Role,
+    TokenVerifier,
+    TrustedKeys,
+    ensure_dev_keys,
+    issue_token,
+)
 
 
 def test_dev_keys_are_created_once_and_private_key_is_0600(tmp_path: Path) -> None:
@@ -22,7 +30,7 @@ def test_dev_keys_are_created_once_and_private_key_is_0600(tmp_path: Path) -> No
 
 def test_issued_token_round_trips_into_a_principal(tmp_path: Path) -> None:
     private, public = ensure_dev_keys(tmp_path)
-    verifier = TokenVerifier(public.read_bytes())
+    verifier = TokenVerifier(TrustedKeys.read(public))
     token = issue_token(private.read_bytes(), Role.SITE_STAFF, subject="nurse-7", site_id="s-1")
     assert verifier.verify(token) == Principal("nurse-7", Role.SITE_STAFF, site_id="s-1")
     citizen = issue_token(private.read_bytes(), "citizen", citizen_id="c-9")
@@ -45,7 +53,7 @@ def test_verifier_checks_issuer_when_asked(tmp_path: Path) -> None:
     private, public = ensure_dev_keys(tmp_path)
     token = issue_token(private.read_bytes(), Role.ADMIN, issuer="somebody")
     with pytest.raises(Problem) as info:
-        TokenVerifier(public.read_bytes(), issuer="immunreg-dev").verify(token)
+        TokenVerifier(TrustedKeys.read(public), issuer="immunreg-dev").verify(token)
     assert info.value.status == 401
 
 

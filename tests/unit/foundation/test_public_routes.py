@@ -1,0 +1,22 @@
+"""Which public routes are rate limited: a route leaving the list must be a decision."""
+
+from __future__ import annotations
+
+from immunreg.discovery import available_services, load_service
+
+
+def test_the_public_verification_and_statistics_routes_are_rate_limited() -> None:
+    limited = {
+        (name, route.method, route.path)
+        for name in available_services()
+        for route in load_service(name).api.routes
+        if route.rate_limited
+    }
+    assert limited == {
+        ("certificates", "POST", "/v1/verify"),
+        ("projections", "GET", "/v1/coverage"),
+        ("projections", "GET", "/v1/doses/daily"),
+    }
+    for name, method, path in limited:
+        operation = load_service(name).api.openapi()["paths"][path][method.lower()]
+        assert "429" in operation["responses"]
