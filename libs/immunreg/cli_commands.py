@@ -184,6 +184,9 @@ def register_commands(sub: Any, argv: Sequence[str]) -> None:
     from immunreg.cli_dlq import add_commands as add_dlq_commands
 
     add_dlq_commands(sub)
+    from immunreg.audit import add_commands as add_audit_commands
+
+    add_audit_commands(sub)
     _add_service_commands(sub, argv)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from immunreg import audit
 from immunreg.contracts.envelope import Context
 from immunreg.http.api import Api
 from immunreg.http.health import Health
@@ -47,6 +48,12 @@ class Service:
     readiness: Mapping[str, ReadinessCheck] = field(default_factory=dict)
     commands: Commands | None = None
     demo: DemoLoader | None = None
+    citizen_at_site: audit.CitizenAtSite | None = None
+    """Whether a citizen has an appointment or dose at a site, from the service's own
+    read model: what site staff's linked reach (`Reach.LINKED`) asks of it."""
+
+    def __post_init__(self) -> None:
+        audit.declare_routes(self.api)
 
     @property
     def topics(self) -> list[str]:

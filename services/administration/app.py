@@ -15,8 +15,10 @@ Who may do what:
 - record: `site_staff` at their own site (403 `other_site` elsewhere), `admin`
   anywhere; only `admin` may send `override_reason` (403 `override_not_allowed`);
 - correct, void: `admin`, or `site_staff` of the site that recorded the dose;
-- read doses and FHIR: the citizen their own, `site_staff` (the clinician at the
-  chair needs the history) and `admin`; `public_health` and `logistics` nothing personal;
+- read doses and FHIR: the citizen their own, `admin` any, `site_staff` a citizen
+  with a dose recorded at their site, or another when they state why (`Access-Reason`:
+  the clinician at the chair needs the history of a citizen new to the site);
+  `public_health` and `logistics` nothing personal; every read is audited;
 - report an adverse event: `site_staff` (any site: the clinician who sees the
   reaction may be elsewhere), `admin`, and the citizen for their own dose.
 """
@@ -31,11 +33,12 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import Counter
 
+from immunreg import audit
 from immunreg.contracts.administration import CONTEXT
 from immunreg.eventstore.store import EventStore
 from immunreg.http.api import Api, json_response
 from immunreg.http.app import SETTINGS_KEY, STORE_KEY
-from immunreg.http.auth import Role, require_principal
+from immunreg.http.auth import Reach, Role, require_principal
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.middleware import metadata_from_request
 from immunreg.http.openapi import Media
@@ -44,7 +47,7 @@ from immunreg.http.versioning import etag, if_match_version
 from immunreg.reference.vaccines import vaccine_catalog
 from immunreg.service import Service
 
-from . import fhir, handlers
+from . import fhir, handlers, readmodel
 from .demo import load as load_demo
 from .domain import Aggregates, DoseRefused, NotYetHappened, aggregates
 from .handlers import (
@@ -77,7 +80,11 @@ EVENTS_CONTEXT_SETTING = "EVENTS_CONTEXT"
 """`Settings.extra` key: publish under another context name (benchmarks, never production)."""
 
 RECORDERS = {Role.SITE_STAFF, Role.ADMIN}
-READERS = {Role.CITIZEN, Role.SITE_STAFF, Role.ADMIN}
+# Reading a citizen's doses and FHIR record: site staff reach a citizen vaccinated at
+# their site, or another with a stated reason (audit.citizen_read).
+READERS = {Role.CITIZEN: Reach.OWN, Role.SITE_STAFF: Reach.LINKED, Role.ADMIN: Reach.ANY}
+# Reporting an adverse event: the clinician who sees the reaction may be at any site.
+REPORTERS = {Role.CITIZEN: Reach.OWN, Role.SITE_STAFF: Reach.ANY, Role.ADMIN: Reach.ANY}
 
 
 @dataclass(frozen=True)
@@ -226,6 +233,7 @@ async def read_dose(request: web.Request) -> web.StreamResponse:
     except DoseNotFound as error:
         raise _problem(request, error) from error
     principal.require_own(view.citizen_id, OTHER_CITIZEN)
+    await audit.citizen_read(request, view.citizen_id, resource_id=view.dose_id)
     return json_response(view, headers={"ETag": etag(view.version)})
 
 
@@ -309,6 +317,7 @@ async def citizen_doses(request: web.Request) -> web.StreamResponse:
     principal = require_principal(request)
     citizen_id = request.match_info["citizen_id"]
     principal.require_own(citizen_id, OTHER_CITIZEN)
+    await audit.citizen_read(request, citizen_id)
     try:
         _, record = await handlers.read_citizen_record(
             request.app[POOL_KEY], citizen_id, vaccine_catalog()
@@ -331,6 +340,7 @@ async def citizen_fhir(request: web.Request) -> web.StreamResponse:
     principal = require_principal(request)
     citizen_id = request.match_info["citizen_id"]
     principal.require_own(citizen_id, OTHER_CITIZEN)
+    await audit.citizen_read(request, citizen_id)
     catalog = vaccine_catalog()
     try:
         citizen, record = await handlers.read_citizen_record(
@@ -354,7 +364,7 @@ async def citizen_fhir(request: web.Request) -> web.StreamResponse:
     "/v1/adverse-events",
     body=ReportAdverseEvent,
     responses={201: AdverseEventRecorded, 403: None, 404: None, 409: None, 422: None},
-    roles=READERS,
+    roles=REPORTERS,
     idempotent=True,
     summary="Report an adverse event following immunization",
 )
@@ -389,4 +399,5 @@ service = Service(
     reactions=reactions,
     resources=[administration_resources],
     demo=load_demo,
+    citizen_at_site=readmodel.citizen_at_site,
 )

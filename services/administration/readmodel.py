@@ -461,3 +461,11 @@ async def citizen_dose_views(
         _dose_view(row, catalog, adverse.get(row["dose_id"], []))
         for row in await fetch_doses(db, citizen_id)
     ]
+
+
+async def citizen_at_site(pool: asyncpg.Pool, citizen_id: str, site_id: str) -> bool:
+    """Whether a dose (voided ones too: the site met the citizen) was recorded at the site."""
+    found = await pool.fetchval(
+        "SELECT 1 FROM doses WHERE citizen_id = $1 AND site_id = $2 LIMIT 1", citizen_id, site_id
+    )
+    return found is not None

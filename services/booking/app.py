@@ -4,7 +4,9 @@ Who may do what:
 - admin: define sites, change a day's capacity or close it, run the scheduler, and
   everything the others may;
 - citizen: read, reschedule and cancel their own appointments;
-- site_staff: list their own site's appointments for a day;
+- site_staff: list their own site's appointments for a day; read the appointments of a
+  citizen booked at their site, or of another when they state why (`Access-Reason`);
+  every read of a citizen's appointments is audited;
 - public_health: read the sites.
 
 Routes only: each decodes the request, checks it against the domain's rules, calls a
@@ -25,11 +27,12 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import Counter
 
+from immunreg import audit
 from immunreg.contracts.booking import CONTEXT, SiteDefined
 from immunreg.domain import NotFound
 from immunreg.http.api import Api, json_response
 from immunreg.http.app import SETTINGS_KEY, STORE_KEY, background_task
-from immunreg.http.auth import Principal, Role, require_principal
+from immunreg.http.auth import Principal, Reach, Role, require_principal
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.middleware import metadata_from_request
 from immunreg.http.problems import FieldError, Problem
@@ -182,7 +185,7 @@ async def define_site(request: web.Request, body: SiteIn) -> web.StreamResponse:
     "/v1/sites",
     query=SiteQuery,
     responses={200: SitePage, 422: None},
-    roles={Role.ADMIN, Role.PUBLIC_HEALTH, Role.SITE_STAFF},
+    roles={Role.ADMIN: Reach.ANY, Role.PUBLIC_HEALTH: Reach.ANY, Role.SITE_STAFF: Reach.ANY},
     summary="List the sites",
     tags=["sites"],
 )
@@ -280,15 +283,18 @@ def _count_run(app: web.Application, summary: RunSummary) -> None:
 @api.get(
     "/v1/citizens/{citizen_id}/appointments",
     responses={200: CitizenAppointments, 403: None},
-    roles={Role.CITIZEN, Role.ADMIN},
+    roles={Role.CITIZEN: Reach.OWN, Role.SITE_STAFF: Reach.LINKED, Role.ADMIN: Reach.ANY},
     summary="A citizen's appointments",
     tags=["appointments"],
 )
 async def citizen_appointments(request: web.Request) -> web.StreamResponse:
     """Every appointment of the citizen, newest first: the open one (status `booked`) and
-    the history (cancelled, attended, missed), each with the reason it was booked."""
+    the history (cancelled, attended, missed), each with the reason it was booked. Site
+    staff see a citizen with an appointment at their site, or another with an
+    `Access-Reason`; every read is audited."""
     citizen_id = request.match_info["citizen_id"]
     require_principal(request).require_own(citizen_id, OTHER_CITIZEN)
+    await audit.citizen_read(request, citizen_id)
     items = await readmodel.citizen_appointments(request.app[POOL_KEY], citizen_id)
     return json_response(CitizenAppointments(citizen_id=citizen_id, items=items))
 
@@ -460,6 +466,7 @@ def build_service(*, consume: bool = True) -> Service:
         reactions=build_reactions(dependencies) if consume else None,
         resources=(_runtime_resource(dependencies), _nightly, _no_shows),
         demo=load_demo,
+        citizen_at_site=readmodel.citizen_at_site,
     )
 
 

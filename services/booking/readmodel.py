@@ -657,3 +657,13 @@ async def dose_corrected(conn: Connection, event: DoseCorrected, administered_on
         event.booster,
         administered_on,
     )
+
+
+async def citizen_at_site(pool: asyncpg.Pool, citizen_id: str, site_id: str) -> bool:
+    """Whether the citizen has an appointment (of any status) at the site."""
+    found = await pool.fetchval(
+        "SELECT 1 FROM appointments WHERE citizen_id = $1 AND site_id = $2 LIMIT 1",
+        citizen_id,
+        site_id,
+    )
+    return found is not None

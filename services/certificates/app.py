@@ -23,10 +23,11 @@ from pathlib import Path
 
 from aiohttp import web
 
+from immunreg import audit
 from immunreg.contracts.certificates import CONTEXT
 from immunreg.http.api import Api, json_response
 from immunreg.http.app import SETTINGS_KEY, STORE_KEY
-from immunreg.http.auth import Role, require_principal
+from immunreg.http.auth import Reach, Role, require_principal
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.middleware import metadata_from_request
 from immunreg.http.openapi import Media
@@ -64,7 +65,9 @@ OTHER_CITIZEN = "a citizen may read only their own certificates"
 
 SCHEMA_FILE = Path(__file__).with_name("schema.sql")
 ISSUER_KEY = web.AppKey("certificate_issuer", Issuer)
-OWNERS = {Role.CITIZEN, Role.ADMIN}
+# Certificates carry names and doses: citizens their own, admins any; site staff none
+# (they have the dose record in administration). Every read is audited.
+OWNERS = {Role.CITIZEN: Reach.OWN, Role.ADMIN: Reach.ANY}
 CITIZEN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
 # The page needs no script and loads nothing: say so to the browser.
 PAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -87,6 +90,7 @@ async def _certificate(request: web.Request) -> CertificateView:
     if found is None:
         raise Problem.not_found("no certificate has this UVCI (percent-encode # as %23)")
     require_principal(request).require_own(found.citizen_id, OTHER_CITIZEN)
+    await audit.citizen_read(request, found.citizen_id, resource_id=found.uvci)
     return found
 
 
@@ -115,6 +119,7 @@ async def citizen_certificates(request: web.Request) -> web.StreamResponse:
     if not CITIZEN_ID.fullmatch(citizen_id):
         raise Problem.not_found("no citizen has this id")
     require_principal(request).require_own(citizen_id, OTHER_CITIZEN)
+    await audit.citizen_read(request, citizen_id)
     return json_response(await readmodel.citizen_certificates(request.app[POOL_KEY], citizen_id))
 
 

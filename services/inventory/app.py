@@ -21,7 +21,7 @@ from immunreg.contracts.inventory import CONTEXT
 from immunreg.eventstore.database import Connection
 from immunreg.http.api import Api, json_response
 from immunreg.http.app import SETTINGS_KEY, STORE_KEY, background_task
-from immunreg.http.auth import Role, require_principal
+from immunreg.http.auth import Reach, Role, require_principal
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.middleware import metadata_from_request
 from immunreg.http.problems import Problem
@@ -61,6 +61,13 @@ DEFAULT_EXPIRY_INTERVAL = 60.0
 LOGISTICS = {Role.LOGISTICS, Role.ADMIN}
 AT_A_SITE = {Role.SITE_STAFF, Role.LOGISTICS, Role.ADMIN}
 READERS = {Role.SITE_STAFF, Role.LOGISTICS, Role.PUBLIC_HEALTH, Role.ADMIN}
+# A lot's history is not personal and every site may hold the lot: any site staff.
+LOT_READERS = {
+    Role.SITE_STAFF: Reach.ANY,
+    Role.LOGISTICS: Reach.ANY,
+    Role.PUBLIC_HEALTH: Reach.ANY,
+    Role.ADMIN: Reach.ANY,
+}
 
 api = Api(
     "immunreg inventory",
@@ -143,7 +150,7 @@ async def recall_lot(request: web.Request, body: RecallIn) -> web.StreamResponse
 @api.get(
     "/v1/lots/{lot_number}",
     responses={200: LotDetail, 404: None},
-    roles=READERS,
+    roles=LOT_READERS,
     summary="A lot, where it is, and its full history",
     tags=["lots"],
 )

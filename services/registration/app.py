@@ -11,7 +11,9 @@ Who may do what:
 - register: `citizen` (only the id its token is bound to), `site_staff`
   (a health worker on the citizen's behalf), `admin` (e.g. the call centre);
 - read: the citizen their own record, `admin` any record, `site_staff` a
-  reduced view (name, birth date, conditions) by citizen id;
+  reduced view (name, birth date, conditions) of a citizen booked or vaccinated at
+  their site (`citizen_sites`, fed by booking's and administration's events), or of
+  another when they state why (`Access-Reason`); every read is audited;
 - update (If-Match required) and withdraw: the citizen or `admin`;
 - erase: `admin` only.
 """
@@ -27,6 +29,7 @@ import msgspec
 from aiohttp import web
 from prometheus_client import Counter
 
+from immunreg import audit
 from immunreg.contracts.common import Sealed
 from immunreg.contracts.registration import (
     CONTEXT,
@@ -39,7 +42,7 @@ from immunreg.domain import Conflict, Loaded, Outcome
 from immunreg.eventstore.database import Connection
 from immunreg.http.api import Api, json_response
 from immunreg.http.app import SETTINGS_KEY, STORE_KEY
-from immunreg.http.auth import Principal, Role, require_principal
+from immunreg.http.auth import Principal, Reach, Role, require_principal
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.middleware import metadata_from_request
 from immunreg.http.problems import FieldError, Problem
@@ -206,7 +209,7 @@ def _citizen_id(request: web.Request) -> str:
     "/v1/citizens",
     body=RegisterCitizen,
     responses={201: Registered, 403: None, 409: None, 422: None},
-    roles={Role.CITIZEN, Role.SITE_STAFF, Role.ADMIN},
+    roles={Role.CITIZEN: Reach.OWN, Role.SITE_STAFF: Reach.ANY, Role.ADMIN: Reach.ANY},
     idempotent=True,
     summary="Register interest in vaccination",
 )
@@ -223,10 +226,7 @@ async def register_citizen(request: web.Request, body: RegisterCitizen) -> web.S
     ring = request.app[KEYS]
     national_id = body.national_id.strip()
     citizen_id = ring.citizen_id(national_id)
-    if principal.role is Role.CITIZEN and principal.citizen_id != citizen_id:
-        raise Problem.forbidden(
-            "a citizen token may register only its own national id", code="other_citizen"
-        )
+    principal.require_own(citizen_id, "a citizen token may register only its own national id")
     personal = PersonalData(
         national_id=national_id,
         given_name=normalize_name(body.given_name),
@@ -287,16 +287,18 @@ async def register_citizen(request: web.Request, body: RegisterCitizen) -> web.S
 @api.get(
     "/v1/citizens/{citizen_id}",
     responses={200: CitizenView, 403: None, 404: None, 410: None},
-    roles={Role.CITIZEN, Role.SITE_STAFF, Role.ADMIN},
+    roles={Role.CITIZEN: Reach.OWN, Role.SITE_STAFF: Reach.LINKED, Role.ADMIN: Reach.ANY},
     summary="Read a registration",
 )
 async def read_citizen(request: web.Request) -> web.StreamResponse:
     """The citizen's own record (citizen token) or any record (admin), with its ETag;
-    site staff get the vaccination view (name, birth date, conditions) only. 410 once
-    the citizen's personal data is erased."""
+    site staff get the vaccination view (name, birth date, conditions) only, of a citizen
+    booked or vaccinated at their site, or of another with an `Access-Reason`. Every
+    read is audited. 410 once the citizen's personal data is erased."""
     principal = require_principal(request)
     citizen_id = _citizen_id(request)
     principal.require_own(citizen_id, OTHER_CITIZEN)
+    await audit.citizen_read(request, citizen_id)
     view, version = await _current_view(request, citizen_id, principal)
     return json_response(view, headers={"ETag": etag(version)})
 
@@ -460,6 +462,8 @@ service = Service(
     api=api,
     publishes=CONTEXT,
     schema_files=[Path(__file__).with_name("schema.sql")],
+    reactions=handlers.reactions,
     resources=[registration_resources],
     demo=load_demo,
+    citizen_at_site=readmodel.citizen_at_site,
 )

@@ -12,12 +12,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from immunreg.contracts import administration, booking
+from immunreg.contracts.administration import DoseAdministered, DoseCorrected
+from immunreg.contracts.booking import AppointmentBooked, AppointmentRescheduled
 from immunreg.contracts.envelope import Envelope, Event, Metadata
 from immunreg.contracts.registration import CONTEXT, CitizenErased, CitizenRegistered
 from immunreg.domain import Loaded, Outcome
 from immunreg.eventstore.database import Connection
 from immunreg.eventstore.errors import ConcurrencyConflict
 from immunreg.eventstore.store import StreamStore
+from immunreg.messaging.reactions import Reactions
 
 from . import readmodel
 from .domain import CITIZEN, CitizenState, Command
@@ -113,3 +117,32 @@ async def run_command(
         return outcome
 
     return await store.transact(work, attempts=attempts, retry_conflicts=expected_version is None)
+
+
+# --- reactions: which sites a citizen is linked to -------------------------------------
+#
+# Registration follows no other context's data but this: an appointment booked or moved
+# to a site, a dose given or corrected at one, links the citizen to that site, so its
+# staff may read the citizen's vaccination view (the route's linked reach).
+
+reactions = Reactions()
+
+
+async def citizen_met_at_site(
+    conn: Connection,
+    event: AppointmentBooked | AppointmentRescheduled | DoseAdministered | DoseCorrected,
+    envelope: Envelope,
+) -> None:
+    """Link the citizen to the site the appointment or the dose is at."""
+    await readmodel.link_citizen_to_site(
+        conn, event.citizen_id, event.site_id, envelope.occurred_at
+    )
+
+
+for _context, _event_type in (
+    (booking.CONTEXT, AppointmentBooked),
+    (booking.CONTEXT, AppointmentRescheduled),
+    (administration.CONTEXT, DoseAdministered),
+    (administration.CONTEXT, DoseCorrected),
+):
+    reactions.add(_context, _event_type, citizen_met_at_site)

@@ -157,3 +157,30 @@ WHERE c.citizen_id = $1
 async def fetch_citizen(conn: Connection | asyncpg.Pool, citizen_id: str) -> asyncpg.Record | None:
     """The citizen's row with its wrapped data key (None when never registered)."""
     return await conn.fetchrow(_FETCH, citizen_id)
+
+
+# --- citizen_sites: where a citizen was booked or vaccinated (booking's and
+# administration's events), for site staff's linked reach -----------------------------
+
+
+async def link_citizen_to_site(
+    conn: Connection, citizen_id: str, site_id: str, linked_at: datetime
+) -> None:
+    """Remember that `site_id` met (or will meet) the citizen; the first link's time stays."""
+    await conn.execute(
+        "INSERT INTO citizen_sites (citizen_id, site_id, linked_at) VALUES ($1, $2, $3)"
+        " ON CONFLICT (citizen_id, site_id) DO NOTHING",
+        citizen_id,
+        site_id,
+        linked_at,
+    )
+
+
+async def citizen_at_site(pool: asyncpg.Pool, citizen_id: str, site_id: str) -> bool:
+    """Whether the citizen has had an appointment or a dose at the site."""
+    found = await pool.fetchval(
+        "SELECT 1 FROM citizen_sites WHERE citizen_id = $1 AND site_id = $2",
+        citizen_id,
+        site_id,
+    )
+    return found is not None

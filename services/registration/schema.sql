@@ -42,3 +42,14 @@ CREATE TABLE IF NOT EXISTS registration_keys_in_use (
     fingerprint text        NOT NULL,
     recorded_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- Which sites a citizen is linked to (an appointment booked or moved there, a dose
+-- given or corrected there), learnt from booking's and administration's events: what
+-- site staff's linked reach asks before they read the citizen (docs/security.md).
+-- Site ids only; a link, once made, stays (the site did meet the citizen).
+CREATE TABLE IF NOT EXISTS citizen_sites (
+    citizen_id  text        NOT NULL,
+    site_id     text        NOT NULL,
+    linked_at   timestamptz NOT NULL,
+    PRIMARY KEY (citizen_id, site_id)
+);

@@ -11,7 +11,16 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
-from immunreg.http.auth import Role, current_principal
+from immunreg.http.auth import (
+    ACCESS_REASON_HEADER,
+    MAX_REASON_LENGTH,
+    AccessRule,
+    Reach,
+    Role,
+    access_rule,
+    current_principal,
+    recording_checks,
+)
 from immunreg.http.idempotency import run_idempotent
 from immunreg.http.openapi import build_openapi
 from immunreg.http.problems import FieldError, Problem, field_errors
@@ -47,12 +56,42 @@ class Route:
     responses: Mapping[int, Any]
     body: Any = None
     query: type[msgspec.Struct] | None = None
-    roles: frozenset[Role] | None = None
+    access: Mapping[Role, Reach] | None = None
     summary: str | None = None
     description: str | None = None
     idempotent: bool = False
     rate_limited: bool = False
     tags: tuple[str, ...] = ()
+
+    @property
+    def roles(self) -> frozenset[Role] | None:
+        """The roles that may call the route at all (None: anyone, anonymous too)."""
+        return frozenset(self.access) if self.access is not None else None
+
+    def reach(self, role: Role) -> Reach | None:
+        """How far `role` reaches on this route (None: not at all)."""
+        return self.access.get(role) if self.access is not None else None
+
+
+ROUTE_KEY = web.RequestKey("route", Route)
+"""The declaration of the route serving a request (its rule: `Route.access`)."""
+
+ACCESS_REASON_KEY = web.RequestKey("access_reason", str)
+"""The reason the caller stated (`Access-Reason`), checked; absent when none was."""
+
+
+def reach_of(request: web.Request) -> Reach | None:
+    """How far the caller's role reaches on the route serving `request`."""
+    principal = current_principal(request)
+    route: Route | None = request.get(ROUTE_KEY)
+    if principal is None or route is None:
+        return None
+    return route.reach(principal.role)
+
+
+def access_reason(request: web.Request) -> str | None:
+    """The reason the caller stated for this read (`Access-Reason`), or None."""
+    return request.get(ACCESS_REASON_KEY)
 
 
 class Api:
@@ -77,7 +116,7 @@ class Api:
         responses: Mapping[int, Any],
         body: Any = None,
         query: type[msgspec.Struct] | None = None,
-        roles: Collection[Role] | None = None,
+        roles: Collection[Role] | AccessRule | None = None,
         summary: str | None = None,
         idempotent: bool = False,
         rate_limited: bool = False,
@@ -88,8 +127,13 @@ class Api:
 
         `responses` maps status to a msgspec-encodable type, or None for no
         body (an error status with None documents a problem+json body).
-        `roles=None` makes the route public; `rate_limited` holds its anonymous
-        callers to the service's per-address limit (`immunreg.http.ratelimit`).
+        `roles` is the route's rule: who may call it and how far each role reaches,
+        `{Role.CITIZEN: Reach.OWN, Role.SITE_STAFF: Reach.LINKED, Role.ADMIN: Reach.ANY}`;
+        a plain set of roles gives each its default reach (`auth.DEFAULT_REACH`). A
+        handler must make the check a citizen's or linked reach needs (`require_own`,
+        `audit.citizen_read`): an answer without it is a 500, never sent.
+        `roles=None` makes the route public; `rate_limited` holds its anonymous callers
+        to the service's per-address limit (`immunreg.http.ratelimit`).
         """
         method = method.upper()
         if idempotent and method != "POST":
@@ -111,7 +155,7 @@ class Api:
                     responses=dict(responses),
                     body=body,
                     query=query,
-                    roles=frozenset(roles) if roles is not None else None,
+                    access=access_rule(roles) if roles is not None else None,
                     summary=summary,
                     description=inspect.getdoc(handler),
                     idempotent=idempotent,
@@ -171,9 +215,11 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespo
     decoder = msgspec.json.Decoder(route.body) if route.body is not None else None
 
     async def endpoint(request: web.Request) -> web.StreamResponse:
+        request[ROUTE_KEY] = route
         if route.rate_limited:
             limit_anonymous(request, route.operation_id, current_principal(request) is None)
         _check_roles(request, route)
+        _read_access_reason(request, route)
         errors = text_errors(dict(request.match_info), "path")
         if errors:
             raise Problem.unprocessable(errors=errors)
@@ -194,11 +240,57 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespo
         async def call() -> web.StreamResponse:
             return await route.handler(request, **kwargs)
 
-        if route.idempotent:
-            return await run_idempotent(request, raw, call)
-        return await call()
+        with recording_checks() as checks:
+            if route.idempotent:
+                response = await run_idempotent(request, raw, call)
+            else:
+                response = await call()
+        if response.status < 400:
+            _require_reach_checked(request, route, {check.kind for check in checks})
+        return response
 
     return endpoint
+
+
+# The check a handler records for each reach into citizens' records
+# (auth.AuthorisationCheck.kind). Site-scoped reaches are held by their handlers'
+# own checks and walked by the role x route matrix test (docs/security.md).
+_CHECK_OF_REACH = {Reach.OWN: "own", Reach.LINKED: "own"}
+
+
+def _require_reach_checked(request: web.Request, route: Route, kinds: set[str]) -> None:
+    """Fail closed when a handler answered without the check its caller's reach needs:
+    the declared rule would otherwise be a claim the code does not keep."""
+    reach = reach_of(request)
+    needed = _CHECK_OF_REACH.get(reach) if reach is not None else None
+    if needed is not None and needed not in kinds:
+        raise RuntimeError(
+            f"{route.method} {route.path} declares reach {reach} but its handler "
+            f"made no {needed!r} check"
+        )
+
+
+def _read_access_reason(request: web.Request, route: Route) -> None:
+    """Keep a stated `Access-Reason` (routes whose rule has a linked reach), or 422."""
+    if route.access is None or Reach.LINKED not in route.access.values():
+        return
+    raw = request.headers.get(ACCESS_REASON_HEADER)
+    if raw is None:
+        return
+    reason = raw.strip()
+    problem = None
+    if not reason:
+        problem = "must say why (not blank)"
+    elif len(reason) > MAX_REASON_LENGTH:
+        problem = f"must be at most {MAX_REASON_LENGTH} characters"
+    elif not reason.isprintable():
+        problem = "must be printable text"
+    if problem:
+        raise Problem.unprocessable(
+            errors=[FieldError(f"header.{ACCESS_REASON_HEADER}", problem)],
+            code="invalid_access_reason",
+        )
+    request[ACCESS_REASON_KEY] = reason
 
 
 def _check_roles(request: web.Request, route: Route) -> None:

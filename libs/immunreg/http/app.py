@@ -22,6 +22,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from aiokafka import AIOKafkaProducer
 
+from immunreg.audit import AUDIT_SQL, CITIZEN_AT_SITE_KEY
 from immunreg.config import Settings
 from immunreg.domain import DomainError
 from immunreg.eventstore.database import apply_schema, create_pool
@@ -91,6 +92,8 @@ def create_app(service: Service, settings: Settings) -> web.Application:
     if service.reactions is not None:
         app.cleanup_ctx.append(_consumer(service))
     app.cleanup_ctx.extend(service.resources)
+    if service.citizen_at_site is not None:
+        app[CITIZEN_AT_SITE_KEY] = service.citizen_at_site
     service.api.register(app)
     # The database is required; Kafka is not: without it commands still succeed
     # (their events wait in the outbox), so the instance stays in rotation, degraded.
@@ -118,7 +121,9 @@ def _database(service: Service) -> Any:
         )
         try:
             idempotency_file = Path(__file__).with_name("schema.sql")
-            await apply_schema(pool, settings.db_schema, [idempotency_file, *service.schema_files])
+            await apply_schema(
+                pool, settings.db_schema, [idempotency_file, AUDIT_SQL, *service.schema_files]
+            )
             signal = OutboxSignal(settings.db_schema, pool)
             app[POOL_KEY] = pool
             app[SIGNAL_KEY] = signal

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -52,6 +52,43 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
+class Reach(StrEnum):
+    """How far a role reaches on one route: the second half of a route's rule."""
+
+    ANY = "any"
+    """Every record the route serves."""
+    OWN = "own"
+    """A citizen's own record only (`Principal.require_own`)."""
+    SITE = "site"
+    """Site staff at their own site only (`Principal.require_site`)."""
+    LINKED = "linked"
+    """Site staff: a citizen with an appointment or a dose at their site, or any citizen
+    when the request states why (`Access-Reason`); both recorded in the audit log."""
+
+
+# What a role reaches when a route lists the role without saying: the checks every
+# handler made before rules were declared (citizens held to their own record, site
+# staff to their site), so a bare set of roles keeps meaning what it always did.
+DEFAULT_REACH = {Role.CITIZEN: Reach.OWN, Role.SITE_STAFF: Reach.SITE}
+
+ACCESS_REASON_HEADER = "Access-Reason"
+"""Why a caller reads a record their role does not reach by itself. A header and not a
+query field: it stays out of URLs (access logs, proxies, caches, browser history),
+where free text about a person does not belong, and means the same on every route."""
+MAX_REASON_LENGTH = 200
+
+AccessRule = Mapping[Role, Reach]
+"""Who may call a route and how far each reaches: one per route, on its declaration."""
+
+
+def access_rule(roles: Collection[Role] | AccessRule) -> dict[Role, Reach]:
+    """A route's rule from its declaration: a mapping as it is, a set of roles with each
+    role's default reach (own record for citizens, own site for site staff, else any)."""
+    if isinstance(roles, Mapping):
+        return {Role(role): Reach(reach) for role, reach in roles.items()}
+    return {Role(role): DEFAULT_REACH.get(Role(role), Reach.ANY) for role in roles}
+
+
 class Principal(msgspec.Struct, frozen=True):
     """The verified caller of one request."""
 
@@ -66,6 +103,7 @@ class Principal(msgspec.Struct, frozen=True):
         Other roles get False: the route decides what they may see (e.g. site
         staff reading the citizens booked at their site).
         """
+        _record(AuthorisationCheck("own", citizen_id))
         if self.role is Role.ADMIN:
             return True
         return self.role is Role.CITIZEN and self.citizen_id == citizen_id
@@ -111,12 +149,16 @@ def _record(check: AuthorisationCheck) -> None:
 @contextlib.contextmanager
 def recording_checks() -> Iterator[list[AuthorisationCheck]]:
     """Collect the own-record and own-site checks made inside the block (this task's)."""
+    outer = _CHECKS.get()
     checks: list[AuthorisationCheck] = []
     token = _CHECKS.set(checks)
     try:
         yield checks
     finally:
         _CHECKS.reset(token)
+        # The route's own record (api.py) sees what an idempotent run inside it checked.
+        if outer is not None:
+            outer.extend(c for c in checks if c not in outer)
 
 
 def recheck(principal: Principal | None, checks: list[AuthorisationCheck]) -> None:

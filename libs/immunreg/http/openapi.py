@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from immunreg.http.auth import ACCESS_REASON_HEADER, MAX_REASON_LENGTH, Reach
 from immunreg.http.problems import PROBLEM_CONTENT_TYPE, ProblemDetail
 
 if TYPE_CHECKING:
@@ -124,6 +125,17 @@ def _operation(route: Route, schema: Any, components: dict[str, Any]) -> dict[st
                 "schema": {"type": "string", "minLength": 1, "maxLength": 255},
             }
         )
+    if route.access is not None and Reach.LINKED in route.access.values():
+        params.append(
+            {
+                "name": ACCESS_REASON_HEADER,
+                "in": "header",
+                "required": False,
+                "description": "Why site staff look up a citizen not linked to their site "
+                "(no appointment or dose there); recorded in the audit log.",
+                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_REASON_LENGTH},
+            }
+        )
     if params:
         op["parameters"] = params
     if route.body is not None:
@@ -157,6 +169,8 @@ def _operation(route: Route, schema: Any, components: dict[str, Any]) -> dict[st
     if route.roles is not None:
         op["security"] = [{SECURITY_SCHEME: []}]
         op["x-roles"] = sorted(route.roles)
+    if route.access is not None:
+        op["x-access"] = {role.value: reach.value for role, reach in sorted(route.access.items())}
     return op
 
 

@@ -22,6 +22,8 @@ def test_openapi_document_is_valid_and_complete() -> None:
         "/v1/citizens/{citizen_id}/appointments",
         "/v1/appointments/{appointment_id}/reschedule",
         "/v1/appointments/{appointment_id}/cancel",
+        "/v1/audit/reads",
+        "/v1/citizens/{citizen_id}/reads",
     }
 
 

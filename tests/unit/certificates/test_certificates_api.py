@@ -23,6 +23,8 @@ ROUTES = {
     ("GET", "/v1/revocations"): PUBLIC,
     ("POST", "/v1/signing-keys/rotate"): {Role.ADMIN},
     ("POST", "/v1/signing-keys/revocations"): {Role.ADMIN},
+    ("GET", "/v1/audit/reads"): {Role.PUBLIC_HEALTH},
+    ("GET", "/v1/citizens/{citizen_id}/reads"): {Role.CITIZEN},
 }
 
 
