@@ -3,6 +3,7 @@ that finds an edited or deleted row, and `immunreg audit verify` as an operator 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -147,10 +148,14 @@ async def test_the_verify_command_exits_1_naming_the_broken_row(
         schema,
     ]
     env = {**os.environ, "DATABASE_URL": dsn}
-    intact = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    intact = await asyncio.to_thread(
+        subprocess.run, command, env=env, capture_output=True, text=True, check=False
+    )
     assert intact.returncode == 0, intact.stderr
     assert "3 rows, chain intact" in intact.stdout
     await _tamper(pool, "UPDATE audit_log SET role = 'admin' WHERE seq = 1")
-    broken = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    broken = await asyncio.to_thread(
+        subprocess.run, command, env=env, capture_output=True, text=True, check=False
+    )
     assert broken.returncode == 1
     assert "row 1 its fields do not match its hash" in broken.stdout
