@@ -123,6 +123,7 @@ async def test_a_row_rewritten_with_a_fresh_hash_still_breaks_the_next_link(
     _, pool = await _audited_schema(make_schema)
     await _three_reads(pool)
     row = await pool.fetchrow("SELECT * FROM audit_log WHERE seq = 2")
+    assert row is not None
     forged = AuditEntry(**{**dict(row), "citizen_id": "cit_9"})
     await _tamper(
         pool,
