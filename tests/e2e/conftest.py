@@ -29,10 +29,17 @@ class Stack:
         self._private_key = private_key
 
     def token(
-        self, role: str, *, site_id: str | None = None, citizen_id: str | None = None
+        self,
+        role: str,
+        *,
+        site_id: str | None = None,
+        citizen_id: str | None = None,
+        subject: str | None = None,
     ) -> dict[str, str]:
         """Authorization headers for a development token."""
-        token = issue_token(self._private_key, Role(role), site_id=site_id, citizen_id=citizen_id)
+        token = issue_token(
+            self._private_key, Role(role), site_id=site_id, citizen_id=citizen_id, subject=subject
+        )
         return {"Authorization": f"Bearer {token}"}
 
 

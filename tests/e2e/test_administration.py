@@ -55,6 +55,12 @@ def register_citizen(stack: Stack) -> tuple[str, date]:
 
 def ship_lot_to(stack: Stack, site: str) -> str:
     """A lot received by logistics, shipped to `site` and received there (inventory API)."""
+    lot, _ = ship_lot(stack, site)
+    return lot
+
+
+def ship_lot(stack: Stack, site: str) -> tuple[str, str]:
+    """`ship_lot_to`, and the shipment's id too."""
     base = stack.urls["inventory"]
     logistics = stack.token("logistics")
     lot = f"E2E{uuid.uuid4().hex[:8].upper()}"
@@ -86,7 +92,7 @@ def ship_lot_to(stack: Stack, site: str) -> str:
     staff = stack.token("site_staff", site_id=site)
     status, arrived, _ = call("POST", f"{shipment_url}/receive", staff, {"vials_received": 2})
     assert status == 200, arrived
-    return lot
+    return lot, shipment["shipment_id"]
 
 
 def test_record_a_dose_and_fetch_the_fhir_record(stack: Stack) -> None:
