@@ -40,12 +40,12 @@ CALLERS: tuple[Caller, ...] = (
 METHODS = ("get", "post", "put", "patch", "delete")
 
 
-def expected(operation: Mapping[str, Any], method: str, caller: Caller) -> bool:
+def expected(operation: Mapping[str, Any], method: str, path: str, caller: Caller) -> bool:
     """Whether the route's declared rule lets this caller through.
 
-    Reads are judged whole (own record, own site, linked citizen); a write's target is
-    checked by its handler after its body, so for writes the matrix states the role gate
-    only (the write's own tests hold its targets: docs/security.md).
+    Reads, and writes without a body at a site named in their path, are judged whole (own
+    record, own site, linked citizen); another write's target is checked by its handler
+    after its body, so for those the matrix states the role gate only (docs/security.md).
     """
     access = operation.get("x-access")
     if access is None:
@@ -54,7 +54,9 @@ def expected(operation: Mapping[str, Any], method: str, caller: Caller) -> bool:
     if role is None or role not in access:
         return False
     reach = access[role]
-    if reach == "any" or method != "get":
+    bodiless_at_a_site = reach == "site" and "{site_id}" in path and "requestBody" not in operation
+    judged_whole = method == "get" or bodiless_at_a_site
+    if reach == "any" or not judged_whole:
         return True
     if reach == "linked":
         return relation in ("own", "reason")
@@ -79,7 +81,7 @@ def table(documents: Mapping[str, Mapping[str, Any]]) -> str:
     for service, method, path, operation in operations(documents):
         access = operation.get("x-access")
         rule = "public" if access is None else ", ".join(f"{r}: {a}" for r, a in access.items())
-        cells = ["allow" if expected(operation, method.lower(), c) else "-" for c in CALLERS]
+        cells = ["allow" if expected(operation, method.lower(), path, c) else "-" for c in CALLERS]
         lines.append(f"| {service} | `{method} {path}` | {rule} | " + " | ".join(cells) + " |")
     lines.append(END)
     return "\n".join(lines) + "\n"

@@ -212,7 +212,7 @@ def test_every_route_answers_every_caller_as_its_rule_says(stack: Stack, world: 
             answer = send(method, target, _headers(stack, world, column), body)
             assert answer.status < 500, (service, method, path, column[0], answer.json())
             allowed = answer.status not in (401, 403)
-            if allowed != expected(operation, method.lower(), column):
+            if allowed != expected(operation, method.lower(), path, column):
                 wrong.append(f"{service} {method} {path} as {column[0]}: {answer.status}")
     assert wrong == []
     assert table(documents) == committed(), "regenerate: tests/e2e/access_matrix.py --write"
