@@ -47,6 +47,20 @@ CitizenAtSite = Callable[[asyncpg.Pool, str, str], Awaitable[bool]]
 
 CITIZEN_AT_SITE_KEY: web.AppKey[CitizenAtSite] = web.AppKey("citizen_at_site")
 
+
+def citizen_at_site_in(table: str) -> CitizenAtSite:
+    """The `CitizenAtSite` of a read model table with `citizen_id` and `site_id` columns:
+    linked when any row names both."""
+    if not table.isidentifier():
+        raise ValueError(f"not a table name: {table!r}")
+    query = f"SELECT 1 FROM {table} WHERE citizen_id = $1 AND site_id = $2 LIMIT 1"
+
+    async def citizen_at_site(pool: asyncpg.Pool, citizen_id: str, site_id: str) -> bool:
+        return await pool.fetchval(query, citizen_id, site_id) is not None
+
+    return citizen_at_site
+
+
 NOT_AT_SITE = (
     "this citizen has no appointment or dose at your site; "
     "say why you need the record in the Access-Reason header"
@@ -229,26 +243,24 @@ def _before(page: Page) -> int | None:
     return values[0]
 
 
+async def _page_answer(request: web.Request, citizen_id: str | None, page: Page) -> web.Response:
+    limit = page_limit(page)
+    pool = request.app[POOL_KEY]
+    return json_response(
+        await read_page(pool, citizen_id=citizen_id, before=_before(page), limit=limit)
+    )
+
+
 async def audit_reads(request: web.Request, query: AuditQuery) -> web.StreamResponse:
     """Reads of citizens' data in this service, newest first; `citizen_id` narrows them."""
-    limit = page_limit(query)
-    return json_response(
-        await read_page(
-            request.app[POOL_KEY], citizen_id=query.citizen_id, before=_before(query), limit=limit
-        )
-    )
+    return await _page_answer(request, query.citizen_id, query)
 
 
 async def citizen_reads(request: web.Request, query: Page) -> web.StreamResponse:
     """Who read the citizen's data in this service, when, through which route and why."""
     citizen_id = request.match_info["citizen_id"]
     require_principal(request).require_own(citizen_id, "a citizen may see only who read theirs")
-    limit = page_limit(query)
-    return json_response(
-        await read_page(
-            request.app[POOL_KEY], citizen_id=citizen_id, before=_before(query), limit=limit
-        )
-    )
+    return await _page_answer(request, citizen_id, query)
 
 
 def reads_citizens(api: Api) -> bool:

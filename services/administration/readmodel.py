@@ -13,6 +13,7 @@ from datetime import date, datetime
 
 import asyncpg
 
+from immunreg import audit
 from immunreg.contracts.administration import (
     AdverseEventReported,
     DoseAdministered,
@@ -463,9 +464,6 @@ async def citizen_dose_views(
     ]
 
 
-async def citizen_at_site(pool: asyncpg.Pool, citizen_id: str, site_id: str) -> bool:
-    """Whether a dose (voided ones too: the site met the citizen) was recorded at the site."""
-    found = await pool.fetchval(
-        "SELECT 1 FROM doses WHERE citizen_id = $1 AND site_id = $2 LIMIT 1", citizen_id, site_id
-    )
-    return found is not None
+# Site staff's linked reach: a dose recorded for the citizen at the site (voided ones
+# too: the site met the citizen).
+citizen_at_site = audit.citizen_at_site_in("doses")

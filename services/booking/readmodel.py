@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 import asyncpg
 import msgspec
 
+from immunreg import audit
 from immunreg.contracts.administration import DoseAdministered, DoseCorrected
 from immunreg.contracts.booking import SiteDefined
 from immunreg.contracts.inventory import StockLevelChanged
@@ -659,11 +660,5 @@ async def dose_corrected(conn: Connection, event: DoseCorrected, administered_on
     )
 
 
-async def citizen_at_site(pool: asyncpg.Pool, citizen_id: str, site_id: str) -> bool:
-    """Whether the citizen has an appointment (of any status) at the site."""
-    found = await pool.fetchval(
-        "SELECT 1 FROM appointments WHERE citizen_id = $1 AND site_id = $2 LIMIT 1",
-        citizen_id,
-        site_id,
-    )
-    return found is not None
+# Whether the citizen has an appointment (any status) at the site: site staff's linked reach.
+citizen_at_site = audit.citizen_at_site_in("appointments")

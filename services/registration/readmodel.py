@@ -12,6 +12,7 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
+from immunreg import audit
 from immunreg.contracts.envelope import Event
 from immunreg.contracts.registration import (
     CONTEXT,
@@ -176,11 +177,5 @@ async def link_citizen_to_site(
     )
 
 
-async def citizen_at_site(pool: asyncpg.Pool, citizen_id: str, site_id: str) -> bool:
-    """Whether the citizen has had an appointment or a dose at the site."""
-    found = await pool.fetchval(
-        "SELECT 1 FROM citizen_sites WHERE citizen_id = $1 AND site_id = $2",
-        citizen_id,
-        site_id,
-    )
-    return found is not None
+# Site staff's linked reach: the citizen is linked to the site (an appointment or a dose).
+citizen_at_site = audit.citizen_at_site_in("citizen_sites")
