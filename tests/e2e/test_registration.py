@@ -50,7 +50,11 @@ def test_register_read_back_and_withdraw(stack: Stack) -> None:
     assert (record["national_id"], record["family_name"]) == (national_id, "Tesla")
     assert record["status"] == "active"
 
-    status, view, _ = call("GET", url, stack.token("site_staff", site_id="SITE-0001"))
+    # Not booked or vaccinated at SITE-0001: site staff there say why they look.
+    staff = stack.token("site_staff", site_id="SITE-0001")
+    status, refused, _ = call("GET", url, staff)
+    assert (status, refused["code"]) == (403, "citizen_not_at_site")
+    status, view, _ = call("GET", url, {**staff, "Access-Reason": "registering at the desk"})
     assert status == 200 and "national_id" not in view and view["conditions"] == ["chronic_heart"]
 
     status, problem, _ = call("POST", f"{base}/v1/citizens", stack.token("admin"), body)

@@ -387,6 +387,9 @@ async def running_certificates(
         kafka_bootstrap=bootstrap,
         jwt_jwks_file=str(public),
         relay_poll_interval=0.1,
+        # The verifier's tests send hundreds of anonymous verifications from one address;
+        # the limit itself is tested in tests/integration/projections/test_projections_public.py.
+        rate_limit_burst=100_000,
         extra={
             "KEYS_DIR": str(keys / "dcc"),
             "UNWRAP_KEY_FILE": str(keys / "unwrap.pem"),

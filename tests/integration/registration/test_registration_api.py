@@ -3,17 +3,46 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, date, datetime
 from typing import Any
 
 import msgspec
 import pytest
 from openapi_spec_validator import validate
 
+from immunreg.contracts.booking import CONTEXT as BOOKING
+from immunreg.contracts.booking import AppointmentBooked
 from immunreg.contracts.registration import CONTEXT, CitizenRegistered, PersonalData
 from immunreg.sealing import unseal
+from services.registration.handlers import reactions
 from services.registration.keys import KeyConfigError, check_id_key, fetch_citizen_key
 
 from .conftest import Registration
+
+
+async def booked_at(registration: Registration, citizen_id: str, site_id: str) -> None:
+    """Booking's event as registration's consumer applies it (its own reaction handler)."""
+    event = AppointmentBooked(
+        appointment_id=f"appt-{citizen_id}",
+        citizen_id=citizen_id,
+        site_id=site_id,
+        municipality_code="70092",
+        day=date.today(),
+        product_code="EU/1/21/1529",
+        dose_number=1,
+        reason="test",
+    )
+    envelope = BOOKING.envelope(
+        event,
+        stream_id=event.appointment_id,
+        stream_type="Appointment",
+        version=1,
+        recorded_at=datetime.now(UTC),
+    )
+    entry = reactions.lookup(BOOKING.topic, event.type_name())
+    assert entry is not None
+    async with registration.pool.acquire() as conn, conn.transaction():
+        await entry[1](conn, event, envelope)
 
 
 async def test_register_and_read_back(registration: Registration) -> None:
@@ -250,8 +279,22 @@ async def test_role_rules(registration: Registration) -> None:
     assert (await client.get(url)).status == 401
     assert (await client.get(url, headers=registration.auth("public_health"))).status == 403
 
+    # Site staff read a citizen only once booked or vaccinated at their site.
+    unlinked = await client.get(url, headers=registration.site_staff())
+    assert (unlinked.status, (await unlinked.json())["code"]) == (403, "citizen_not_at_site")
+    await booked_at(registration, citizen_id, "SITE-0001")
     staff = await client.get(url, headers=registration.site_staff())
     assert staff.status == 200
+    elsewhere = await client.get(url, headers=registration.site_staff("SITE-0002"))
+    assert elsewhere.status == 403
+    said_why = {**registration.site_staff("SITE-0002"), "Access-Reason": "walk-in, dose 2"}
+    assert (await client.get(url, headers=said_why)).status == 200
+    audited = await registration.pool.fetch(
+        "SELECT site_id, reason FROM audit_log WHERE citizen_id = $1 AND role = 'site_staff'"
+        " ORDER BY seq",
+        citizen_id,
+    )
+    assert [tuple(r) for r in audited] == [("SITE-0001", None), ("SITE-0002", "walk-in, dose 2")]
     view = await staff.json()
     assert set(view) == {
         "view",
@@ -300,7 +343,8 @@ async def test_openapi_lists_every_route_with_request_and_problem_schemas(
         ("/v1/citizens/{citizen_id}", "delete"),
         ("/v1/citizens/{citizen_id}/erase", "post"),
     }
-    assert {(p, m) for p, ops in paths.items() for m in ops} == expected
+    audit = {("/v1/audit/reads", "get"), ("/v1/citizens/{citizen_id}/reads", "get")}
+    assert {(p, m) for p, ops in paths.items() for m in ops} == expected | audit
     schemas = doc["components"]["schemas"]
     for path, method in expected:
         op = paths[path][method]
