@@ -85,8 +85,8 @@ def _json(raw: bytes) -> Any:
 ORDER = (
     "registration",
     "inventory",
-    "supply",
     "booking",
+    "supply",
     "administration",
     "certificates",
     "projections",
