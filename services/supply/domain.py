@@ -50,7 +50,10 @@ LOT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 MAX_ID_LENGTH = 40  # a run's shipment ids are `<run_id>-<line>`: inventory takes 64
 MAX_HORIZON_DAYS = 28
-APPROVED_PER_EVENT = 500  # keeps one event well under Kafka's message size limit
+# Lines per event: a national run proposes thousands; these keep each event a few
+# hundred kB, well under Kafka's 1 MB message limit.
+PROPOSED_PER_EVENT = 500
+APPROVED_PER_EVENT = 500
 
 RunStatus = Literal["none", "requested", "proposed", "failed", "decided"]
 Decision = Literal["approve", "reject", "edit"]
@@ -370,15 +373,19 @@ def decide_run(state: AllocationRun, command: RunCommand) -> Sequence[Event]:
             return []  # planned already (another replica, or a retry after a crash)
         if isinstance(command, FailRun):
             return [AllocationRunFailed(run_id=state.run_id, reason=command.reason)]
-        return [
-            AllocationProposed(
-                run_id=state.run_id,
-                product_code=balance.product_code,
-                lines=[x for x in command.lines if x.product_code == balance.product_code],
-                balance=balance,
-            )
-            for balance in command.balances
-        ]
+        events: list[Event] = []
+        for balance in command.balances:
+            lines = [x for x in command.lines if x.product_code == balance.product_code]
+            for start in range(0, max(len(lines), 1), PROPOSED_PER_EVENT):
+                events.append(
+                    AllocationProposed(
+                        run_id=state.run_id,
+                        product_code=balance.product_code,
+                        lines=lines[start : start + PROPOSED_PER_EVENT],
+                        balance=balance if start == 0 else None,
+                    )
+                )
+        return events
     return _decide(state, command)
 
 
@@ -459,7 +466,7 @@ def evolve_run(state: AllocationRun, event: Event) -> AllocationRun:
             state,
             status="proposed",
             lines=tuple(sorted((*state.lines, *event.lines), key=lambda x: x.line)),
-            balances=(*state.balances, event.balance),
+            balances=(*state.balances, *([event.balance] if event.balance else [])),
         )
     if isinstance(event, AllocationRunFailed):
         return msgspec.structs.replace(state, status="failed", failure=event.reason)

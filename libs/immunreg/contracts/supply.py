@@ -5,7 +5,7 @@ Three kinds of stream publish here:
 - a supply contract with a manufacturer (`contract-<id>`): ContractRecorded,
   DeliveryReceived (the lots it brought; inventory receives them into stock);
 - an allocation run (`allocation-run-<id>`): AllocationRunRequested, AllocationProposed
-  (one event per product: the proposed shipments and why), AllocationRunFailed,
+  (per product, in chunks: the proposed shipments and why), AllocationRunFailed,
   AllocationApproved (one event per chunk of approved shipments: inventory creates
   them), AllocationRunDecided (the decision as a whole);
 - a site's supply of one product (`replenishment-<site>:<product>`):
@@ -111,10 +111,13 @@ class ProductBalance(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AllocationProposed(Event, frozen=True, kw_only=True):
+    """Proposed shipments of one product (a national run takes several events a product:
+    the first carries the product's balance)."""
+
     run_id: str
     product_code: str
     lines: list[ProposedShipment]
-    balance: ProductBalance
+    balance: ProductBalance | None = None
 
 
 class AllocationRunFailed(Event, frozen=True, kw_only=True):

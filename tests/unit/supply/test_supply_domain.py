@@ -7,7 +7,9 @@ from datetime import date
 import pytest
 
 from immunreg.contracts.supply import (
+    CONTEXT,
     AllocationApproved,
+    AllocationProposed,
     AllocationRunDecided,
     DeliveredLot,
     LineReasons,
@@ -326,3 +328,24 @@ def test_an_alert_is_raised_below_the_threshold_once_and_cleared_above_it() -> N
     (cleared,) = decide_replenishment(state, observe(5, 0))  # nothing booked any more
     assert isinstance(cleared, ReplenishmentAlertCleared)
     assert not evolve_replenishment(state, cleared).alert
+
+
+def test_a_national_proposal_travels_in_events_kafka_takes() -> None:
+    state = proposed(lines=1201)
+    events = decide_run(
+        evolve_run(
+            AllocationRun(),
+            decide_run(
+                AllocationRun(),
+                RequestRun(run_id="R2", from_day=TODAY, horizon_days=7, today=TODAY),
+            )[0],
+        ),
+        RecordProposal(lines=state.lines, balances=state.balances),
+    )
+    assert [len(e.lines) for e in events if isinstance(e, AllocationProposed)] == [500, 500, 201]
+    assert [e.balance is not None for e in events if isinstance(e, AllocationProposed)] == [
+        True,
+        False,
+        False,
+    ]
+    assert max(len(CONTEXT.encode(e)) for e in events) < 512 * 1024
