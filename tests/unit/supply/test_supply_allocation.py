@@ -91,7 +91,7 @@ def _eligible(data: AllocationInput, short: Shortfall, lot: WarehouseLot) -> boo
     )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(situations())
 def test_never_allocates_more_than_a_lot_holds(data: AllocationInput) -> None:
     allocation = plan(data)
@@ -103,7 +103,7 @@ def test_never_allocates_more_than_a_lot_holds(data: AllocationInput) -> None:
     assert shipped == {k: v for k, v in _used(data).items() if v}
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(situations())
 def test_never_ships_a_lot_that_expires_before_it_is_used_or_that_the_site_cannot_hold(
     data: AllocationInput,
@@ -119,7 +119,7 @@ def test_never_ships_a_lot_that_expires_before_it_is_used_or_that_the_site_canno
         assert line.expiry_date >= line.why.last_use >= line.why.first_use
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(situations())
 def test_whole_vials_only(data: AllocationInput) -> None:
     for line in plan(data).lines:
@@ -128,7 +128,7 @@ def test_whole_vials_only(data: AllocationInput) -> None:
         assert line.why.for_booked + line.why.for_waiting == line.doses
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(situations())
 def test_booked_appointments_are_filled_before_waiting_demand(data: AllocationInput) -> None:
     """A booked need left unmet means no lot that could have served it has a vial left."""
@@ -142,7 +142,7 @@ def test_booked_appointments_are_filled_before_waiting_demand(data: AllocationIn
             assert not (left > 0 and _eligible(data, short, lot)), (short, lot)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(situations())
 def test_sites_are_served_in_the_documented_order(data: AllocationInput) -> None:
     """(day, on alert first, site id): nothing later in that order took a vial that an
@@ -165,7 +165,7 @@ def test_sites_are_served_in_the_documented_order(data: AllocationInput) -> None
             assert not (later and _eligible(data, short, lot)), (short, fill)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(situations(), st.randoms(use_true_random=False))
 def test_same_input_same_output_whatever_its_order(
     data: AllocationInput, shuffler: random.Random
