@@ -104,3 +104,6 @@ CREATE TABLE IF NOT EXISTS shipments (
     status        text    NOT NULL   -- created | dispatched | received
 );
 CREATE INDEX IF NOT EXISTS shipments_open ON shipments (to_location) WHERE status <> 'received';
+-- Vials promised to planned shipments are not the planner's to give again.
+CREATE INDEX IF NOT EXISTS shipments_planned ON shipments (from_location, lot_number)
+    WHERE status = 'created';

@@ -121,13 +121,16 @@ def test_contract_delivery_allocation_shipment_booking_and_doses(stack: Stack) -
         f"{supply}/v1/contracts/{contract['contract_id']}/deliveries",
         logistics,
         {
+            # A warehouse of this test's own: inventories of other tests on the same
+            # topics receive this lot too, and must not find it in their national stock.
+            "location_id": f"WH-E2E-{tag}",
             "lots": [
                 {
                     "lot_number": lot,
                     "expiry_date": (date.today() + timedelta(days=90)).isoformat(),
                     "vials": 100,
                 }
-            ]
+            ],
         },
     )
     assert status == 201, delivered
