@@ -1,4 +1,5 @@
-"""The campaign's opening day: a registration surge while the public watches coverage.
+"""The campaign's opening day: a registration surge while the public watches coverage,
+and logistics plan where the vaccine goes (an allocation run over the waiting citizens).
 
 Run through `python -m loadtests.national_day` (which starts an isolated stack
 and passes the URLs and a token in the environment), not on its own.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from datetime import date, timedelta
 
 from locust import HttpUser, between, task
@@ -81,3 +83,44 @@ class Analyst(HttpUser):
     @task(1)
     def daily_doses(self) -> None:
         self.client.get("/v1/doses/daily", name="GET /v1/doses/daily")
+
+
+class Logistician(HttpUser):
+    """National logistics asking for an allocation run, and waiting for its proposal."""
+
+    host = os.environ.get("LOAD_SUPPLY_URL", "http://127.0.0.1:8088")
+    fixed_count = 1
+    wait_time = between(5, 10)
+
+    def on_start(self) -> None:
+        self.auth = {"Authorization": f"Bearer {os.environ['LOAD_TOKEN']}"}
+
+    @task
+    def allocation_run(self) -> None:
+        answer = self.client.post(
+            "/v1/allocation-runs",
+            json={"horizon_days": 7},
+            headers=self.auth,
+            name="POST /v1/allocation-runs",
+        )
+        if answer.status_code != 202:
+            return
+        run_id = answer.json()["run_id"]
+        started = time.perf_counter()
+        status = "requested"
+        while status == "requested" and time.perf_counter() - started < 60:
+            time.sleep(0.5)
+            status = self.client.get(
+                f"/v1/allocation-runs/{run_id}",
+                headers=self.auth,
+                name="GET /v1/allocation-runs/{id}",
+            ).json()["status"]
+        # How long the plan took, accepted to proposed, as Locust's own row.
+        self.environment.events.request.fire(
+            request_type="PLAN",
+            name="allocation run: accepted to proposed",
+            response_time=(time.perf_counter() - started) * 1000,
+            response_length=0,
+            exception=None if status == "proposed" else RuntimeError(status),
+            context={},
+        )

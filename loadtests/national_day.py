@@ -1,6 +1,6 @@
 """`make load`: the national-day mix against an isolated stack on 127.0.0.1.
 
-Starts registration and projections (own ports and schemas), runs Locust
+Starts registration, projections and supply (own ports and schemas), runs Locust
 headless for a bounded time and number of users, writes the figures to
 bench/results.json (section `load_national_day`), stops and cleans up.
 
@@ -28,7 +28,7 @@ from immunreg.localinfra.services import IsolatedStack
 from immunreg.messaging.topics import delete_namespace
 from immunreg.paths import REPO_ROOT, keys_dir
 
-SERVICES = ["registration", "projections"]
+SERVICES = ["registration", "projections", "supply"]
 # Moved, like every local port, by IMMUNREG_PORT_OFFSET (a second checkout's load test).
 DEFAULT_PORT_BASE = 27080
 
@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                 "LOAD_TOKEN": token,
                 "LOAD_REGISTRATION_URL": stack.urls["registration"],
                 "LOAD_PROJECTIONS_URL": stack.urls["projections"],
+                "LOAD_SUPPLY_URL": stack.urls["supply"],
             }
             command = [
                 sys.executable,

@@ -82,7 +82,15 @@ def _json(raw: bytes) -> Any:
         return None
 
 
-ORDER = ("registration", "inventory", "booking", "administration", "certificates", "projections")
+ORDER = (
+    "registration",
+    "inventory",
+    "booking",
+    "supply",
+    "administration",
+    "certificates",
+    "projections",
+)
 
 _GAUGE = re.compile(
     r"^(immunreg_consumer_lag_messages|immunreg_outbox_backlog)(\{[^}]*\})? ([0-9.eE+-]+)$",

@@ -40,14 +40,15 @@ batch back and reads it again (an HTTP command simply runs again).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import asyncpg
 
-from immunreg.contracts import administration
+from immunreg.contracts import administration, supply
 from immunreg.contracts.administration import DoseAdministered
 from immunreg.contracts.envelope import Envelope, Event, Metadata, utcnow
 from immunreg.contracts.inventory import (
@@ -60,7 +61,8 @@ from immunreg.contracts.inventory import (
     StockDiscrepancyDetected,
     StockLevelChanged,
 )
-from immunreg.domain import Aggregate, Loaded, NotFound, Outcome, RuleViolation
+from immunreg.contracts.supply import AllocationApproved, DeliveryReceived
+from immunreg.domain import Aggregate, DomainError, Loaded, NotFound, Outcome, RuleViolation
 from immunreg.eventstore.database import Connection
 from immunreg.eventstore.errors import ConcurrencyConflict
 from immunreg.eventstore.store import StreamStore
@@ -81,6 +83,7 @@ from .domain import (
     ReceiveShipment,
     Shipment,
     ShipmentCommand,
+    Storage,
     level_stream,
     lot_stream,
     shipment_stream,
@@ -112,6 +115,7 @@ Tx = TypeVar("Tx")
 Tx_contra = TypeVar("Tx_contra", contravariant=True)
 
 COMMAND_ATTEMPTS = 10
+log = logging.getLogger(__name__)
 
 
 class InventoryMetrics:
@@ -460,7 +464,11 @@ async def _run(
 
 
 async def receive_lot(
-    ledger: Ledger[Tx], command: ReceiveLot, *, metadata: Metadata | None = None
+    ledger: Ledger[Tx],
+    command: ReceiveLot,
+    *,
+    metadata: Metadata | None = None,
+    conn: Tx | None = None,
 ) -> Lot:
     """A lot arrives at a warehouse: the lot's stream and that location's stock."""
 
@@ -470,7 +478,7 @@ async def receive_lot(
         await unit.stock(lot.location_id, lot.lot_number, arrival)
         return lot
 
-    return await _run(ledger, work, metadata)
+    return await _run(ledger, work, metadata, conn)
 
 
 async def recall_lot(
@@ -517,6 +525,7 @@ async def create_shipment(
     to_location: str,
     vials: int,
     metadata: Metadata | None = None,
+    conn: Tx | None = None,
 ) -> Shipment:
     """Plan a shipment; refused early if the source could not send it now."""
 
@@ -538,7 +547,7 @@ async def create_shipment(
         )
         return (await unit.new_shipment(command)).state
 
-    return await _run(ledger, work, metadata)
+    return await _run(ledger, work, metadata, conn)
 
 
 async def _existing_shipment(unit: _Unit[Tx], shipment_id: str) -> Loaded[Shipment]:
@@ -706,6 +715,10 @@ async def sweep(ledger: Ledger[Tx]) -> SweepResult:
 #
 # What inventory does when other contexts' events arrive.
 #
+# - DeliveryReceived (supply): every lot of the delivery is received at its warehouse,
+#   as `receive_lot` does for a lot received by hand.
+# - AllocationApproved (supply): every approved line becomes a planned shipment
+#   (`create_shipment`, id from the line); dispatch and receipt stay people's, over HTTP.
 # - DoseAdministered: the dose is taken from that lot's stock at that site
 #   (opening a sealed vial if none is open); when the count cannot account for
 #   it, a StockDiscrepancyDetected is recorded instead - the dose stands.
@@ -722,6 +735,72 @@ async def sweep(ledger: Ledger[Tx]) -> SweepResult:
 # Stock itself (a dose id is counted once).
 
 
+async def receive_delivery(
+    ledger: Ledger[Tx], conn: Tx, event: DeliveryReceived, envelope: Envelope
+) -> list[str]:
+    """Supply received a delivery: each of its lots enters stock at the warehouse.
+
+    Returns the lots refused (e.g. a lot number someone received by hand already):
+    supply checked the rest, so a refusal is an operator's to look into, not a retry's.
+    """
+    metadata = Metadata.caused_by(envelope)
+    refused: list[str] = []
+    for lot in event.lots:
+        command = ReceiveLot(
+            lot_number=lot.lot_number,
+            product_code=event.product_code,
+            manufacturer_code=event.manufacturer_code,
+            expiry_date=lot.expiry_date,
+            vials=lot.vials,
+            doses_per_vial=lot.doses_per_vial,
+            storage=cast(Storage, lot.storage),
+            location_id=event.location_id,
+            today=event.received_on,
+        )
+        try:
+            await receive_lot(ledger, command, metadata=metadata, conn=conn)
+        except DomainError as refusal:
+            log.warning(
+                "lot of a delivery refused",
+                extra={"lot_number": lot.lot_number, "code": refusal.code},
+            )
+            refused.append(lot.lot_number)
+    return refused
+
+
+async def create_approved_shipments(
+    ledger: Ledger[Tx], conn: Tx, event: AllocationApproved, envelope: Envelope
+) -> list[str]:
+    """Supply approved allocation lines: each becomes a planned shipment here.
+
+    Shipment ids come from the line, so a redelivered approval creates nothing twice;
+    a line the source can no longer send is refused (returned) and stays unshipped,
+    as supply's run shows.
+    """
+    metadata = Metadata.caused_by(envelope)
+    refused: list[str] = []
+    for line in event.shipments:
+        try:
+            await create_shipment(
+                ledger,
+                shipment_id=line.shipment_id,
+                lot_number=line.lot_number,
+                from_location=line.from_location,
+                to_location=line.to_location,
+                vials=line.vials,
+                metadata=metadata,
+                conn=conn,
+            )
+        except DomainError as refusal:
+            if refusal.code != "shipment_exists":
+                log.warning(
+                    "approved shipment refused",
+                    extra={"shipment_id": line.shipment_id, "code": refusal.code},
+                )
+                refused.append(line.shipment_id)
+    return refused
+
+
 def build_reactions(ledger: Callable[[], Ledger[Connection]]) -> Reactions:
     """Inventory's reactions, given the ledger of the running app."""
     reactions = Reactions()
@@ -731,5 +810,17 @@ def build_reactions(ledger: Callable[[], Ledger[Connection]]) -> Reactions:
         conn: Connection, event: DoseAdministered, envelope: Envelope
     ) -> None:
         await consume(ledger(), conn, event, envelope)
+
+    @reactions.on(supply.CONTEXT, DeliveryReceived)
+    async def delivery_received(
+        conn: Connection, event: DeliveryReceived, envelope: Envelope
+    ) -> None:
+        await receive_delivery(ledger(), conn, event, envelope)
+
+    @reactions.on(supply.CONTEXT, AllocationApproved)
+    async def allocation_approved(
+        conn: Connection, event: AllocationApproved, envelope: Envelope
+    ) -> None:
+        await create_approved_shipments(ledger(), conn, event, envelope)
 
     return reactions

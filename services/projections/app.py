@@ -77,6 +77,8 @@ from .schemas import (
     Stock,
     StockQuery,
     StockRow,
+    SupplyDemand,
+    SupplyRow,
 )
 
 FOLLOWER_KEY = web.AppKey("projections_follower", Follower)
@@ -299,6 +301,27 @@ async def stock(request: web.Request, query: StockQuery) -> web.StreamResponse:
             "fresh_as_of": result.fresh_as_of,
         }
         return csv_response(result.locations, _columns(StockRow), meta)
+    return answer(result)
+
+
+@api.get(
+    "/v1/supply-demand",
+    query=FormatQuery,
+    responses={200: Media({"application/json": SupplyDemand, "text/csv": None})},
+    roles=STOCK_READERS,
+    summary="Supply against demand per district and product; sites about to run out",
+    tags=["stock"],
+)
+async def supply_demand(request: web.Request, query: FormatQuery) -> web.StreamResponse:
+    """Per district and product: doses on hand at its sites and warehouse, on the road to
+    them, booked from today; citizens waiting there (for any product); doses supply
+    contracts still owe (they arrive at the national warehouse); and every site whose
+    booked appointments outrun what it holds and is sent, with the day it runs out."""
+    async with _follower(request).snapshot() as conn:
+        result = await readmodel.supply_demand(conn, on=today())
+    if wants_csv(request, query.format):
+        meta: dict[str, object] = {"supply_demand": "", "date": result.date}
+        return csv_response(result.districts, _columns(SupplyRow), meta)
     return answer(result)
 
 

@@ -535,6 +535,26 @@ def product_name(code: str) -> str:
 MAX_PERIOD_DAYS = 1830
 
 
+def location_district(location_id: str, site_municipality: str | None) -> str | None:
+    """The district a stock location is in: a site's by its municipality, a district
+    warehouse's (`WH-RS-14`) by its id; None for the national warehouse and the unknown."""
+    if site_municipality is not None:
+        return district_of(site_municipality)
+    code = location_id.removeprefix("WH-")
+    return code if code != location_id and code in districts() else None
+
+
+def run_out_day(doses: int, booked_by_day: Iterable[tuple[date, int]]) -> date | None:
+    """The first day the booked appointments need more doses than `doses` (None: never,
+    as far as appointments are booked)."""
+    used = 0
+    for day, booked in sorted(booked_by_day):
+        used += booked
+        if used > doses:
+            return day
+    return None
+
+
 def age_band_refusal(label: str | None) -> str | None:
     """Why `label` is not a census age band to filter by, or None when it is (or absent)."""
     if label is None or label in {band.label for band in age_bands()}:

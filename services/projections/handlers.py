@@ -3,7 +3,7 @@
 The table below (`recorders`) is the whole of the projections' reactions; the
 service has no commands of its own (a rebuild is `rebuild.rebuild`, run by
 `immunreg projections rebuild`). Events it does not
-name (contact details changed, notifications, shipments...) are still applied
+name (contact details changed, notifications, allocation runs...) are still applied
 as no-ops, so the model's freshness is that of the newest event on any topic.
 
 The sources are parameters: the published contexts in production, contexts of
@@ -16,7 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from immunreg.contracts import administration, booking, certificates, inventory, registration
+from immunreg.contracts import (
+    administration,
+    booking,
+    certificates,
+    inventory,
+    registration,
+    supply,
+)
 from immunreg.contracts.envelope import Context, Envelope, Event
 from immunreg.eventstore.database import Connection
 from immunreg.messaging.reactions import Handler, Reactions
@@ -35,6 +42,7 @@ class Sources:
     inventory: Context
     administration: Context
     certificates: Context
+    supply: Context
 
     @classmethod
     def published(cls) -> Sources:
@@ -45,6 +53,7 @@ class Sources:
             inventory.CONTEXT,
             administration.CONTEXT,
             certificates.CONTEXT,
+            supply.CONTEXT,
         )
 
     @classmethod
@@ -62,6 +71,7 @@ class Sources:
                     published.inventory,
                     published.administration,
                     published.certificates,
+                    published.supply,
                 )
             )
         )
@@ -74,6 +84,7 @@ class Sources:
             self.inventory,
             self.administration,
             self.certificates,
+            self.supply,
         ]
 
     def topics(self) -> list[str]:
@@ -83,12 +94,13 @@ class Sources:
 
 def recorders(sources: Sources) -> list[tuple[Context, type[Event], Record]]:
     """Which Batch method records which event (everything else is only noted)."""
-    r, b, i, a, c = (
+    r, b, i, a, c, s = (
         sources.registration,
         sources.booking,
         sources.inventory,
         sources.administration,
         sources.certificates,
+        sources.supply,
     )
     return [
         (r, registration.CitizenRegistered, Batch.registration),
@@ -106,12 +118,16 @@ def recorders(sources: Sources) -> list[tuple[Context, type[Event], Record]]:
         (i, inventory.StockLevelChanged, Batch.stock_level),
         (i, inventory.DosesWasted, Batch.wasted),
         (i, inventory.OpenedVialExpired, Batch.wasted),
+        (i, inventory.ShipmentDispatched, Batch.shipment),
+        (i, inventory.ShipmentReceived, Batch.shipment),
         (a, administration.DoseAdministered, Batch.dose),
         (a, administration.DoseCorrected, Batch.dose),
         (a, administration.DoseVoided, Batch.dose),
         (a, administration.AdverseEventReported, Batch.adverse_event),
         (c, certificates.CertificateIssued, Batch.certificate),
         (c, certificates.CertificateRevoked, Batch.certificate),
+        (s, supply.ContractRecorded, Batch.contract),
+        (s, supply.DeliveryReceived, Batch.contract),
     ]
 
 

@@ -159,3 +159,26 @@ CREATE TABLE IF NOT EXISTS model_state (
     events_applied     bigint NOT NULL DEFAULT 0
 );
 INSERT INTO model_state (id) VALUES (true) ON CONFLICT DO NOTHING;
+
+-- Supply against demand: shipments dispatched (on the road until received), supply
+-- contracts and the deliveries received against them (due = total - delivered).
+CREATE TABLE IF NOT EXISTS shipments (
+    shipment_id  text PRIMARY KEY,
+    to_location  text    NOT NULL,
+    product_code text    NOT NULL,
+    vials        integer NOT NULL,
+    received     boolean NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS contracts (
+    contract_id  text PRIMARY KEY,
+    product_code text    NOT NULL,
+    total_doses  bigint  NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS contract_deliveries (
+    delivery_id  text PRIMARY KEY,
+    contract_id  text    NOT NULL,
+    product_code text    NOT NULL,
+    doses        bigint  NOT NULL
+);

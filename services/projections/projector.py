@@ -20,7 +20,8 @@ replicas lock rows in the same order):
    deltas, cells that fall to zero are deleted (so a replay, which never
    creates them, ends with the same rows);
 4. last-value tables (sites, capacity overrides, stock levels, adverse events,
-   certificates) are upserted; `model_state` keeps the newest `recorded_at`.
+   certificates, shipments on the road, supply contracts and their deliveries) are
+   upserted; `model_state` keeps the newest `recorded_at`.
 """
 
 from __future__ import annotations
@@ -41,7 +42,14 @@ from immunreg.contracts.booking import (
 )
 from immunreg.contracts.certificates import CertificateIssued, CertificateRevoked
 from immunreg.contracts.envelope import Envelope, Event
-from immunreg.contracts.inventory import DosesWasted, OpenedVialExpired, StockLevelChanged
+from immunreg.contracts.inventory import (
+    DosesWasted,
+    OpenedVialExpired,
+    ShipmentDispatched,
+    ShipmentReceived,
+    StockLevelChanged,
+)
+from immunreg.contracts.supply import ContractRecorded, DeliveryReceived
 from immunreg.eventstore.database import Connection
 
 from .domain import (
@@ -80,6 +88,10 @@ class Batch:
     adverse_events: dict[str, AdverseEventReported] = field(default_factory=dict)
     certificates: dict[str, CertificateIssued] = field(default_factory=dict)
     revoked: set[str] = field(default_factory=set)
+    # shipment id -> (to, product, vials, received): on the road until received
+    shipments: dict[str, tuple[str, str, int, bool]] = field(default_factory=dict)
+    contracts: dict[str, ContractRecorded] = field(default_factory=dict)
+    deliveries: dict[str, DeliveryReceived] = field(default_factory=dict)
     newest: datetime | None = None
     applied: int = 0
 
@@ -132,6 +144,19 @@ class Batch:
             self.certificates[event.uvci] = event
         else:
             self.revoked.add(event.uvci)
+
+    def shipment(self, event: ShipmentDispatched | ShipmentReceived, envelope: Envelope) -> None:
+        if isinstance(event, ShipmentDispatched):
+            row = (event.to_location, event.product_code, event.vials, False)
+        else:
+            row = (event.to_location, event.product_code, event.vials_received, True)
+        self.shipments[event.shipment_id] = row
+
+    def contract(self, event: ContractRecorded | DeliveryReceived, envelope: Envelope) -> None:
+        if isinstance(event, ContractRecorded):
+            self.contracts[event.contract_id] = event
+        else:
+            self.deliveries[event.delivery_id] = event
 
 
 class Projector:
@@ -521,4 +546,46 @@ async def _last_values(conn: Connection, batch: Batch) -> None:
             "INSERT INTO certificates (uvci, revoked) SELECT unnest($1::text[]), true "
             "ON CONFLICT (uvci) DO UPDATE SET revoked = true",
             sorted(batch.revoked),
+        )
+    await _supply(conn, batch)
+
+
+async def _supply(conn: Connection, batch: Batch) -> None:
+    """Shipments on the road, contracts and their deliveries (last values)."""
+    if batch.shipments:
+        ids = sorted(batch.shipments)
+        rows = [batch.shipments[k] for k in ids]
+        await conn.execute(
+            """
+            INSERT INTO shipments AS s (shipment_id, to_location, product_code, vials, received)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bool[])
+            ON CONFLICT (shipment_id) DO UPDATE SET received = s.received OR excluded.received
+            """,
+            ids,
+            *_columns(rows, 4),
+        )
+    if batch.contracts:
+        contracts = [batch.contracts[k] for k in sorted(batch.contracts)]
+        await conn.execute(
+            """
+            INSERT INTO contracts (contract_id, product_code, total_doses)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::int[])
+            ON CONFLICT (contract_id) DO NOTHING
+            """,
+            [c.contract_id for c in contracts],
+            [c.product_code for c in contracts],
+            [c.total_doses for c in contracts],
+        )
+    if batch.deliveries:
+        deliveries = [batch.deliveries[k] for k in sorted(batch.deliveries)]
+        await conn.execute(
+            """
+            INSERT INTO contract_deliveries (delivery_id, contract_id, product_code, doses)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[])
+            ON CONFLICT (delivery_id) DO NOTHING
+            """,
+            [d.delivery_id for d in deliveries],
+            [d.contract_id for d in deliveries],
+            [d.product_code for d in deliveries],
+            [d.doses for d in deliveries],
         )

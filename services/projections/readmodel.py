@@ -18,11 +18,13 @@ true) and every other count, totals included, rounded to a multiple of 5
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 
 from immunreg.eventstore.database import Connection
 from immunreg.reference.geography import districts, municipalities
+from immunreg.reference.vaccines import vaccine_catalog
 
 from .domain import (
     BOOSTER,
@@ -31,12 +33,15 @@ from .domain import (
     UNKNOWN,
     age_band,
     disclosed_with_total,
+    district_of,
     group_names,
+    location_district,
     per_100k,
     percentage,
     place_population,
     population,
     product_name,
+    run_out_day,
 )
 from .schemas import (
     BookingStats,
@@ -46,15 +51,19 @@ from .schemas import (
     DailyDoses,
     DailyRow,
     DoseKind,
+    Due,
     GroupBy,
     ModelInfo,
     MunicipalityQueue,
     Position,
+    RunOut,
     Safety,
     SafetyRow,
     SiteBookings,
     Stock,
     StockRow,
+    SupplyDemand,
+    SupplyRow,
     WastageRow,
 )
 
@@ -362,6 +371,112 @@ async def stock(
         if product is None or code == product
     ]
     return Stock(date=on, fresh_as_of=await fresh_as_of(conn), locations=locations, wastage=wastage)
+
+
+# --- supply against demand ------------------------------------------------------------
+
+
+async def supply_demand(conn: Connection, *, on: date) -> SupplyDemand:
+    """Per district and product: doses on hand, on the road, booked from `on` and waiting;
+    what contracts still owe; and each site whose bookings outrun its doses, and when."""
+    catalog = vaccine_catalog()
+    sites = {
+        r["site_id"]: r["municipality_code"]
+        for r in await conn.fetch("SELECT site_id, municipality_code FROM sites")
+    }
+    doses: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])  # on hand, coming
+    for r in await conn.fetch(
+        "SELECT location_id, product_code, doses_available FROM stock_levels"
+    ):
+        doses[(r["location_id"], r["product_code"])][0] += r["doses_available"]
+    for r in await conn.fetch(
+        "SELECT to_location, product_code, sum(vials) AS vials FROM shipments "
+        "WHERE NOT received GROUP BY to_location, product_code"
+    ):
+        per_vial = catalog[r["product_code"]].doses_per_vial if r["product_code"] in catalog else 1
+        doses[(r["to_location"], r["product_code"])][1] += int(r["vials"]) * per_vial
+    booked_days: dict[tuple[str, str], list[tuple[date, int]]] = defaultdict(list)
+    for r in await conn.fetch(
+        "SELECT site_id, product_code, day, booked - attended - missed AS open "
+        "FROM booking_days WHERE day >= $1 AND booked - attended - missed > 0",
+        on,
+    ):
+        booked_days[(r["site_id"], r["product_code"])].append((r["day"], int(r["open"])))
+    waiting: dict[str, int] = defaultdict(int)
+    for r in await conn.fetch("SELECT municipality_code, waiting FROM municipality_queue"):
+        district = district_of(r["municipality_code"])
+        if district is not None:
+            waiting[district] += r["waiting"]
+    rows: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    national: dict[str, int] = defaultdict(int)
+    for (location, product), (on_hand, coming) in doses.items():
+        district = location_district(location, sites.get(location))
+        if district is None:
+            national[product] += on_hand
+            continue
+        rows[(district, product)][0] += on_hand
+        rows[(district, product)][1] += coming
+    running_out: list[RunOut] = []
+    for (site_id, product), days in sorted(booked_days.items()):
+        district = location_district(site_id, sites.get(site_id))
+        if district is not None:
+            rows[(district, product)][2] += sum(n for _, n in days)
+        held = sum(doses.get((site_id, product), [0, 0]))
+        runs_out_on = run_out_day(held, days)
+        if runs_out_on is not None:
+            running_out.append(
+                RunOut(
+                    site_id=site_id,
+                    district_code=district,
+                    product_code=product,
+                    doses=held,
+                    booked=sum(n for _, n in days),
+                    runs_out_on=runs_out_on,
+                )
+            )
+    names = {code: d.name for code, d in districts().items()}
+    contracted = {
+        r["product_code"]: int(r["total"])
+        for r in await conn.fetch(
+            "SELECT product_code, sum(total_doses) AS total FROM contracts GROUP BY product_code"
+        )
+    }
+    delivered = {
+        r["product_code"]: int(r["doses"])
+        for r in await conn.fetch(
+            "SELECT product_code, sum(doses) AS doses FROM contract_deliveries "
+            "GROUP BY product_code"
+        )
+    }
+    return SupplyDemand(
+        date=on,
+        fresh_as_of=await fresh_as_of(conn),
+        districts=[
+            SupplyRow(
+                district_code=district,
+                district_name=names.get(district, district),
+                product_code=product,
+                product_name=product_name(product),
+                on_hand=on_hand,
+                in_transit=coming,
+                booked=booked,
+                waiting=waiting.get(district, 0),
+            )
+            for (district, product), (on_hand, coming, booked) in sorted(rows.items())
+        ],
+        national_warehouse=dict(sorted(national.items())),
+        due_from_contracts=[
+            Due(
+                product_code=code,
+                product_name=product_name(code),
+                contracted=total,
+                delivered=delivered.get(code, 0),
+                due=max(total - delivered.get(code, 0), 0),
+            )
+            for code, total in sorted(contracted.items())
+        ],
+        running_out=sorted(running_out, key=lambda r: (r.runs_out_on, r.site_id, r.product_code)),
+    )
 
 
 # --- bookings --------------------------------------------------------------------------

@@ -227,3 +227,48 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
     events_applied: int
     positions: list[Position]
     models: list[dict[str, str | None]]
+
+
+class SupplyRow(msgspec.Struct, frozen=True, kw_only=True):
+    """Doses of a product in a district against the demand there (waiting: any product)."""
+
+    district_code: str
+    district_name: str
+    product_code: str
+    product_name: str
+    on_hand: int
+    in_transit: int
+    booked: int
+    waiting: int
+
+
+class RunOut(msgspec.Struct, frozen=True, kw_only=True):
+    """A site whose booked appointments will use up what it holds and is sent of a product."""
+
+    site_id: str
+    district_code: str | None
+    product_code: str
+    doses: int  # on hand and in transit
+    booked: int  # from today on
+    runs_out_on: date
+
+
+class Due(msgspec.Struct, frozen=True, kw_only=True):
+    """Doses supply contracts still owe, per product (they arrive at the national level)."""
+
+    product_code: str
+    product_name: str
+    contracted: int
+    delivered: int
+    due: int
+
+
+class SupplyDemand(msgspec.Struct, frozen=True, kw_only=True):
+    """Supply against demand per district and product, as of `date`."""
+
+    date: date
+    fresh_as_of: datetime | None
+    districts: list[SupplyRow]
+    national_warehouse: dict[str, int]  # product -> doses on hand
+    due_from_contracts: list[Due]
+    running_out: list[RunOut]

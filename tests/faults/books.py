@@ -29,7 +29,7 @@ from immunreg.messaging.topics import read_topic
 from immunreg.paths import REPO_ROOT
 
 # Services that own an event store, and so a topic.
-PUBLISHERS = ("registration", "booking", "inventory", "administration", "certificates")
+PUBLISHERS = ("registration", "booking", "inventory", "administration", "certificates", "supply")
 
 
 @dataclass

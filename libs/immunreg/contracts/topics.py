@@ -19,6 +19,7 @@ CONTEXT_NAMES: tuple[str, ...] = (
     "inventory",
     "administration",
     "certificates",
+    "supply",
 )
 
 

@@ -113,6 +113,10 @@ class Metrics:
         """A domain counter on this service's registry (e.g. doses recorded)."""
         return Counter(name, documentation, labels or [], registry=self.registry)
 
+    def gauge(self, name: str, documentation: str, labels: list[str] | None = None) -> Gauge:
+        """A domain gauge on this service's registry (e.g. alerts open now)."""
+        return Gauge(name, documentation, labels or [], registry=self.registry)
+
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes."""
         return generate_latest(self.registry)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,9 +18,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from immunreg.config import Settings
 from immunreg.eventstore.database import Connection
-from immunreg.http.app import create_app
+from immunreg.http.app import CONSUMER_KEY, create_app
 from immunreg.http.auth import Role, ensure_dev_keys, issue_token
-from immunreg.http.keys import POOL_KEY
+from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from services.inventory.app import LEDGER_KEY, build_service
 from services.inventory.handlers import Ledger
 
@@ -143,6 +144,17 @@ async def eventually(
     raise AssertionError(f"timed out waiting until {what}")
 
 
+_LAG = re.compile(r"^immunreg_consumer_lag_messages\{[^}]*\} (\S+)$", re.MULTILINE)
+
+
+async def caught_up(app: web.Application, partitions: int) -> bool:
+    """The consumer has joined and reports no lag on any of its partitions."""
+    if not app[CONSUMER_KEY].joined.is_set():
+        return False
+    lags = _LAG.findall(app[METRICS_KEY].exposition().decode())
+    return len(lags) >= partitions and all(float(lag) == 0 for lag in lags)
+
+
 @pytest.fixture
 async def inventory(dsn: str, bootstrap: str, tmp_path: Path) -> AsyncIterator[Inventory]:
     schema = f"t_inv_{uuid.uuid4().hex[:10]}"
@@ -156,9 +168,15 @@ async def inventory(dsn: str, bootstrap: str, tmp_path: Path) -> AsyncIterator[I
         relay_poll_interval=0.1,
         extra={"expiry_interval": "0.5"},
     )
-    client: Client = TestClient(TestServer(create_app(build_service(), settings)))
+    service = build_service()
+    client: Client = TestClient(TestServer(create_app(service, settings)))
     await client.start_server()
     try:
+        # Its consumer reads the session's topics from the start (other tests' doses and
+        # supply deliveries among them): a test begins once that backlog is applied.
+        assert service.reactions is not None
+        partitions = len(service.reactions.topics) * settings.kafka_partitions
+        await eventually(lambda: caught_up(client.app, partitions), "the backlog is applied")
         yield Inventory(client, private.read_bytes())
     finally:
         await client.close()

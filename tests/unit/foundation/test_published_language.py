@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from immunreg.contracts import administration, all_topics, booking, certificates, inventory
+from immunreg.contracts import administration, all_topics, booking, certificates, inventory, supply
 from immunreg.contracts import registration as reg
 
 CONTEXTS = [
@@ -11,6 +11,7 @@ CONTEXTS = [
     booking.CONTEXT,
     administration.CONTEXT,
     certificates.CONTEXT,
+    supply.CONTEXT,
 ]
 
 

@@ -39,7 +39,7 @@ def test_the_openapi_document_is_valid() -> None:
     validate(api.openapi())
 
 
-def test_the_service_publishes_inventory_events_and_reacts_to_doses(
+def test_the_service_publishes_inventory_events_and_reacts_to_doses_and_supply(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Without a run's namespace (the suite sets one): the names production uses.
@@ -48,7 +48,9 @@ def test_the_service_publishes_inventory_events_and_reacts_to_doses(
     assert service.topics == [
         "inventory.events.v1",
         "administration.events.v1",
+        "supply.events.v1",
         "administration.events.v1.dlq",
+        "supply.events.v1.dlq",
     ]
     assert build_service().reactions is not service.reactions  # one per app
 

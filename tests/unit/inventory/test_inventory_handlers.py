@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from immunreg.contracts import supply
 from immunreg.contracts.envelope import Envelope
 from immunreg.contracts.inventory import CONTEXT
 from immunreg.domain import Conflict, NotFound, RuleViolation
@@ -323,3 +324,73 @@ async def test_waste_where_the_lot_is_not_held_is_not_found(
 
     assert refused.value.code == "stock_not_found"
     assert store.memory.outbox == []
+
+
+# --- supply's events -------------------------------------------------------------------
+
+
+def supply_envelope(event: supply.DeliveryReceived | supply.AllocationApproved) -> Envelope:
+    return supply.CONTEXT.envelope(
+        event, stream_id="contract-C1", stream_type="Contract", version=1
+    )
+
+
+async def test_a_delivery_supply_received_enters_stock_and_a_lot_received_already_is_skipped(
+    ledger: Ledger[MemoryTransaction], store: InMemoryEventStore, books: FakeBooks
+) -> None:
+    await handlers.receive_lot(ledger, lot(10))
+    delivered = supply.DeliveryReceived(
+        contract_id="C1",
+        delivery_id="D1",
+        product_code=COMIRNATY,
+        manufacturer_code=PFIZER,
+        location_id=NATIONAL_WAREHOUSE,
+        received_on=NOW.date(),
+        lots=[
+            supply.DeliveredLot(
+                lot_number=number,
+                expiry_date=date(2021, 8, 31),
+                vials=20,
+                doses_per_vial=6,
+                storage="ultra_cold",
+            )
+            for number in (LOT, "LOT-NEW")
+        ],
+        doses=240,
+    )
+    async with store.transaction() as tx:
+        refused = await handlers.receive_delivery(ledger, tx, delivered, supply_envelope(delivered))
+    assert refused == [LOT]
+    assert await types(store, lot_stream("LOT-NEW")) == ["LotReceived"]
+    assert books.stock[NATIONAL_WAREHOUSE, "LOT-NEW"].sealed_vials == 20
+    assert books.stock[NATIONAL_WAREHOUSE, LOT].sealed_vials == 10
+
+
+async def test_approved_lines_become_shipments_once_and_one_the_source_cannot_send_is_refused(
+    ledger: Ledger[MemoryTransaction], store: InMemoryEventStore, books: FakeBooks
+) -> None:
+    await handlers.receive_lot(ledger, lot(10))
+    approved = supply.AllocationApproved(
+        run_id="R1",
+        shipments=[
+            supply.ApprovedShipment(
+                line=n,
+                shipment_id=f"R1-{n}",
+                lot_number=LOT,
+                product_code=COMIRNATY,
+                from_location=NATIONAL_WAREHOUSE,
+                to_location=SITE,
+                vials=vials,
+            )
+            for n, vials in ((1, 4), (2, 11))
+        ],
+    )
+    for _ in range(2):  # a redelivery creates nothing twice
+        async with store.transaction() as tx:
+            refused = await handlers.create_approved_shipments(
+                ledger, tx, approved, supply_envelope(approved)
+            )
+        assert refused == ["R1-2"]
+    assert await types(store, shipment_stream("R1-1")) == ["ShipmentCreated"]
+    assert await types(store, shipment_stream("R1-2")) == []
+    assert books.shipments["R1-1"].vials == 4

@@ -35,8 +35,10 @@ from services.projections.domain import (
     evolve_dose,
     evolve_registration,
     local_day,
+    location_district,
     pending_municipality,
     period_refusal,
+    run_out_day,
 )
 
 COMIRNATY, VAXZEVRIA = "EU/1/20/1528", "EU/1/21/1529"
@@ -371,3 +373,34 @@ def test_a_report_period_runs_forward_and_at_most_five_years(
     start: date, end: date, reason: str | None
 ) -> None:
     assert period_refusal(start, end) == reason
+
+
+@pytest.mark.parametrize(
+    ("doses", "booked", "runs_out"),
+    [
+        (10, [(date(2026, 3, 2), 8), (date(2026, 3, 4), 8)], date(2026, 3, 4)),
+        (16, [(date(2026, 3, 4), 8), (date(2026, 3, 2), 8)], None),
+        (0, [(date(2026, 3, 2), 1)], date(2026, 3, 2)),
+        (5, [], None),
+    ],
+)
+def test_a_site_runs_out_the_first_day_its_bookings_outrun_its_doses(
+    doses: int, booked: list[tuple[date, int]], runs_out: date | None
+) -> None:
+    assert run_out_day(doses, booked) == runs_out
+
+
+@pytest.mark.parametrize(
+    ("location", "municipality", "district"),
+    [
+        ("SITE-1", "70092", "RS-00"),
+        ("WH-RS-14", None, "RS-14"),
+        ("WH-NATIONAL", None, None),
+        ("WH-RS-99", None, None),
+        ("SITE-2", None, None),
+    ],
+)
+def test_the_district_of_a_stock_location(
+    location: str, municipality: str | None, district: str | None
+) -> None:
+    assert location_district(location, municipality) == district

@@ -112,7 +112,7 @@ def test_every_event_of_every_context_has_a_reaction() -> None:
     for ctx in sources.contexts():
         for name in ctx.event_types:
             assert reactions.lookup(ctx.topic, name) is not None
-    assert len(recorders(sources)) == 21
+    assert len(recorders(sources)) == 25
 
 
 def test_model_names_are_valid_schema_names() -> None:
