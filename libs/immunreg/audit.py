@@ -35,6 +35,7 @@ from immunreg.http.auth import Principal, Reach, Role, require_principal
 from immunreg.http.keys import POOL_KEY
 from immunreg.http.problems import Problem
 from immunreg.http.versioning import Page, decode_cursor, encode_cursor, page_limit
+from immunreg.structs import Struct
 
 AUDIT_SQL = Path(__file__).with_name("audit.sql")
 GENESIS = "0" * 64
@@ -67,7 +68,7 @@ NOT_AT_SITE = (
 )
 
 
-class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
+class AuditEntry(Struct):
     """One read of a citizen's data, as the chain holds it."""
 
     seq: int
@@ -83,20 +84,20 @@ class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
     hash: str
 
 
-class AuditPage(msgspec.Struct, frozen=True, kw_only=True):
+class AuditPage(Struct):
     """Reads, newest first, a page at a time."""
 
     items: list[AuditEntry]
     next_cursor: str | None = None
 
 
-class AuditQuery(Page, frozen=True, kw_only=True):
+class AuditQuery(Page):
     """Public-health officers' filter of the audit log."""
 
     citizen_id: str | None = None
 
 
-class ChainCheck(msgspec.Struct, frozen=True, kw_only=True):
+class ChainCheck(Struct):
     """What `verify_chain` found: `ok`, or the first row that breaks the chain and why."""
 
     ok: bool

@@ -41,6 +41,7 @@ from immunreg.contracts.envelope import Context, Event
 from immunreg.domain import Aggregate, Conflict, DomainError, NotFound, RuleViolation
 from immunreg.reference.calendar import age_on, local_date
 from immunreg.reference.vaccines import VaccineCatalog
+from immunreg.structs import Struct
 
 from .rules import CitizenFacts, DoseRequest, LotFacts, PriorDose, Violation, check_dose
 
@@ -71,7 +72,7 @@ def report_stream(report_id: str) -> str:
     return f"aefi-{report_id}"
 
 
-class DoseFacts(msgspec.Struct, frozen=True, kw_only=True):
+class DoseFacts(Struct):
     """A vaccination as recorded (or as corrected): everything the events carry."""
 
     dose_id: str
@@ -101,7 +102,7 @@ class DoseFacts(msgspec.Struct, frozen=True, kw_only=True):
         return self.dose_number > self.series_length
 
 
-class DoseState(msgspec.Struct, frozen=True, kw_only=True):
+class DoseState(Struct):
     """What decisions about a recorded dose need."""
 
     status: DoseStatus = "none"
@@ -112,7 +113,7 @@ class DoseState(msgspec.Struct, frozen=True, kw_only=True):
     corrections: int = 0
 
 
-class Administer(msgspec.Struct, frozen=True, kw_only=True):
+class Administer(Struct):
     """Record a dose; `violations` are what the rules found, `may_override` whether the
     caller may record despite them (admins) given an `override_reason`."""
 
@@ -122,7 +123,7 @@ class Administer(msgspec.Struct, frozen=True, kw_only=True):
     may_override: bool = False
 
 
-class Correct(msgspec.Struct, frozen=True, kw_only=True):
+class Correct(Struct):
     """Re-state the record (all fields) and say why; the rules were run again."""
 
     facts: DoseFacts
@@ -132,7 +133,7 @@ class Correct(msgspec.Struct, frozen=True, kw_only=True):
     may_override: bool = False
 
 
-class Void(msgspec.Struct, frozen=True, kw_only=True):
+class Void(Struct):
     """Mark the record entered in error, with a reason."""
 
     reason: str
@@ -485,11 +486,11 @@ def evolve_dose(state: DoseState, event: Event) -> DoseState:
 # --- adverse events following immunization ---------------------------------------------------
 
 
-class AdverseEventState(msgspec.Struct, frozen=True, kw_only=True):
+class AdverseEventState(Struct):
     reported: bool = False
 
 
-class ReportAdverseEvent(msgspec.Struct, frozen=True, kw_only=True):
+class ReportAdverseEvent(Struct):
     """Report an AEFI against a dose (`dose` as loaded from its stream)."""
 
     report_id: str

@@ -24,6 +24,7 @@ from datetime import date, datetime
 import msgspec
 
 from immunreg.reference.vaccines import VaccineCatalog
+from immunreg.structs import Struct
 
 from .schemas import DoseView
 
@@ -51,45 +52,45 @@ _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _NAMESPACE = uuid.UUID("0b6f2a51-3f0e-4e0a-b1f2-6d9a1c7e5a10")
 
 
-class Coding(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Coding(Struct, omit_defaults=True):
     system: str | None = None
     code: str | None = None
     display: str | None = None
 
 
-class CodeableConcept(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class CodeableConcept(Struct, omit_defaults=True):
     coding: list[Coding] = []
     text: str | None = None
 
 
-class Identifier(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Identifier(Struct, omit_defaults=True):
     system: str | None = None
     value: str | None = None
 
 
-class Reference(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Reference(Struct, omit_defaults=True):
     reference: str | None = None
     identifier: Identifier | None = None
     display: str | None = None
 
 
-class Annotation(msgspec.Struct, frozen=True, kw_only=True):
+class Annotation(Struct):
     text: str
 
 
-class Performer(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Performer(Struct, omit_defaults=True):
     function: CodeableConcept | None = None
     actor: Reference
 
 
-class ProtocolApplied(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class ProtocolApplied(Struct, omit_defaults=True):
     series: str | None = None
     targetDisease: list[CodeableConcept] = []
     doseNumberPositiveInt: int
     seriesDosesPositiveInt: int | None = None
 
 
-class Reaction(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Reaction(Struct, omit_defaults=True):
     date: datetime | None = None
     reported: bool | None = None
 
@@ -135,7 +136,7 @@ class Immunization(
     protocolApplied: list[ProtocolApplied]
 
 
-class BundleEntry(msgspec.Struct, frozen=True, kw_only=True):
+class BundleEntry(Struct):
     fullUrl: str
     resource: Patient | Immunization
 

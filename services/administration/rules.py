@@ -25,18 +25,17 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal
 
-import msgspec
-
 from immunreg.contracts.common import Sex
 from immunreg.reference.calendar import age_on, local_date, national_timezone
 from immunreg.reference.vaccines import VaccineCatalog, VaccineProduct
+from immunreg.structs import Struct
 
 LOCAL_TZ = national_timezone()
 
 CitizenStatus = Literal["active", "withdrawn", "erased"]
 
 
-class Violation(msgspec.Struct, frozen=True, kw_only=True):
+class Violation(Struct):
     """A rule the dose breaks: `code` names it, `field` is the request field it concerns."""
 
     code: str

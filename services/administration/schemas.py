@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from immunreg.structs import Struct
+
 # Ids and codes: no surrounding blanks. Reasons: free text with something in it.
 Id = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^\S(.*\S)?$")]
 Reason = Annotated[str, Meta(min_length=1, max_length=1000, pattern=r"\S")]
@@ -24,7 +26,7 @@ AefiOutcome = Literal[
 DoseStatus = Literal["completed", "entered-in-error"]
 
 
-class RecordDose(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class RecordDose(Struct, forbid_unknown_fields=True):
     """A dose given at a site. `dose_number` counts from 1 across the citizen's series and
     boosters: a number beyond the product's series length is a booster. Only an
     administrator may send `override_reason`, to record a dose that breaks rules."""
@@ -47,7 +49,7 @@ class DoseRecorded(msgspec.Struct, frozen=True):
     dose_id: str
 
 
-class CorrectDose(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class CorrectDose(Struct, forbid_unknown_fields=True):
     """What was recorded wrongly, and why; a field left out keeps its value. The citizen
     and the site cannot change (void the dose and record it anew)."""
 
@@ -62,13 +64,13 @@ class CorrectDose(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     override_reason: Reason | None = None
 
 
-class VoidDose(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class VoidDose(Struct, forbid_unknown_fields=True):
     """Why the record is wrong (the dose did not happen as recorded)."""
 
     reason: Reason
 
 
-class ReportAdverseEvent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class ReportAdverseEvent(Struct, forbid_unknown_fields=True):
     """An adverse event following immunization, against a recorded dose."""
 
     dose_id: Id
@@ -85,7 +87,7 @@ class AdverseEventRecorded(msgspec.Struct, frozen=True):
     report_id: str
 
 
-class AdverseEventView(msgspec.Struct, frozen=True, kw_only=True):
+class AdverseEventView(Struct):
     report_id: str
     symptoms: list[str]
     onset_at: datetime
@@ -96,7 +98,7 @@ class AdverseEventView(msgspec.Struct, frozen=True, kw_only=True):
     reported_at: datetime
 
 
-class DoseView(msgspec.Struct, frozen=True, kw_only=True):
+class DoseView(Struct):
     """A recorded dose as it stands now (corrections applied; voided ones say so)."""
 
     dose_id: str
@@ -129,7 +131,7 @@ class DoseView(msgspec.Struct, frozen=True, kw_only=True):
     adverse_events: list[AdverseEventView] = []
 
 
-class CitizenDoses(msgspec.Struct, frozen=True, kw_only=True):
+class CitizenDoses(Struct):
     """Every dose recorded for a citizen, oldest first (a handful: not paginated)."""
 
     citizen_id: str

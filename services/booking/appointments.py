@@ -13,13 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
-import msgspec
-
 from immunreg.contracts.envelope import Metadata, new_event_id
 from immunreg.domain import Loaded, NotFound, Outcome
 from immunreg.eventstore.database import Connection
 from immunreg.eventstore.locks import lock_for_transaction
 from immunreg.eventstore.store import EventStore
+from immunreg.structs import Struct
 
 from . import readmodel
 from .domain import (
@@ -51,7 +50,7 @@ log = logging.getLogger(__name__)
 ALREADY_BOOKED = "already_booked"
 
 
-class BookingRequest(msgspec.Struct, frozen=True, kw_only=True):
+class BookingRequest(Struct):
     """One citizen to book into the slot a reservation is for."""
 
     citizen_id: str

@@ -47,6 +47,7 @@ from immunreg.contracts.envelope import Event
 from immunreg.domain import Aggregate, Conflict, NotFound, RuleViolation
 from immunreg.reference.geography import municipalities
 from immunreg.reference.vaccines import vaccine_catalog
+from immunreg.structs import Struct
 
 from .eligibility import NextDose, age_window
 
@@ -70,7 +71,7 @@ def appointment_stream(appointment_id: str) -> str:
 # --- Site ---------------------------------------------------------------------------
 
 
-class SiteState(msgspec.Struct, frozen=True, kw_only=True):
+class SiteState(Struct):
     defined: bool = False
     definition: SiteDefined | None = None
 
@@ -78,7 +79,7 @@ class SiteState(msgspec.Struct, frozen=True, kw_only=True):
         return dict(self.definition.daily_capacity) if self.definition else {}
 
 
-class DefineSite(msgspec.Struct, frozen=True, kw_only=True):
+class DefineSite(Struct):
     definition: SiteDefined
 
 
@@ -107,7 +108,7 @@ SITE: Aggregate[SiteState, DefineSite] = Aggregate(
 # --- SiteDay ------------------------------------------------------------------------
 
 
-class SiteDayState(msgspec.Struct, frozen=True, kw_only=True):
+class SiteDayState(Struct):
     """The day's override (None: the site's default applies) and slots taken per product."""
 
     override: dict[str, int] | None = None
@@ -126,7 +127,7 @@ class SiteDayState(msgspec.Struct, frozen=True, kw_only=True):
         return max(total - self.booked.get(product_code, 0), 0)
 
 
-class Reserve(msgspec.Struct, frozen=True, kw_only=True):
+class Reserve(Struct):
     site_id: str
     day: date
     product_code: str
@@ -134,7 +135,7 @@ class Reserve(msgspec.Struct, frozen=True, kw_only=True):
     default_capacity: dict[str, int]  # the Site's, as loaded in the same transaction
 
 
-class Release(msgspec.Struct, frozen=True, kw_only=True):
+class Release(Struct):
     site_id: str
     day: date
     product_code: str
@@ -142,7 +143,7 @@ class Release(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
 
 
-class ChangeCapacity(msgspec.Struct, frozen=True, kw_only=True):
+class ChangeCapacity(Struct):
     site_id: str
     day: date
     capacity: dict[str, int]
@@ -229,7 +230,7 @@ ATTENDED = "attended"
 MISSED = "missed"
 
 
-class AppointmentState(msgspec.Struct, frozen=True, kw_only=True):
+class AppointmentState(Struct):
     status: str = "none"  # none | booked | cancelled | attended | missed
     appointment_id: str = ""
     citizen_id: str = ""
@@ -241,7 +242,7 @@ class AppointmentState(msgspec.Struct, frozen=True, kw_only=True):
     booster: bool = False
 
 
-class Book(msgspec.Struct, frozen=True, kw_only=True):
+class Book(Struct):
     appointment_id: str
     citizen_id: str
     site_id: str
@@ -254,21 +255,21 @@ class Book(msgspec.Struct, frozen=True, kw_only=True):
     run_id: str | None = None
 
 
-class Reschedule(msgspec.Struct, frozen=True, kw_only=True):
+class Reschedule(Struct):
     site_id: str
     municipality_code: str
     day: date
 
 
-class Cancel(msgspec.Struct, frozen=True, kw_only=True):
+class Cancel(Struct):
     reason: str
 
 
-class Attend(msgspec.Struct, frozen=True, kw_only=True):
+class Attend(Struct):
     dose_id: str
 
 
-class Miss(msgspec.Struct, frozen=True, kw_only=True):
+class Miss(Struct):
     pass
 
 

@@ -19,10 +19,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 
-import msgspec
-
 from immunreg.reference.health import contraindicated
 from immunreg.reference.vaccines import VaccineCatalog, VaccineProduct, vaccine_catalog
+from immunreg.structs import Struct
 
 ANY = "any"
 
@@ -35,7 +34,7 @@ NO_STOCK = "no_stock"
 SLOT_TAKEN = "slot_taken"
 
 
-class DoseTaken(msgspec.Struct, frozen=True, kw_only=True):
+class DoseTaken(Struct):
     """A dose the citizen received (a DoseAdministered that was not voided)."""
 
     dose_number: int
@@ -45,7 +44,7 @@ class DoseTaken(msgspec.Struct, frozen=True, kw_only=True):
     site_id: str | None = None
 
 
-class NextDose(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class NextDose(Struct, gc=False):
     """The dose to book next and the days it may be given on (None: unbounded)."""
 
     dose_number: int = 1
@@ -59,7 +58,7 @@ class NextDose(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 FIRST_DOSE = NextDose()
 
 
-class ProductWindow(msgspec.Struct, frozen=True, kw_only=True):
+class ProductWindow(Struct):
     """A product the citizen may get, its preference rank, and the days it may be given."""
 
     product_code: str
@@ -68,7 +67,7 @@ class ProductWindow(msgspec.Struct, frozen=True, kw_only=True):
     last: date
 
 
-class Eligibility(msgspec.Struct, frozen=True, kw_only=True):
+class Eligibility(Struct):
     """The products a citizen may be booked for in a period, or why none."""
 
     windows: list[ProductWindow] = []

@@ -17,11 +17,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from functools import cache
 
-import msgspec
-
 from immunreg.reference.geography import municipalities
 from immunreg.reference.health import priority_groups
 from immunreg.reference.vaccines import vaccine_catalog
+from immunreg.structs import Struct
 
 SAME_SITE = 0
 PREFERRED_MUNICIPALITY = 1
@@ -114,7 +113,7 @@ def citizen_tiers(
     return tuple(tiers)
 
 
-class Decision(msgspec.Struct, frozen=True, kw_only=True):
+class Decision(Struct):
     """What the planner decided for one citizen, in terms the reason text is built from."""
 
     priority_group: str

@@ -21,6 +21,7 @@ from immunreg.contracts.booking import SiteDefined
 from immunreg.contracts.inventory import StockLevelChanged
 from immunreg.contracts.registration import CitizenRegistered, PreferencesChanged
 from immunreg.eventstore.database import Connection, view_of
+from immunreg.structs import Struct
 
 from .eligibility import DoseTaken, NextDose, next_dose
 from .noshow import OpenAppointment
@@ -382,7 +383,7 @@ async def open_appointments_before(db: Executor, day: date, limit: int) -> list[
     return [OpenAppointment(r["appointment_id"], r["day"], r["status"]) for r in rows]
 
 
-class Claim(msgspec.Struct, frozen=True, kw_only=True):
+class Claim(Struct):
     """A new appointment's row: the claim on the citizen's one open appointment."""
 
     appointment_id: str

@@ -31,6 +31,7 @@ from datetime import date, timedelta
 import msgspec
 
 from immunreg.reference.vaccines import VaccineCatalog, vaccine_catalog
+from immunreg.structs import Struct
 
 from .eligibility import ANY, NO_CAPACITY, NO_STOCK, NextDose, eligibility
 from .ranking import (
@@ -42,7 +43,7 @@ from .ranking import (
 )
 
 
-class Citizen(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class Citizen(Struct, gc=False):
     """A citizen waiting for an appointment, as the planner sees them."""
 
     citizen_id: str
@@ -61,7 +62,7 @@ class SiteInfo(msgspec.Struct, frozen=True):
     municipality_code: str
 
 
-class Proposal(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class Proposal(Struct, gc=False):
     """A booking the planner proposes; `decision` explains it."""
 
     citizen_id: str

@@ -8,6 +8,7 @@ from typing import Annotated
 import msgspec
 
 from immunreg.http.versioning import Page
+from immunreg.structs import Struct
 
 SITE_ID_PATTERN = r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)*$"  # the id inventory knows the site by
 SiteId = Annotated[str, msgspec.Meta(pattern=SITE_ID_PATTERN, max_length=64)]
@@ -18,7 +19,7 @@ OpeningHours = Annotated[
 ]
 
 
-class SiteIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class SiteIn(Struct, forbid_unknown_fields=True):
     """A vaccination site; its default capacity applies to every day without an override."""
 
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -30,7 +31,7 @@ class SiteIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     daily_capacity: Capacity = {}
 
 
-class SiteView(msgspec.Struct, frozen=True, kw_only=True):
+class SiteView(Struct):
     site_id: str
     name: str
     municipality_code: str
@@ -42,23 +43,23 @@ class SiteView(msgspec.Struct, frozen=True, kw_only=True):
     version: int
 
 
-class SitePage(msgspec.Struct, frozen=True, kw_only=True):
+class SitePage(Struct):
     items: list[SiteView]
     next_cursor: str | None = None
 
 
-class SiteQuery(Page, frozen=True, kw_only=True):
+class SiteQuery(Page):
     municipality_code: str | None = None
 
 
-class DayIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class DayIn(Struct, forbid_unknown_fields=True):
     """The day's capacity per product (replacing the site's default), or the day closed."""
 
     capacity: Capacity = {}
     closed: bool = False
 
 
-class DayView(msgspec.Struct, frozen=True, kw_only=True):
+class DayView(Struct):
     site_id: str
     day: dt.date
     capacity: dict[str, int]  # what applies that day
@@ -68,14 +69,14 @@ class DayView(msgspec.Struct, frozen=True, kw_only=True):
     cancelled: int = 0  # appointments cancelled because the day closed
 
 
-class RunIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class RunIn(Struct, forbid_unknown_fields=True):
     """Book from `from_day` (default tomorrow) for `horizon_days` days."""
 
     from_day: dt.date | None = None
     horizon_days: Annotated[int, msgspec.Meta(ge=1, le=60)] = 14
 
 
-class AppointmentView(msgspec.Struct, frozen=True, kw_only=True):
+class AppointmentView(Struct):
     appointment_id: str
     citizen_id: str
     site_id: str
@@ -90,31 +91,31 @@ class AppointmentView(msgspec.Struct, frozen=True, kw_only=True):
     booked_at: dt.datetime
 
 
-class CitizenAppointments(msgspec.Struct, frozen=True, kw_only=True):
+class CitizenAppointments(Struct):
     citizen_id: str
     items: list[AppointmentView]
 
 
-class RescheduleIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class RescheduleIn(Struct, forbid_unknown_fields=True):
     """Another day, and optionally another site (default: the same site)."""
 
     day: dt.date
     site_id: SiteId | None = None
 
 
-class SiteDayQuery(Page, frozen=True, kw_only=True):
+class SiteDayQuery(Page):
     date: dt.date
     limit: int = 100  # a site's day is read whole more often than not
 
 
-class SiteDayAppointments(msgspec.Struct, frozen=True, kw_only=True):
+class SiteDayAppointments(Struct):
     site_id: str
     day: dt.date
     items: list[AppointmentView]
     next_cursor: str | None = None
 
 
-class RunSummary(msgspec.Struct, frozen=True, kw_only=True):
+class RunSummary(Struct):
     """What a scheduling run did."""
 
     run_id: str

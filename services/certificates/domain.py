@@ -29,6 +29,7 @@ from immunreg.contracts.certificates import (
 from immunreg.contracts.envelope import Event
 from immunreg.domain import Aggregate, Conflict, NotFound, RuleViolation
 from immunreg.reference.vaccines import vaccine_catalog
+from immunreg.structs import Struct
 
 from .hcert import dose_numbers, local_date
 
@@ -51,7 +52,7 @@ def stream_id(dose_id: str) -> str:
     return f"certificate-{dose_id}"
 
 
-class Content(msgspec.Struct, frozen=True, kw_only=True):
+class Content(Struct):
     """What a certificate says about the dose, and whose it is (names come from registration)."""
 
     citizen_id: str
@@ -61,7 +62,7 @@ class Content(msgspec.Struct, frozen=True, kw_only=True):
     vaccination_date: date  # dt
 
 
-class Issued(msgspec.Struct, frozen=True, kw_only=True):
+class Issued(Struct):
     """One certificate of the dose."""
 
     uvci: str
@@ -84,7 +85,7 @@ class CertificateState(msgspec.Struct, kw_only=True):
         return None
 
 
-class Issuance(msgspec.Struct, frozen=True, kw_only=True):
+class Issuance(Struct):
     """What a new certificate would be signed with (prepared by the caller)."""
 
     uvci: str
@@ -94,7 +95,7 @@ class Issuance(msgspec.Struct, frozen=True, kw_only=True):
     country: str
 
 
-class Reconcile(msgspec.Struct, frozen=True, kw_only=True):
+class Reconcile(Struct):
     """Make the dose's certificates match the facts.
 
     `want`: the content a valid certificate should have, or None when none may
@@ -110,7 +111,7 @@ class Reconcile(msgspec.Struct, frozen=True, kw_only=True):
     issuance: Issuance | None = None
 
 
-class DoseFacts(msgspec.Struct, frozen=True, kw_only=True):
+class DoseFacts(Struct):
     """What this service knows of a dose and of what surrounds it (its lot, its holder)."""
 
     dose_id: str
@@ -124,7 +125,7 @@ class DoseFacts(msgspec.Struct, frozen=True, kw_only=True):
     erased: bool = False  # its holder's personal data was erased
 
 
-class Due(msgspec.Struct, frozen=True, kw_only=True):
+class Due(Struct):
     """What the dose's certificate should say now: `content`, or none and `reason` why.
 
     `unissuable` names why no DCC can be made for the dose at all (else None).
@@ -294,7 +295,7 @@ class SigningKeyState(msgspec.Struct, kw_only=True):
     reason: str = ""
 
 
-class RevokeSigningKey(msgspec.Struct, frozen=True, kw_only=True):
+class RevokeSigningKey(Struct):
     """Revoke a DSC. The caller says what it knows of the key: whether the trust list
     holds it (`listed`), whether this process signs with it now (`active`)."""
 

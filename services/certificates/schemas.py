@@ -13,6 +13,8 @@ import msgspec
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from immunreg.structs import Struct
+
 from .keys import KID_BYTES, TrustedKey, TrustList, kid_text
 from .verify import Reason, Verification
 
@@ -23,7 +25,7 @@ MAX_HC1_LENGTH = 8192  # a QR code holds at most 4296 alphanumeric characters
 # --- certificates ---------------------------------------------------------------------
 
 
-class CertificateView(msgspec.Struct, frozen=True, kw_only=True):
+class CertificateView(Struct):
     """One certificate: what it certifies, its status, and the signed `HC1:` string.
 
     `hc1` is null once the citizen's personal data was erased.
@@ -47,7 +49,7 @@ class CertificateView(msgspec.Struct, frozen=True, kw_only=True):
     hc1: str | None = None
 
 
-class CitizenCertificates(msgspec.Struct, frozen=True, kw_only=True):
+class CitizenCertificates(Struct):
     """A citizen's certificates (newest first) and the doses still waiting for one
     (their names or data key have not arrived from registration yet)."""
 
@@ -59,7 +61,7 @@ class CitizenCertificates(msgspec.Struct, frozen=True, kw_only=True):
 # --- verifying ------------------------------------------------------------------------
 
 
-class VerifyRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class VerifyRequest(Struct, forbid_unknown_fields=True):
     """An `HC1:` string as a QR code holds it; `at` asks about a later moment (expiry is
     checked at the later of `at` and the server's clock)."""
 
@@ -67,7 +69,7 @@ class VerifyRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     at: datetime | None = None
 
 
-class VerifyResult(msgspec.Struct, frozen=True, kw_only=True):
+class VerifyResult(Struct):
     """The verdict and what the certificate says (`payload`: the decoded DCC, when decodable).
 
     `reason`: ok, malformed, unknown_key, bad_signature, signer_revoked, issuer_mismatch,
@@ -100,7 +102,7 @@ class VerifyResult(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-class SigningKeyRevocation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class SigningKeyRevocation(Struct, forbid_unknown_fields=True):
     """Revoke the DSC with this `kid` (as the trust list writes it), for `reason`."""
 
     kid: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -118,7 +120,7 @@ class SigningKeyRevocation(msgspec.Struct, frozen=True, kw_only=True, forbid_unk
 # --- revocation list ------------------------------------------------------------------
 
 
-class RevokedEntry(msgspec.Struct, frozen=True, kw_only=True):
+class RevokedEntry(Struct):
     """One revoked certificate, by hashes of its UVCI only."""
 
     uvci_sha256: str  # hex SHA-256 of the UVCI as written in the certificate (`ci`)
@@ -126,7 +128,7 @@ class RevokedEntry(msgspec.Struct, frozen=True, kw_only=True):
     revoked_at: datetime
 
 
-class RevocationList(msgspec.Struct, frozen=True, kw_only=True):
+class RevocationList(Struct):
     """A page of the revocation list, oldest revocation first; follow `next_cursor`."""
 
     issuer: str
@@ -138,7 +140,7 @@ class RevocationList(msgspec.Struct, frozen=True, kw_only=True):
 # --- trust list -----------------------------------------------------------------------
 
 
-class Jwk(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Jwk(Struct, omit_defaults=True):
     """The public key as a JWK (RFC 7517): EC P-256 (x, y) or RSA (n, e), base64url."""
 
     kty: str
@@ -150,7 +152,7 @@ class Jwk(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     e: str | None = None
 
 
-class TrustListEntry(msgspec.Struct, frozen=True, kw_only=True):
+class TrustListEntry(Struct):
     """A document signer (DSC): verify certificates whose COSE `kid` equals `kid`, unless
     it is revoked (`revoked_at` set: it verifies nothing). Every DSC listed chains to the
     CSCA named in `csca`."""
@@ -170,7 +172,7 @@ class TrustListEntry(msgspec.Struct, frozen=True, kw_only=True):
     revocation_reason: str | None = None
 
 
-class TrustListView(msgspec.Struct, frozen=True, kw_only=True):
+class TrustListView(Struct):
     """Every key `POST /v1/verify` accepts; keys rotated out stay listed."""
 
     issuer: str

@@ -32,6 +32,7 @@ from immunreg.contracts.inventory import (
 )
 from immunreg.domain import Aggregate, Conflict, NotFound, RuleViolation
 from immunreg.reference.vaccines import vaccine_catalog
+from immunreg.structs import Struct
 
 NATIONAL_WAREHOUSE = "WH-NATIONAL"
 LOCATION_PATTERN = r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)*$"
@@ -102,7 +103,7 @@ def may_see_shipment(
 # --- Lot ---------------------------------------------------------------------------
 
 
-class Lot(msgspec.Struct, frozen=True, kw_only=True):
+class Lot(Struct):
     """A manufacturer's lot as received at the national level."""
 
     lot_number: str = ""
@@ -117,7 +118,7 @@ class Lot(msgspec.Struct, frozen=True, kw_only=True):
     recall_reason: str | None = None
 
 
-class ReceiveLot(msgspec.Struct, frozen=True, kw_only=True):
+class ReceiveLot(Struct):
     """Logistics take a manufacturer's lot into a warehouse."""
 
     lot_number: str
@@ -131,14 +132,14 @@ class ReceiveLot(msgspec.Struct, frozen=True, kw_only=True):
     location_id: str = NATIONAL_WAREHOUSE
 
 
-class RecallLot(msgspec.Struct, frozen=True, kw_only=True):
+class RecallLot(Struct):
     """No further dose may come from the lot; `locations` are told."""
 
     reason: str
     locations: tuple[str, ...] = ()
 
 
-class ExpireLot(msgspec.Struct, frozen=True, kw_only=True):
+class ExpireLot(Struct):
     """The lot's expiry date has passed (a no-op before then)."""
 
     today: date
@@ -250,7 +251,7 @@ LOT = Aggregate[Lot, LotCommand](
 # --- Shipment ----------------------------------------------------------------------
 
 
-class Shipment(msgspec.Struct, frozen=True, kw_only=True):
+class Shipment(Struct):
     """Vials of one lot on their way from one location to another."""
 
     shipment_id: str = ""
@@ -265,7 +266,7 @@ class Shipment(msgspec.Struct, frozen=True, kw_only=True):
     loss_reason: str | None = None
 
 
-class CreateShipment(msgspec.Struct, frozen=True, kw_only=True):
+class CreateShipment(Struct):
     """Plan a shipment (vials leave only when it is dispatched)."""
 
     shipment_id: str
@@ -276,11 +277,11 @@ class CreateShipment(msgspec.Struct, frozen=True, kw_only=True):
     vials: int
 
 
-class DispatchShipment(msgspec.Struct, frozen=True, kw_only=True):
+class DispatchShipment(Struct):
     """The vials leave `from_location` (the Stock there decides whether they can)."""
 
 
-class ReceiveShipment(msgspec.Struct, frozen=True, kw_only=True):
+class ReceiveShipment(Struct):
     """The vials arrive; those not received are recorded as lost in transit."""
 
     vials_received: int

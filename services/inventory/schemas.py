@@ -7,6 +7,8 @@ from typing import Annotated
 
 import msgspec
 
+from immunreg.structs import Struct
+
 from .domain import (
     LOCATION_PATTERN,
     LOT_PATTERN,
@@ -31,7 +33,7 @@ Vials = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 # --- requests --------------------------------------------------------------------
 
 
-class LotIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class LotIn(Struct, forbid_unknown_fields=True):
     """A lot received from a manufacturer (doses per vial and storage default to the catalog's)."""
 
     lot_number: LotNumber
@@ -44,13 +46,13 @@ class LotIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     location_id: LocationId = NATIONAL_WAREHOUSE
 
 
-class RecallIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class RecallIn(Struct, forbid_unknown_fields=True):
     """Why the lot is recalled."""
 
     reason: Reason
 
 
-class ShipmentIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class ShipmentIn(Struct, forbid_unknown_fields=True):
     """A planned shipment; without an id, one is made (UUIDv7)."""
 
     lot_number: LotNumber
@@ -60,7 +62,7 @@ class ShipmentIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     shipment_id: ShipmentId | None = None
 
 
-class ReceiptIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class ReceiptIn(Struct, forbid_unknown_fields=True):
     """What arrived; vials not received are lost (`vials_lost` defaults to the rest)."""
 
     vials_received: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
@@ -68,7 +70,7 @@ class ReceiptIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     loss_reason: Reason | None = None
 
 
-class WasteIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class WasteIn(Struct, forbid_unknown_fields=True):
     """Doses lost at a location, and why."""
 
     doses: Annotated[int, msgspec.Meta(ge=1, le=10_000)]
@@ -78,7 +80,7 @@ class WasteIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
 # --- answers ---------------------------------------------------------------------
 
 
-class LotSummary(msgspec.Struct, frozen=True, kw_only=True):
+class LotSummary(Struct):
     """A lot as received, and whether it may still be used."""
 
     lot_number: str
@@ -93,7 +95,7 @@ class LotSummary(msgspec.Struct, frozen=True, kw_only=True):
     recall_reason: str | None = None
 
 
-class StockLot(msgspec.Struct, frozen=True, kw_only=True):
+class StockLot(Struct):
     """One lot at one location: vials, doses, status."""
 
     location_id: str
@@ -112,7 +114,7 @@ class StockLot(msgspec.Struct, frozen=True, kw_only=True):
     next_vial_expiry: datetime | None = None
 
 
-class ProductTotal(msgspec.Struct, frozen=True, kw_only=True):
+class ProductTotal(Struct):
     """Usable doses of one product at a location (as last published in StockLevelChanged)."""
 
     product_code: str
@@ -120,7 +122,7 @@ class ProductTotal(msgspec.Struct, frozen=True, kw_only=True):
     earliest_expiry: date | None = None
 
 
-class SiteStock(msgspec.Struct, frozen=True, kw_only=True):
+class SiteStock(Struct):
     """Everything a location holds, per lot and per product."""
 
     location_id: str
@@ -128,7 +130,7 @@ class SiteStock(msgspec.Struct, frozen=True, kw_only=True):
     products: list[ProductTotal]
 
 
-class ShipmentView(msgspec.Struct, frozen=True, kw_only=True):
+class ShipmentView(Struct):
     """A shipment and how far it has got."""
 
     shipment_id: str
@@ -143,7 +145,7 @@ class ShipmentView(msgspec.Struct, frozen=True, kw_only=True):
     loss_reason: str | None = None
 
 
-class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
+class HistoryEntry(Struct):
     """One recorded event that touched the lot."""
 
     stream_id: str
@@ -154,7 +156,7 @@ class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
     data: msgspec.Raw
 
 
-class LotDetail(msgspec.Struct, frozen=True, kw_only=True):
+class LotDetail(Struct):
     """A lot, where it is now, its shipments and its full history."""
 
     lot: LotSummary

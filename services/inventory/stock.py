@@ -33,6 +33,7 @@ from immunreg.contracts.inventory import (
 )
 from immunreg.domain import Aggregate, Conflict, NotFound
 from immunreg.reference.vaccines import vaccine_catalog
+from immunreg.structs import Struct
 
 from .domain import Lot, LotStatus, is_expired
 
@@ -53,7 +54,7 @@ class OpenVial(msgspec.Struct, frozen=True):
     usable_until: datetime
 
 
-class Stock(msgspec.Struct, frozen=True, kw_only=True):
+class Stock(Struct):
     """What one location holds of one lot."""
 
     location_id: str = ""
@@ -70,7 +71,7 @@ class Stock(msgspec.Struct, frozen=True, kw_only=True):
     dose_ids: frozenset[str] = frozenset()
 
 
-class AddVials(msgspec.Struct, frozen=True, kw_only=True):
+class AddVials(Struct):
     """Sealed vials arrive (a lot received here, or a shipment); `lot_status` as of now."""
 
     location_id: str
@@ -105,7 +106,7 @@ def arriving(
     )
 
 
-class TakeVials(msgspec.Struct, frozen=True, kw_only=True):
+class TakeVials(Struct):
     """Sealed vials leave for a shipment."""
 
     shipment_id: str
@@ -114,13 +115,13 @@ class TakeVials(msgspec.Struct, frozen=True, kw_only=True):
     today: date
 
 
-class OpenVials(msgspec.Struct, frozen=True, kw_only=True):
+class OpenVials(Struct):
     """Open one sealed vial."""
 
     now: datetime
 
 
-class WasteDoses(msgspec.Struct, frozen=True, kw_only=True):
+class WasteDoses(Struct):
     """Doses lost (with a reason): from open vials first, then opening sealed ones."""
 
     doses: int
@@ -128,7 +129,7 @@ class WasteDoses(msgspec.Struct, frozen=True, kw_only=True):
     now: datetime
 
 
-class ConsumeDose(msgspec.Struct, frozen=True, kw_only=True):
+class ConsumeDose(Struct):
     """A dose was administered from this lot here at `at` (a fact, never refused)."""
 
     dose_id: str
@@ -138,19 +139,19 @@ class ConsumeDose(msgspec.Struct, frozen=True, kw_only=True):
     at: datetime
 
 
-class ExpireOpenVials(msgspec.Struct, frozen=True, kw_only=True):
+class ExpireOpenVials(Struct):
     """Record the loss of open vials past their usable time."""
 
     now: datetime
 
 
-class RecallStock(msgspec.Struct, frozen=True, kw_only=True):
+class RecallStock(Struct):
     """The lot was recalled: this location's vials may no longer be used or shipped."""
 
     reason: str
 
 
-class ExpireStock(msgspec.Struct, frozen=True, kw_only=True):
+class ExpireStock(Struct):
     """The lot passed its expiry date (a no-op before then)."""
 
     today: date

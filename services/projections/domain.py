@@ -48,6 +48,7 @@ from immunreg.contracts.registration import (
 from immunreg.reference.calendar import age_on, national_timezone
 from immunreg.reference.geography import AgeBand, age_bands, districts, municipalities
 from immunreg.reference.vaccines import vaccine_catalog
+from immunreg.structs import Struct
 
 REPORTING_TZ = national_timezone()
 UNKNOWN = "unknown"
@@ -91,7 +92,7 @@ def district_of(municipality_code: str | None) -> str | None:
 # --- doses ---------------------------------------------------------------------------
 
 
-class Dose(msgspec.Struct, frozen=True, kw_only=True):
+class Dose(Struct):
     """One dose record as administration last published it (`doses`)."""
 
     dose_id: str
@@ -211,7 +212,7 @@ def dose_cells(dose: Dose | None) -> tuple[list[DailyKey], list[SiteDailyKey]]:
 # --- appointments --------------------------------------------------------------------
 
 
-class Appointment(msgspec.Struct, frozen=True, kw_only=True):
+class Appointment(Struct):
     """One appointment as booking last published it (`appointments`)."""
 
     appointment_id: str
@@ -289,7 +290,7 @@ def pending_municipality(appointment: Appointment | None) -> str | None:
 # --- citizens --------------------------------------------------------------------------
 
 
-class Registration(msgspec.Struct, frozen=True, kw_only=True):
+class Registration(Struct):
     """What registration published about a citizen (the `reg_*` columns of `citizens`)."""
 
     registered: bool = False
@@ -318,7 +319,7 @@ def evolve_registration(registration: Registration, event: Event) -> Registratio
     return registration
 
 
-class Facts(msgspec.Struct, frozen=True, kw_only=True):
+class Facts(Struct):
     """A citizen's coverage facts and queue status (the derived columns of `citizens`)."""
 
     municipality_code: str | None = None

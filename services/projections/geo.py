@@ -23,9 +23,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from immunreg.reference.geography import districts
+from immunreg.structs import Struct
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,7 @@ LAT0 = 44.0
 Point = tuple[float, float]
 
 
-class Shape(msgspec.Struct, frozen=True, kw_only=True):
+class Shape(Struct):
     """One district on the map: its outline (SVG path) and where to put its label."""
 
     code: str | None  # ISO 3166-2:RS, None for areas without 2022 census data
@@ -46,7 +45,7 @@ class Shape(msgspec.Struct, frozen=True, kw_only=True):
     cy: float
 
 
-class DistrictMap(msgspec.Struct, frozen=True, kw_only=True):
+class DistrictMap(Struct):
     """Every shape, the SVG viewBox size, and what it was drawn from."""
 
     kind: str  # "geojson" or "tiles"

@@ -11,6 +11,8 @@ from typing import Literal
 
 import msgspec
 
+from immunreg.structs import Struct
+
 GroupBy = Literal["district", "municipality", "age_band", "sex", "product"]
 
 
@@ -26,7 +28,7 @@ Format = Literal["json", "csv"]
 # --- queries ----------------------------------------------------------------------
 
 
-class CoverageQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class CoverageQuery(Struct, forbid_unknown_fields=True):
     group_by: GroupBy = "district"
     date: date | None = None
     dose: DoseKind = "1"
@@ -37,7 +39,7 @@ class CoverageQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     format: Format | None = None
 
 
-class DailyQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class DailyQuery(Struct, forbid_unknown_fields=True):
     from_day: date | None = msgspec.field(default=None, name="from")
     to_day: date | None = msgspec.field(default=None, name="to")
     product: str | None = None
@@ -46,27 +48,27 @@ class DailyQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     format: Format | None = None
 
 
-class StockQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class StockQuery(Struct, forbid_unknown_fields=True):
     date: date | None = None
     location_id: str | None = None
     product: str | None = None
     format: Format | None = None
 
 
-class PeriodQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class PeriodQuery(Struct, forbid_unknown_fields=True):
     from_day: date | None = msgspec.field(default=None, name="from")
     to_day: date | None = msgspec.field(default=None, name="to")
     format: Format | None = None
 
 
-class FormatQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class FormatQuery(Struct, forbid_unknown_fields=True):
     format: Format | None = None
 
 
 # --- answers ----------------------------------------------------------------------
 
 
-class CoverageFilters(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class CoverageFilters(Struct, omit_defaults=True):
     """Which people are counted (and which population they are counted against)."""
 
     product: str | None = None
@@ -75,7 +77,7 @@ class CoverageFilters(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     district: str | None = None
 
 
-class CoverageRow(msgspec.Struct, frozen=True, kw_only=True):
+class CoverageRow(Struct):
     """People with the dose by the date in one group, and their share of its population."""
 
     key: str
@@ -88,7 +90,7 @@ class CoverageRow(msgspec.Struct, frozen=True, kw_only=True):
     suppressed: bool = False
 
 
-class Coverage(msgspec.Struct, frozen=True, kw_only=True):
+class Coverage(Struct):
     """Coverage on a date by one dimension; `total` is everyone counted."""
 
     date: date
@@ -102,7 +104,7 @@ class Coverage(msgspec.Struct, frozen=True, kw_only=True):
     """Counts are multiples of this (1: exact); counts below it are withheld."""
 
 
-class DailyRow(msgspec.Struct, frozen=True, kw_only=True):
+class DailyRow(Struct):
     """Doses given on one day, and the average of the 7 days ending that day."""
 
     day: date
@@ -114,7 +116,7 @@ class DailyRow(msgspec.Struct, frozen=True, kw_only=True):
     suppressed: bool = False
 
 
-class DailyDoses(msgspec.Struct, frozen=True, kw_only=True):
+class DailyDoses(Struct):
     """Daily doses between two days (inclusive)."""
 
     from_day: date = msgspec.field(name="from")
@@ -127,7 +129,7 @@ class DailyDoses(msgspec.Struct, frozen=True, kw_only=True):
     """Counts are multiples of this (1: exact); counts below it are withheld."""
 
 
-class StockRow(msgspec.Struct, frozen=True, kw_only=True):
+class StockRow(Struct):
     """Usable doses of a product at a location, and how long they last at the current pace."""
 
     location_id: str
@@ -141,7 +143,7 @@ class StockRow(msgspec.Struct, frozen=True, kw_only=True):
     as_of: datetime
 
 
-class WastageRow(msgspec.Struct, frozen=True, kw_only=True):
+class WastageRow(Struct):
     """Doses wasted (DosesWasted, OpenedVialExpired) against doses used, per product."""
 
     product_code: str
@@ -151,7 +153,7 @@ class WastageRow(msgspec.Struct, frozen=True, kw_only=True):
     wastage_rate_pct: float | None
 
 
-class Stock(msgspec.Struct, frozen=True, kw_only=True):
+class Stock(Struct):
     """Stock on hand per location and product (days of supply over the 7 days to `date`)."""
 
     date: date
@@ -160,7 +162,7 @@ class Stock(msgspec.Struct, frozen=True, kw_only=True):
     wastage: list[WastageRow]
 
 
-class SiteBookings(msgspec.Struct, frozen=True, kw_only=True):
+class SiteBookings(Struct):
     """A site's capacity and use over the period."""
 
     site_id: str
@@ -174,7 +176,7 @@ class SiteBookings(msgspec.Struct, frozen=True, kw_only=True):
     no_show_rate_pct: float | None
 
 
-class MunicipalityQueue(msgspec.Struct, frozen=True, kw_only=True):
+class MunicipalityQueue(Struct):
     """Registrations waiting for an appointment, and appointments booked, now."""
 
     municipality_code: str
@@ -183,7 +185,7 @@ class MunicipalityQueue(msgspec.Struct, frozen=True, kw_only=True):
     booked: int
 
 
-class BookingStats(msgspec.Struct, frozen=True, kw_only=True):
+class BookingStats(Struct):
     """Fill and no-show rates per site over a period; the queue per municipality now."""
 
     from_day: date = msgspec.field(name="from")
@@ -194,7 +196,7 @@ class BookingStats(msgspec.Struct, frozen=True, kw_only=True):
     totals: dict[str, int | float | None]
 
 
-class SafetyRow(msgspec.Struct, frozen=True, kw_only=True):
+class SafetyRow(Struct):
     """Adverse events following immunization reported per 100,000 doses of a product."""
 
     product_code: str
@@ -206,20 +208,20 @@ class SafetyRow(msgspec.Struct, frozen=True, kw_only=True):
     serious_per_100k: float | None
 
 
-class Safety(msgspec.Struct, frozen=True, kw_only=True):
+class Safety(Struct):
     """AEFI rates by product (doses: every dose recorded and not voided)."""
 
     fresh_as_of: datetime | None
     products: list[SafetyRow]
 
 
-class Position(msgspec.Struct, frozen=True, kw_only=True):
+class Position(Struct):
     topic: str
     partition: int
     next_offset: int
 
 
-class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
+class ModelInfo(Struct):
     """The model answering now: its schema, how much it has applied, where it stands."""
 
     schema: str
@@ -229,7 +231,7 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
     models: list[dict[str, str | None]]
 
 
-class SupplyRow(msgspec.Struct, frozen=True, kw_only=True):
+class SupplyRow(Struct):
     """Doses of a product in a district against the demand there (waiting: any product)."""
 
     district_code: str
@@ -242,7 +244,7 @@ class SupplyRow(msgspec.Struct, frozen=True, kw_only=True):
     waiting: int
 
 
-class RunOut(msgspec.Struct, frozen=True, kw_only=True):
+class RunOut(Struct):
     """A site whose booked appointments will use up what it holds and is sent of a product."""
 
     site_id: str
@@ -253,7 +255,7 @@ class RunOut(msgspec.Struct, frozen=True, kw_only=True):
     runs_out_on: date
 
 
-class Due(msgspec.Struct, frozen=True, kw_only=True):
+class Due(Struct):
     """Doses supply contracts still owe, per product (they arrive at the national level)."""
 
     product_code: str
@@ -263,7 +265,7 @@ class Due(msgspec.Struct, frozen=True, kw_only=True):
     due: int
 
 
-class SupplyDemand(msgspec.Struct, frozen=True, kw_only=True):
+class SupplyDemand(Struct):
     """Supply against demand per district and product, as of `date`."""
 
     date: date

@@ -31,6 +31,7 @@ from immunreg.contracts.registration import (
     RegistrationWithdrawn,
 )
 from immunreg.domain import Aggregate, Conflict, NotFound
+from immunreg.structs import Struct
 
 Status = Literal["unregistered", "active", "withdrawn", "erased"]
 STREAM_TYPE = "Citizen"
@@ -38,7 +39,7 @@ T = TypeVar("T")
 ERASURE_REASON = "erasure"
 
 
-class Preferences(msgspec.Struct, frozen=True, kw_only=True):
+class Preferences(Struct):
     """Everything booking uses to choose for the citizen."""
 
     priority_group: str = ""
@@ -47,7 +48,7 @@ class Preferences(msgspec.Struct, frozen=True, kw_only=True):
     preferred_municipality_code: str | None = None
 
 
-class CitizenState(msgspec.Struct, frozen=True, kw_only=True):
+class CitizenState(Struct):
     """What decisions need: the lifecycle, the preferences, the newest sealed personal data."""
 
     status: Status = "unregistered"
@@ -62,7 +63,7 @@ class KeyGrant(msgspec.Struct, frozen=True):
     wrapped_key: str
 
 
-class Register(msgspec.Struct, frozen=True, kw_only=True):
+class Register(Struct):
     citizen_id: str
     birth_date: date
     sex: Sex
@@ -74,7 +75,7 @@ class Register(msgspec.Struct, frozen=True, kw_only=True):
     grants: list[KeyGrant] = []
 
 
-class Update(msgspec.Struct, frozen=True, kw_only=True):
+class Update(Struct):
     """Change contact details (already re-sealed) and/or some preferences."""
 
     citizen_id: str
@@ -85,12 +86,12 @@ class Update(msgspec.Struct, frozen=True, kw_only=True):
     preferred_municipality_code: str | UnsetType | None = UNSET
 
 
-class Withdraw(msgspec.Struct, frozen=True, kw_only=True):
+class Withdraw(Struct):
     citizen_id: str
     reason: str | None = None
 
 
-class Erase(msgspec.Struct, frozen=True, kw_only=True):
+class Erase(Struct):
     citizen_id: str
 
 

@@ -10,11 +10,12 @@ from msgspec import UNSET, UnsetType
 
 from immunreg.contracts.common import Sex
 from immunreg.contracts.registration import Consent
+from immunreg.structs import Struct
 
 Status = Literal["active", "withdrawn", "erased"]
 
 
-class RegisterCitizen(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class RegisterCitizen(Struct, forbid_unknown_fields=True):
     """A registration of interest in vaccination."""
 
     national_id: str  # JMBG, 13 digits
@@ -39,7 +40,7 @@ class Registered(msgspec.Struct, frozen=True):
     citizen_id: str
 
 
-class UpdateCitizen(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class UpdateCitizen(Struct, forbid_unknown_fields=True):
     """New contact details and/or preferences; a field left out keeps its value.
 
     `null` removes a phone, an e-mail or the preferred municipality (one of
@@ -54,13 +55,13 @@ class UpdateCitizen(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     preferred_municipality_code: str | UnsetType | None = UNSET
 
 
-class WithdrawQuery(msgspec.Struct, frozen=True, kw_only=True):
+class WithdrawQuery(Struct):
     """Why the citizen withdraws (optional, free text)."""
 
     reason: str | None = None
 
 
-class CitizenRecord(msgspec.Struct, frozen=True, kw_only=True, tag_field="view", tag="full"):
+class CitizenRecord(Struct, tag_field="view", tag="full"):
     """The whole registration: for the citizen themself and for admins."""
 
     citizen_id: str
@@ -84,9 +85,7 @@ class CitizenRecord(msgspec.Struct, frozen=True, kw_only=True, tag_field="view",
     updated_at: datetime
 
 
-class VaccinationView(
-    msgspec.Struct, frozen=True, kw_only=True, tag_field="view", tag="vaccination"
-):
+class VaccinationView(Struct, tag_field="view", tag="vaccination"):
     """What site staff need to vaccinate someone: no national id, contacts or preferences."""
 
     citizen_id: str

@@ -41,6 +41,7 @@ from immunreg.contracts.supply import (
 )
 from immunreg.domain import Aggregate, Conflict, NotFound, RuleViolation
 from immunreg.reference.vaccines import vaccine_catalog
+from immunreg.structs import Struct
 
 NATIONAL_WAREHOUSE = "WH-NATIONAL"
 # Inventory's rules for the ids it is given: a delivery's lots and an approval's
@@ -89,7 +90,7 @@ def shipment_id(run_id: str, line: int) -> str:
 # --- Contract ------------------------------------------------------------------------
 
 
-class Contract(msgspec.Struct, frozen=True, kw_only=True):
+class Contract(Struct):
     """A supply contract with a manufacturer and what has arrived against it."""
 
     contract_id: str = ""
@@ -103,7 +104,7 @@ class Contract(msgspec.Struct, frozen=True, kw_only=True):
     lot_numbers: frozenset[str] = frozenset()
 
 
-class RecordContract(msgspec.Struct, frozen=True, kw_only=True):
+class RecordContract(Struct):
     contract_id: str
     manufacturer_code: str
     product_code: str
@@ -112,7 +113,7 @@ class RecordContract(msgspec.Struct, frozen=True, kw_only=True):
     reference: str = ""
 
 
-class ReceiveDelivery(msgspec.Struct, frozen=True, kw_only=True):
+class ReceiveDelivery(Struct):
     delivery_id: str
     location_id: str
     received_on: date
@@ -242,7 +243,7 @@ CONTRACT = Aggregate[Contract, ContractCommand](
 )
 
 
-class TranchePosition(msgspec.Struct, frozen=True, kw_only=True):
+class TranchePosition(Struct):
     tranche_id: str
     expected_date: date
     doses: int
@@ -251,7 +252,7 @@ class TranchePosition(msgspec.Struct, frozen=True, kw_only=True):
     late: bool
 
 
-class ContractPosition(msgspec.Struct, frozen=True, kw_only=True):
+class ContractPosition(Struct):
     delivered: int
     outstanding: int
     late: int
@@ -287,13 +288,13 @@ def contract_position(state: Contract, today: date) -> ContractPosition:
 # --- AllocationRun -------------------------------------------------------------------
 
 
-class LineDecision(msgspec.Struct, frozen=True, kw_only=True):
+class LineDecision(Struct):
     line: int
     decision: Decision
     vials: int | None = None  # for "edit"
 
 
-class AllocationRun(msgspec.Struct, frozen=True, kw_only=True):
+class AllocationRun(Struct):
     """A planning run: what was asked, what it proposed, and what a person decided."""
 
     run_id: str = ""
@@ -309,7 +310,7 @@ class AllocationRun(msgspec.Struct, frozen=True, kw_only=True):
     decided_by: str = ""
 
 
-class RequestRun(msgspec.Struct, frozen=True, kw_only=True):
+class RequestRun(Struct):
     run_id: str
     from_day: date
     horizon_days: int
@@ -317,18 +318,18 @@ class RequestRun(msgspec.Struct, frozen=True, kw_only=True):
     requested_by: str = ""
 
 
-class RecordProposal(msgspec.Struct, frozen=True, kw_only=True):
+class RecordProposal(Struct):
     """The planner's result, per product (every product of the plan, even with no line)."""
 
     lines: tuple[ProposedShipment, ...]
     balances: tuple[ProductBalance, ...]
 
 
-class FailRun(msgspec.Struct, frozen=True, kw_only=True):
+class FailRun(Struct):
     reason: str
 
 
-class DecideRun(msgspec.Struct, frozen=True, kw_only=True):
+class DecideRun(Struct):
     """Per-line decisions; lines not named take `others`."""
 
     decisions: tuple[LineDecision, ...]
@@ -492,7 +493,7 @@ ALLOCATION_RUN = Aggregate[AllocationRun, RunCommand](
 # --- Replenishment -------------------------------------------------------------------
 
 
-class Replenishment(msgspec.Struct, frozen=True, kw_only=True):
+class Replenishment(Struct):
     """Whether a site's supply of a product is on alert."""
 
     site_id: str = ""
@@ -501,7 +502,7 @@ class Replenishment(msgspec.Struct, frozen=True, kw_only=True):
     days_of_supply: float | None = None
 
 
-class ObserveSupply(msgspec.Struct, frozen=True, kw_only=True):
+class ObserveSupply(Struct):
     """What a site holds and will use of a product, as of now."""
 
     site_id: str

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from immunreg.contracts.supply import ApprovedShipment, ProductBalance, ProposedShipment
+from immunreg.structs import Struct
 
 from .domain import (
     ID_PATTERN,
@@ -33,7 +34,7 @@ Storage = Literal["ultra_cold", "frozen", "refrigerated"]
 # --- requests ----------------------------------------------------------------------
 
 
-class TrancheIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class TrancheIn(Struct, forbid_unknown_fields=True):
     """Doses the manufacturer is to deliver by a date (id defaults to T1, T2, ...)."""
 
     expected_date: date
@@ -41,7 +42,7 @@ class TrancheIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     tranche_id: Id | None = None
 
 
-class ContractIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class ContractIn(Struct, forbid_unknown_fields=True):
     """A supply contract; the tranches' doses add up to `total_doses`."""
 
     manufacturer_code: Code
@@ -52,7 +53,7 @@ class ContractIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     reference: Annotated[str, msgspec.Meta(max_length=200)] = ""
 
 
-class DeliveredLotIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class DeliveredLotIn(Struct, forbid_unknown_fields=True):
     """One lot of a delivery (doses per vial and storage default to the catalog's)."""
 
     lot_number: LotNumber
@@ -62,7 +63,7 @@ class DeliveredLotIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     storage: Storage | None = None
 
 
-class DeliveryIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class DeliveryIn(Struct, forbid_unknown_fields=True):
     """A delivery against a contract, received at a warehouse."""
 
     lots: Annotated[list[DeliveredLotIn], msgspec.Meta(min_length=1, max_length=500)]
@@ -70,14 +71,14 @@ class DeliveryIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     location_id: LocationId = NATIONAL_WAREHOUSE
 
 
-class RunIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class RunIn(Struct, forbid_unknown_fields=True):
     """Plan the days from `from_day` (default tomorrow) for `horizon_days`."""
 
     from_day: date | None = None
     horizon_days: Annotated[int, msgspec.Meta(ge=1, le=MAX_HORIZON_DAYS)] = 7
 
 
-class LineDecisionIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class LineDecisionIn(Struct, forbid_unknown_fields=True):
     """approve or reject a line, or edit its vials."""
 
     line: Annotated[int, msgspec.Meta(ge=1)]
@@ -85,7 +86,7 @@ class LineDecisionIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     vials: Vials | None = None
 
 
-class ApproveIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class ApproveIn(Struct, forbid_unknown_fields=True):
     """Per-line decisions; lines not named take `others` (reject by default)."""
 
     decisions: Annotated[list[LineDecisionIn], msgspec.Meta(max_length=100_000)] = []
@@ -95,7 +96,7 @@ class ApproveIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 # --- answers -----------------------------------------------------------------------
 
 
-class DeliveryView(msgspec.Struct, frozen=True, kw_only=True):
+class DeliveryView(Struct):
     delivery_id: str
     location_id: str
     received_on: date
@@ -103,7 +104,7 @@ class DeliveryView(msgspec.Struct, frozen=True, kw_only=True):
     lots: list[str]
 
 
-class ContractView(msgspec.Struct, frozen=True, kw_only=True):
+class ContractView(Struct):
     contract_id: str
     manufacturer_code: str
     product_code: str
@@ -119,14 +120,14 @@ class ContractView(msgspec.Struct, frozen=True, kw_only=True):
 ShipmentStatus = Literal["requested", "created", "dispatched", "received"]
 
 
-class ShipmentProgress(msgspec.Struct, frozen=True, kw_only=True):
+class ShipmentProgress(Struct):
     """An approved line and how far inventory has taken its shipment."""
 
     shipment: ApprovedShipment
     status: ShipmentStatus
 
 
-class RunView(msgspec.Struct, frozen=True, kw_only=True):
+class RunView(Struct):
     run_id: str
     status: RunStatus
     from_day: date | None
@@ -140,11 +141,11 @@ class RunView(msgspec.Struct, frozen=True, kw_only=True):
     failure: str | None = None
 
 
-class AlertView(msgspec.Struct, frozen=True, kw_only=True):
+class AlertView(Struct):
     site_id: str
     product_code: str
     days_of_supply: float | None
 
 
-class AlertList(msgspec.Struct, frozen=True, kw_only=True):
+class AlertList(Struct):
     items: list[AlertView]

@@ -8,7 +8,7 @@ from immunreg.contracts.common import Sex
 from immunreg.contracts.envelope import Context, Event
 
 
-class DoseAdministered(Event, frozen=True, kw_only=True):
+class DoseAdministered(Event):
     """A vaccination happened: a fact, never refused for a stock count."""
 
     dose_id: str
@@ -33,7 +33,7 @@ class DoseAdministered(Event, frozen=True, kw_only=True):
     overridden_rules: list[str] = []
 
 
-class DoseCorrected(Event, frozen=True, kw_only=True):
+class DoseCorrected(Event):
     """The record as it should have been (all fields), and why."""
 
     dose_id: str
@@ -60,7 +60,7 @@ class DoseCorrected(Event, frozen=True, kw_only=True):
     overridden_rules: list[str] = []
 
 
-class DoseVoided(Event, frozen=True, kw_only=True):
+class DoseVoided(Event):
     """Entered in error: the dose did not happen as recorded."""
 
     dose_id: str
@@ -72,7 +72,7 @@ class DoseVoided(Event, frozen=True, kw_only=True):
     reason: str
 
 
-class AdverseEventReported(Event, frozen=True, kw_only=True):
+class AdverseEventReported(Event):
     report_id: str
     dose_id: str
     citizen_id: str

@@ -22,7 +22,7 @@ import msgspec
 from immunreg.contracts.envelope import Context, Event
 
 
-class SiteDefined(Event, frozen=True, kw_only=True):
+class SiteDefined(Event):
     site_id: str
     name: str
     municipality_code: str
@@ -33,7 +33,7 @@ class SiteDefined(Event, frozen=True, kw_only=True):
     daily_capacity: dict[str, int] = {}  # product code -> doses per day
 
 
-class SiteCapacityChanged(Event, frozen=True, kw_only=True):
+class SiteCapacityChanged(Event):
     """Capacity for one day (an override), or the site closed that day."""
 
     site_id: str
@@ -42,7 +42,7 @@ class SiteCapacityChanged(Event, frozen=True, kw_only=True):
     closed: bool = False
 
 
-class AppointmentBooked(Event, frozen=True, kw_only=True):
+class AppointmentBooked(Event):
     appointment_id: str
     citizen_id: str
     site_id: str
@@ -55,7 +55,7 @@ class AppointmentBooked(Event, frozen=True, kw_only=True):
     run_id: str | None = None  # the scheduling run that booked it (None: a reaction or a person)
 
 
-class SlotsReserved(Event, frozen=True, kw_only=True):
+class SlotsReserved(Event):
     """Slots of one product on one site day were taken by these appointments."""
 
     site_id: str
@@ -64,7 +64,7 @@ class SlotsReserved(Event, frozen=True, kw_only=True):
     appointment_ids: list[str]
 
 
-class SlotsReleased(Event, frozen=True, kw_only=True):
+class SlotsReleased(Event):
     """Slots of one product on one site day became free again (cancelled or moved away)."""
 
     site_id: str
@@ -74,7 +74,7 @@ class SlotsReleased(Event, frozen=True, kw_only=True):
     reason: str
 
 
-class AppointmentRescheduled(Event, frozen=True, kw_only=True):
+class AppointmentRescheduled(Event):
     appointment_id: str
     citizen_id: str
     from_site_id: str
@@ -85,7 +85,7 @@ class AppointmentRescheduled(Event, frozen=True, kw_only=True):
     municipality_code: str = ""  # of the new site
 
 
-class AppointmentCancelled(Event, frozen=True, kw_only=True):
+class AppointmentCancelled(Event):
     appointment_id: str
     citizen_id: str
     site_id: str
@@ -94,7 +94,7 @@ class AppointmentCancelled(Event, frozen=True, kw_only=True):
     reason: str
 
 
-class AppointmentAttended(Event, frozen=True, kw_only=True):
+class AppointmentAttended(Event):
     appointment_id: str
     citizen_id: str
     site_id: str
@@ -102,7 +102,7 @@ class AppointmentAttended(Event, frozen=True, kw_only=True):
     dose_id: str
 
 
-class AppointmentMissed(Event, frozen=True, kw_only=True):
+class AppointmentMissed(Event):
     appointment_id: str
     citizen_id: str
     site_id: str
@@ -110,7 +110,7 @@ class AppointmentMissed(Event, frozen=True, kw_only=True):
     product_code: str
 
 
-class NotificationRequested(Event, frozen=True, kw_only=True):
+class NotificationRequested(Event):
     """For a notification gateway to send; nothing is sent by booking itself."""
 
     citizen_id: str

@@ -15,7 +15,7 @@ from datetime import date, datetime
 from immunreg.contracts.envelope import Context, Event
 
 
-class CertificateIssued(Event, frozen=True, kw_only=True):
+class CertificateIssued(Event):
     """An EU DCC vaccination certificate was signed for a dose (dose n of m)."""
 
     uvci: str
@@ -33,7 +33,7 @@ class CertificateIssued(Event, frozen=True, kw_only=True):
     country: str = "RS"  # `co`
 
 
-class CertificateRevoked(Event, frozen=True, kw_only=True):
+class CertificateRevoked(Event):
     """A certificate no longer holds: dose_corrected (see superseded_by), dose_voided,
     lot_recalled or citizen_erased. Its UVCI hash is on the published revocation list."""
 
@@ -45,7 +45,7 @@ class CertificateRevoked(Event, frozen=True, kw_only=True):
     superseded_by: str | None = None
 
 
-class SigningKeyRevoked(Event, frozen=True, kw_only=True):
+class SigningKeyRevoked(Event):
     """A document signer (DSC) was revoked: nothing it signed verifies any more.
     `reason`: key_compromise, ca_compromise, superseded or cessation_of_operation."""
 

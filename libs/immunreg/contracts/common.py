@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-import msgspec
+from immunreg.structs import Struct
 
 Sex = Literal["female", "male", "other"]
 
 
-class Sealed(msgspec.Struct, frozen=True, kw_only=True):
+class Sealed(Struct):
     """Personal data encrypted with a per-citizen key held by registration.
 
     Erasing the key (crypto-shredding) leaves the event history intact but

@@ -19,6 +19,7 @@ import uuid_utils.compat as uuid_compat
 
 from immunreg.contracts.topics import events_topic
 from immunreg.contracts.upcasting import Upcasters
+from immunreg.structs import Struct
 
 
 def new_event_id() -> uuid.UUID:
@@ -31,7 +32,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=True):
+class Event(Struct, tag_field="type", tag=True):
     """Base of every domain event: immutable, past tense, tagged by class name.
 
     Evolution rules: a new field gets a default; an existing field never
@@ -48,7 +49,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=Tru
         return cls.__name__
 
 
-class Metadata(msgspec.Struct, frozen=True, kw_only=True):
+class Metadata(Struct):
     """Who asked for a change and why: copied into every event it produces."""
 
     correlation_id: uuid.UUID | None = None
@@ -65,7 +66,7 @@ class Metadata(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+class Envelope(Struct):
     """One recorded event, as stored and as published."""
 
     event_id: uuid.UUID

@@ -25,7 +25,7 @@ from datetime import date, datetime
 from immunreg.contracts.envelope import Context, Event
 
 
-class LotReceived(Event, frozen=True, kw_only=True):
+class LotReceived(Event):
     lot_number: str
     product_code: str
     manufacturer_code: str
@@ -36,7 +36,7 @@ class LotReceived(Event, frozen=True, kw_only=True):
     location_id: str
 
 
-class ShipmentCreated(Event, frozen=True, kw_only=True):
+class ShipmentCreated(Event):
     """A shipment was planned; no vial has moved yet."""
 
     shipment_id: str
@@ -47,7 +47,7 @@ class ShipmentCreated(Event, frozen=True, kw_only=True):
     vials: int
 
 
-class ShipmentDispatched(Event, frozen=True, kw_only=True):
+class ShipmentDispatched(Event):
     shipment_id: str
     lot_number: str
     product_code: str
@@ -56,7 +56,7 @@ class ShipmentDispatched(Event, frozen=True, kw_only=True):
     vials: int
 
 
-class ShipmentReceived(Event, frozen=True, kw_only=True):
+class ShipmentReceived(Event):
     shipment_id: str
     lot_number: str
     product_code: str
@@ -67,7 +67,7 @@ class ShipmentReceived(Event, frozen=True, kw_only=True):
     loss_reason: str | None = None
 
 
-class StockReceived(Event, frozen=True, kw_only=True):
+class StockReceived(Event):
     """Sealed vials of a lot arrived at a location (a new lot, or a shipment)."""
 
     location_id: str
@@ -79,7 +79,7 @@ class StockReceived(Event, frozen=True, kw_only=True):
     shipment_id: str | None = None
 
 
-class StockDispatched(Event, frozen=True, kw_only=True):
+class StockDispatched(Event):
     """Sealed vials left a location for a shipment."""
 
     location_id: str
@@ -90,7 +90,7 @@ class StockDispatched(Event, frozen=True, kw_only=True):
     to_location: str
 
 
-class VialOpened(Event, frozen=True, kw_only=True):
+class VialOpened(Event):
     site_id: str
     lot_number: str
     product_code: str
@@ -98,7 +98,7 @@ class VialOpened(Event, frozen=True, kw_only=True):
     usable_until: datetime
 
 
-class DosesWasted(Event, frozen=True, kw_only=True):
+class DosesWasted(Event):
     site_id: str
     lot_number: str
     product_code: str
@@ -106,7 +106,7 @@ class DosesWasted(Event, frozen=True, kw_only=True):
     reason: str
 
 
-class OpenedVialExpired(Event, frozen=True, kw_only=True):
+class OpenedVialExpired(Event):
     site_id: str
     lot_number: str
     product_code: str
@@ -114,27 +114,27 @@ class OpenedVialExpired(Event, frozen=True, kw_only=True):
     usable_until: datetime | None = None
 
 
-class DoseConsumed(Event, frozen=True, kw_only=True):
+class DoseConsumed(Event):
     site_id: str
     lot_number: str
     product_code: str
     dose_id: str
 
 
-class LotRecalled(Event, frozen=True, kw_only=True):
+class LotRecalled(Event):
     lot_number: str
     product_code: str
     reason: str
     locations: list[str] = []
 
 
-class LotExpired(Event, frozen=True, kw_only=True):
+class LotExpired(Event):
     lot_number: str
     product_code: str
     expiry_date: date
 
 
-class StockRecalled(Event, frozen=True, kw_only=True):
+class StockRecalled(Event):
     """A recalled lot's stock at one location: nothing more may be used or shipped."""
 
     location_id: str
@@ -145,7 +145,7 @@ class StockRecalled(Event, frozen=True, kw_only=True):
     open_doses: int
 
 
-class StockExpired(Event, frozen=True, kw_only=True):
+class StockExpired(Event):
     """An expired lot's stock at one location: nothing more may be used or shipped."""
 
     location_id: str
@@ -156,7 +156,7 @@ class StockExpired(Event, frozen=True, kw_only=True):
     open_doses: int
 
 
-class StockDiscrepancyDetected(Event, frozen=True, kw_only=True):
+class StockDiscrepancyDetected(Event):
     """A dose was recorded that the stock count says could not have been given."""
 
     site_id: str
@@ -166,7 +166,7 @@ class StockDiscrepancyDetected(Event, frozen=True, kw_only=True):
     reason: str
 
 
-class StockLevelChanged(Event, frozen=True, kw_only=True):
+class StockLevelChanged(Event):
     """Usable doses of a product at a location, after any change (what booking plans with)."""
 
     location_id: str

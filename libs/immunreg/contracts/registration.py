@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from datetime import date
 
-import msgspec
-
 from immunreg.contracts.common import Sealed, Sex
 from immunreg.contracts.envelope import Context, Event
+from immunreg.structs import Struct
 
 
-class Consent(msgspec.Struct, frozen=True, kw_only=True):
+class Consent(Struct):
     """What the citizen agreed to."""
 
     data_processing: bool
@@ -23,7 +22,7 @@ class Consent(msgspec.Struct, frozen=True, kw_only=True):
     research: bool = False
 
 
-class PersonalData(msgspec.Struct, frozen=True, kw_only=True):
+class PersonalData(Struct):
     """What `Sealed` holds in registration events, as JSON, once unsealed.
 
     Sealed with the citizen's data key and the citizen id as associated data;
@@ -38,7 +37,7 @@ class PersonalData(msgspec.Struct, frozen=True, kw_only=True):
     email: str | None = None
 
 
-class CitizenRegistered(Event, frozen=True, kw_only=True):
+class CitizenRegistered(Event):
     citizen_id: str
     birth_date: date
     sex: Sex
@@ -52,12 +51,12 @@ class CitizenRegistered(Event, frozen=True, kw_only=True):
     personal: Sealed
 
 
-class ContactDetailsChanged(Event, frozen=True, kw_only=True):
+class ContactDetailsChanged(Event):
     citizen_id: str
     personal: Sealed
 
 
-class PreferencesChanged(Event, frozen=True, kw_only=True):
+class PreferencesChanged(Event):
     """The new values of everything booking uses (not a delta)."""
 
     citizen_id: str
@@ -67,18 +66,18 @@ class PreferencesChanged(Event, frozen=True, kw_only=True):
     conditions: list[str]
 
 
-class RegistrationWithdrawn(Event, frozen=True, kw_only=True):
+class RegistrationWithdrawn(Event):
     citizen_id: str
     reason: str | None = None
 
 
-class CitizenErased(Event, frozen=True, kw_only=True):
+class CitizenErased(Event):
     """The citizen's key is destroyed: drop any personal data you hold."""
 
     citizen_id: str
 
 
-class PersonalDataKeyGranted(Event, frozen=True, kw_only=True):
+class PersonalDataKeyGranted(Event):
     """The citizen's data key, wrapped for one recipient service that needs names
     (certificates). The recipient deletes it on CitizenErased."""
 

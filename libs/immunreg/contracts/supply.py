@@ -18,12 +18,11 @@ from __future__ import annotations
 
 from datetime import date
 
-import msgspec
-
 from immunreg.contracts.envelope import Context, Event
+from immunreg.structs import Struct
 
 
-class Tranche(msgspec.Struct, frozen=True, kw_only=True):
+class Tranche(Struct):
     """Doses a contract expects by a date."""
 
     tranche_id: str
@@ -31,7 +30,7 @@ class Tranche(msgspec.Struct, frozen=True, kw_only=True):
     doses: int
 
 
-class ContractRecorded(Event, frozen=True, kw_only=True):
+class ContractRecorded(Event):
     contract_id: str
     manufacturer_code: str
     product_code: str
@@ -40,7 +39,7 @@ class ContractRecorded(Event, frozen=True, kw_only=True):
     reference: str = ""
 
 
-class DeliveredLot(msgspec.Struct, frozen=True, kw_only=True):
+class DeliveredLot(Struct):
     """One manufacturer's lot in a delivery, as inventory will receive it."""
 
     lot_number: str
@@ -50,7 +49,7 @@ class DeliveredLot(msgspec.Struct, frozen=True, kw_only=True):
     storage: str
 
 
-class DeliveryReceived(Event, frozen=True, kw_only=True):
+class DeliveryReceived(Event):
     """A delivery against a contract arrived at a warehouse; its lots enter stock there."""
 
     contract_id: str
@@ -63,14 +62,14 @@ class DeliveryReceived(Event, frozen=True, kw_only=True):
     doses: int
 
 
-class AllocationRunRequested(Event, frozen=True, kw_only=True):
+class AllocationRunRequested(Event):
     run_id: str
     from_day: date
     horizon_days: int
     requested_by: str = ""
 
 
-class LineReasons(msgspec.Struct, frozen=True, kw_only=True):
+class LineReasons(Struct):
     """What a proposed shipment is for (doses of its product at its destination)."""
 
     booked: int
@@ -85,7 +84,7 @@ class LineReasons(msgspec.Struct, frozen=True, kw_only=True):
     alert: bool = False  # the destination had an open replenishment alert
 
 
-class ProposedShipment(msgspec.Struct, frozen=True, kw_only=True):
+class ProposedShipment(Struct):
     line: int
     lot_number: str
     product_code: str
@@ -97,7 +96,7 @@ class ProposedShipment(msgspec.Struct, frozen=True, kw_only=True):
     why: LineReasons
 
 
-class ProductBalance(msgspec.Struct, frozen=True, kw_only=True):
+class ProductBalance(Struct):
     """One product across the plan: demand, what covers it, and what is due."""
 
     product_code: str
@@ -110,7 +109,7 @@ class ProductBalance(msgspec.Struct, frozen=True, kw_only=True):
     unrouted_waiting: int = 0  # waiting citizens with no site in reach
 
 
-class AllocationProposed(Event, frozen=True, kw_only=True):
+class AllocationProposed(Event):
     """Proposed shipments of one product (a national run takes several events a product:
     the first carries the product's balance)."""
 
@@ -120,12 +119,12 @@ class AllocationProposed(Event, frozen=True, kw_only=True):
     balance: ProductBalance | None = None
 
 
-class AllocationRunFailed(Event, frozen=True, kw_only=True):
+class AllocationRunFailed(Event):
     run_id: str
     reason: str
 
 
-class ApprovedShipment(msgspec.Struct, frozen=True, kw_only=True):
+class ApprovedShipment(Struct):
     line: int
     shipment_id: str
     lot_number: str
@@ -136,14 +135,14 @@ class ApprovedShipment(msgspec.Struct, frozen=True, kw_only=True):
     edited: bool = False
 
 
-class AllocationApproved(Event, frozen=True, kw_only=True):
+class AllocationApproved(Event):
     """Approved lines of a run (one chunk): inventory creates these shipments."""
 
     run_id: str
     shipments: list[ApprovedShipment]
 
 
-class AllocationRunDecided(Event, frozen=True, kw_only=True):
+class AllocationRunDecided(Event):
     run_id: str
     approved: int
     edited: int
@@ -151,7 +150,7 @@ class AllocationRunDecided(Event, frozen=True, kw_only=True):
     decided_by: str = ""
 
 
-class ReplenishmentAlertRaised(Event, frozen=True, kw_only=True):
+class ReplenishmentAlertRaised(Event):
     site_id: str
     product_code: str
     days_of_supply: float
@@ -160,7 +159,7 @@ class ReplenishmentAlertRaised(Event, frozen=True, kw_only=True):
     daily_demand: float
 
 
-class ReplenishmentAlertCleared(Event, frozen=True, kw_only=True):
+class ReplenishmentAlertCleared(Event):
     site_id: str
     product_code: str
     days_of_supply: float | None

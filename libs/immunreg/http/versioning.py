@@ -10,6 +10,7 @@ import msgspec
 from aiohttp import web
 
 from immunreg.http.problems import FieldError, Problem
+from immunreg.structs import Struct
 
 MAX_PAGE_SIZE = 500
 
@@ -54,7 +55,7 @@ def not_modified(request: web.Request, tag: str) -> bool:
     return "*" in sent or tag in sent
 
 
-class Page(msgspec.Struct, frozen=True, kw_only=True):
+class Page(Struct):
     """Query parameters of a paginated list."""
 
     limit: int = 50

@@ -49,12 +49,13 @@ from immunreg.contracts.envelope import decode_envelope
 from immunreg.contracts.topics import dlq_topic
 from immunreg.messaging.topics import read_topic
 from immunreg.messaging.transactions import kafka_transaction
+from immunreg.structs import Struct
 
 REPLAY_OF_HEADER = "dlq-replay-of"
 REPLAYED_AT_HEADER = "dlq-replayed-at"
 
 
-class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+class DeadLetter(Struct):
     """One dead-lettered message: where it came from, why, and whether it was replayed."""
 
     dlq_partition: int
@@ -81,7 +82,7 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
         return f"{self.dlq_partition}:{self.dlq_offset}"
 
 
-class ReplayReport(msgspec.Struct, frozen=True, kw_only=True):
+class ReplayReport(Struct):
     """What a replay did (or, with dry_run, would do)."""
 
     topic: str

@@ -7,8 +7,10 @@ from importlib import resources
 
 import msgspec
 
+from immunreg.structs import Struct
 
-class VaccineProduct(msgspec.Struct, frozen=True, kw_only=True):
+
+class VaccineProduct(Struct):
     """One product and the rules for using it."""
 
     product_code: str
