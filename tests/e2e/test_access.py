@@ -189,6 +189,9 @@ def _target(world: World, method: str, path: str, operation: dict[str, Any]) -> 
         "appointment_id": world.appointment if real else "matrix-nothing",
         "uvci": quote(world.uvci, safe="") if real else "matrix-nothing",
         "date": date.today().isoformat(),
+        # supply's resources hold no personal data: ids of nothing answer its role gate
+        "run_id": "matrix-nothing",
+        "contract_id": "matrix-nothing",
     }
     filled = path.format(**values)
     required = [
