@@ -30,6 +30,7 @@ from immunreg.localinfra.kafka import LocalKafka
 from immunreg.localinfra.postgres import LocalPostgres
 from immunreg.localinfra.services import ServiceProcess, start_services, stop_services, wait_ready
 from immunreg.localinfra.stack import free_offset, share_jars
+from immunreg.messaging.positions import group_membership
 from immunreg.messaging.topics import ensure_topics, wait_for_kafka
 from immunreg.paths import keys_dir
 
@@ -131,6 +132,11 @@ class FaultStack:
     def relay_leaders(self, name: str) -> list[int]:
         """Which replicas of `name` say they hold the relay lock (immunreg_relay_leading 1)."""
         return [i for i, p in enumerate(self.replicas[name]) if _gauge(p, "immunreg_relay_leading")]
+
+    def group_settled(self, name: str) -> bool:
+        """Whether the consumer group of `name` is stable with exactly its live replicas."""
+        state, members = asyncio.run(group_membership(self.env["KAFKA_BOOTSTRAP_SERVERS"], name))
+        return state == "Stable" and members == len(self.replicas[name])
 
     def pause(self, name: str) -> None:
         """SIGSTOP: the process keeps its sockets but answers nothing (a hung consumer)."""

@@ -32,6 +32,8 @@ from immunreg.messaging.topics import topic_partitions
 # Past this many offsets behind, the lag is the offsets' difference (reading every message
 # of a long backlog to count it would cost more than the number is worth).
 COUNT_AT_MOST = 10_000
+# Empty polls (half a second each) after which the rest of a partition is taken to be markers.
+EMPTY_POLLS = 6
 
 
 class PartitionPosition(msgspec.Struct, frozen=True, kw_only=True):
@@ -82,7 +84,7 @@ async def group_status(dsn: str, schema: str, bootstrap: str, topics: list[str])
         await conn.close()
     stored = {(r["topic"], r["partition"]): r for r in rows}
     wanted = sorted(set(topics) | {topic for topic, _ in stored})
-    state, members = await _membership(bootstrap, schema)
+    state, members = await group_membership(bootstrap, schema)
     consumer = _reader(bootstrap)
     partitions: list[PartitionPosition] = []
     try:
@@ -131,7 +133,7 @@ async def reset_positions(
     offset at or after it in each partition).
     """
     check_schema_name(schema)
-    state, members = await _membership(bootstrap, schema)
+    state, members = await group_membership(bootstrap, schema)
     if members:
         raise RuntimeError(
             f"consumer group {schema} has {members} member(s) ({state}): stop every replica "
@@ -205,8 +207,9 @@ async def _targets(
         await consumer.stop()
 
 
-async def _membership(bootstrap: str, group: str) -> tuple[str, int]:
-    """The group's state in Kafka ("Empty", "Stable", ...) and how many members it has."""
+async def group_membership(bootstrap: str, group: str) -> tuple[str, int]:
+    """The group's state in Kafka ("Empty", "Stable", ...) and how many members it has
+    ("Dead", 0 for a group Kafka does not know)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
     try:
         await admin.start()
@@ -232,10 +235,12 @@ async def _messages_between(
         return end - start
     consumer.seek(tp, start)
     counted = 0
-    while await consumer.position(tp) < end:
+    empty_polls = 0
+    # Past the last message the position steps over the markers to the end; a fetch that
+    # is merely slow (a loaded broker) gives empty polls first, so a few are allowed.
+    while await consumer.position(tp) < end and empty_polls < EMPTY_POLLS:
         batch = await consumer.getmany(tp, timeout_ms=500)
-        if not batch:
-            break  # only markers remain before the end
+        empty_polls = 0 if batch else empty_polls + 1
         counted += sum(1 for r in batch.get(tp, []) if r.offset < end)
     return counted
 
