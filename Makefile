@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: run stop test lint unit integration e2e faults rehearse bench load infra install browser softhsm clean help
+.PHONY: run stop test lint unit integration e2e faults rehearse bench load infra install browser softhsm kustomize clean help
 
 help:
 	@echo "make run    start PostgreSQL, Kafka and every service (Ctrl-C stops them)"
@@ -36,6 +36,15 @@ browser:
 softhsm:
 	@command -v softhsm2-util >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q softhsm2; }
 
+# kustomize, built once from the Go module proxy with the machine's Go, for the suite's
+# render of deploy/k8s (tests/unit/deploy). Installed only if missing.
+KUSTOMIZE_VERSION := v5.7.1
+KUSTOMIZE := .cache/tools/bin/kustomize
+$(KUSTOMIZE):
+	GOBIN=$(CURDIR)/.cache/tools/bin GOFLAGS=-mod=mod go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+
+kustomize: $(KUSTOMIZE)
+
 infra: install
 	$(BIN)/immunreg infra up
 
@@ -56,7 +65,7 @@ lint: install
 	$(BIN)/mypy
 	set -e; for folder in $(MYPY_OWN_RUNS); do $(BIN)/mypy $$folder/*.py; done
 
-unit: install
+unit: install kustomize
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
 
 integration: infra browser softhsm
@@ -65,7 +74,7 @@ integration: infra browser softhsm
 e2e: infra
 	$(BIN)/pytest tests/e2e -q $(PYTEST_ARGS)
 
-test: infra browser softhsm lint
+test: infra browser softhsm kustomize lint
 	$(BIN)/pytest tests -q $(PYTEST_ARGS)
 
 # Every fault case (a service killed, the broker and the database restarted, a consumer

@@ -1,5 +1,5 @@
 """Further `immunreg` subcommands: services, development tokens, projections rebuild,
-dead letters."""
+dead letters, consumer groups and backups."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
         # gives one time to notice (unless asked for), so the whole stop fits in 15 s.
         service_env = {"SHUTDOWN_DRAIN_DELAY": os.environ.get("SHUTDOWN_DRAIN_DELAY", "0")}
         with step("starting the services"):
-            processes = start_services(names, {**endpoints, **service_env})
+            processes = start_services(names, {**endpoints, **service_env}, replicas=args.replicas)
         with step("waiting for the services to be ready"):
             wait_ready(processes)
         if not args.no_demo:
@@ -153,6 +153,13 @@ def _stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def register_commands(sub: Any, argv: Sequence[str]) -> None:
     """Add the subcommands that live outside cli.py, and those the services declare."""
     serve = sub.add_parser("serve", help="run one service in the foreground")
@@ -162,6 +169,12 @@ def register_commands(sub: Any, argv: Sequence[str]) -> None:
     run = sub.add_parser("run", help="start PostgreSQL, Kafka and every service; Ctrl-C stops")
     run.add_argument("--no-demo", action="store_true", help="do not load demo data")
     run.add_argument("--keep-infra", action="store_true", help="leave Kafka and PostgreSQL up")
+    run.add_argument(
+        "--replicas",
+        type=_positive,
+        default=1,
+        help="processes per service, each on a port of its own (the first's + 100 per replica)",
+    )
     run.set_defaults(func=_run)
 
     stop = sub.add_parser("stop", help="stop services, Kafka and PostgreSQL started here")
@@ -187,6 +200,9 @@ def register_commands(sub: Any, argv: Sequence[str]) -> None:
     from immunreg.audit import add_commands as add_audit_commands
 
     add_audit_commands(sub)
+    from immunreg.cli_ops import add_commands as add_ops_commands
+
+    add_ops_commands(sub)
     _add_service_commands(sub, argv)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from immunreg.cli_tables import aligned
 from immunreg.messaging.dead_letters import DeadLetter, ReplayReport
 
 REASON_WIDTH = 60
@@ -90,12 +91,7 @@ def table(letters: list[DeadLetter]) -> str:
         )
         for d in letters
     ]
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-    out = [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in (header, *rows)
-    ]
-    return "\n".join(out) + "\n"
+    return "\n".join(aligned([header, *rows])) + "\n"
 
 
 def summary(report: ReplayReport) -> str:

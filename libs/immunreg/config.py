@@ -29,6 +29,8 @@ DEFAULT_PORTS: dict[str, int] = {
     "projections": 8086,
     "supply": 8088,
 }
+# A local service's replica r listens this far above its first (`immunreg run --replicas`).
+REPLICA_PORT_STEP = 100
 # Where the local servers listen unless moved (see `port_offset`).
 DEFAULT_POSTGRES_PORT = 55432
 DEFAULT_KAFKA_PORT = 59092

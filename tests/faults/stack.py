@@ -16,13 +16,21 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from immunreg.config import DEFAULT_KAFKA_PORT, DEFAULT_PORTS, DEFAULT_POSTGRES_PORT
+from prometheus_client.parser import text_string_to_metric_families
+
+from immunreg.config import (
+    DEFAULT_KAFKA_PORT,
+    DEFAULT_PORTS,
+    DEFAULT_POSTGRES_PORT,
+    REPLICA_PORT_STEP,
+)
 from immunreg.contracts.topics import all_topics
 from immunreg.http.auth import ensure_dev_keys
 from immunreg.localinfra.kafka import LocalKafka
 from immunreg.localinfra.postgres import LocalPostgres
 from immunreg.localinfra.services import ServiceProcess, start_services, stop_services, wait_ready
-from immunreg.localinfra.stack import REPLICA_PORT_STEP, free_offset, share_jars
+from immunreg.localinfra.stack import free_offset, share_jars
+from immunreg.messaging.positions import group_membership
 from immunreg.messaging.topics import ensure_topics, wait_for_kafka
 from immunreg.paths import keys_dir
 
@@ -116,6 +124,20 @@ class FaultStack:
         self.replicas[name].append(fresh)
         wait_ready([fresh], seconds=120)
 
+    def retire(self, name: str, replica: int) -> None:
+        """kill -9 one replica and leave it dead: the others carry on without it."""
+        self.kill(name, replica)
+        del self.replicas[name][replica]
+
+    def relay_leaders(self, name: str) -> list[int]:
+        """Which replicas of `name` say they hold the relay lock (immunreg_relay_leading 1)."""
+        return [i for i, p in enumerate(self.replicas[name]) if _gauge(p, "immunreg_relay_leading")]
+
+    def group_settled(self, name: str) -> bool:
+        """Whether the consumer group of `name` is stable with exactly its live replicas."""
+        state, members = asyncio.run(group_membership(self.env["KAFKA_BOOTSTRAP_SERVERS"], name))
+        return state == "Stable" and members == len(self.replicas[name])
+
     def pause(self, name: str) -> None:
         """SIGSTOP: the process keeps its sockets but answers nothing (a hung consumer)."""
         self.replicas[name][0].process.send_signal(signal.SIGSTOP)
@@ -153,6 +175,19 @@ class FaultStack:
         stop_services(self.processes)
         self.kafka.stop()
         self.postgres.stop()
+
+
+def _gauge(process: ServiceProcess, metric: str) -> float:
+    """A label-less gauge from a process's /metrics (0 when it does not answer)."""
+    try:
+        with urllib.request.urlopen(f"{process.url}/metrics", timeout=3) as response:
+            text = response.read().decode()
+    except (urllib.error.URLError, OSError):
+        return 0.0
+    for family in text_string_to_metric_families(text):
+        if family.name == metric:
+            return float(sum(sample.value for sample in family.samples))
+    return 0.0
 
 
 def _ready(process: ServiceProcess) -> bool:

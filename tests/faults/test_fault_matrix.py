@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from immunreg.config import DEFAULT_PORTS
-from immunreg.discovery import available_services
+from immunreg.discovery import available_services, load_service
 from immunreg.http.auth import Role
 from immunreg.paths import REPO_ROOT, keys_dir, state_dir
 
@@ -99,14 +99,65 @@ def _replica_killed(stack: FaultStack) -> float:
     return time.monotonic() - started + stack.wait_ready()
 
 
+def _every_relay_leader_killed(stack: FaultStack) -> float:
+    # Two replicas of every service share its schema: the HTTP traffic spreads over both,
+    # the consumer group splits the partitions, one relay leads. The leader of each is
+    # killed for good, all at once; the other replica must take the lead, the group must
+    # hand the dead one's partitions over, and the books must still balance.
+    leaders = {name: _one_leader(stack, name) for name in stack.replicas}
+    for name, leader in leaders.items():
+        stack.retire(name, leader)
+    started = time.monotonic()
+    deadline = started + 120
+    while any(stack.relay_leaders(name) != [0] for name in leaders):
+        assert time.monotonic() < deadline, {n: stack.relay_leaders(n) for n in leaders}
+        time.sleep(0.5)
+    # Until Kafka drops a dead member (its session timeout), its partitions are nobody's
+    # and the survivors' lag says nothing of them: wait for each group to be the survivor.
+    groups = [name for name in leaders if load_service(name).reactions is not None]
+    while not all(stack.group_settled(name) for name in groups):
+        assert time.monotonic() < deadline, "consumer groups did not drop the dead replicas"
+        time.sleep(0.5)
+    return time.monotonic() - started + stack.wait_ready()
+
+
+def _one_leader(stack: FaultStack, name: str) -> int:
+    """The replica whose relay leads (exactly one must, once the lock has been taken)."""
+    deadline = time.monotonic() + 60
+    while len(leaders := stack.relay_leaders(name)) != 1:
+        assert time.monotonic() < deadline, f"{name}: relay leaders {leaders}"
+        time.sleep(0.5)
+    return leaders[0]
+
+
+def _two_of_every_service(stack: FaultStack) -> None:
+    for name, group in stack.replicas.items():
+        if len(group) < 2:
+            stack.add_replica(name)
+
+
+def _two_administration_replicas(stack: FaultStack) -> None:
+    stack.add_replica("administration")
+
+
 CASES: dict[str, Fault] = {
     **{f"kill -9 {name}": _kill_and_restart(name) for name in DEFAULT_PORTS},
     "restart Kafka": lambda stack: stack.restart_server(stack.kafka, DOWN_SECONDS),
     "restart PostgreSQL": lambda stack: stack.restart_server(stack.postgres, DOWN_SECONDS),
     "pause booking past its session timeout": _pause_consumer,
     "two administration replicas, one killed": _replica_killed,
+    "two replicas of every service and each relay leader killed": _every_relay_leader_killed,
 }
-SHORT_FORM = ("kill -9 administration", "restart Kafka")
+# What a case needs before its traffic starts.
+PREPARE: dict[str, Callable[[FaultStack], None]] = {
+    "two administration replicas, one killed": _two_administration_replicas,
+    "two replicas of every service and each relay leader killed": _two_of_every_service,
+}
+SHORT_FORM = (
+    "kill -9 administration",
+    "restart Kafka",
+    "two replicas of every service and each relay leader killed",
+)
 
 
 def _chosen_cases() -> list[str]:
@@ -182,8 +233,8 @@ def results() -> Iterator[list[CaseResult]]:
 
 def _run_case(stack: FaultStack, case: str, index: int) -> CaseResult:
     writes = stack.root / f"writes-{index:02d}.jsonl"
-    if case.startswith("two administration replicas"):
-        stack.add_replica("administration")
+    if case in PREPARE:
+        PREPARE[case](stack)
     env = {**os.environ, **stack.env}
     traffic = subprocess.Popen(
         [

@@ -161,13 +161,22 @@ class OutboxRelay:
                 raise
             except Exception:
                 log.exception("outbox relay failed; restarting", extra={"schema": self.schema})
-            self.leading.clear()
+            self._lead(False)
             if not self._finishing.is_set():
                 # Doubling, capped low: the outage costs few log lines, and once
                 # Kafka is back the backlog moves within max_retry_delay.
                 self._failures += 1
                 delay = self.retry_delay * 2 ** min(self._failures - 1, 10)
                 await asyncio.sleep(min(delay, self.max_retry_delay))
+
+    def _lead(self, leading: bool) -> None:
+        # The gauge shows operators (and the replicas test) which replica publishes.
+        if leading:
+            self.leading.set()
+        else:
+            self.leading.clear()
+        if self.metrics is not None:
+            self.metrics.relay_leading.set(1 if leading else 0)
 
     def finish(self) -> None:
         """Publish what is committed now, then return from run() (for a graceful shutdown).
@@ -205,7 +214,7 @@ class OutboxRelay:
             try:
                 await producer.start()
                 await self._recover(conn, producer)
-                self.leading.set()
+                self._lead(True)
                 self._failures = 0
                 log.info("outbox relay leading", extra={"schema": self.schema})
                 while True:

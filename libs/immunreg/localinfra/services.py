@@ -15,7 +15,7 @@ from pathlib import Path
 
 import asyncpg
 
-from immunreg.config import DEFAULT_PORTS, service_port
+from immunreg.config import DEFAULT_PORTS, REPLICA_PORT_STEP, service_port
 from immunreg.localinfra._proc import log, pid_alive, port_open, read_pid, stop_pid
 from immunreg.paths import REPO_ROOT, state_dir
 
@@ -53,22 +53,30 @@ class ServiceProcess:
 
 
 def start_services(
-    names: list[str], env: dict[str, str], ports: dict[str, int] | None = None
+    names: list[str],
+    env: dict[str, str],
+    ports: dict[str, int] | None = None,
+    replicas: int = 1,
 ) -> list[ServiceProcess]:
-    """Start each service as its own process, logs in <state>/logs/<name>.log.
+    """Start `replicas` processes of each service, logs in <state>/logs/<name>[-<port>].log.
 
-    Refuses (before starting any) when a port is taken: a stale service left on it
-    would otherwise answer the readiness probe in the new one's place.
+    Replica r of a service listens REPLICA_PORT_STEP * r above its port; all replicas
+    share the service's schema, so its consumer group and its relay lock. Refuses
+    (before starting any) when a port is taken: a stale service left on it would
+    otherwise answer the readiness probe in the new one's place.
     """
     logs = state_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    chosen: dict[str, int] = {}
+    chosen: list[tuple[str, int, int]] = []
     for name in names:
-        chosen[name] = (ports or {}).get(name) or service_port(name)
-    _check_free(chosen)
+        first = (ports or {}).get(name) or service_port(name)
+        chosen += [
+            (name, replica, first + REPLICA_PORT_STEP * replica) for replica in range(replicas)
+        ]
+    _check_free([(name, port) for name, _, port in chosen])
     started: list[ServiceProcess] = []
-    for name, port in chosen.items():
-        logfile = logs / f"{name}.log"
+    for name, replica, port in chosen:
+        logfile = logs / (f"{name}-{replica}.log" if replica else f"{name}.log")
         process = subprocess.Popen(
             [sys.executable, "-m", "immunreg.cli", "serve", name],
             env={**os.environ, **env, f"{name.upper()}_PORT": str(port)},
@@ -87,8 +95,8 @@ def _pid_file(name: str, port: int) -> Path:
     return run_dir() / f"{name}-{port}.pid"
 
 
-def _check_free(ports: dict[str, int]) -> None:
-    for name, port in ports.items():
+def _check_free(ports: list[tuple[str, int]]) -> None:
+    for name, port in ports:
         pid = read_pid(_pid_file(name, port))
         if pid and pid_alive(pid):
             raise RuntimeError(

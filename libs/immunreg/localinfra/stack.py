@@ -6,7 +6,13 @@ import asyncio
 import os
 from pathlib import Path
 
-from immunreg.config import DEFAULT_KAFKA_PORT, DEFAULT_PORTS, DEFAULT_POSTGRES_PORT, local_port
+from immunreg.config import (
+    DEFAULT_KAFKA_PORT,
+    DEFAULT_PORTS,
+    DEFAULT_POSTGRES_PORT,
+    REPLICA_PORT_STEP,
+    local_port,
+)
 from immunreg.contracts.topics import all_topics
 from immunreg.localinfra._proc import log, port_open, step
 from immunreg.localinfra.kafka import LocalKafka
@@ -46,8 +52,6 @@ def share_jars(libs: Path) -> None:
 # connections' local ports (32768-60999), where a random client socket could hold
 # them, while the services stay below it.
 SPARE_OFFSETS = range(5600, 6440, 41)
-# A second replica of a service listens this far above the first.
-REPLICA_PORT_STEP = 100
 
 
 def stack_ports(offset: int, replicas: int = 1) -> list[int]:

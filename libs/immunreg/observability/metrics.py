@@ -77,6 +77,11 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        self.relay_leading = Gauge(
+            "immunreg_relay_leading",
+            "1 while this replica holds its schema's relay lock and publishes the outbox, else 0.",
+            registry=r,
+        )
         self.relay_batch_latency = Histogram(
             "immunreg_relay_batch_seconds",
             "Time to publish one relay batch (one Kafka transaction).",
