@@ -41,7 +41,7 @@ def tally_settings(name: str, role: str, dsn: str, bootstrap: str, keys: Path) -
         db_schema=f"{name}_{role}",
         database_url=dsn,
         kafka_bootstrap=bootstrap,
-        jwt_public_key=str(keys / "jwt-public.pem"),
+        jwt_jwks_file=str(ensure_dev_keys(keys)[1]),
         relay_poll_interval=0.1,
     )
 
