@@ -476,9 +476,8 @@ async def recall_corrections(run: DayRun) -> None:
     """An hour after the recall, sites find some doses were entered with the recalled lot
     by mistake and correct them to the lot they came from: the certificates are re-issued."""
     await asyncio.sleep(max(run.day.recall_at + run.hours(1) - run.traffic.now(), 0.0))
-    chosen = [
-        d for d in run.recalled_lot_doses if _hash(d[0]) % 1000 < scenario.CORRECTED_SHARE * 1000
-    ]
+    every = max(1, round(1 / scenario.CORRECTED_SHARE))
+    chosen = run.recalled_lot_doses[::every]
 
     async def correct(moment: float, index: int) -> None:
         dose_id, site_id, product = chosen[index]
