@@ -12,7 +12,14 @@ import importlib.util
 import sys
 
 # Foundation first: its baselines put the service figures in proportion.
-ORDER = ("foundation", "booking", "administration", "certificates", "projections")
+ORDER = (
+    "foundation",
+    "eventsourcing_compare",
+    "booking",
+    "administration",
+    "certificates",
+    "projections",
+)
 
 
 def main(argv: list[str]) -> int:
