@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date, timedelta
@@ -55,6 +56,7 @@ from immunreg.reference.vaccines import vaccine_catalog
 from loadtests.day import DayRun, Patient, Shard, freshness_probes, record_dose, register
 from loadtests.scenario import PROBE_PRODUCT, Census, Day, Lot, Site
 from loadtests.traffic import Traffic
+from loadtests.watch import Watch, cpu_between, server_groups
 
 SECTION = "http_rates"
 # Beside the load test's ports, so both can run on one machine.
@@ -83,7 +85,8 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
     urls = json.loads(args.urls)
     rates = [float(r) for r in args.rates.split(",")]
     folder = Path(args.folder)
-    traffic = await Traffic.open(urls, folder / "ledger.jsonl", time.time())
+    ledger = folder / ("ledger-doses.jsonl" if args.doses else "ledger-registrations.jsonl")
+    traffic = await Traffic.open(urls, ledger, time.time())
     day = _day(probes=int(args.seconds * len(rates) / 2) + 2, vials=10_000)
     run = DayRun(day, Shard(), traffic, today())
     run.citizens = json.loads((folder / "citizens.json").read_text()) if args.doses else {}
@@ -133,7 +136,7 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
         while traffic.tasks:
             await asyncio.gather(*list(traffic.tasks), return_exceptions=True)
         traffic.ledger.flush()
-        one = _rate_figures(folder / "ledger.jsonl", rate, start, args.seconds)
+        one = _rate_figures(ledger, rate, start, args.seconds, traffic.t0)
         figures.append(one)
         progress(f"{'doses' if args.doses else 'registrations'} at {rate:g}/s: {one}")
         if one["achieved_per_s"] < 0.9 * rate or one["p99_ms"] > 1000:
@@ -153,10 +156,15 @@ def replace_probes(day: Day, start: float, seconds: float) -> Day:
     return replace(day, probes=spaced)
 
 
-def _rate_figures(ledger: Path, rate: float, start: float, seconds: float) -> dict[str, Any]:
+def _rate_figures(
+    ledger: Path, rate: float, start: float, seconds: float, origin: float
+) -> dict[str, Any]:
     lines = [json.loads(x) for x in ledger.read_text().splitlines() if x]
     window = [w for w in lines if "endpoint" in w and start <= w["intended"] < start + seconds]
-    work = [w for w in window if w["kind"] in ("registration", "dose")]
+    # The freshness probes' doses (at their own site) are not part of the rate.
+    work = [
+        w for w in window if w["kind"] in ("registration", "dose") and w.get("site") != PROBE_SITE
+    ]
     floor = [w for w in window if w["endpoint"].startswith("floor")]
     ok = [w for w in work if w["status"] is not None and 200 <= w["status"] < 300]
     latency = sorted(w["done"] - w["intended"] for w in ok)
@@ -170,7 +178,8 @@ def _rate_figures(ledger: Path, rate: float, start: float, seconds: float) -> di
     return {
         "target_per_s": rate,
         "achieved_per_s": round(len(ok) / max(end - start, seconds), 1),
-        "not_2xx": len(work) - len(ok),
+        "not_2xx": dict(Counter(w["cause"] for w in work if w not in ok)),
+        "window_epoch": [round(origin + start, 3), round(origin + start + seconds, 3)],
         "p50_ms": round(1000 * percentile(latency, 50), 1),
         "p99_ms": round(1000 * percentile(latency, 99), 1),
         "floor_p99_ms": round(1000 * percentile(floor_latency, 99), 1),
@@ -219,8 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--doses", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--urls", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
-    parser.add_argument("--rates", default="100,200,400,800,1600", help=argparse.SUPPRESS)
-    parser.add_argument("--seconds", type=float, default=8.0, help=argparse.SUPPRESS)
+    parser.add_argument("--rates", default="25,50,100,200,400,800,1600", help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, default=6.0, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=11, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -235,19 +244,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     stack = IsolatedStack.start(
         endpoints, available_services(), local_port("RATES_PORT_BASE", DEFAULT_PORT_BASE), run_name
     )
+    groups = {p.name: [p.process.pid] for p in stack.processes} | server_groups()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            progress(f"registrations at {rates} per s, {seconds:g} s each")
-            registrations = _generator(stack.urls, folder, rates, seconds, doses=False)
-            progress("stock at the sites; waiting for every consumer")
-            asyncio.run(_stock(stack.urls, folder, vials=20_000))
-            wait_until_quiet(stack.urls, 300)
-            progress(f"doses at {rates} per s, {seconds:g} s each")
-            started = time.monotonic()
-            doses = _generator(stack.urls, folder, rates, seconds, doses=True)
-            drained = wait_until_quiet(stack.urls, 300)
-            pipeline_seconds = round(time.monotonic() - started, 1)
+            with (folder / "samples.jsonl").open("w") as out:
+                watch = Watch(out, stack.urls, groups, {"postgresql"}, interval=1.0, t0=0.0)
+                watch.start()
+                try:
+                    progress(f"registrations at {rates} per s, {seconds:g} s each")
+                    registrations = _generator(stack.urls, folder, rates, seconds, doses=False)
+                    progress("stock at the sites; waiting for every consumer")
+                    asyncio.run(_stock(stack.urls, folder, vials=20_000))
+                    wait_until_quiet(stack.urls, 300)
+                    progress(f"doses at {rates} per s, {seconds:g} s each")
+                    started = time.monotonic()
+                    doses = _generator(stack.urls, folder, rates, seconds, doses=True)
+                    drained = wait_until_quiet(stack.urls, 300)
+                    pipeline_seconds = round(time.monotonic() - started, 1)
+                finally:
+                    watch.stop()
+            samples = [json.loads(x) for x in (folder / "samples.jsonl").read_text().splitlines()]
+        for result in (registrations, doses):
+            for one in result["rates"]:
+                # Every process of the system (services, PostgreSQL, Kafka), not the generator.
+                cpu = cpu_between(samples, *one["window_epoch"])
+                one["system_cpu_pct"] = round(cpu, 1)
+                one["per_core_per_s"] = round(one["achieved_per_s"] / (cpu / 100), 1)
     finally:
         stack.stop()
         asyncio.run(delete_namespace(endpoints["KAFKA_BOOTSTRAP_SERVERS"], f"{run_name}."))

@@ -37,7 +37,6 @@ from immunreg.demo import delivery_backlog
 from immunreg.discovery import available_services
 from immunreg.http.auth import ensure_dev_keys
 from immunreg.localinfra.services import IsolatedStack
-from immunreg.localinfra.stack import local_kafka, local_postgres
 from immunreg.messaging.topics import delete_namespace
 from immunreg.paths import REPO_ROOT, keys_dir
 from immunreg.reference.calendar import today
@@ -46,7 +45,7 @@ from . import books, report
 from .day import DayRun, Shard, eve
 from .scenario import Day, national_day
 from .traffic import Traffic
-from .watch import Watch
+from .watch import Watch, server_groups
 
 # Moved, like every local port, by IMMUNREG_PORT_OFFSET (a second checkout's load test).
 DEFAULT_PORT_BASE = 27080
@@ -151,8 +150,7 @@ def _run(
     ]
     groups = {p.name: [p.process.pid] for p in stack.processes}
     groups |= {f"load generator {i}": [g.pid] for i, g in enumerate(generators)}
-    groups["postgresql"] = _pid_of(local_postgres().data_dir / "postmaster.pid")
-    groups["kafka"] = _pid_of(local_kafka().pid_file)
+    groups |= server_groups()
     print(f"[load] the day: {args.seconds:.0f} s, {args.generators} generator(s)", flush=True)
     with (folder / "samples.jsonl").open("w") as samples:
         watch = Watch(samples, urls, groups, {"postgresql"}, args.interval, t0)
@@ -199,14 +197,6 @@ async def _eve(day: Day, urls: dict[str, str], ledger: Path, day_date: date) -> 
     finally:
         await traffic.close()
     return run.citizens
-
-
-def _pid_of(pid_file: Path) -> list[int]:
-    try:
-        first = pid_file.read_text().splitlines()[0].strip()
-    except (OSError, IndexError):
-        return []
-    return [int(first)] if first.isdigit() else []
 
 
 def _drain(urls: dict[str, str], bound: float) -> float | None:

@@ -17,9 +17,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from immunreg.demo import delivery_backlog
+from immunreg.localinfra.stack import local_kafka, local_postgres
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -48,6 +49,32 @@ def _children(pid: int) -> list[int]:
             if stat is not None and stat[0] == pid:
                 found.append(int(entry.name))
     return found
+
+
+def _pid_of(pid_file: Path) -> list[int]:
+    try:
+        first = pid_file.read_text().splitlines()[0].strip()
+    except (OSError, IndexError):
+        return []
+    return [int(first)] if first.isdigit() else []
+
+
+def server_groups() -> dict[str, list[int]]:
+    """This checkout's PostgreSQL (postmaster; its backends are its children) and Kafka."""
+    return {
+        "postgresql": _pid_of(local_postgres().data_dir / "postmaster.pid"),
+        "kafka": _pid_of(local_kafka().pid_file),
+    }
+
+
+def cpu_between(samples: list[dict[str, Any]], start: float, end: float) -> float:
+    """Mean CPU (% of one core) of every process watched, summed, over the samples taken
+    in [start, end] (seconds on the samples' clock)."""
+    inside = [s for s in samples if start <= s["t"] <= end]
+    if not inside:
+        return float("nan")
+    totals: list[float] = [sum(p["cpu_pct"] for p in s["processes"].values()) for s in inside]
+    return sum(totals) / len(totals)
 
 
 @dataclass
