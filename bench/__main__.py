@@ -17,6 +17,7 @@ ORDER = (
     "eventsourcing_compare",
     "booking",
     "administration",
+    "http_rates",
     "certificates",
     "projections",
 )
