@@ -59,8 +59,8 @@ from loadtests.traffic import Traffic
 from loadtests.watch import Watch, cpu_between, server_groups
 
 SECTION = "http_rates"
-# Beside the load test's ports, so both can run on one machine.
-DEFAULT_PORT_BASE = 27280
+# Beside the load test's ports (and like them below the outgoing connections' range).
+DEFAULT_PORT_BASE = 26280
 SITES = [f"SITE-R{n:03d}" for n in range(10)]
 PROBE_SITE = "SITE-RPROBE"
 FLOOR_PER_S = 5.0
