@@ -14,7 +14,7 @@ help:
 	@echo "make run    start PostgreSQL, Kafka and every service (Ctrl-C stops them)"
 	@echo "make test   lint, type-check and run the whole suite"
 	@echo "make bench  benchmarks; figures go to bench/results.json"
-	@echo "make load   national-day load test (Locust, 127.0.0.1 only); figures to bench/results.json"
+	@echo "make load   a national day (1% of Serbia, 10 min) over HTTP, books checked; report in loadtests/reports/"
 	@echo "make faults the whole fault matrix under load; table to bench/faults.md"
 	@echo "make rehearse  a newcomer's sequence: run, Ctrl-C, test, run, Ctrl-C, test"
 	@echo "make stop   stop what make run started"

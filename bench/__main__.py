@@ -12,7 +12,16 @@ import importlib.util
 import sys
 
 # Foundation first: its baselines put the service figures in proportion.
-ORDER = ("foundation", "booking", "supply", "administration", "certificates", "projections")
+ORDER = (
+    "foundation",
+    "eventsourcing_compare",
+    "booking",
+    "supply",
+    "administration",
+    "http_rates",
+    "certificates",
+    "projections",
+)
 
 
 def main(argv: list[str]) -> int:

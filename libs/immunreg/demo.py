@@ -98,14 +98,23 @@ _GAUGE = re.compile(
 )
 
 
-def _busy(url: str) -> float:
-    """Unpublished outbox rows plus consumer lag, as the service itself reports them."""
+def delivery_backlog(url: str) -> dict[str, float]:
+    """Consumer lag (messages) and unpublished outbox rows, as the service itself reports
+    them on /metrics; both infinite when it does not answer."""
+    backlog = {"immunreg_consumer_lag_messages": 0.0, "immunreg_outbox_backlog": 0.0}
     try:
         with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
             text = response.read().decode()
     except (urllib.error.URLError, OSError):
-        return float("inf")
-    return sum(float(match[2]) for match in _GAUGE.findall(text))
+        return {name: float("inf") for name in backlog}
+    for name, _, value in _GAUGE.findall(text):
+        backlog[name] += float(value)
+    return backlog
+
+
+def _busy(url: str) -> float:
+    """Unpublished outbox rows plus consumer lag."""
+    return sum(delivery_backlog(url).values())
 
 
 def wait_until_quiet(urls: dict[str, str], seconds: float = 60.0) -> bool:

@@ -3,7 +3,7 @@
 Every case runs against one stack of its own (tests/faults/stack.py) while a
 separate process (tests/faults/traffic.py) registers citizens, records doses and
 starts scheduling runs over HTTP. After the fault is repaired and the traffic has
-stopped, the books must balance (tests/faults/books.py): zero lost and zero
+stopped, the books must balance (libs/immunreg/books.py): zero lost and zero
 duplicated accepted writes, outboxes drained, no dead letters, projections equal to
 a rebuild. The books are cumulative: each case checks every write since the start.
 
@@ -30,12 +30,12 @@ from pathlib import Path
 
 import pytest
 
+from immunreg.books import Books, Ledger, check_books
 from immunreg.config import DEFAULT_PORTS
 from immunreg.discovery import available_services, load_service
 from immunreg.http.auth import Role
 from immunreg.paths import REPO_ROOT, keys_dir, state_dir
 
-from .books import Books, Ledger, check_books
 from .stack import FaultStack
 from .traffic import PRODUCT
 
