@@ -22,6 +22,7 @@ from immunreg.contracts.common import Sealed, Sex
 from immunreg.contracts.envelope import Event
 from immunreg.contracts.registration import (
     CONTEXT,
+    DEFAULT_LANGUAGE,
     CitizenErased,
     CitizenRegistered,
     Consent,
@@ -45,6 +46,7 @@ class Preferences(msgspec.Struct, frozen=True, kw_only=True):
     conditions: list[str] = []
     vaccine_preferences: list[str] = []
     preferred_municipality_code: str | None = None
+    language: str = DEFAULT_LANGUAGE
 
 
 class CitizenState(msgspec.Struct, frozen=True, kw_only=True):
@@ -83,6 +85,7 @@ class Update(msgspec.Struct, frozen=True, kw_only=True):
     conditions: list[str] | UnsetType = UNSET
     vaccine_preferences: list[str] | UnsetType = UNSET
     preferred_municipality_code: str | UnsetType | None = UNSET
+    language: str | UnsetType = UNSET
 
 
 class Withdraw(msgspec.Struct, frozen=True, kw_only=True):
@@ -118,6 +121,7 @@ def preferences_after(current: Preferences, command: Update) -> Preferences:
         preferred_municipality_code=_given(
             command.preferred_municipality_code, current.preferred_municipality_code
         ),
+        language=_given(command.language, current.language),
     )
 
 
@@ -153,6 +157,7 @@ def _register(state: CitizenState, command: Register) -> list[Event]:
             consent=command.consent,
             channel=command.channel,
             personal=command.personal,
+            language=prefs.language,
         )
     ]
     events += [
@@ -180,6 +185,7 @@ def _update(state: CitizenState, command: Update) -> list[Event]:
                 preferred_municipality_code=after.preferred_municipality_code,
                 priority_group=after.priority_group,
                 conditions=after.conditions,
+                language=after.language,
             )
         )
     return events
@@ -215,6 +221,7 @@ def evolve(state: CitizenState, event: Event) -> CitizenState:
                 conditions=event.conditions,
                 vaccine_preferences=event.vaccine_preferences,
                 preferred_municipality_code=event.preferred_municipality_code,
+                language=event.language,
             ),
             personal=event.personal,
         )
@@ -228,6 +235,7 @@ def evolve(state: CitizenState, event: Event) -> CitizenState:
                 conditions=event.conditions,
                 vaccine_preferences=event.vaccine_preferences,
                 preferred_municipality_code=event.preferred_municipality_code,
+                language=event.language,
             ),
         )
     if isinstance(event, RegistrationWithdrawn):

@@ -8,11 +8,18 @@ details travel only inside `Sealed`.
 from __future__ import annotations
 
 from datetime import date
+from typing import Literal
 
 import msgspec
 
 from immunreg.contracts.common import Sealed, Sex
 from immunreg.contracts.envelope import Context, Event
+
+# The languages messages to citizens are written in: Serbian in Latin and in Cyrillic
+# script, and English.
+Language = Literal["sr-Latn", "sr-Cyrl", "en"]
+LANGUAGES: tuple[Language, ...] = ("sr-Latn", "sr-Cyrl", "en")
+DEFAULT_LANGUAGE: Language = "sr-Latn"
 
 
 class Consent(msgspec.Struct, frozen=True, kw_only=True):
@@ -50,6 +57,7 @@ class CitizenRegistered(Event, frozen=True, kw_only=True):
     consent: Consent
     channel: str = "online"
     personal: Sealed
+    language: str = DEFAULT_LANGUAGE  # one of LANGUAGES: what messages are written in
 
 
 class ContactDetailsChanged(Event, frozen=True, kw_only=True):
@@ -65,6 +73,7 @@ class PreferencesChanged(Event, frozen=True, kw_only=True):
     preferred_municipality_code: str | None
     priority_group: str
     conditions: list[str]
+    language: str = DEFAULT_LANGUAGE
 
 
 class RegistrationWithdrawn(Event, frozen=True, kw_only=True):
