@@ -27,6 +27,7 @@ DEFAULT_PORTS: dict[str, int] = {
     "administration": 8084,
     "certificates": 8085,
     "projections": 8086,
+    "notifications": 8087,
 }
 # Where the local servers listen unless moved (see `port_offset`).
 DEFAULT_POSTGRES_PORT = 55432

@@ -1,3 +1,4 @@
+# Serbian Cyrillic texts: their letters look like Latin ones on purpose
 """Citizens' sign-in by one-time code: the rules, pure (no storage, no HTTP, no clock of its own).
 
 A citizen names the phone or e-mail they registered with; a 6-digit code goes there and
