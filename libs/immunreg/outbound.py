@@ -132,7 +132,7 @@ class Outbound:
 
     async def send(self, message: Outgoing) -> None:
         """Send it, or raise TemporaryFailure / PermanentFailure."""
-        if message.channel is Channel.EMAIL:
+        if message.channel == Channel.EMAIL:
             await self._send_email(message)
         else:
             await self._send_sms(message)

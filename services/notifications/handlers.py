@@ -66,7 +66,7 @@ from immunreg.contracts.registration import (
 from immunreg.eventstore.database import Connection
 from immunreg.messaging.reactions import Reactions
 from immunreg.observability.metrics import Metrics
-from immunreg.outbound import Outbound, Outgoing, PermanentFailure, TemporaryFailure
+from immunreg.outbound import Channel, Outbound, Outgoing, PermanentFailure, TemporaryFailure
 from immunreg.reference.vaccines import vaccine_catalog
 from immunreg.sealing import UnsealError, unseal, unwrap_key
 
@@ -398,7 +398,7 @@ async def deliver(deps: Dependencies, pool: asyncpg.Pool, queued: Queued) -> Non
     )
     outgoing = Outgoing(
         message_id=queued.message_id,
-        channel=decision.channel,  # type: ignore[arg-type]
+        channel=Channel(decision.channel),
         to=decision.address,
         subject=text.subject,
         body=text.body,

@@ -51,7 +51,7 @@ class _SmtpHandler:
         parsed = message_from_bytes(content, policy=policy.default)
         assert isinstance(parsed, EmailMessage)
         part = parsed.get_body(("plain",))
-        body = part.get_content() if part is not None else ""
+        body = part.get_content().replace("\r\n", "\n") if part is not None else ""
         for recipient in envelope.rcpt_tos:
             received = Received(
                 channel="email",
