@@ -38,8 +38,9 @@ class Received(msgspec.Struct, frozen=True, kw_only=True):
     received_at: datetime
 
 
-# Called with each message before it is accepted: a test may hold or refuse it there.
-BeforeAccept = Callable[[Received], Awaitable[None]]
+# Called with each message before it is kept (raising refuses it) or after (before the
+# sender hears it was accepted): where a test stops the sender mid-send.
+Hook = Callable[[Received], Awaitable[None]]
 
 
 class _SmtpHandler:
@@ -68,17 +69,22 @@ class _SmtpHandler:
 class Mailbox:
     """The SMTP server and the SMS gateway, sharing one list of messages."""
 
-    def __init__(self, before_accept: BeforeAccept | None = None) -> None:
+    def __init__(
+        self, *, before_accept: Hook | None = None, after_accept: Hook | None = None
+    ) -> None:
         self.messages: list[Received] = []
         self.before_accept = before_accept
+        self.after_accept = after_accept
         self.smtp_port = 0
         self.http_port = 0
 
     async def accept(self, message: Received) -> None:
-        """Keep a message (after the hook, which may raise to refuse it)."""
+        """Keep a message (unless the hook before refuses it)."""
         if self.before_accept is not None:
             await self.before_accept(message)
         self.messages.append(message)
+        if self.after_accept is not None:
+            await self.after_accept(message)
 
     def to(self, address: str) -> list[Received]:
         """Every message sent to `address`, oldest first."""
