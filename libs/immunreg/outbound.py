@@ -152,7 +152,8 @@ class Outbound:
                 port=config.smtp_port,
                 username=config.smtp_username,
                 password=config.smtp_password,
-                start_tls=config.smtp_starttls,
+                # Required when configured, else used when the server offers it.
+                start_tls=True if config.smtp_starttls else None,
                 timeout=SEND_TIMEOUT,
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:

@@ -31,7 +31,7 @@ from immunreg.http.api import Api, json_response
 from immunreg.http.app import SETTINGS_KEY, background_task
 from immunreg.http.auth import Role, require_principal
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
-from immunreg.http.problems import Problem
+from immunreg.http.problems import FieldError, Problem
 from immunreg.http.shutdown import SHUTDOWN_KEY
 from immunreg.messaging.reactions import Provided
 from immunreg.outbound import Outbound, OutboundConfig
@@ -159,13 +159,16 @@ async def set_message_preferences(
     query=MessageQuery,
     responses={200: MessageList, 422: None},
     roles={Role.ADMIN},
-    summary="Messages by status (e.g. the dead-lettered)",
+    summary="Messages by status (e.g. the dead-lettered) and person",
 )
 async def list_messages(request: web.Request, query: MessageQuery) -> web.StreamResponse:
     """Messages, oldest first, at most `limit` (1 to 1000)."""
     if not 1 <= query.limit <= MAX_LIST:
-        raise Problem.unprocessable(f"limit must be between 1 and {MAX_LIST}")
-    rows = await readmodel.list_messages(request.app[POOL_KEY], None, query.status, query.limit)
+        reason = f"limit must be between 1 and {MAX_LIST}"
+        raise Problem.unprocessable(reason, errors=[FieldError("query.limit", reason)])
+    rows = await readmodel.list_messages(
+        request.app[POOL_KEY], query.citizen_id, query.status, query.limit
+    )
     return json_response(MessageList([view_of(row, MessageView) for row in rows]))
 
 

@@ -47,6 +47,7 @@ class MessageQuery(msgspec.Struct, frozen=True, kw_only=True):
     """Filter for the staff list."""
 
     status: MessageStatus | None = None
+    citizen_id: str | None = None
     limit: int = 100
 
 

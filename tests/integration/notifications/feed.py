@@ -235,9 +235,11 @@ class Feed:
             citizen_municipality_code="70092",
             product_code=PRODUCT,
             lot_number=lot_number,
+            # A one-dose series: a complete one asks booking (running elsewhere in the
+            # session on the same topics) for no second appointment.
             dose_number=1,
-            series_length=2,
-            series_complete=False,
+            series_length=1,
+            series_complete=True,
             administered_at=datetime.now(UTC),
             age_at_vaccination=36,
             sex="female",

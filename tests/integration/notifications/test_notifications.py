@@ -256,7 +256,9 @@ async def test_a_mail_server_that_stays_down_dead_letters_the_message_after_back
         assert person.email is not None and person.email not in row["last_error"]
 
         admin = down.auth(Role.ADMIN, subject="test-admin")
-        listed = await down.client.get("/v1/messages?status=dead_lettered", headers=admin)
+        listed = await down.client.get(
+            f"/v1/messages?status=dead_lettered&citizen_id={person.citizen_id}", headers=admin
+        )
         ids = [m["message_id"] for m in (await listed.json())["items"]]
         assert row["message_id"] in ids
         again = await down.client.post(f"/v1/messages/{row['message_id']}/retry", headers=admin)
