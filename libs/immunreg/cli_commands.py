@@ -24,6 +24,17 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mailbox(args: argparse.Namespace) -> int:
+    import asyncio
+    import contextlib
+
+    from immunreg.localinfra.mailbox import serve_forever
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_forever())
+    return 0
+
+
 def _token(args: argparse.Namespace) -> int:
     from immunreg.config import PRODUCTION, environment, positive_number, setting
     from immunreg.http.auth import (
@@ -74,7 +85,12 @@ def _run(args: argparse.Namespace) -> int:
     from immunreg.demo import load_demo_data
     from immunreg.http.auth import ensure_dev_keys
     from immunreg.localinfra._proc import log, step
-    from immunreg.localinfra.services import ServiceProcess, start_services, wait_ready
+    from immunreg.localinfra.services import (
+        ServiceProcess,
+        start_mailbox,
+        start_services,
+        wait_ready,
+    )
 
     def interrupt(signum: int, frame: object) -> None:
         # Raised wherever the main thread is (a start-up step, the demo, the watch
@@ -92,20 +108,25 @@ def _run(args: argparse.Namespace) -> int:
         # No load balancer watches a laptop's /readyz: on Ctrl-C, skip the pause that
         # gives one time to notice (unless asked for), so the whole stop fits in 15 s.
         service_env = {"SHUTDOWN_DRAIN_DELAY": os.environ.get("SHUTDOWN_DRAIN_DELAY", "0")}
+        with step("starting the local mailbox (SMTP and SMS gateway)"):
+            mailbox = start_mailbox()
+            processes.append(mailbox)
         with step("starting the services"):
-            processes = start_services(names, {**endpoints, **service_env}, replicas=args.replicas)
+            processes += start_services(names, {**endpoints, **service_env}, replicas=args.replicas)
         with step("waiting for the services to be ready"):
             wait_ready(processes)
         if not args.no_demo:
             with step("loading the demo data"):
-                load_demo_data({p.name: p.url for p in processes})
+                load_demo_data({p.name: p.url for p in processes if p is not mailbox})
         print("\nimmunreg is running:")
         for key, value in endpoints.items():
             print(f"  {key:<28} {value}")
         for proc in processes:
-            print(f"  {proc.name:<28} {proc.url}  (API: {proc.url}/openapi.json)")
-        if not processes:
+            if proc is not mailbox:
+                print(f"  {proc.name:<28} {proc.url}  (API: {proc.url}/openapi.json)")
+        if len(processes) == 1:
             print("  (no services exist yet in this checkout)")
+        print(f"  {'mail and SMS sent':<28} {mailbox.url}/  (JSON: {mailbox.url}/v1/messages)")
         print(f"  logs                         {state_dir() / 'logs'}")
         print("  a token: .venv/bin/immunreg token --role admin")
         print("Ctrl-C (or `make stop`) stops everything.", flush=True)
@@ -176,6 +197,11 @@ def register_commands(sub: Any, argv: Sequence[str]) -> None:
         help="processes per service, each on a port of its own (the first's + 100 per replica)",
     )
     run.set_defaults(func=_run)
+
+    mailbox = sub.add_parser(
+        "mailbox", help="a local SMTP server and SMS gateway that keep every message"
+    )
+    mailbox.set_defaults(func=_mailbox)
 
     stop = sub.add_parser("stop", help="stop services, Kafka and PostgreSQL started here")
     stop.set_defaults(func=_stop)

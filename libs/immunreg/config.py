@@ -27,6 +27,7 @@ DEFAULT_PORTS: dict[str, int] = {
     "administration": 8084,
     "certificates": 8085,
     "projections": 8086,
+    "notifications": 8087,
     "supply": 8088,
 }
 # A local service's replica r listens this far above its first (`immunreg run --replicas`).

@@ -47,10 +47,11 @@ from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.middleware import metadata_from_request
 from immunreg.http.problems import FieldError, Problem
 from immunreg.http.versioning import etag, if_match_version
-from immunreg.sealing import seal, unseal, wrap_key
+from immunreg.sealing import wrap_key
 from immunreg.service import Service
 
-from . import handlers, readmodel
+from . import contacts, handlers, readmodel
+from .contacts import SIGN_IN_KEY, seal_personal, sign_in_resources, unseal_personal
 from .demo import load as load_demo
 from .domain import (
     CitizenState,
@@ -89,6 +90,10 @@ from .schemas import (
     CitizenView,
     RegisterCitizen,
     Registered,
+    SignInCodeAccepted,
+    SignInCodeRequest,
+    SignInToken,
+    SignInTokenRequest,
     UpdateCitizen,
     VaccinationView,
     WithdrawQuery,
@@ -106,8 +111,6 @@ api = Api(
 
 CHANNELS = {Role.CITIZEN: "online", Role.SITE_STAFF: "health_worker", Role.ADMIN: "admin"}
 
-_personal_encoder = msgspec.json.Encoder()
-_personal_decoder = msgspec.json.Decoder(PersonalData)
 _sealed_decoder = msgspec.json.Decoder(Sealed)
 _consent_decoder = msgspec.json.Decoder(Consent)
 
@@ -187,14 +190,6 @@ def _problem_422(violations: list[Violation]) -> Problem:
     )
 
 
-def _seal_personal(key: CitizenKey, citizen_id: str, personal: PersonalData) -> Sealed:
-    return seal(key.key, _personal_encoder.encode(personal), citizen_id.encode(), key_id=key.key_id)
-
-
-def _unseal_personal(key: CitizenKey, citizen_id: str, sealed: Sealed) -> PersonalData:
-    return _personal_decoder.decode(unseal(key.key, sealed, citizen_id.encode()))
-
-
 def _citizen_id(request: web.Request) -> str:
     citizen_id = request.match_info["citizen_id"]
     if not is_citizen_id(citizen_id):
@@ -239,6 +234,7 @@ async def register_citizen(request: web.Request, body: RegisterCitizen) -> web.S
         conditions=body.conditions,
         vaccine_preferences=body.vaccine_preferences,
         preferred_municipality_code=body.preferred_municipality_code,
+        language=body.language,
     )
     channel = CHANNELS.get(principal.role, principal.role.value)
 
@@ -257,7 +253,7 @@ async def register_citizen(request: web.Request, body: RegisterCitizen) -> web.S
             preferences=preferences,
             consent=body.consent,
             channel=channel,
-            personal=_seal_personal(key, citizen_id, personal),
+            personal=seal_personal(key, citizen_id, personal),
             grants=[
                 KeyGrant(name, wrap_key(public_key, key.key))
                 for name, public_key in sorted(ring.recipients.items())
@@ -314,7 +310,7 @@ async def _current_view(
     if row["key_id"] is None:
         raise RuntimeError(f"citizen {citizen_id} has no data key but is not erased")
     key = unwrap_citizen_key(request.app[KEYS], citizen_id, row["key_id"], row["wrapped_key"])
-    personal = _unseal_personal(key, citizen_id, _sealed_decoder.decode(row["personal"]))
+    personal = unseal_personal(key, citizen_id, _sealed_decoder.decode(row["personal"]))
     view: CitizenView
     if principal.role is Role.SITE_STAFF:
         view = VaccinationView(
@@ -377,7 +373,7 @@ async def update_citizen(request: web.Request, body: UpdateCitizen) -> web.Strea
             key = await fetch_citizen_key(conn, ring, citizen_id)
             if key is None or loaded.state.personal is None:
                 raise RuntimeError(f"active citizen {citizen_id} has no data key")
-            personal = _unseal_personal(key, citizen_id, loaded.state.personal)
+            personal = unseal_personal(key, citizen_id, loaded.state.personal)
             contact = Contact(personal.phone, personal.email)
         violations = check_update(body, loaded.state, contact, rules)
         if violations:
@@ -387,7 +383,7 @@ async def update_citizen(request: web.Request, body: UpdateCitizen) -> web.Strea
             after = contact_after(body, contact)
             if after != contact:
                 changed = msgspec.structs.replace(personal, phone=after.phone, email=after.email)
-                sealed = _seal_personal(key, citizen_id, changed)
+                sealed = seal_personal(key, citizen_id, changed)
         return Prepared(
             Update(
                 citizen_id=citizen_id,
@@ -396,6 +392,7 @@ async def update_citizen(request: web.Request, body: UpdateCitizen) -> web.Strea
                 conditions=body.conditions,
                 vaccine_preferences=body.vaccine_preferences,
                 preferred_municipality_code=body.preferred_municipality_code,
+                language=body.language,
             )
         )
 
@@ -457,13 +454,54 @@ async def erase_citizen(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204)
 
 
+# --- sign-in (contacts.py): a one-time code to the registered phone or e-mail -------------
+
+
+@api.post(
+    "/v1/sign-in/codes",
+    body=SignInCodeRequest,
+    responses={202: SignInCodeAccepted, 422: None, 429: None},
+    rate_limited=True,
+    summary="Send a one-time sign-in code to a registered phone or e-mail",
+)
+async def request_sign_in_code(request: web.Request, body: SignInCodeRequest) -> web.StreamResponse:
+    """Always 202, so the answer never tells whether the contact is registered; when it
+    belongs to an active registration a 6-digit code (valid 5 minutes, 5 tries) is sent
+    there by SMS or e-mail. Limited per contact and per client address (429, Retry-After)."""
+    await contacts.request_code(request.app[SIGN_IN_KEY], request.app[POOL_KEY], body.contact)
+    return json_response(SignInCodeAccepted(), status=202)
+
+
+@api.post(
+    "/v1/sign-in/tokens",
+    body=SignInTokenRequest,
+    responses={200: SignInToken, 422: None, 429: None},
+    rate_limited=True,
+    summary="Exchange a one-time code for a citizen token",
+)
+async def exchange_sign_in_code(
+    request: web.Request, body: SignInTokenRequest
+) -> web.StreamResponse:
+    """A correct code gives a short-lived `citizen` token for that citizen only; a wrong,
+    expired or used-up code is a 422 `invalid_code` (each wrong try costs one of five)."""
+    sign_in = request.app[SIGN_IN_KEY]
+    citizen_id, token = await contacts.exchange_code(
+        sign_in, request.app[POOL_KEY], body.contact, body.code
+    )
+    lifetime = int(sign_in.signer.lifetime.total_seconds())
+    return json_response(
+        SignInToken(access_token=token, expires_in=lifetime, citizen_id=citizen_id),
+        headers={"Cache-Control": "no-store"},
+    )
+
+
 service = Service(
     name="registration",
     api=api,
     publishes=CONTEXT,
     schema_files=[Path(__file__).with_name("schema.sql")],
     reactions=handlers.reactions,
-    resources=[registration_resources],
+    resources=[registration_resources, sign_in_resources(KEYS)],
     demo=load_demo,
     citizen_at_site=readmodel.citizen_at_site,
 )

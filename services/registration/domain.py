@@ -22,6 +22,7 @@ from immunreg.contracts.common import Sealed, Sex
 from immunreg.contracts.envelope import Event
 from immunreg.contracts.registration import (
     CONTEXT,
+    DEFAULT_LANGUAGE,
     CitizenErased,
     CitizenRegistered,
     Consent,
@@ -46,6 +47,7 @@ class Preferences(Struct):
     conditions: list[str] = []
     vaccine_preferences: list[str] = []
     preferred_municipality_code: str | None = None
+    language: str = DEFAULT_LANGUAGE
 
 
 class CitizenState(Struct):
@@ -84,6 +86,7 @@ class Update(Struct):
     conditions: list[str] | UnsetType = UNSET
     vaccine_preferences: list[str] | UnsetType = UNSET
     preferred_municipality_code: str | UnsetType | None = UNSET
+    language: str | UnsetType = UNSET
 
 
 class Withdraw(Struct):
@@ -119,6 +122,7 @@ def preferences_after(current: Preferences, command: Update) -> Preferences:
         preferred_municipality_code=_given(
             command.preferred_municipality_code, current.preferred_municipality_code
         ),
+        language=_given(command.language, current.language),
     )
 
 
@@ -154,6 +158,7 @@ def _register(state: CitizenState, command: Register) -> list[Event]:
             consent=command.consent,
             channel=command.channel,
             personal=command.personal,
+            language=prefs.language,
         )
     ]
     events += [
@@ -181,6 +186,7 @@ def _update(state: CitizenState, command: Update) -> list[Event]:
                 preferred_municipality_code=after.preferred_municipality_code,
                 priority_group=after.priority_group,
                 conditions=after.conditions,
+                language=after.language,
             )
         )
     return events
@@ -216,6 +222,7 @@ def evolve(state: CitizenState, event: Event) -> CitizenState:
                 conditions=event.conditions,
                 vaccine_preferences=event.vaccine_preferences,
                 preferred_municipality_code=event.preferred_municipality_code,
+                language=event.language,
             ),
             personal=event.personal,
         )
@@ -229,6 +236,7 @@ def evolve(state: CitizenState, event: Event) -> CitizenState:
                 conditions=event.conditions,
                 vaccine_preferences=event.vaccine_preferences,
                 preferred_municipality_code=event.preferred_municipality_code,
+                language=event.language,
             ),
         )
     if isinstance(event, RegistrationWithdrawn):

@@ -24,6 +24,7 @@ from immunreg.eventstore.store import StreamStore
 from immunreg.messaging.reactions import Reactions
 
 from . import readmodel
+from .contacts import index_contacts
 from .domain import CITIZEN, CitizenState, Command
 from .keys import CitizenKey, KeyRing, destroy_citizen_key, store_citizen_key
 
@@ -81,6 +82,7 @@ class PostgresBooks:
         self, tx: Connection, citizen_id: str, envelope: Envelope, event: Event
     ) -> None:
         await readmodel.apply_event(tx, citizen_id, envelope.version, envelope.recorded_at, event)
+        await index_contacts(tx, self.ring, citizen_id, event)
 
 
 async def run_command(

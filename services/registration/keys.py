@@ -12,9 +12,9 @@ Settings (each `REGISTRATION_<NAME>`, or `Settings.extra[<NAME>]`):
   first start.
 - `KEY_RECIPIENTS`: `name=/path/public.pem[,name=/path.pem]`, RSA public keys
   of services that get each citizen's data key (`PersonalDataKeyGranted`).
-  Unset: the development default, `certificates` with the key pair in
-  `<state_dir>/keys/certificates-{private,public}.pem` (created on first start
-  by whichever of registration and certificates starts first). `none`: no one.
+  Unset: the development default, `certificates` and `notifications`, each with the
+  key pair in `<state_dir>/keys/<name>-{private,public}.pem` (created on first start
+  by whichever of registration and the recipient starts first). `none`: no one.
 
 A file named explicitly must exist: only the development defaults are created.
 """
@@ -55,10 +55,9 @@ KEK_FILE = "registration-kek.key"
 CITIZEN_ID_PREFIX = "c-"
 CITIZEN_ID_LENGTH = 20  # base32 characters: 100 bits of the HMAC
 CITIZEN_ID = re.compile(r"c-[a-z2-7]{20}")
-# The development key recipient (the certificates service reads the private half).
-DEV_RECIPIENT = "certificates"
-DEV_RECIPIENT_PRIVATE_FILE = "certificates-private.pem"
-DEV_RECIPIENT_PUBLIC_FILE = "certificates-public.pem"
+# The development key recipients: certificates (names on certificates) and notifications
+# (contacts to send to); each reads its private half.
+DEV_RECIPIENTS = ("certificates", "notifications")
 NO_RECIPIENTS = "none"
 
 _sealed_encoder = msgspec.json.Encoder()
@@ -129,7 +128,8 @@ def load_key_ring(settings: Settings) -> KeyRing:
     recipients: dict[str, rsa.RSAPublicKey] = {}
     spec = _setting(settings, "KEY_RECIPIENTS")
     if not spec:
-        recipients[DEV_RECIPIENT] = _dev_recipient()
+        for name in DEV_RECIPIENTS:
+            recipients[name] = _dev_recipient(name)
     elif spec.strip().lower() == NO_RECIPIENTS:
         spec = ""
     for name, path in parse_recipients(spec or "").items():
@@ -144,14 +144,12 @@ def load_key_ring(settings: Settings) -> KeyRing:
     )
 
 
-def _dev_recipient() -> rsa.RSAPublicKey:
+def _dev_recipient(name: str) -> rsa.RSAPublicKey:
     keys = keys_dir()
     try:
-        private = ensure_rsa_key_pair(
-            keys / DEV_RECIPIENT_PRIVATE_FILE, keys / DEV_RECIPIENT_PUBLIC_FILE
-        )
+        private = ensure_rsa_key_pair(keys / f"{name}-private.pem", keys / f"{name}-public.pem")
     except (OSError, ValueError) as exc:
-        raise KeyConfigError(f"development key recipient {DEV_RECIPIENT}: {exc}") from exc
+        raise KeyConfigError(f"development key recipient {name}: {exc}") from exc
     return private.public_key()
 
 

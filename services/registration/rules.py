@@ -207,6 +207,7 @@ def _as_update(body: UpdateCitizen) -> Update:
         conditions=body.conditions,
         vaccine_preferences=body.vaccine_preferences,
         preferred_municipality_code=body.preferred_municipality_code,
+        language=body.language,
     )
 
 

@@ -53,3 +53,23 @@ CREATE TABLE IF NOT EXISTS citizen_sites (
     linked_at   timestamptz NOT NULL,
     PRIMARY KEY (citizen_id, site_id)
 );
+
+-- Sign-in (contacts.py): each phone and e-mail of an active registration, as a keyed
+-- hash (HMAC-SHA256), to the citizen it signs in. No contact is stored here, and the
+-- rows go with a withdrawal or an erasure.
+CREATE TABLE IF NOT EXISTS sign_in_contacts (
+    contact_hash text PRIMARY KEY,
+    citizen_id   text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sign_in_contacts_citizen ON sign_in_contacts (citizen_id);
+
+-- One-time codes sent and not yet used: a keyed hash of the code, never the code.
+CREATE TABLE IF NOT EXISTS sign_in_codes (
+    contact_hash  text        PRIMARY KEY,
+    citizen_id    text        NOT NULL,
+    code_hash     text        NOT NULL,
+    expires_at    timestamptz NOT NULL,
+    attempts_left integer     NOT NULL CHECK (attempts_left > 0),
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS sign_in_codes_citizen ON sign_in_codes (citizen_id);

@@ -9,7 +9,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from immunreg.contracts.common import Sex
-from immunreg.contracts.registration import Consent
+from immunreg.contracts.registration import DEFAULT_LANGUAGE, Consent, Language
 from immunreg.structs import Struct
 
 Status = Literal["active", "withdrawn", "erased"]
@@ -32,6 +32,7 @@ class RegisterCitizen(Struct, forbid_unknown_fields=True):
     vaccine_preferences: list[str] = msgspec.field(default_factory=lambda: ["any"])
     preferred_municipality_code: str | None = None
     consent: Consent
+    language: Language = DEFAULT_LANGUAGE  # what messages to the citizen are written in
 
 
 class Registered(msgspec.Struct, frozen=True):
@@ -53,6 +54,7 @@ class UpdateCitizen(Struct, forbid_unknown_fields=True):
     conditions: list[str] | UnsetType = UNSET
     vaccine_preferences: list[str] | UnsetType = UNSET
     preferred_municipality_code: str | UnsetType | None = UNSET
+    language: Language | UnsetType = UNSET
 
 
 class WithdrawQuery(Struct):
@@ -97,3 +99,31 @@ class VaccinationView(Struct, tag_field="view", tag="vaccination"):
 
 
 CitizenView = CitizenRecord | VaccinationView
+
+
+class SignInCodeRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Ask for a one-time code at the phone number or e-mail given at registration."""
+
+    contact: str
+
+
+class SignInCodeAccepted(msgspec.Struct, frozen=True):
+    """The same answer whether or not the contact is registered."""
+
+    detail: str = "if this contact belongs to an active registration, a code is on its way"
+
+
+class SignInTokenRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The contact a code was sent to, and the code."""
+
+    contact: str
+    code: str
+
+
+class SignInToken(msgspec.Struct, frozen=True, kw_only=True):
+    """A bearer token for the citizen's own record only."""
+
+    access_token: str
+    token_type: str = "Bearer"
+    expires_in: int  # seconds
+    citizen_id: str

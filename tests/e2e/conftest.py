@@ -7,6 +7,14 @@ Kafka topics are shared: tests use fresh ids and never assume a topic is empty.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 
@@ -16,7 +24,7 @@ from immunreg.config import DEFAULT_E2E_PORT_BASE, local_port
 from immunreg.discovery import available_services
 from immunreg.http.auth import Role, ensure_dev_keys, issue_token
 from immunreg.localinfra.services import IsolatedStack
-from immunreg.paths import keys_dir
+from immunreg.paths import REPO_ROOT, keys_dir, state_dir
 
 pytestmark = pytest.mark.e2e
 
@@ -24,9 +32,10 @@ pytestmark = pytest.mark.e2e
 class Stack:
     """URLs of the running services and a way to mint tokens for them."""
 
-    def __init__(self, urls: dict[str, str], private_key: bytes) -> None:
+    def __init__(self, urls: dict[str, str], private_key: bytes, mailbox: str) -> None:
         self.urls = urls
         self._private_key = private_key
+        self.mailbox = mailbox  # the local mailbox's base URL (every e-mail and SMS sent)
 
     def token(
         self,
@@ -50,8 +59,56 @@ def stack(infra: dict[str, str]) -> Iterator[Stack]:
         pytest.skip("no services exist yet")
     private, _ = ensure_dev_keys(keys_dir())
     base = local_port("E2E_PORT_BASE", DEFAULT_E2E_PORT_BASE)
-    running = IsolatedStack.start(infra, names, base, f"e2e_{uuid.uuid4().hex[:8]}")
+    with mailbox_process() as (smtp_port, mailbox_url):
+        outbound = {
+            "SMTP_PORT": str(smtp_port),
+            "SMS_GATEWAY_URL": f"{mailbox_url}/v1/sms",
+            "NOTIFICATIONS_POLL_INTERVAL": "0.2",
+        }
+        running = IsolatedStack.start(
+            {**infra, **outbound}, names, base, f"e2e_{uuid.uuid4().hex[:8]}"
+        )
+        try:
+            yield Stack(running.urls, private.read_bytes(), mailbox_url)
+        finally:
+            running.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def mailbox_process() -> Iterator[tuple[int, str]]:
+    """`immunreg mailbox` on free ports: (its SMTP port, its base URL)."""
+    smtp_port, http_port = _free_port(), _free_port()
+    log = state_dir() / "logs" / f"mailbox-e2e-{http_port}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "immunreg.cli", "mailbox"],
+        env={
+            **os.environ,
+            "IMMUNREG_SMTP_PORT": str(smtp_port),
+            "IMMUNREG_SMS_GATEWAY_PORT": str(http_port),
+        },
+        cwd=REPO_ROOT,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{http_port}"
     try:
-        yield Stack(running.urls, private.read_bytes())
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/readyz", timeout=2):
+                    break
+            except (urllib.error.URLError, OSError):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(log.read_text()[-2000:]) from None
+                time.sleep(0.2)
+        yield smtp_port, url
     finally:
-        running.stop()
+        process.terminate()
+        process.wait(10)

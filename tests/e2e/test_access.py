@@ -192,6 +192,8 @@ def _target(world: World, method: str, path: str, operation: dict[str, Any]) -> 
         # supply's resources hold no personal data: ids of nothing answer its role gate
         "run_id": "matrix-nothing",
         "contract_id": "matrix-nothing",
+        # a message of nothing: the admin-only retry answers its role gate, then 404
+        "message_id": "matrix-nothing",
     }
     filled = path.format(**values)
     required = [

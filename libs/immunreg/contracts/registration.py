@@ -8,10 +8,17 @@ details travel only inside `Sealed`.
 from __future__ import annotations
 
 from datetime import date
+from typing import Literal
 
 from immunreg.contracts.common import Sealed, Sex
 from immunreg.contracts.envelope import Context, Event
 from immunreg.structs import Struct
+
+# The languages messages to citizens are written in: Serbian in Latin and in Cyrillic
+# script, and English.
+Language = Literal["sr-Latn", "sr-Cyrl", "en"]
+LANGUAGES: tuple[Language, ...] = ("sr-Latn", "sr-Cyrl", "en")
+DEFAULT_LANGUAGE: Language = "sr-Latn"
 
 
 class Consent(Struct):
@@ -49,6 +56,7 @@ class CitizenRegistered(Event):
     consent: Consent
     channel: str = "online"
     personal: Sealed
+    language: str = DEFAULT_LANGUAGE  # one of LANGUAGES: what messages are written in
 
 
 class ContactDetailsChanged(Event):
@@ -64,6 +72,7 @@ class PreferencesChanged(Event):
     preferred_municipality_code: str | None
     priority_group: str
     conditions: list[str]
+    language: str = DEFAULT_LANGUAGE
 
 
 class RegistrationWithdrawn(Event):

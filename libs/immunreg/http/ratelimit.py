@@ -83,12 +83,18 @@ def limit_anonymous(request: web.Request, route: str, anonymous: bool) -> None:
     if limiter is None:
         # Never silently unlimited: a public route marked limited needs the app's limiter.
         raise RuntimeError(f"{route} is rate limited but the app has no RateLimiter")
-    wait = limiter.take(route, request.remote or "unknown")
+    refuse_over_limit(limiter, route, request.remote or "unknown", "your address")
+
+
+def refuse_over_limit(limiter: RateLimiter, route: str, client: str, whose: str) -> None:
+    """Spend one of `client`'s tokens, or refuse (Problem 429 with Retry-After); `whose`
+    names the bucket to the caller ("your address")."""
+    wait = limiter.take(route, client)
     if wait is not None:
         seconds = max(math.ceil(wait), 1)
         raise Problem(
             429,
-            f"too many requests from your address; retry after {seconds} s",
+            f"too many requests from {whose}; retry after {seconds} s",
             code="rate_limited",
             headers={"Retry-After": str(seconds)},
         )

@@ -91,6 +91,27 @@ def start_services(
     return started
 
 
+def start_mailbox() -> ServiceProcess:
+    """Start the local mailbox (`immunreg mailbox`: SMTP and an SMS gateway that keep every
+    message); stopped with the services, by its pid file."""
+    from immunreg.localinfra.mailbox import mailbox_ports
+
+    smtp_port, http_port = mailbox_ports()
+    _check_free([("mailbox", http_port), ("mailbox SMTP", smtp_port)])
+    logfile = state_dir() / "logs" / "mailbox.log"
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "immunreg.cli", "mailbox"],
+        stdout=logfile.open("ab"),
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        cwd=REPO_ROOT,
+        start_new_session=True,
+    )
+    _pid_file("mailbox", http_port).write_text(str(process.pid))
+    return ServiceProcess("mailbox", http_port, process, logfile)
+
+
 def _pid_file(name: str, port: int) -> Path:
     return run_dir() / f"{name}-{port}.pid"
 

@@ -18,6 +18,7 @@ from immunreg.localinfra._proc import log, port_open, step
 from immunreg.localinfra.kafka import LocalKafka
 from immunreg.localinfra.postgres import LocalPostgres, reachable
 from immunreg.messaging.topics import ensure_topics, wait_for_kafka
+from immunreg.outbound import DEFAULT_SMS_GATEWAY_PORT, DEFAULT_SMTP_PORT
 from immunreg.paths import local_env_file, state_dir
 
 
@@ -60,6 +61,8 @@ def stack_ports(offset: int, replicas: int = 1) -> list[int]:
         DEFAULT_POSTGRES_PORT + offset,
         DEFAULT_KAFKA_PORT + offset,
         DEFAULT_KAFKA_PORT + offset + 1,
+        DEFAULT_SMTP_PORT + offset,  # the local mailbox
+        DEFAULT_SMS_GATEWAY_PORT + offset,
         *(
             port + offset + REPLICA_PORT_STEP * replica
             for port in DEFAULT_PORTS.values()

@@ -35,6 +35,7 @@ Client = TestClient[web.Request, web.Application]
 class Registration:
     """A running registration service and what a test needs around it."""
 
+    app: web.Application
     client: Client
     pool: asyncpg.Pool  # the service's schema, for assertions
     schema: str
@@ -114,12 +115,19 @@ def _recipient_files(directory: Path) -> tuple[rsa.RSAPrivateKey, Path]:
 
 @contextlib.asynccontextmanager
 async def running_registration(
-    dsn: str, bootstrap: str, keys: Path, *, service_dsn: str | None = None, **overrides: Any
+    dsn: str,
+    bootstrap: str,
+    keys: Path,
+    *,
+    service_dsn: str | None = None,
+    extra: dict[str, str] | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Registration]:
     """A registration service in a fresh schema, its keys made in `keys`.
 
     The service reaches PostgreSQL at `service_dsn` (a fault proxy, say) when given;
-    the test's own pool always uses `dsn`. `overrides` go to its Settings.
+    the test's own pool always uses `dsn`. `overrides` go to its Settings, `extra` to
+    its `Settings.extra`. Citizen tokens from sign-in are signed with the test's JWT key.
     """
     private, public = ensure_dev_keys(keys / "jwt")
     ensure_key_file(keys / "id.key")
@@ -137,14 +145,18 @@ async def running_registration(
             "ID_KEY_FILE": str(keys / "id.key"),
             "KEK_FILE": str(keys / "kek.key"),
             "KEY_RECIPIENTS": f"certificates={recipient_pem}",
+            "SIGN_IN_KEY_FILE": str(private),
+            **(extra or {}),
         },
         **overrides,
     )
-    client: Client = TestClient(TestServer(create_app(service, settings)))
+    app = create_app(service, settings)
+    client: Client = TestClient(TestServer(app))
     await client.start_server()
     pool = await create_pool(dsn, schema, min_size=1, max_size=4)
     try:
         yield Registration(
+            app=app,
             client=client,
             pool=pool,
             schema=schema,

@@ -344,7 +344,11 @@ async def test_openapi_lists_every_route_with_request_and_problem_schemas(
         ("/v1/citizens/{citizen_id}/erase", "post"),
     }
     audit = {("/v1/audit/reads", "get"), ("/v1/citizens/{citizen_id}/reads", "get")}
-    assert {(p, m) for p, ops in paths.items() for m in ops} == expected | audit
+    public = {("/v1/sign-in/codes", "post"), ("/v1/sign-in/tokens", "post")}
+    assert {(p, m) for p, ops in paths.items() for m in ops} == expected | audit | public
+    for path, method in public:
+        statuses = set(paths[path][method]["responses"])
+        assert {"422", "429"} <= statuses and "401" not in statuses, (path, method)
     schemas = doc["components"]["schemas"]
     for path, method in expected:
         op = paths[path][method]

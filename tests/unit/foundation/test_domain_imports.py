@@ -1,6 +1,7 @@
 """Every service's domain.py is pure: importing it loads no database, HTTP or Kafka client.
 
-So are the pure companions the service guide names (rules.py, stock.py, allocation.py).
+So are the pure companions the service guide names (rules.py, stock.py, signin.py,
+templates.py, allocation.py).
 
 Each import runs in a fresh interpreter, so what another test imported cannot
 hide a dependency (or invent one).
@@ -19,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[3]
 DOMAINS = sorted(path.parent.name for path in (ROOT / "services").glob("*/domain.py"))
 PURE_COMPANIONS = sorted(
     f"{path.parent.name}.{path.stem}"
-    for name in ("rules.py", "stock.py", "allocation.py")
+    for name in ("rules.py", "stock.py", "signin.py", "templates.py", "allocation.py")
     for path in (ROOT / "services").glob(f"*/{name}")
 )
 # The I/O a pure domain must not drag in: PostgreSQL, HTTP, Kafka, metrics.
