@@ -33,6 +33,11 @@ def main(argv: list[str]) -> int:
         module = importlib.import_module(f"bench.{name}")
         if module.main(argv) != 0:
             failed.append(name)
+    # Every headline figure beside its same-run baseline and its target.
+    from bench import summary
+
+    print("== summary (bench/summary.md)", flush=True)
+    summary.main([])
     if failed:
         print(f"benchmarks failed: {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -1,0 +1,175 @@
+"""The end of `make bench`: every headline figure beside its same-run baseline and its target.
+
+The machine is shared and noisy (the same benchmark can differ 2x between days), so a
+figure alone says little; its baseline was measured in the same run on the same machine
+(pgbench beside the event store, a bare Kafka producer beside the relay, `/healthz`
+beside each HTTP route, the `eventsourcing` library beside our store...). Targets are the
+performance issue's (docs/BENCHMARKS.md). Printed, and written to bench/summary.md
+(ignored by git, like results.json: the numbers belong to the machine).
+
+    .venv/bin/python -m bench.summary      # again, from the last bench/results.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bench.results import RESULTS
+
+SUMMARY = RESULTS.with_name("summary.md")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: what, and how to read its figure and baseline."""
+
+    what: str
+    figure: Callable[[dict[str, Any]], str]
+    baseline: Callable[[dict[str, Any]], str]
+    target: str
+
+
+def at(results: dict[str, Any], path: str) -> Any:
+    """The value at a dotted path (list items by index), or None when not measured."""
+    value: Any = results
+    for part in path.split("."):
+        if isinstance(value, list) and part.lstrip("-").isdigit() and value:
+            value = value[int(part)]
+        elif isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
+            return None
+    return value
+
+
+def number(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "not measured"
+    return f"{value:,.0f}{unit}" if abs(value) >= 100 else f"{value:g}{unit}"
+
+
+def _best(rates: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    if not rates:
+        return None
+    return max(rates, key=lambda r: r.get("achieved_per_s") or 0)
+
+
+def _http(kind: str) -> tuple[Callable[[dict[str, Any]], str], Callable[[dict[str, Any]], str]]:
+    def figure(r: dict[str, Any]) -> str:
+        best = _best(at(r, f"http_rates.{kind}"))
+        if best is None:
+            return "not measured"
+        text = f"{number(best['achieved_per_s'], '/s')}, p99 {number(best['p99_ms'], ' ms')}"
+        if best.get("freshness_p99_s") is not None:
+            text += f", freshness p99 {best['freshness_p99_s']} s"
+        return text
+
+    def baseline(r: dict[str, Any]) -> str:
+        best = _best(at(r, f"http_rates.{kind}"))
+        if best is None:
+            return "not measured"
+        return f"`/healthz` p99 {number(best['floor_p99_ms'], ' ms')} at that rate"
+
+    return figure, baseline
+
+
+ROWS = (
+    Row(
+        "event-store append, 8 writers (appends/s)",
+        lambda r: number(at(r, "foundation.eventstore_append.writers_8.appends_per_s")),
+        lambda r: f"pgbench 2-row tx {number(at(r, 'foundation.pgbench_raw_insert.two_rows.tps'))}",
+        "(none; ratio to pgbench)",
+    ),
+    Row(
+        "our event store vs the eventsourcing library (appends/s)",
+        lambda r: number(at(r, "eventsourcing_compare.ours.appends_per_s")),
+        lambda r: (
+            f"eventsourcing {number(at(r, 'eventsourcing_compare.eventsourcing.appends_per_s'))}"
+        ),
+        "(none)",
+    ),
+    Row(
+        "outbox relay, batch 2,000 (events/s)",
+        lambda r: number(at(r, "foundation.relay.batch_2000.events_per_s")),
+        lambda r: (
+            "bare transactional producer "
+            + number(at(r, "foundation.kafka_producer_baseline.transactional.msgs_per_s"))
+        ),
+        "(none; ratio to the producer)",
+    ),
+    Row("registration over HTTP", *_http("registrations"), ">= 1,500/s, p99 <= 100 ms"),
+    Row(
+        "dose recording, HTTP 201 to coverage",
+        *_http("doses"),
+        ">= 1,000/s, p99 <= 100 ms, freshness p99 <= 2 s",
+    ),
+    Row(
+        "scheduling: 1,000,000 waiting citizens, pure planner (s)",
+        lambda r: number(at(r, "booking_scheduler.seconds"), " s"),
+        lambda r: (
+            f"generating the input {number(at(r, 'booking_scheduler.generate_seconds'), ' s')}"
+        ),
+        "booked and committed in <= 60 s through the service",
+    ),
+    Row(
+        "projection rebuild (events/s)",
+        lambda r: number(at(r, "projections.replay.events_per_s")),
+        lambda r: (
+            "producing the history "
+            + number(at(r, "projections.produce.events_per_s"))
+            + " events/s"
+        ),
+        ">= 30,000 events/s",
+    ),
+    Row(
+        "certificate QR image (PNG/s, one core)",
+        lambda r: number(at(r, "certificates.qr_png.per_second")),
+        lambda r: f"issuing (sign) {number(at(r, 'certificates.issue.per_second'))}/s",
+        ">= 1,000/s or rendered once and cached",
+    ),
+    Row(
+        "national allocation run, 400 sites x 5 products x 14 days (s)",
+        lambda r: number(at(r, "supply_allocation.seconds"), " s"),
+        lambda r: (
+            "booked demand covered "
+            + (
+                f"{at(r, 'supply_allocation.booked_share_covered'):.0%}"
+                if at(r, "supply_allocation.booked_share_covered") is not None
+                else "not measured"
+            )
+        ),
+        "(none)",
+    ),
+)
+
+
+def table(results: dict[str, Any]) -> str:
+    """The summary table in Markdown."""
+    lines = [
+        "| what | this run | same-run baseline | target |",
+        "|---|---|---|---|",
+    ]
+    for row in ROWS:
+        lines.append(
+            f"| {row.what} | {row.figure(results)} | {row.baseline(results)} | {row.target} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    """Print the table of the last results and write it to bench/summary.md."""
+    if not RESULTS.exists():
+        print("no bench/results.json yet: run `make bench`", file=sys.stderr)
+        return 1
+    text = table(json.loads(RESULTS.read_text()))
+    SUMMARY.write_text(text)
+    print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
