@@ -11,7 +11,7 @@ does per certificate:
 - verify: `HC1:` -> Base45 -> inflate -> COSE -> kid lookup in a trust list of 20
   keys -> ES256 check -> claims and expiry (what `POST /v1/verify` computes before
   its revocation lookup);
-- qr_png / qr_svg: the QR code images citizens download (segno, level Q);
+- qr_png / qr_svg: the QR code images citizens download (zxing-cpp, level Q);
 - print_page: the printable HTML page (payload decode, inline SVG QR).
 
 Each phase runs for a fixed time after a warm-up (full: ~25 s in all; --quick: ~6 s)
@@ -21,6 +21,7 @@ and records operations per second in bench/results.json under "certificates".
 from __future__ import annotations
 
 import argparse
+import io
 import random
 import sys
 import tempfile
@@ -42,7 +43,7 @@ from services.certificates.keys import (
     ensure_dev_signing_key,
     rotate_dev_signing_key,
 )
-from services.certificates.render import print_page, qr_png, qr_svg
+from services.certificates.render import print_page, qr_modules, qr_png, qr_svg
 from services.certificates.uvci import new_uvci
 from services.certificates.verify import Reason, verify
 
@@ -128,6 +129,8 @@ def run(plan: dict[str, float]) -> dict[str, Any]:
 
     figures["verify"] = rate(check, plan["verify"])
     figures["qr_png"] = rate(lambda i: qr_png(samples[i % len(samples)]), plan["qr_png"])
+    # The same-run baseline: the pure-Python encoder (segno) the service used before.
+    figures["qr_png_segno"] = rate(lambda i: segno_png(samples[i % len(samples)]), plan["qr_png"])
     figures["qr_svg"] = rate(lambda i: qr_svg(samples[i % len(samples)]), plan["qr_svg"])
     issued = datetime.now(UTC)
     figures["print_page"] = rate(
@@ -142,15 +145,24 @@ def run(plan: dict[str, float]) -> dict[str, Any]:
     )
     lengths = sorted(len(s) for s in samples)
     figures["hc1_characters"] = {"min": lengths[0], "max": lengths[-1]}
-    figures["qr_version"] = segno.make_qr(samples[0], error="q").version
+    # modules = 17 + 4 x version, plus the 4-module quiet zone on each side
+    modules = qr_modules(samples[0])
+    figures["qr_version"] = (modules - 17) // 4
     figures["trust_list_keys"] = len(trust)
     figures["cores_used"] = 1
     return figures
 
 
+def segno_png(hc1: str) -> bytes:
+    """The QR PNG as the service drew it before zxing-cpp (segno, pure Python)."""
+    out = io.BytesIO()
+    segno.make_qr(hc1, error="q").save(out, kind="png", scale=4, border=4)
+    return out.getvalue()
+
+
 def summary(figures: dict[str, Any]) -> str:
     lines = ["certificates (one core, no I/O):"]
-    for phase in ("issue", "verify", "qr_png", "qr_svg", "print_page"):
+    for phase in ("issue", "verify", "qr_png", "qr_png_segno", "qr_svg", "print_page"):
         f = figures[phase]
         lines.append(
             f"  {phase:<11} {f['per_second']:>9,.0f}/s  ({f['microseconds_each']:,.0f} us each)"

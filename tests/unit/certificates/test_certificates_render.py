@@ -2,30 +2,40 @@
 
 from __future__ import annotations
 
+import io
 import struct
 import xml.etree.ElementTree as ET
 from datetime import UTC, date, datetime
 
+import zxingcpp
 from certificates_support import payload
+from PIL import Image
 
 from conftest import Sign
 from immunreg.reference.vaccines import vaccine_catalog
 from services.certificates.hcert import Holder, Vaccination, build_payload
-from services.certificates.render import payload_of, print_page, qr_png, qr_svg
+from services.certificates.render import payload_of, print_page, qr_modules, qr_png, qr_svg
 
 AT = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-def test_png_is_a_png(sign: Sign) -> None:
-    png = qr_png(sign())
+def test_png_is_a_png_that_reads_back_as_the_certificate_at_level_q(sign: Sign) -> None:
+    hc1 = sign()
+    png = qr_png(hc1)
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     width, height = struct.unpack(">II", png[16:24])
-    assert width == height and width >= 4 * (57 + 8)  # version >= 10 at scale 4, quiet zone
+    assert width == height == 4 * (qr_modules(hc1) + 8)  # scale 4, 4-module quiet zone
+    assert qr_modules(hc1) >= 57  # version >= 10: an HC1 is several hundred characters
+    # A scanner (zxing-cpp's reader, independent of how the image was drawn) reads it.
+    [found] = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
+    assert found.text == hc1 and found.ec_level == "Q"
 
 
-def test_svg_is_an_svg(sign: Sign) -> None:
+def test_svg_is_a_titled_svg(sign: Sign) -> None:
     root = ET.fromstring(qr_svg(sign()))
     assert root.tag.endswith("svg")
+    [title] = [e for e in root if e.tag.endswith("title")]
+    assert title.text == "EU Digital COVID Certificate"
 
 
 def test_the_page_shows_what_the_qr_says_and_escapes_it(sign: Sign) -> None:
