@@ -92,20 +92,32 @@ def _free_port() -> int:
 def mailbox_process() -> Iterator[tuple[int, str]]:
     """`immunreg mailbox` on free ports: (its SMTP port, its base URL)."""
     smtp_port, http_port = _free_port(), _free_port()
-    log = state_dir() / "logs" / f"mailbox-e2e-{http_port}.log"
+    env = {"IMMUNREG_SMTP_PORT": str(smtp_port), "IMMUNREG_SMS_GATEWAY_PORT": str(http_port)}
+    with cli_server("mailbox", env, http_port) as url:
+        yield smtp_port, url
+
+
+@pytest.fixture
+def portal(stack: Stack) -> Iterator[str]:
+    """`immunreg portal` for this stack's services, on the port they allow by CORS."""
+    env = {f"{name.upper()}_PUBLIC_URL": url for name, url in stack.urls.items()}
+    with cli_server("portal", {**env, "PORTAL_PORT": str(stack.portal_port)}, stack.portal_port):
+        yield f"http://127.0.0.1:{stack.portal_port}"
+
+
+@contextlib.contextmanager
+def cli_server(command: str, env: dict[str, str], port: int) -> Iterator[str]:
+    """`immunreg <command>` with `env` added, once it answers /readyz on `port`: its URL."""
+    log = state_dir() / "logs" / f"{command}-e2e-{port}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        [sys.executable, "-m", "immunreg.cli", "mailbox"],
-        env={
-            **os.environ,
-            "IMMUNREG_SMTP_PORT": str(smtp_port),
-            "IMMUNREG_SMS_GATEWAY_PORT": str(http_port),
-        },
+        [sys.executable, "-m", "immunreg.cli", command],
+        env={**os.environ, **env},
         cwd=REPO_ROOT,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )
-    url = f"http://127.0.0.1:{http_port}"
+    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -116,7 +128,7 @@ def mailbox_process() -> Iterator[tuple[int, str]]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(log.read_text()[-2000:]) from None
                 time.sleep(0.2)
-        yield smtp_port, url
+        yield url
     finally:
         process.terminate()
         process.wait(10)

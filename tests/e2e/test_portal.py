@@ -13,16 +13,8 @@ is printed. Debian's Chromium through Playwright, as the dashboard's test
 from __future__ import annotations
 
 import io
-import os
 import re
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -33,11 +25,11 @@ import zxingcpp
 from e2e_http import send
 from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
-from test_certificates import poll
+from test_certificates import dose_and_certificate, poll
 from test_notifications import mail_to
 
 from immunreg.demo import wait_until_quiet
-from immunreg.paths import REPO_ROOT, state_dir
+from immunreg.paths import REPO_ROOT
 from immunreg.portal.strings import messages
 from services.registration import jmbg
 from tests.integration.projections.browser import FLAGS, ensure_chromium
@@ -61,37 +53,6 @@ def axe_script() -> Path:
     if not script.exists():
         pytest.fail(f"axe-core {pinned[1]} is missing: run `make axe` (npm) first")
     return script
-
-
-@pytest.fixture
-def portal(stack: Stack) -> Iterator[str]:
-    """`immunreg portal` for the e2e stack, on the port its services allow by CORS."""
-    log = state_dir() / "logs" / f"portal-e2e-{stack.portal_port}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    public = {f"{name.upper()}_PUBLIC_URL": url for name, url in stack.urls.items()}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "immunreg.cli", "portal"],
-        env={**os.environ, **public, "PORTAL_PORT": str(stack.portal_port)},
-        cwd=REPO_ROOT,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{stack.portal_port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/readyz", timeout=2):
-                    break
-            except (urllib.error.URLError, OSError):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(log.read_text()[-2000:]) from None
-                time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 class Walk:
@@ -310,7 +271,8 @@ def walk_through(stack: Stack, walk: Walk, place: tuple[str, str], person: Perso
     walk.check("rescheduled")
 
     # Site staff record the dose (administration's API); the certificate follows.
-    certificate = dosed(stack, citizen_id, place, token)
+    given_at = datetime.now(UTC) - timedelta(minutes=5)
+    _, certificate = dose_and_certificate(stack, citizen_id, place, given_at)
     page.reload()
     page.wait_for_selector("body[data-view=home][data-loaded]")
     expect(page.locator("#doses-table tbody tr")).to_have_count(1)
@@ -351,35 +313,3 @@ def walk_through(stack: Stack, walk: Walk, place: tuple[str, str], person: Perso
 
 def stack_portal(stack: Stack) -> str:
     return f"http://127.0.0.1:{stack.portal_port}/"
-
-
-def dosed(
-    stack: Stack, citizen_id: str, place: tuple[str, str], token: dict[str, str]
-) -> dict[str, Any]:
-    """A dose from `place`'s lot recorded by its site staff, and the certificate for it."""
-    site, lot = place
-    dose = {
-        "citizen_id": citizen_id,
-        "site_id": site,
-        "lot_number": lot,
-        "product_code": PFIZER,
-        "dose_number": 1,
-        "administered_at": (datetime.now(UTC) - timedelta(minutes=5)).isoformat(),
-        "vaccinator_id": "vaccinator-portal-e2e",
-    }
-    staff = stack.token("site_staff", site_id=site)
-
-    def record() -> tuple[bool, Any]:
-        answer = send("POST", f"{stack.urls['administration']}/v1/doses", staff, dose)
-        return answer.status in (200, 201), (answer.status, answer.json())
-
-    poll("administration records the dose", record)
-    certificates = stack.urls["certificates"]
-
-    def issued() -> tuple[bool, Any]:
-        answer = send("GET", f"{certificates}/v1/citizens/{citizen_id}/certificates", token)
-        body = answer.json()
-        return answer.status == 200 and len(body["certificates"]) == 1, body
-
-    [certificate] = poll("the certificate is issued", issued)["certificates"]
-    return dict(certificate)
