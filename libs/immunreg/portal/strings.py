@@ -1,16 +1,17 @@
 """The portal's words in English and Serbian (Latin script); the Cyrillic is derived.
 
 Serbian is written in both scripts with a one-to-one letter mapping, so the Cyrillic
-strings are transliterated from the Latin ones (`to_cyrillic`) when `static/i18n.js` is
-written (`python -m immunreg.portal.strings`), and a unit test checks the committed file
-is what this module writes. `{name}` placeholders and words in KEEP stay as they are.
+strings are transliterated from the Latin ones (`immunreg.serbian.to_cyrillic`) when
+`static/i18n.js` is written (`python -m immunreg.portal.strings`), and a unit test checks
+the committed file is what this module writes.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
+
+from immunreg.serbian import to_cyrillic
 
 EN: dict[str, str] = {
     "title": "Vaccination portal",
@@ -213,39 +214,6 @@ SR_LATN: dict[str, str] = {
     "komunalne službe)",
     "pg_general": "Opšta populacija",
 }
-
-# Written the same in both scripts (abbreviations read letter by letter in Latin).
-KEEP = ("QR", "PNG", "JMBG")
-
-_DIGRAPHS = {"Lj": "Љ", "LJ": "Љ", "lj": "љ", "Nj": "Њ", "NJ": "Њ", "nj": "њ",
-             "Dž": "Џ", "DŽ": "Џ", "dž": "џ"}  # fmt: skip
-_LETTERS = dict(
-    zip(
-        "ABVGDĐEŽZIJKLMNOPRSTĆUFHCČŠabvgdđežzijklmnoprstćufhcčš",
-        "АБВГДЂЕЖЗИЈКЛМНОПРСТЋУФХЦЧШабвгдђежзијклмнопрстћуфхцчш",
-        strict=True,
-    )
-)
-_PROTECTED = re.compile(r"(\{[a-z_]+\}|" + "|".join(KEEP) + r")")
-
-
-def to_cyrillic(text: str) -> str:
-    """Serbian Latin script to Cyrillic, leaving placeholders and KEEP words alone."""
-    out: list[str] = []
-    for index, piece in enumerate(_PROTECTED.split(text)):
-        if index % 2:
-            out.append(piece)
-            continue
-        i = 0
-        while i < len(piece):
-            pair = piece[i : i + 2]
-            if pair in _DIGRAPHS:
-                out.append(_DIGRAPHS[pair])
-                i += 2
-            else:
-                out.append(_LETTERS.get(piece[i], piece[i]))
-                i += 1
-    return "".join(out)
 
 
 def messages() -> dict[str, dict[str, str]]:
