@@ -273,11 +273,18 @@ def walk_through(stack: Stack, walk: Walk, place: tuple[str, str], person: Perso
     # Site staff record the dose (administration's API); the certificate follows.
     given_at = datetime.now(UTC) - timedelta(minutes=5)
     _, certificate = dose_and_certificate(stack, citizen_id, place, given_at)
+    # The nurse looks the person up (booked at their site: allowed, and audited).
+    nurse = stack.token("site_staff", site_id=site, subject="nurse-portal-e2e")
+    looked = send("GET", f"{booking}/v1/citizens/{citizen_id}/appointments", nurse)
+    assert looked.status == 200, looked.json()
     page.reload()
     page.wait_for_selector("body[data-view=home][data-loaded]")
     expect(page.locator("#doses-table tbody tr")).to_have_count(1)
     qr_button = page.locator(f'button.download-qr[data-uvci="{certificate["uvci"]}"]')
     expect(qr_button).to_be_visible()
+    # Who read the record: the nurse, in booking's audit log; the person's own reads not.
+    expect(page.locator("#reads-table")).to_contain_text("nurse-portal-e2e")
+    expect(page.locator("#reads-table")).to_contain_text(en["svc_booking"])
     walk.check("certificate")
 
     with page.expect_download() as downloading:
@@ -298,6 +305,18 @@ def walk_through(stack: Stack, walk: Walk, place: tuple[str, str], person: Perso
     walk.check("printable-page", printed)
     printed.close()
 
+    # New contact details: a phone, checked by the API (normalised to +381).
+    page.fill("#c-phone", "064 123 4567x")
+    page.click("#save-contacts")
+    expect(page.locator('#contacts-form [data-field="phone"] .field-error')).to_be_visible()
+    page.fill("#c-phone", "0641234567")
+    page.click("#save-contacts")
+    expect(page.locator("#status")).to_have_text(en["saved"])
+    expect(page.locator("#c-phone")).to_have_value("+381641234567")
+    record = send("GET", f"{stack.urls['registration']}/v1/citizens/{citizen_id}", token)
+    assert record.json()["phone"] == "+381641234567"
+    walk.check("contacts")
+
     # Another language, chosen once and remembered.
     cyrillic = messages()["sr-Cyrl"]
     page.select_option("#lang", "sr-Cyrl")
@@ -309,6 +328,16 @@ def walk_through(stack: Stack, walk: Walk, place: tuple[str, str], person: Perso
     # The day in the person's locale: Serbian month names in Cyrillic script.
     expect(day).to_have_text(re.compile(r"[\u0400-\u04FF]"))
     walk.check("cyrillic")
+
+    # Withdrawing (confirmed in the browser's dialog) ends the session and the booking.
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#withdraw")
+    expect(page.locator("#status")).to_have_text(cyrillic["withdrawn"])
+    page.wait_for_selector("body[data-view=start]")
+    walk.check("withdrawn")
+    admin = stack.token("admin")
+    record = send("GET", f"{stack.urls['registration']}/v1/citizens/{citizen_id}", admin)
+    assert record.json()["status"] == "withdrawn"
 
 
 def stack_portal(stack: Stack) -> str:

@@ -14,7 +14,9 @@ let lang = chooseLanguage();
 let session = readSession();
 let contact = "";
 // What home shows, kept to re-render in another language without asking again.
-const home = { record: null, etag: null, appointments: [], doses: [], certificates: [], sites: new Map(), qr: new Map() };
+const home = { record: null, etag: null, appointments: [], doses: [], certificates: [], reads: [], sites: new Map(), qr: new Map() };
+// The services whose audit logs hold reads of the person's data (`/v1/citizens/{id}/reads`).
+const AUDITED = ["registration", "booking", "administration", "certificates"];
 
 function chooseLanguage() {
   const saved = localStorage.getItem(LANG_KEY);
@@ -299,12 +301,13 @@ async function loadHome() {
   const id = encodeURIComponent(session.citizen_id);
   document.body.dataset.loading = "true";
   try {
-    const [citizen, appointments, doses, certificates, sites] = await Promise.all([
+    const [citizen, appointments, doses, certificates, sites, reads] = await Promise.all([
       api("registration", `/v1/citizens/${id}`, { raw: true }),
       api("booking", `/v1/citizens/${id}/appointments`),
       api("administration", `/v1/citizens/${id}/doses`).catch((e) => (e.status === 404 ? { doses: [] } : Promise.reject(e))),
       api("certificates", `/v1/citizens/${id}/certificates`),
       home.sites.size ? null : allSites(),
+      readsByOthers(id),
     ]);
     home.etag = citizen.headers.get("ETag");
     home.record = await citizen.json();
@@ -312,6 +315,7 @@ async function loadHome() {
     home.doses = doses.doses;
     home.certificates = certificates.certificates;
     for (const site of sites || []) home.sites.set(site.site_id, site);
+    home.reads = reads;
     await loadQrCodes();
   } catch (error) {
     if (error.status !== 401) say(t("error", { detail: error.message }), true);
@@ -323,6 +327,14 @@ async function loadHome() {
   fillContacts();
   renderHome();
   document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
+}
+
+// Who read the person's data, in every service that keeps a record of it: staff only (the
+// person's own visits are in the logs too, and are no news to them), newest first.
+async function readsByOthers(id) {
+  const pages = await Promise.all(AUDITED.map((service) =>
+    api(service, `/v1/citizens/${id}/reads?limit=50`).then((page) => page.items.map((item) => ({ ...item, service })))));
+  return pages.flat().filter((item) => item.role !== "citizen").sort((a, b) => b.at.localeCompare(a.at));
 }
 
 async function allSites() {
@@ -377,6 +389,22 @@ function renderHome() {
   renderAppointment();
   renderDoses();
   renderCertificates();
+  renderReads();
+}
+
+function renderReads() {
+  if (!home.reads.length) {
+    $("reads").replaceChildren(element("p", { text: t("no_reads") }));
+    return;
+  }
+  const head = element("tr", {}, ...["reads_when", "reads_who", "reads_what", "reads_why"].map((k) => element("th", { scope: "col", text: t(k) })));
+  const rows = home.reads.map((read) => element("tr", {},
+    element("td", { text: formatMoment(read.at) }),
+    element("td", { text: [t(`role_${read.role}`), read.subject, read.site_id].filter(Boolean).join(" · ") }),
+    element("td", { text: t(`svc_${read.service}`) }),
+    element("td", { text: read.reason || "" }),
+  ));
+  $("reads").replaceChildren(element("table", { id: "reads-table" }, element("thead", {}, head), element("tbody", {}, ...rows)));
 }
 
 function renderAppointment() {
