@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, MutableMapping
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -71,7 +71,12 @@ def cors_middleware(origins: Collection[str]) -> Middleware:
     async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
         origin = request.headers.get("Origin")
         if origin is None or origin not in allowed:
-            return await handler(request)
+            response = await handler(request)
+            if allowed and not response.prepared:
+                # The answer depends on Origin: a shared cache must not hand this one,
+                # without CORS headers, to the portal's page.
+                _vary_on_origin(response.headers)
+            return response
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
             return web.Response(
                 status=204,
@@ -86,18 +91,25 @@ def cors_middleware(origins: Collection[str]) -> Middleware:
         headers = {
             "Access-Control-Allow-Origin": origin,
             "Access-Control-Expose-Headers": CORS_EXPOSED_HEADERS,
-            "Vary": "Origin",
         }
         try:
             response = await handler(request)
         except web.HTTPException as e:
             e.headers.update(headers)
+            _vary_on_origin(e.headers)
             raise
         if not response.prepared:
             response.headers.update(headers)
+            _vary_on_origin(response.headers)
         return response
 
     return cors
+
+
+def _vary_on_origin(headers: MutableMapping[str, str]) -> None:
+    vary = [v.strip() for v in headers.get("Vary", "").split(",") if v.strip()]
+    if "origin" not in {v.lower() for v in vary}:
+        headers["Vary"] = ", ".join([*vary, "Origin"])
 
 
 def _incoming_correlation_id(request: web.Request) -> uuid.UUID:

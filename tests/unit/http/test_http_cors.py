@@ -74,6 +74,10 @@ async def test_another_origin_gets_no_cors_headers(
     assert "Access-Control-Allow-Origin" not in preflight.headers
     answer = await client.get("/v1/things/1", headers={"Origin": evil, **bearer(Role.ADMIN)})
     assert answer.status == 200 and "Access-Control-Allow-Origin" not in answer.headers
+    # Which origin asked changes the answer: caches are told so, with or without one.
+    assert answer.headers["Vary"] == "Origin"
+    plain = await client.get("/v1/things/1", headers=bearer(Role.ADMIN))
+    assert plain.headers["Vary"] == "Origin"
 
 
 def test_the_default_origin_is_the_local_portal_moved_by_the_offset(monkeypatch: Any) -> None:
