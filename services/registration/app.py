@@ -348,6 +348,7 @@ async def _current_view(
             channel=row["channel"],
             registered_at=row["registered_at"],
             updated_at=row["updated_at"],
+            language=row["language"],
         )
     return view, int(row["version"])
 

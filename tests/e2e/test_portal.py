@@ -248,6 +248,8 @@ def walk_through(stack: Stack, walk: Walk, place: tuple[str, str], person: Perso
     page.wait_for_selector("body[data-view=home][data-loaded]")
     expect(page.locator("#welcome")).to_have_text(en["welcome"].format(name="Ana Petrović"))
     expect(page.locator("#appointment")).to_have_text(en["no_appointment"])
+    # The language the page had at registration is the one messages are written in.
+    expect(page.locator("#c-language")).to_have_value("en")
     walk.check("signed-in")
 
     citizen_id = page.evaluate("JSON.parse(sessionStorage.getItem('immunreg.portal.session'))")[

@@ -195,6 +195,15 @@ async def test_a_person_without_a_token_registers_as_online(registration: Regist
     read = await registration.client.get(f"/v1/citizens/{citizen_id}", headers=registration.admin)
     record = await read.json()
     assert (record["channel"], record["email"]) == ("online", "portal.person@example.rs")
+    assert record["language"] == body.get("language", "sr-Latn")
+    url = f"/v1/citizens/{citizen_id}"
+    changed = await registration.client.patch(
+        url,
+        json={"language": "sr-Cyrl"},
+        headers={**registration.admin, "If-Match": read.headers["ETag"]},
+    )
+    assert changed.status == 200, await changed.text()
+    assert (await changed.json())["language"] == "sr-Cyrl"
     invalid = await registration.client.post("/v1/citizens", json={**body, "phone": "12"})
     assert invalid.status == 422
     assert [e["field"] for e in (await invalid.json())["errors"]] == ["body.phone"]
