@@ -38,7 +38,9 @@ if TYPE_CHECKING:  # tests/e2e is not a package; the fixture is found by pytest
     from conftest import Stack
 
 PFIZER = "EU/1/20/1528"
-MUNICIPALITY = "70092"  # Beograd-Barajevo
+# Čajetina: no other e2e test defines a site there, so the new person's preferred
+# municipality has this test's site only and the scheduling run books them there.
+MUNICIPALITY = "71234"
 WAIT_MS = 90_000
 SCREENSHOTS = REPO_ROOT / ".cache" / "portal-screenshots"
 
@@ -93,11 +95,11 @@ def define_site_with_stock(stack: Stack) -> tuple[str, str]:
         f"{stack.urls['booking']}/v1/sites/{site}",
         stack.token("admin"),
         {
-            "name": "Dom zdravlja Barajevo (portal e2e)",
+            "name": "Dom zdravlja Čajetina (portal e2e)",
             "municipality_code": MUNICIPALITY,
-            "address": "Svetosavska 59, Barajevo",
-            "latitude": 44.5797,
-            "longitude": 20.4189,
+            "address": "Kralja Petra I 21, Čajetina",
+            "latitude": 43.7497,
+            "longitude": 19.7156,
             "daily_capacity": {PFIZER: 2000},
         },
     )
@@ -263,9 +265,9 @@ def walk_through(stack: Stack, walk: Walk, place: tuple[str, str], person: Perso
     page.wait_for_selector("body[data-view=home][data-loaded]")
     day = page.locator("#appointment-day")
     expect(day).to_have_attribute("data-day", appointment["day"])
-    expect(page.locator("#appointment")).to_contain_text("Dom zdravlja Barajevo (portal e2e)")
-    expect(page.locator("#appointment")).to_contain_text("Svetosavska 59, Barajevo")
-    expect(page.locator("#map-link")).to_have_attribute("href", re.compile(r"mlat=44\.5797"))
+    expect(page.locator("#appointment")).to_contain_text("Dom zdravlja Čajetina (portal e2e)")
+    expect(page.locator("#appointment")).to_contain_text("Kralja Petra I 21, Čajetina")
+    expect(page.locator("#map-link")).to_have_attribute("href", re.compile(r"mlat=43\.7497"))
     expect(page.locator("#appointment")).to_contain_text("Comirnaty")
     walk.check("appointment")
 
