@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: run stop test lint unit integration e2e faults rehearse bench load infra install browser softhsm kustomize clean help
+.PHONY: run stop test lint unit integration e2e faults rehearse bench load infra install browser softhsm kustomize axe clean help
 
 help:
 	@echo "make run    start PostgreSQL, Kafka and every service (Ctrl-C stops them)"
@@ -45,6 +45,15 @@ $(KUSTOMIZE):
 
 kustomize: $(KUSTOMIZE)
 
+# axe-core from npm, for the portal's browser test (an accessibility check of every page
+# it visits). Pinned; fetched into .cache/ once, only if missing.
+AXE_VERSION := 4.11.0
+AXE := .cache/tools/axe-core-$(AXE_VERSION)/node_modules/axe-core/axe.min.js
+$(AXE):
+	npm install --silent --no-audit --no-fund --no-save --prefix .cache/tools/axe-core-$(AXE_VERSION) axe-core@$(AXE_VERSION)
+
+axe: $(AXE)
+
 infra: install
 	$(BIN)/immunreg infra up
 
@@ -71,10 +80,10 @@ unit: install kustomize
 integration: infra browser softhsm
 	$(BIN)/pytest tests/integration -q $(PYTEST_ARGS)
 
-e2e: infra
+e2e: infra browser axe
 	$(BIN)/pytest tests/e2e -q $(PYTEST_ARGS)
 
-test: infra browser softhsm kustomize lint
+test: infra browser softhsm kustomize axe lint
 	$(BIN)/pytest tests -q $(PYTEST_ARGS)
 
 # Every fault case (a service killed, the broker and the database restarted, a consumer

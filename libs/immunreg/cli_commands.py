@@ -35,6 +35,18 @@ def _mailbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _portal(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from immunreg.config import portal_port, setting
+    from immunreg.portal import create_portal
+
+    host = setting("PORTAL_HOST", default="127.0.0.1") or "127.0.0.1"
+    port = portal_port()
+    web.run_app(create_portal(), host=host, port=port, print=None, access_log=None)
+    return 0
+
+
 def _token(args: argparse.Namespace) -> int:
     from immunreg.config import PRODUCTION, environment, positive_number, setting
     from immunreg.http.auth import (
@@ -88,6 +100,7 @@ def _run(args: argparse.Namespace) -> int:
     from immunreg.localinfra.services import (
         ServiceProcess,
         start_mailbox,
+        start_portal,
         start_services,
         wait_ready,
     )
@@ -113,20 +126,24 @@ def _run(args: argparse.Namespace) -> int:
             processes.append(mailbox)
         with step("starting the services"):
             processes += start_services(names, {**endpoints, **service_env}, replicas=args.replicas)
+        with step("starting the citizens' portal"):
+            portal = start_portal()
+            processes.append(portal)
         with step("waiting for the services to be ready"):
             wait_ready(processes)
         if not args.no_demo:
             with step("loading the demo data"):
-                load_demo_data({p.name: p.url for p in processes if p is not mailbox})
+                load_demo_data({p.name: p.url for p in processes if p not in (mailbox, portal)})
         print("\nimmunreg is running:")
         for key, value in endpoints.items():
             print(f"  {key:<28} {value}")
         for proc in processes:
-            if proc is not mailbox:
+            if proc not in (mailbox, portal):
                 print(f"  {proc.name:<28} {proc.url}  (API: {proc.url}/openapi.json)")
-        if len(processes) == 1:
+        if len(processes) == 2:  # the mailbox and the portal only
             print("  (no services exist yet in this checkout)")
         print(f"  {'mail and SMS sent':<28} {mailbox.url}/  (JSON: {mailbox.url}/v1/messages)")
+        print(f"  {'citizens portal':<28} {portal.url}/  (sign in with a code from the mailbox)")
         print(f"  logs                         {state_dir() / 'logs'}")
         print("  a token: .venv/bin/immunreg token --role admin")
         print("Ctrl-C (or `make stop`) stops everything.", flush=True)
@@ -202,6 +219,11 @@ def register_commands(sub: Any, argv: Sequence[str]) -> None:
         "mailbox", help="a local SMTP server and SMS gateway that keep every message"
     )
     mailbox.set_defaults(func=_mailbox)
+
+    portal = sub.add_parser(
+        "portal", help="serve the citizens' web client (static files; port 8080 + offset)"
+    )
+    portal.set_defaults(func=_portal)
 
     stop = sub.add_parser("stop", help="stop services, Kafka and PostgreSQL started here")
     stop.set_defaults(func=_stop)

@@ -36,6 +36,8 @@ REPLICA_PORT_STEP = 100
 DEFAULT_POSTGRES_PORT = 55432
 DEFAULT_KAFKA_PORT = 59092
 DEFAULT_E2E_PORT_BASE = 18080
+# The citizens' web client (`immunreg portal`): static files, no service of its own.
+DEFAULT_PORTAL_PORT = 8080
 
 
 def port_offset() -> int:
@@ -63,6 +65,21 @@ def service_port(service: str) -> int:
     """The port a service listens on: `<SERVICE>_PORT`, `PORT`, else its default + offset."""
     configured = setting("PORT", service)
     return int(configured) if configured else DEFAULT_PORTS.get(service, 8080) + port_offset()
+
+
+def portal_port() -> int:
+    """Where `immunreg portal` listens: `PORTAL_PORT`, else 8080 moved by the offset."""
+    return local_port("PORTAL_PORT", DEFAULT_PORTAL_PORT)
+
+
+def cors_origins(service: str | None = None) -> tuple[str, ...]:
+    """Web origins whose pages may call the services (`CORS_ORIGINS`, comma-separated;
+    `<SERVICE>_CORS_ORIGINS` for one service). By default the local portal's own."""
+    configured = setting("CORS_ORIGINS", service)
+    if configured:
+        return tuple(o.strip().rstrip("/") for o in configured.split(",") if o.strip())
+    port = portal_port()
+    return (f"http://127.0.0.1:{port}", f"http://localhost:{port}")
 
 
 def environment() -> str:
@@ -187,6 +204,8 @@ class Settings:
     # served, so load balancers stop sending before the listener closes.
     shutdown_timeout: float = 10.0
     shutdown_drain_delay: float = 2.0
+    # Origins of web clients (the citizens' portal) allowed to call the API from a browser.
+    cors_origins: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
     def database_timeouts(self) -> DatabaseTimeouts:
@@ -223,6 +242,7 @@ class Settings:
             "jwt_algorithm": setting("JWT_ALGORITHM", service, "ES256") or "ES256",
             "kafka_partitions": int(setting("KAFKA_PARTITIONS", service, "3") or 3),
             "relay_poll_interval": float(setting("RELAY_POLL_INTERVAL", service, "0.5") or 0.5),
+            "cors_origins": cors_origins(service),
         }
         for name in _SECONDS:
             value = setting(name.upper(), service)

@@ -185,7 +185,13 @@ async def define_site(request: web.Request, body: SiteIn) -> web.StreamResponse:
     "/v1/sites",
     query=SiteQuery,
     responses={200: SitePage, 422: None},
-    roles={Role.ADMIN: Reach.ANY, Role.PUBLIC_HEALTH: Reach.ANY, Role.SITE_STAFF: Reach.ANY},
+    # Citizens too: the portal shows where an appointment is, and which sites to move to.
+    roles={
+        Role.ADMIN: Reach.ANY,
+        Role.PUBLIC_HEALTH: Reach.ANY,
+        Role.SITE_STAFF: Reach.ANY,
+        Role.CITIZEN: Reach.ANY,
+    },
     summary="List the sites",
     tags=["sites"],
 )

@@ -17,6 +17,7 @@ from pathlib import Path
 from immunreg.reference.geography import age_bands, districts
 from immunreg.reference.vaccines import vaccine_catalog
 
+from .dashboard_strings import messages
 from .geo import DistrictMap
 
 TEMPLATE = Path(__file__).with_name("dashboard.html")
@@ -60,6 +61,7 @@ def page_config(district_map: DistrictMap) -> dict[str, object]:
         "age_bands": [b.label for b in age_bands()],
         "districts": {code: d.name for code, d in districts().items()},
         "map": {"kind": district_map.kind, "note": district_map.note},
+        "messages": messages(),
     }
 
 

@@ -42,7 +42,7 @@ from immunreg.domain import Conflict, Loaded, Outcome
 from immunreg.eventstore.database import Connection
 from immunreg.http.api import Api, json_response
 from immunreg.http.app import SETTINGS_KEY, STORE_KEY
-from immunreg.http.auth import Principal, Reach, Role, require_principal
+from immunreg.http.auth import Principal, Reach, Role, current_principal, require_principal
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.middleware import metadata_from_request
 from immunreg.http.problems import FieldError, Problem
@@ -203,17 +203,22 @@ def _citizen_id(request: web.Request) -> str:
 @api.post(
     "/v1/citizens",
     body=RegisterCitizen,
-    responses={201: Registered, 403: None, 409: None, 422: None},
-    roles={Role.CITIZEN: Reach.OWN, Role.SITE_STAFF: Reach.ANY, Role.ADMIN: Reach.ANY},
+    responses={201: Registered, 403: None, 409: None, 422: None, 429: None},
+    # Public: a person registers first and signs in after (the citizens' portal), so
+    # anonymous callers are let in, limited per client address (docs/security.md).
+    roles=None,
+    rate_limited=True,
     idempotent=True,
     summary="Register interest in vaccination",
 )
 async def register_citizen(request: web.Request, body: RegisterCitizen) -> web.StreamResponse:
-    """Register a citizen. The citizen id is derived from the national id (keyed hash),
-    so a second registration of one national id is a 409 even under concurrent requests;
-    the 409 names the existing id to admins only. Every bad field is reported in one 422;
-    nothing is stored on any error. A citizen token may register only the id it is bound to."""
-    principal = require_principal(request)
+    """Register a citizen, with or without a token (anonymous: the citizens' portal,
+    limited per client address). The citizen id is derived from the national id (keyed
+    hash), so a second registration of one national id is a 409 even under concurrent
+    requests; the 409 names the existing id to admins only. Every bad field is reported in
+    one 422; nothing is stored on any error. A citizen token may register only the id it
+    is bound to."""
+    principal = current_principal(request)
     rules = reference_rules()
     violations = check_registration(body, date.today(), rules)
     if violations:
@@ -221,7 +226,8 @@ async def register_citizen(request: web.Request, body: RegisterCitizen) -> web.S
     ring = request.app[KEYS]
     national_id = body.national_id.strip()
     citizen_id = ring.citizen_id(national_id)
-    principal.require_own(citizen_id, "a citizen token may register only its own national id")
+    if principal is not None:
+        principal.require_own(citizen_id, "a citizen token may register only its own national id")
     personal = PersonalData(
         national_id=national_id,
         given_name=normalize_name(body.given_name),
@@ -236,7 +242,7 @@ async def register_citizen(request: web.Request, body: RegisterCitizen) -> web.S
         preferred_municipality_code=body.preferred_municipality_code,
         language=body.language,
     )
-    channel = CHANNELS.get(principal.role, principal.role.value)
+    channel = CHANNELS.get(principal.role, principal.role.value) if principal else "online"
 
     async def prepare(conn: Connection, loaded: Loaded[CitizenState]) -> Prepared:
         key: CitizenKey | None = None
@@ -269,7 +275,7 @@ async def register_citizen(request: web.Request, body: RegisterCitizen) -> web.S
             raise
         counters.duplicates.inc()
         detail = "this national id is already registered"
-        if principal.role is Role.ADMIN:
+        if principal is not None and principal.role is Role.ADMIN:
             detail += f" as citizen {citizen_id}"
         raise Problem.conflict(detail, code=error.code) from error
     counters.registrations.labels(body.priority_group, channel).inc()
@@ -342,6 +348,7 @@ async def _current_view(
             channel=row["channel"],
             registered_at=row["registered_at"],
             updated_at=row["updated_at"],
+            language=row["language"],
         )
     return view, int(row["version"])
 

@@ -32,9 +32,9 @@ _REGISTERED = """
 INSERT INTO citizens AS c (
     citizen_id, status, version, birth_date, sex, municipality_code, priority_group,
     conditions, vaccine_preferences, preferred_municipality_code, consent, channel,
-    personal, registered_at, updated_at)
+    personal, registered_at, updated_at, language)
 VALUES ($1, 'active', $2, $3, $4, $5, $6, $7, $8, $9, $10::text::jsonb, $11,
-        $12::text::jsonb, $13, $13)
+        $12::text::jsonb, $13, $13, $14)
 ON CONFLICT (citizen_id) DO UPDATE SET
     status = 'active', version = excluded.version, birth_date = excluded.birth_date,
     sex = excluded.sex, municipality_code = excluded.municipality_code,
@@ -43,7 +43,7 @@ ON CONFLICT (citizen_id) DO UPDATE SET
     preferred_municipality_code = excluded.preferred_municipality_code,
     consent = excluded.consent, channel = excluded.channel, personal = excluded.personal,
     registered_at = excluded.registered_at, updated_at = excluded.updated_at,
-    withdrawn_at = NULL, erased_at = NULL
+    language = excluded.language, withdrawn_at = NULL, erased_at = NULL
 WHERE c.version < excluded.version
 """
 
@@ -54,7 +54,7 @@ WHERE citizen_id = $1 AND version < $2
 
 _PREFERENCES = """
 UPDATE citizens SET priority_group = $4, conditions = $5, vaccine_preferences = $6,
-    preferred_municipality_code = $7, version = $2, updated_at = $3
+    preferred_municipality_code = $7, language = $8, version = $2, updated_at = $3
 WHERE citizen_id = $1 AND version < $2
 """
 
@@ -68,7 +68,8 @@ _ERASED = """
 UPDATE citizens SET status = 'erased', erased_at = $3, version = $2, updated_at = $3,
     birth_date = NULL, sex = NULL, municipality_code = NULL, priority_group = NULL,
     conditions = NULL, vaccine_preferences = NULL, preferred_municipality_code = NULL,
-    consent = NULL, channel = NULL, personal = NULL, registered_at = NULL, withdrawn_at = NULL
+    consent = NULL, channel = NULL, personal = NULL, registered_at = NULL, withdrawn_at = NULL,
+    language = NULL
 WHERE citizen_id = $1 AND version < $2
 """
 
@@ -98,6 +99,7 @@ async def apply_event(
             event.channel,
             _json.encode(event.personal).decode(),
             recorded_at,
+            event.language,
         )
     elif isinstance(event, ContactDetailsChanged):
         await conn.execute(_CONTACT, *key, _json.encode(event.personal).decode())
@@ -109,6 +111,7 @@ async def apply_event(
             event.conditions,
             event.vaccine_preferences,
             event.preferred_municipality_code,
+            event.language,
         )
     elif isinstance(event, RegistrationWithdrawn):
         await conn.execute(_WITHDRAWN, *key)
@@ -148,7 +151,7 @@ _FETCH = """
 SELECT c.citizen_id, c.status, c.version, c.birth_date, c.sex, c.municipality_code,
        c.priority_group, c.conditions, c.vaccine_preferences, c.preferred_municipality_code,
        c.consent::text AS consent, c.channel, c.personal::text AS personal,
-       c.registered_at, c.updated_at,
+       c.registered_at, c.updated_at, c.language,
        k.key_id, k.wrapped::text AS wrapped_key
 FROM citizens c LEFT JOIN citizen_keys k USING (citizen_id)
 WHERE c.citizen_id = $1

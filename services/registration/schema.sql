@@ -26,6 +26,9 @@ CREATE TABLE IF NOT EXISTS citizens (
     erased_at                   timestamptz
 );
 CREATE INDEX IF NOT EXISTS citizens_status_group ON citizens (status, priority_group);
+-- What messages to the citizen are written in (and the portal shows as chosen); added
+-- after the table: rows written before it hold NULL until a rebuild or a preference change.
+ALTER TABLE citizens ADD COLUMN IF NOT EXISTS language text;
 
 -- One data key per citizen, wrapped by the key-encryption key (KEK, outside the
 -- database). Erasure deletes the row: crypto-shredding.

@@ -85,6 +85,9 @@ class CitizenRecord(Struct, tag_field="view", tag="full"):
     channel: str
     registered_at: datetime
     updated_at: datetime
+    # What messages are written in; null for a registration older than this field
+    # until the read model is rebuilt or the citizen changes a preference.
+    language: Language | None = None
 
 
 class VaccinationView(Struct, tag_field="view", tag="vaccination"):

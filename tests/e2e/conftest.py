@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from immunreg.config import DEFAULT_E2E_PORT_BASE, local_port
+from immunreg.config import DEFAULT_E2E_PORT_BASE, DEFAULT_PORTAL_PORT, local_port
 from immunreg.discovery import available_services
 from immunreg.http.auth import Role, ensure_dev_keys, issue_token
 from immunreg.localinfra.services import IsolatedStack
@@ -32,10 +32,15 @@ pytestmark = pytest.mark.e2e
 class Stack:
     """URLs of the running services and a way to mint tokens for them."""
 
-    def __init__(self, urls: dict[str, str], private_key: bytes, mailbox: str) -> None:
+    def __init__(
+        self, urls: dict[str, str], private_key: bytes, mailbox: str, portal_port: int
+    ) -> None:
         self.urls = urls
         self._private_key = private_key
         self.mailbox = mailbox  # the local mailbox's base URL (every e-mail and SMS sent)
+        # Where a portal for this stack listens (the services allow it by CORS); the
+        # portal's browser test starts it.
+        self.portal_port = portal_port
 
     def token(
         self,
@@ -59,8 +64,11 @@ def stack(infra: dict[str, str]) -> Iterator[Stack]:
         pytest.skip("no services exist yet")
     private, _ = ensure_dev_keys(keys_dir())
     base = local_port("E2E_PORT_BASE", DEFAULT_E2E_PORT_BASE)
+    # The portal's place in the stack's ports: 8080's, as the services take theirs.
+    portal_port = base + DEFAULT_PORTAL_PORT - 8080
     with mailbox_process() as (smtp_port, mailbox_url):
         outbound = {
+            "CORS_ORIGINS": f"http://127.0.0.1:{portal_port}",
             "SMTP_PORT": str(smtp_port),
             "SMS_GATEWAY_URL": f"{mailbox_url}/v1/sms",
             "NOTIFICATIONS_POLL_INTERVAL": "0.2",
@@ -69,7 +77,7 @@ def stack(infra: dict[str, str]) -> Iterator[Stack]:
             {**infra, **outbound}, names, base, f"e2e_{uuid.uuid4().hex[:8]}"
         )
         try:
-            yield Stack(running.urls, private.read_bytes(), mailbox_url)
+            yield Stack(running.urls, private.read_bytes(), mailbox_url, portal_port)
         finally:
             running.stop()
 
@@ -84,20 +92,32 @@ def _free_port() -> int:
 def mailbox_process() -> Iterator[tuple[int, str]]:
     """`immunreg mailbox` on free ports: (its SMTP port, its base URL)."""
     smtp_port, http_port = _free_port(), _free_port()
-    log = state_dir() / "logs" / f"mailbox-e2e-{http_port}.log"
+    env = {"IMMUNREG_SMTP_PORT": str(smtp_port), "IMMUNREG_SMS_GATEWAY_PORT": str(http_port)}
+    with cli_server("mailbox", env, http_port) as url:
+        yield smtp_port, url
+
+
+@pytest.fixture
+def portal(stack: Stack) -> Iterator[str]:
+    """`immunreg portal` for this stack's services, on the port they allow by CORS."""
+    env = {f"{name.upper()}_PUBLIC_URL": url for name, url in stack.urls.items()}
+    with cli_server("portal", {**env, "PORTAL_PORT": str(stack.portal_port)}, stack.portal_port):
+        yield f"http://127.0.0.1:{stack.portal_port}"
+
+
+@contextlib.contextmanager
+def cli_server(command: str, env: dict[str, str], port: int) -> Iterator[str]:
+    """`immunreg <command>` with `env` added, once it answers /readyz on `port`: its URL."""
+    log = state_dir() / "logs" / f"{command}-e2e-{port}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        [sys.executable, "-m", "immunreg.cli", "mailbox"],
-        env={
-            **os.environ,
-            "IMMUNREG_SMTP_PORT": str(smtp_port),
-            "IMMUNREG_SMS_GATEWAY_PORT": str(http_port),
-        },
+        [sys.executable, "-m", "immunreg.cli", command],
+        env={**os.environ, **env},
         cwd=REPO_ROOT,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )
-    url = f"http://127.0.0.1:{http_port}"
+    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -108,7 +128,7 @@ def mailbox_process() -> Iterator[tuple[int, str]]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(log.read_text()[-2000:]) from None
                 time.sleep(0.2)
-        yield smtp_port, url
+        yield url
     finally:
         process.terminate()
         process.wait(10)

@@ -64,6 +64,44 @@ def register(stack: Stack) -> str:
     return citizen_id
 
 
+def dose_and_certificate(
+    stack: Stack,
+    citizen_id: str,
+    place: tuple[str, str],
+    given_at: datetime,
+    product: str = "EU/1/20/1528",
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A first dose from `place`'s (site, lot) recorded by that site's staff, and the
+    certificate issued for it (both polled: each service learns of the last over Kafka)."""
+    site, lot = place
+    dose = {
+        "citizen_id": citizen_id,
+        "site_id": site,
+        "lot_number": lot,
+        "product_code": product,
+        "dose_number": 1,
+        "administered_at": given_at.isoformat(),
+        "vaccinator_id": "vaccinator-e2e",
+    }
+    staff = stack.token("site_staff", site_id=site)
+
+    def record() -> tuple[bool, Any]:
+        # administration learns of the citizen and the lot from Kafka: 422 until it has
+        status, body, _ = call("POST", f"{stack.urls['administration']}/v1/doses", staff, dose)
+        return status in (200, 201), (status, body)
+
+    _, recorded = poll("administration records the dose", record)
+    me = stack.token("citizen", citizen_id=citizen_id)
+
+    def issued() -> tuple[bool, Any]:
+        url = f"{stack.urls['certificates']}/v1/citizens/{citizen_id}/certificates"
+        status, body, _ = call("GET", url, me)
+        return status == 200 and len(body["certificates"]) == 1, body
+
+    [certificate] = poll("the certificate is issued", issued)["certificates"]
+    return recorded, certificate
+
+
 def test_a_recorded_dose_yields_a_certificate_anyone_can_verify(stack: Stack) -> None:
     if "certificates" not in stack.urls or "registration" not in stack.urls:
         pytest.skip("certificates and registration must both be in the stack")
@@ -100,30 +138,7 @@ def test_a_recorded_dose_yields_a_certificate_anyone_can_verify(stack: Stack) ->
     assert status == 201, received
 
     given_at = (datetime.now(UTC) - timedelta(minutes=10)).replace(microsecond=0)
-    dose = {
-        "citizen_id": citizen_id,
-        "site_id": site,
-        "lot_number": lot,
-        "product_code": "EU/1/20/1528",
-        "dose_number": 1,
-        "administered_at": given_at.isoformat(),
-        "vaccinator_id": "vaccinator-e2e",
-    }
-    staff = stack.token("site_staff", site_id=site)
-
-    def record() -> tuple[bool, Any]:
-        # administration learns of the citizen and the lot from Kafka: 422 until it has
-        status, body, _ = call("POST", f"{stack.urls['administration']}/v1/doses", staff, dose)
-        return status in (200, 201), (status, body)
-
-    _, recorded = poll("administration records the dose", record)
-
-    def issued() -> tuple[bool, Any]:
-        url = f"{certificates}/v1/citizens/{citizen_id}/certificates"
-        status, body, _ = call("GET", url, me)
-        return status == 200 and len(body["certificates"]) == 1, body
-
-    [certificate] = poll("the certificate is issued", issued)["certificates"]
+    recorded, certificate = dose_and_certificate(stack, citizen_id, (site, lot), given_at)
     assert certificate["dose_id"] == recorded["dose_id"]
     assert (certificate["dose_number"], certificate["total_doses"]) == (1, 2)
     assert certificate["status"] == "valid" and certificate["hc1"].startswith("HC1:")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from test_certificates import call, poll, register
+from test_certificates import call, dose_and_certificate, poll, register
 
 from immunreg.localinfra.tools import debian_tool
 from immunreg.observability.dashboards import dashboards
@@ -128,31 +128,8 @@ def a_day_at_a_site(stack: Stack) -> None:
     )
     assert status == 201, body
     citizen_id = register(stack)
-    dose = {
-        "citizen_id": citizen_id,
-        "site_id": site,
-        "lot_number": lot,
-        "product_code": PRODUCT,
-        "dose_number": 1,
-        "administered_at": (datetime.now(UTC) - timedelta(minutes=5)).isoformat(),
-        "vaccinator_id": "vaccinator-dashboards",
-    }
-    staff = stack.token("site_staff", site_id=site)
-
-    def record() -> tuple[bool, Any]:
-        # administration learns of the citizen and the lot from Kafka: 422 until it has
-        status, body, _ = call("POST", f"{stack.urls['administration']}/v1/doses", staff, dose)
-        return status in (200, 201), (status, body)
-
-    poll("administration records the dose", record)
-    me = stack.token("citizen", citizen_id=citizen_id)
-
-    def issued() -> tuple[bool, Any]:
-        url = f"{stack.urls['certificates']}/v1/citizens/{citizen_id}/certificates"
-        status, body, _ = call("GET", url, me)
-        return status == 200 and len(body["certificates"]) == 1, body
-
-    poll("the certificate is issued", issued)
+    given_at = datetime.now(UTC) - timedelta(minutes=5)
+    dose_and_certificate(stack, citizen_id, (site, lot), given_at, PRODUCT)
 
 
 def job(board: dict[str, Any]) -> str:

@@ -78,7 +78,10 @@ def create_app(service: Service, settings: Settings) -> web.Application:
     configure_logging(service.name)
     metrics = Metrics(service.name)
     app = web.Application(
-        middlewares=[*middlewares(metrics, token_verifier(settings)), domain_errors]
+        middlewares=[
+            *middlewares(metrics, token_verifier(settings), settings.cors_origins),
+            domain_errors,
+        ]
     )
     app[SETTINGS_KEY] = settings
     app[METRICS_KEY] = metrics

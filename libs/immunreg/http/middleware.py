@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Collection, MutableMapping
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -23,21 +24,92 @@ CORRELATION_KEY = web.RequestKey("correlation_id", uuid.UUID)
 UNMATCHED_ROUTE = "unmatched"
 
 
-def middlewares(metrics: Metrics, verifier: TokenVerifier | None = None) -> list[Middleware]:
-    """Correlation, metrics, errors, database outages, auth: for `web.Application(middlewares=)`.
+def middlewares(
+    metrics: Metrics, verifier: TokenVerifier | None = None, origins: Collection[str] = ()
+) -> list[Middleware]:
+    """CORS, correlation, metrics, errors, database outages, auth: for
+    `web.Application(middlewares=)`.
 
-    Correlation is outermost so every response, problems included, carries
-    the id and an unexpected error is logged with it; metrics wrap the error
-    middleware so they count the status the client really got (a 500 as 500).
-    Without a verifier the service refuses every bearer token.
+    CORS is outermost so every answer to an allowed origin, problems included, is
+    readable by its page; correlation next so every response carries the id and an
+    unexpected error is logged with it; metrics wrap the error middleware so they count
+    the status the client really got (a 500 as 500). Without a verifier the service
+    refuses every bearer token.
     """
     return [
+        cors_middleware(origins),
         correlation_middleware,
         metrics_middleware(metrics),
         error_middleware,
         unavailable_middleware(metrics),
         auth_middleware(verifier),
     ]
+
+
+# What a browser page may send and read across origins: the headers the API uses.
+CORS_REQUEST_HEADERS = (
+    "Authorization, Content-Type, If-Match, If-None-Match, Idempotency-Key, "
+    f"Access-Reason, {CORRELATION_HEADER}"
+)
+CORS_EXPOSED_HEADERS = f"ETag, Location, Retry-After, {CORRELATION_HEADER}"
+CORS_METHODS = "GET, POST, PUT, PATCH, DELETE"
+# Browsers cap it anyway (Chromium at 2 hours); a preflight per route and 10 minutes.
+CORS_MAX_AGE = "600"
+
+
+def cors_middleware(origins: Collection[str]) -> Middleware:
+    """Let pages from `origins` (the citizens' portal) call the API with a bearer token.
+
+    No cookies are used, so credentials are never allowed: a token travels only in the
+    Authorization header the page sets itself. A preflight from any other origin gets no
+    CORS headers, so the browser refuses the call; same-origin and non-browser clients
+    are unaffected.
+    """
+    allowed = frozenset(origins)
+
+    @web.middleware
+    async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is None or origin not in allowed:
+            response = await handler(request)
+            if allowed and not response.prepared:
+                # The answer depends on Origin: a shared cache must not hand this one,
+                # without CORS headers, to the portal's page.
+                _vary_on_origin(response.headers)
+            return response
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            return web.Response(
+                status=204,
+                headers={
+                    "Access-Control-Allow-Origin": origin,
+                    "Access-Control-Allow-Methods": CORS_METHODS,
+                    "Access-Control-Allow-Headers": CORS_REQUEST_HEADERS,
+                    "Access-Control-Max-Age": CORS_MAX_AGE,
+                    "Vary": "Origin",
+                },
+            )
+        headers = {
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Expose-Headers": CORS_EXPOSED_HEADERS,
+        }
+        try:
+            response = await handler(request)
+        except web.HTTPException as e:
+            e.headers.update(headers)
+            _vary_on_origin(e.headers)
+            raise
+        if not response.prepared:
+            response.headers.update(headers)
+            _vary_on_origin(response.headers)
+        return response
+
+    return cors
+
+
+def _vary_on_origin(headers: MutableMapping[str, str]) -> None:
+    vary = [v.strip() for v in headers.get("Vary", "").split(",") if v.strip()]
+    if "origin" not in {v.lower() for v in vary}:
+        headers["Vary"] = ", ".join([*vary, "Origin"])
 
 
 def _incoming_correlation_id(request: web.Request) -> uuid.UUID:

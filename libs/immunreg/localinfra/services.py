@@ -97,19 +97,34 @@ def start_mailbox() -> ServiceProcess:
     from immunreg.localinfra.mailbox import mailbox_ports
 
     smtp_port, http_port = mailbox_ports()
-    _check_free([("mailbox", http_port), ("mailbox SMTP", smtp_port)])
-    logfile = state_dir() / "logs" / "mailbox.log"
+    return _start_helper("mailbox", http_port, [("mailbox SMTP", smtp_port)])
+
+
+def start_portal() -> ServiceProcess:
+    """Start the citizens' portal (`immunreg portal`: static pages calling the services);
+    stopped with the services, by its pid file."""
+    from immunreg.config import portal_port
+
+    return _start_helper("portal", portal_port())
+
+
+def _start_helper(
+    command: str, port: int, other_ports: list[tuple[str, int]] | None = None
+) -> ServiceProcess:
+    """`immunreg <command>`, a process beside the services answering /readyz on `port`."""
+    _check_free([(command, port), *(other_ports or [])])
+    logfile = state_dir() / "logs" / f"{command}.log"
     logfile.parent.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        [sys.executable, "-m", "immunreg.cli", "mailbox"],
+        [sys.executable, "-m", "immunreg.cli", command],
         stdout=logfile.open("ab"),
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         cwd=REPO_ROOT,
         start_new_session=True,
     )
-    _pid_file("mailbox", http_port).write_text(str(process.pid))
-    return ServiceProcess("mailbox", http_port, process, logfile)
+    _pid_file(command, port).write_text(str(process.pid))
+    return ServiceProcess(command, port, process, logfile)
 
 
 def _pid_file(name: str, port: int) -> Path:

@@ -11,10 +11,11 @@ from immunreg.http.auth import Role, issue_token
 from immunreg.paths import REPO_ROOT
 from immunreg.reference.geography import districts
 from services.projections.app import DEFAULT_GEOJSON
+from services.projections.dashboard_strings import messages
 from services.projections.domain import today
 from services.projections.synthetic import Synthetic
 
-from .browser import browser_page, ensure_chromium, load_dashboard
+from .browser import LOAD_TIMEOUT_MS, browser_page, ensure_chromium, load_dashboard
 from .conftest import History, Projections
 
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
@@ -51,6 +52,15 @@ async def test_the_dashboard_draws_the_map_chart_and_tables(projections: Project
         (ARTIFACTS / "projections-dashboard.html").write_text(dom)
         await page.screenshot(path=screenshot)
         await page.screenshot(path=full, full_page=True)
+        # Serbian in Cyrillic, chosen once: words, numbers and dates follow, and it is
+        # remembered when the page is opened again.
+        await page.select_option("#lang", "sr-Cyrl")
+        await page.wait_for_selector("body[data-loaded]", timeout=LOAD_TIMEOUT_MS)
+        cyrillic = (await page.text_content("h1"), await page.text_content("#kpi-1 .value"))
+        await page.reload()
+        await page.wait_for_selector("body[data-loaded]", timeout=LOAD_TIMEOUT_MS)
+        remembered = await page.evaluate("document.documentElement.lang")
+        await page.screenshot(path=ARTIFACTS / "projections-dashboard-sr-Cyrl.png")
     assert loaded == "yes", f"every panel loaded (data-loaded={loaded!r}, errors={errors})"
     assert not errors, errors
     assert screenshot.stat().st_size > 50_000
@@ -85,3 +95,5 @@ async def test_the_dashboard_draws_the_map_chart_and_tables(projections: Project
         section = dom[dom.index(f'id="{panel}"') :]
         assert section.lstrip().startswith(f'id="{panel}"><div class="scroll"><table>'), panel
     assert "Sign out" in dom
+    assert cyrillic == (messages()["sr-Cyrl"]["h1"], f"{people:,}".replace(",", "."))
+    assert remembered == "sr-Cyrl"

@@ -181,6 +181,32 @@ async def test_a_second_registration_is_409_naming_the_id_only_to_admins(
         "/v1/citizens", json=registration.body(), headers=registration.citizen(citizen_id)
     )
     assert other.status == 403, "a citizen token registers only its own national id"
+    anonymous = await registration.client.post("/v1/citizens", json=body)
+    assert anonymous.status == 409
+    assert citizen_id not in (await anonymous.json())["detail"]
+
+
+async def test_a_person_without_a_token_registers_as_online(registration: Registration) -> None:
+    """The citizens' portal registers before anyone has signed in."""
+    body = registration.body(email="portal.person@example.rs")
+    created = await registration.client.post("/v1/citizens", json=body)
+    assert created.status == 201, await created.text()
+    citizen_id = (await created.json())["citizen_id"]
+    read = await registration.client.get(f"/v1/citizens/{citizen_id}", headers=registration.admin)
+    record = await read.json()
+    assert (record["channel"], record["email"]) == ("online", "portal.person@example.rs")
+    assert record["language"] == body.get("language", "sr-Latn")
+    url = f"/v1/citizens/{citizen_id}"
+    changed = await registration.client.patch(
+        url,
+        json={"language": "sr-Cyrl"},
+        headers={**registration.admin, "If-Match": read.headers["ETag"]},
+    )
+    assert changed.status == 200, await changed.text()
+    assert (await changed.json())["language"] == "sr-Cyrl"
+    invalid = await registration.client.post("/v1/citizens", json={**body, "phone": "12"})
+    assert invalid.status == 422
+    assert [e["field"] for e in (await invalid.json())["errors"]] == ["body.phone"]
 
 
 async def test_updates_need_the_current_etag(registration: Registration) -> None:
@@ -337,14 +363,17 @@ async def test_openapi_lists_every_route_with_request_and_problem_schemas(
     validate(doc)
     paths = doc["paths"]
     expected = {
-        ("/v1/citizens", "post"),
         ("/v1/citizens/{citizen_id}", "get"),
         ("/v1/citizens/{citizen_id}", "patch"),
         ("/v1/citizens/{citizen_id}", "delete"),
         ("/v1/citizens/{citizen_id}/erase", "post"),
     }
     audit = {("/v1/audit/reads", "get"), ("/v1/citizens/{citizen_id}/reads", "get")}
-    public = {("/v1/sign-in/codes", "post"), ("/v1/sign-in/tokens", "post")}
+    public = {
+        ("/v1/citizens", "post"),
+        ("/v1/sign-in/codes", "post"),
+        ("/v1/sign-in/tokens", "post"),
+    }
     assert {(p, m) for p, ops in paths.items() for m in ops} == expected | audit | public
     for path, method in public:
         statuses = set(paths[path][method]["responses"])

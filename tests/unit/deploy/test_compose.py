@@ -18,8 +18,10 @@ import jsonschema
 import pytest
 import yaml
 
+from immunreg.config import DEFAULT_PORTS
 from immunreg.discovery import available_services
 from immunreg.paths import REPO_ROOT
+from immunreg.portal import SERVICES
 
 DEPLOY = REPO_ROOT / "deploy"
 SCHEMA = DEPLOY / "schemas" / "compose" / "compose-spec.json"
@@ -98,3 +100,13 @@ def test_each_dashboard_reads_the_provisioned_data_source(board: Path) -> None:
     data = json.loads(board.read_text())
     names = {v["name"]: v for v in data["templating"]["list"]}
     assert names["datasource"]["query"] == "prometheus"
+
+
+def test_the_portal_listens_outside_its_container_and_knows_where_each_service_is() -> None:
+    portal = compose()["services"]["portal"]
+    assert portal["command"] == ["portal"] and portal["ports"] == ["8080:8080"]
+    environment = portal["environment"]
+    assert (environment["PORTAL_HOST"], environment["PORTAL_PORT"]) == ("0.0.0.0", "8080")
+    ports = {name: port for name, port in DEFAULT_PORTS.items() if name in SERVICES}
+    for name in SERVICES:
+        assert environment[f"{name.upper()}_PUBLIC_URL"] == f"http://localhost:{ports[name]}"

@@ -12,6 +12,8 @@ from aiohttp.test_utils import make_mocked_request
 from immunreg.contracts import registration
 from immunreg.contracts.topics import TOPIC_NAMESPACE_VARIABLE
 from immunreg.reference.geography import AgeBand, age_bands, districts
+from immunreg.serbian import latin_left
+from services.projections import dashboard_strings
 from services.projections.app import api, csv_response, wants_csv
 from services.projections.dashboard import render_dashboard
 from services.projections.domain import population
@@ -157,3 +159,15 @@ def test_the_openapi_document_names_every_route() -> None:
         "/v1/safety",
         "/v1/model",
     } <= paths
+
+
+def test_the_dashboard_speaks_serbian_in_both_scripts_and_english() -> None:
+    assert dashboard_strings.EN.keys() == dashboard_strings.SR_LATN.keys()
+    page = render_dashboard(tile_map("test")).decode()
+    used = set(re.findall(r'data-i18n(?:-aria)?="([a-z_0-9]+)"', page))
+    used |= set(re.findall(r'\bT\("([a-z_0-9]+)"[,)]', page))
+    assert used and used <= dashboard_strings.EN.keys(), used - dashboard_strings.EN.keys()
+    cyrillic = dashboard_strings.messages()["sr-Cyrl"]
+    left = {k: v for k, v in cyrillic.items() if latin_left(v)}
+    assert not left, left
+    assert '"sr-Cyrl": {' in page
