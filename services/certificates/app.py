@@ -25,6 +25,7 @@ from aiohttp import web
 
 from immunreg import audit
 from immunreg.contracts.certificates import CONTEXT
+from immunreg.holderkeys import HOLDER_KEYS_SQL
 from immunreg.http.api import Api, json_response
 from immunreg.http.app import SETTINGS_KEY, STORE_KEY
 from immunreg.http.auth import Reach, Role, require_principal
@@ -370,7 +371,7 @@ def build_service() -> Service:
         name="certificates",
         api=api,
         publishes=CONTEXT,
-        schema_files=[SCHEMA_FILE],
+        schema_files=[HOLDER_KEYS_SQL, SCHEMA_FILE],
         reactions=handlers.build_reactions(dependencies),
         resources=(_issuer_resource(dependencies),),
         commands=add_commands,

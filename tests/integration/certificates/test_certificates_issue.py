@@ -8,11 +8,11 @@ from typing import Any
 import cbor2
 import pytest
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from immunreg.contracts import certificates as contract
 from immunreg.contracts.envelope import decode_envelope
 from immunreg.http.auth import Role
+from immunreg.sealing import new_holder_key_pair
 
 from ..support.kafka import KafkaTools
 from . import independent
@@ -141,7 +141,7 @@ async def test_a_grant_this_service_cannot_open_leaves_the_dose_pending(
     certificates: Certificates,
 ) -> None:
     citizen = certificates.new_citizen()
-    someone_else = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    _, someone_else = new_holder_key_pair()
     await certificates.register(citizen, grant_to=someone_else)
     dose = certificates.new_dose(citizen)
     await certificates.administer(dose)
