@@ -147,8 +147,9 @@ class CitizenKey:
         return cls(key_id=uuid.uuid4().hex, key=new_data_key())
 
 
-def _wrap_context(citizen_id: str, key_id: str) -> bytes:
-    # Binds a stored key to its citizen: a row copied to another citizen does not unwrap.
+def key_wrap_context(citizen_id: str, key_id: str) -> bytes:
+    """The associated data a stored data key is wrapped under by the KEK: binds it to its
+    citizen, so a row copied to another citizen does not unwrap."""
     return f"immunreg.registration.citizen-key|{citizen_id}|{key_id}".encode()
 
 
@@ -174,14 +175,14 @@ def unwrap_citizen_key(ring: KeyRing, citizen_id: str, key_id: str, wrapped: str
         raise KeyConfigError(
             f"citizen key wrapped by KEK {sealed.key_id}, this one is {ring.kek_id}"
         )
-    return CitizenKey(key_id, unseal(ring.kek, sealed, _wrap_context(citizen_id, key_id)))
+    return CitizenKey(key_id, unseal(ring.kek, sealed, key_wrap_context(citizen_id, key_id)))
 
 
 async def store_citizen_key(
     conn: Connection, ring: KeyRing, citizen_id: str, key: CitizenKey
 ) -> None:
     """Keep the citizen's data key (wrapped by the KEK), replacing an older one."""
-    wrapped = seal(ring.kek, key.key, _wrap_context(citizen_id, key.key_id), key_id=ring.kek_id)
+    wrapped = seal(ring.kek, key.key, key_wrap_context(citizen_id, key.key_id), key_id=ring.kek_id)
     await conn.execute(
         """
         INSERT INTO citizen_keys (citizen_id, key_id, wrapped) VALUES ($1, $2, $3::text::jsonb)
