@@ -21,7 +21,6 @@ import json
 import os
 import random
 import re
-import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
-from e2e_http import send
+from e2e_http import poll, send
 
 from immunreg.contracts.common import Sealed
 from immunreg.contracts.registration import PersonalData, grant_context
@@ -239,17 +238,6 @@ async def everything(dsn: str, bootstrap: str, keys: Path | None) -> list[Item]:
 def call(method: str, url: str, headers: dict[str, str], body: Any = None) -> tuple[int, Any]:
     answer = send(method, url, headers, body)
     return answer.status, answer.json() if answer.is_json else None
-
-
-def poll(what: str, attempt: Any, timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        done, last = attempt()
-        if done:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting until {what}; last: {last}")
 
 
 def mail_to(stack: Stack, address: str, count: int) -> list[dict[str, Any]]:
