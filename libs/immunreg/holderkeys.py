@@ -13,13 +13,20 @@ that erasure ends.
 3. On `CitizenErased` the holder deletes the row (`forget`), in the same transaction as
    the sealed copies. Kafka and the event stores then hold only public keys and
    ciphertexts under keys that exist nowhere.
+
+Citizens whose sealed data a holder kept before holder keys existed get an offer at the
+holder's start (`offer_missing`); it reads the holder's `citizens(citizen_id, personal,
+erased)` table, which both holders keep.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from pathlib import Path
+
+import asyncpg
 
 from immunreg.contracts.common import HolderKeyOffered
 from immunreg.contracts.envelope import Context, Metadata
@@ -29,6 +36,8 @@ from immunreg.contracts.registration import (
     grant_context,
 )
 from immunreg.eventstore.database import Connection
+from immunreg.eventstore.errors import ConcurrencyConflict
+from immunreg.eventstore.locks import LockKey, lock_for_transaction
 from immunreg.eventstore.store import StreamStore
 from immunreg.sealing import UnsealError, new_holder_key_pair, unwrap_key
 
@@ -61,6 +70,19 @@ async def offer(
     )
     if current == data_key_id:
         return False
+    await _offer_for(store, conn, context, (citizen_id, data_key_id), metadata)
+    return True
+
+
+async def _offer_for(
+    store: StreamStore[Connection],
+    conn: Connection,
+    context: Context,
+    subject: tuple[str, str],
+    metadata: Metadata | None,
+) -> None:
+    """A new key pair for (citizen id, data key id), kept and offered."""
+    citizen_id, data_key_id = subject
     private, public = new_holder_key_pair()
     await conn.execute(
         """
@@ -86,6 +108,54 @@ async def offer(
     await store.append(
         stream, STREAM_TYPE, version, [event], context=context, metadata=metadata, conn=conn
     )
+
+
+_MISSING = """
+SELECT c.citizen_id, c.personal->>'key_id' AS data_key_id
+FROM citizens c LEFT JOIN holder_keys k ON k.citizen_id = c.citizen_id
+WHERE c.personal IS NOT NULL AND NOT c.erased AND k.citizen_id IS NULL
+  AND c.citizen_id > $1
+ORDER BY c.citizen_id
+LIMIT $2
+"""
+
+
+async def offer_missing(
+    store: StreamStore[Connection], pool: asyncpg.Pool, context: Context, batch: int = 200
+) -> int:
+    """Offer a key for every citizen whose sealed data is here without one (kept before
+    holder keys existed); how many offers were made. Replicas take turns per batch (an
+    advisory lock); a citizen the consumer offers for meanwhile is skipped."""
+    offered, after = 0, ""
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            # Replicas take turns; the query skips what another one offered for.
+            await lock_for_transaction(
+                conn, f"holderkeys:offer-missing:{context.name}", key=LockKey.SCHEMA_AND_NAME
+            )
+            rows = await conn.fetch(_MISSING, after, batch)
+            for row in rows:
+                try:
+                    async with conn.transaction():  # a savepoint: one conflict skips one
+                        if await _offer_missing_one(store, conn, context, row):
+                            offered += 1
+                except ConcurrencyConflict:
+                    continue
+        if len(rows) < batch:
+            return offered
+        after = rows[-1]["citizen_id"]
+        await asyncio.sleep(0)
+
+
+async def _offer_missing_one(
+    store: StreamStore[Connection], conn: Connection, context: Context, row: asyncpg.Record
+) -> bool:
+    current = await conn.fetchval(
+        "SELECT data_key_id FROM holder_keys WHERE citizen_id = $1 FOR UPDATE", row["citizen_id"]
+    )
+    if current is not None or row["data_key_id"] is None:
+        return False
+    await _offer_for(store, conn, context, (row["citizen_id"], row["data_key_id"]), None)
     return True
 
 
@@ -124,3 +194,17 @@ def open_grant(holder: str, citizen_id: str, private_key: bytes, wrapped_key: st
 async def forget(conn: Connection, citizen_id: str) -> None:
     """Delete the citizen's key pair and grant (erasure)."""
     await conn.execute("DELETE FROM holder_keys WHERE citizen_id = $1", citizen_id)
+
+
+async def offer_missing_at_start(
+    store: StreamStore[Connection], pool: asyncpg.Pool, context: Context
+) -> None:
+    """`offer_missing` as a start-up task: logged, and tried again at the next start if it
+    fails (nothing is lost meanwhile: those citizens' data waits, as before)."""
+    try:
+        offered = await offer_missing(store, pool, context)
+    except (asyncpg.PostgresError, OSError):
+        log.exception("offering keys for citizens kept before holder keys failed")
+        return
+    if offered:
+        log.info("offered keys for %d citizens kept before holder keys", offered)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from immunreg import holderkeys
 from immunreg.config import Settings, positive_number, setting
 from immunreg.contracts.notifications import CONTEXT
 from immunreg.eventstore.database import view_of
@@ -99,10 +100,12 @@ def _runtime(provided: Provided[Dependencies]) -> Resource:
         app[DEPENDENCIES_KEY] = deps
         poll = _number(settings, "POLL_INTERVAL", 1.0)
         sender = run_sender(deps, app[POOL_KEY], settings.db_schema, poll)
+        offering = holderkeys.offer_missing_at_start(deps.store, app[POOL_KEY], CONTEXT)
         try:
             async with (
                 provided.providing(deps),
                 background_task(sender, shutdown=app[SHUTDOWN_KEY]),
+                background_task(offering, shutdown=app[SHUTDOWN_KEY]),
             ):
                 yield
         finally:

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from immunreg.config import Settings
 from immunreg.contracts import administration, inventory, registration
 from immunreg.contracts.administration import DoseAdministered, DoseCorrected, DoseVoided
+from immunreg.contracts.common import Sealed
 from immunreg.contracts.envelope import Context, Envelope, Event, encode_envelope
 from immunreg.contracts.inventory import LotRecalled
 from immunreg.contracts.registration import (
@@ -171,17 +172,21 @@ class Certificates:
         )
         return key
 
-    async def register(self, citizen: Citizen, *, grant_to: bytes | None = None) -> None:
-        """CitizenRegistered (names sealed), then, as registration would, the data key
-        granted to the key certificates offered for it (or wrapped to `grant_to`)."""
+    def sealed(self, citizen: Citizen) -> Sealed:
+        """The citizen's personal data as registration seals it."""
         personal = PersonalData(
             national_id="0101990710008",
             given_name=citizen.given_name,
             family_name=citizen.family_name,
         )
-        sealed = seal(
+        return seal(
             citizen.key, _json.encode(personal), citizen.citizen_id.encode(), key_id=citizen.key_id
         )
+
+    async def register(self, citizen: Citizen, *, grant_to: bytes | None = None) -> None:
+        """CitizenRegistered (names sealed), then, as registration would, the data key
+        granted to the key certificates offered for it (or wrapped to `grant_to`)."""
+        sealed = self.sealed(citizen)
         registered = CitizenRegistered(
             citizen_id=citizen.citizen_id,
             birth_date=citizen.birth_date,
@@ -195,6 +200,10 @@ class Certificates:
             registration.CONTEXT,
             self.envelope(registration.CONTEXT, registered, citizen.citizen_id, "Citizen"),
         )
+        await self.grant(citizen, grant_to=grant_to)
+
+    async def grant(self, citizen: Citizen, *, grant_to: bytes | None = None) -> None:
+        """The data key, granted to the key certificates offered (once it has)."""
         offered = await self.offered_key(citizen)
         context = grant_context(citizen.citizen_id, "certificates")
         granted = PersonalDataKeyGranted(
