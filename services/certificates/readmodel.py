@@ -191,13 +191,6 @@ async def replace_personal(conn: Connection, citizen_id: str, personal: Sealed) 
     )
 
 
-async def is_erased(conn: Connection, citizen_id: str) -> bool:
-    """Whether the citizen's personal data was erased."""
-    return bool(
-        await conn.fetchval("SELECT erased FROM citizens WHERE citizen_id = $1", citizen_id)
-    )
-
-
 async def erase_citizen(conn: Connection, citizen_id: str) -> None:
     """Mark the citizen erased; drop the birth date, the sealed names and this service's
     key for the citizen (`immunreg.holderkeys`)."""
