@@ -394,7 +394,7 @@ def test_after_erasure_no_key_anywhere_opens_the_citizens_data(
     before = try_everything(citizen_id, asyncio.run(everything(dsn, bootstrap, keys)))
     assert {p.national_id for p in before.personal} == {body["national_id"]}
     assert {p.given_name for p in before.personal} == {"Radmila"}
-    # ... and, without any key file, through each holder's key and its grant on Kafka.
+    # ... and, without any key file, through each holder's key and the grant made to it.
     held = try_everything(citizen_id, asyncio.run(everything(dsn, bootstrap, None)))
     assert held.via_holder == set(HOLDERS), held.via_holder
     assert held.personal and held.data_keys == before.data_keys
