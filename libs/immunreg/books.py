@@ -25,13 +25,13 @@ from typing import Any
 
 import asyncpg
 
-from immunreg.contracts.topics import dlq_topic, events_topic
+from immunreg.contracts.topics import CONTEXT_NAMES, dlq_topic, events_topic
 from immunreg.http.auth import Role, ensure_dev_keys, issue_token
 from immunreg.messaging.topics import read_topic
 from immunreg.paths import REPO_ROOT
 
 # Services that own an event store, and so a topic.
-PUBLISHERS = ("registration", "booking", "inventory", "administration", "certificates", "supply")
+PUBLISHERS = CONTEXT_NAMES
 
 
 @dataclass

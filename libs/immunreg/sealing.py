@@ -3,12 +3,13 @@
 - `seal` / `unseal`: AES-256-GCM under a per-subject data key. The associated
   data (e.g. the citizen id) is authenticated, not stored: a sealed value
   copied to another subject, or altered in any bit, does not unseal.
-- `wrap_key` / `unwrap_key`: RSA-OAEP with SHA-256 (MGF1 SHA-256, no label),
-  to hand a data key to another service that holds the private key.
+- `new_holder_key_pair`, `wrap_key` / `unwrap_key`: a data key handed to another
+  service (a holder) wrapped to an X25519 key pair that the holder made for that one
+  citizen (ECDH with an ephemeral key, HKDF-SHA256, AES-256-GCM). The holder deletes
+  the private half on erasure, so the wrapped copies that Kafka and the event store
+  keep for ever open nothing once the citizen is erased.
 - `ensure_key_file`: a symmetric key kept in a file (base64), created
   atomically on first use for development set-ups.
-- `ensure_rsa_key_pair`: the same for an RSA key pair (PEM), e.g. the one a
-  recipient service unwraps granted data keys with in development.
 
 Sealed values travel as `immunreg.contracts.common.Sealed` (standard base64,
 padded). The nonce is 96 random bits per seal: with one key per citizen the
@@ -25,17 +26,20 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from immunreg.contracts.common import Sealed
-from immunreg.keyfiles import replace_file, write_once
+from immunreg.keyfiles import write_once
 
 SEAL_ALG = "AES-256-GCM"
-WRAP_ALG = "RSA-OAEP-256"
+WRAP_ALG = "X25519-HKDF-SHA256-A256GCM"
 KEY_BYTES = 32
 NONCE_BYTES = 12
-MIN_RSA_BITS = 2048
+X25519_BYTES = 32
+TAG_BYTES = 16
+WRAPPED_BYTES = X25519_BYTES + NONCE_BYTES + KEY_BYTES + TAG_BYTES
 
 
 class UnsealError(Exception):
@@ -78,39 +82,84 @@ def unseal(key: bytes, sealed: Sealed, associated_data: bytes) -> bytes:
         raise UnsealError("wrong key, wrong associated data, or tampered ciphertext") from exc
 
 
-def load_public_key(pem: bytes) -> rsa.RSAPublicKey:
-    """An RSA public key (at least 2048 bits) from PEM, for wrapping data keys."""
-    key = serialization.load_pem_public_key(pem)
-    if not isinstance(key, rsa.RSAPublicKey):
-        raise ValueError("a key recipient needs an RSA public key")
-    if key.key_size < MIN_RSA_BITS:
-        raise ValueError(f"RSA keys need at least {MIN_RSA_BITS} bits, got {key.key_size}")
-    return key
+def new_holder_key_pair() -> tuple[bytes, bytes]:
+    """A fresh X25519 key pair (private, public; 32 raw bytes each) that a holder makes
+    for one citizen: registration wraps that citizen's data key to the public half, and
+    the holder deletes the private half on erasure."""
+    private = X25519PrivateKey.generate()
+    return (
+        private.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        ),
+        _raw_public(private.public_key()),
+    )
 
 
-def load_private_key(pem: bytes, password: bytes | None = None) -> rsa.RSAPrivateKey:
-    """An RSA private key from PEM, for unwrapping data keys granted to this service."""
-    key = serialization.load_pem_private_key(pem, password=password)
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise ValueError("unwrapping needs an RSA private key")
-    return key
+def public_half(private_key: bytes) -> bytes:
+    """The raw public key of a raw X25519 private key."""
+    return _raw_public(_x25519_private(private_key).public_key())
 
 
-def _oaep() -> padding.OAEP:
-    return padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+def _raw_public(key: X25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
-def wrap_key(public_key: rsa.RSAPublicKey, data_key: bytes) -> str:
-    """`data_key` encrypted for the holder of the private key (RSA-OAEP-256), base64."""
+def _x25519_private(raw: bytes) -> X25519PrivateKey:
+    if len(raw) != X25519_BYTES:
+        raise ValueError(f"an X25519 private key has {X25519_BYTES} bytes, got {len(raw)}")
+    return X25519PrivateKey.from_private_bytes(raw)
+
+
+def _wrapping_key(shared: bytes, ephemeral: bytes, recipient: bytes, context: bytes) -> bytes:
+    # Both public keys in the info bind the derived key to this exchange (as in HPKE).
+    return HKDF(
+        algorithm=hashes.SHA256(),
+        length=KEY_BYTES,
+        salt=None,
+        info=b"immunreg.sealing.wrap|" + ephemeral + recipient + context,
+    ).derive(shared)
+
+
+def wrap_key(public_key: bytes, data_key: bytes, context: bytes) -> str:
+    """`data_key` for the holder of the X25519 private key of raw `public_key`, base64.
+
+    ECDH with a fresh ephemeral key, HKDF-SHA256, AES-256-GCM with `context` (e.g. the
+    citizen id and the holder) as associated data: a wrapped key copied to another
+    citizen or holder does not unwrap. Layout: ephemeral public (32) | nonce (12) |
+    ciphertext and tag (48).
+    """
     _check_key(data_key)
-    return _b64(public_key.encrypt(data_key, _oaep()))
+    if len(public_key) != X25519_BYTES:
+        raise ValueError(f"an X25519 public key has {X25519_BYTES} bytes, got {len(public_key)}")
+    ephemeral = X25519PrivateKey.generate()
+    ephemeral_public = _raw_public(ephemeral.public_key())
+    shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(public_key))
+    kek = _wrapping_key(shared, ephemeral_public, public_key, context)
+    nonce = os.urandom(NONCE_BYTES)
+    return _b64(ephemeral_public + nonce + AESGCM(kek).encrypt(nonce, data_key, context))
 
 
-def unwrap_key(private_key: rsa.RSAPrivateKey, wrapped: str) -> bytes:
-    """The data key `wrap_key` wrapped; UnsealError if it was not wrapped for this key."""
+def unwrap_key(private_key: bytes, wrapped: str, context: bytes) -> bytes:
+    """The data key `wrap_key` wrapped; UnsealError if it was not wrapped for this key
+    and context, or was altered."""
     try:
-        key = private_key.decrypt(base64.b64decode(wrapped, validate=True), _oaep())
+        raw = base64.b64decode(wrapped, validate=True)
     except (binascii.Error, ValueError) as exc:
+        raise UnsealError("the wrapped key is not valid base64") from exc
+    if len(raw) != WRAPPED_BYTES:
+        raise UnsealError("the wrapped key has the wrong size")
+    ephemeral_public, nonce = raw[:X25519_BYTES], raw[X25519_BYTES : X25519_BYTES + NONCE_BYTES]
+    private = _x25519_private(private_key)
+    try:
+        shared = private.exchange(X25519PublicKey.from_public_bytes(ephemeral_public))
+    except ValueError as exc:  # a low-order point: not a key anyone wrapped with
+        raise UnsealError("the wrapped key does not open with this private key") from exc
+    kek = _wrapping_key(shared, ephemeral_public, _raw_public(private.public_key()), context)
+    try:
+        key = AESGCM(kek).decrypt(nonce, raw[X25519_BYTES + NONCE_BYTES :], context)
+    except InvalidTag as exc:
         raise UnsealError("the wrapped key does not open with this private key") from exc
     _check_key(key)
     return key
@@ -137,31 +186,6 @@ def ensure_key_file(path: Path) -> bytes:
     if not path.exists():
         write_once(path, (_b64(new_data_key()) + "\n").encode())
     return read_key_file(path)
-
-
-def ensure_rsa_key_pair(private_path: Path, public_path: Path) -> rsa.RSAPrivateKey:
-    """The RSA private key in `private_path`, creating a 3072-bit one first if missing,
-    and its public half (SubjectPublicKeyInfo PEM) in `public_path`.
-
-    Safe when several processes start at once: the private key appears
-    atomically (hard link of a finished temporary file) and the public key is
-    always derived from whichever private key won.
-    """
-    if not private_path.exists():
-        key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        write_once(private_path, pem)
-    private_key = load_private_key(private_path.read_bytes())
-    public_pem = private_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    if not public_path.exists() or public_path.read_bytes() != public_pem:
-        replace_file(public_path, public_pem)
-    return private_key
 
 
 def _check_key(key: bytes) -> None:

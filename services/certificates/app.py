@@ -23,15 +23,17 @@ from pathlib import Path
 
 from aiohttp import web
 
-from immunreg import audit
+from immunreg import audit, holderkeys
 from immunreg.contracts.certificates import CONTEXT
+from immunreg.holderkeys import HOLDER_KEYS_SQL
 from immunreg.http.api import Api, json_response
-from immunreg.http.app import SETTINGS_KEY, STORE_KEY
+from immunreg.http.app import SETTINGS_KEY, STORE_KEY, background_task
 from immunreg.http.auth import Reach, Role, require_principal
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.middleware import metadata_from_request
 from immunreg.http.openapi import Media
 from immunreg.http.problems import FieldError, Problem
+from immunreg.http.shutdown import SHUTDOWN_KEY
 from immunreg.http.versioning import (
     Page,
     content_etag,
@@ -354,8 +356,13 @@ def _issuer_resource(dependencies: Provided[Dependencies]) -> Resource:
             app[POOL_KEY], app[SETTINGS_KEY], CertificateMetrics(app[METRICS_KEY])
         )
         app[ISSUER_KEY] = started
+        store = app[STORE_KEY]
+        offering = holderkeys.offer_missing_at_start(store, app[POOL_KEY], CONTEXT)
         try:
-            async with dependencies.providing(Dependencies(store=app[STORE_KEY], issuer=started)):
+            async with (
+                dependencies.providing(Dependencies(store=store, issuer=started)),
+                background_task(offering, shutdown=app[SHUTDOWN_KEY]),
+            ):
                 yield
         finally:
             handlers.stop_issuer(started)
@@ -370,7 +377,7 @@ def build_service() -> Service:
         name="certificates",
         api=api,
         publishes=CONTEXT,
-        schema_files=[SCHEMA_FILE],
+        schema_files=[HOLDER_KEYS_SQL, SCHEMA_FILE],
         reactions=handlers.build_reactions(dependencies),
         resources=(_issuer_resource(dependencies),),
         commands=add_commands,

@@ -12,10 +12,12 @@ without its CSCA) is left out and logged once.
 
 registration.events.v1
 - CitizenRegistered, ContactDetailsChanged: keep the birth date and the sealed
-  personal data; issue certificates that were waiting for them.
-- PersonalDataKeyGranted (recipient `certificates`): keep the data key (still
-  wrapped for this service); issue what was waiting for it.
-- CitizenErased: delete the key and the names, revoke the citizen's
+  personal data; issue certificates that were waiting for them. On a registration,
+  make a key pair for the citizen and offer its public half (`HolderKeyOffered` on
+  certificates.events.v1, `immunreg.holderkeys`).
+- PersonalDataKeyGranted (recipient `certificates`, to the key offered): keep it
+  (still wrapped to that key); issue what was waiting for it.
+- CitizenErased: delete the key pair, the grant and the names, revoke the citizen's
   certificates (`citizen_erased`) and delete their signed payloads: a
   certificate nobody can account for any more must not keep verifying, and
   the payload is personal data. The revocation list keeps only UVCI hashes.
@@ -60,9 +62,9 @@ from typing import Any, Protocol, TypeVar
 import asyncpg
 import msgspec
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
 from prometheus_client import Counter
 
+from immunreg import holderkeys
 from immunreg.config import Settings
 from immunreg.contracts import administration, inventory, registration
 from immunreg.contracts.administration import DoseAdministered, DoseCorrected, DoseVoided
@@ -89,7 +91,7 @@ from immunreg.eventstore.store import EventStore, StreamStore
 from immunreg.messaging.reactions import Reactions
 from immunreg.observability.metrics import Metrics
 from immunreg.reference.vaccines import vaccine_catalog
-from immunreg.sealing import UnsealError, unseal, unwrap_key
+from immunreg.sealing import UnsealError, unseal
 
 from . import readmodel
 from .cose import cwt_claims, encode_hc1, sign1
@@ -107,7 +109,6 @@ from .domain import (
 from .hcert import Holder, IssuerConfig, Vaccination, build_payload
 from .hsm import Pkcs11EcKey
 from .keys import (
-    DataKeyCache,
     KeyConfigError,
     SignerConfig,
     SigningKey,
@@ -118,7 +119,6 @@ from .keys import (
     load_cscas,
     load_signing_key,
     load_trusted_dir,
-    load_unwrap_key,
     rotate_dev_signing_key,
     signer_config,
     trusted_dir,
@@ -157,7 +157,7 @@ class CertificateMetrics:
         )
         self.refused_keys: Counter = metrics.counter(
             "immunreg_certificates_key_grants_refused_total",
-            "PersonalDataKeyGranted for certificates that this service's key cannot unwrap.",
+            "PersonalDataKeyGranted for certificates that is not for a key it holds now.",
         )
         self.unissuable: Counter = metrics.counter(
             "immunreg_certificates_doses_without_certificate_total",
@@ -167,14 +167,13 @@ class CertificateMetrics:
 
 @dataclass(eq=False)
 class Issuer:
-    """What this process signs, unwraps and verifies with, and the issuer it signs as.
+    """What this process signs and verifies with, and the issuer it signs as.
 
     `signer` changes on rotation and `trust` on every refresh; the rest is fixed at start.
     """
 
     signer: SigningKey
     signer_config: SignerConfig
-    unwrap_key: rsa.RSAPrivateKey
     config: IssuerConfig
     cscas: list[x509.Certificate] = field(default_factory=list)  # what every DSC chains to
     foreign: list[TrustedKey] = field(default_factory=list)
@@ -182,7 +181,6 @@ class Issuer:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     trust: TrustList = field(init=False)
     trust_loaded_at: float = 0.0
-    data_keys: DataKeyCache = field(default_factory=DataKeyCache)
     # kids of DSCs refused from the trust list (each logged once)
     refused: set[bytes] = field(default_factory=set)
 
@@ -216,7 +214,6 @@ async def start_issuer(
     issuer = Issuer(
         signer=signer,
         signer_config=signer_cfg,
-        unwrap_key=load_unwrap_key(settings),
         config=config,
         cscas=load_cscas(settings, signer_cfg),
         foreign=load_trusted_dir(trusted_dir(settings)),
@@ -374,14 +371,17 @@ def sign_hc1(issuer: Issuer, holder: Holder, event: CertificateIssued, signer: S
     return encode_hc1(sign1(claims, signer.private_key, signer.kid))
 
 
-def open_holder(issuer: Issuer, citizen_id: str, on_file: DoseHolder) -> Holder | None:
-    """The holder's names, if the key and the sealed data are here (else: pending)."""
-    if on_file.wrapped_key is None or on_file.personal is None or on_file.birth_date is None:
+def open_holder(citizen_id: str, on_file: DoseHolder) -> Holder | None:
+    """The holder's names, if the granted key and the sealed data are here (else: pending)."""
+    if (
+        on_file.wrapped_key is None
+        or on_file.private_key is None
+        or on_file.personal is None
+        or on_file.birth_date is None
+    ):
         return None
     try:
-        key = issuer.data_keys.get(
-            citizen_id, on_file.wrapped_key, lambda w: unwrap_key(issuer.unwrap_key, w)
-        )
+        key = holderkeys.open_grant(RECIPIENT, citizen_id, on_file.private_key, on_file.wrapped_key)
         sealed = _sealed_decoder.decode(on_file.personal)
         personal = _personal_decoder.decode(unseal(key, sealed, citizen_id.encode()))
     except (UnsealError, ValueError, msgspec.DecodeError):
@@ -453,7 +453,7 @@ async def reconcile_dose(
     current = loaded.state.current
     holder: Holder | None = None
     if due.content is not None and (current is None or current.content != due.content):
-        holder = open_holder(issuer, facts.citizen_id, on_file.holder)
+        holder = open_holder(facts.citizen_id, on_file.holder)
     # The signer may rotate meanwhile: sign with the one the issuance names.
     signer = issuer.signer
     new = None
@@ -521,10 +521,13 @@ async def _reconcile_citizen(
 async def citizen_registered(
     deps: Dependencies, conn: Connection, event: CitizenRegistered, envelope: Envelope
 ) -> None:
-    """Keep the birth date and the sealed names; issue what waited for them."""
+    """Keep the birth date and the sealed names, offer a key for the citizen's data key;
+    issue what waited for them."""
     await _lock(conn, _citizen_lock(event.citizen_id))
     await readmodel.keep_citizen(conn, event.citizen_id, event.birth_date, event.personal)
-    await _reconcile_citizen(deps, conn, event.citizen_id, Metadata.caused_by(envelope))
+    metadata = Metadata.caused_by(envelope)
+    await holderkeys.offer(deps.store, conn, CONTEXT, event, metadata=metadata)
+    await _reconcile_citizen(deps, conn, event.citizen_id, metadata)
 
 
 async def contact_changed(
@@ -539,37 +542,31 @@ async def contact_changed(
 async def key_granted(
     deps: Dependencies, conn: Connection, event: PersonalDataKeyGranted, envelope: Envelope
 ) -> None:
-    """Keep a data key granted to this service (still wrapped); issue what waited for it.
+    """Keep a data key granted to this service's key for the citizen (still wrapped to
+    it); issue what waited for it.
 
-    A grant this service's key cannot open (wrapped for another `certificates`
-    key pair, e.g. another deployment's) is counted and skipped: no retry
+    A grant to a key no longer here (the citizen was erased, or registered again with a
+    new data key) or one that does not open with it is counted and skipped: no retry
     would ever open it.
     """
     if event.recipient != RECIPIENT:
         return
-    issuer = deps.issuer
-    try:
-        unwrap_key(issuer.unwrap_key, event.wrapped_key)
-    except (UnsealError, ValueError):
-        log.warning("a data key granted to certificates does not unwrap with this key")
-        if issuer.metrics is not None:
-            issuer.metrics.refused_keys.inc()
-        return
     await _lock(conn, _citizen_lock(event.citizen_id))
-    if await readmodel.is_erased(conn, event.citizen_id):
+    if not await holderkeys.keep_grant(conn, RECIPIENT, event):
+        if deps.issuer.metrics is not None:
+            deps.issuer.metrics.refused_keys.inc()
         return
-    await readmodel.keep_data_key(conn, event.citizen_id, event.wrapped_key)
     await _reconcile_citizen(deps, conn, event.citizen_id, Metadata.caused_by(envelope))
 
 
 async def citizen_erased(
     deps: Dependencies, conn: Connection, event: CitizenErased, envelope: Envelope
 ) -> None:
-    """Drop the key and names, revoke the citizen's certificates, delete their HC1s."""
+    """Drop the key pair, grant and names, revoke the citizen's certificates, delete
+    their HC1s."""
     citizen_id = event.citizen_id
     await _lock(conn, _citizen_lock(citizen_id))
     await readmodel.erase_citizen(conn, citizen_id)
-    deps.issuer.data_keys.forget(citizen_id)
     await _reconcile_citizen(deps, conn, citizen_id, Metadata.caused_by(envelope))
     await readmodel.delete_signed_payloads(conn, citizen_id)
 

@@ -1,7 +1,6 @@
 """The certificates service's keys: the document signer (DSC) it signs with, the
 country signing CAs (CSCAs) it checks every DSC against, the trust list built from
-them, the RSA key that unwraps citizens' data keys, and a cache of the data keys
-it unwrapped.
+them. (Citizens' data keys come per citizen: `immunreg.holderkeys`.)
 
 Settings (each `CERTIFICATES_<NAME>`, or `Settings.extra[<NAME>]`):
 
@@ -19,12 +18,6 @@ Settings (each `CERTIFICATES_<NAME>`, or `Settings.extra[<NAME>]`):
   private key. Required with a configured signer; in development the dev CSCA's
   certificate is trusted besides.
 - `TRUSTED_DIR`: other issuers' DSCs (PEM or DER, `.pem .crt .cer .der`).
-- `UNWRAP_KEY_FILE`: RSA private key (PEM) that opens the data keys
-  registration grants to `certificates`. Default
-  `<state_dir>/keys/certificates-private.pem`, created with its public half
-  (`certificates-public.pem`, what registration wraps for) on first start.
-  Granted keys are stored as granted (wrapped for this RSA key, never in
-  clear), so replacing this key would need them re-wrapped: not implemented.
 
 The trust list (`build_trust_list`) holds only DSCs that chain to a configured CSCA
 (pki.check_chain): those that signed here (`signing_keys`) and the foreign ones;
@@ -41,8 +34,7 @@ import base64
 import contextlib
 import hashlib
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,7 +47,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from immunreg.config import Settings, setting
 from immunreg.keyfiles import write_once
 from immunreg.paths import keys_dir
-from immunreg.sealing import ensure_rsa_key_pair, load_private_key
 
 from .cose import EcSigner, PublicKey
 from .hsm import Pkcs11Config, Pkcs11EcKey, TokenError
@@ -74,8 +65,6 @@ DEV_DIR = "dcc"
 CSCA_FILE = "csca.pem"  # the dev CSCA's key and certificate, in the offline folder only
 CSCA_CERT_FILE = "csca.crt"  # its certificate, beside the DSCs
 OFFLINE_SUFFIX = "-csca-offline"
-UNWRAP_PRIVATE_FILE = "certificates-private.pem"
-UNWRAP_PUBLIC_FILE = "certificates-public.pem"
 KID_BYTES = 8
 
 # EU DCC extended key usages of a DSC: which certificate types it may sign.
@@ -91,7 +80,7 @@ KEY_USAGE_OIDS: dict[str, str] = {
 
 
 class KeyConfigError(RuntimeError):
-    """The configured signing or unwrapping keys are missing, malformed or do not match."""
+    """The configured signing keys are missing, malformed or do not match."""
 
 
 def kid_of(certificate: x509.Certificate) -> bytes:
@@ -495,48 +484,3 @@ def load_cscas(settings: Settings, config: SignerConfig) -> list[x509.Certificat
         except ChainError as exc:
             raise KeyConfigError(f"CSCA {csca.subject.rfc4514_string()}: {exc}") from exc
     return cscas
-
-
-def load_unwrap_key(settings: Settings) -> rsa.RSAPrivateKey:
-    """The RSA key that opens data keys granted to `certificates` (dev default created)."""
-    configured = _setting(settings, "UNWRAP_KEY_FILE")
-    try:
-        if configured:
-            return load_private_key(Path(configured).read_bytes())
-        keys = keys_dir()
-        return ensure_rsa_key_pair(keys / UNWRAP_PRIVATE_FILE, keys / UNWRAP_PUBLIC_FILE)
-    except (OSError, ValueError) as exc:
-        raise KeyConfigError(f"CERTIFICATES_UNWRAP_KEY_FILE: {exc}") from exc
-
-
-# --- citizens' data keys -------------------------------------------------------------
-
-DATA_KEY_CACHE_SIZE = 10_000
-
-
-class DataKeyCache:
-    """Unwrapped citizen data keys, by (citizen, wrapped form): spares an RSA decryption per
-    certificate. Consulted only after reading the wrapped key from `citizen_keys`, so an
-    erased citizen's key (row deleted) is never used again."""
-
-    def __init__(self, size: int = DATA_KEY_CACHE_SIZE) -> None:
-        self.size = size
-        self._keys: OrderedDict[tuple[str, str], bytes] = OrderedDict()
-
-    def get(self, citizen_id: str, wrapped: str, unwrap: Callable[[str], bytes]) -> bytes:
-        """The data key, unwrapped with `unwrap` unless it was already."""
-        entry = (citizen_id, wrapped)
-        key = self._keys.get(entry)
-        if key is None:
-            key = unwrap(wrapped)
-            self._keys[entry] = key
-            if len(self._keys) > self.size:
-                self._keys.popitem(last=False)
-        else:
-            self._keys.move_to_end(entry)
-        return key
-
-    def forget(self, citizen_id: str) -> None:
-        """Drop every key of the citizen (erasure)."""
-        for entry in [e for e in self._keys if e[0] == citizen_id]:
-            del self._keys[entry]

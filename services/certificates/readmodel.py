@@ -15,6 +15,7 @@ import msgspec
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from immunreg import holderkeys
 from immunreg.contracts.certificates import CertificateIssued, CertificateRevoked
 from immunreg.contracts.common import Sealed
 from immunreg.eventstore.database import Connection, view_of
@@ -190,28 +191,9 @@ async def replace_personal(conn: Connection, citizen_id: str, personal: Sealed) 
     )
 
 
-async def is_erased(conn: Connection, citizen_id: str) -> bool:
-    """Whether the citizen's personal data was erased."""
-    return bool(
-        await conn.fetchval("SELECT erased FROM citizens WHERE citizen_id = $1", citizen_id)
-    )
-
-
-async def keep_data_key(conn: Connection, citizen_id: str, wrapped_key: str) -> None:
-    """Keep the citizen's data key as granted (wrapped for this service)."""
-    await conn.execute(
-        """
-        INSERT INTO citizen_keys (citizen_id, wrapped_key) VALUES ($1, $2)
-        ON CONFLICT (citizen_id) DO UPDATE
-            SET wrapped_key = excluded.wrapped_key, granted_at = now()
-        """,
-        citizen_id,
-        wrapped_key,
-    )
-
-
 async def erase_citizen(conn: Connection, citizen_id: str) -> None:
-    """Mark the citizen erased; drop the birth date, the sealed names and the data key."""
+    """Mark the citizen erased; drop the birth date, the sealed names and this service's
+    key for the citizen (`immunreg.holderkeys`)."""
     await conn.execute(
         """
         INSERT INTO citizens (citizen_id, erased, updated_at) VALUES ($1, true, now())
@@ -220,7 +202,7 @@ async def erase_citizen(conn: Connection, citizen_id: str) -> None:
         """,
         citizen_id,
     )
-    await conn.execute("DELETE FROM citizen_keys WHERE citizen_id = $1", citizen_id)
+    await holderkeys.forget(conn, citizen_id)
 
 
 async def delete_signed_payloads(conn: Connection, citizen_id: str) -> None:
@@ -237,7 +219,8 @@ class DoseHolder:
 
     birth_date: date | None
     personal: str | None  # the Sealed personal data (JSON), sealed with the data key
-    wrapped_key: str | None  # that key, wrapped for this service
+    private_key: bytes | None  # this service's key for the citizen (holder_keys)
+    wrapped_key: str | None  # the data key, as registration granted it to that key
 
 
 @dataclass(frozen=True)
@@ -363,11 +346,11 @@ async def dose_on_file(conn: Connection, dose_id: str) -> DoseOnFile | None:
         """
         SELECT d.*, r.lot_number IS NOT NULL AS recalled,
                c.birth_date, c.personal::text AS personal, coalesce(c.erased, false) AS erased,
-               k.wrapped_key
+               k.private_key, k.wrapped_key
         FROM doses d
         LEFT JOIN recalled_lots r ON r.lot_number = d.lot_number
         LEFT JOIN citizens c ON c.citizen_id = d.citizen_id
-        LEFT JOIN citizen_keys k ON k.citizen_id = d.citizen_id
+        LEFT JOIN holder_keys k ON k.citizen_id = d.citizen_id
         WHERE d.dose_id = $1
         """,
         dose_id,
@@ -386,7 +369,10 @@ async def dose_on_file(conn: Connection, dose_id: str) -> DoseOnFile | None:
         erased=row["erased"],
     )
     holder = DoseHolder(
-        birth_date=row["birth_date"], personal=row["personal"], wrapped_key=row["wrapped_key"]
+        birth_date=row["birth_date"],
+        personal=row["personal"],
+        private_key=row["private_key"],
+        wrapped_key=row["wrapped_key"],
     )
     return DoseOnFile(facts=facts, holder=holder)
 

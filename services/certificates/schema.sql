@@ -12,13 +12,11 @@ CREATE TABLE IF NOT EXISTS citizens (
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
 
--- Each citizen's data key as registration granted it: wrapped with this service's
--- RSA key (RSA-OAEP-256), i.e. never stored in clear. Deleted on erasure.
-CREATE TABLE IF NOT EXISTS citizen_keys (
-    citizen_id   text        PRIMARY KEY,
-    wrapped_key  text        NOT NULL,
-    granted_at   timestamptz NOT NULL DEFAULT now()
-);
+-- Each citizen's data key comes wrapped to a key pair made for that citizen alone
+-- (`holder_keys`, libs/immunreg/holderkeys.sql). The table of keys wrapped for one
+-- long-lived RSA key that came before it goes: with that RSA key, they would open an
+-- erased citizen's data from Kafka's copy of each grant.
+DROP TABLE IF EXISTS citizen_keys;
 
 -- The current record of every dose administration told us about, and its lot.
 CREATE TABLE IF NOT EXISTS doses (

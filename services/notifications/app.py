@@ -1,20 +1,20 @@
 """Notifications: messages that reach people (port 8087).
 
-Consumes registration (language, sealed contacts, the per-citizen key granted to
-`notifications`), booking, certificates, administration and inventory events; queues a
-message per event that asks for one, in the consumer's transaction, and sends it by
-e-mail or SMS (`immunreg.outbound`) in the person's language. See handlers.py for the
-reactions, domain.py for the rules, sender.py for the delivery loop.
+Consumes registration (language, sealed contacts, the data key granted to the key pair
+`notifications` made for each citizen and offered on notifications.events.v1), booking,
+certificates, administration and inventory events; queues a message per event that asks
+for one, in the consumer's transaction, and sends it by e-mail or SMS
+(`immunreg.outbound`) in the person's language. See handlers.py for the reactions,
+domain.py for the rules, sender.py for the delivery loop.
 
 Who may do what:
 - a person's messages (what, how, when; never the text) and their opt-out: the citizen
   their own, `admin` anyone's;
 - every message by status (e.g. dead-lettered) and putting one back in the queue: `admin`.
 
-Settings (each `NOTIFICATIONS_<NAME>`, then `<NAME>`): `UNWRAP_KEY_FILE` (the RSA key
-granted data keys are wrapped for; development: `<keys>/notifications-private.pem`,
-made on first start), `POLL_INTERVAL` (1 s), `RETRY_BASE` (30 s, doubled per try),
-`MAX_ATTEMPTS` (6); where messages go: `immunreg.outbound`.
+Settings (each `NOTIFICATIONS_<NAME>`, then `<NAME>`): `POLL_INTERVAL` (1 s),
+`RETRY_BASE` (30 s, doubled per try), `MAX_ATTEMPTS` (6); where messages go:
+`immunreg.outbound`.
 """
 
 from __future__ import annotations
@@ -25,19 +25,21 @@ from pathlib import Path
 
 from aiohttp import web
 
+from immunreg import holderkeys
 from immunreg.config import Settings, positive_number, setting
+from immunreg.contracts.notifications import CONTEXT
 from immunreg.eventstore.database import view_of
+from immunreg.eventstore.store import EventStore
+from immunreg.holderkeys import HOLDER_KEYS_SQL
 from immunreg.http.api import Api, json_response
-from immunreg.http.app import SETTINGS_KEY, background_task
+from immunreg.http.app import SETTINGS_KEY, STORE_KEY, background_task
 from immunreg.http.auth import Role, require_principal
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.problems import FieldError, Problem
 from immunreg.http.shutdown import SHUTDOWN_KEY
 from immunreg.messaging.reactions import Provided
 from immunreg.outbound import Outbound, OutboundConfig
-from immunreg.paths import keys_dir
 from immunreg.reference.calendar import national_timezone
-from immunreg.sealing import ensure_rsa_key_pair, load_private_key
 from immunreg.service import Resource, Service
 
 from . import readmodel
@@ -54,8 +56,6 @@ from .schemas import (
 from .sender import run_sender
 
 SERVICE = "notifications"
-UNWRAP_PRIVATE_FILE = "notifications-private.pem"
-UNWRAP_PUBLIC_FILE = "notifications-public.pem"
 OTHER_CITIZEN = "a citizen may see and change only their own messages"
 MAX_LIST = 1000
 
@@ -78,20 +78,12 @@ def _number(settings: Settings, name: str, default: float) -> float:
     return positive_number(name, raw, float) if raw else default
 
 
-def dependencies_from(settings: Settings, metrics: NotificationMetrics | None) -> Dependencies:
-    """The keys, sender and rules the settings name (development keys made when missing)."""
-    configured = _setting(settings, "UNWRAP_KEY_FILE")
-    try:
-        if configured:
-            unwrap = load_private_key(Path(configured).read_bytes())
-        else:
-            unwrap = ensure_rsa_key_pair(
-                keys_dir() / UNWRAP_PRIVATE_FILE, keys_dir() / UNWRAP_PUBLIC_FILE
-            )
-    except (OSError, ValueError) as exc:
-        raise RuntimeError(f"NOTIFICATIONS_UNWRAP_KEY_FILE: {exc}") from None
+def dependencies_from(
+    settings: Settings, store: EventStore, metrics: NotificationMetrics | None
+) -> Dependencies:
+    """The store, sender and rules the settings name."""
     return Dependencies(
-        unwrap_key=unwrap,
+        store=store,
         outbound=Outbound(OutboundConfig.from_settings(SERVICE, settings.extra)),
         zone=national_timezone(),
         clock=lambda: datetime.now(UTC),
@@ -104,14 +96,16 @@ def dependencies_from(settings: Settings, metrics: NotificationMetrics | None) -
 def _runtime(provided: Provided[Dependencies]) -> Resource:
     async def notifications_runtime(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS_KEY]
-        deps = dependencies_from(settings, NotificationMetrics(app[METRICS_KEY]))
+        deps = dependencies_from(settings, app[STORE_KEY], NotificationMetrics(app[METRICS_KEY]))
         app[DEPENDENCIES_KEY] = deps
         poll = _number(settings, "POLL_INTERVAL", 1.0)
         sender = run_sender(deps, app[POOL_KEY], settings.db_schema, poll)
+        offering = holderkeys.offer_missing_at_start(deps.store, app[POOL_KEY], CONTEXT)
         try:
             async with (
                 provided.providing(deps),
                 background_task(sender, shutdown=app[SHUTDOWN_KEY]),
+                background_task(offering, shutdown=app[SHUTDOWN_KEY]),
             ):
                 yield
         finally:
@@ -193,7 +187,8 @@ def build_service() -> Service:
     return Service(
         name=SERVICE,
         api=api,
-        schema_files=[Path(__file__).with_name("schema.sql")],
+        publishes=CONTEXT,
+        schema_files=[HOLDER_KEYS_SQL, Path(__file__).with_name("schema.sql")],
         reactions=build_reactions(provided),
         resources=(_runtime(provided),),
     )

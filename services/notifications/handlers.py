@@ -8,10 +8,13 @@ claimed (committed as `sending`), sent, then marked; see domain.py for its state
 
 registration.events.v1
 - CitizenRegistered, ContactDetailsChanged, PreferencesChanged: keep the language and
-  the sealed personal data (contacts are unsealed only while sending).
-- PersonalDataKeyGranted (recipient `notifications`): keep the citizen's data key, still
-  wrapped for this service: the same per-citizen grant certificates gets names by.
-- CitizenErased: forget key and data, drop what is not sent yet.
+  the sealed personal data (contacts are unsealed only while sending). On a
+  registration, make a key pair for the citizen and offer its public half
+  (`HolderKeyOffered` on notifications.events.v1, `immunreg.holderkeys`).
+- PersonalDataKeyGranted (recipient `notifications`, to the key offered): keep it, still
+  wrapped to that key: the same per-citizen grant certificates gets names by. A message
+  due before its grant waits.
+- CitizenErased: forget the key pair, the grant and the data, drop what is not sent yet.
 
 booking.events.v1
 - SiteDefined: the site's name, address and hours.
@@ -39,9 +42,9 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import msgspec
-from cryptography.hazmat.primitives.asymmetric import rsa
 from prometheus_client import Counter
 
+from immunreg import holderkeys
 from immunreg.contracts import administration, booking, certificates, inventory, registration
 from immunreg.contracts.administration import DoseAdministered
 from immunreg.contracts.booking import (
@@ -53,8 +56,9 @@ from immunreg.contracts.booking import (
 )
 from immunreg.contracts.certificates import CertificateIssued
 from immunreg.contracts.common import Sealed
-from immunreg.contracts.envelope import Envelope, Event
+from immunreg.contracts.envelope import Envelope, Event, Metadata
 from immunreg.contracts.inventory import LotRecalled
+from immunreg.contracts.notifications import CONTEXT
 from immunreg.contracts.registration import (
     CitizenErased,
     CitizenRegistered,
@@ -64,11 +68,12 @@ from immunreg.contracts.registration import (
     PreferencesChanged,
 )
 from immunreg.eventstore.database import Connection
+from immunreg.eventstore.store import EventStore
 from immunreg.messaging.reactions import Reactions
 from immunreg.observability.metrics import Metrics
 from immunreg.outbound import Channel, Outbound, Outgoing, PermanentFailure, TemporaryFailure
 from immunreg.reference.vaccines import vaccine_catalog
-from immunreg.sealing import UnsealError, unseal, unwrap_key
+from immunreg.sealing import UnsealError, unseal
 
 from . import readmodel
 from .domain import (
@@ -112,7 +117,7 @@ class NotificationMetrics:
 class Dependencies:
     """What reactions and deliveries are given besides a connection; `clock` is replaceable."""
 
-    unwrap_key: rsa.RSAPrivateKey
+    store: EventStore
     outbound: Outbound
     zone: ZoneInfo
     clock: Callable[[], datetime]
@@ -161,8 +166,10 @@ async def _keep_appointment(
 async def citizen_registered(
     deps: Dependencies, conn: Connection, event: CitizenRegistered, envelope: Envelope
 ) -> None:
-    """Keep the language and the sealed personal data."""
+    """Keep the language and the sealed personal data; offer a key for its data key."""
     await readmodel.keep_citizen(conn, event.citizen_id, event.language, event.personal)
+    metadata = Metadata.caused_by(envelope)
+    await holderkeys.offer(deps.store, conn, CONTEXT, event, metadata=metadata)
 
 
 async def contact_changed(
@@ -182,9 +189,8 @@ async def preferences_changed(
 async def key_granted(
     deps: Dependencies, conn: Connection, event: PersonalDataKeyGranted, envelope: Envelope
 ) -> None:
-    """Keep a data key granted to this service (still wrapped)."""
-    if event.recipient == RECIPIENT:
-        await readmodel.keep_data_key(conn, event.citizen_id, event.wrapped_key)
+    """Keep a data key granted to this service's key for the citizen (still wrapped)."""
+    await holderkeys.keep_grant(conn, RECIPIENT, event)
 
 
 async def citizen_erased(
@@ -424,16 +430,18 @@ async def _recipient(
     language = language_of(row["language"])
     if row["erased"]:
         return Recipient(erased=True), language
-    if row["personal"] is None or row["wrapped_key"] is None:
+    if row["personal"] is None or row["wrapped_key"] is None or row["private_key"] is None:
         return Recipient(known=False, opted_out=row["opted_out"]), language
     try:
-        data_key = unwrap_key(deps.unwrap_key, row["wrapped_key"])
+        data_key = holderkeys.open_grant(
+            RECIPIENT, citizen_id, row["private_key"], row["wrapped_key"]
+        )
         personal = _personal.decode(
             unseal(data_key, _sealed.decode(row["personal"]), citizen_id.encode())
         )
     except (UnsealError, ValueError, msgspec.DecodeError):
-        # Counted as "not arrived": a key granted to another deployment never opens it,
-        # and the message ends dead-lettered, for a person to look at.
+        # Counted as "not arrived": a grant that does not open never will, and the
+        # message ends dead-lettered, for a person to look at.
         log.warning("the granted key does not open a citizen's personal data")
         return Recipient(known=False), language
     return (

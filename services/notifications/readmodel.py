@@ -9,6 +9,7 @@ from datetime import date, datetime
 import asyncpg
 import msgspec
 
+from immunreg import holderkeys
 from immunreg.contracts.common import Sealed
 from immunreg.eventstore.database import Connection
 
@@ -64,30 +65,18 @@ async def set_language(conn: Connection, citizen_id: str, language: str) -> None
     )
 
 
-async def keep_data_key(conn: Connection, citizen_id: str, wrapped_key: str) -> None:
-    """The citizen's data key as granted (still wrapped for this service)."""
-    await conn.execute(
-        """
-        INSERT INTO citizens (citizen_id, wrapped_key) VALUES ($1, $2)
-        ON CONFLICT (citizen_id) DO UPDATE SET wrapped_key = excluded.wrapped_key,
-            updated_at = now()
-        WHERE NOT citizens.erased
-        """,
-        citizen_id,
-        wrapped_key,
-    )
-
-
 async def erase_citizen(conn: Connection, citizen_id: str) -> None:
-    """Forget the key and the sealed data; messages not yet sent are dropped."""
+    """Forget the key pair, the grant and the sealed data; messages not yet sent are
+    dropped."""
     await conn.execute(
         """
         INSERT INTO citizens (citizen_id, erased) VALUES ($1, true)
         ON CONFLICT (citizen_id) DO UPDATE SET erased = true, personal = NULL,
-            wrapped_key = NULL, language = NULL, updated_at = now()
+            language = NULL, updated_at = now()
         """,
         citizen_id,
     )
+    await holderkeys.forget(conn, citizen_id)
     await conn.execute(
         """
         UPDATE messages SET status = 'dropped', last_error = 'erased', updated_at = now()
@@ -110,11 +99,14 @@ async def set_opted_out(conn: Executor, citizen_id: str, opted_out: bool) -> Non
 
 
 async def recipient_row(conn: Connection, citizen_id: str) -> asyncpg.Record | None:
-    """Language, sealed data, wrapped key, erased, opted out."""
+    """Language, sealed data, this service's key for the citizen and its grant, erased,
+    opted out."""
     return await conn.fetchrow(
         """
-        SELECT language, personal::text AS personal, wrapped_key, erased, opted_out
-        FROM citizens WHERE citizen_id = $1
+        SELECT c.language, c.personal::text AS personal, k.private_key, k.wrapped_key,
+               c.erased, c.opted_out
+        FROM citizens c LEFT JOIN holder_keys k ON k.citizen_id = c.citizen_id
+        WHERE c.citizen_id = $1
         """,
         citizen_id,
     )

@@ -1,19 +1,22 @@
 -- Notifications' own tables (the event store's are applied before this file).
 -- Unqualified names: applied with search_path set to the service's schema; idempotent.
 
--- People as registration told us: the language they want, their personal data still
--- sealed with their key, and that key as registration granted it (wrapped with this
--- service's RSA key). Contacts are unsealed only while a message is being sent, never
--- stored in clear. Erasure deletes both and keeps the fact.
+-- People as registration told us: the language they want and their personal data still
+-- sealed with their data key; that key comes wrapped to a key pair made for the citizen
+-- alone (`holder_keys`, libs/immunreg/holderkeys.sql). Contacts are unsealed only while a
+-- message is being sent, never stored in clear. Erasure deletes the data and the key
+-- pair and keeps the fact.
 CREATE TABLE IF NOT EXISTS citizens (
     citizen_id   text        PRIMARY KEY,
     language     text,
     personal     jsonb,
-    wrapped_key  text,
     erased       boolean     NOT NULL DEFAULT false,
     opted_out    boolean     NOT NULL DEFAULT false,
     updated_at   timestamptz NOT NULL DEFAULT now()
 );
+-- Keys wrapped for one long-lived RSA key, from before holder keys: with that RSA key
+-- they would open an erased citizen's data from Kafka's copy of each grant.
+ALTER TABLE citizens DROP COLUMN IF EXISTS wrapped_key;
 
 -- Sites, appointments and doses, as far as messages speak of them.
 CREATE TABLE IF NOT EXISTS sites (

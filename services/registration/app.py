@@ -47,8 +47,9 @@ from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.middleware import metadata_from_request
 from immunreg.http.problems import FieldError, Problem
 from immunreg.http.versioning import etag, if_match_version
-from immunreg.sealing import wrap_key
-from immunreg.service import Service
+from immunreg.messaging.reactions import Provided
+from immunreg.observability.metrics import Metrics
+from immunreg.service import Resource, Service
 
 from . import contacts, handlers, readmodel
 from .contacts import SIGN_IN_KEY, seal_personal, sign_in_resources, unseal_personal
@@ -56,7 +57,6 @@ from .demo import load as load_demo
 from .domain import (
     CitizenState,
     Erase,
-    KeyGrant,
     Preferences,
     Register,
     Update,
@@ -130,13 +130,23 @@ KEYS = web.AppKey("registration_keys", KeyRing)
 COUNTERS = web.AppKey("registration_metrics", RegistrationMetrics)
 
 
-async def registration_resources(app: web.Application) -> AsyncIterator[None]:
-    """Load the keys (refusing a foreign id key) and create the domain counters."""
-    ring = load_key_ring(app[SETTINGS_KEY])
-    await check_id_key(app[POOL_KEY], ring)
-    app[KEYS] = ring
-    metrics = app[METRICS_KEY]
-    app[COUNTERS] = RegistrationMetrics(
+def registration_resources(granting: Provided[handlers.Granting]) -> Resource:
+    """Load the keys (refusing a foreign id key), create the domain counters and give the
+    grant reactions the store and keys."""
+
+    async def registration_keys(app: web.Application) -> AsyncIterator[None]:
+        ring = load_key_ring(app[SETTINGS_KEY])
+        await check_id_key(app[POOL_KEY], ring)
+        app[KEYS] = ring
+        app[COUNTERS] = _counters(app[METRICS_KEY])
+        async with granting.providing(handlers.Granting(app[STORE_KEY], ring)):
+            yield
+
+    return registration_keys
+
+
+def _counters(metrics: Metrics) -> RegistrationMetrics:
+    return RegistrationMetrics(
         registrations=metrics.counter(
             "immunreg_registrations_total",
             "Citizens registered, by priority group and channel.",
@@ -158,7 +168,6 @@ async def registration_resources(app: web.Application) -> AsyncIterator[None]:
             "immunreg_registration_erasures_total", "Citizens erased (keys destroyed)."
         ),
     )
-    yield
 
 
 # --- the command path -------------------------------------------------------------------
@@ -260,10 +269,6 @@ async def register_citizen(request: web.Request, body: RegisterCitizen) -> web.S
             consent=body.consent,
             channel=channel,
             personal=seal_personal(key, citizen_id, personal),
-            grants=[
-                KeyGrant(name, wrap_key(public_key, key.key))
-                for name, public_key in sorted(ring.recipients.items())
-            ],
         )
         return Prepared(command, new_key=fresh)
 
@@ -502,13 +507,19 @@ async def exchange_sign_in_code(
     )
 
 
-service = Service(
-    name="registration",
-    api=api,
-    publishes=CONTEXT,
-    schema_files=[Path(__file__).with_name("schema.sql")],
-    reactions=handlers.reactions,
-    resources=[registration_resources, sign_in_resources(KEYS)],
-    demo=load_demo,
-    citizen_at_site=readmodel.citizen_at_site,
-)
+def build_service() -> Service:
+    """A fresh registration Service (its reactions bound to the app it is started in)."""
+    granting: Provided[handlers.Granting] = Provided("registration's store and keys")
+    return Service(
+        name="registration",
+        api=api,
+        publishes=CONTEXT,
+        schema_files=[Path(__file__).with_name("schema.sql")],
+        reactions=handlers.build_reactions(granting),
+        resources=[registration_resources(granting), sign_in_resources(KEYS)],
+        demo=load_demo,
+        citizen_at_site=readmodel.citizen_at_site,
+    )
+
+
+service = build_service()

@@ -7,6 +7,10 @@ errors at once) is in `rules.py`; `decide` enforces the lifecycle:
     unregistered --Register--> active --Withdraw--> withdrawn
     active|withdrawn --Erase--> erased
     withdrawn|erased --Register--> active   (registering again; a new data key after erasure)
+
+The citizen's data key goes to each holder that offers a key for it (`HolderKeyOffered`)
+as `PersonalDataKeyGranted`, in a stream of its own per citizen (`KEY_GRANTS`), so a
+grant never moves the Citizen's version (its ETag) under a client's feet.
 """
 
 from __future__ import annotations
@@ -58,13 +62,6 @@ class CitizenState(Struct):
     personal: Sealed | None = None
 
 
-class KeyGrant(msgspec.Struct, frozen=True):
-    """The citizen's data key wrapped for one recipient service."""
-
-    recipient: str
-    wrapped_key: str
-
-
 class Register(Struct):
     citizen_id: str
     birth_date: date
@@ -74,7 +71,6 @@ class Register(Struct):
     consent: Consent
     channel: str
     personal: Sealed
-    grants: list[KeyGrant] = []
 
 
 class Update(Struct):
@@ -145,7 +141,7 @@ def _register(state: CitizenState, command: Register) -> list[Event]:
     if state.status == "active":
         raise Conflict("already_registered", "this national id is already registered")
     prefs = command.preferences
-    events: list[Event] = [
+    return [
         CitizenRegistered(
             citizen_id=command.citizen_id,
             birth_date=command.birth_date,
@@ -161,13 +157,6 @@ def _register(state: CitizenState, command: Register) -> list[Event]:
             language=prefs.language,
         )
     ]
-    events += [
-        PersonalDataKeyGranted(
-            citizen_id=command.citizen_id, recipient=g.recipient, wrapped_key=g.wrapped_key
-        )
-        for g in command.grants
-    ]
-    return events
 
 
 def _update(state: CitizenState, command: Update) -> list[Event]:
@@ -259,4 +248,63 @@ CITIZEN: Aggregate[CitizenState, Command] = Aggregate(
     initial=CitizenState,
     evolve=evolve,
     decide=decide,
+)
+
+
+# --- grants of the data key to holders --------------------------------------------------
+
+GRANTS_STREAM_TYPE = "CitizenKeyGrants"
+
+
+def grants_stream_id(citizen_id: str) -> str:
+    """The stream of one citizen's key grants."""
+    return f"key-grants-{citizen_id}"
+
+
+class GrantsState(Struct):
+    """The holder keys the citizen's data key was granted to (public keys, base64)."""
+
+    granted: frozenset[str] = frozenset()
+
+
+class Grant(Struct):
+    """Grant the data key `data_key_id`, already wrapped to `holder_key`, to `recipient`."""
+
+    citizen_id: str
+    recipient: str
+    holder_key: str
+    data_key_id: str
+    wrapped_key: str
+    wrap_alg: str
+
+
+def decide_grant(state: GrantsState, command: Grant) -> list[Event]:
+    """One grant per offered key: an offer delivered twice is granted once."""
+    if command.holder_key in state.granted:
+        return []
+    return [
+        PersonalDataKeyGranted(
+            citizen_id=command.citizen_id,
+            recipient=command.recipient,
+            wrapped_key=command.wrapped_key,
+            wrap_alg=command.wrap_alg,
+            holder_key=command.holder_key,
+            data_key_id=command.data_key_id,
+        )
+    ]
+
+
+def evolve_grant(state: GrantsState, event: Event) -> GrantsState:
+    """The keys granted to, after an event."""
+    if isinstance(event, PersonalDataKeyGranted) and event.holder_key is not None:
+        return GrantsState(granted=state.granted | {event.holder_key})
+    return state
+
+
+KEY_GRANTS: Aggregate[GrantsState, Grant] = Aggregate(
+    stream_type=GRANTS_STREAM_TYPE,
+    context=CONTEXT,
+    initial=GrantsState,
+    evolve=evolve_grant,
+    decide=decide_grant,
 )

@@ -4,29 +4,50 @@
 `CitizenBooks[Tx]` (the key table and the `citizens` read model), so the same
 code runs on PostgreSQL in the service and in memory in the unit tests
 (tests/unit/registration/test_registration_handlers.py).
+
+The reactions (`build_reactions`): links of citizens to sites, and the grants of each
+citizen's data key to the holders that offer a key for it (`grant_to_holder`).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from immunreg.contracts import administration, booking
+from immunreg.contracts import administration, booking, certificates, notifications
 from immunreg.contracts.administration import DoseAdministered, DoseCorrected
 from immunreg.contracts.booking import AppointmentBooked, AppointmentRescheduled
-from immunreg.contracts.envelope import Envelope, Event, Metadata
-from immunreg.contracts.registration import CONTEXT, CitizenErased, CitizenRegistered
+from immunreg.contracts.common import HolderKeyOffered
+from immunreg.contracts.envelope import Context, Envelope, Event, Metadata
+from immunreg.contracts.registration import (
+    CONTEXT,
+    CitizenErased,
+    CitizenRegistered,
+    grant_context,
+)
 from immunreg.domain import Loaded, Outcome
 from immunreg.eventstore.database import Connection
 from immunreg.eventstore.errors import ConcurrencyConflict
-from immunreg.eventstore.store import StreamStore
-from immunreg.messaging.reactions import Reactions
+from immunreg.eventstore.store import EventStore, StreamStore
+from immunreg.messaging.reactions import Provided, Reactions
+from immunreg.sealing import WRAP_ALG, X25519_BYTES, wrap_key
 
 from . import readmodel
 from .contacts import index_contacts
-from .domain import CITIZEN, CitizenState, Command
-from .keys import CitizenKey, KeyRing, destroy_citizen_key, store_citizen_key
+from .domain import CITIZEN, KEY_GRANTS, CitizenState, Command, Grant, grants_stream_id
+from .keys import (
+    CitizenKey,
+    KeyRing,
+    destroy_citizen_key,
+    fetch_citizen_key,
+    store_citizen_key,
+)
+
+log = logging.getLogger(__name__)
 
 Tx = TypeVar("Tx")
 # The books only take the transaction handle (never return one), hence contravariant.
@@ -121,13 +142,12 @@ async def run_command(
     return await store.transact(work, attempts=attempts, retry_conflicts=expected_version is None)
 
 
-# --- reactions: which sites a citizen is linked to -------------------------------------
+# --- reactions -------------------------------------------------------------------------
 #
 # Registration follows no other context's data but this: an appointment booked or moved
 # to a site, a dose given or corrected at one, links the citizen to that site, so its
-# staff may read the citizen's vaccination view (the route's linked reach).
-
-reactions = Reactions()
+# staff may read the citizen's vaccination view (the route's linked reach); and a holder's
+# offer of a key for a citizen's data key is answered with the key, wrapped to it.
 
 
 async def citizen_met_at_site(
@@ -141,10 +161,79 @@ async def citizen_met_at_site(
     )
 
 
-for _context, _event_type in (
-    (booking.CONTEXT, AppointmentBooked),
-    (booking.CONTEXT, AppointmentRescheduled),
-    (administration.CONTEXT, DoseAdministered),
-    (administration.CONTEXT, DoseCorrected),
-):
-    reactions.add(_context, _event_type, citizen_met_at_site)
+@dataclass(frozen=True)
+class Granting:
+    """What granting needs besides the consumer's connection."""
+
+    store: EventStore
+    ring: KeyRing
+
+
+async def grant_to_holder(
+    store: StreamStore[Connection],
+    ring: KeyRing,
+    conn: Connection,
+    holder: str,
+    event: HolderKeyOffered,
+    *,
+    metadata: Metadata | None = None,
+) -> bool:
+    """Grant the citizen's data key to `holder`, wrapped to the key it offered; whether a
+    grant was appended. Nothing when the citizen was erased, or the offer was for a data
+    key the citizen no longer has (an erasure and a new registration crossed it). The key
+    row is held until commit, so an erasure waits for a grant under way, and the grant is
+    appended before `CitizenErased` or not at all."""
+    key = await fetch_citizen_key(conn, ring, event.citizen_id, lock=True)
+    if key is None or key.key_id != event.data_key_id:
+        return False
+    try:
+        public = base64.b64decode(event.public_key, validate=True)
+    except (binascii.Error, ValueError):
+        public = b""
+    if len(public) != X25519_BYTES:
+        log.warning("%s offered a key that is not an X25519 public key", holder)
+        return False
+    command = Grant(
+        citizen_id=event.citizen_id,
+        recipient=holder,
+        holder_key=event.public_key,
+        data_key_id=key.key_id,
+        wrapped_key=wrap_key(public, key.key, grant_context(event.citizen_id, holder)),
+        wrap_alg=WRAP_ALG,
+    )
+    outcome = await store.execute_in(
+        conn, KEY_GRANTS, grants_stream_id(event.citizen_id), command, metadata=metadata
+    )
+    return bool(outcome.events)
+
+
+Handler = Callable[[Connection, Any, Envelope], Awaitable[None]]
+
+
+def _granting_to(holder: Context, granting: Provided[Granting]) -> Handler:
+    # The holder is the topic's owner, never the event's own claim: only the service that
+    # may write to `<holder>.events.v1` gets grants in its name.
+    async def holder_key_offered(
+        conn: Connection, event: HolderKeyOffered, envelope: Envelope
+    ) -> None:
+        deps = granting()
+        await grant_to_holder(
+            deps.store, deps.ring, conn, holder.name, event, metadata=Metadata.caused_by(envelope)
+        )
+
+    return holder_key_offered
+
+
+def build_reactions(granting: Provided[Granting]) -> Reactions:
+    """Every reaction of the service; the grants use what the running app provides."""
+    reactions = Reactions()
+    for context, event_type in (
+        (booking.CONTEXT, AppointmentBooked),
+        (booking.CONTEXT, AppointmentRescheduled),
+        (administration.CONTEXT, DoseAdministered),
+        (administration.CONTEXT, DoseCorrected),
+    ):
+        reactions.add(context, event_type, citizen_met_at_site)
+    for holder in (certificates.CONTEXT, notifications.CONTEXT):
+        reactions.add(holder, HolderKeyOffered, _granting_to(holder, granting))
+    return reactions

@@ -1,5 +1,5 @@
-"""Registration's keys: the citizen-id key, the key-encryption key, the per-citizen
-data keys (crypto-shredding) and the services data keys are granted to.
+"""Registration's keys: the citizen-id key, the key-encryption key and the per-citizen
+data keys (crypto-shredding).
 
 Settings (each `REGISTRATION_<NAME>`, or `Settings.extra[<NAME>]`):
 
@@ -10,13 +10,11 @@ Settings (each `REGISTRATION_<NAME>`, or `Settings.extra[<NAME>]`):
 - `KEK_FILE`: AES key that wraps the citizen data keys stored in
   `citizen_keys`. Default `<state_dir>/keys/registration-kek.key`, created on
   first start.
-- `KEY_RECIPIENTS`: `name=/path/public.pem[,name=/path.pem]`, RSA public keys
-  of services that get each citizen's data key (`PersonalDataKeyGranted`).
-  Unset: the development default, `certificates` and `notifications`, each with the
-  key pair in `<state_dir>/keys/<name>-{private,public}.pem` (created on first start
-  by whichever of registration and the recipient starts first). `none`: no one.
 
 A file named explicitly must exist: only the development defaults are created.
+Services that need a citizen's data key (holders) get it wrapped to a key pair they
+made for that citizen alone (`HolderKeyOffered`, `immunreg.holderkeys`), not to a
+configured long-lived key: nothing here names them.
 """
 
 from __future__ import annotations
@@ -26,13 +24,11 @@ import hashlib
 import hmac
 import re
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 import msgspec
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from immunreg.config import Settings, setting
 from immunreg.contracts.common import Sealed
@@ -40,9 +36,7 @@ from immunreg.eventstore.database import Connection
 from immunreg.paths import keys_dir
 from immunreg.sealing import (
     ensure_key_file,
-    ensure_rsa_key_pair,
     key_fingerprint,
-    load_public_key,
     new_data_key,
     read_key_file,
     seal,
@@ -55,11 +49,6 @@ KEK_FILE = "registration-kek.key"
 CITIZEN_ID_PREFIX = "c-"
 CITIZEN_ID_LENGTH = 20  # base32 characters: 100 bits of the HMAC
 CITIZEN_ID = re.compile(r"c-[a-z2-7]{20}")
-# The development key recipients: certificates (names on certificates) and notifications
-# (contacts to send to); each reads its private half.
-DEV_RECIPIENTS = ("certificates", "notifications")
-NO_RECIPIENTS = "none"
-
 _sealed_encoder = msgspec.json.Encoder()
 _sealed_decoder = msgspec.json.Decoder(Sealed)
 
@@ -86,7 +75,6 @@ class KeyRing:
 
     id_key: bytes
     kek: bytes
-    recipients: Mapping[str, rsa.RSAPublicKey]
 
     @property
     def kek_id(self) -> str:
@@ -112,45 +100,12 @@ def _key_file(settings: Settings, name: str, default_name: str) -> bytes:
         raise KeyConfigError(f"{SERVICE.upper()}_{name}: {exc}") from exc
 
 
-def parse_recipients(spec: str) -> dict[str, Path]:
-    """`certificates=/a.pem,other=/b.pem` as {name: path}."""
-    recipients: dict[str, Path] = {}
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        name, sep, path = item.partition("=")
-        if not sep or not name.strip() or not path.strip():
-            raise KeyConfigError(f"KEY_RECIPIENTS: {item!r} is not name=/path/to/public.pem")
-        recipients[name.strip()] = Path(path.strip())
-    return recipients
-
-
 def load_key_ring(settings: Settings) -> KeyRing:
     """The keys named by the settings (development defaults created when missing)."""
-    recipients: dict[str, rsa.RSAPublicKey] = {}
-    spec = _setting(settings, "KEY_RECIPIENTS")
-    if not spec:
-        for name in DEV_RECIPIENTS:
-            recipients[name] = _dev_recipient(name)
-    elif spec.strip().lower() == NO_RECIPIENTS:
-        spec = ""
-    for name, path in parse_recipients(spec or "").items():
-        try:
-            recipients[name] = load_public_key(path.read_bytes())
-        except (OSError, ValueError) as exc:
-            raise KeyConfigError(f"key recipient {name}: {exc}") from exc
     return KeyRing(
         id_key=_key_file(settings, "ID_KEY_FILE", ID_KEY_FILE),
         kek=_key_file(settings, "KEK_FILE", KEK_FILE),
-        recipients=recipients,
     )
-
-
-def _dev_recipient(name: str) -> rsa.RSAPublicKey:
-    keys = keys_dir()
-    try:
-        private = ensure_rsa_key_pair(keys / f"{name}-private.pem", keys / f"{name}-public.pem")
-    except (OSError, ValueError) as exc:
-        raise KeyConfigError(f"development key recipient {name}: {exc}") from exc
-    return private.public_key()
 
 
 _RECORD_ID_KEY = """
@@ -192,15 +147,20 @@ class CitizenKey:
         return cls(key_id=uuid.uuid4().hex, key=new_data_key())
 
 
-def _wrap_context(citizen_id: str, key_id: str) -> bytes:
-    # Binds a stored key to its citizen: a row copied to another citizen does not unwrap.
+def key_wrap_context(citizen_id: str, key_id: str) -> bytes:
+    """The associated data a stored data key is wrapped under by the KEK: binds it to its
+    citizen, so a row copied to another citizen does not unwrap."""
     return f"immunreg.registration.citizen-key|{citizen_id}|{key_id}".encode()
 
 
-async def fetch_citizen_key(conn: Connection, ring: KeyRing, citizen_id: str) -> CitizenKey | None:
-    """The citizen's data key, unwrapped; None once erased (or never made)."""
+async def fetch_citizen_key(
+    conn: Connection, ring: KeyRing, citizen_id: str, *, lock: bool = False
+) -> CitizenKey | None:
+    """The citizen's data key, unwrapped; None once erased (or never made). With `lock`,
+    the row is held (FOR SHARE) to the end of the transaction: an erasure waits."""
     row = await conn.fetchrow(
-        "SELECT key_id, wrapped::text AS wrapped FROM citizen_keys WHERE citizen_id = $1",
+        "SELECT key_id, wrapped::text AS wrapped FROM citizen_keys WHERE citizen_id = $1"
+        + (" FOR SHARE" if lock else ""),
         citizen_id,
     )
     if row is None:
@@ -215,14 +175,14 @@ def unwrap_citizen_key(ring: KeyRing, citizen_id: str, key_id: str, wrapped: str
         raise KeyConfigError(
             f"citizen key wrapped by KEK {sealed.key_id}, this one is {ring.kek_id}"
         )
-    return CitizenKey(key_id, unseal(ring.kek, sealed, _wrap_context(citizen_id, key_id)))
+    return CitizenKey(key_id, unseal(ring.kek, sealed, key_wrap_context(citizen_id, key_id)))
 
 
 async def store_citizen_key(
     conn: Connection, ring: KeyRing, citizen_id: str, key: CitizenKey
 ) -> None:
     """Keep the citizen's data key (wrapped by the KEK), replacing an older one."""
-    wrapped = seal(ring.kek, key.key, _wrap_context(citizen_id, key.key_id), key_id=ring.kek_id)
+    wrapped = seal(ring.kek, key.key, key_wrap_context(citizen_id, key.key_id), key_id=ring.kek_id)
     await conn.execute(
         """
         INSERT INTO citizen_keys (citizen_id, key_id, wrapped) VALUES ($1, $2, $3::text::jsonb)

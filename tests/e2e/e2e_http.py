@@ -1,4 +1,5 @@
-"""The one HTTP client of the e2e tests: a request as a client sends it, the answer whole.
+"""The one HTTP client of the e2e tests: a request as a client sends it, the answer whole;
+and the one way to wait for an effect (`poll`, with a deadline).
 
 (A module of its own beside conftest.py: tests/e2e is no package.)
 """
@@ -6,8 +7,10 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,3 +44,15 @@ def send(method: str, url: str, headers: dict[str, str] | None = None, body: Any
             return Answer(response.status, response.read(), dict(response.headers))
     except urllib.error.HTTPError as error:
         return Answer(error.code, error.read(), dict(error.headers))
+
+
+def poll(what: str, attempt: Callable[[], tuple[bool, Any]], timeout: float = 90.0) -> Any:
+    """Call `attempt` until it says done; what it returned last. Fails after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        done, last = attempt()
+        if done:
+            return last
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting until {what}; last: {last}")

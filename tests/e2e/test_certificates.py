@@ -8,7 +8,6 @@ verification). The dose part needs inventory and administration in the stack.
 from __future__ import annotations
 
 import random
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -17,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from e2e_http import send
+from e2e_http import poll, send
 
 from services.registration import jmbg
 
@@ -30,17 +29,6 @@ def call(
 ) -> tuple[int, Any, bytes]:
     answer = send(method, url, headers, body)
     return answer.status, answer.json() if answer.is_json else None, answer.raw
-
-
-def poll(what: str, attempt: Any, timeout: float = 90.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        done, last = attempt()
-        if done:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting until {what}; last: {last}")
 
 
 def register(stack: Stack) -> str:

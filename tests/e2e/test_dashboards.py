@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from test_certificates import call, dose_and_certificate, poll, register
+from e2e_http import poll
+from test_certificates import call, dose_and_certificate, register
 
 from immunreg.localinfra.tools import debian_tool
 from immunreg.observability.dashboards import dashboards

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import zxingcpp
-from e2e_http import send
+from e2e_http import poll, send
 from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
-from test_certificates import dose_and_certificate, poll
+from test_certificates import dose_and_certificate
 from test_notifications import mail_to
 
 from immunreg.demo import wait_until_quiet

@@ -4,6 +4,9 @@ One stream per dose (`certificate-<dose_id>`): the dose's certificate, and the
 ones that replaced it after a correction. Events carry no names: the signed
 certificate (which does) is kept by the certificates service only.
 
+One stream per citizen (`holder-key-<citizen_id>`): the public keys certificates
+offered registration for that citizen's data key (`HolderKeyOffered`).
+
 One stream per revoked document signer (`signing-key-<kid, hex>`): a DSC whose
 certificates no longer verify.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+from immunreg.contracts.common import HolderKeyOffered
 from immunreg.contracts.envelope import Context, Event
 
 
@@ -55,4 +59,6 @@ class SigningKeyRevoked(Event):
     reason: str
 
 
-CONTEXT = Context("certificates", [CertificateIssued, CertificateRevoked, SigningKeyRevoked])
+CONTEXT = Context(
+    "certificates", [CertificateIssued, CertificateRevoked, SigningKeyRevoked, HolderKeyOffered]
+)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from immunreg.contracts.envelope import Event
 from immunreg.structs import Struct
 
 Sex = Literal["female", "male", "other"]
@@ -20,3 +21,19 @@ class Sealed(Struct):
     nonce: str
     ciphertext: str
     alg: str = "AES-256-GCM"
+
+
+class HolderKeyOffered(Event):
+    """A service that needs a citizen's personal data (a holder: certificates,
+    notifications) made an X25519 key pair for that citizen alone and offers its public
+    half: registration answers with `PersonalDataKeyGranted`, the citizen's data key
+    wrapped to it. The holder deletes the private half on `CitizenErased`, so what Kafka
+    keeps (public keys, wrapped keys) opens nothing after an erasure.
+
+    `data_key_id` is the `key_id` of the sealed personal data the holder saw: registration
+    grants only the data key it names (an offer that crossed an erasure gets nothing)."""
+
+    citizen_id: str
+    holder: str
+    public_key: str  # raw X25519 public key, standard base64
+    data_key_id: str

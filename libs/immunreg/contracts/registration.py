@@ -87,13 +87,25 @@ class CitizenErased(Event):
 
 
 class PersonalDataKeyGranted(Event):
-    """The citizen's data key, wrapped for one recipient service that needs names
-    (certificates). The recipient deletes it on CitizenErased."""
+    """The citizen's data key, wrapped to the key a holder offered for this citizen
+    (`HolderKeyOffered`: `holder_key` is its public half) with
+    `immunreg.sealing.wrap_key(public, key, grant_context(citizen_id, recipient))`.
+    The holder deletes the private half on CitizenErased, and with it every way to
+    open this grant. Grants made before holder keys (`wrap_alg` "RSA-OAEP-256",
+    no `holder_key`) are ignored."""
 
     citizen_id: str
     recipient: str
     wrapped_key: str
     wrap_alg: str = "RSA-OAEP-256"
+    holder_key: str | None = None  # the offered public key (base64) it is wrapped to
+    data_key_id: str | None = None  # the `key_id` in the Sealed values it opens
+
+
+def grant_context(citizen_id: str, holder: str) -> bytes:
+    """The associated data a grant is wrapped under: it opens for this citizen and
+    this holder only."""
+    return f"immunreg.registration.grant|{citizen_id}|{holder}".encode()
 
 
 CONTEXT = Context(

@@ -20,6 +20,7 @@ CONTEXT_NAMES: tuple[str, ...] = (
     "administration",
     "certificates",
     "supply",
+    "notifications",
 )
 
 

@@ -26,11 +26,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaProducer
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from immunreg.config import Settings
 from immunreg.contracts import administration, inventory, registration
 from immunreg.contracts.administration import DoseAdministered, DoseCorrected, DoseVoided
+from immunreg.contracts.common import Sealed
 from immunreg.contracts.envelope import Context, Envelope, Event, encode_envelope
 from immunreg.contracts.inventory import LotRecalled
 from immunreg.contracts.registration import (
@@ -39,12 +40,13 @@ from immunreg.contracts.registration import (
     Consent,
     PersonalData,
     PersonalDataKeyGranted,
+    grant_context,
 )
 from immunreg.eventstore.database import create_pool
 from immunreg.http.app import create_app
 from immunreg.http.auth import Role, ensure_dev_keys, issue_token
 from immunreg.reference.vaccines import vaccine_catalog
-from immunreg.sealing import new_data_key, seal, wrap_key
+from immunreg.sealing import WRAP_ALG, new_data_key, seal, wrap_key
 from services.certificates.app import build_service
 from services.certificates.cose import cwt_claims, encode_hc1, sign1
 from services.certificates.hcert import Holder, Vaccination, build_payload
@@ -108,7 +110,6 @@ class Certificates:
         client: Client,
         pool: asyncpg.Pool,
         jwt_key: bytes,
-        unwrap_key: rsa.RSAPrivateKey,
         bootstrap: str,
         *,
         foreign: list[SigningKey],
@@ -119,7 +120,6 @@ class Certificates:
         self.client = client
         self.pool = pool
         self.jwt_key = jwt_key
-        self.unwrap_public = unwrap_key.public_key()
         self.versions: dict[str, int] = {}
 
     # --- tokens -----------------------------------------------------------------------
@@ -160,16 +160,33 @@ class Certificates:
         citizen_id = "c-" + base64.b32encode(secrets.token_bytes(15)).decode().lower()[:20]
         return Citizen(citizen_id=citizen_id, **changes)
 
-    async def register(self, citizen: Citizen, *, grant_to: rsa.RSAPublicKey | None = None) -> None:
-        """CitizenRegistered (names sealed) and PersonalDataKeyGranted for certificates."""
+    async def offered_key(self, citizen: Citizen) -> bytes:
+        """The public key certificates offered for the citizen (once it has)."""
+        key: bytes = await eventually(
+            lambda: self.pool.fetchval(
+                "SELECT public_key FROM holder_keys WHERE citizen_id = $1 AND data_key_id = $2",
+                citizen.citizen_id,
+                citizen.key_id,
+            ),
+            "certificates offered a key for the citizen",
+        )
+        return key
+
+    def sealed(self, citizen: Citizen) -> Sealed:
+        """The citizen's personal data as registration seals it."""
         personal = PersonalData(
             national_id="0101990710008",
             given_name=citizen.given_name,
             family_name=citizen.family_name,
         )
-        sealed = seal(
+        return seal(
             citizen.key, _json.encode(personal), citizen.citizen_id.encode(), key_id=citizen.key_id
         )
+
+    async def register(self, citizen: Citizen, *, grant_to: bytes | None = None) -> None:
+        """CitizenRegistered (names sealed), then, as registration would, the data key
+        granted to the key certificates offered for it (or wrapped to `grant_to`)."""
+        sealed = self.sealed(citizen)
         registered = CitizenRegistered(
             citizen_id=citizen.citizen_id,
             birth_date=citizen.birth_date,
@@ -179,15 +196,28 @@ class Certificates:
             consent=Consent(data_processing=True),
             personal=sealed,
         )
-        granted = PersonalDataKeyGranted(
-            citizen_id=citizen.citizen_id,
-            recipient="certificates",
-            wrapped_key=wrap_key(grant_to or self.unwrap_public, citizen.key),
-        )
         await self.publish(
             registration.CONTEXT,
             self.envelope(registration.CONTEXT, registered, citizen.citizen_id, "Citizen"),
-            self.envelope(registration.CONTEXT, granted, citizen.citizen_id, "Citizen"),
+        )
+        await self.grant(citizen, grant_to=grant_to)
+
+    async def grant(self, citizen: Citizen, *, grant_to: bytes | None = None) -> None:
+        """The data key, granted to the key certificates offered (once it has)."""
+        offered = await self.offered_key(citizen)
+        context = grant_context(citizen.citizen_id, "certificates")
+        granted = PersonalDataKeyGranted(
+            citizen_id=citizen.citizen_id,
+            recipient="certificates",
+            wrapped_key=wrap_key(grant_to or offered, citizen.key, context),
+            wrap_alg=WRAP_ALG,
+            holder_key=base64.b64encode(offered).decode(),
+            data_key_id=citizen.key_id,
+        )
+        grants = f"key-grants-{citizen.citizen_id}"
+        await self.publish(
+            registration.CONTEXT,
+            self.envelope(registration.CONTEXT, granted, grants, "CitizenKeyGrants"),
         )
 
     async def erase(self, citizen: Citizen) -> None:
@@ -334,18 +364,6 @@ def foreign_certificate(
     return encode_hc1(sign1(claims, signer.private_key, signer.kid))
 
 
-def _rsa_key_file(path: Path) -> rsa.RSAPrivateKey:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return key
-
-
 def _foreign_keys(keys: Path) -> tuple[Path, Path, list[SigningKey]]:
     """A foreign country's CSCA (in a CSCA folder) and two DSCs of it (in a trusted-DSC
     folder, beside an EU test DSC whose CSCA nobody configured); the foreign DSCs' keys,
@@ -377,7 +395,6 @@ async def running_certificates(
     """A certificates app on a fresh schema, its keys under `keys` (development DSC keys
     unless `extra` configures a signer), dropped afterwards."""
     private, public = ensure_dev_keys(keys / "jwt")
-    unwrap = _rsa_key_file(keys / "unwrap.pem")
     cscas, trusted, foreign = _foreign_keys(keys)
     schema = f"t_cert_{uuid.uuid4().hex[:10]}"
     settings = Settings(
@@ -392,7 +409,6 @@ async def running_certificates(
         rate_limit_burst=100_000,
         extra={
             "KEYS_DIR": str(keys / "dcc"),
-            "UNWRAP_KEY_FILE": str(keys / "unwrap.pem"),
             "CSCA_DIR": str(cscas),
             "TRUSTED_DIR": str(trusted),
             **(extra or {}),
@@ -402,7 +418,7 @@ async def running_certificates(
     db = await create_pool(dsn, schema, min_size=1, max_size=4)
     try:
         await client.start_server()  # a start that fails still has its schema dropped
-        yield Certificates(client, db, private.read_bytes(), unwrap, bootstrap, foreign=foreign)
+        yield Certificates(client, db, private.read_bytes(), bootstrap, foreign=foreign)
     finally:
         await client.close()
         await db.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

@@ -6,13 +6,16 @@ import base64
 from typing import Any
 
 import cbor2
+import msgspec
 import pytest
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import rsa
 
+from immunreg import holderkeys
 from immunreg.contracts import certificates as contract
 from immunreg.contracts.envelope import decode_envelope
+from immunreg.eventstore.store import EventStore
 from immunreg.http.auth import Role
+from immunreg.sealing import new_holder_key_pair
 
 from ..support.kafka import KafkaTools
 from . import independent
@@ -137,11 +140,35 @@ async def test_a_dose_before_the_names_waits_then_is_issued(certificates: Certif
     assert (await certificates.verify(cert["hc1"]))["reason"] == "ok"
 
 
+async def test_a_citizen_kept_before_holder_keys_gets_an_offer_and_then_a_certificate(
+    certificates: Certificates,
+) -> None:
+    # As an upgrade finds it: the sealed names are here (kept from an RSA-era
+    # CitizenRegistered), and no holder key.
+    citizen = certificates.new_citizen()
+    await certificates.pool.execute(
+        "INSERT INTO citizens (citizen_id, birth_date, personal) VALUES ($1, $2, $3::jsonb)",
+        citizen.citizen_id,
+        citizen.birth_date,
+        msgspec.json.encode(certificates.sealed(citizen)).decode(),
+    )
+    store = EventStore(certificates.pool)
+    assert await holderkeys.offer_missing(store, certificates.pool, contract.CONTEXT) >= 1
+    [offered] = await store.load(holderkeys.stream_id(citizen.citizen_id))
+    assert offered.type == "HolderKeyOffered"
+    assert await holderkeys.offer_missing(store, certificates.pool, contract.CONTEXT) == 0
+    await certificates.grant(citizen)
+    dose = certificates.new_dose(citizen)
+    await certificates.administer(dose)
+    [cert] = await certificates.certificates_of(citizen.citizen_id, 1, valid=1)
+    assert (await certificates.verify(cert["hc1"]))["reason"] == "ok"
+
+
 async def test_a_grant_this_service_cannot_open_leaves_the_dose_pending(
     certificates: Certificates,
 ) -> None:
     citizen = certificates.new_citizen()
-    someone_else = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    _, someone_else = new_holder_key_pair()
     await certificates.register(citizen, grant_to=someone_else)
     dose = certificates.new_dose(citizen)
     await certificates.administer(dose)

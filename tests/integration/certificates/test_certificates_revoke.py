@@ -112,7 +112,7 @@ async def test_erasure_revokes_and_deletes_the_signed_payloads(certificates: Cer
     assert (await certificates.get(f"{path}/qr.png", held)).status == 410
     assert (await certificates.verify(cert["hc1"]))["reason"] == "revoked"
     rows = await certificates.pool.fetch(
-        "SELECT 1 FROM citizen_keys WHERE citizen_id = $1 UNION ALL "
+        "SELECT 1 FROM holder_keys WHERE citizen_id = $1 UNION ALL "
         "SELECT 1 FROM citizens WHERE citizen_id = $1 AND personal IS NOT NULL",
         citizen.citizen_id,
     )

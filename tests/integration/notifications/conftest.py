@@ -17,14 +17,12 @@ import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from immunreg.config import Settings
 from immunreg.eventstore.database import create_pool
 from immunreg.http.app import create_app
 from immunreg.http.auth import Role, ensure_dev_keys, issue_token
 from immunreg.localinfra.mailbox import Mailbox, Received
-from immunreg.sealing import ensure_rsa_key_pair
 from services.notifications.app import DEPENDENCIES_KEY, build_service
 from services.notifications.handlers import Dependencies
 
@@ -42,11 +40,6 @@ async def eventually(check: Callable[[], Awaitable[Any]], what: str, timeout: fl
             return result
         await asyncio.sleep(0.1)
     raise AssertionError(f"timed out waiting until {what}")
-
-
-def unwrap_key_files(directory: Path) -> tuple[rsa.RSAPrivateKey, Path]:
-    private = directory / "notifications-private.pem"
-    return ensure_rsa_key_pair(private, directory / "notifications-public.pem"), private
 
 
 def outbound_env(box: Mailbox, smtp_port: int | None = None) -> dict[str, str]:
@@ -123,7 +116,6 @@ async def running_notifications(
     dsn: str, bootstrap: str, keys: Path, box: Mailbox, **extra: str
 ) -> AsyncIterator[Notifications]:
     private_jwt, jwks = ensure_dev_keys(keys / "jwt")
-    unwrap, unwrap_file = unwrap_key_files(keys)
     schema = f"t_ntf_{uuid.uuid4().hex[:12]}"
     settings = Settings(
         service="notifications",
@@ -134,7 +126,6 @@ async def running_notifications(
         relay_poll_interval=0.1,
         consumer_backoff=0.05,
         extra={
-            "UNWRAP_KEY_FILE": str(unwrap_file),
             "POLL_INTERVAL": "0.1",
             "RETRY_BASE": "0.1",
             "MAX_ATTEMPTS": "3",
@@ -151,7 +142,7 @@ async def running_notifications(
             app=app,
             client=client,
             pool=pool,
-            feed=Feed(bootstrap, unwrap.public_key()),
+            feed=Feed(bootstrap, pool),
             mailbox=box,
             private_pem=private_jwt.read_bytes(),
         )

@@ -3,16 +3,18 @@ real (shared) topics. Used by the in-process tests and the process test alike.""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import msgspec
 from aiokafka import AIOKafkaProducer
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from immunreg.contracts import administration, booking, certificates, inventory, registration
 from immunreg.contracts.administration import DoseAdministered
@@ -31,8 +33,9 @@ from immunreg.contracts.registration import (
     Consent,
     PersonalData,
     PersonalDataKeyGranted,
+    grant_context,
 )
-from immunreg.sealing import new_data_key, seal, wrap_key
+from immunreg.sealing import WRAP_ALG, new_data_key, seal, wrap_key
 
 PRODUCT = "EU/1/20/1528"  # Comirnaty
 _json = msgspec.json.Encoder()
@@ -55,7 +58,7 @@ class Feed:
     """Publishes events for the tests, numbering each stream's versions."""
 
     bootstrap: str
-    recipient: rsa.RSAPublicKey  # notifications' public key
+    pool: asyncpg.Pool  # the notifications schema: where it keeps the key it offers
     versions: dict[str, int] = field(default_factory=dict)
 
     def envelope(
@@ -97,30 +100,49 @@ class Feed:
         sealed = seal(
             person.key, _json.encode(personal), person.citizen_id.encode(), key_id=person.key_id
         )
-        events: list[Event] = [
-            CitizenRegistered(
-                citizen_id=person.citizen_id,
-                birth_date=date(1990, 1, 1),
-                sex="female",
-                municipality_code="70092",
-                priority_group="general",
-                consent=Consent(data_processing=True),
-                personal=sealed,
-                language=person.language,
-            )
-        ]
-        if grant:
-            events.append(
-                PersonalDataKeyGranted(
-                    citizen_id=person.citizen_id,
-                    recipient="notifications",
-                    wrapped_key=wrap_key(self.recipient, person.key),
-                )
-            )
-        ctx = registration.CONTEXT
-        await self.publish(
-            ctx, *(self.envelope(ctx, e, person.citizen_id, "Citizen") for e in events)
+        registered = CitizenRegistered(
+            citizen_id=person.citizen_id,
+            birth_date=date(1990, 1, 1),
+            sex="female",
+            municipality_code="70092",
+            priority_group="general",
+            consent=Consent(data_processing=True),
+            personal=sealed,
+            language=person.language,
         )
+        ctx = registration.CONTEXT
+        await self.publish(ctx, self.envelope(ctx, registered, person.citizen_id, "Citizen"))
+        if grant:
+            await self.grant(person)
+
+    async def grant(self, person: Person) -> None:
+        """As registration answers notifications' offer: the data key wrapped to it."""
+        offered: bytes | None = None
+        deadline = asyncio.get_running_loop().time() + 60
+        while offered is None:
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError("notifications offered no key for the person")
+            with contextlib.suppress(asyncpg.UndefinedTableError):
+                offered = await self.pool.fetchval(
+                    "SELECT public_key FROM holder_keys WHERE citizen_id = $1 AND data_key_id = $2",
+                    person.citizen_id,
+                    person.key_id,
+                )
+            if offered is None:
+                await asyncio.sleep(0.1)
+        granted = PersonalDataKeyGranted(
+            citizen_id=person.citizen_id,
+            recipient="notifications",
+            wrapped_key=wrap_key(
+                offered, person.key, grant_context(person.citizen_id, "notifications")
+            ),
+            wrap_alg=WRAP_ALG,
+            holder_key=base64.b64encode(offered).decode(),
+            data_key_id=person.key_id,
+        )
+        ctx = registration.CONTEXT
+        stream = f"key-grants-{person.citizen_id}"
+        await self.publish(ctx, self.envelope(ctx, granted, stream, "CitizenKeyGrants"))
 
     async def erase(self, person: Person) -> None:
         ctx = registration.CONTEXT

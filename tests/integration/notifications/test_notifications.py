@@ -219,11 +219,12 @@ async def test_erasure_drops_what_is_not_sent_and_forgets_the_key(
         ("reminder", "pending"),
     }
     row = await notifications.pool.fetchrow(
-        "SELECT personal, wrapped_key, erased FROM citizens WHERE citizen_id = $1",
-        person.citizen_id,
+        "SELECT personal, erased FROM citizens WHERE citizen_id = $1", person.citizen_id
     )
     assert row is not None and row["erased"] and row["personal"] is None
-    assert row["wrapped_key"] is None
+    assert not await notifications.pool.fetchval(
+        "SELECT count(*) FROM holder_keys WHERE citizen_id = $1", person.citizen_id
+    ), "the key pair made for the person, and the grant to it, are gone"
     assert person.email is not None and notifications.mailbox.to(person.email) == []
 
 

@@ -30,7 +30,7 @@ from immunreg.paths import REPO_ROOT
 from immunreg.reference.calendar import today
 
 from ..support.ports import free_port
-from .conftest import eventually, outbound_env, unwrap_key_files
+from .conftest import eventually, outbound_env
 from .feed import Feed, Person
 
 pytestmark = pytest.mark.timeout(240)
@@ -41,7 +41,6 @@ class Service:
 
     def __init__(self, dsn: str, bootstrap: str, keys: Path, box: Mailbox) -> None:
         self.schema = f"t_ntfp_{uuid.uuid4().hex[:12]}"
-        _, unwrap_file = unwrap_key_files(keys)
         self.port = free_port()
         self.env = {
             **os.environ,
@@ -49,7 +48,6 @@ class Service:
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "NOTIFICATIONS_DB_SCHEMA": self.schema,
             "NOTIFICATIONS_PORT": str(self.port),
-            "NOTIFICATIONS_UNWRAP_KEY_FILE": str(unwrap_file),
             "NOTIFICATIONS_POLL_INTERVAL": "0.1",
             "NOTIFICATIONS_RETRY_BASE": "0.1",
             "RELAY_POLL_INTERVAL": "0.1",
@@ -143,12 +141,11 @@ async def scenario(
     async with Mailbox(**hooks).running() as box:
         service = Service(dsn, bootstrap, keys, box)
         hook.service = service
-        unwrap, _ = unwrap_key_files(keys)
         service.start()
         pool = await create_pool(dsn, service.schema, min_size=1, max_size=2)
         try:
             await service.wait_ready()
-            yield Scenario(service, Feed(bootstrap, unwrap.public_key()), pool, box)
+            yield Scenario(service, Feed(bootstrap, pool), pool, box)
         finally:
             service.stop()
             await pool.execute(f"DROP SCHEMA IF EXISTS {service.schema} CASCADE")

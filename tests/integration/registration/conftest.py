@@ -1,5 +1,5 @@
 """The registration service over a real server, PostgreSQL and Kafka, one fresh schema per
-test module; keys (JWT, citizen-id, KEK and a key recipient) are made for the test."""
+test module; keys (JWT, citizen-id, KEK) are made for the test."""
 
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from immunreg.config import Settings
 from immunreg.eventstore.database import create_pool
@@ -25,7 +23,7 @@ from immunreg.http.app import create_app
 from immunreg.http.auth import Role, ensure_dev_keys, issue_token
 from immunreg.sealing import ensure_key_file
 from services.registration import jmbg
-from services.registration.app import service
+from services.registration.app import build_service
 from services.registration.keys import KeyRing, load_key_ring
 
 Client = TestClient[web.Request, web.Application]
@@ -40,7 +38,6 @@ class Registration:
     pool: asyncpg.Pool  # the service's schema, for assertions
     schema: str
     ring: KeyRing
-    recipient: rsa.RSAPrivateKey  # private key of the "certificates" key recipient
     private_pem: bytes
     rng: random.Random
 
@@ -102,17 +99,6 @@ class Registration:
         return counts
 
 
-def _recipient_files(directory: Path) -> tuple[rsa.RSAPrivateKey, Path]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public = directory / "certificates-public.pem"
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return key, public
-
-
 @contextlib.asynccontextmanager
 async def running_registration(
     dsn: str,
@@ -132,7 +118,6 @@ async def running_registration(
     private, public = ensure_dev_keys(keys / "jwt")
     ensure_key_file(keys / "id.key")
     ensure_key_file(keys / "kek.key")
-    recipient, recipient_pem = _recipient_files(keys)
     schema = f"t_reg_{uuid.uuid4().hex[:12]}"
     settings = Settings(
         service="registration",
@@ -144,13 +129,12 @@ async def running_registration(
         extra={
             "ID_KEY_FILE": str(keys / "id.key"),
             "KEK_FILE": str(keys / "kek.key"),
-            "KEY_RECIPIENTS": f"certificates={recipient_pem}",
             "SIGN_IN_KEY_FILE": str(private),
             **(extra or {}),
         },
         **overrides,
     )
-    app = create_app(service, settings)
+    app = create_app(build_service(), settings)
     client: Client = TestClient(TestServer(app))
     await client.start_server()
     pool = await create_pool(dsn, schema, min_size=1, max_size=4)
@@ -161,7 +145,6 @@ async def running_registration(
             pool=pool,
             schema=schema,
             ring=load_key_ring(settings),
-            recipient=recipient,
             private_pem=private.read_bytes(),
             rng=random.Random(uuid.uuid4().int),
         )

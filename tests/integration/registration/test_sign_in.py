@@ -268,7 +268,7 @@ async def test_a_changed_contact_signs_in_and_the_old_one_no_longer_does(
 ) -> None:
     old, new = fresh_email(), fresh_email()
     citizen_id = await signing_in.register(signing_in.body(email=old, phone=None))
-    headers = {**signing_in.citizen(citizen_id), "If-Match": '"2"'}
+    headers = {**signing_in.citizen(citizen_id), "If-Match": '"1"'}
     changed = await signing_in.client.patch(
         f"/v1/citizens/{citizen_id}", json={"email": new}, headers=headers
     )

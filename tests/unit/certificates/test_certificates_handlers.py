@@ -14,13 +14,12 @@ from pathlib import Path
 import msgspec
 import pytest
 from certificates_support import NOW
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from immunreg.contracts.certificates import CONTEXT, CertificateIssued, CertificateRevoked
 from immunreg.contracts.envelope import decode_envelope
-from immunreg.contracts.registration import PersonalData
+from immunreg.contracts.registration import PersonalData, grant_context
 from immunreg.eventstore.memory import InMemoryEventStore, MemoryTransaction
-from immunreg.sealing import new_data_key, seal, wrap_key
+from immunreg.sealing import new_data_key, new_holder_key_pair, seal, wrap_key
 from services.certificates.domain import DOSE_CORRECTED, DOSE_VOIDED, DoseFacts, stream_id
 from services.certificates.handlers import Issuer, reconcile_dose
 from services.certificates.hcert import IssuerConfig
@@ -30,7 +29,7 @@ from services.certificates.verify import Reason, verify
 
 CID = "c-aaaaaaaaaaaaaaaaaaaa"
 DOSE_ID = "d-1"
-UNWRAP_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+HOLDER_PRIVATE, HOLDER_PUBLIC = new_holder_key_pair()  # certificates' key for CID
 
 
 class FakeBooks:
@@ -64,7 +63,10 @@ def holder_on_file(with_key: bool = True) -> DoseHolder:
     return DoseHolder(
         birth_date=date(1985, 4, 12),
         personal=msgspec.json.encode(sealed).decode(),
-        wrapped_key=wrap_key(UNWRAP_KEY.public_key(), key) if with_key else None,
+        private_key=HOLDER_PRIVATE,
+        wrapped_key=(
+            wrap_key(HOLDER_PUBLIC, key, grant_context(CID, "certificates")) if with_key else None
+        ),
     )
 
 
@@ -85,7 +87,6 @@ def issuer(signer: SigningKey, tmp_path: Path) -> Issuer:
     return Issuer(
         signer=signer,
         signer_config=SignerConfig(dev_dir=tmp_path),
-        unwrap_key=UNWRAP_KEY,
         config=IssuerConfig(),
         clock=lambda: NOW,
     )

@@ -1,5 +1,4 @@
-"""Keys: development CSCA and DSC, configured files, PKCS#11 settings, trusted folders,
-the RSA key data keys are wrapped for."""
+"""Keys: development CSCA and DSC, configured files, PKCS#11 settings, trusted folders."""
 
 from __future__ import annotations
 
@@ -11,10 +10,9 @@ import pytest
 from certificates_support import dcc_test, signer_of
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from immunreg.config import Settings
-from immunreg.sealing import ensure_rsa_key_pair, new_data_key, unwrap_key, wrap_key
 from services.certificates.keys import (
     CSCA_CERT_FILE,
     CSCA_FILE,
@@ -24,7 +22,6 @@ from services.certificates.keys import (
     kid_of,
     load_signing_key,
     load_trusted_dir,
-    load_unwrap_key,
     offline_dir,
     rotate_dev_signing_key,
     signer_config,
@@ -147,21 +144,3 @@ def test_trusted_dir_reads_pem_and_der(tmp_path: Path) -> None:
     (tmp_path / "broken.pem").write_text("-----BEGIN CERTIFICATE-----\nxx\n")
     with pytest.raises(KeyConfigError, match=r"broken\.pem"):
         load_trusted_dir(tmp_path)
-
-
-def test_the_unwrap_key_pair_is_shared_with_registration_in_development(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("IMMUNREG_STATE_DIR", str(tmp_path))
-    monkeypatch.delenv("IMMUNREG_KEYS_DIR", raising=False)
-    private = load_unwrap_key(settings())
-    public_pem = (tmp_path / "keys" / "certificates-public.pem").read_bytes()
-    public = serialization.load_pem_public_key(public_pem)
-    data_key = new_data_key()
-    assert isinstance(public, rsa.RSAPublicKey)
-    assert unwrap_key(private, wrap_key(public, data_key)) == data_key
-    again = ensure_rsa_key_pair(
-        tmp_path / "keys" / "certificates-private.pem",
-        tmp_path / "keys" / "certificates-public.pem",
-    )
-    assert again.private_numbers() == private.private_numbers()

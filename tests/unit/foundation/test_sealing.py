@@ -1,4 +1,4 @@
-"""Sealing: AES-256-GCM round trips, every kind of tampering refused, RSA-OAEP key wrapping."""
+"""Sealing: AES-256-GCM round trips, every kind of tampering refused, X25519 key wrapping."""
 
 from __future__ import annotations
 
@@ -8,16 +8,14 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from immunreg.contracts.common import Sealed
 from immunreg.sealing import (
     UnsealError,
     ensure_key_file,
-    load_private_key,
-    load_public_key,
     new_data_key,
+    new_holder_key_pair,
+    public_half,
     read_key_file,
     seal,
     unseal,
@@ -97,51 +95,49 @@ def test_keys_must_be_256_bits() -> None:
         seal(b"short", b"x", AD, key_id="k")
 
 
-@pytest.fixture(scope="module")
-def recipient() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+CONTEXT = b"c-abcdefghijklmnopqrst|certificates"
 
 
-def pem(key: rsa.RSAPrivateKey) -> tuple[bytes, bytes]:
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return private, public
-
-
-def test_a_wrapped_key_unwraps_only_with_the_recipients_private_key(
-    recipient: rsa.RSAPrivateKey,
-) -> None:
-    private_pem, public_pem = pem(recipient)
+def test_a_wrapped_key_unwraps_only_with_the_holders_private_key_and_context() -> None:
+    private, public = new_holder_key_pair()
+    assert public_half(private) == public
     data_key = new_data_key()
-    wrapped = wrap_key(load_public_key(public_pem), data_key)
-    assert unwrap_key(load_private_key(private_pem), wrapped) == data_key
-    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    wrapped = wrap_key(public, data_key, CONTEXT)
+    assert unwrap_key(private, wrapped, CONTEXT) == data_key
+    assert wrap_key(public, data_key, CONTEXT) != wrapped, "a fresh ephemeral key each time"
+    other, _ = new_holder_key_pair()
     with pytest.raises(UnsealError):
-        unwrap_key(other, wrapped)
-    # What a recipient does with it: open values sealed under the data key.
+        unwrap_key(other, wrapped, CONTEXT)
+    with pytest.raises(UnsealError):
+        unwrap_key(private, wrapped, b"c-another-citizen-id|certificates")
+    # What a holder does with it: open values sealed under the data key.
     sealed = seal(data_key, b"Jelena", AD, key_id="k")
-    assert unseal(unwrap_key(recipient, wrapped), sealed, AD) == b"Jelena"
+    assert unseal(unwrap_key(private, wrapped, CONTEXT), sealed, AD) == b"Jelena"
 
 
-def test_weak_or_wrong_recipient_keys_are_refused() -> None:
-    small = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    with pytest.raises(ValueError, match="2048"):
-        load_public_key(pem(small)[1])
-    from cryptography.hazmat.primitives.asymmetric import ec
+def test_an_altered_or_cut_wrapped_key_is_refused() -> None:
+    private, public = new_holder_key_pair()
+    raw = base64.b64decode(wrap_key(public, new_data_key(), CONTEXT))
+    for i in (0, 31, 32, 43, 44, len(raw) - 1):
+        altered = bytearray(raw)
+        altered[i] ^= 1
+        with pytest.raises(UnsealError):
+            unwrap_key(private, base64.b64encode(bytes(altered)).decode(), CONTEXT)
+    with pytest.raises(UnsealError, match="size"):
+        unwrap_key(private, base64.b64encode(raw[:-1]).decode(), CONTEXT)
+    with pytest.raises(UnsealError, match="base64"):
+        unwrap_key(private, "not base64!", CONTEXT)
+    # A low-order point as the ephemeral key (all zeros) is refused, not an exception.
+    zeros = base64.b64encode(bytes(32) + raw[32:]).decode()
+    with pytest.raises(UnsealError):
+        unwrap_key(private, zeros, CONTEXT)
 
-    ec_public = (
-        ec.generate_private_key(ec.SECP256R1())
-        .public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    with pytest.raises(ValueError, match="RSA"):
-        load_public_key(ec_public)
+
+def test_wrong_sized_holder_keys_are_refused() -> None:
+    with pytest.raises(ValueError, match="32 bytes"):
+        wrap_key(b"short", new_data_key(), CONTEXT)
+    with pytest.raises(ValueError, match="32 bytes"):
+        unwrap_key(b"short", wrap_key(new_holder_key_pair()[1], new_data_key(), CONTEXT), CONTEXT)
 
 
 def test_key_files_are_created_once_and_read_back(tmp_path: Path) -> None:

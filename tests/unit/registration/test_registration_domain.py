@@ -23,13 +23,16 @@ from services.registration.domain import (
     CitizenState,
     Command,
     Erase,
-    KeyGrant,
+    Grant,
+    GrantsState,
     Preferences,
     Register,
     Update,
     Withdraw,
     decide,
+    decide_grant,
     evolve_all,
+    evolve_grant,
 )
 
 CID = "c-aaaaaaaaaaaaaaaaaaaa"
@@ -43,7 +46,7 @@ PREFS = Preferences(
 )
 
 
-def register(grants: list[KeyGrant] | None = None) -> Register:
+def register() -> Register:
     return Register(
         citizen_id=CID,
         birth_date=date(1960, 3, 4),
@@ -53,7 +56,6 @@ def register(grants: list[KeyGrant] | None = None) -> Register:
         consent=Consent(data_processing=True),
         channel="online",
         personal=SEALED,
-        grants=grants or [],
     )
 
 
@@ -145,18 +147,40 @@ def test_refusals(
     assert raised.value.code == code
 
 
-def test_registration_carries_what_other_services_need_and_the_grants() -> None:
-    events = decide(UNREGISTERED, register([KeyGrant("certificates", "d3JhcHBlZA==")]))
-    registered, granted = events
+def test_registration_carries_what_other_services_need_and_grants_no_key() -> None:
+    (registered,) = decide(UNREGISTERED, register())
     assert isinstance(registered, CitizenRegistered)
     assert registered.citizen_id == CID
     assert registered.birth_date == date(1960, 3, 4)
     assert registered.conditions == ["diabetes"]
     assert registered.vaccine_preferences == ["EU/1/20/1528"]
     assert registered.personal == SEALED
-    assert granted == PersonalDataKeyGranted(
-        citizen_id=CID, recipient="certificates", wrapped_key="d3JhcHBlZA=="
+
+
+def grant(holder_key: str) -> Grant:
+    return Grant(
+        citizen_id=CID,
+        recipient="certificates",
+        holder_key=holder_key,
+        data_key_id="k1",
+        wrapped_key="d3JhcHBlZA==",
+        wrap_alg="X25519-HKDF-SHA256-A256GCM",
     )
+
+
+def test_each_offered_key_is_granted_once() -> None:
+    (granted,) = decide_grant(GrantsState(), grant("cHVibGljLTE="))
+    assert granted == PersonalDataKeyGranted(
+        citizen_id=CID,
+        recipient="certificates",
+        wrapped_key="d3JhcHBlZA==",
+        wrap_alg="X25519-HKDF-SHA256-A256GCM",
+        holder_key="cHVibGljLTE=",
+        data_key_id="k1",
+    )
+    after = evolve_grant(GrantsState(), granted)
+    assert decide_grant(after, grant("cHVibGljLTE=")) == [], "an offer delivered twice"
+    assert len(decide_grant(after, grant("cHVibGljLTI="))) == 1, "a new key (a new registration)"
 
 
 def test_preferences_changed_carries_every_value_not_a_delta() -> None:

@@ -13,7 +13,6 @@ from services.registration.keys import (
     citizen_id_for,
     is_citizen_id,
     load_key_ring,
-    parse_recipients,
 )
 
 KEY_A = bytes(range(32))
@@ -31,16 +30,6 @@ def test_citizen_ids_are_stable_keyed_and_well_formed() -> None:
     assert not is_citizen_id("0101990710008")
 
 
-def test_recipients_spec() -> None:
-    assert parse_recipients("") == {}
-    assert parse_recipients(" certificates=/k/c.pem , x=/k/x.pem") == {
-        "certificates": Path("/k/c.pem"),
-        "x": Path("/k/x.pem"),
-    }
-    with pytest.raises(KeyConfigError):
-        parse_recipients("certificates")
-
-
 def settings(**extra: str) -> Settings:
     return Settings(
         service="registration", database_url="", db_schema="x", kafka_bootstrap="", extra=extra
@@ -53,13 +42,9 @@ def test_explicitly_named_key_files_must_exist(tmp_path: Path) -> None:
         load_key_ring(
             settings(ID_KEY_FILE=str(tmp_path / "missing.key"), KEK_FILE=str(tmp_path / "kek.key"))
         )
-    with pytest.raises(KeyConfigError, match="recipient certificates"):
+    with pytest.raises(KeyConfigError, match="KEK_FILE"):
         load_key_ring(
-            settings(
-                ID_KEY_FILE=str(tmp_path / "kek.key"),
-                KEK_FILE=str(tmp_path / "kek.key"),
-                KEY_RECIPIENTS=f"certificates={tmp_path / 'none.pem'}",
-            )
+            settings(ID_KEY_FILE=str(tmp_path / "kek.key"), KEK_FILE=str(tmp_path / "none.key"))
         )
 
 
@@ -71,5 +56,9 @@ def test_development_defaults_are_created_in_the_state_dir(
     ring = load_key_ring(settings())
     assert (tmp_path / "keys" / "registration-id.key").exists()
     assert (tmp_path / "keys" / "registration-kek.key").exists()
+    assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == [
+        "registration-id.key",
+        "registration-kek.key",
+    ], "no key pair for any other service: holders make their own per citizen"
     assert ring.id_key != ring.kek
     assert load_key_ring(settings()) == ring, "the second start reads the same keys"

@@ -1,0 +1,210 @@
+"""A holder's side of per-citizen keys: how a service that needs a citizen's personal
+data (certificates for names, notifications for contacts) gets the data key, in a way
+that erasure ends.
+
+1. On `CitizenRegistered` the holder makes an X25519 key pair for that citizen
+   (`offer`), keeps it in `holder_keys` (holderkeys.sql) and publishes the public half
+   (`HolderKeyOffered`, stream `holder-key-<citizen_id>`) through its outbox, in the
+   consumer's transaction.
+2. Registration answers with `PersonalDataKeyGranted`: the data key wrapped to that
+   public key (`immunreg.sealing.wrap_key`). The holder keeps it (`keep_grant`) and
+   opens it when it needs the data (`open_grant`). Data that arrives before its grant
+   waits, as it did before.
+3. On `CitizenErased` the holder deletes the row (`forget`), in the same transaction as
+   the sealed copies. Kafka and the event stores then hold only public keys and
+   ciphertexts under keys that exist nowhere.
+
+Citizens whose sealed data a holder kept before holder keys existed get an offer at the
+holder's start (`offer_missing`); it reads the holder's `citizens(citizen_id, personal,
+erased)` table, which both holders keep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from pathlib import Path
+
+import asyncpg
+
+from immunreg.contracts.common import HolderKeyOffered
+from immunreg.contracts.envelope import Context, Metadata
+from immunreg.contracts.registration import (
+    CitizenRegistered,
+    PersonalDataKeyGranted,
+    grant_context,
+)
+from immunreg.eventstore.database import Connection
+from immunreg.eventstore.errors import ConcurrencyConflict
+from immunreg.eventstore.locks import LockKey, lock_for_transaction
+from immunreg.eventstore.store import StreamStore
+from immunreg.sealing import UnsealError, new_holder_key_pair, unwrap_key
+
+HOLDER_KEYS_SQL = Path(__file__).with_name("holderkeys.sql")
+STREAM_TYPE = "HolderKey"
+
+log = logging.getLogger(__name__)
+
+
+def stream_id(citizen_id: str) -> str:
+    """The stream a holder's offers for one citizen are appended to."""
+    return f"holder-key-{citizen_id}"
+
+
+async def offer(
+    store: StreamStore[Connection],
+    conn: Connection,
+    context: Context,
+    registered: CitizenRegistered,
+    *,
+    metadata: Metadata | None = None,
+) -> bool:
+    """Make and offer a key pair for the data key the registration's personal data is
+    sealed with, unless one was made for it already (a registration again after a
+    withdrawal keeps its data key); whether an offer was made. A pair made for an older
+    data key is replaced. The holder is the context that publishes the offer."""
+    citizen_id, data_key_id = registered.citizen_id, registered.personal.key_id
+    current = await conn.fetchval(
+        "SELECT data_key_id FROM holder_keys WHERE citizen_id = $1 FOR UPDATE", citizen_id
+    )
+    if current == data_key_id:
+        return False
+    await _offer_for(store, conn, context, (citizen_id, data_key_id), metadata)
+    return True
+
+
+async def _offer_for(
+    store: StreamStore[Connection],
+    conn: Connection,
+    context: Context,
+    subject: tuple[str, str],
+    metadata: Metadata | None,
+) -> None:
+    """A new key pair for (citizen id, data key id), kept and offered."""
+    citizen_id, data_key_id = subject
+    private, public = new_holder_key_pair()
+    await conn.execute(
+        """
+        INSERT INTO holder_keys (citizen_id, data_key_id, private_key, public_key)
+        VALUES ($1, $2, $3, $4)
+        ON CONFLICT (citizen_id) DO UPDATE SET data_key_id = excluded.data_key_id,
+            private_key = excluded.private_key, public_key = excluded.public_key,
+            wrapped_key = NULL, created_at = now(), granted_at = NULL
+        """,
+        citizen_id,
+        data_key_id,
+        private,
+        public,
+    )
+    stream = stream_id(citizen_id)
+    version = len(await store.load(stream, conn=conn))
+    event = HolderKeyOffered(
+        citizen_id=citizen_id,
+        holder=context.name,
+        public_key=base64.b64encode(public).decode("ascii"),
+        data_key_id=data_key_id,
+    )
+    await store.append(
+        stream, STREAM_TYPE, version, [event], context=context, metadata=metadata, conn=conn
+    )
+
+
+_MISSING = """
+SELECT c.citizen_id, c.personal->>'key_id' AS data_key_id
+FROM citizens c LEFT JOIN holder_keys k ON k.citizen_id = c.citizen_id
+WHERE c.personal IS NOT NULL AND NOT c.erased AND k.citizen_id IS NULL
+  AND c.citizen_id > $1
+ORDER BY c.citizen_id
+LIMIT $2
+"""
+
+
+async def offer_missing(
+    store: StreamStore[Connection], pool: asyncpg.Pool, context: Context, batch: int = 200
+) -> int:
+    """Offer a key for every citizen whose sealed data is here without one (kept before
+    holder keys existed); how many offers were made. Replicas take turns per batch (an
+    advisory lock); a citizen the consumer offers for meanwhile is skipped."""
+    offered, after = 0, ""
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            # Replicas take turns; the query skips what another one offered for.
+            await lock_for_transaction(
+                conn, f"holderkeys:offer-missing:{context.name}", key=LockKey.SCHEMA_AND_NAME
+            )
+            rows = await conn.fetch(_MISSING, after, batch)
+            for row in rows:
+                try:
+                    async with conn.transaction():  # a savepoint: one conflict skips one
+                        if await _offer_missing_one(store, conn, context, row):
+                            offered += 1
+                except ConcurrencyConflict:
+                    continue
+        if len(rows) < batch:
+            return offered
+        after = rows[-1]["citizen_id"]
+        await asyncio.sleep(0)
+
+
+async def _offer_missing_one(
+    store: StreamStore[Connection], conn: Connection, context: Context, row: asyncpg.Record
+) -> bool:
+    current = await conn.fetchval(
+        "SELECT data_key_id FROM holder_keys WHERE citizen_id = $1 FOR UPDATE", row["citizen_id"]
+    )
+    if current is not None or row["data_key_id"] is None:
+        return False
+    await _offer_for(store, conn, context, (row["citizen_id"], row["data_key_id"]), None)
+    return True
+
+
+async def keep_grant(conn: Connection, holder: str, event: PersonalDataKeyGranted) -> bool:
+    """Keep a grant made to this holder's current key for the citizen; whether it was.
+
+    A grant for another holder, to a key no longer here (erased, or replaced by a
+    newer registration) or from before holder keys is skipped; one that does not
+    open with the key it names is logged and skipped (no retry would open it)."""
+    if event.recipient != holder or event.holder_key is None:
+        return False
+    row = await conn.fetchrow(
+        "SELECT private_key, public_key FROM holder_keys WHERE citizen_id = $1 FOR UPDATE",
+        event.citizen_id,
+    )
+    if row is None or base64.b64encode(row["public_key"]).decode("ascii") != event.holder_key:
+        return False
+    try:
+        open_grant(holder, event.citizen_id, row["private_key"], event.wrapped_key)
+    except (UnsealError, ValueError):
+        log.warning("a data key granted to %s does not open with its key", holder)
+        return False
+    await conn.execute(
+        "UPDATE holder_keys SET wrapped_key = $2, granted_at = now() WHERE citizen_id = $1",
+        event.citizen_id,
+        event.wrapped_key,
+    )
+    return True
+
+
+def open_grant(holder: str, citizen_id: str, private_key: bytes, wrapped_key: str) -> bytes:
+    """The citizen's data key from a kept grant; UnsealError if it does not open."""
+    return unwrap_key(private_key, wrapped_key, grant_context(citizen_id, holder))
+
+
+async def forget(conn: Connection, citizen_id: str) -> None:
+    """Delete the citizen's key pair and grant (erasure)."""
+    await conn.execute("DELETE FROM holder_keys WHERE citizen_id = $1", citizen_id)
+
+
+async def offer_missing_at_start(
+    store: StreamStore[Connection], pool: asyncpg.Pool, context: Context
+) -> None:
+    """`offer_missing` as a start-up task: logged, and tried again at the next start if it
+    fails (nothing is lost meanwhile: those citizens' data waits, as before)."""
+    try:
+        offered = await offer_missing(store, pool, context)
+    except (asyncpg.PostgresError, OSError):
+        log.exception("offering keys for citizens kept before holder keys failed")
+        return
+    if offered:
+        log.info("offered keys for %d citizens kept before holder keys", offered)
