@@ -10,6 +10,9 @@ ALLOW_ANYWHERE         true             book outside the citizen's district when
                                         nothing closer is free (scheduling runs only)
 COMMIT_BATCH           200              bookings per SiteDay transaction
 COMMIT_CONCURRENCY     4                SiteDay transactions in flight per run
+RUNS_INTERVAL          2                seconds between the runs worker's looks for
+                                        queued runs (a POST wakes it at once) and
+                                        interrupted ones
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class BookingConfig:
     allow_anywhere: bool = True
     commit_batch: int = 200
     commit_concurrency: int = 4
+    runs_interval: float = 2.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BookingConfig:
@@ -56,6 +60,7 @@ class BookingConfig:
             allow_anywhere=_flag(_value(settings, "ALLOW_ANYWHERE", "true")),
             commit_batch=int(_value(settings, "COMMIT_BATCH", "200")),
             commit_concurrency=int(_value(settings, "COMMIT_CONCURRENCY", "4")),
+            runs_interval=float(_value(settings, "RUNS_INTERVAL", "2")),
         )
 
     def now(self) -> datetime:

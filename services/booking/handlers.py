@@ -53,16 +53,16 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import asyncpg
 
 from immunreg.contracts import administration, inventory, registration
 from immunreg.contracts.administration import DoseAdministered, DoseCorrected, DoseVoided
 from immunreg.contracts.booking import SiteDefined
-from immunreg.contracts.envelope import Envelope, Metadata, new_event_id
+from immunreg.contracts.envelope import Envelope, Metadata
 from immunreg.contracts.inventory import StockLevelChanged
 from immunreg.contracts.registration import (
     CitizenErased,
@@ -106,7 +106,7 @@ from .eligibility import SLOT_TAKEN, unsuitable
 from .noshow import select_no_shows
 from .ranking import district_of, explain
 from .scheduler import Citizen, Proposal, plan
-from .schemas import DayView, RunSummary
+from .schemas import DayView, RunCounts
 
 log = logging.getLogger(__name__)
 
@@ -246,32 +246,45 @@ async def cancel(
 
 @dataclass
 class _Pass:
-    booked: int = 0
-    elsewhere: int = 0
     retry: list[str] = field(default_factory=list)
+
+
+# Called with the run's counts after every committed batch (and once planned).
+Report = Callable[[RunCounts], Awaitable[None]]
+
+
+async def _no_report(counts: RunCounts) -> None:
+    return None
 
 
 async def run_scheduler(
     store: EventStore,
     *,
+    run_id: str,
     from_day: date,
     horizon_days: int,
     today: date,
     config: BookingConfig,
-    trigger: str = "on_demand",
     metadata: Metadata | None = None,
-) -> RunSummary:
-    """Book every waiting citizen that fits between from_day and from_day + horizon."""
-    started = time.perf_counter()
-    started_at = datetime.now(UTC)
-    run_id = str(new_event_id())
+    report: Report = _no_report,
+) -> RunCounts:
+    """Book every waiting citizen that fits between from_day and from_day + horizon.
+
+    Each (site, day, product) batch commits on its own (exactly once: a citizen's claim
+    on one open appointment), and `report` hears the counts after each.
+    """
+    counts = RunCounts()
     pool = store.pool
+    clock = time.perf_counter()
     citizens = await readmodel.waiting_citizens(pool)
-    considered = len(citizens)
+    counts.considered = len(citizens)
+    _add_time(counts, "load", clock)
     reasons: dict[str, str] = {}
-    booked = elsewhere = replanned = 0
     for attempt in range(REPLAN_PASSES):
+        clock = time.perf_counter()
         supply = await readmodel.supply(pool, from_day, horizon_days, today)
+        _add_time(counts, "load", clock)
+        clock = time.perf_counter()
         # In a thread: a national plan takes seconds, and the event loop keeps serving.
         result = await asyncio.to_thread(
             plan,
@@ -283,49 +296,47 @@ async def run_scheduler(
             days=horizon_days,
             allow_anywhere=config.allow_anywhere,
         )
+        _add_time(counts, "plan", clock)
+        await report(counts)
         for left in result.waiting:
             reasons[left.citizen_id] = left.reason
         municipality_of = {s.site_id: s.municipality_code for s in supply.sites}
         by_id = {c.citizen_id: c for c in citizens}
+        clock = time.perf_counter()
         outcome = await _commit(
             store,
             result.bookings,
             by_id,
             municipality_of,
+            counts,
             run_id=run_id,
             today=today,
             config=config,
             metadata=metadata,
+            report=report,
         )
-        booked += outcome.booked
-        elsewhere += outcome.elsewhere
+        _add_time(counts, "commit", clock)
         for citizen_id in outcome.retry:
             reasons[citizen_id] = SLOT_TAKEN
         if not outcome.retry or attempt == REPLAN_PASSES - 1:
             break
-        replanned += len(outcome.retry)
+        counts.replanned += len(outcome.retry)
         citizens = await readmodel.waiting_citizens(pool, outcome.retry)
-        elsewhere += len(outcome.retry) - len(citizens)  # booked by someone else in between
+        # booked by someone else in between
+        counts.booked_elsewhere += len(outcome.retry) - len(citizens)
         for citizen_id in set(outcome.retry) - {c.citizen_id for c in citizens}:
             reasons.pop(citizen_id, None)
     waiting: dict[str, int] = defaultdict(int)
     for reason in reasons.values():
         waiting[reason] += 1
-    summary = RunSummary(
-        run_id=run_id,
-        trigger=trigger,
-        from_day=from_day,
-        horizon_days=horizon_days,
-        considered=considered,
-        booked=booked,
-        booked_elsewhere=elsewhere,
-        waiting=dict(sorted(waiting.items())),
-        replanned=replanned,
-        seconds=round(time.perf_counter() - started, 3),
-    )
-    await readmodel.save_run(pool, summary, started_at)
-    log.info("scheduling run done", extra={"run_id": run_id, "booked": booked})
-    return summary
+    counts.waiting = dict(sorted(waiting.items()))
+    await report(counts)
+    log.info("scheduling run done", extra={"run_id": run_id, "booked": counts.booked})
+    return counts
+
+
+def _add_time(counts: RunCounts, phase: str, since: float) -> None:
+    counts.timings[phase] = round(counts.timings.get(phase, 0.0) + time.perf_counter() - since, 3)
 
 
 async def _commit(
@@ -333,11 +344,13 @@ async def _commit(
     proposals: Sequence[Proposal],
     citizens: dict[str, Citizen],
     site_municipality: dict[str, str],
+    counts: RunCounts,
     *,
     run_id: str,
     today: date,
     config: BookingConfig,
     metadata: Metadata | None,
+    report: Report,
 ) -> _Pass:
     """Commit proposals per (site, day, product) in batches; some batches at a time."""
     groups: dict[tuple[str, date, str], list[BookingRequest]] = defaultdict(list)
@@ -382,12 +395,14 @@ async def _commit(
                 log.warning("a booking batch was not committed; planning it again", exc_info=True)
                 outcome.retry += [r.citizen_id for r in requests]
                 return
-        outcome.booked += len(reservation.booked)
+        counts.booked += len(reservation.booked)
+        counts.batches_committed += 1
         for request, why in reservation.refused:
             if why == ALREADY_BOOKED:
-                outcome.elsewhere += 1
+                counts.booked_elsewhere += 1
             else:
                 outcome.retry.append(request.citizen_id)
+        await report(counts)
 
     await asyncio.gather(*(commit(key, requests) for key, requests in batches))
     return outcome

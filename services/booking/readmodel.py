@@ -3,7 +3,7 @@
 `sites`, `site_days` and `appointments` are written in the same transaction as the
 events they mirror; `citizens`, `doses` and `site_stock` by the reactions to other
 contexts' events, each guarded by the source stream's version or the event's id so a
-redelivery changes nothing; `scheduling_runs` keeps each run's summary.
+redelivery changes nothing. Scheduling runs are background runs (immunreg.runs).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .eligibility import DoseTaken, NextDose, next_dose
 from .noshow import OpenAppointment
 from .ranking import registration_order
 from .scheduler import Capacity, Citizen, SiteInfo, Stock
-from .schemas import AppointmentView, RunSummary, SiteView
+from .schemas import AppointmentView, SiteView
 
 Executor = Connection | asyncpg.Pool
 
@@ -488,22 +488,6 @@ async def appointment_missed(conn: Connection, appointment_id: str) -> None:
     await conn.execute(
         "UPDATE appointments SET status = 'missed', updated_at = now() WHERE appointment_id = $1",
         appointment_id,
-    )
-
-
-# --- scheduling runs ---------------------------------------------------------------------
-
-
-async def save_run(db: Executor, summary: RunSummary, started_at: datetime) -> None:
-    await db.execute(
-        "INSERT INTO scheduling_runs (run_id, trigger, from_day, horizon_days, summary, "
-        "started_at) VALUES ($1, $2, $3, $4, $5::text::jsonb, $6)",
-        summary.run_id,
-        summary.trigger,
-        summary.from_day,
-        summary.horizon_days,
-        _json.encode(summary).decode(),
-        started_at,
     )
 
 

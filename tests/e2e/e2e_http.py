@@ -6,8 +6,10 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,3 +43,25 @@ def send(method: str, url: str, headers: dict[str, str] | None = None, body: Any
             return Answer(response.status, response.read(), dict(response.headers))
     except urllib.error.HTTPError as error:
         return Answer(error.code, error.read(), dict(error.headers))
+
+
+def follow(
+    accepted: Answer,
+    base: str,
+    headers: dict[str, str],
+    pending: Collection[str],
+    seconds: float = 120.0,
+) -> Any:
+    """Read the `Location` of a 202 (a background run) until its `status` leaves `pending`;
+    its last body. Fails when it is still pending after `seconds`."""
+    assert accepted.status == 202, accepted.json()
+    location = accepted.headers["Location"]
+    body = accepted.json()
+    deadline = time.monotonic() + seconds
+    while body["status"] in pending:
+        assert time.monotonic() < deadline, f"{location} still {body['status']}: {body}"
+        time.sleep(0.2)
+        answer = send("GET", base + location, headers)
+        assert answer.status == 200, answer.json()
+        body = answer.json()
+    return body
