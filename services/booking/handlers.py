@@ -8,7 +8,8 @@ work, or one per batch):
                     open appointments (domain.cancelled_by)
     reschedule      move an appointment: Reserve on the new SiteDay, Release on the old
     cancel          Cancel an appointment and Release its slot
-    run_scheduler   a scheduling run: plan (scheduler.plan, pure), then reserve in batches
+    run_scheduler   a scheduling run: plan (scheduler.plan, pure), then reserve per
+                    (site, product) in batches, reporting progress
     mark_no_shows   Miss every appointment whose day has ended
 
 Reactions to other contexts' events: the table `build_reactions` makes (see its
@@ -34,17 +35,19 @@ Invariants and how they hold under any concurrency:
 - A site's default capacity cannot change under a booking: bookings hold a shared
   advisory lock on the site, a redefinition the exclusive one.
 
-Lock order, to keep deadlocks out: site lock, stock row, claims (citizen ids sorted),
-then the SiteDay append, then appointment streams (fresh ids). A deadlock that still
+Lock order, to keep deadlocks out: site lock, stock row, then day by day (in date
+order) the claims (citizen ids sorted) and the SiteDay append, then appointment streams
+(fresh ids, all in one write). A deadlock that still
 happens (e.g. with a consumer batch) aborts the unit, and callers treat it as not done.
 
 A scheduling run loads the waiting citizens and the free capacity and stock from the
-read models, plans, then commits the proposals per (site, day, product) in batches,
-each through `reserve`, which re-checks capacity, stock and the citizen's claim under
-the database's guarantees. A proposal that no longer fits (another run or a citizen
-took the slot meanwhile) is planned again from fresh read models, up to REPLAN_PASSES
-times; what still does not fit is left waiting as "slot_taken". A citizen someone
-else booked meanwhile counts as `booked_elsewhere`, not as waiting.
+read models, plans, then commits the proposals per (site, product) in transactions of
+up to COMMIT_BATCH bookings over one or more days, each through `reserve_days`, which
+re-checks capacity, stock and the citizen's claim under the database's guarantees.
+A proposal that no longer fits (another run or a citizen took the slot meanwhile) is
+planned again from fresh read models, up to REPLAN_PASSES times; what still does not
+fit is left waiting as "slot_taken". A citizen someone else booked meanwhile counts as
+`booked_elsewhere`, not as waiting.
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ from .appointments import (
     miss,
     move_appointment,
     reserve,
+    reserve_days,
     site_for_booking,
 )
 from .config import BookingConfig
@@ -352,11 +356,14 @@ async def _commit(
     metadata: Metadata | None,
     report: Report,
 ) -> _Pass:
-    """Commit proposals per (site, day, product) in batches; some batches at a time."""
-    groups: dict[tuple[str, date, str], list[BookingRequest]] = defaultdict(list)
-    for p in proposals:  # planner order: best citizens first within each group
+    """Commit proposals per (site, product): each transaction books up to COMMIT_BATCH
+    of them over one or more days; some transactions at a time."""
+    groups: dict[tuple[str, str], dict[date, list[BookingRequest]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for p in proposals:  # planner order: best citizens first within each day
         reason = explain(p.decision(citizens[p.citizen_id], site_municipality[p.site_id]))
-        groups[(p.site_id, p.day, p.product_code)].append(
+        groups[(p.site_id, p.product_code)][p.day].append(
             BookingRequest(
                 citizen_id=p.citizen_id,
                 dose_number=p.dose_number,
@@ -366,46 +373,68 @@ async def _commit(
             )
         )
     batches = [
-        (key, requests[i : i + config.commit_batch])
-        for key, requests in groups.items()
-        for i in range(0, len(requests), config.commit_batch)
+        (key, chunk)
+        for key, by_day in groups.items()
+        for chunk in _chunks(sorted(by_day.items()), config.commit_batch)
     ]
     gate = asyncio.Semaphore(max(config.commit_concurrency, 1))
     outcome = _Pass()
 
-    async def commit(key: tuple[str, date, str], requests: list[BookingRequest]) -> None:
-        site_id, day, product = key
+    async def commit(key: tuple[str, str], days: list[tuple[date, list[BookingRequest]]]) -> None:
+        site_id, product = key
 
-        async def work(conn: Connection) -> Reservation:
-            return await reserve(
+        async def work(conn: Connection) -> list[Reservation]:
+            return await reserve_days(
                 store,
                 conn,
                 site_id=site_id,
-                day=day,
                 product_code=product,
-                requests=requests,
+                days=days,
                 today=today,
                 metadata=metadata,
             )
 
         async with gate:
             try:
-                reservation = await store.transact(work)
+                reservations = await store.transact(work)
             except _NOT_NOW:
                 log.warning("a booking batch was not committed; planning it again", exc_info=True)
-                outcome.retry += [r.citizen_id for r in requests]
+                outcome.retry += [r.citizen_id for _, requests in days for r in requests]
                 return
-        counts.booked += len(reservation.booked)
         counts.batches_committed += 1
-        for request, why in reservation.refused:
-            if why == ALREADY_BOOKED:
-                counts.booked_elsewhere += 1
-            else:
-                outcome.retry.append(request.citizen_id)
+        for reservation in reservations:
+            counts.booked += len(reservation.booked)
+            for request, why in reservation.refused:
+                if why == ALREADY_BOOKED:
+                    counts.booked_elsewhere += 1
+                else:
+                    outcome.retry.append(request.citizen_id)
         await report(counts)
 
-    await asyncio.gather(*(commit(key, requests) for key, requests in batches))
+    await asyncio.gather(*(commit(key, days) for key, days in batches))
     return outcome
+
+
+def _chunks(
+    days: list[tuple[date, list[BookingRequest]]], size: int
+) -> list[list[tuple[date, list[BookingRequest]]]]:
+    """Days in order, cut into transactions of at most `size` bookings (a day's requests
+    are split only when they alone are more)."""
+    size = max(size, 1)
+    chunks: list[list[tuple[date, list[BookingRequest]]]] = []
+    current: list[tuple[date, list[BookingRequest]]] = []
+    count = 0
+    for day, requests in days:
+        for i in range(0, len(requests), size):
+            piece = requests[i : i + size]
+            if current and count + len(piece) > size:
+                chunks.append(current)
+                current, count = [], 0
+            current.append((day, piece))
+            count += len(piece)
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 async def mark_no_shows(

@@ -441,6 +441,9 @@ WHERE site_id = $1 AND product_code = $2 AND status = 'booked' AND day >= $3
 async def stock_left(conn: Connection, site_id: str, product_code: str, today: date) -> int:
     """Doses of a product that may still be booked at a site; locks its stock row
     (FOR UPDATE), so bookings of one product at one site queue there."""
+    # Two statements on purpose: the count must be read after the lock is held (a new
+    # statement, a new snapshot under READ COMMITTED), or it would miss the bookings of
+    # the transaction it waited for.
     available = await conn.fetchval(
         "SELECT doses_available FROM site_stock WHERE site_id = $1 AND product_code = $2 "
         "FOR UPDATE",

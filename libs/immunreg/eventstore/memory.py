@@ -93,6 +93,24 @@ class InMemoryRecorder:
         tx.events[stream_id].extend(envelopes)
         tx.outbox.extend(rows)
 
+    async def insert_streams(
+        self,
+        envelopes: Sequence[Envelope],
+        outbox: tuple[str, Sequence[bytes]],
+        tx: MemoryTransaction | None = None,
+    ) -> None:
+        """Start many new streams, or refuse and write nothing."""
+        topic, payloads = outbox
+        by_stream: dict[str, list[tuple[Envelope, bytes]]] = {}
+        for envelope, payload in zip(envelopes, payloads, strict=True):
+            by_stream.setdefault(envelope.stream_id, []).append((envelope, payload))
+        if any(self._version(stream_id, tx) != 0 for stream_id in by_stream):
+            raise ConcurrencyConflict("(new streams)", 0)
+        for stream_id, pairs in by_stream.items():
+            await self.insert_events(
+                stream_id, 0, [e for e, _ in pairs], (topic, [p for _, p in pairs]), tx
+            )
+
     async def select_events(
         self, stream_id: str, after_version: int = 0, tx: MemoryTransaction | None = None
     ) -> list[Envelope]:

@@ -44,6 +44,17 @@ class Recorder(Protocol[Tx]):
         """
         ...
 
+    async def insert_streams(
+        self,
+        envelopes: Sequence[Envelope],
+        outbox: tuple[str, Sequence[bytes]],
+        tx: Tx | None = None,
+    ) -> None:
+        """Start many new streams at once: `envelopes` are each stream's first events
+        (versions from 1, one stream type), `outbox` one payload per envelope, keyed by
+        its stream. Raises ConcurrencyConflict, writing nothing, when any stream exists."""
+        ...
+
     async def select_events(
         self, stream_id: str, after_version: int = 0, tx: Tx | None = None
     ) -> list[Envelope]:

@@ -200,6 +200,57 @@ class StreamStore(Generic[Tx]):
         await self._maybe_snapshot(aggregate, stream_id, loaded.version, version, state, conn=conn)
         return Outcome(state, version, envelopes)
 
+    async def start_streams(
+        self,
+        conn: Tx,
+        aggregate: Aggregate[S, C],
+        commands: Sequence[tuple[str, C]],
+        *,
+        metadata: Metadata | None = None,
+    ) -> list[Outcome[S]]:
+        """Decide each `(stream_id, command)` on a new stream and append all their events
+        with one write, on the caller's connection: for many streams that begin together
+        under fresh ids (a scheduling run's appointments). A stream that exists already is
+        a ConcurrencyConflict, and nothing is written."""
+        outcomes: list[Outcome[S]] = []
+        envelopes: list[Envelope] = []
+        for stream_id, command in commands:
+            state = aggregate.initial()
+            events = aggregate.decide(state, command)
+            stream_envelopes = [
+                aggregate.context.envelope(
+                    event,
+                    stream_id=stream_id,
+                    stream_type=aggregate.stream_type,
+                    version=version,
+                    metadata=metadata,
+                )
+                for version, event in enumerate(events, start=1)
+            ]
+            for event in events:
+                state = aggregate.evolve(state, event)
+            envelopes += stream_envelopes
+            outcomes.append(Outcome(state, len(events), stream_envelopes))
+        if not envelopes:
+            return outcomes
+        outbox = (aggregate.context.topic, [encode_envelope(e) for e in envelopes])
+        started = time.perf_counter()
+        try:
+            await self.recorder.insert_streams(envelopes, outbox, conn)
+        except ConcurrencyConflict:
+            if self.metrics is not None:
+                self.metrics.append_conflicts.inc()
+            raise
+        if self.metrics is not None:
+            self.metrics.append_latency.observe(time.perf_counter() - started)
+            for envelope in envelopes:
+                self.metrics.events_appended.labels(envelope.type).inc()
+        for (stream_id, _), outcome in zip(commands, outcomes, strict=True):
+            await self._maybe_snapshot(
+                aggregate, stream_id, 0, outcome.version, outcome.state, conn=conn
+            )
+        return outcomes
+
     async def execute(
         self,
         aggregate: Aggregate[S, C],
