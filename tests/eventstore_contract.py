@@ -191,6 +191,26 @@ class EventStoreContract:
         published = [decode_envelope(payload) for _, _, payload in rows]
         assert [e.event_id for e in published] == [o.events[0].event_id for o in outcomes]
 
+    async def test_loading_many_streams_at_once_equals_loading_each(
+        self, backend: Backend, context: Context
+    ) -> None:
+        store = backend.store
+        aggregate = self.tally(context, snapshot_every=2)  # "snap" gets a snapshot
+        for amount in (1, 2, 3):
+            await store.execute(aggregate, "snap", Add(amount=amount))
+        await store.execute(aggregate, "one", Add(amount=7))
+        streams = ["snap", "one", "none"]
+        async with store.transaction() as tx:
+            await store.execute_in(tx, aggregate, "one", Add(amount=1))  # its own write too
+            together = await store.load_states(aggregate, streams, tx)
+            each = {s: await store.load_state(aggregate, s, tx) for s in streams}
+        assert together == each
+        assert [(together[s].state.total, together[s].version) for s in streams] == [
+            (6, 3),
+            (8, 2),
+            (0, 0),
+        ]
+
     async def test_starting_a_stream_that_exists_is_a_conflict_and_writes_nothing(
         self, backend: Backend, context: Context
     ) -> None:

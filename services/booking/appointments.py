@@ -122,63 +122,72 @@ async def reserve_days(
     municipality_code = site.definition.municipality_code
     budget = await readmodel.stock_left(conn, site_id, product_code, today)
     default = site.daily_capacity()
-    results: list[Reservation] = []
-    for day, requests in days:
-        result = Reservation()
-        results.append(result)
-        stream = siteday_stream(site_id, day)
-        siteday = await store.load_state(SITEDAY, stream, conn)
-        slots_free = siteday.state.free(product_code, default)
-        free = min(slots_free, budget)
-        pending = list(requests)
-        taken: list[tuple[BookingRequest, str]] = []
-        while pending and len(taken) < free:
-            batch, pending = pending[: free - len(taken)], pending[free - len(taken) :]
-            ids = {r.citizen_id: str(new_event_id()) for r in batch}
-            ordered = sorted(batch, key=lambda r: r.citizen_id)  # one lock order for all
-            claimed = await readmodel.claim_appointments(
-                conn,
-                [
-                    Claim(
-                        appointment_id=ids[r.citizen_id],
-                        citizen_id=r.citizen_id,
-                        dose_number=r.dose_number,
-                        booster=r.booster,
-                        reason=r.reason,
-                        run_id=r.run_id,
-                    )
-                    for r in ordered
-                ],
-                site_id=site_id,
-                municipality_code=municipality_code,
-                day=day,
-                product_code=product_code,
-            )
-            for request in batch:
-                if request.citizen_id in claimed:
-                    taken.append((request, ids[request.citizen_id]))
-                else:
-                    result.refused.append((request, ALREADY_BOOKED))
-        why = NO_STOCK if budget < slots_free else SLOT_TAKEN
-        result.refused += [(r, why) for r in pending]
-        if not taken:
+    streams = [siteday_stream(site_id, day) for day, _ in days]
+    sitedays = await store.load_states(SITEDAY, streams, conn)
+    free = [sitedays[s].state.free(product_code, default) for s in streams]
+    pending = [list(requests) for _, requests in days]
+    results = [Reservation() for _ in days]
+    # Offer each day as many of its next requests as it has slots (and the stock
+    # allows, earlier days first), claim them all in one statement; a citizen booked
+    # elsewhere meanwhile leaves a slot for the day's next request: offer again.
+    while True:
+        left = budget - sum(len(r.booked) for r in results)
+        offers: list[tuple[int, BookingRequest]] = []
+        for i, result in enumerate(results):
+            n = max(min(free[i] - len(result.booked), left, len(pending[i])), 0)
+            offers += [(i, r) for r in pending[i][:n]]
+            pending[i] = pending[i][n:]
+            left -= n
+        if not offers:
+            break
+        ids = {r.citizen_id: str(new_event_id()) for _, r in offers}
+        claimed = await readmodel.claim_appointments(
+            conn,
+            [
+                Claim(
+                    appointment_id=ids[r.citizen_id],
+                    citizen_id=r.citizen_id,
+                    day=days[i][0],
+                    dose_number=r.dose_number,
+                    booster=r.booster,
+                    reason=r.reason,
+                    run_id=r.run_id,
+                )
+                # one lock order for every writer
+                for i, r in sorted(offers, key=lambda offer: offer[1].citizen_id)
+            ],
+            site_id=site_id,
+            municipality_code=municipality_code,
+            product_code=product_code,
+        )
+        for i, request in offers:
+            if request.citizen_id in claimed:
+                results[i].booked.append((request, ids[request.citizen_id]))
+            else:
+                results[i].refused.append((request, ALREADY_BOOKED))
+        if len(claimed) == len(offers):
+            break  # every offer held: nothing freed for another round
+    for i, ((day, _), stream) in enumerate(zip(days, streams, strict=True)):
+        result = results[i]
+        # Slots still free on a day whose requests were not all booked: the stock ran out.
+        why = NO_STOCK if len(result.booked) < free[i] else SLOT_TAKEN
+        result.refused += [(r, why) for r in pending[i]]
+        if not result.booked:
             continue
-        budget -= len(taken)
         await store.decide_and_append(
             conn,
             SITEDAY,
             stream,
-            siteday,
+            sitedays[stream],
             Reserve(
                 site_id=site_id,
                 day=day,
                 product_code=product_code,
-                appointment_ids=[appointment_id for _, appointment_id in taken],
+                appointment_ids=[appointment_id for _, appointment_id in result.booked],
                 default_capacity=default,
             ),
             metadata=metadata,
         )
-        result.booked = taken
     # Fresh ids: every appointment stream starts here, all of them in one write.
     await store.start_streams(
         conn,

@@ -388,6 +388,7 @@ class Claim(Struct):
 
     appointment_id: str
     citizen_id: str
+    day: date
     dose_number: int
     booster: bool
     reason: str
@@ -397,9 +398,9 @@ class Claim(Struct):
 _CLAIM = """
 INSERT INTO appointments (appointment_id, citizen_id, site_id, municipality_code, day,
                           product_code, dose_number, booster, status, reason, run_id)
-SELECT a, c, $3, $4, $5, $6, n, b, 'booked', r, ru
-FROM unnest($1::text[], $2::text[], $7::int[], $8::bool[], $9::text[], $10::text[])
-     AS x(a, c, n, b, r, ru)
+SELECT a, c, $3, $4, d, $5, n, b, 'booked', r, ru
+FROM unnest($1::text[], $2::text[], $6::date[], $7::int[], $8::bool[], $9::text[],
+            $10::text[]) AS x(a, c, d, n, b, r, ru)
 ON CONFLICT (citizen_id) WHERE status = 'booked' DO NOTHING
 RETURNING citizen_id
 """
@@ -411,19 +412,19 @@ async def claim_appointments(
     *,
     site_id: str,
     municipality_code: str,
-    day: date,
     product_code: str,
 ) -> set[str]:
-    """Insert the appointments' rows; the citizens whose claim held (the others had an
-    open appointment already: the partial unique index refuses a second one)."""
+    """Insert the appointments' rows (one site and product, any days); the citizens
+    whose claim held (the others had an open appointment already: the partial unique
+    index refuses a second one)."""
     rows = await conn.fetch(
         _CLAIM,
         [c.appointment_id for c in claims],
         [c.citizen_id for c in claims],
         site_id,
         municipality_code,
-        day,
         product_code,
+        [c.day for c in claims],
         [c.dose_number for c in claims],
         [c.booster for c in claims],
         [c.reason for c in claims],

@@ -9,7 +9,7 @@ checks and writes, so no lock is needed.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -118,6 +118,20 @@ class InMemoryRecorder:
         staged = tx.events.get(stream_id) if tx is not None else None
         events = staged if staged is not None else self.streams.get(stream_id, [])
         return [e for e in events if e.version > after_version]
+
+    async def select_events_after(
+        self, after: Mapping[str, int], tx: MemoryTransaction | None = None
+    ) -> dict[str, list[Envelope]]:
+        """Each stream's events after its version, with the transaction's own."""
+        found = {stream: await self.select_events(stream, v, tx) for stream, v in after.items()}
+        return {stream: events for stream, events in found.items() if events}
+
+    async def select_snapshots(
+        self, stream_ids: Sequence[str], tx: MemoryTransaction | None = None
+    ) -> dict[str, tuple[int, bytes]]:
+        """The newest snapshot of each stream that has one."""
+        found = {stream: await self.select_snapshot(stream, tx) for stream in stream_ids}
+        return {stream: snapshot for stream, snapshot in found.items() if snapshot is not None}
 
     async def select_snapshot(
         self, stream_id: str, tx: MemoryTransaction | None = None

@@ -7,7 +7,7 @@ writers at one expected version a conflict (see schema.sql).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -69,6 +69,16 @@ _LOAD = """
 SELECT version, stream_type, event_id, type, schema_version, data::text AS data,
        occurred_at, recorded_at, correlation_id, causation_id
 FROM events WHERE stream_id = $1 AND version > $2 ORDER BY version
+"""
+
+_LOAD_MANY = """
+SELECT e.stream_id, e.version, e.stream_type, e.event_id, e.type, e.schema_version,
+       e.data::text AS data, e.occurred_at, e.recorded_at, e.correlation_id, e.causation_id
+FROM unnest($1::text[], $2::int[]) AS a(stream_id, after)
+CROSS JOIN LATERAL (  -- one index range per stream, whatever the size of the table
+    SELECT * FROM events WHERE stream_id = a.stream_id AND version > a.after
+) e
+ORDER BY e.stream_id, e.version
 """
 
 _SAVE_SNAPSHOT = """
@@ -181,6 +191,29 @@ class PostgresRecorder:
         executor = tx if tx is not None else self.pool
         rows = await executor.fetch(_LOAD, stream_id, after_version)
         return [_row_to_envelope(stream_id, row) for row in rows]
+
+    async def select_events_after(
+        self, after: Mapping[str, int], tx: Connection | None = None
+    ) -> dict[str, list[Envelope]]:
+        """Each stream's events after its version, with one statement."""
+        executor = tx if tx is not None else self.pool
+        rows = await executor.fetch(_LOAD_MANY, list(after), list(after.values()))
+        found: dict[str, list[Envelope]] = {}
+        for row in rows:
+            stream_id = row["stream_id"]
+            found.setdefault(stream_id, []).append(_row_to_envelope(stream_id, row))
+        return found
+
+    async def select_snapshots(
+        self, stream_ids: Sequence[str], tx: Connection | None = None
+    ) -> dict[str, tuple[int, bytes]]:
+        """The snapshots of those streams that have one, with one statement."""
+        executor = tx if tx is not None else self.pool
+        rows = await executor.fetch(
+            "SELECT stream_id, version, state FROM snapshots WHERE stream_id = ANY($1::text[])",
+            list(stream_ids),
+        )
+        return {r["stream_id"]: (r["version"], r["state"]) for r in rows}
 
     async def select_snapshot(
         self, stream_id: str, tx: Connection | None = None
