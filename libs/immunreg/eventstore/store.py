@@ -9,6 +9,7 @@ use `InMemoryEventStore` (memory.py) and the same code runs.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -34,6 +35,8 @@ from immunreg.eventstore.signal import OutboxSignal
 from immunreg.observability.metrics import Metrics
 
 S = TypeVar("S")
+# start_streams hands the event loop back this often while it decides and encodes.
+YIELD_EVERY = 100
 C = TypeVar("C")
 T = TypeVar("T")
 
@@ -247,7 +250,9 @@ class StreamStore(Generic[Tx]):
         outcomes: list[Outcome[S]] = []
         envelopes: list[Envelope] = []
         recorded_at = utcnow()  # one write, one moment (and one clock read, not thousands)
-        for stream_id, command in commands:
+        for n, (stream_id, command) in enumerate(commands, start=1):
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # thousands of streams: let other requests in between
             state = aggregate.initial()
             events = aggregate.decide(state, command)
             stream_envelopes = [
