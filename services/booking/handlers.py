@@ -358,25 +358,11 @@ async def _commit(
 ) -> _Pass:
     """Commit proposals per (site, product): each transaction books up to COMMIT_BATCH
     of them over one or more days; some transactions at a time."""
-    groups: dict[tuple[str, str], dict[date, list[BookingRequest]]] = defaultdict(
-        lambda: defaultdict(list)
+    # In a thread, like the plan: explaining a national run's bookings takes seconds
+    # that the event loop spends answering requests instead.
+    batches = await asyncio.to_thread(
+        _batches, proposals, citizens, site_municipality, run_id, config.commit_batch
     )
-    for p in proposals:  # planner order: best citizens first within each day
-        reason = explain(p.decision(citizens[p.citizen_id], site_municipality[p.site_id]))
-        groups[(p.site_id, p.product_code)][p.day].append(
-            BookingRequest(
-                citizen_id=p.citizen_id,
-                dose_number=p.dose_number,
-                booster=p.booster,
-                reason=reason,
-                run_id=run_id,
-            )
-        )
-    batches = [
-        (key, chunk)
-        for key, by_day in groups.items()
-        for chunk in _chunks(sorted(by_day.items()), config.commit_batch)
-    ]
     gate = asyncio.Semaphore(max(config.commit_concurrency, 1))
     outcome = _Pass()
 
@@ -413,6 +399,39 @@ async def _commit(
 
     await asyncio.gather(*(commit(key, days) for key, days in batches))
     return outcome
+
+
+Batch = tuple[tuple[str, str], list[tuple[date, list[BookingRequest]]]]
+
+
+def _batches(
+    proposals: Sequence[Proposal],
+    citizens: dict[str, Citizen],
+    site_municipality: dict[str, str],
+    run_id: str,
+    size: int,
+) -> list[Batch]:
+    """The proposals as booking requests (each explained), per (site, product) and cut
+    into transactions (`_chunks`)."""
+    groups: dict[tuple[str, str], dict[date, list[BookingRequest]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for p in proposals:  # planner order: best citizens first within each day
+        reason = explain(p.decision(citizens[p.citizen_id], site_municipality[p.site_id]))
+        groups[(p.site_id, p.product_code)][p.day].append(
+            BookingRequest(
+                citizen_id=p.citizen_id,
+                dose_number=p.dose_number,
+                booster=p.booster,
+                reason=reason,
+                run_id=run_id,
+            )
+        )
+    return [
+        (key, chunk)
+        for key, by_day in groups.items()
+        for chunk in _chunks(sorted(by_day.items()), size)
+    ]
 
 
 def _chunks(

@@ -8,6 +8,7 @@ redelivery changes nothing. Scheduling runs are background runs (immunreg.runs).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -174,8 +175,18 @@ def citizen_from_row(row: asyncpg.Record, due: NextDose) -> Citizen:
 async def waiting_citizens(db: Executor, only: Iterable[str] | None = None) -> list[Citizen]:
     """Active citizens with no open appointment and a dose still to come."""
     ids = list(only) if only is not None else None
+    rows = await db.fetch(_WAITING, ids)
+    # A national list is a million rows: turned into Citizens off the event loop.
+    return (
+        await asyncio.to_thread(_waiting_from_rows, rows)
+        if len(rows) > 1000
+        else (_waiting_from_rows(rows))
+    )
+
+
+def _waiting_from_rows(rows: list[asyncpg.Record]) -> list[Citizen]:
     citizens = []
-    for row in await db.fetch(_WAITING, ids):
+    for row in rows:
         due = next_dose(_doses(row))
         if due is not None:
             citizens.append(citizen_from_row(row, due))
