@@ -20,6 +20,7 @@ import pytest
 
 from immunreg.eventstore.locks import session_lock
 from immunreg.runs import INTERRUPTED
+from services.booking import readmodel
 from services.booking.app import RUNS_KEY
 from services.booking.config import BookingConfig
 
@@ -208,3 +209,14 @@ async def test_a_service_stopped_mid_run_fails_the_run_keeps_its_bookings_once_a
         await booking.client.close()
         await pool.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         await pool.close()
+
+
+async def test_the_waiting_list_is_read_a_page_at_a_time_and_whole(
+    booking: Booking, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    citizens = sorted([await booking.register(municipality_code=HOME) for _ in range(5)])
+    monkeypatch.setattr(readmodel, "WAITING_PAGE", 2)
+    waiting = await readmodel.waiting_citizens(booking.pool)
+    assert [c.citizen_id for c in waiting] == citizens
+    some = await readmodel.waiting_citizens(booking.pool, citizens[1:4])
+    assert [c.citizen_id for c in some] == citizens[1:4]
