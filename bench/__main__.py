@@ -16,6 +16,7 @@ ORDER = (
     "foundation",
     "eventsourcing_compare",
     "booking",
+    "scheduling",
     "supply",
     "administration",
     "http_rates",

@@ -65,9 +65,10 @@ def _weighted(rng: random.Random, pairs: list[tuple[Any, int]], k: int) -> list[
 
 
 def make_sites(
-    rng: random.Random,
+    rng: random.Random, start: date = START
 ) -> tuple[list[SiteInfo], dict[tuple[str, date, str], int], dict[tuple[str, str], int]]:
-    """400 sites, their free capacity per day and product for 14 days, and their stock."""
+    """400 sites, their free capacity per day and product for 14 days from `start`, and
+    their stock."""
     munis = sorted(municipalities().values(), key=lambda m: m.code)
     placed = [m.code for m in munis]  # one site in every municipality
     placed += _weighted(rng, [(m.code, m.population) for m in munis], SITES - len(placed))
@@ -84,7 +85,7 @@ def make_sites(
         for product, share in zip(offered, shares, strict=True):
             daily = max(int(per_day * share / sum(shares)), 10)
             for d in range(DAYS):
-                day = START + timedelta(days=d)
+                day = start + timedelta(days=d)
                 if day.weekday() != 6:  # closed on Sundays
                     capacity[(site_id, day, product)] = daily
             if rng.random() < 0.9:  # some sites have none of a product yet
@@ -92,8 +93,8 @@ def make_sites(
     return sites, capacity, stock
 
 
-def make_citizens(rng: random.Random, count: int) -> list[Citizen]:
-    """`count` waiting citizens with a realistic mix (see the module doc)."""
+def make_citizens(rng: random.Random, count: int, start: date = START) -> list[Citizen]:
+    """`count` waiting citizens with a realistic mix (see the module doc), as of `start`."""
     munis = sorted(municipalities().values(), key=lambda m: m.code)
     by_district: dict[str, list[str]] = {}
     for m in munis:
@@ -124,7 +125,7 @@ def make_citizens(rng: random.Random, count: int) -> list[Citizen]:
         home = homes[i]
         band = band_picks[i]
         age = rng.randint(band.low, band.high if band.high is not None else 95)
-        born_ord = START.toordinal() - age * 365 - rng.randint(0, 364)
+        born_ord = start.toordinal() - age * 365 - rng.randint(0, 364)
         born = birth_cache.get(born_ord) or birth_cache.setdefault(
             born_ord, date.fromordinal(born_ord)
         )
@@ -148,7 +149,7 @@ def make_citizens(rng: random.Random, count: int) -> list[Citizen]:
         if kind < 0.08:  # a second dose falling due
             product = rng.choice(list(POPULARITY))
             rule = catalog[product]
-            last = START - timedelta(
+            last = start - timedelta(
                 days=rng.randint(rule.min_interval_days - 10, rule.max_interval_days)
             )
             due = NextDose(
@@ -159,7 +160,7 @@ def make_citizens(rng: random.Random, count: int) -> list[Citizen]:
             )
         elif kind < 0.10:  # a booster
             due = NextDose(
-                dose_number=3, booster=True, earliest=START + timedelta(days=rng.randint(-30, 20))
+                dose_number=3, booster=True, earliest=start + timedelta(days=rng.randint(-30, 20))
             )
         citizens.append(
             Citizen(

@@ -116,6 +116,21 @@ ROWS = (
         "booked and committed in <= 60 s through the service",
     ),
     Row(
+        "scheduling run through the service, background (booked/s)",
+        lambda r: (
+            f"{number(at(r, 'booking_scheduling_run.booked_per_second'), '/s')}: "
+            f"{number(at(r, 'booking_scheduling_run.booked'))} of "
+            f"{number(at(r, 'booking_scheduling_run.citizens'))} waiting in "
+            f"{number(at(r, 'booking_scheduling_run.seconds'), ' s')}, API p99 "
+            f"{number(at(r, 'booking_scheduling_run.api_during_run.p99_ms'), ' ms')}"
+        ),
+        lambda r: (
+            "pure planner on the same input "
+            f"{number(at(r, 'booking_scheduling_run.baseline_pure_planner.plan_seconds'), ' s')}"
+        ),
+        "1,000,000 booked and committed in <= 60 s",
+    ),
+    Row(
         "projection rebuild (events/s)",
         lambda r: number(at(r, "projections.replay.events_per_s")),
         lambda r: (

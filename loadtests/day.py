@@ -35,8 +35,10 @@ from .traffic import Answer, Traffic
 # dose lost (the books would then fail too).
 PROBE_POLL_SECONDS = 0.05
 PROBE_GIVE_UP_SECONDS = 60.0
-ALLOCATION_POLL_SECONDS = 0.25
-ALLOCATION_GIVE_UP_SECONDS = 60.0
+# Background runs (allocation, scheduling): how often a run's status is read, and how
+# long until the generator stops waiting for it.
+RUN_POLL_SECONDS = 0.25
+RUN_GIVE_UP_SECONDS = 120.0
 # Eve requests in flight at once.
 EVE_CONCURRENCY = 16
 
@@ -272,7 +274,9 @@ async def eve(run: DayRun) -> None:
     await run.traffic.wait_quiet()
     await each(run.day.second_doses, first_dose)
     await run.traffic.wait_quiet()
-    await _must(scheduling_run(run, run.traffic.now(), from_day=run.today, horizon=1))
+    eve_run = await _must(scheduling_run(run, run.traffic.now(), from_day=run.today, horizon=1))
+    if field_of(eve_run.body, "status") != "completed":
+        raise RuntimeError(f"the eve's scheduling run did not complete: {eve_run.body}")
     # The probes' citizens after the run: booked today at some site, they would be on its
     # list, and the site would give them the dose the probe gives.
     await each([p for _, p in run.day.probes], enrol)
@@ -301,14 +305,17 @@ def _post(
     )
 
 
-def scheduling_run(
+async def scheduling_run(
     run: DayRun, intended: float, *, from_day: date | None = None, horizon: int = 7
-) -> Awaitable[Answer]:
-    """POST /v1/scheduling/runs (from tomorrow unless `from_day`)."""
+) -> Answer:
+    """POST /v1/scheduling/runs (from tomorrow unless `from_day`), then follow the run
+    until it has completed (a `scheduling_completed` line with its outcome and seconds).
+    The answer is the 202's, or the last look at the run when it was accepted."""
     body: dict[str, Any] = {"horizon_days": horizon}
     if from_day is not None:
         body["from_day"] = from_day.isoformat()
-    return run.traffic.request(
+    admin = run.traffic.headers(Role.ADMIN)
+    answer = await run.traffic.request(
         "POST",
         "booking",
         "/v1/scheduling/runs",
@@ -316,9 +323,53 @@ def scheduling_run(
         intended=intended,
         kind="scheduling_run",
         body=body,
-        headers=run.traffic.headers(Role.ADMIN),
+        headers=admin,
         id_from="run_id",
     )
+    run_id = accepted(answer, "run_id")
+    if run_id is None:
+        return answer
+    return await follow_run(
+        run,
+        "booking",
+        f"/v1/scheduling/runs/{run_id}",
+        "GET /v1/scheduling/runs/{id}",
+        admin,
+        pending={"queued", "running"},
+        since=intended,
+        note="scheduling_completed",
+        answer=answer,
+    )
+
+
+async def follow_run(
+    run: DayRun,
+    service: str,
+    path: str,
+    endpoint: str,
+    headers: dict[str, str],
+    *,
+    pending: set[str],
+    since: float,
+    note: str,
+    answer: Answer,
+) -> Answer:
+    """Read a background run (202 + status resource) until its status leaves `pending` or
+    RUN_GIVE_UP_SECONDS pass; note its outcome and how long it took; the last answer."""
+    status = field_of(answer.body, "status")
+    while status in pending and run.traffic.now() - since < RUN_GIVE_UP_SECONDS:
+        await asyncio.sleep(RUN_POLL_SECONDS)
+        answer = await run.traffic.request(
+            "GET", service, path, endpoint=endpoint, intended=run.traffic.now(), headers=headers
+        )
+        status = field_of(answer.body, "status") or status
+    run.traffic.note(
+        note,
+        id=field_of(answer.body, "run_id"),
+        outcome=status,
+        seconds=round(run.traffic.now() - since, 4),
+    )
+    return answer
 
 
 # --- the day's steps ----------------------------------------------------------------------
@@ -474,23 +525,16 @@ async def allocation_runs(run: DayRun) -> None:
         run_id = accepted(answer, "run_id")
         if run_id is None:
             return
-        status = "requested"
-        while status == "requested" and run.traffic.now() - moment < ALLOCATION_GIVE_UP_SECONDS:
-            await asyncio.sleep(ALLOCATION_POLL_SECONDS)
-            polled = await run.traffic.request(
-                "GET",
-                "supply",
-                f"/v1/allocation-runs/{run_id}",
-                endpoint="GET /v1/allocation-runs/{id}",
-                intended=run.traffic.now(),
-                headers=logistics,
-            )
-            status = field_of(polled.body, "status") or status
-        run.traffic.note(
-            "allocation_planned",
-            id=run_id,
-            outcome=status,
-            seconds=round(run.traffic.now() - moment, 4),
+        await follow_run(
+            run,
+            "supply",
+            f"/v1/allocation-runs/{run_id}",
+            "GET /v1/allocation-runs/{id}",
+            logistics,
+            pending={"requested"},
+            since=moment,
+            note="allocation_planned",
+            answer=answer,
         )
 
     await run.traffic.schedule(run.day.allocation_times, one)

@@ -77,6 +77,7 @@ def write(
     endpoints = endpoint_figures(requests, day_seconds)
     fresh = [w["seconds"] for w in day_lines if w["kind"] == "freshness" and w["seconds"]]
     planning = [w["seconds"] for w in day_lines if w["kind"] == "allocation_planned"]
+    scheduling = [w["seconds"] for w in day_lines if w["kind"] == "scheduling_completed"]
     server_errors = sum(1 for w in lines if (w.get("status") or 0) >= 500)
     unanswered = sum(1 for w in lines if "endpoint" in w and w["status"] is None)
     drained = drain_seconds is not None
@@ -127,6 +128,7 @@ def write(
         "endpoints": endpoints,
         "freshness": {"probes": len(fresh), **_ms(fresh)},
         "allocation_planning": {"runs": len(planning), **_ms(planning)},
+        "scheduling_runs": {"runs": len(scheduling), **_ms(scheduling)},
         "delivery": delivery,
         "processes": processes,
         "books": {"balanced": balance.balanced, **balance.counts, "problems": balance.problems},
@@ -339,6 +341,13 @@ def _summary(figures: dict[str, Any], charts: list[str], folder: Path) -> str:
         "from the request to the proposal read back (polled every 250 ms): "
         f"p50 {figures['allocation_planning'].get('p50_ms')} ms, "
         f"max {figures['allocation_planning'].get('max_ms')} ms.",
+        "",
+        "## Scheduling runs",
+        "",
+        f"{figures['scheduling_runs']['runs']} runs asked of booking during the day, "
+        "from the 202 to the run read back `completed` (polled every 250 ms): "
+        f"p50 {figures['scheduling_runs'].get('p50_ms')} ms, "
+        f"max {figures['scheduling_runs'].get('max_ms')} ms.",
         "",
         "## Delivery",
         "",

@@ -170,6 +170,63 @@ class EventStoreContract:
         assert [e.event_id for e in published] == [e.event_id for e in written]
         assert [e.version for e in published] == [1, 2]
 
+    async def test_streams_started_together_load_back_each_with_its_outbox_rows(
+        self, backend: Backend, context: Context
+    ) -> None:
+        store = backend.store
+        aggregate = self.tally(context)
+        async with store.transaction() as tx:
+            outcomes = await store.start_streams(
+                tx, aggregate, [("s1", Add(amount=1)), ("s2", Add(amount=2))]
+            )
+        assert [(o.version, o.state.total) for o in outcomes] == [(1, 1), (1, 2)]
+        for stream, amount in (("s1", 1), ("s2", 2)):
+            (loaded,) = await store.load(stream)
+            assert loaded.version == 1 and context.read(loaded) == Counted(amount=amount)
+        rows = await backend.outbox()
+        assert [(topic, key) for topic, key, _ in rows] == [
+            (context.topic, "s1"),
+            (context.topic, "s2"),
+        ]
+        published = [decode_envelope(payload) for _, _, payload in rows]
+        assert [e.event_id for e in published] == [o.events[0].event_id for o in outcomes]
+
+    async def test_loading_many_streams_at_once_equals_loading_each(
+        self, backend: Backend, context: Context
+    ) -> None:
+        store = backend.store
+        aggregate = self.tally(context, snapshot_every=2)  # "snap" gets a snapshot
+        for amount in (1, 2, 3):
+            await store.execute(aggregate, "snap", Add(amount=amount))
+        await store.execute(aggregate, "one", Add(amount=7))
+        streams = ["snap", "one", "none"]
+        async with store.transaction() as tx:
+            await store.execute_in(tx, aggregate, "one", Add(amount=1))  # its own write too
+            together = await store.load_states(aggregate, streams, tx)
+            each = {s: await store.load_state(aggregate, s, tx) for s in streams}
+        assert together == each
+        assert [(together[s].state.total, together[s].version) for s in streams] == [
+            (6, 3),
+            (8, 2),
+            (0, 0),
+        ]
+
+    async def test_starting_a_stream_that_exists_is_a_conflict_and_writes_nothing(
+        self, backend: Backend, context: Context
+    ) -> None:
+        store = backend.store
+        aggregate = self.tally(context)
+        await store.append("taken", "Tally", 0, [Counted(amount=5)], context=context)
+        before = await backend.outbox()
+        with pytest.raises(ConcurrencyConflict):
+            async with store.transaction() as tx:
+                await store.start_streams(
+                    tx, aggregate, [("fresh", Add(amount=1)), ("taken", Add(amount=1))]
+                )
+        assert await store.load("fresh") == []
+        assert [e.version for e in await store.load("taken")] == [1]
+        assert await backend.outbox() == before
+
     # --- transactions ------------------------------------------------------------
 
     async def test_a_failed_transaction_leaves_nothing(

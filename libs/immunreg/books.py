@@ -147,8 +147,8 @@ async def _owners(
 
     runs = [w["id"] for w in ledger.accepted("scheduling_run")]
     rows = await conn.fetch(
-        f"SELECT run_id, count(*) AS n FROM {schemas['booking']}.scheduling_runs "
-        "WHERE run_id = ANY($1) GROUP BY run_id",
+        f"SELECT run_id, count(*) AS n FROM {schemas['booking']}.background_runs "
+        "WHERE kind = 'scheduling' AND run_id = ANY($1) GROUP BY run_id",
         runs,
     )
     counted = Counter({r["run_id"]: r["n"] for r in rows})

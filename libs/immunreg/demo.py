@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +74,16 @@ class DemoClient:
                 return Answer(response.status, dict(response.headers), _json(response.read()))
         except urllib.error.HTTPError as error:
             return Answer(error.code, dict(error.headers), _json(error.read()))
+
+    def follow(self, accepted: Answer, pending: Collection[str], seconds: float) -> Any:
+        """Poll the `Location` of a 202 (a background run) until its `status` is no longer
+        one of `pending`, or `seconds` pass; its last body."""
+        body = accepted.body
+        deadline = time.monotonic() + seconds
+        while body["status"] in pending and time.monotonic() < deadline:
+            time.sleep(0.5)
+            body = self.request("GET", accepted.headers["Location"]).body
+        return body
 
 
 def _json(raw: bytes) -> Any:

@@ -22,8 +22,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import msgspec
 from aiohttp import web
 from prometheus_client import Counter
 
@@ -36,6 +38,7 @@ from immunreg.http.auth import Principal, Reach, Role, require_principal
 from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.middleware import metadata_from_request
 from immunreg.http.problems import FieldError, Problem
+from immunreg.http.shutdown import SHUTDOWN_KEY
 from immunreg.http.versioning import (
     cursor_key,
     encode_cursor,
@@ -44,6 +47,7 @@ from immunreg.http.versioning import (
     page_limit,
 )
 from immunreg.messaging.reactions import Provided
+from immunreg.runs import BackgroundRuns, Progress, RunRecord
 from immunreg.service import Resource, Service
 
 from . import handlers, readmodel
@@ -59,7 +63,7 @@ from .domain import (
     site_violations,
 )
 from .handlers import Dependencies, build_reactions
-from .jobs import nightly_runs, no_show_sweeps
+from .jobs import nightly_runs, no_show_sweeps, run_parameters, scheduling_run
 from .schemas import (
     SITE_ID_PATTERN,
     AppointmentView,
@@ -67,8 +71,9 @@ from .schemas import (
     DayIn,
     DayView,
     RescheduleIn,
+    RunCounts,
     RunIn,
-    RunSummary,
+    RunView,
     SiteDayAppointments,
     SiteDayQuery,
     SiteIn,
@@ -102,6 +107,7 @@ class BookingCounters:
 
 
 CONFIG_KEY = web.AppKey("booking_config", BookingConfig)
+RUNS_KEY = web.AppKey("booking_runs", BackgroundRuns)
 COUNTERS_KEY = web.AppKey("booking_counters", BookingCounters)
 
 
@@ -246,40 +252,92 @@ async def change_day(request: web.Request, body: DayIn) -> web.StreamResponse:
 @api.post(
     "/v1/scheduling/runs",
     body=RunIn,
-    responses={200: RunSummary, 422: None},
+    responses={202: RunView, 422: None},
     roles={Role.ADMIN},
     idempotent=True,
-    summary="Run the auto-scheduler now",
+    summary="Start a run of the auto-scheduler",
     tags=["scheduling"],
 )
 async def start_run(request: web.Request, body: RunIn) -> web.StreamResponse:
-    """Book every waiting citizen who fits between `from_day` (default tomorrow) and
+    """Accepted at once (202, `Location` of the run); the run books in the background
+    every waiting citizen who fits between `from_day` (default tomorrow) and
     `from_day + horizon_days - 1`: priority, then registration order; each booking records
-    why that site, day and vaccine. Answers when done, with what was booked and, per reason,
-    how many were left waiting. Safe to run concurrently with other runs and requests."""
+    why that site, day and vaccine. Poll `GET /v1/scheduling/runs/{run_id}` for its
+    progress until `status` is `completed` (or `failed`). Safe to run concurrently with
+    other runs and requests."""
     config = _config(request)
     today = config.today()
     from_day = body.from_day or today + timedelta(days=1)
     violations = run_violations(from_day, today)
     if violations:
         raise _refused(violations, code=INVALID_FIELDS)
-    summary = await handlers.run_scheduler(
-        request.app[STORE_KEY],
-        from_day=from_day,
-        horizon_days=body.horizon_days,
-        today=today,
-        config=config,
-        metadata=metadata_from_request(request),
+    record = await request.app[RUNS_KEY].submit(
+        run_parameters(
+            trigger="on_demand",
+            from_day=from_day,
+            horizon_days=body.horizon_days,
+            today=today,
+            correlation_id=metadata_from_request(request).correlation_id,
+        ),
+        requested_by=require_principal(request).subject,
     )
-    _count_run(request.app, summary)
-    return json_response(summary)
+    return json_response(
+        run_view(record),
+        status=202,
+        headers={"Location": f"/v1/scheduling/runs/{record.run_id}"},
+    )
 
 
-def _count_run(app: web.Application, summary: RunSummary) -> None:
+@api.get(
+    "/v1/scheduling/runs/{run_id}",
+    responses={200: RunView, 404: None},
+    roles={Role.ADMIN},
+    summary="A scheduling run: status, progress, counts",
+    tags=["scheduling"],
+)
+async def read_run(request: web.Request) -> web.StreamResponse:
+    """`queued`, then `running` with its progress (citizens considered, booked so far,
+    batches committed), then `completed` with what was booked and, per reason, how many
+    were left waiting, or `failed` with why. A run whose service stopped mid-run is
+    `failed` ("interrupted"); what it booked stays booked, and the next run books the rest."""
+    run_id = request.match_info["run_id"]
+    record = await request.app[RUNS_KEY].get(run_id[:100])
+    if record is None:
+        raise Problem.not_found(f"no scheduling run {run_id!r}")
+    return json_response(run_view(record))
+
+
+def run_view(record: RunRecord) -> RunView:
+    """The run as the API shows it: the final counts once done, else its progress."""
+    counts = msgspec.convert(record.result or record.progress, RunCounts)
+    params = record.params
+    return RunView(
+        run_id=record.run_id,
+        status=record.status,
+        trigger=params["trigger"],
+        from_day=date.fromisoformat(params["from_day"]),
+        horizon_days=params["horizon_days"],
+        requested_by=record.requested_by,
+        requested_at=record.requested_at,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+        seconds=record.seconds,
+        considered=counts.considered,
+        booked=counts.booked,
+        booked_elsewhere=counts.booked_elsewhere,
+        batches_committed=counts.batches_committed,
+        replanned=counts.replanned,
+        waiting=counts.waiting,
+        timings=counts.timings,
+        error=record.error,
+    )
+
+
+def _count_run(app: web.Application, trigger: str, counts: RunCounts) -> None:
     counters = app[COUNTERS_KEY]
-    counters.runs.labels(summary.trigger).inc()
-    counters.booked.labels(summary.trigger).inc(summary.booked)
-    for reason, count in summary.waiting.items():
+    counters.runs.labels(trigger).inc()
+    counters.booked.labels(trigger).inc(counts.booked)
+    for reason, count in counts.waiting.items():
         counters.waiting.labels(reason).inc(count)
 
 
@@ -438,14 +496,27 @@ def _runtime_resource(dependencies: Provided[Dependencies]) -> Resource:
     return booking_runtime
 
 
+async def _scheduling_runs(app: web.Application) -> AsyncIterator[None]:
+    """The worker of scheduling runs, for the life of the app (immunreg.runs)."""
+    store, config = app[STORE_KEY], app[CONFIG_KEY]
+
+    async def work(record: RunRecord, progress: Progress) -> dict[str, Any]:
+        counts = await scheduling_run(store, config, record, progress)
+        _count_run(app, record.params["trigger"], counts)
+        return msgspec.structs.asdict(counts)
+
+    runs = BackgroundRuns(store.pool, "scheduling", work, interval=config.runs_interval)
+    app[RUNS_KEY] = runs
+    async with background_task(runs.run_forever(), shutdown=app[SHUTDOWN_KEY]):
+        yield
+
+
 async def _nightly(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG_KEY]
     if not config.schedule_enabled:
         yield
         return
-    async with background_task(
-        nightly_runs(app[STORE_KEY], config, lambda summary: _count_run(app, summary))
-    ):
+    async with background_task(nightly_runs(app[RUNS_KEY], config)):
         yield
 
 
@@ -470,7 +541,7 @@ def build_service(*, consume: bool = True) -> Service:
         publishes=CONTEXT,
         schema_files=[SCHEMA_FILE],
         reactions=build_reactions(dependencies) if consume else None,
-        resources=(_runtime_resource(dependencies), _nightly, _no_shows),
+        resources=(_runtime_resource(dependencies), _scheduling_runs, _nightly, _no_shows),
         demo=load_demo,
         citizen_at_site=readmodel.citizen_at_site,
     )

@@ -89,84 +89,131 @@ async def reserve(
     metadata: Metadata | None = None,
 ) -> Reservation:
     """Book as many of `requests` (best first) as the SiteDay and the stock allow."""
-    result = Reservation()
+    (result,) = await reserve_days(
+        store,
+        conn,
+        site_id=site_id,
+        product_code=product_code,
+        days=[(day, requests)],
+        today=today,
+        metadata=metadata,
+    )
+    return result
+
+
+async def reserve_days(
+    store: EventStore,
+    conn: Connection,
+    *,
+    site_id: str,
+    product_code: str,
+    days: Sequence[tuple[date, Sequence[BookingRequest]]],
+    today: date,
+    metadata: Metadata | None = None,
+) -> list[Reservation]:
+    """Book one product at one site on several days (in the order given, each day's
+    requests best first) as each SiteDay and the site's stock of the product allow; one
+    Reservation per day. The stock is read (and its row locked) once, and every new
+    appointment stream is started with one write, so a scheduling run pays per
+    (site, product), not per booking."""
     site = await site_for_booking(store, conn, site_id)
     if not site.defined or site.definition is None:
         raise NotFound("site_not_found", f"no site {site_id}")
+    municipality_code = site.definition.municipality_code
     budget = await readmodel.stock_left(conn, site_id, product_code, today)
-    stream = siteday_stream(site_id, day)
-    siteday = await store.load_state(SITEDAY, stream, conn)
     default = site.daily_capacity()
-    slots_free = siteday.state.free(product_code, default)
-    free = min(slots_free, budget)
-    pending = list(requests)
-    taken: list[tuple[BookingRequest, str]] = []
-    while pending and len(taken) < free:
-        batch, pending = pending[: free - len(taken)], pending[free - len(taken) :]
-        ids = {r.citizen_id: str(new_event_id()) for r in batch}
-        ordered = sorted(batch, key=lambda r: r.citizen_id)  # one lock order for every writer
+    streams = [siteday_stream(site_id, day) for day, _ in days]
+    sitedays = await store.load_states(SITEDAY, streams, conn)
+    free = [sitedays[s].state.free(product_code, default) for s in streams]
+    pending = [list(requests) for _, requests in days]
+    results = [Reservation() for _ in days]
+    # Offer each day as many of its next requests as it has slots (and the stock
+    # allows, earlier days first), claim them all in one statement; a citizen booked
+    # elsewhere meanwhile leaves a slot for the day's next request: offer again.
+    while True:
+        left = budget - sum(len(r.booked) for r in results)
+        offers: list[tuple[int, BookingRequest]] = []
+        for i, result in enumerate(results):
+            n = max(min(free[i] - len(result.booked), left, len(pending[i])), 0)
+            offers += [(i, r) for r in pending[i][:n]]
+            pending[i] = pending[i][n:]
+            left -= n
+        if not offers:
+            break
+        ids = {r.citizen_id: str(new_event_id()) for _, r in offers}
         claimed = await readmodel.claim_appointments(
             conn,
             [
                 Claim(
                     appointment_id=ids[r.citizen_id],
                     citizen_id=r.citizen_id,
+                    day=days[i][0],
                     dose_number=r.dose_number,
                     booster=r.booster,
                     reason=r.reason,
                     run_id=r.run_id,
                 )
-                for r in ordered
+                # one lock order for every writer
+                for i, r in sorted(offers, key=lambda offer: offer[1].citizen_id)
             ],
-            site_id=site.definition.site_id,
-            municipality_code=site.definition.municipality_code,
-            day=day,
+            site_id=site_id,
+            municipality_code=municipality_code,
             product_code=product_code,
         )
-        for request in batch:
+        for i, request in offers:
             if request.citizen_id in claimed:
-                taken.append((request, ids[request.citizen_id]))
+                results[i].booked.append((request, ids[request.citizen_id]))
             else:
-                result.refused.append((request, ALREADY_BOOKED))
-    why = NO_STOCK if budget < slots_free else SLOT_TAKEN
-    result.refused += [(r, why) for r in pending]
-    if not taken:
-        return result
-    await store.decide_and_append(
-        conn,
-        SITEDAY,
-        stream,
-        siteday,
-        Reserve(
-            site_id=site_id,
-            day=day,
-            product_code=product_code,
-            appointment_ids=[appointment_id for _, appointment_id in taken],
-            default_capacity=default,
-        ),
-        metadata=metadata,
-    )
-    for request, appointment_id in taken:
-        await store.execute_in(
+                results[i].refused.append((request, ALREADY_BOOKED))
+        if len(claimed) == len(offers):
+            break  # every offer held: nothing freed for another round
+    for i, ((day, _), stream) in enumerate(zip(days, streams, strict=True)):
+        result = results[i]
+        # Slots still free on a day whose requests were not all booked: the stock ran out.
+        why = NO_STOCK if len(result.booked) < free[i] else SLOT_TAKEN
+        result.refused += [(r, why) for r in pending[i]]
+        if not result.booked:
+            continue
+        await store.decide_and_append(
             conn,
-            APPOINTMENT,
-            appointment_stream(appointment_id),
-            Book(
-                appointment_id=appointment_id,
-                citizen_id=request.citizen_id,
+            SITEDAY,
+            stream,
+            sitedays[stream],
+            Reserve(
                 site_id=site_id,
-                municipality_code=site.definition.municipality_code,
                 day=day,
                 product_code=product_code,
-                dose_number=request.dose_number,
-                booster=request.booster,
-                reason=request.reason,
-                run_id=request.run_id,
+                appointment_ids=[appointment_id for _, appointment_id in result.booked],
+                default_capacity=default,
             ),
             metadata=metadata,
         )
-    result.booked = taken
-    return result
+    # Fresh ids: every appointment stream starts here, all of them in one write.
+    await store.start_streams(
+        conn,
+        APPOINTMENT,
+        [
+            (
+                appointment_stream(appointment_id),
+                Book(
+                    appointment_id=appointment_id,
+                    citizen_id=request.citizen_id,
+                    site_id=site_id,
+                    municipality_code=municipality_code,
+                    day=day,
+                    product_code=product_code,
+                    dose_number=request.dose_number,
+                    booster=request.booster,
+                    reason=request.reason,
+                    run_id=request.run_id,
+                ),
+            )
+            for (day, _), result in zip(days, results, strict=True)
+            for request, appointment_id in result.booked
+        ],
+        metadata=metadata,
+    )
+    return results
 
 
 async def _load_appointment(

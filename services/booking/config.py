@@ -8,8 +8,12 @@ NO_SHOW_ENABLED        true             marking no-shows after each day
 NO_SHOW_INTERVAL       600              seconds between no-show sweeps
 ALLOW_ANYWHERE         true             book outside the citizen's district when
                                         nothing closer is free (scheduling runs only)
-COMMIT_BATCH           200              bookings per SiteDay transaction
+COMMIT_BATCH           1000             bookings per transaction (one site and product,
+                                        one or more days)
 COMMIT_CONCURRENCY     4                SiteDay transactions in flight per run
+RUNS_INTERVAL          2                seconds between the runs worker's looks for
+                                        queued runs (a POST wakes it at once) and
+                                        interrupted ones
 """
 
 from __future__ import annotations
@@ -41,8 +45,9 @@ class BookingConfig:
     no_show_enabled: bool = True
     no_show_interval: float = 600.0
     allow_anywhere: bool = True
-    commit_batch: int = 200
+    commit_batch: int = 1000
     commit_concurrency: int = 4
+    runs_interval: float = 2.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BookingConfig:
@@ -54,8 +59,9 @@ class BookingConfig:
             no_show_enabled=_flag(_value(settings, "NO_SHOW_ENABLED", "true")),
             no_show_interval=float(_value(settings, "NO_SHOW_INTERVAL", "600")),
             allow_anywhere=_flag(_value(settings, "ALLOW_ANYWHERE", "true")),
-            commit_batch=int(_value(settings, "COMMIT_BATCH", "200")),
+            commit_batch=int(_value(settings, "COMMIT_BATCH", "1000")),
             commit_concurrency=int(_value(settings, "COMMIT_CONCURRENCY", "4")),
+            runs_interval=float(_value(settings, "RUNS_INTERVAL", "2")),
         )
 
     def now(self) -> datetime:

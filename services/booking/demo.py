@@ -15,6 +15,7 @@ from immunreg.reference.geography import municipalities
 from immunreg.reference.vaccines import vaccine_catalog
 
 BELGRADE = "RS-00"
+RUN_SECONDS = 300  # the scheduling run books in the background; the loader waits
 
 
 def _ok(answer: Answer) -> Any:
@@ -47,12 +48,14 @@ def sites() -> list[dict[str, Any]]:
 
 def load(urls: dict[str, str]) -> str:
     """Define the demo sites and run the scheduler once; returns a one-line summary."""
-    client = DemoClient(urls["booking"], timeout=300)
+    client = DemoClient(urls["booking"])
     for site in sites():
         body = {k: v for k, v in site.items() if k != "site_id"}
         _ok(client.request("PUT", f"/v1/sites/{site['site_id']}", body))
-    summary = _ok(client.request("POST", "/v1/scheduling/runs", {"horizon_days": 7}))
+    accepted = client.request("POST", "/v1/scheduling/runs", {"horizon_days": 7})
+    _ok(accepted)
+    run = client.follow(accepted, {"queued", "running"}, RUN_SECONDS)
     return (
-        f"{len(sites())} sites defined; scheduling run booked {summary['booked']}, "
-        f"waiting {summary['waiting']}"
+        f"{len(sites())} sites defined; scheduling run {run['status']}: booked "
+        f"{run['booked']}, waiting {run['waiting']}"
     )

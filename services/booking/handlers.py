@@ -8,7 +8,8 @@ work, or one per batch):
                     open appointments (domain.cancelled_by)
     reschedule      move an appointment: Reserve on the new SiteDay, Release on the old
     cancel          Cancel an appointment and Release its slot
-    run_scheduler   a scheduling run: plan (scheduler.plan, pure), then reserve in batches
+    run_scheduler   a scheduling run: plan (scheduler.plan, pure), then reserve per
+                    (site, product) in batches, reporting progress
     mark_no_shows   Miss every appointment whose day has ended
 
 Reactions to other contexts' events: the table `build_reactions` makes (see its
@@ -34,17 +35,19 @@ Invariants and how they hold under any concurrency:
 - A site's default capacity cannot change under a booking: bookings hold a shared
   advisory lock on the site, a redefinition the exclusive one.
 
-Lock order, to keep deadlocks out: site lock, stock row, claims (citizen ids sorted),
-then the SiteDay append, then appointment streams (fresh ids). A deadlock that still
+Lock order, to keep deadlocks out: site lock, stock row, then day by day (in date
+order) the claims (citizen ids sorted) and the SiteDay append, then appointment streams
+(fresh ids, all in one write). A deadlock that still
 happens (e.g. with a consumer batch) aborts the unit, and callers treat it as not done.
 
 A scheduling run loads the waiting citizens and the free capacity and stock from the
-read models, plans, then commits the proposals per (site, day, product) in batches,
-each through `reserve`, which re-checks capacity, stock and the citizen's claim under
-the database's guarantees. A proposal that no longer fits (another run or a citizen
-took the slot meanwhile) is planned again from fresh read models, up to REPLAN_PASSES
-times; what still does not fit is left waiting as "slot_taken". A citizen someone
-else booked meanwhile counts as `booked_elsewhere`, not as waiting.
+read models, plans, then commits the proposals per (site, product) in transactions of
+up to COMMIT_BATCH bookings over one or more days, each through `reserve_days`, which
+re-checks capacity, stock and the citizen's claim under the database's guarantees.
+A proposal that no longer fits (another run or a citizen took the slot meanwhile) is
+planned again from fresh read models, up to REPLAN_PASSES times; what still does not
+fit is left waiting as "slot_taken". A citizen someone else booked meanwhile counts as
+`booked_elsewhere`, not as waiting.
 """
 
 from __future__ import annotations
@@ -53,16 +56,16 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import asyncpg
 
 from immunreg.contracts import administration, inventory, registration
 from immunreg.contracts.administration import DoseAdministered, DoseCorrected, DoseVoided
 from immunreg.contracts.booking import SiteDefined
-from immunreg.contracts.envelope import Envelope, Metadata, new_event_id
+from immunreg.contracts.envelope import Envelope, Metadata
 from immunreg.contracts.inventory import StockLevelChanged
 from immunreg.contracts.registration import (
     CitizenErased,
@@ -87,6 +90,7 @@ from .appointments import (
     miss,
     move_appointment,
     reserve,
+    reserve_days,
     site_for_booking,
 )
 from .config import BookingConfig
@@ -106,7 +110,7 @@ from .eligibility import SLOT_TAKEN, unsuitable
 from .noshow import select_no_shows
 from .ranking import district_of, explain
 from .scheduler import Citizen, Proposal, plan
-from .schemas import DayView, RunSummary
+from .schemas import DayView, RunCounts
 
 log = logging.getLogger(__name__)
 
@@ -246,32 +250,45 @@ async def cancel(
 
 @dataclass
 class _Pass:
-    booked: int = 0
-    elsewhere: int = 0
     retry: list[str] = field(default_factory=list)
+
+
+# Called with the run's counts after every committed batch (and once planned).
+Report = Callable[[RunCounts], Awaitable[None]]
+
+
+async def _no_report(counts: RunCounts) -> None:
+    return None
 
 
 async def run_scheduler(
     store: EventStore,
     *,
+    run_id: str,
     from_day: date,
     horizon_days: int,
     today: date,
     config: BookingConfig,
-    trigger: str = "on_demand",
     metadata: Metadata | None = None,
-) -> RunSummary:
-    """Book every waiting citizen that fits between from_day and from_day + horizon."""
-    started = time.perf_counter()
-    started_at = datetime.now(UTC)
-    run_id = str(new_event_id())
+    report: Report = _no_report,
+) -> RunCounts:
+    """Book every waiting citizen that fits between from_day and from_day + horizon.
+
+    Each (site, day, product) batch commits on its own (exactly once: a citizen's claim
+    on one open appointment), and `report` hears the counts after each.
+    """
+    counts = RunCounts()
     pool = store.pool
+    clock = time.perf_counter()
     citizens = await readmodel.waiting_citizens(pool)
-    considered = len(citizens)
+    counts.considered = len(citizens)
+    _add_time(counts, "load", clock)
     reasons: dict[str, str] = {}
-    booked = elsewhere = replanned = 0
     for attempt in range(REPLAN_PASSES):
+        clock = time.perf_counter()
         supply = await readmodel.supply(pool, from_day, horizon_days, today)
+        _add_time(counts, "load", clock)
+        clock = time.perf_counter()
         # In a thread: a national plan takes seconds, and the event loop keeps serving.
         result = await asyncio.to_thread(
             plan,
@@ -283,49 +300,47 @@ async def run_scheduler(
             days=horizon_days,
             allow_anywhere=config.allow_anywhere,
         )
+        _add_time(counts, "plan", clock)
+        await report(counts)
         for left in result.waiting:
             reasons[left.citizen_id] = left.reason
         municipality_of = {s.site_id: s.municipality_code for s in supply.sites}
         by_id = {c.citizen_id: c for c in citizens}
+        clock = time.perf_counter()
         outcome = await _commit(
             store,
             result.bookings,
             by_id,
             municipality_of,
+            counts,
             run_id=run_id,
             today=today,
             config=config,
             metadata=metadata,
+            report=report,
         )
-        booked += outcome.booked
-        elsewhere += outcome.elsewhere
+        _add_time(counts, "commit", clock)
         for citizen_id in outcome.retry:
             reasons[citizen_id] = SLOT_TAKEN
         if not outcome.retry or attempt == REPLAN_PASSES - 1:
             break
-        replanned += len(outcome.retry)
+        counts.replanned += len(outcome.retry)
         citizens = await readmodel.waiting_citizens(pool, outcome.retry)
-        elsewhere += len(outcome.retry) - len(citizens)  # booked by someone else in between
+        # booked by someone else in between
+        counts.booked_elsewhere += len(outcome.retry) - len(citizens)
         for citizen_id in set(outcome.retry) - {c.citizen_id for c in citizens}:
             reasons.pop(citizen_id, None)
     waiting: dict[str, int] = defaultdict(int)
     for reason in reasons.values():
         waiting[reason] += 1
-    summary = RunSummary(
-        run_id=run_id,
-        trigger=trigger,
-        from_day=from_day,
-        horizon_days=horizon_days,
-        considered=considered,
-        booked=booked,
-        booked_elsewhere=elsewhere,
-        waiting=dict(sorted(waiting.items())),
-        replanned=replanned,
-        seconds=round(time.perf_counter() - started, 3),
-    )
-    await readmodel.save_run(pool, summary, started_at)
-    log.info("scheduling run done", extra={"run_id": run_id, "booked": booked})
-    return summary
+    counts.waiting = dict(sorted(waiting.items()))
+    await report(counts)
+    log.info("scheduling run done", extra={"run_id": run_id, "booked": counts.booked})
+    return counts
+
+
+def _add_time(counts: RunCounts, phase: str, since: float) -> None:
+    counts.timings[phase] = round(counts.timings.get(phase, 0.0) + time.perf_counter() - since, 3)
 
 
 async def _commit(
@@ -333,17 +348,77 @@ async def _commit(
     proposals: Sequence[Proposal],
     citizens: dict[str, Citizen],
     site_municipality: dict[str, str],
+    counts: RunCounts,
     *,
     run_id: str,
     today: date,
     config: BookingConfig,
     metadata: Metadata | None,
+    report: Report,
 ) -> _Pass:
-    """Commit proposals per (site, day, product) in batches; some batches at a time."""
-    groups: dict[tuple[str, date, str], list[BookingRequest]] = defaultdict(list)
-    for p in proposals:  # planner order: best citizens first within each group
+    """Commit proposals per (site, product): each transaction books up to COMMIT_BATCH
+    of them over one or more days; some transactions at a time."""
+    # In a thread, like the plan: explaining a national run's bookings takes seconds
+    # that the event loop spends answering requests instead.
+    batches = await asyncio.to_thread(
+        _batches, proposals, citizens, site_municipality, run_id, config.commit_batch
+    )
+    gate = asyncio.Semaphore(max(config.commit_concurrency, 1))
+    outcome = _Pass()
+
+    async def commit(key: tuple[str, str], days: list[tuple[date, list[BookingRequest]]]) -> None:
+        site_id, product = key
+
+        async def work(conn: Connection) -> list[Reservation]:
+            return await reserve_days(
+                store,
+                conn,
+                site_id=site_id,
+                product_code=product,
+                days=days,
+                today=today,
+                metadata=metadata,
+            )
+
+        async with gate:
+            try:
+                reservations = await store.transact(work)
+            except _NOT_NOW:
+                log.warning("a booking batch was not committed; planning it again", exc_info=True)
+                outcome.retry += [r.citizen_id for _, requests in days for r in requests]
+                return
+        counts.batches_committed += 1
+        for reservation in reservations:
+            counts.booked += len(reservation.booked)
+            for request, why in reservation.refused:
+                if why == ALREADY_BOOKED:
+                    counts.booked_elsewhere += 1
+                else:
+                    outcome.retry.append(request.citizen_id)
+        await report(counts)
+
+    await asyncio.gather(*(commit(key, days) for key, days in batches))
+    return outcome
+
+
+Batch = tuple[tuple[str, str], list[tuple[date, list[BookingRequest]]]]
+
+
+def _batches(
+    proposals: Sequence[Proposal],
+    citizens: dict[str, Citizen],
+    site_municipality: dict[str, str],
+    run_id: str,
+    size: int,
+) -> list[Batch]:
+    """The proposals as booking requests (each explained), per (site, product) and cut
+    into transactions (`_chunks`)."""
+    groups: dict[tuple[str, str], dict[date, list[BookingRequest]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for p in proposals:  # planner order: best citizens first within each day
         reason = explain(p.decision(citizens[p.citizen_id], site_municipality[p.site_id]))
-        groups[(p.site_id, p.day, p.product_code)].append(
+        groups[(p.site_id, p.product_code)][p.day].append(
             BookingRequest(
                 citizen_id=p.citizen_id,
                 dose_number=p.dose_number,
@@ -352,45 +427,33 @@ async def _commit(
                 run_id=run_id,
             )
         )
-    batches = [
-        (key, requests[i : i + config.commit_batch])
-        for key, requests in groups.items()
-        for i in range(0, len(requests), config.commit_batch)
+    return [
+        (key, chunk)
+        for key, by_day in groups.items()
+        for chunk in _chunks(sorted(by_day.items()), size)
     ]
-    gate = asyncio.Semaphore(max(config.commit_concurrency, 1))
-    outcome = _Pass()
 
-    async def commit(key: tuple[str, date, str], requests: list[BookingRequest]) -> None:
-        site_id, day, product = key
 
-        async def work(conn: Connection) -> Reservation:
-            return await reserve(
-                store,
-                conn,
-                site_id=site_id,
-                day=day,
-                product_code=product,
-                requests=requests,
-                today=today,
-                metadata=metadata,
-            )
-
-        async with gate:
-            try:
-                reservation = await store.transact(work)
-            except _NOT_NOW:
-                log.warning("a booking batch was not committed; planning it again", exc_info=True)
-                outcome.retry += [r.citizen_id for r in requests]
-                return
-        outcome.booked += len(reservation.booked)
-        for request, why in reservation.refused:
-            if why == ALREADY_BOOKED:
-                outcome.elsewhere += 1
-            else:
-                outcome.retry.append(request.citizen_id)
-
-    await asyncio.gather(*(commit(key, requests) for key, requests in batches))
-    return outcome
+def _chunks(
+    days: list[tuple[date, list[BookingRequest]]], size: int
+) -> list[list[tuple[date, list[BookingRequest]]]]:
+    """Days in order, cut into transactions of at most `size` bookings (a day's requests
+    are split only when they alone are more)."""
+    size = max(size, 1)
+    chunks: list[list[tuple[date, list[BookingRequest]]]] = []
+    current: list[tuple[date, list[BookingRequest]]] = []
+    count = 0
+    for day, requests in days:
+        for i in range(0, len(requests), size):
+            piece = requests[i : i + size]
+            if current and count + len(piece) > size:
+                chunks.append(current)
+                current, count = [], 0
+            current.append((day, piece))
+            count += len(piece)
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 async def mark_no_shows(

@@ -1,27 +1,29 @@
-"""Booking's recurring jobs: the nightly scheduling run and the no-show sweep.
+"""Booking's background work: scheduling runs, the nightly one, the no-show sweep.
 
-Each is a loop that calls a command of handlers.py at its time; app.py starts them as
-background resources when BOOKING_SCHEDULE_ENABLED / BOOKING_NO_SHOW_ENABLED allow
-(config.py). Every replica runs the loops; the nightly run takes an advisory lock only
-so that replicas do not all do the same work (concurrent runs are safe).
+A scheduling run is a background run (immunreg.runs): `POST /v1/scheduling/runs` and
+the nightly loop submit one, and the runs worker app.py starts calls `scheduling_run`.
+The nightly loop and the no-show sweep are started as background resources when
+BOOKING_SCHEDULE_ENABLED / BOOKING_NO_SHOW_ENABLED allow (config.py). Every replica
+runs the loops; the nightly run's id names the night, so it is submitted once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timedelta
+import uuid
+from datetime import date, datetime, timedelta
+from typing import Any
 
-import asyncpg
+import msgspec
 
-from immunreg.eventstore.locks import session_lock
+from immunreg.contracts.envelope import Metadata
 from immunreg.eventstore.store import EventStore
+from immunreg.runs import BackgroundRuns, Progress, RunRecord
 
 from .config import BookingConfig
 from .handlers import mark_no_shows, run_scheduler
-from .schemas import RunSummary
+from .schemas import RunCounts
 
 log = logging.getLogger(__name__)
 
@@ -41,32 +43,67 @@ def next_run_at(now: datetime, config: BookingConfig) -> datetime:
     return candidate
 
 
-async def nightly_runs(
-    store: EventStore,
-    config: BookingConfig,
-    on_summary: Callable[[RunSummary], None] | None = None,
-) -> None:
-    """Run the scheduler every night at SCHEDULE_AT for the next SCHEDULE_HORIZON_DAYS."""
+async def nightly_runs(runs: BackgroundRuns, config: BookingConfig) -> None:
+    """Submit a scheduling run every night at SCHEDULE_AT for the next
+    SCHEDULE_HORIZON_DAYS; its id names the night, so replicas submit it once."""
     while True:
         now = config.now()
         await asyncio.sleep(seconds_until(next_run_at(now, config), now))
         try:
-            async with _leader(store.pool, "booking-nightly-run") as leader:
-                if leader:
-                    today = config.today()
-                    summary = await run_scheduler(
-                        store,
-                        from_day=today + timedelta(days=1),
-                        horizon_days=config.schedule_horizon_days,
-                        today=today,
-                        config=config,
-                        trigger="nightly",
-                    )
-                    if on_summary is not None:
-                        on_summary(summary)
+            today = config.today()
+            await runs.submit(
+                run_parameters(
+                    trigger="nightly",
+                    from_day=today + timedelta(days=1),
+                    horizon_days=config.schedule_horizon_days,
+                    today=today,
+                ),
+                run_id=f"nightly-{today.isoformat()}",
+            )
         except Exception:
-            log.exception("the nightly scheduling run failed")
+            log.exception("the nightly scheduling run could not be submitted")
         await asyncio.sleep(1)
+
+
+def run_parameters(
+    *,
+    trigger: str,
+    from_day: date,
+    horizon_days: int,
+    today: date,
+    correlation_id: uuid.UUID | None = None,
+) -> dict[str, Any]:
+    """A scheduling run's parameters, as its background run record keeps them."""
+    return {
+        "trigger": trigger,
+        "from_day": from_day.isoformat(),
+        "horizon_days": horizon_days,
+        "today": today.isoformat(),
+        "correlation_id": None if correlation_id is None else str(correlation_id),
+    }
+
+
+async def scheduling_run(
+    store: EventStore, config: BookingConfig, record: RunRecord, progress: Progress
+) -> RunCounts:
+    """Do the scheduling run `record` asks for (immunreg.runs calls this), reporting
+    its counts as it goes."""
+    params = record.params
+    correlation = params.get("correlation_id")
+
+    async def report(counts: RunCounts) -> None:
+        await progress.report(msgspec.structs.asdict(counts))
+
+    return await run_scheduler(
+        store,
+        run_id=record.run_id,
+        from_day=date.fromisoformat(params["from_day"]),
+        horizon_days=int(params["horizon_days"]),
+        today=date.fromisoformat(params["today"]),
+        config=config,
+        metadata=Metadata(correlation_id=uuid.UUID(correlation) if correlation else None),
+        report=report,
+    )
 
 
 async def no_show_sweeps(store: EventStore, config: BookingConfig) -> None:
@@ -79,10 +116,3 @@ async def no_show_sweeps(store: EventStore, config: BookingConfig) -> None:
         except Exception:
             log.exception("the no-show sweep failed")
         await asyncio.sleep(config.no_show_interval)
-
-
-@contextlib.asynccontextmanager
-async def _leader(pool: asyncpg.Pool, name: str) -> AsyncIterator[bool]:
-    """A session advisory lock held while the block runs: one replica does the work."""
-    async with pool.acquire() as conn, session_lock(conn, name) as got:
-        yield got

@@ -3,11 +3,12 @@
 `sites`, `site_days` and `appointments` are written in the same transaction as the
 events they mirror; `citizens`, `doses` and `site_stock` by the reactions to other
 contexts' events, each guarded by the source stream's version or the event's id so a
-redelivery changes nothing; `scheduling_runs` keeps each run's summary.
+redelivery changes nothing. Scheduling runs are background runs (immunreg.runs).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -27,7 +28,7 @@ from .eligibility import DoseTaken, NextDose, next_dose
 from .noshow import OpenAppointment
 from .ranking import registration_order
 from .scheduler import Capacity, Citizen, SiteInfo, Stock
-from .schemas import AppointmentView, RunSummary, SiteView
+from .schemas import AppointmentView, SiteView
 
 Executor = Connection | asyncpg.Pool
 
@@ -138,9 +139,14 @@ WHERE c.status = 'active' AND c.birth_date IS NOT NULL AND c.municipality_code I
   AND NOT EXISTS (SELECT 1 FROM appointments a
                   WHERE a.citizen_id = c.citizen_id AND a.status = 'booked')
   AND ($1::text[] IS NULL OR c.citizen_id = ANY($1::text[]))
+  AND c.citizen_id > $2
 ORDER BY c.citizen_id
+LIMIT $3
 """
 )
+# Read a page at a time: a national waiting list in one statement outlasts the
+# statement timeout (1,000,000 citizens did), and a page is a bounded unit of work.
+WAITING_PAGE = 50_000
 
 _ONE = _CITIZEN_WITH_DOSES + "WHERE c.citizen_id = $1"
 
@@ -174,8 +180,23 @@ def citizen_from_row(row: asyncpg.Record, due: NextDose) -> Citizen:
 async def waiting_citizens(db: Executor, only: Iterable[str] | None = None) -> list[Citizen]:
     """Active citizens with no open appointment and a dose still to come."""
     ids = list(only) if only is not None else None
+    citizens: list[Citizen] = []
+    after = ""
+    while True:
+        rows = await db.fetch(_WAITING, ids, after, WAITING_PAGE)
+        # A national list is a million rows: turned into Citizens off the event loop.
+        if len(rows) > 1000:
+            citizens += await asyncio.to_thread(_waiting_from_rows, rows)
+        else:
+            citizens += _waiting_from_rows(rows)
+        if len(rows) < WAITING_PAGE:
+            return citizens
+        after = rows[-1]["citizen_id"]
+
+
+def _waiting_from_rows(rows: list[asyncpg.Record]) -> list[Citizen]:
     citizens = []
-    for row in await db.fetch(_WAITING, ids):
+    for row in rows:
         due = next_dose(_doses(row))
         if due is not None:
             citizens.append(citizen_from_row(row, due))
@@ -388,6 +409,7 @@ class Claim(Struct):
 
     appointment_id: str
     citizen_id: str
+    day: date
     dose_number: int
     booster: bool
     reason: str
@@ -397,9 +419,9 @@ class Claim(Struct):
 _CLAIM = """
 INSERT INTO appointments (appointment_id, citizen_id, site_id, municipality_code, day,
                           product_code, dose_number, booster, status, reason, run_id)
-SELECT a, c, $3, $4, $5, $6, n, b, 'booked', r, ru
-FROM unnest($1::text[], $2::text[], $7::int[], $8::bool[], $9::text[], $10::text[])
-     AS x(a, c, n, b, r, ru)
+SELECT a, c, $3, $4, d, $5, n, b, 'booked', r, ru
+FROM unnest($1::text[], $2::text[], $6::date[], $7::int[], $8::bool[], $9::text[],
+            $10::text[]) AS x(a, c, d, n, b, r, ru)
 ON CONFLICT (citizen_id) WHERE status = 'booked' DO NOTHING
 RETURNING citizen_id
 """
@@ -411,19 +433,19 @@ async def claim_appointments(
     *,
     site_id: str,
     municipality_code: str,
-    day: date,
     product_code: str,
 ) -> set[str]:
-    """Insert the appointments' rows; the citizens whose claim held (the others had an
-    open appointment already: the partial unique index refuses a second one)."""
+    """Insert the appointments' rows (one site and product, any days); the citizens
+    whose claim held (the others had an open appointment already: the partial unique
+    index refuses a second one)."""
     rows = await conn.fetch(
         _CLAIM,
         [c.appointment_id for c in claims],
         [c.citizen_id for c in claims],
         site_id,
         municipality_code,
-        day,
         product_code,
+        [c.day for c in claims],
         [c.dose_number for c in claims],
         [c.booster for c in claims],
         [c.reason for c in claims],
@@ -441,6 +463,9 @@ WHERE site_id = $1 AND product_code = $2 AND status = 'booked' AND day >= $3
 async def stock_left(conn: Connection, site_id: str, product_code: str, today: date) -> int:
     """Doses of a product that may still be booked at a site; locks its stock row
     (FOR UPDATE), so bookings of one product at one site queue there."""
+    # Two statements on purpose: the count must be read after the lock is held (a new
+    # statement, a new snapshot under READ COMMITTED), or it would miss the bookings of
+    # the transaction it waited for.
     available = await conn.fetchval(
         "SELECT doses_available FROM site_stock WHERE site_id = $1 AND product_code = $2 "
         "FOR UPDATE",
@@ -488,22 +513,6 @@ async def appointment_missed(conn: Connection, appointment_id: str) -> None:
     await conn.execute(
         "UPDATE appointments SET status = 'missed', updated_at = now() WHERE appointment_id = $1",
         appointment_id,
-    )
-
-
-# --- scheduling runs ---------------------------------------------------------------------
-
-
-async def save_run(db: Executor, summary: RunSummary, started_at: datetime) -> None:
-    await db.execute(
-        "INSERT INTO scheduling_runs (run_id, trigger, from_day, horizon_days, summary, "
-        "started_at) VALUES ($1, $2, $3, $4, $5::text::jsonb, $6)",
-        summary.run_id,
-        summary.trigger,
-        summary.from_day,
-        summary.horizon_days,
-        _json.encode(summary).decode(),
-        started_at,
     )
 
 

@@ -96,13 +96,4 @@ CREATE TABLE IF NOT EXISTS site_stock (
     PRIMARY KEY (site_id, product_code)
 );
 
--- Scheduling runs and their summaries (explainability, operations).
-CREATE TABLE IF NOT EXISTS scheduling_runs (
-    run_id       text        PRIMARY KEY,
-    trigger      text        NOT NULL,
-    from_day     date        NOT NULL,
-    horizon_days integer     NOT NULL,
-    summary      jsonb       NOT NULL,
-    started_at   timestamptz NOT NULL,
-    finished_at  timestamptz NOT NULL DEFAULT now()
-);
+-- Scheduling runs are background runs: libs/immunreg/runs.sql (`background_runs`).

@@ -115,16 +115,36 @@ class SiteDayAppointments(Struct):
     next_cursor: str | None = None
 
 
-class RunSummary(Struct):
-    """What a scheduling run did."""
+class RunCounts(msgspec.Struct, kw_only=True):
+    """What a scheduling run has done so far (its progress), and in all when it ends."""
+
+    considered: int = 0  # waiting citizens with a dose to come (known once loaded)
+    booked: int = 0  # appointments committed
+    booked_elsewhere: int = 0  # booked meanwhile by another run or request
+    batches_committed: int = 0  # (site, day, product) transactions committed
+    replanned: int = 0  # proposals planned again because their slot was taken
+    waiting: dict[str, int] = {}  # reason -> citizens left waiting (when done)
+    timings: dict[str, float] = {}  # seconds: load, plan, commit (summed over passes)
+
+
+class RunView(Struct):
+    """A scheduling run: its status, its progress while it runs, its counts once done."""
 
     run_id: str
-    trigger: str
+    status: str  # queued | running | completed | failed
+    trigger: str  # on_demand | nightly
     from_day: dt.date
     horizon_days: int
-    considered: int  # waiting citizens with a dose to come
+    requested_by: str | None
+    requested_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    seconds: float | None  # running time so far, or in all
+    considered: int
     booked: int
-    booked_elsewhere: int  # booked meanwhile by another run or request
-    waiting: dict[str, int]  # reason -> citizens left waiting
-    replanned: int  # proposals planned again because their slot was taken
-    seconds: float
+    booked_elsewhere: int
+    batches_committed: int
+    replanned: int
+    waiting: dict[str, int]
+    timings: dict[str, float]
+    error: str | None = None  # why it failed

@@ -18,7 +18,7 @@ Settings (`SUPPLY_<NAME>`, or `Settings.extra[<name>]`):
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -33,7 +33,6 @@ from prometheus_client import Counter, Gauge
 from immunreg.config import Settings, setting
 from immunreg.contracts.envelope import new_event_id
 from immunreg.contracts.supply import CONTEXT, DeliveredLot, Tranche
-from immunreg.eventstore.errors import database_unavailable
 from immunreg.http.api import Api, json_response
 from immunreg.http.app import SETTINGS_KEY, STORE_KEY, background_task
 from immunreg.http.auth import Role, require_principal
@@ -42,6 +41,7 @@ from immunreg.http.middleware import metadata_from_request
 from immunreg.http.problems import Problem
 from immunreg.reference.vaccines import vaccine_catalog
 from immunreg.service import Service
+from immunreg.tasks import work_off_forever
 
 from . import handlers, readmodel
 from .allocation import AllocationInput
@@ -421,51 +421,46 @@ async def _supply_runtime(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-async def _plan_forever(runtime: Runtime, pool: asyncpg.Pool) -> None:
-    while True:
-        try:
-            for run_id in await readmodel.pending_runs(pool):
-                await handlers.plan_run(runtime.supply, run_id, today=runtime.config.today())
-        except Exception as error:  # the job must outlive any one failure
-            level = logging.WARNING if database_unavailable(error) else logging.ERROR
-            log.log(level, "allocation planner failed; trying again later", exc_info=True)
-        runtime.wake_planner.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(runtime.wake_planner.wait(), runtime.config.planner_interval)
+async def _plan_requested(runtime: Runtime, pool: asyncpg.Pool) -> None:
+    for run_id in await readmodel.pending_runs(pool):
+        await handlers.plan_run(runtime.supply, run_id, today=runtime.config.today())
 
 
 async def _planner(app: web.Application) -> AsyncIterator[None]:
-    async with background_task(_plan_forever(app[RUNTIME_KEY], app[POOL_KEY])):
+    runtime = app[RUNTIME_KEY]
+    look = functools.partial(_plan_requested, runtime, app[POOL_KEY])
+    planner = work_off_forever(
+        "allocation planner", look, runtime.wake_planner, runtime.config.planner_interval
+    )
+    async with background_task(planner):
         yield
 
 
-async def _sweep_forever(app: web.Application) -> None:
+async def _sweep(app: web.Application) -> None:
     runtime = app[RUNTIME_KEY]
     pool = app[POOL_KEY]
     config = runtime.config
-    while True:
-        try:
-            open_now = await readmodel.open_alerts(pool)
-            raised = await handlers.sweep_replenishment(
-                runtime.supply,
-                await readmodel.supply_observations(
-                    pool, config.today(), config.replenishment_window
-                ),
-                threshold_days=config.replenishment_days,
-                open_alerts=frozenset((a.site_id, a.product_code) for a in open_now),
-            )
-            runtime.metrics.alerts_raised.inc(raised)
-            by_product = await readmodel.alerts_by_product(pool)
-            for product in vaccine_catalog().codes():
-                runtime.metrics.alerts_open.labels(product).set(by_product.get(product, 0))
-        except Exception as error:  # the job must outlive any one failure
-            level = logging.WARNING if database_unavailable(error) else logging.ERROR
-            log.log(level, "replenishment sweep failed; trying again later", exc_info=True)
-        await asyncio.sleep(config.replenishment_interval)
+    open_now = await readmodel.open_alerts(pool)
+    raised = await handlers.sweep_replenishment(
+        runtime.supply,
+        await readmodel.supply_observations(pool, config.today(), config.replenishment_window),
+        threshold_days=config.replenishment_days,
+        open_alerts=frozenset((a.site_id, a.product_code) for a in open_now),
+    )
+    runtime.metrics.alerts_raised.inc(raised)
+    by_product = await readmodel.alerts_by_product(pool)
+    for product in vaccine_catalog().codes():
+        runtime.metrics.alerts_open.labels(product).set(by_product.get(product, 0))
 
 
 async def _replenishment(app: web.Application) -> AsyncIterator[None]:
-    async with background_task(_sweep_forever(app)):
+    sweeps = work_off_forever(
+        "replenishment sweep",
+        functools.partial(_sweep, app),
+        asyncio.Event(),  # nothing wakes it early: a sweep every interval
+        app[RUNTIME_KEY].config.replenishment_interval,
+    )
+    async with background_task(sweeps):
         yield
 
 

@@ -75,11 +75,15 @@ def load(urls: dict[str, str]) -> str:
         )
         delivered += status == 201
     wait_until_quiet(urls)  # inventory has received the lots, supply has heard of them
-    _, run = _post(client, "/v1/allocation-runs", {"horizon_days": 7}, f"run-{time.time_ns()}")
-    deadline = time.monotonic() + PLAN_SECONDS
-    while run["status"] == "requested" and time.monotonic() < deadline:
-        time.sleep(1.0)
-        run = client.request("GET", f"/v1/allocation-runs/{run['run_id']}").body
+    accepted = client.request(
+        "POST",
+        "/v1/allocation-runs",
+        {"horizon_days": 7},
+        idempotency_key=f"demo-supply-run-{time.time_ns()}",
+    )
+    if accepted.status != 202:
+        raise RuntimeError(f"supply refused the allocation run: {accepted.body}")
+    run = client.follow(accepted, {"requested"}, PLAN_SECONDS)
     if run["status"] != "proposed":
         return f"{delivered} deliveries received; allocation run {run['run_id']} is {run['status']}"
     _, decided = _post(

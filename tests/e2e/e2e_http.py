@@ -10,7 +10,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,3 +56,33 @@ def poll(what: str, attempt: Callable[[], tuple[bool, Any]], timeout: float = 90
             return last
         time.sleep(0.3)
     raise AssertionError(f"timed out waiting until {what}; last: {last}")
+
+
+def follow(
+    accepted: Answer,
+    base: str,
+    headers: dict[str, str],
+    pending: Collection[str],
+    seconds: float = 120.0,
+) -> Any:
+    """Read the `Location` of a 202 (a background run) until its `status` leaves `pending`;
+    its last body. Fails when it is still pending after `seconds`."""
+    assert accepted.status == 202, accepted.json()
+    location = accepted.headers["Location"]
+    body = accepted.json()
+    deadline = time.monotonic() + seconds
+    while body["status"] in pending:
+        assert time.monotonic() < deadline, f"{location} still {body['status']}: {body}"
+        time.sleep(0.2)
+        answer = send("GET", base + location, headers)
+        assert answer.status == 200, answer.json()
+        body = answer.json()
+    return body
+
+
+def scheduling_run(base: str, admin: dict[str, str], body: dict[str, Any]) -> Any:
+    """Start a scheduling run (202) and follow it until it has completed; its counts."""
+    accepted = send("POST", f"{base}/v1/scheduling/runs", admin, body)
+    run = follow(accepted, base, admin, {"queued", "running"})
+    assert run["status"] == "completed", run
+    return run

@@ -8,7 +8,7 @@ import uuid
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
-from e2e_http import send
+from e2e_http import scheduling_run, send
 
 from immunreg.demo import wait_until_quiet
 from services.booking import demo
@@ -73,8 +73,8 @@ def test_define_a_site_run_the_scheduler_and_read_the_appointment(stack: Stack) 
     tomorrow = date.today() + timedelta(days=1)
 
     if "inventory" not in stack.urls:  # no stock can exist: the run says so
-        status, nothing = call("POST", f"{base}/v1/scheduling/runs", admin, {"horizon_days": 3})
-        assert status == 200 and nothing["waiting"].get("no_stock", 0) >= 1, nothing
+        nothing = scheduling_run(base, admin, {"horizon_days": 3})
+        assert nothing["waiting"].get("no_stock", 0) >= 1, nothing
         return
 
     status, lot = call(
@@ -103,13 +103,7 @@ def test_define_a_site_run_the_scheduler_and_read_the_appointment(stack: Stack) 
     items: list[dict[str, Any]] = []
     summary: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        status, summary = call(
-            "POST",
-            f"{base}/v1/scheduling/runs",
-            admin,
-            {"from_day": tomorrow.isoformat(), "horizon_days": 3},
-        )
-        assert status == 200, summary
+        summary = scheduling_run(base, admin, {"from_day": tomorrow.isoformat(), "horizon_days": 3})
         status, mine = call("GET", f"{base}/v1/citizens/{citizen_id}/appointments", me)
         assert status == 200, mine
         items = mine["items"]

@@ -34,7 +34,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
-from e2e_http import poll, send
+from e2e_http import poll, scheduling_run, send
 
 from immunreg.contracts.common import Sealed
 from immunreg.contracts.registration import PersonalData, grant_context
@@ -313,8 +313,7 @@ def book_vaccinate_and_certify(stack: Stack, citizen_id: str, email: str) -> Non
 
     def booked() -> tuple[bool, Any]:
         run = {"from_day": tomorrow.isoformat(), "horizon_days": 3}
-        status, summary = call("POST", f"{booking}/v1/scheduling/runs", admin, run)
-        assert status == 200, summary
+        scheduling_run(booking, admin, run)
         status, mine = call("GET", f"{booking}/v1/citizens/{citizen_id}/appointments", me)
         return status == 200 and len(mine["items"]) == 1, mine
 

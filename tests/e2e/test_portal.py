@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import zxingcpp
-from e2e_http import poll, send
+from e2e_http import poll, scheduling_run, send
 from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 from test_certificates import dose_and_certificate
@@ -132,13 +132,9 @@ def booked(stack: Stack, citizen_id: str, token: dict[str, str]) -> dict[str, An
     booking = stack.urls["booking"]
 
     def run() -> tuple[bool, Any]:
-        summary = send(
-            "POST",
-            f"{booking}/v1/scheduling/runs",
-            stack.token("admin"),
-            {"from_day": tomorrow.isoformat(), "horizon_days": 3},
+        scheduling_run(
+            booking, stack.token("admin"), {"from_day": tomorrow.isoformat(), "horizon_days": 3}
         )
-        assert summary.status == 200, summary.json()
         mine = send("GET", f"{booking}/v1/citizens/{citizen_id}/appointments", token).json()
         return bool(mine["items"]), mine["items"]
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from e2e_http import send
+from e2e_http import follow, send
 
 from immunreg.reference.geography import municipalities
 from immunreg.reference.vaccines import vaccine_catalog
@@ -210,8 +210,9 @@ def test_contract_delivery_allocation_shipment_booking_and_doses(stack: Stack) -
 
     # Booking books the waiting citizens at the site that got the vaccine.
     def appointments() -> dict[str, dict[str, Any]] | None:
-        status, summary = call("POST", f"{booking}/v1/scheduling/runs", admin, {"horizon_days": 7})
-        assert status == 200, summary
+        accepted = send("POST", f"{booking}/v1/scheduling/runs", admin, {"horizon_days": 7})
+        summary = follow(accepted, booking, admin, {"queued", "running"})
+        assert summary["status"] == "completed", summary
         found = {}
         for citizen_id in citizens:
             _, mine = call("GET", f"{booking}/v1/citizens/{citizen_id}/appointments", admin)

@@ -9,7 +9,7 @@ checks and writes, so no lock is needed.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -93,6 +93,24 @@ class InMemoryRecorder:
         tx.events[stream_id].extend(envelopes)
         tx.outbox.extend(rows)
 
+    async def insert_streams(
+        self,
+        envelopes: Sequence[Envelope],
+        outbox: tuple[str, Sequence[bytes]],
+        tx: MemoryTransaction | None = None,
+    ) -> None:
+        """Start many new streams, or refuse and write nothing."""
+        topic, payloads = outbox
+        by_stream: dict[str, list[tuple[Envelope, bytes]]] = {}
+        for envelope, payload in zip(envelopes, payloads, strict=True):
+            by_stream.setdefault(envelope.stream_id, []).append((envelope, payload))
+        if any(self._version(stream_id, tx) != 0 for stream_id in by_stream):
+            raise ConcurrencyConflict("(new streams)", 0)
+        for stream_id, pairs in by_stream.items():
+            await self.insert_events(
+                stream_id, 0, [e for e, _ in pairs], (topic, [p for _, p in pairs]), tx
+            )
+
     async def select_events(
         self, stream_id: str, after_version: int = 0, tx: MemoryTransaction | None = None
     ) -> list[Envelope]:
@@ -100,6 +118,20 @@ class InMemoryRecorder:
         staged = tx.events.get(stream_id) if tx is not None else None
         events = staged if staged is not None else self.streams.get(stream_id, [])
         return [e for e in events if e.version > after_version]
+
+    async def select_events_after(
+        self, after: Mapping[str, int], tx: MemoryTransaction | None = None
+    ) -> dict[str, list[Envelope]]:
+        """Each stream's events after its version, with the transaction's own."""
+        found = {stream: await self.select_events(stream, v, tx) for stream, v in after.items()}
+        return {stream: events for stream, events in found.items() if events}
+
+    async def select_snapshots(
+        self, stream_ids: Sequence[str], tx: MemoryTransaction | None = None
+    ) -> dict[str, tuple[int, bytes]]:
+        """The newest snapshot of each stream that has one."""
+        found = {stream: await self.select_snapshot(stream, tx) for stream in stream_ids}
+        return {stream: snapshot for stream, snapshot in found.items() if snapshot is not None}
 
     async def select_snapshot(
         self, stream_id: str, tx: MemoryTransaction | None = None

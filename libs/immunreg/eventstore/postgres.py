@@ -7,7 +7,7 @@ writers at one expected version a conflict (see schema.sql).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -43,10 +43,42 @@ WHERE (SELECT count(*) FROM appended) = cardinality($4::int[])
 RETURNING id
 """
 
+# New streams only (each from version 1): the primary key refuses a stream that exists,
+# so no guard; the outbox rows follow the events' order (stream by stream, by version).
+_START_STREAMS = """
+WITH appended AS (
+    INSERT INTO events (stream_id, version, stream_type, event_id, type, schema_version,
+                        data, occurred_at, recorded_at, correlation_id, causation_id)
+    SELECT e.stream_id, e.version, $1, e.event_id, e.type, e.schema_version, e.data::jsonb,
+           e.occurred_at, e.recorded_at, e.correlation_id, e.causation_id
+    FROM unnest($2::text[], $3::int[], $4::uuid[], $5::text[], $6::int[], $7::text[],
+                $8::timestamptz[], $9::timestamptz[], $10::uuid[], $11::uuid[])
+         AS e(stream_id, version, event_id, type, schema_version, data, occurred_at,
+              recorded_at, correlation_id, causation_id)
+    RETURNING event_id
+)
+INSERT INTO outbox (topic, key, payload)
+SELECT $12, p.key, p.payload
+FROM unnest($2::text[], $13::bytea[]) WITH ORDINALITY AS p(key, payload, n)
+WHERE (SELECT count(*) FROM appended) = cardinality($2::text[])
+ORDER BY p.n
+RETURNING id
+"""
+
 _LOAD = """
 SELECT version, stream_type, event_id, type, schema_version, data::text AS data,
        occurred_at, recorded_at, correlation_id, causation_id
 FROM events WHERE stream_id = $1 AND version > $2 ORDER BY version
+"""
+
+_LOAD_MANY = """
+SELECT e.stream_id, e.version, e.stream_type, e.event_id, e.type, e.schema_version,
+       e.data::text AS data, e.occurred_at, e.recorded_at, e.correlation_id, e.causation_id
+FROM unnest($1::text[], $2::int[]) AS a(stream_id, after)
+CROSS JOIN LATERAL (  -- one index range per stream, whatever the size of the table
+    SELECT * FROM events WHERE stream_id = a.stream_id AND version > a.after
+) e
+ORDER BY e.stream_id, e.version
 """
 
 _SAVE_SNAPSHOT = """
@@ -121,6 +153,37 @@ class PostgresRecorder:
         if len(rows) != len(envelopes):
             raise ConcurrencyConflict(stream_id, expected_version)
 
+    async def insert_streams(
+        self,
+        envelopes: Sequence[Envelope],
+        outbox: tuple[str, Sequence[bytes]],
+        tx: Connection | None = None,
+    ) -> None:
+        """Start many streams with one statement (see _START_STREAMS)."""
+        topic, payloads = outbox
+        args = (
+            envelopes[0].stream_type,
+            [e.stream_id for e in envelopes],
+            [e.version for e in envelopes],
+            [e.event_id for e in envelopes],
+            [e.type for e in envelopes],
+            [e.schema_version for e in envelopes],
+            [bytes(e.data).decode() for e in envelopes],
+            [e.occurred_at for e in envelopes],
+            [e.recorded_at for e in envelopes],
+            [e.correlation_id for e in envelopes],
+            [e.causation_id for e in envelopes],
+            topic,
+            list(payloads),
+        )
+        executor = tx if tx is not None else self.pool
+        try:
+            rows = await executor.fetch(_START_STREAMS, *args)
+        except asyncpg.UniqueViolationError as exc:
+            raise ConcurrencyConflict("(new streams)", 0) from exc
+        if len(rows) != len(envelopes):
+            raise ConcurrencyConflict("(new streams)", 0)
+
     async def select_events(
         self, stream_id: str, after_version: int = 0, tx: Connection | None = None
     ) -> list[Envelope]:
@@ -128,6 +191,29 @@ class PostgresRecorder:
         executor = tx if tx is not None else self.pool
         rows = await executor.fetch(_LOAD, stream_id, after_version)
         return [_row_to_envelope(stream_id, row) for row in rows]
+
+    async def select_events_after(
+        self, after: Mapping[str, int], tx: Connection | None = None
+    ) -> dict[str, list[Envelope]]:
+        """Each stream's events after its version, with one statement."""
+        executor = tx if tx is not None else self.pool
+        rows = await executor.fetch(_LOAD_MANY, list(after), list(after.values()))
+        found: dict[str, list[Envelope]] = {}
+        for row in rows:
+            stream_id = row["stream_id"]
+            found.setdefault(stream_id, []).append(_row_to_envelope(stream_id, row))
+        return found
+
+    async def select_snapshots(
+        self, stream_ids: Sequence[str], tx: Connection | None = None
+    ) -> dict[str, tuple[int, bytes]]:
+        """The snapshots of those streams that have one, with one statement."""
+        executor = tx if tx is not None else self.pool
+        rows = await executor.fetch(
+            "SELECT stream_id, version, state FROM snapshots WHERE stream_id = ANY($1::text[])",
+            list(stream_ids),
+        )
+        return {r["stream_id"]: (r["version"], r["state"]) for r in rows}
 
     async def select_snapshot(
         self, stream_id: str, tx: Connection | None = None

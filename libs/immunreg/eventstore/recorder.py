@@ -12,7 +12,7 @@ every method takes it as `tx`, and without one runs in a transaction of its own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol, TypeVar
 
@@ -44,10 +44,34 @@ class Recorder(Protocol[Tx]):
         """
         ...
 
+    async def insert_streams(
+        self,
+        envelopes: Sequence[Envelope],
+        outbox: tuple[str, Sequence[bytes]],
+        tx: Tx | None = None,
+    ) -> None:
+        """Start many new streams at once: `envelopes` are each stream's first events
+        (versions from 1, one stream type), `outbox` one payload per envelope, keyed by
+        its stream. Raises ConcurrencyConflict, writing nothing, when any stream exists."""
+        ...
+
     async def select_events(
         self, stream_id: str, after_version: int = 0, tx: Tx | None = None
     ) -> list[Envelope]:
         """The stream's events after `after_version`, in version order."""
+        ...
+
+    async def select_events_after(
+        self, after: Mapping[str, int], tx: Tx | None = None
+    ) -> dict[str, list[Envelope]]:
+        """Each stream's events after its version in `after`, in version order (a stream
+        with none is left out)."""
+        ...
+
+    async def select_snapshots(
+        self, stream_ids: Sequence[str], tx: Tx | None = None
+    ) -> dict[str, tuple[int, bytes]]:
+        """The snapshots of those streams that have one."""
         ...
 
     async def select_snapshot(

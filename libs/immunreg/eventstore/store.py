@@ -9,6 +9,7 @@ use `InMemoryEventStore` (memory.py) and the same code runs.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -17,7 +18,14 @@ from typing import Any, Generic, TypeVar
 import asyncpg
 import msgspec
 
-from immunreg.contracts.envelope import Context, Envelope, Event, Metadata, encode_envelope
+from immunreg.contracts.envelope import (
+    Context,
+    Envelope,
+    Event,
+    Metadata,
+    encode_envelope,
+    utcnow,
+)
 from immunreg.domain import Aggregate, Loaded, Outcome
 from immunreg.eventstore.database import Connection
 from immunreg.eventstore.errors import ConcurrencyConflict
@@ -27,6 +35,8 @@ from immunreg.eventstore.signal import OutboxSignal
 from immunreg.observability.metrics import Metrics
 
 S = TypeVar("S")
+# start_streams hands the event loop back this often while it decides and encodes.
+YIELD_EVERY = 100
 C = TypeVar("C")
 T = TypeVar("T")
 
@@ -126,6 +136,31 @@ class StreamStore(Generic[Tx]):
             version = envelope.version
         return Loaded(state, version)
 
+    async def load_states(
+        self,
+        aggregate: Aggregate[S, Any],
+        stream_ids: Sequence[str],
+        conn: Tx | None = None,
+    ) -> dict[str, Loaded[S]]:
+        """Rebuild many aggregates of one kind with two reads in all (snapshots, then
+        every later event), as `load_state` does one."""
+        loaded = {stream_id: Loaded(aggregate.initial(), 0) for stream_id in stream_ids}
+        if aggregate.state_type is not None:
+            for stream_id, (version, encoded) in (
+                await self.recorder.select_snapshots(stream_ids, conn)
+            ).items():
+                state = msgspec.msgpack.decode(encoded, type=aggregate.state_type)
+                loaded[stream_id] = Loaded(state, version)
+        after = {stream_id: one.version for stream_id, one in loaded.items()}
+        for stream_id, envelopes in (await self.recorder.select_events_after(after, conn)).items():
+            state, version = loaded[stream_id].state, loaded[stream_id].version
+            for envelope in envelopes:
+                if aggregate.context.knows(envelope.type):
+                    state = aggregate.evolve(state, aggregate.context.read(envelope))
+                version = envelope.version
+            loaded[stream_id] = Loaded(state, version)
+        return loaded
+
     async def transact(
         self,
         work: Callable[[Tx], Awaitable[T]],
@@ -199,6 +234,61 @@ class StreamStore(Generic[Tx]):
         version = loaded.version + len(events)
         await self._maybe_snapshot(aggregate, stream_id, loaded.version, version, state, conn=conn)
         return Outcome(state, version, envelopes)
+
+    async def start_streams(
+        self,
+        conn: Tx,
+        aggregate: Aggregate[S, C],
+        commands: Sequence[tuple[str, C]],
+        *,
+        metadata: Metadata | None = None,
+    ) -> list[Outcome[S]]:
+        """Decide each `(stream_id, command)` on a new stream and append all their events
+        with one write, on the caller's connection: for many streams that begin together
+        under fresh ids (a scheduling run's appointments). A stream that exists already is
+        a ConcurrencyConflict, and nothing is written."""
+        outcomes: list[Outcome[S]] = []
+        envelopes: list[Envelope] = []
+        recorded_at = utcnow()  # one write, one moment (and one clock read, not thousands)
+        for n, (stream_id, command) in enumerate(commands, start=1):
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # thousands of streams: let other requests in between
+            state = aggregate.initial()
+            events = aggregate.decide(state, command)
+            stream_envelopes = [
+                aggregate.context.envelope(
+                    event,
+                    stream_id=stream_id,
+                    stream_type=aggregate.stream_type,
+                    version=version,
+                    metadata=metadata,
+                    recorded_at=recorded_at,
+                )
+                for version, event in enumerate(events, start=1)
+            ]
+            for event in events:
+                state = aggregate.evolve(state, event)
+            envelopes += stream_envelopes
+            outcomes.append(Outcome(state, len(events), stream_envelopes))
+        if not envelopes:
+            return outcomes
+        outbox = (aggregate.context.topic, [encode_envelope(e) for e in envelopes])
+        started = time.perf_counter()
+        try:
+            await self.recorder.insert_streams(envelopes, outbox, conn)
+        except ConcurrencyConflict:
+            if self.metrics is not None:
+                self.metrics.append_conflicts.inc()
+            raise
+        if self.metrics is not None:
+            self.metrics.append_latency.observe(time.perf_counter() - started)
+            for envelope in envelopes:
+                self.metrics.events_appended.labels(envelope.type).inc()
+        for (stream_id, _), outcome in zip(commands, outcomes, strict=True):
+            await self._maybe_snapshot(
+                aggregate, stream_id, 0, outcome.version, outcome.state, conn=conn
+            )
+        return outcomes
 
     async def execute(
         self,

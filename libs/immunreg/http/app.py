@@ -42,6 +42,7 @@ from immunreg.http.shutdown import SHUTDOWN_KEY, Shutdown
 from immunreg.messaging.consumer import EventConsumer
 from immunreg.messaging.topics import ensure_topics, wait_for_kafka
 from immunreg.observability.metrics import Metrics
+from immunreg.runs import RUNS_SQL
 from immunreg.service import Service
 from immunreg.tasks import TASK_STOP_SECONDS, stop_tasks
 
@@ -125,7 +126,9 @@ def _database(service: Service) -> Any:
         try:
             idempotency_file = Path(__file__).with_name("schema.sql")
             await apply_schema(
-                pool, settings.db_schema, [idempotency_file, AUDIT_SQL, *service.schema_files]
+                pool,
+                settings.db_schema,
+                [idempotency_file, AUDIT_SQL, RUNS_SQL, *service.schema_files],
             )
             signal = OutboxSignal(settings.db_schema, pool)
             app[POOL_KEY] = pool

@@ -7,6 +7,7 @@ consumes the real topics (module-scoped: it reads their history once).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -155,15 +156,43 @@ class Booking:
             envelope_of(INVENTORY, event, f"level-{site_id}:{product}", "StockLevel", version),
         )
 
-    async def run(self, from_day: date, horizon_days: int) -> dict[str, Any]:
+    async def start_run(self, from_day: date, horizon_days: int) -> dict[str, Any]:
+        """POST a scheduling run: the 202's body (the run, queued)."""
         response = await self.client.post(
             "/v1/scheduling/runs",
             json={"from_day": from_day.isoformat(), "horizon_days": horizon_days},
             headers=self.admin,
         )
+        assert response.status == 202, await response.text()
+        assert (
+            response.headers["Location"]
+            == f"/v1/scheduling/runs/{(await response.json())['run_id']}"
+        )
+        accepted: dict[str, Any] = await response.json()
+        return accepted
+
+    async def read_run(self, run_id: str) -> dict[str, Any]:
+        response = await self.client.get(f"/v1/scheduling/runs/{run_id}", headers=self.admin)
         assert response.status == 200, await response.text()
-        summary: dict[str, Any] = await response.json()
-        return summary
+        view: dict[str, Any] = await response.json()
+        return view
+
+    async def finished(self, run_id: str, seconds: float = 60.0) -> dict[str, Any]:
+        """The run once it is no longer queued or running (polled)."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        view = await self.read_run(run_id)
+        while view["status"] in ("queued", "running"):
+            assert asyncio.get_running_loop().time() < deadline, view
+            await asyncio.sleep(0.05)
+            view = await self.read_run(run_id)
+        return view
+
+    async def run(self, from_day: date, horizon_days: int) -> dict[str, Any]:
+        """A scheduling run, started and followed until it completed: its final view."""
+        accepted = await self.start_run(from_day, horizon_days)
+        view = await self.finished(accepted["run_id"])
+        assert view["status"] == "completed", view
+        return view
 
     async def appointments_of(self, citizen_id: str) -> list[dict[str, Any]]:
         response = await self.client.get(
@@ -176,15 +205,22 @@ class Booking:
     async def counts(self) -> dict[str, int]:
         return {
             table: await self.pool.fetchval(f"SELECT count(*) FROM {table}")
-            for table in ("events", "sites", "site_days", "appointments", "scheduling_runs")
+            for table in ("events", "sites", "site_days", "appointments", "background_runs")
         }
 
 
 async def _start(
-    dsn: str, bootstrap: str, keys: Path, *, consume: bool, **extra: str
+    dsn: str,
+    bootstrap: str,
+    keys: Path,
+    *,
+    consume: bool,
+    schema: str | None = None,
+    **extra: str,
 ) -> tuple[Client, asyncpg.Pool, str, bytes]:
+    """A booking app in a fresh schema (or in `schema`, as another process of it would)."""
     private, public = ensure_dev_keys(keys)
-    schema = f"t_book_{uuid.uuid4().hex[:12]}"
+    schema = schema or f"t_book_{uuid.uuid4().hex[:12]}"
     settings = Settings(
         service="booking",
         database_url=dsn,

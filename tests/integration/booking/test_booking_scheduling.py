@@ -7,10 +7,12 @@ import random
 from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
 
+import msgspec
+
 from immunreg.contracts import booking as booking_events
 from services.booking import readmodel
 from services.booking.config import BookingConfig
-from services.booking.handlers import mark_no_shows
+from services.booking.handlers import mark_no_shows, run_scheduler
 
 from .conftest import AZ, PFIZER, SINOPHARM, Booking, new_site_id
 
@@ -47,10 +49,24 @@ async def test_concurrent_runs_book_each_citizen_once_and_overbook_nothing(
 
     # Two identical runs, and one over a later period: the last plans other citizens into
     # the shared days, so only the SiteDay's version check keeps those days from overflowing.
-    first, second, third = await asyncio.gather(
-        booking.run(start, 5), booking.run(start, 5), booking.run(start + timedelta(days=1), 4)
+    # At once, as three replicas' workers run them (one worker runs one run at a time).
+    config = BookingConfig(commit_batch=7)
+    counts = await asyncio.gather(
+        *(
+            run_scheduler(
+                booking.store,
+                run_id=f"concurrent-{n}",
+                from_day=from_day,
+                horizon_days=days,
+                today=today(),
+                config=config,
+            )
+            for n, (from_day, days) in enumerate(
+                ((start, 5), (start, 5), (start + timedelta(days=1), 4))
+            )
+        )
     )
-    runs = (first, second, third)
+    runs = [msgspec.structs.asdict(c) for c in counts]
 
     appointments = await booking.pool.fetch(
         "SELECT citizen_id, site_id, day, product_code, status FROM appointments"

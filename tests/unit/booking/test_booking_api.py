@@ -19,6 +19,7 @@ def test_openapi_document_is_valid_and_complete() -> None:
         "/v1/sites/{site_id}/days/{date}",
         "/v1/sites/{site_id}/appointments",
         "/v1/scheduling/runs",
+        "/v1/scheduling/runs/{run_id}",
         "/v1/citizens/{citizen_id}/appointments",
         "/v1/appointments/{appointment_id}/reschedule",
         "/v1/appointments/{appointment_id}/cancel",
@@ -32,6 +33,7 @@ def test_every_route_names_its_roles() -> None:
     assert all(r is not None for r in roles.values())
     assert roles[("PUT", "/v1/sites/{site_id}")] == frozenset({Role.ADMIN})
     assert roles[("POST", "/v1/scheduling/runs")] == frozenset({Role.ADMIN})
+    assert roles[("GET", "/v1/scheduling/runs/{run_id}")] == frozenset({Role.ADMIN})
     assert Role.PUBLIC_HEALTH in (roles[("GET", "/v1/sites")] or set())
     assert roles[("GET", "/v1/sites/{site_id}/appointments")] == frozenset(
         {Role.SITE_STAFF, Role.ADMIN}
