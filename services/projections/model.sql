@@ -182,3 +182,70 @@ CREATE TABLE IF NOT EXISTS contract_deliveries (
     product_code text    NOT NULL,
     doses        bigint  NOT NULL
 );
+
+-- Coverage, pre-aggregated (domain.coverage_cells): per kind ('1', 'complete',
+-- 'booster') and day, how many citizens had that kind on that day, per cell of the
+-- dimensions the coverage query filters or groups by (NULL stored as 'unknown').
+-- A citizen whose facts change leaves the old cell (-1) and joins the new (+1), in
+-- the same transaction as their `citizens` row.
+CREATE TABLE IF NOT EXISTS coverage_daily (
+    kind              text    NOT NULL,
+    day               date    NOT NULL,
+    product_code      text    NOT NULL,
+    district_code     text    NOT NULL,
+    municipality_code text    NOT NULL,
+    age_band          text    NOT NULL,
+    sex               text    NOT NULL,
+    people            integer NOT NULL,
+    PRIMARY KEY (kind, day, product_code, district_code, municipality_code, age_band, sex)
+);
+
+-- Running sums: for the Monday of every week that has coverage_daily rows of a kind
+-- (coverage_weeks), each cell's people of that kind on the days before it. Coverage on
+-- day D = the sum at the latest such week <= D + coverage_daily from that week to D.
+-- Both follow from coverage_daily alone, so a replay ends with the same rows.
+CREATE TABLE IF NOT EXISTS coverage_weeks (
+    kind text NOT NULL,
+    week date NOT NULL,
+    PRIMARY KEY (kind, week)
+);
+
+CREATE TABLE IF NOT EXISTS coverage_before (
+    kind              text    NOT NULL,
+    week              date    NOT NULL,
+    product_code      text    NOT NULL,
+    district_code     text    NOT NULL,
+    municipality_code text    NOT NULL,
+    age_band          text    NOT NULL,
+    sex               text    NOT NULL,
+    people            integer NOT NULL,
+    PRIMARY KEY (kind, week, product_code, district_code, municipality_code, age_band, sex)
+);
+
+-- A model built before these tables existed fills them once from its citizens (the
+-- projector keeps them from then on; it takes the same lock).
+DO $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended(current_schema() || ':coverage', 0));
+    IF NOT EXISTS (SELECT 1 FROM coverage_weeks)
+       AND EXISTS (SELECT 1 FROM citizens WHERE dose1_date IS NOT NULL) THEN
+        INSERT INTO coverage_daily
+        SELECT c.kind, c.day, c.product, coalesce(district_code, 'unknown'),
+               coalesce(municipality_code, 'unknown'), coalesce(age_band, 'unknown'),
+               coalesce(sex, 'unknown'), count(*)
+        FROM citizens,
+             LATERAL (VALUES ('1', dose1_date, dose1_product),
+                             ('complete', complete_date, complete_product),
+                             ('booster', booster_date, booster_product)) AS c(kind, day, product)
+        WHERE c.day IS NOT NULL
+        GROUP BY 1, 2, 3, 4, 5, 6, 7;
+        INSERT INTO coverage_weeks
+        SELECT DISTINCT kind, date_trunc('week', day)::date FROM coverage_daily;
+        INSERT INTO coverage_before
+        SELECT w.kind, w.week, d.product_code, d.district_code, d.municipality_code,
+               d.age_band, d.sex, sum(d.people)
+        FROM coverage_weeks w JOIN coverage_daily d ON d.kind = w.kind AND d.day < w.week
+        GROUP BY 1, 2, 3, 4, 5, 6, 7;
+    END IF;
+END
+$$;
