@@ -197,7 +197,7 @@ CREATE TABLE IF NOT EXISTS coverage_daily (
     age_band          text    NOT NULL,
     sex               text    NOT NULL,
     people            integer NOT NULL,
-    PRIMARY KEY (kind, day, product_code, district_code, municipality_code, age_band, sex)
+    PRIMARY KEY (kind, day, district_code, municipality_code, age_band, sex, product_code)
 );
 
 -- Running sums: for the Monday of every week that has coverage_daily rows of a kind
@@ -219,7 +219,7 @@ CREATE TABLE IF NOT EXISTS coverage_before (
     age_band          text    NOT NULL,
     sex               text    NOT NULL,
     people            integer NOT NULL,
-    PRIMARY KEY (kind, week, product_code, district_code, municipality_code, age_band, sex)
+    PRIMARY KEY (kind, week, district_code, municipality_code, age_band, sex, product_code)
 );
 
 -- A model built before these tables existed fills them once from its citizens (the
@@ -241,11 +241,30 @@ BEGIN
         GROUP BY 1, 2, 3, 4, 5, 6, 7;
         INSERT INTO coverage_weeks
         SELECT DISTINCT kind, date_trunc('week', day)::date FROM coverage_daily;
+        ANALYZE coverage_daily, coverage_weeks;  -- for the plan of the running sums
+        -- Each cell's sum before each week: a running sum over the weeks of its kind.
         INSERT INTO coverage_before
-        SELECT w.kind, w.week, d.product_code, d.district_code, d.municipality_code,
-               d.age_band, d.sex, sum(d.people)
-        FROM coverage_weeks w JOIN coverage_daily d ON d.kind = w.kind AND d.day < w.week
-        GROUP BY 1, 2, 3, 4, 5, 6, 7;
+        SELECT * FROM (
+            SELECT w.kind, w.week, c.product_code, c.district_code, c.municipality_code,
+                   c.age_band, c.sex,
+                   sum(coalesce(s.people, 0)) OVER (
+                       PARTITION BY w.kind, c.product_code, c.district_code,
+                                    c.municipality_code, c.age_band, c.sex
+                       ORDER BY w.week ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+                   ) AS people
+            FROM coverage_weeks w
+            JOIN (SELECT DISTINCT kind, product_code, district_code, municipality_code,
+                         age_band, sex FROM coverage_daily) AS c ON c.kind = w.kind
+            LEFT JOIN (SELECT kind, date_trunc('week', day)::date AS week, product_code,
+                              district_code, municipality_code, age_band, sex,
+                              sum(people) AS people
+                       FROM coverage_daily GROUP BY 1, 2, 3, 4, 5, 6, 7) AS s
+                   ON s.kind = w.kind AND s.week = w.week
+                  AND s.product_code = c.product_code AND s.district_code = c.district_code
+                  AND s.municipality_code = c.municipality_code
+                  AND s.age_band = c.age_band AND s.sex = c.sex
+        ) AS sums
+        WHERE people <> 0;
     END IF;
 END
 $$;
