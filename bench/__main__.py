@@ -20,6 +20,7 @@ ORDER = (
     "administration",
     "http_rates",
     "certificates",
+    "coverage",
     "projections",
 )
 

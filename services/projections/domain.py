@@ -395,19 +395,21 @@ def citizen_facts(registration: Registration, doses: Iterable[Dose], pending: bo
 COVERAGE_KINDS = ("1", "complete", "booster")
 """The dose kinds coverage is asked for (`dose=`), in the order of the Facts columns."""
 
+ALL_MUNICIPALITIES = "*"
+"""The municipality of a district's own cells: every citizen counts in their
+municipality's cell and in their district's, so that an answer not grouped by
+municipality reads about a seventh of the cells (no census code is `*`)."""
+
 CoverageKey = tuple[str, date, str, str, str, str, str]
-"""kind, day, product, district, municipality, age band, sex (None stored as `unknown`,
+"""kind, day, municipality, district, age band, sex, product (None stored as `unknown`,
 the key the answers show it under; no filter can ask for `unknown`)."""
 
 
 def coverage_cells(facts: Facts) -> list[CoverageKey]:
-    """The cells a citizen counts 1 in: one per kind they have, on the day they had it."""
-    where = (
-        facts.district_code or UNKNOWN,
-        facts.municipality_code or UNKNOWN,
-        facts.age_band or UNKNOWN,
-        facts.sex or UNKNOWN,
-    )
+    """The cells a citizen counts 1 in: per kind they have, on the day they had it,
+    their municipality's and their district's."""
+    district = facts.district_code or UNKNOWN
+    band, sex = facts.age_band or UNKNOWN, facts.sex or UNKNOWN
     cells: list[CoverageKey] = []
     for kind, day, product in (
         ("1", facts.dose1_date, facts.dose1_product),
@@ -415,7 +417,8 @@ def coverage_cells(facts: Facts) -> list[CoverageKey]:
         ("booster", facts.booster_date, facts.booster_product),
     ):
         if day is not None:
-            cells.append((kind, day, product or UNKNOWN, *where))
+            for municipality in (facts.municipality_code or UNKNOWN, ALL_MUNICIPALITIES):
+                cells.append((kind, day, municipality, district, band, sex, product or UNKNOWN))
     return cells
 
 

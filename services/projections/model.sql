@@ -185,19 +185,20 @@ CREATE TABLE IF NOT EXISTS contract_deliveries (
 
 -- Coverage, pre-aggregated (domain.coverage_cells): per kind ('1', 'complete',
 -- 'booster') and day, how many citizens had that kind on that day, per cell of the
--- dimensions the coverage query filters or groups by (NULL stored as 'unknown').
+-- dimensions the coverage query filters or groups by (NULL stored as 'unknown'); each
+-- citizen counts in their municipality's cell and in their district's ('*').
 -- A citizen whose facts change leaves the old cell (-1) and joins the new (+1), in
 -- the same transaction as their `citizens` row.
 CREATE TABLE IF NOT EXISTS coverage_daily (
     kind              text    NOT NULL,
     day               date    NOT NULL,
-    product_code      text    NOT NULL,
+    municipality_code text    NOT NULL,   -- '*': the district's own cell
     district_code     text    NOT NULL,
-    municipality_code text    NOT NULL,
     age_band          text    NOT NULL,
     sex               text    NOT NULL,
+    product_code      text    NOT NULL,
     people            integer NOT NULL,
-    PRIMARY KEY (kind, day, district_code, municipality_code, age_band, sex, product_code)
+    PRIMARY KEY (kind, day, municipality_code, district_code, age_band, sex, product_code)
 );
 
 -- Running sums: for the Monday of every week that has coverage_daily rows of a kind
@@ -213,58 +214,60 @@ CREATE TABLE IF NOT EXISTS coverage_weeks (
 CREATE TABLE IF NOT EXISTS coverage_before (
     kind              text    NOT NULL,
     week              date    NOT NULL,
-    product_code      text    NOT NULL,
-    district_code     text    NOT NULL,
     municipality_code text    NOT NULL,
+    district_code     text    NOT NULL,
     age_band          text    NOT NULL,
     sex               text    NOT NULL,
+    product_code      text    NOT NULL,
     people            integer NOT NULL,
-    PRIMARY KEY (kind, week, district_code, municipality_code, age_band, sex, product_code)
+    PRIMARY KEY (kind, week, municipality_code, district_code, age_band, sex, product_code)
 );
 
 -- A model built before these tables existed fills them once from its citizens (the
--- projector keeps them from then on; it takes the same lock).
+-- projector keeps them from then on; it takes the same lock). Rows go in key order,
+-- as the projector writes a new week's running sums, so an answer reads few pages.
 DO $$
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended(current_schema() || ':coverage', 0));
     IF NOT EXISTS (SELECT 1 FROM coverage_weeks)
        AND EXISTS (SELECT 1 FROM citizens WHERE dose1_date IS NOT NULL) THEN
         INSERT INTO coverage_daily
-        SELECT c.kind, c.day, c.product, coalesce(district_code, 'unknown'),
-               coalesce(municipality_code, 'unknown'), coalesce(age_band, 'unknown'),
-               coalesce(sex, 'unknown'), count(*)
+        SELECT c.kind, c.day, m.municipality, coalesce(district_code, 'unknown'),
+               coalesce(age_band, 'unknown'), coalesce(sex, 'unknown'), c.product, count(*)
         FROM citizens,
              LATERAL (VALUES ('1', dose1_date, dose1_product),
                              ('complete', complete_date, complete_product),
-                             ('booster', booster_date, booster_product)) AS c(kind, day, product)
+                             ('booster', booster_date, booster_product)) AS c(kind, day, product),
+             LATERAL (VALUES (coalesce(municipality_code, 'unknown')), ('*')) AS m(municipality)
         WHERE c.day IS NOT NULL
-        GROUP BY 1, 2, 3, 4, 5, 6, 7;
+        GROUP BY 1, 2, 3, 4, 5, 6, 7
+        ORDER BY 1, 2, 3, 4, 5, 6, 7;
         INSERT INTO coverage_weeks
         SELECT DISTINCT kind, date_trunc('week', day)::date FROM coverage_daily;
         ANALYZE coverage_daily, coverage_weeks;  -- for the plan of the running sums
         -- Each cell's sum before each week: a running sum over the weeks of its kind.
         INSERT INTO coverage_before
         SELECT * FROM (
-            SELECT w.kind, w.week, c.product_code, c.district_code, c.municipality_code,
-                   c.age_band, c.sex,
+            SELECT w.kind, w.week, c.municipality_code, c.district_code, c.age_band, c.sex,
+                   c.product_code,
                    sum(coalesce(s.people, 0)) OVER (
-                       PARTITION BY w.kind, c.product_code, c.district_code,
-                                    c.municipality_code, c.age_band, c.sex
+                       PARTITION BY w.kind, c.municipality_code, c.district_code, c.age_band,
+                                    c.sex, c.product_code
                        ORDER BY w.week ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
                    ) AS people
             FROM coverage_weeks w
-            JOIN (SELECT DISTINCT kind, product_code, district_code, municipality_code,
-                         age_band, sex FROM coverage_daily) AS c ON c.kind = w.kind
-            LEFT JOIN (SELECT kind, date_trunc('week', day)::date AS week, product_code,
-                              district_code, municipality_code, age_band, sex,
-                              sum(people) AS people
+            JOIN (SELECT DISTINCT kind, municipality_code, district_code, age_band, sex,
+                         product_code FROM coverage_daily) AS c ON c.kind = w.kind
+            LEFT JOIN (SELECT kind, date_trunc('week', day)::date AS week, municipality_code,
+                              district_code, age_band, sex, product_code, sum(people) AS people
                        FROM coverage_daily GROUP BY 1, 2, 3, 4, 5, 6, 7) AS s
                    ON s.kind = w.kind AND s.week = w.week
-                  AND s.product_code = c.product_code AND s.district_code = c.district_code
                   AND s.municipality_code = c.municipality_code
-                  AND s.age_band = c.age_band AND s.sex = c.sex
+                  AND s.district_code = c.district_code AND s.age_band = c.age_band
+                  AND s.sex = c.sex AND s.product_code = c.product_code
         ) AS sums
-        WHERE people <> 0;
+        WHERE people <> 0
+        ORDER BY 1, 2, 3, 4, 5, 6, 7;
     END IF;
 END
 $$;

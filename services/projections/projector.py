@@ -471,14 +471,15 @@ async def _counters(conn: Connection, batch: Batch, deltas: Deltas) -> None:
 _COVERAGE_KEYS = [
     ("kind", "text"),
     ("day", "date"),
-    ("product_code", "text"),
-    ("district_code", "text"),
     ("municipality_code", "text"),
+    ("district_code", "text"),
     ("age_band", "text"),
     ("sex", "text"),
+    ("product_code", "text"),
 ]
-_CELL = "product_code, district_code, municipality_code, age_band, sex"
-# A new week's running sums: the previous week's plus the days from it to the new week.
+_CELL = "municipality_code, district_code, age_band, sex, product_code"
+# A new week's running sums: the previous week's plus the days from it to the new week,
+# written in key order so that an answer reads them from few pages.
 _NEW_WEEK = f"""
 INSERT INTO coverage_before (kind, week, {_CELL}, people)
 SELECT $1, $2, {_CELL}, sum(people) FROM (
@@ -488,6 +489,7 @@ SELECT $1, $2, {_CELL}, sum(people) FROM (
     WHERE kind = $1 AND day < $2 AND ($3::date IS NULL OR day >= $3)
 ) AS cells
 GROUP BY {_CELL} HAVING sum(people) <> 0
+ORDER BY {_CELL}
 """
 
 

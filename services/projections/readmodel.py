@@ -28,6 +28,7 @@ from immunreg.reference.geography import districts, municipalities
 from immunreg.reference.vaccines import vaccine_catalog
 
 from .domain import (
+    ALL_MUNICIPALITIES,
     BOOSTER,
     FIRST,
     SERIES,
@@ -119,8 +120,13 @@ async def people_with_dose(
     the running sums at the latest week start on or before `on`, plus the days from it
     to `on` (model.sql, coverage_*). Reads at most a week of daily cells."""
     column = "product_code" if group_by == "product" else _GROUP_COLUMN[group_by]
-    args: list[object] = [dose, on]
-    where = []
+    args: list[object] = [dose, on, ALL_MUNICIPALITIES]
+    # Municipalities' cells when grouped by them, else the districts' own (a seventh).
+    where = [
+        " AND municipality_code <> $3"
+        if group_by == "municipality"
+        else " AND municipality_code = $3"
+    ]
     for col, value in _coverage_filters(filters, "product_code"):
         args.append(value)
         where.append(f" AND {col} = ${len(args)}")
