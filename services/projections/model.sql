@@ -223,13 +223,50 @@ CREATE TABLE IF NOT EXISTS coverage_before (
     PRIMARY KEY (kind, week, municipality_code, district_code, age_band, sex, product_code)
 );
 
+-- The running sums afresh from coverage_daily: after a rebuild's replay (which keeps
+-- coverage_daily only) and in the fill below. Rows go in key order, as the projector
+-- writes a new week's, so an answer reads few pages.
+CREATE OR REPLACE FUNCTION fill_coverage_running_sums() RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended(current_schema() || ':coverage', 0));
+    DELETE FROM coverage_before;
+    DELETE FROM coverage_weeks;
+    INSERT INTO coverage_weeks
+    SELECT DISTINCT kind, date_trunc('week', day)::date FROM coverage_daily;
+    ANALYZE coverage_daily, coverage_weeks;  -- for the plan below
+    -- Each cell's sum before each week: a running sum over the weeks of its kind.
+    INSERT INTO coverage_before
+    SELECT * FROM (
+        SELECT w.kind, w.week, c.municipality_code, c.district_code, c.age_band, c.sex,
+               c.product_code,
+               sum(coalesce(s.people, 0)) OVER (
+                   PARTITION BY w.kind, c.municipality_code, c.district_code, c.age_band,
+                                c.sex, c.product_code
+                   ORDER BY w.week ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+               ) AS people
+        FROM coverage_weeks w
+        JOIN (SELECT DISTINCT kind, municipality_code, district_code, age_band, sex,
+                     product_code FROM coverage_daily) AS c ON c.kind = w.kind
+        LEFT JOIN (SELECT kind, date_trunc('week', day)::date AS week, municipality_code,
+                          district_code, age_band, sex, product_code, sum(people) AS people
+                   FROM coverage_daily GROUP BY 1, 2, 3, 4, 5, 6, 7) AS s
+               ON s.kind = w.kind AND s.week = w.week
+              AND s.municipality_code = c.municipality_code
+              AND s.district_code = c.district_code AND s.age_band = c.age_band
+              AND s.sex = c.sex AND s.product_code = c.product_code
+    ) AS sums
+    WHERE people <> 0
+    ORDER BY 1, 2, 3, 4, 5, 6, 7;
+END
+$$;
+
 -- A model built before these tables existed fills them once from its citizens (the
--- projector keeps them from then on; it takes the same lock). Rows go in key order,
--- as the projector writes a new week's running sums, so an answer reads few pages.
+-- projector keeps them from then on; it takes the same lock).
 DO $$
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended(current_schema() || ':coverage', 0));
-    IF NOT EXISTS (SELECT 1 FROM coverage_weeks)
+    IF NOT EXISTS (SELECT 1 FROM coverage_daily)
        AND EXISTS (SELECT 1 FROM citizens WHERE dose1_date IS NOT NULL) THEN
         INSERT INTO coverage_daily
         SELECT c.kind, c.day, m.municipality, coalesce(district_code, 'unknown'),
@@ -242,32 +279,7 @@ BEGIN
         WHERE c.day IS NOT NULL
         GROUP BY 1, 2, 3, 4, 5, 6, 7
         ORDER BY 1, 2, 3, 4, 5, 6, 7;
-        INSERT INTO coverage_weeks
-        SELECT DISTINCT kind, date_trunc('week', day)::date FROM coverage_daily;
-        ANALYZE coverage_daily, coverage_weeks;  -- for the plan of the running sums
-        -- Each cell's sum before each week: a running sum over the weeks of its kind.
-        INSERT INTO coverage_before
-        SELECT * FROM (
-            SELECT w.kind, w.week, c.municipality_code, c.district_code, c.age_band, c.sex,
-                   c.product_code,
-                   sum(coalesce(s.people, 0)) OVER (
-                       PARTITION BY w.kind, c.municipality_code, c.district_code, c.age_band,
-                                    c.sex, c.product_code
-                       ORDER BY w.week ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
-                   ) AS people
-            FROM coverage_weeks w
-            JOIN (SELECT DISTINCT kind, municipality_code, district_code, age_band, sex,
-                         product_code FROM coverage_daily) AS c ON c.kind = w.kind
-            LEFT JOIN (SELECT kind, date_trunc('week', day)::date AS week, municipality_code,
-                              district_code, age_band, sex, product_code, sum(people) AS people
-                       FROM coverage_daily GROUP BY 1, 2, 3, 4, 5, 6, 7) AS s
-                   ON s.kind = w.kind AND s.week = w.week
-                  AND s.municipality_code = c.municipality_code
-                  AND s.district_code = c.district_code AND s.age_band = c.age_band
-                  AND s.sex = c.sex AND s.product_code = c.product_code
-        ) AS sums
-        WHERE people <> 0
-        ORDER BY 1, 2, 3, 4, 5, 6, 7;
+        PERFORM fill_coverage_running_sums();
     END IF;
 END
 $$;

@@ -165,10 +165,15 @@ class Batch:
 
 
 class Projector:
-    """The BatchApplier: one Batch at a time, written by `flush`."""
+    """The BatchApplier: one Batch at a time, written by `flush`.
 
-    def __init__(self) -> None:
+    `running_sums=False` (a rebuild's replay) keeps coverage_daily only; the rebuild
+    fills the running sums once, before the swap (`fill_running_sums`).
+    """
+
+    def __init__(self, *, running_sums: bool = True) -> None:
         self._batch: Batch | None = None
+        self.running_sums = running_sums
 
     def begin(self) -> None:
         self._batch = Batch()
@@ -186,7 +191,7 @@ class Projector:
     async def flush(self, conn: Connection) -> None:
         batch, self._batch = self._batch, None
         if batch is not None and batch.applied:
-            await write(conn, batch)
+            await write(conn, batch, running_sums=self.running_sums)
 
 
 # --- writing a batch -------------------------------------------------------------------
@@ -207,7 +212,7 @@ class Deltas:
     citizens: set[str] = field(default_factory=set)
 
 
-async def write(conn: Connection, batch: Batch) -> None:
+async def write(conn: Connection, batch: Batch, *, running_sums: bool = True) -> None:
     """Write one batch (see the module docstring for the order)."""
     deltas = Deltas()
     await _doses(conn, batch, deltas)
@@ -217,7 +222,7 @@ async def write(conn: Connection, batch: Batch) -> None:
     deltas.citizens.update(batch.registrations)
     await _citizens(conn, batch, deltas)
     await _counters(conn, batch, deltas)
-    await _coverage(conn, deltas.coverage)
+    await _coverage(conn, deltas.coverage, running_sums=running_sums)
     await _last_values(conn, batch)
     await conn.execute(
         "UPDATE model_state SET events_applied = events_applied + $1, "
@@ -493,7 +498,9 @@ ORDER BY {_CELL}
 """
 
 
-async def _coverage(conn: Connection, cells: Mapping[CoverageKey, int]) -> None:
+async def _coverage(
+    conn: Connection, cells: Mapping[CoverageKey, int], *, running_sums: bool
+) -> None:
     """Coverage cells moved by the batch (step 3 for `coverage_daily`, then its running sums).
 
     A change on day d also changes the running sum of every week after d. A week gets
@@ -513,6 +520,8 @@ async def _coverage(conn: Connection, cells: Mapping[CoverageKey, int]) -> None:
         ["people"],
         {key: (n,) for key, n in changed.items()},
     )
+    if not running_sums:
+        return
     weeks: defaultdict[str, list[date]] = defaultdict(list)
     for r in await conn.fetch("SELECT kind, week FROM coverage_weeks ORDER BY kind, week"):
         weeks[r["kind"]].append(r["week"])
@@ -556,6 +565,11 @@ async def _coverage(conn: Connection, cells: Mapping[CoverageKey, int]) -> None:
                 "DELETE FROM coverage_weeks WHERE kind = $1 AND week = $2", kind, week
             )
             known.remove(week)
+
+
+async def fill_running_sums(conn: Connection) -> None:
+    """coverage_weeks and coverage_before afresh from coverage_daily (model.sql)."""
+    await conn.execute("SELECT fill_coverage_running_sums()")
 
 
 async def _last_values(conn: Connection, batch: Batch) -> None:
