@@ -21,6 +21,7 @@ ORDER = (
     "administration",
     "http_rates",
     "certificates",
+    "coverage",
     "projections",
 )
 

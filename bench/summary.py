@@ -77,6 +77,14 @@ def _http(kind: str) -> tuple[Callable[[dict[str, Any]], str], Callable[[dict[st
     return figure, baseline
 
 
+def _coverage(results: dict[str, Any], path: str) -> str:
+    """A p99 from bench.coverage, with the number of citizens it was measured on."""
+    p99 = at(results, f"coverage.{path}.p99_ms")
+    if p99 is None:
+        return "not measured"
+    return f"{number(p99, ' ms')} ({number(at(results, 'coverage.citizens'))} citizens)"
+
+
 ROWS = (
     Row(
         "event-store append, 8 writers (appends/s)",
@@ -106,6 +114,18 @@ ROWS = (
         "dose recording, HTTP 201 to coverage",
         *_http("doses"),
         ">= 1,000/s, p99 <= 100 ms, freshness p99 <= 2 s",
+    ),
+    Row(
+        "coverage query, any filter and past date (p99)",
+        lambda r: _coverage(r, "queries.all.model"),
+        lambda r: "old scan of citizens " + _coverage(r, "queries.all.scan"),
+        "p99 <= 50 ms on 6.6 M citizens",
+    ),
+    Row(
+        "dashboard load, 12 requests at once (p99)",
+        lambda r: _coverage(r, "dashboard.model"),
+        lambda r: "coverage by the old scan " + _coverage(r, "dashboard.scan"),
+        "<= 500 ms",
     ),
     Row(
         "scheduling: 1,000,000 waiting citizens, pure planner (s)",

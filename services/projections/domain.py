@@ -27,7 +27,7 @@ Conventions (where the published language leaves room):
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import msgspec
 
@@ -383,6 +383,48 @@ def citizen_facts(registration: Registration, doses: Iterable[Dose], pending: bo
         booster_product=booster.product_code if booster else None,
         waiting=waiting,
     )
+
+
+# --- coverage, pre-aggregated ---------------------------------------------------------
+# Coverage on day D is the number of citizens whose <kind> date is on or before D. The
+# model keeps, per kind and day, how many citizens' <kind> fell on that day in each cell
+# of the dimensions a coverage query filters or groups by (`coverage_daily`), and for
+# the start of every week with such days, the running sum of everything before it
+# (`coverage_before`); an answer is one week's running sum plus at most a week of days.
+
+COVERAGE_KINDS = ("1", "complete", "booster")
+"""The dose kinds coverage is asked for (`dose=`), in the order of the Facts columns."""
+
+ALL_MUNICIPALITIES = "*"
+"""The municipality of a district's own cells: every citizen counts in their
+municipality's cell and in their district's, so that an answer not grouped by
+municipality reads about a seventh of the cells (no census code is `*`)."""
+
+CoverageKey = tuple[str, date, str, str, str, str, str]
+"""kind, day, municipality, district, age band, sex, product (None stored as `unknown`,
+the key the answers show it under; no filter can ask for `unknown`)."""
+
+
+def coverage_cells(facts: Facts) -> list[CoverageKey]:
+    """The cells a citizen counts 1 in: per kind they have, on the day they had it,
+    their municipality's and their district's."""
+    district = facts.district_code or UNKNOWN
+    band, sex = facts.age_band or UNKNOWN, facts.sex or UNKNOWN
+    cells: list[CoverageKey] = []
+    for kind, day, product in (
+        ("1", facts.dose1_date, facts.dose1_product),
+        ("complete", facts.complete_date, facts.complete_product),
+        ("booster", facts.booster_date, facts.booster_product),
+    ):
+        if day is not None:
+            for municipality in (facts.municipality_code or UNKNOWN, ALL_MUNICIPALITIES):
+                cells.append((kind, day, municipality, district, band, sex, product or UNKNOWN))
+    return cells
+
+
+def week_of(day: date) -> date:
+    """The Monday that starts the week of `day` (the running sums' checkpoints)."""
+    return day - timedelta(days=day.weekday())
 
 
 # --- census denominators ------------------------------------------------------------

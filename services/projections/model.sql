@@ -182,3 +182,104 @@ CREATE TABLE IF NOT EXISTS contract_deliveries (
     product_code text    NOT NULL,
     doses        bigint  NOT NULL
 );
+
+-- Coverage, pre-aggregated (domain.coverage_cells): per kind ('1', 'complete',
+-- 'booster') and day, how many citizens had that kind on that day, per cell of the
+-- dimensions the coverage query filters or groups by (NULL stored as 'unknown'); each
+-- citizen counts in their municipality's cell and in their district's ('*').
+-- A citizen whose facts change leaves the old cell (-1) and joins the new (+1), in
+-- the same transaction as their `citizens` row.
+CREATE TABLE IF NOT EXISTS coverage_daily (
+    kind              text    NOT NULL,
+    day               date    NOT NULL,
+    municipality_code text    NOT NULL,   -- '*': the district's own cell
+    district_code     text    NOT NULL,
+    age_band          text    NOT NULL,
+    sex               text    NOT NULL,
+    product_code      text    NOT NULL,
+    people            integer NOT NULL,
+    PRIMARY KEY (kind, day, municipality_code, district_code, age_band, sex, product_code)
+);
+
+-- Running sums: for the Monday of every week that has coverage_daily rows of a kind
+-- (coverage_weeks), each cell's people of that kind on the days before it. Coverage on
+-- day D = the sum at the latest such week <= D + coverage_daily from that week to D.
+-- Both follow from coverage_daily alone, so a replay ends with the same rows.
+CREATE TABLE IF NOT EXISTS coverage_weeks (
+    kind text NOT NULL,
+    week date NOT NULL,
+    PRIMARY KEY (kind, week)
+);
+
+CREATE TABLE IF NOT EXISTS coverage_before (
+    kind              text    NOT NULL,
+    week              date    NOT NULL,
+    municipality_code text    NOT NULL,
+    district_code     text    NOT NULL,
+    age_band          text    NOT NULL,
+    sex               text    NOT NULL,
+    product_code      text    NOT NULL,
+    people            integer NOT NULL,
+    PRIMARY KEY (kind, week, municipality_code, district_code, age_band, sex, product_code)
+);
+
+-- The running sums afresh from coverage_daily: after a rebuild's replay (which keeps
+-- coverage_daily only) and in the fill below. Rows go in key order, as the projector
+-- writes a new week's, so an answer reads few pages.
+CREATE OR REPLACE FUNCTION fill_coverage_running_sums() RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended(current_schema() || ':coverage', 0));
+    DELETE FROM coverage_before;
+    DELETE FROM coverage_weeks;
+    INSERT INTO coverage_weeks
+    SELECT DISTINCT kind, date_trunc('week', day)::date FROM coverage_daily;
+    ANALYZE coverage_daily, coverage_weeks;  -- for the plan below
+    -- Each cell's sum before each week: a running sum over the weeks of its kind.
+    INSERT INTO coverage_before
+    SELECT * FROM (
+        SELECT w.kind, w.week, c.municipality_code, c.district_code, c.age_band, c.sex,
+               c.product_code,
+               sum(coalesce(s.people, 0)) OVER (
+                   PARTITION BY w.kind, c.municipality_code, c.district_code, c.age_band,
+                                c.sex, c.product_code
+                   ORDER BY w.week ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+               ) AS people
+        FROM coverage_weeks w
+        JOIN (SELECT DISTINCT kind, municipality_code, district_code, age_band, sex,
+                     product_code FROM coverage_daily) AS c ON c.kind = w.kind
+        LEFT JOIN (SELECT kind, date_trunc('week', day)::date AS week, municipality_code,
+                          district_code, age_band, sex, product_code, sum(people) AS people
+                   FROM coverage_daily GROUP BY 1, 2, 3, 4, 5, 6, 7) AS s
+               ON s.kind = w.kind AND s.week = w.week
+              AND s.municipality_code = c.municipality_code
+              AND s.district_code = c.district_code AND s.age_band = c.age_band
+              AND s.sex = c.sex AND s.product_code = c.product_code
+    ) AS sums
+    WHERE people <> 0
+    ORDER BY 1, 2, 3, 4, 5, 6, 7;
+END
+$$;
+
+-- A model built before these tables existed fills them once from its citizens (the
+-- projector keeps them from then on; it takes the same lock).
+DO $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended(current_schema() || ':coverage', 0));
+    IF NOT EXISTS (SELECT 1 FROM coverage_daily)
+       AND EXISTS (SELECT 1 FROM citizens WHERE dose1_date IS NOT NULL) THEN
+        INSERT INTO coverage_daily
+        SELECT c.kind, c.day, m.municipality, coalesce(district_code, 'unknown'),
+               coalesce(age_band, 'unknown'), coalesce(sex, 'unknown'), c.product, count(*)
+        FROM citizens,
+             LATERAL (VALUES ('1', dose1_date, dose1_product),
+                             ('complete', complete_date, complete_product),
+                             ('booster', booster_date, booster_product)) AS c(kind, day, product),
+             LATERAL (VALUES (coalesce(municipality_code, 'unknown')), ('*')) AS m(municipality)
+        WHERE c.day IS NOT NULL
+        GROUP BY 1, 2, 3, 4, 5, 6, 7
+        ORDER BY 1, 2, 3, 4, 5, 6, 7;
+        PERFORM fill_coverage_running_sums();
+    END IF;
+END
+$$;

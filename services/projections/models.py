@@ -47,6 +47,9 @@ MODEL_TABLES = (
     "booking_days",
     "municipality_queue",
     "waste_daily",
+    "coverage_daily",
+    "coverage_weeks",
+    "coverage_before",
     "model_state",
 )
 

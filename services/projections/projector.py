@@ -27,6 +27,7 @@ replicas lock rows in the same order):
 from __future__ import annotations
 
 import json
+from bisect import bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,10 +52,12 @@ from immunreg.contracts.inventory import (
 )
 from immunreg.contracts.supply import ContractRecorded, DeliveryReceived
 from immunreg.eventstore.database import Connection
+from immunreg.eventstore.locks import LockKey, lock_for_transaction
 
 from .domain import (
     Appointment,
     BookingKey,
+    CoverageKey,
     DailyKey,
     Dose,
     Facts,
@@ -62,12 +65,14 @@ from .domain import (
     SiteDailyKey,
     appointment_cells,
     citizen_facts,
+    coverage_cells,
     dose_cells,
     evolve_appointment,
     evolve_dose,
     evolve_registration,
     local_day,
     pending_municipality,
+    week_of,
 )
 
 
@@ -160,10 +165,15 @@ class Batch:
 
 
 class Projector:
-    """The BatchApplier: one Batch at a time, written by `flush`."""
+    """The BatchApplier: one Batch at a time, written by `flush`.
 
-    def __init__(self) -> None:
+    `running_sums=False` (a rebuild's replay) keeps coverage_daily only; the rebuild
+    fills the running sums once, before the swap (`fill_running_sums`).
+    """
+
+    def __init__(self, *, running_sums: bool = True) -> None:
         self._batch: Batch | None = None
+        self.running_sums = running_sums
 
     def begin(self) -> None:
         self._batch = Batch()
@@ -181,7 +191,7 @@ class Projector:
     async def flush(self, conn: Connection) -> None:
         batch, self._batch = self._batch, None
         if batch is not None and batch.applied:
-            await write(conn, batch)
+            await write(conn, batch, running_sums=self.running_sums)
 
 
 # --- writing a batch -------------------------------------------------------------------
@@ -198,10 +208,11 @@ class Deltas:
     )
     waiting: Counter[str] = field(default_factory=Counter)
     booked: Counter[str] = field(default_factory=Counter)
+    coverage: Counter[CoverageKey] = field(default_factory=Counter)
     citizens: set[str] = field(default_factory=set)
 
 
-async def write(conn: Connection, batch: Batch) -> None:
+async def write(conn: Connection, batch: Batch, *, running_sums: bool = True) -> None:
     """Write one batch (see the module docstring for the order)."""
     deltas = Deltas()
     await _doses(conn, batch, deltas)
@@ -211,6 +222,7 @@ async def write(conn: Connection, batch: Batch) -> None:
     deltas.citizens.update(batch.registrations)
     await _citizens(conn, batch, deltas)
     await _counters(conn, batch, deltas)
+    await _coverage(conn, deltas.coverage, running_sums=running_sums)
     await _last_values(conn, batch)
     await conn.execute(
         "UPDATE model_state SET events_applied = events_applied + $1, "
@@ -369,6 +381,10 @@ async def _citizens(conn: Connection, batch: Batch, deltas: Deltas) -> None:
             deltas.waiting[old.waiting_in] -= 1
         if new.waiting_in is not None:
             deltas.waiting[new.waiting_in] += 1
+        for cell in coverage_cells(old):
+            deltas.coverage[cell] -= 1
+        for cell in coverage_cells(new):
+            deltas.coverage[cell] += 1
         changed.append(
             (
                 citizen_id,
@@ -455,6 +471,105 @@ async def _counters(conn: Connection, batch: Batch, deltas: Deltas) -> None:
         ["doses"],
         {k: (n,) for k, n in batch.waste.items()},
     )
+
+
+_COVERAGE_KEYS = [
+    ("kind", "text"),
+    ("day", "date"),
+    ("municipality_code", "text"),
+    ("district_code", "text"),
+    ("age_band", "text"),
+    ("sex", "text"),
+    ("product_code", "text"),
+]
+_CELL = "municipality_code, district_code, age_band, sex, product_code"
+# A new week's running sums: the previous week's plus the days from it to the new week,
+# written in key order so that an answer reads them from few pages.
+_NEW_WEEK = f"""
+INSERT INTO coverage_before (kind, week, {_CELL}, people)
+SELECT $1, $2, {_CELL}, sum(people) FROM (
+    SELECT {_CELL}, people FROM coverage_before WHERE kind = $1 AND week = $3
+    UNION ALL
+    SELECT {_CELL}, people FROM coverage_daily
+    WHERE kind = $1 AND day < $2 AND ($3::date IS NULL OR day >= $3)
+) AS cells
+GROUP BY {_CELL} HAVING sum(people) <> 0
+ORDER BY {_CELL}
+"""
+
+
+async def _coverage(
+    conn: Connection, cells: Mapping[CoverageKey, int], *, running_sums: bool
+) -> None:
+    """Coverage cells moved by the batch (step 3 for `coverage_daily`, then its running sums).
+
+    A change on day d also changes the running sum of every week after d. A week gets
+    running sums when it gets its first day of that kind and loses them with its last,
+    so the tables are a function of `coverage_daily` whatever the batches were.
+    """
+    changed = {key: n for key, n in cells.items() if n}
+    if not changed:
+        return
+    # Creating a week reads coverage_daily as committed: one writer at a time (model.sql
+    # fills the tables under the same lock).
+    await lock_for_transaction(conn, "coverage", key=LockKey.SCHEMA_AND_NAME)
+    await _add_counts(
+        conn,
+        "coverage_daily",
+        _COVERAGE_KEYS,
+        ["people"],
+        {key: (n,) for key, n in changed.items()},
+    )
+    if not running_sums:
+        return
+    weeks: defaultdict[str, list[date]] = defaultdict(list)
+    for r in await conn.fetch("SELECT kind, week FROM coverage_weeks ORDER BY kind, week"):
+        weeks[r["kind"]].append(r["week"])
+    later: Counter[tuple[Any, ...]] = Counter()
+    for (kind, day, *cell), n in changed.items():
+        known = weeks[kind]
+        for week in known[bisect_right(known, day) :]:
+            later[(kind, week, *cell)] += n
+    await _add_counts(
+        conn,
+        "coverage_before",
+        [("kind", "text"), ("week", "date"), *_COVERAGE_KEYS[2:]],
+        ["people"],
+        {key: (n,) for key, n in later.items()},
+    )
+    touched = sorted({(kind, week_of(day)) for kind, day, *_ in changed})
+    with_days = {
+        (r["kind"], r["week"])
+        for r in await conn.fetch(
+            "SELECT t.kind, t.week FROM unnest($1::text[], $2::date[]) AS t(kind, week) "
+            "WHERE EXISTS (SELECT 1 FROM coverage_daily d WHERE d.kind = t.kind "
+            "AND d.day >= t.week AND d.day < t.week + 7)",
+            [k for k, _ in touched],
+            [w for _, w in touched],
+        )
+    }
+    for kind, week in touched:  # in order, so a new week builds on one made just before
+        known = weeks[kind]
+        if (kind, week) in with_days and week not in known:
+            previous = max((w for w in known if w < week), default=None)
+            await conn.execute(_NEW_WEEK, kind, week, previous)
+            await conn.execute(
+                "INSERT INTO coverage_weeks (kind, week) VALUES ($1, $2)", kind, week
+            )
+            known.append(week)
+        elif (kind, week) not in with_days and week in known:
+            await conn.execute(
+                "DELETE FROM coverage_before WHERE kind = $1 AND week = $2", kind, week
+            )
+            await conn.execute(
+                "DELETE FROM coverage_weeks WHERE kind = $1 AND week = $2", kind, week
+            )
+            known.remove(week)
+
+
+async def fill_running_sums(conn: Connection) -> None:
+    """coverage_weeks and coverage_before afresh from coverage_daily (model.sql)."""
+    await conn.execute("SELECT fill_coverage_running_sums()")
 
 
 async def _last_values(conn: Connection, batch: Batch) -> None:

@@ -21,12 +21,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
+from typing import Protocol
 
 from immunreg.eventstore.database import Connection
 from immunreg.reference.geography import districts, municipalities
 from immunreg.reference.vaccines import vaccine_catalog
 
 from .domain import (
+    ALL_MUNICIPALITIES,
     BOOSTER,
     FIRST,
     SERIES,
@@ -86,6 +88,83 @@ async def fresh_as_of(conn: Connection) -> datetime | None:
 # --- coverage --------------------------------------------------------------------------
 
 
+class PeopleCounter(Protocol):
+    async def __call__(
+        self,
+        conn: Connection,
+        *,
+        group_by: GroupBy,
+        dose: DoseKind,
+        on: date,
+        filters: CoverageFilters,
+    ) -> dict[str, int]: ...
+
+
+def _coverage_filters(filters: CoverageFilters, product_column: str) -> list[tuple[str, str]]:
+    return [
+        (col, value)
+        for value, col in (
+            (filters.product, product_column),
+            (filters.age_band, "age_band"),
+            (filters.sex, "sex"),
+            (filters.district, "district_code"),
+        )
+        if value is not None
+    ]
+
+
+async def people_with_dose(
+    conn: Connection, *, group_by: GroupBy, dose: DoseKind, on: date, filters: CoverageFilters
+) -> dict[str, int]:
+    """People with `dose` by the end of `on` per group, from the pre-aggregated cells:
+    the running sums at the latest week start on or before `on`, plus the days from it
+    to `on` (model.sql, coverage_*). Reads at most a week of daily cells."""
+    column = "product_code" if group_by == "product" else _GROUP_COLUMN[group_by]
+    args: list[object] = [dose, on, ALL_MUNICIPALITIES]
+    # Municipalities' cells when grouped by them, else the districts' own (a seventh).
+    where = [
+        " AND municipality_code <> $3"
+        if group_by == "municipality"
+        else " AND municipality_code = $3"
+    ]
+    for col, value in _coverage_filters(filters, "product_code"):
+        args.append(value)
+        where.append(f" AND {col} = ${len(args)}")
+    cond = "".join(where)
+    week = "(SELECT max(week) FROM coverage_weeks WHERE kind = $1 AND week <= $2)"
+    rows = await conn.fetch(
+        f"SELECT key, sum(people) AS people FROM ("
+        f"SELECT {column} AS key, people FROM coverage_before "
+        f"WHERE kind = $1 AND week = {week}{cond} "
+        f"UNION ALL SELECT {column}, people FROM coverage_daily "
+        f"WHERE kind = $1 AND day <= $2 AND day >= coalesce({week}, '-infinity'::date){cond}"
+        f") AS cells GROUP BY key",
+        *args,
+    )
+    return {r["key"]: int(r["people"]) for r in rows if r["people"]}
+
+
+async def people_with_dose_by_scan(
+    conn: Connection, *, group_by: GroupBy, dose: DoseKind, on: date, filters: CoverageFilters
+) -> dict[str, int]:
+    """The same count by scanning `citizens`: what coverage served before the
+    pre-aggregated cells, kept as the reference the property test and the benchmark
+    compare them with (never on the serving path: it reads every vaccinated citizen)."""
+    kind = _KIND_COLUMN[dose]
+    column = f"{kind}_product" if group_by == "product" else _GROUP_COLUMN[group_by]
+    where = [f"{kind}_date <= $1"]
+    args: list[object] = [on]
+    for col, value in _coverage_filters(filters, f"{kind}_product"):
+        args.append(value)
+        where.append(f"{col} = ${len(args)}")
+    rows = await conn.fetch(
+        f"SELECT coalesce({column}, '{UNKNOWN}') AS key, count(*) AS people FROM citizens "
+        f"WHERE {' AND '.join(where)} GROUP BY 1",
+        *args,
+    )
+    return {r["key"]: int(r["people"]) for r in rows}
+
+
 async def coverage(
     conn: Connection,
     *,
@@ -94,28 +173,12 @@ async def coverage(
     on: date,
     filters: CoverageFilters,
     threshold: int,
+    count_people: PeopleCounter = people_with_dose,
 ) -> Coverage:
     """People with `dose` by the end of day `on`, by `group_by`, against the census,
-    disclosed at `threshold` (domain.disclosed)."""
-    kind = _KIND_COLUMN[dose]
-    column = f"{kind}_product" if group_by == "product" else _GROUP_COLUMN[group_by]
-    where = [f"{kind}_date <= $1"]
-    args: list[object] = [on]
-    for value, col in (
-        (filters.product, f"{kind}_product"),
-        (filters.age_band, "age_band"),
-        (filters.sex, "sex"),
-        (filters.district, "district_code"),
-    ):
-        if value is not None:
-            args.append(value)
-            where.append(f"{col} = ${len(args)}")
-    rows = await conn.fetch(
-        f"SELECT coalesce({column}, '{UNKNOWN}') AS key, count(*) AS people FROM citizens "
-        f"WHERE {' AND '.join(where)} GROUP BY 1",
-        *args,
-    )
-    counted = {r["key"]: int(r["people"]) for r in rows}
+    disclosed at `threshold` (domain.disclosed). `count_people` is the pre-aggregated
+    model; the scan (people_with_dose_by_scan) is there for tests and the benchmark."""
+    counted = await count_people(conn, group_by=group_by, dose=dose, on=on, filters=filters)
     names = group_names(group_by)
     if group_by == "municipality" and filters.district is not None:
         names = {

@@ -2,8 +2,9 @@
 
 `rebuild` makes a `building` model beside the active one and consumes every topic
 from offset 0 with its new group, until its positions reach the end offsets taken when
-it started (and then, briefly, those taken once it got there). It stops its consumer
-and, in one transaction, retires the active model and activates the new one. After a
+it started (and then, briefly, those taken once it got there). It stops its consumer,
+fills coverage's running sums from the daily cells the replay kept (Projector), and,
+in one transaction, retires the active model and activates the new one. After a
 grace period it drops the retired schema.
 """
 
@@ -35,6 +36,7 @@ from .models import (
     drop_model,
     prepare_control,
 )
+from .projector import fill_running_sums
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +197,9 @@ async def rebuild(
                 pool,
                 bootstrap,
                 group_id=schema,
-                reactions=build_reactions(sources),
+                # Coverage's running sums once at the end, not per batch: a replay may
+                # come in any order of days, and each earlier day moves every later week.
+                reactions=build_reactions(sources, running_sums=False),
                 metrics=metrics,
                 batch_size=batch_size,
             )
@@ -208,6 +212,8 @@ async def rebuild(
                 await wait_caught_up(pool, schema, bootstrap, beginnings_now, ends_now)
             finally:
                 await stop_tasks([task])
+            async with pool.acquire() as conn, conn.transaction():
+                await fill_running_sums(conn)
         except BaseException:
             await pool.close()
             with contextlib.suppress(Exception):

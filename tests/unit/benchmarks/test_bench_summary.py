@@ -11,6 +11,10 @@ def test_each_figure_stands_beside_its_baseline_and_target() -> None:
             "eventstore_append": {"writers_8": {"appends_per_s": 777.0}},
             "pgbench_raw_insert": {"two_rows": {"tps": 2450.4}},
         },
+        "coverage": {
+            "citizens": 6_647_003,
+            "queries": {"all": {"model": {"p99_ms": 21.5}, "scan": {"p99_ms": 512.0}}},
+        },
         "http_rates": {
             "registrations": [
                 {"achieved_per_s": 24.5, "p99_ms": 557.3, "floor_p99_ms": 45.0},
@@ -27,5 +31,9 @@ def test_each_figure_stands_beside_its_baseline_and_target() -> None:
     assert "39.8/s, p99 3,540 ms" in registration and "p99 166 ms" in registration
     assert ">= 1,500/s" in registration
     # What this run did not measure says so rather than showing a stale figure.
+    coverage = next(line for line in lines if line.startswith("| coverage query"))
+    assert "| 21.5 ms (6,647,003 citizens) | old scan of citizens 512 ms (6,647,003" in coverage
+    dashboard = next(line for line in lines if line.startswith("| dashboard load"))
+    assert dashboard.count("not measured") == 2
     rebuild = next(line for line in lines if line.startswith("| projection rebuild"))
     assert rebuild.count("not measured") == 2
