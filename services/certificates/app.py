@@ -17,7 +17,7 @@ A UVCI in a path must be percent-encoded (`#` is `%23`).
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,7 +45,7 @@ from immunreg.http.versioning import (
 from immunreg.messaging.reactions import Provided
 from immunreg.service import Resource, Service
 
-from . import handlers, readmodel, render
+from . import handlers, images, readmodel, render
 from .cli import add_commands
 from .handlers import CertificateMetrics, Dependencies, Issuer
 from .schemas import (
@@ -96,10 +96,14 @@ async def _certificate(request: web.Request) -> CertificateView:
     return found
 
 
+def _erased() -> Problem:
+    return Problem(410, "the citizen's personal data was erased", code="citizen_erased")
+
+
 async def _signed(request: web.Request) -> tuple[CertificateView, str]:
     found = await _certificate(request)
     if found.hc1 is None:
-        raise Problem(410, "the citizen's personal data was erased", code="citizen_erased")
+        raise _erased()
     return found, found.hc1
 
 
@@ -145,10 +149,9 @@ async def read_certificate(request: web.Request) -> web.StreamResponse:
     tags=["certificates"],
 )
 async def qr_png(request: web.Request) -> web.StreamResponse:
-    """The `HC1:` string as a QR code, error correction level Q, PNG. Rendering is slow
-    (pure Python), so the ETag lets a client that has it skip it (304)."""
-    _, hc1 = await _signed(request)
-    return _rendering(request, "image/png", hc1, lambda: render.qr_png(hc1))
+    """The `HC1:` string as a QR code, error correction level Q, PNG: rendered once and
+    stored (images.py). The ETag lets a client that has it skip the download (304)."""
+    return await _qr_image(request, "image/png")
 
 
 @api.get(
@@ -165,20 +168,27 @@ async def qr_png(request: web.Request) -> web.StreamResponse:
     tags=["certificates"],
 )
 async def qr_svg(request: web.Request) -> web.StreamResponse:
-    """The `HC1:` string as a QR code, error correction level Q, SVG (ETag as for PNG)."""
-    _, hc1 = await _signed(request)
-    return _rendering(request, "image/svg+xml", hc1, lambda: render.qr_svg(hc1))
+    """The `HC1:` string as a QR code, error correction level Q, SVG (stored and ETag as
+    for PNG)."""
+    return await _qr_image(request, "image/svg+xml")
 
 
-def _rendering(
-    request: web.Request, content_type: str, hc1: str, draw: Callable[[], bytes]
-) -> web.Response:
-    """A QR image, or 304 when the client's copy (by ETag) is of this very `HC1:`."""
+async def _qr_image(request: web.Request, content_type: str) -> web.Response:
+    """The stored QR image, or 304 when the client's copy (by ETag) is of this very `HC1:`."""
+    found, hc1 = await _signed(request)
     tag = content_etag(content_type, hc1)
     headers = {"Cache-Control": "private, no-cache", "ETag": tag}
     if not_modified(request, tag):
         return web.Response(status=304, headers=headers)
-    return web.Response(body=draw(), content_type=content_type, headers=headers)
+    body = await images.image(
+        request.app[POOL_KEY],
+        _issuer(request).metrics,
+        found.uvci,
+        svg=content_type == "image/svg+xml",
+    )
+    if body is None:  # erased since `_signed` read it
+        raise _erased()
+    return web.Response(body=body, content_type=content_type, headers=headers)
 
 
 @api.get(
@@ -358,10 +368,12 @@ def _issuer_resource(dependencies: Provided[Dependencies]) -> Resource:
         app[ISSUER_KEY] = started
         store = app[STORE_KEY]
         offering = holderkeys.offer_missing_at_start(store, app[POOL_KEY], CONTEXT)
+        rendering = images.render_forever(app[POOL_KEY], started.metrics)
         try:
             async with (
                 dependencies.providing(Dependencies(store=store, issuer=started)),
                 background_task(offering, shutdown=app[SHUTDOWN_KEY]),
+                background_task(rendering, shutdown=app[SHUTDOWN_KEY]),
             ):
                 yield
         finally:

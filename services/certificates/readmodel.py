@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import NamedTuple
 
 import asyncpg
 import msgspec
@@ -206,8 +207,11 @@ async def erase_citizen(conn: Connection, citizen_id: str) -> None:
 
 
 async def delete_signed_payloads(conn: Connection, citizen_id: str) -> None:
-    """Delete the citizen's `HC1:` strings (they carry personal data)."""
-    await conn.execute("UPDATE certificates SET hc1 = NULL WHERE citizen_id = $1", citizen_id)
+    """Delete the citizen's `HC1:` strings and their QR images (they carry personal data)."""
+    await conn.execute(
+        "UPDATE certificates SET hc1 = NULL, qr_png = NULL, qr_svg = NULL WHERE citizen_id = $1",
+        citizen_id,
+    )
 
 
 # --- doses and lots, as administration and inventory tell ---------------------------
@@ -417,4 +421,56 @@ async def record_revoked(conn: Connection, event: CertificateRevoked, at: dateti
         event.reason,
         event.superseded_by,
         at,
+    )
+
+
+# --- QR images (images.py) ----------------------------------------------------------
+
+
+class QrImages(NamedTuple):
+    """A certificate's QR code as stored: PNG and SVG."""
+
+    png: bytes
+    svg: bytes
+
+
+async def stored_image(pool: asyncpg.Pool, uvci: str, svg: bool) -> bytes | None:
+    """The certificate's stored QR image (PNG, or SVG), if rendered."""
+    column = "qr_svg" if svg else "qr_png"
+    found: bytes | None = await pool.fetchval(
+        f"SELECT {column} FROM certificates WHERE uvci = $1", uvci
+    )
+    return found
+
+
+async def claim_for_rendering(conn: Connection, uvci: str) -> tuple[str | None, QrImages | None]:
+    """Lock the certificate's row until the transaction ends; its `HC1:` and images.
+
+    A renderer holds the rows of its batch the same way, so whoever comes second finds
+    the images stored and does not render them again."""
+    row = await conn.fetchrow(
+        "SELECT hc1, qr_png, qr_svg FROM certificates WHERE uvci = $1 FOR UPDATE", uvci
+    )
+    if row is None:
+        return None, None
+    images = QrImages(row["qr_png"], row["qr_svg"]) if row["qr_png"] is not None else None
+    return row["hc1"], images
+
+
+async def claim_unrendered(conn: Connection, limit: int) -> list[tuple[str, str]]:
+    """Up to `limit` certificates with no images yet (UVCI, HC1), oldest first, locked until
+    the transaction ends; rows another renderer or a download holds are skipped."""
+    rows = await conn.fetch(
+        "SELECT uvci, hc1 FROM certificates WHERE hc1 IS NOT NULL AND qr_png IS NULL "
+        "ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+        limit,
+    )
+    return [(r["uvci"], r["hc1"]) for r in rows]
+
+
+async def store_images(conn: Connection, rendered: list[tuple[str, QrImages]]) -> None:
+    """Keep rendered images (on rows the caller holds locked, so the HC1 is still there)."""
+    await conn.executemany(
+        "UPDATE certificates SET qr_png = $2, qr_svg = $3 WHERE uvci = $1 AND hc1 IS NOT NULL",
+        [(uvci, images.png, images.svg) for uvci, images in rendered],
     )

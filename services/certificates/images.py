@@ -1,0 +1,90 @@
+"""Every certificate's QR code rendered once and kept with it, so a download is a read.
+
+Rendering (render.py) costs a few milliseconds of CPU per image; a national download
+day cannot pay that per request. A background renderer draws the images of newly issued
+certificates in batches, in a worker thread so the event loop keeps answering, and
+stores them in the certificate's row. A download of a certificate not rendered yet
+renders it and stores it. Both hold the certificate's row locked while they render (a
+renderer skips rows a download holds; a download waits for a renderer's batch), so each
+certificate is rendered once, and an erasure, which takes the same row lock, never
+races a late write of images that carry the erased names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+
+from immunreg.eventstore.errors import database_unavailable
+
+from . import readmodel, render
+from .handlers import CertificateMetrics
+from .readmodel import QrImages
+
+log = logging.getLogger(__name__)
+
+# Certificates rendered per transaction: at a few ms each, a batch holds its rows (and an
+# erasure of one of their citizens) for well under a second.
+RENDER_BATCH = 50
+# How often the renderer looks for new certificates once it has caught up.
+RENDER_INTERVAL = 1.0
+
+
+def render_images(hc1: str) -> QrImages:
+    """The certificate's QR code as PNG and SVG."""
+    return QrImages(render.qr_png(hc1), render.qr_svg(hc1))
+
+
+def _render_all(claimed: list[tuple[str, str]]) -> list[tuple[str, QrImages]]:
+    return [(uvci, render_images(hc1)) for uvci, hc1 in claimed]
+
+
+async def render_batch(
+    pool: asyncpg.Pool, metrics: CertificateMetrics | None, limit: int = RENDER_BATCH
+) -> int:
+    """Render and store the images of up to `limit` certificates that have none; how many."""
+    async with pool.acquire() as conn, conn.transaction():
+        claimed = await readmodel.claim_unrendered(conn, limit)
+        if not claimed:
+            return 0
+        rendered = await asyncio.to_thread(_render_all, claimed)
+        await readmodel.store_images(conn, rendered)
+    if metrics is not None:
+        metrics.qr_rendered.labels("background").inc(len(rendered))
+    return len(rendered)
+
+
+async def render_forever(
+    pool: asyncpg.Pool, metrics: CertificateMetrics | None, interval: float = RENDER_INTERVAL
+) -> None:
+    """Render every certificate's images as they are issued (a background task)."""
+    while True:
+        try:
+            while await render_batch(pool, metrics):
+                pass
+        except Exception as error:  # the renderer must outlive any one failure
+            level = logging.WARNING if database_unavailable(error) else logging.ERROR
+            log.log(level, "rendering QR images failed; trying again later", exc_info=True)
+        await asyncio.sleep(interval)
+
+
+async def image(
+    pool: asyncpg.Pool, metrics: CertificateMetrics | None, uvci: str, *, svg: bool
+) -> bytes | None:
+    """The certificate's stored QR image (SVG or PNG), rendered and stored now if the
+    renderer has not got to it yet; None if its `HC1:` is gone (the citizen was erased)."""
+    stored = await readmodel.stored_image(pool, uvci, svg)
+    if stored is not None:
+        return stored
+    async with pool.acquire() as conn, conn.transaction():
+        hc1, images = await readmodel.claim_for_rendering(conn, uvci)
+        if hc1 is None:
+            return None
+        if images is None:
+            images = await asyncio.to_thread(render_images, hc1)
+            await readmodel.store_images(conn, [(uvci, images)])
+            if metrics is not None:
+                metrics.qr_rendered.labels("download").inc()
+    return images.svg if svg else images.png
