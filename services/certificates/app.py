@@ -16,6 +16,7 @@ A UVCI in a path must be percent-encoded (`#` is `%23`).
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -362,19 +363,26 @@ async def revoke_signing_key(
 
 def _issuer_resource(dependencies: Provided[Dependencies]) -> Resource:
     async def issuer(app: web.Application) -> AsyncIterator[None]:
+        interval = images.render_interval(app[SETTINGS_KEY])
         started = await handlers.start_issuer(
             app[POOL_KEY], app[SETTINGS_KEY], CertificateMetrics(app[METRICS_KEY])
         )
         app[ISSUER_KEY] = started
         store = app[STORE_KEY]
         offering = holderkeys.offer_missing_at_start(store, app[POOL_KEY], CONTEXT)
-        rendering = images.render_forever(app[POOL_KEY], started.metrics)
         try:
-            async with (
-                dependencies.providing(Dependencies(store=store, issuer=started)),
-                background_task(offering, shutdown=app[SHUTDOWN_KEY]),
-                background_task(rendering, shutdown=app[SHUTDOWN_KEY]),
-            ):
+            async with contextlib.AsyncExitStack() as running:
+                await running.enter_async_context(
+                    dependencies.providing(Dependencies(store=store, issuer=started))
+                )
+                await running.enter_async_context(
+                    background_task(offering, shutdown=app[SHUTDOWN_KEY])
+                )
+                if interval is not None:
+                    rendering = images.render_forever(app[POOL_KEY], started.metrics, interval)
+                    await running.enter_async_context(
+                        background_task(rendering, shutdown=app[SHUTDOWN_KEY])
+                    )
                 yield
         finally:
             handlers.stop_issuer(started)

@@ -17,10 +17,12 @@ import logging
 
 import asyncpg
 
+from immunreg.config import Settings, setting
 from immunreg.eventstore.errors import database_unavailable
 
 from . import readmodel, render
 from .handlers import CertificateMetrics
+from .hcert import SERVICE
 from .readmodel import QrImages
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,18 @@ log = logging.getLogger(__name__)
 RENDER_BATCH = 50
 # How often the renderer looks for new certificates once it has caught up.
 RENDER_INTERVAL = 1.0
+INTERVAL_SETTING = "QR_RENDER_INTERVAL"
+
+
+def render_interval(settings: Settings) -> float | None:
+    """`CERTIFICATES_QR_RENDER_INTERVAL`: seconds between the renderer's looks for new
+    certificates (default 1); 0 runs no renderer in this process, so an image is rendered
+    at its first download (another replica's renderer may still run)."""
+    text = settings.extra.get(INTERVAL_SETTING) or setting(INTERVAL_SETTING, SERVICE)
+    interval = float(text) if text else RENDER_INTERVAL
+    if interval < 0:
+        raise ValueError(f"{SERVICE.upper()}_{INTERVAL_SETTING} must be >= 0, not {text}")
+    return interval or None
 
 
 def render_images(hc1: str) -> QrImages:
