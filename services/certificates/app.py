@@ -87,25 +87,33 @@ def _issuer(request: web.Request) -> Issuer:
     return request.app[ISSUER_KEY]
 
 
-async def _certificate(request: web.Request) -> CertificateView:
+async def _certificate(
+    request: web.Request, image: readmodel.QrFormat | None = None
+) -> tuple[CertificateView, bytes | None]:
+    """The certificate the path names, and its stored QR image in `image` format if asked
+    (read in the same query: a download is one round trip besides the audit)."""
     uvci = request.match_info["uvci"]
-    found = await readmodel.certificate(request.app[POOL_KEY], uvci) if is_uvci(uvci) else None
+    pool = request.app[POOL_KEY]
+    found = await readmodel.certificate(pool, uvci, image) if is_uvci(uvci) else None
     if found is None:
         raise Problem.not_found("no certificate has this UVCI (percent-encode # as %23)")
-    require_principal(request).require_own(found.citizen_id, OTHER_CITIZEN)
-    await audit.citizen_read(request, found.citizen_id, resource_id=found.uvci)
-    return found
+    view, stored = found
+    require_principal(request).require_own(view.citizen_id, OTHER_CITIZEN)
+    await audit.citizen_read(request, view.citizen_id, resource_id=view.uvci)
+    return view, stored
 
 
 def _erased() -> Problem:
     return Problem(410, "the citizen's personal data was erased", code="citizen_erased")
 
 
-async def _signed(request: web.Request) -> tuple[CertificateView, str]:
-    found = await _certificate(request)
+async def _signed(
+    request: web.Request, image: readmodel.QrFormat | None = None
+) -> tuple[CertificateView, str, bytes | None]:
+    found, stored = await _certificate(request, image)
     if found.hc1 is None:
         raise _erased()
-    return found, found.hc1
+    return found, found.hc1, stored
 
 
 # --- a citizen's certificates ----------------------------------------------------------
@@ -139,7 +147,8 @@ async def citizen_certificates(request: web.Request) -> web.StreamResponse:
 )
 async def read_certificate(request: web.Request) -> web.StreamResponse:
     """The certificate, its status and its `HC1:` string (null once the citizen was erased)."""
-    return json_response(await _certificate(request))
+    found, _ = await _certificate(request)
+    return json_response(found)
 
 
 @api.get(
@@ -152,7 +161,7 @@ async def read_certificate(request: web.Request) -> web.StreamResponse:
 async def qr_png(request: web.Request) -> web.StreamResponse:
     """The `HC1:` string as a QR code, error correction level Q, PNG: rendered once and
     stored (images.py). The ETag lets a client that has it skip the download (304)."""
-    return await _qr_image(request, "image/png")
+    return await _qr_image(request, "png", "image/png")
 
 
 @api.get(
@@ -171,22 +180,22 @@ async def qr_png(request: web.Request) -> web.StreamResponse:
 async def qr_svg(request: web.Request) -> web.StreamResponse:
     """The `HC1:` string as a QR code, error correction level Q, SVG (stored and ETag as
     for PNG)."""
-    return await _qr_image(request, "image/svg+xml")
+    return await _qr_image(request, "svg", "image/svg+xml")
 
 
-async def _qr_image(request: web.Request, content_type: str) -> web.Response:
+async def _qr_image(
+    request: web.Request, image: readmodel.QrFormat, content_type: str
+) -> web.Response:
     """The stored QR image, or 304 when the client's copy (by ETag) is of this very `HC1:`."""
-    found, hc1 = await _signed(request)
+    found, hc1, body = await _signed(request, image)
     tag = content_etag(content_type, hc1)
     headers = {"Cache-Control": "private, no-cache", "ETag": tag}
     if not_modified(request, tag):
         return web.Response(status=304, headers=headers)
-    body = await images.image(
-        request.app[POOL_KEY],
-        _issuer(request).metrics,
-        found.uvci,
-        svg=content_type == "image/svg+xml",
-    )
+    if body is None:  # not rendered yet: render it now, once
+        body = await images.render_now(
+            request.app[POOL_KEY], _issuer(request).metrics, found.uvci, image
+        )
     if body is None:  # erased since `_signed` read it
         raise _erased()
     return web.Response(body=body, content_type=content_type, headers=headers)
@@ -201,7 +210,7 @@ async def _qr_image(request: web.Request, content_type: str) -> web.Response:
 )
 async def print_certificate(request: web.Request) -> web.StreamResponse:
     """Names, birth date, the vaccination, the UVCI and the QR code, laid out for A4."""
-    found, hc1 = await _signed(request)
+    found, hc1, _ = await _signed(request)
     page = render.print_page(
         hc1,
         status=found.status,

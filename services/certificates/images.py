@@ -23,7 +23,7 @@ from immunreg.eventstore.errors import database_unavailable
 from . import readmodel, render
 from .handlers import CertificateMetrics
 from .hcert import SERVICE
-from .readmodel import QrImages
+from .readmodel import QrFormat, QrImages
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +84,12 @@ async def render_forever(
         await asyncio.sleep(interval)
 
 
-async def image(
-    pool: asyncpg.Pool, metrics: CertificateMetrics | None, uvci: str, *, svg: bool
+async def render_now(
+    pool: asyncpg.Pool, metrics: CertificateMetrics | None, uvci: str, image: QrFormat
 ) -> bytes | None:
-    """The certificate's stored QR image (SVG or PNG), rendered and stored now if the
-    renderer has not got to it yet; None if its `HC1:` is gone (the citizen was erased)."""
-    stored = await readmodel.stored_image(pool, uvci, svg)
-    if stored is not None:
-        return stored
+    """The certificate's QR image in `image` format, rendered and stored now unless the
+    renderer (or another download) stored it meanwhile; None if its `HC1:` is gone (the
+    citizen was erased)."""
     async with pool.acquire() as conn, conn.transaction():
         hc1, images = await readmodel.claim_for_rendering(conn, uvci)
         if hc1 is None:
@@ -101,4 +99,4 @@ async def image(
             await readmodel.store_images(conn, [(uvci, images)])
             if metrics is not None:
                 metrics.qr_rendered.labels("download").inc()
-    return images.svg if svg else images.png
+    return images.svg if image == "svg" else images.png

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import asyncpg
 import msgspec
@@ -43,10 +43,24 @@ def _view(row: asyncpg.Record) -> CertificateView:
     return view_of(row, CertificateView)
 
 
-async def certificate(pool: asyncpg.Pool, uvci: str) -> CertificateView | None:
-    """One certificate by UVCI."""
-    row = await pool.fetchrow(f"SELECT {_COLUMNS} FROM certificates WHERE uvci = $1", uvci)
-    return _view(row) if row is not None else None
+# The formats a certificate's QR code is stored in (their columns: qr_png, qr_svg).
+QrFormat = Literal["png", "svg"]
+
+
+async def certificate(
+    pool: asyncpg.Pool, uvci: str, image: QrFormat | None = None
+) -> tuple[CertificateView, bytes | None] | None:
+    """One certificate by UVCI, and its stored QR image in `image` format if asked (None
+    if not rendered yet)."""
+    column = f"qr_{image}" if image is not None else "NULL::bytea"
+    row = await pool.fetchrow(
+        f"SELECT {_COLUMNS}, {column} AS image FROM certificates WHERE uvci = $1", uvci
+    )
+    if row is None:
+        return None
+    fields = dict(row)
+    stored: bytes | None = fields.pop("image")
+    return view_of(fields, CertificateView), stored
 
 
 _PENDING = """
@@ -432,15 +446,6 @@ class QrImages(NamedTuple):
 
     png: bytes
     svg: bytes
-
-
-async def stored_image(pool: asyncpg.Pool, uvci: str, svg: bool) -> bytes | None:
-    """The certificate's stored QR image (PNG, or SVG), if rendered."""
-    column = "qr_svg" if svg else "qr_png"
-    found: bytes | None = await pool.fetchval(
-        f"SELECT {column} FROM certificates WHERE uvci = $1", uvci
-    )
-    return found
 
 
 async def claim_for_rendering(conn: Connection, uvci: str) -> tuple[str | None, QrImages | None]:
