@@ -16,25 +16,51 @@ does per certificate:
 
 Each phase runs for a fixed time after a warm-up (full: ~25 s in all; --quick: ~6 s)
 and records operations per second in bench/results.json under "certificates".
+
+Then `downloads`, over HTTP (needs PostgreSQL and Kafka: `make infra`; `--no-http`
+skips it): the certificates app runs in this process (`create_app` + `web.AppRunner`
+on 127.0.0.1, a fresh schema, no Kafka consumer, no background renderer), its
+certificates seeded with SQL (signed as above). N concurrent clients (aiohttp,
+keep-alive, an admin token; each request audited as in production) first download
+`qr.png` of certificates never downloaded, so each request renders the PNG and SVG
+and stores them (the path of a download that comes before the renderer: the
+same-run baseline, and what every download cost before images were stored), then
+download those same certificates' stored images, then (the floor: the same route
+shape with no image) their JSON record `GET /v1/certificates/{uvci}`. Load generator
+and server share this process, so the figures are floors for one service process.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
 import io
+import logging
 import random
 import sys
 import tempfile
 import time
+import urllib.parse
+import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import asyncpg
 import segno
+from aiohttp import web
 
+from bench.common import percentile, progress
 from bench.results import record
+from immunreg.config import Settings
+from immunreg.eventstore.database import check_schema_name
+from immunreg.http.app import create_app
+from immunreg.http.auth import Role, ensure_dev_keys, issue_token
 from immunreg.reference.vaccines import vaccine_catalog
+from services.certificates.app import build_service
 from services.certificates.cose import cwt_claims, encode_hc1, sign1
 from services.certificates.hcert import Holder, Vaccination, build_payload
 from services.certificates.keys import (
@@ -43,14 +69,28 @@ from services.certificates.keys import (
     ensure_dev_signing_key,
     rotate_dev_signing_key,
 )
-from services.certificates.render import print_page, qr_modules, qr_png, qr_svg
+from services.certificates.render import payload_of, print_page, qr_modules, qr_png, qr_svg
 from services.certificates.uvci import new_uvci
-from services.certificates.verify import Reason, verify
+from services.certificates.verify import Reason, uvci_sha256, verify
 
 SECTION = "certificates"
 FULL = {"issue": 7.0, "verify": 7.0, "qr_png": 4.0, "qr_svg": 3.0, "print_page": 3.0}
 QUICK = {"issue": 1.5, "verify": 1.5, "qr_png": 0.8, "qr_svg": 0.6, "print_page": 0.6}
 TRUSTED_KEYS = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Downloads:
+    """The HTTP phase: seconds per kind of download, clients, certificates seeded."""
+
+    seconds: float
+    clients: int
+    certificates: int
+
+
+# Seeded certificates outnumber what the render-on-request phase can get through.
+FULL_DOWNLOADS = Downloads(seconds=6.0, clients=16, certificates=3000)
+QUICK_DOWNLOADS = Downloads(seconds=1.5, clients=8, certificates=800)
 GIVEN = ["Jelena", "Marko", "Ljiljana", "Đorđe", "Nikola", "Milica", "Dušan", "Ана", "Жарко"]
 FAMILY = ["Petrović", "Jovanović", "Đorđević", "Nikolić", "Šapić", "Ђурић", "Чолић", "Ilić"]
 
@@ -160,6 +200,151 @@ def segno_png(hc1: str) -> bytes:
     return out.getvalue()
 
 
+# --- downloads over HTTP ---------------------------------------------------------------
+
+
+async def _seed(conn: asyncpg.Connection, signed: list[str]) -> list[str]:
+    """Certificate rows as issuing would leave them (no images yet); their UVCIs."""
+    now = datetime.now(UTC)
+    rows = []
+    for n, hc1 in enumerate(signed):
+        [vaccination] = payload_of(hc1)["v"]
+        uvci = vaccination["ci"]
+        rows.append(
+            (uvci, uvci_sha256(uvci), f"d-bench{n:08d}", f"c-bench{n:08d}", vaccination["mp"],
+             vaccination["dn"], vaccination["sd"], date(2021, 6, 1), now,
+             now + timedelta(days=365), "bench", hc1)
+        )  # fmt: skip
+    await conn.executemany(
+        """
+        INSERT INTO certificates (uvci, uvci_sha256, dose_id, citizen_id, product_code,
+            dose_number, total_doses, vaccination_date, issued_at, expires_at, key_id, hc1)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+        """,
+        rows,
+    )
+    return [uvci for uvci, *_ in rows]
+
+
+async def _download(
+    base: str,
+    token: str,
+    uvcis: list[str],
+    plan: Downloads,
+    *,
+    fresh: bool,
+    suffix: str = "/qr.png",
+) -> dict[str, Any]:
+    """Clients GET the certificate's `suffix` for `plan.seconds`: each certificate once in
+    order (fresh), or at random among `uvcis`; the figures."""
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    sizes: list[int] = []
+    following = iter(uvcis)
+    rng = random.Random(3)
+    headers = {"Authorization": f"Bearer {token}"}
+    connector = aiohttp.TCPConnector(limit=plan.clients)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        deadline = time.perf_counter() + plan.seconds
+
+        async def client() -> None:
+            while time.perf_counter() < deadline:
+                uvci = next(following, None) if fresh else rng.choice(uvcis)
+                if uvci is None:
+                    return
+                url = f"{base}/v1/certificates/{urllib.parse.quote(uvci, safe='')}{suffix}"
+                started = time.perf_counter()
+                async with session.get(url, headers=headers) as response:
+                    body = await response.read()
+                latencies.append(time.perf_counter() - started)
+                statuses[response.status] = statuses.get(response.status, 0) + 1
+                sizes.append(len(body))
+
+        began = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(plan.clients)))
+        elapsed = time.perf_counter() - began
+    ordered = sorted(latencies)
+    return {
+        "requests": len(ordered),
+        "seconds": round(elapsed, 2),
+        "per_second": round(statuses.get(200, 0) / elapsed, 1),
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "latency_ms": {
+            "p50": round(percentile(ordered, 50) * 1000, 2),
+            "p99": round(percentile(ordered, 99) * 1000, 2),
+        },
+        "png_bytes_mean": round(sum(sizes) / len(sizes)) if sizes else None,
+        "ran_out_of_certificates": fresh and next(following, None) is None,
+    }
+
+
+async def downloads(dsn: str, bootstrap: str, signed: list[str], plan: Downloads) -> dict[str, Any]:
+    """Downloads per second of images rendered on the request, then of stored ones."""
+    schema = check_schema_name(f"bench_cert_{uuid.uuid4().hex[:10]}")
+    with tempfile.TemporaryDirectory() as tmp:
+        private, public = ensure_dev_keys(Path(tmp) / "jwt")
+        settings = Settings(
+            service="certificates",
+            database_url=dsn,
+            db_schema=schema,
+            kafka_bootstrap=bootstrap,
+            jwt_jwks_file=str(public),
+            extra={"KEYS_DIR": str(Path(tmp) / "dcc"), "QR_RENDER_INTERVAL": "0"},
+        )
+        # No consumer (its certificates are seeded) and no renderer (the first phase
+        # must find every image unrendered).
+        app = create_app(dataclasses.replace(build_service(), reactions=None), settings)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        conn = await asyncpg.connect(dsn)
+        try:
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            host, port = runner.addresses[0][:2]
+            base = f"http://{host}:{port}"
+            await conn.execute(f"SET search_path TO {schema}")
+            uvcis = await _seed(conn, signed)
+            token = issue_token(private.read_bytes(), Role.ADMIN, subject="bench")
+            progress(f"certificates at {base}: {plan.clients} clients, {plan.seconds:g} s each")
+            rendered = await _download(base, token, uvcis, plan, fresh=True)
+            done = [
+                r["uvci"]
+                for r in await conn.fetch("SELECT uvci FROM certificates WHERE qr_png IS NOT NULL")
+            ]
+            stored = await _download(base, token, done, plan, fresh=False)
+            record_only = await _download(base, token, done, plan, fresh=False, suffix="")
+            first = await conn.fetchrow(
+                "SELECT hc1, qr_png FROM certificates WHERE uvci = $1", done[0]
+            )
+            identical = first is not None and bytes(first["qr_png"]) == qr_png(first["hc1"])
+        finally:
+            await runner.cleanup()
+            await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            await conn.close()
+    return {
+        "clients": plan.clients,
+        "rendered_on_request": rendered,
+        "stored": stored,
+        "certificate_json": record_only,
+        "certificates_rendered": len(done),
+        "stored_equals_fresh_render": identical,
+        "speedup": round(stored["per_second"] / rendered["per_second"], 1)
+        if rendered["per_second"]
+        else None,
+    }
+
+
+def run_downloads(signed: list[str], plan: Downloads) -> dict[str, Any]:
+    """The HTTP phase against the local PostgreSQL and Kafka (started if need be)."""
+    from immunreg.localinfra import up
+
+    endpoints = up()
+    logging.getLogger().setLevel(logging.WARNING)
+    return asyncio.run(
+        downloads(endpoints["DATABASE_URL"], endpoints["KAFKA_BOOTSTRAP_SERVERS"], signed, plan)
+    )
+
+
 def summary(figures: dict[str, Any]) -> str:
     lines = ["certificates (one core, no I/O):"]
     for phase in ("issue", "verify", "qr_png", "qr_png_segno", "qr_svg", "print_page"):
@@ -171,15 +356,32 @@ def summary(figures: dict[str, Any]) -> str:
     lines.append(
         f"  HC1 {hc1['min']}-{hc1['max']} characters, QR version {figures['qr_version']} (level Q)"
     )
+    http = figures.get("downloads")
+    if http is not None:
+        lines.append(f"qr.png downloads over HTTP ({http['clients']} clients, one process):")
+        for kind in ("rendered_on_request", "stored", "certificate_json"):
+            f = http[kind]
+            lines.append(
+                f"  {kind:<20} {f['per_second']:>9,.0f}/s  p50 {f['latency_ms']['p50']} ms, "
+                f"p99 {f['latency_ms']['p99']} ms, statuses {f['statuses']}"
+            )
+        lines.append(f"  stored image equals a fresh render: {http['stored_equals_fresh_render']}")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.certificates", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="about 6 s instead of 25 s")
+    parser.add_argument("--no-http", action="store_true", help="skip the downloads over HTTP")
     args = parser.parse_args(argv)
     figures = run(QUICK if args.quick else FULL)
     figures["mode"] = "quick" if args.quick else "full"
+    if not args.no_http:
+        plan = QUICK_DOWNLOADS if args.quick else FULL_DOWNLOADS
+        with tempfile.TemporaryDirectory() as keys:
+            issue = issuer(ensure_dev_signing_key(Path(keys)), random.Random(5))
+            signed = [issue(i) for i in range(plan.certificates)]
+        figures["downloads"] = run_downloads(signed, plan)
     record(SECTION, figures)
     print(summary(figures))
     return 0

@@ -16,8 +16,9 @@ A UVCI in a path must be percent-encoded (`#` is `%23`).
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,7 +46,7 @@ from immunreg.http.versioning import (
 from immunreg.messaging.reactions import Provided
 from immunreg.service import Resource, Service
 
-from . import handlers, readmodel, render
+from . import handlers, images, readmodel, render
 from .cli import add_commands
 from .handlers import CertificateMetrics, Dependencies, Issuer
 from .schemas import (
@@ -86,21 +87,33 @@ def _issuer(request: web.Request) -> Issuer:
     return request.app[ISSUER_KEY]
 
 
-async def _certificate(request: web.Request) -> CertificateView:
+async def _certificate(
+    request: web.Request, image: readmodel.QrFormat | None = None
+) -> tuple[CertificateView, bytes | None]:
+    """The certificate the path names, and its stored QR image in `image` format if asked
+    (read in the same query: a download is one round trip besides the audit)."""
     uvci = request.match_info["uvci"]
-    found = await readmodel.certificate(request.app[POOL_KEY], uvci) if is_uvci(uvci) else None
+    pool = request.app[POOL_KEY]
+    found = await readmodel.certificate(pool, uvci, image) if is_uvci(uvci) else None
     if found is None:
         raise Problem.not_found("no certificate has this UVCI (percent-encode # as %23)")
-    require_principal(request).require_own(found.citizen_id, OTHER_CITIZEN)
-    await audit.citizen_read(request, found.citizen_id, resource_id=found.uvci)
-    return found
+    view, stored = found
+    require_principal(request).require_own(view.citizen_id, OTHER_CITIZEN)
+    await audit.citizen_read(request, view.citizen_id, resource_id=view.uvci)
+    return view, stored
 
 
-async def _signed(request: web.Request) -> tuple[CertificateView, str]:
-    found = await _certificate(request)
+def _erased() -> Problem:
+    return Problem(410, "the citizen's personal data was erased", code="citizen_erased")
+
+
+async def _signed(
+    request: web.Request, image: readmodel.QrFormat | None = None
+) -> tuple[CertificateView, str, bytes | None]:
+    found, stored = await _certificate(request, image)
     if found.hc1 is None:
-        raise Problem(410, "the citizen's personal data was erased", code="citizen_erased")
-    return found, found.hc1
+        raise _erased()
+    return found, found.hc1, stored
 
 
 # --- a citizen's certificates ----------------------------------------------------------
@@ -134,7 +147,8 @@ async def citizen_certificates(request: web.Request) -> web.StreamResponse:
 )
 async def read_certificate(request: web.Request) -> web.StreamResponse:
     """The certificate, its status and its `HC1:` string (null once the citizen was erased)."""
-    return json_response(await _certificate(request))
+    found, _ = await _certificate(request)
+    return json_response(found)
 
 
 @api.get(
@@ -145,10 +159,9 @@ async def read_certificate(request: web.Request) -> web.StreamResponse:
     tags=["certificates"],
 )
 async def qr_png(request: web.Request) -> web.StreamResponse:
-    """The `HC1:` string as a QR code, error correction level Q, PNG. Rendering is slow
-    (pure Python), so the ETag lets a client that has it skip it (304)."""
-    _, hc1 = await _signed(request)
-    return _rendering(request, "image/png", hc1, lambda: render.qr_png(hc1))
+    """The `HC1:` string as a QR code, error correction level Q, PNG: rendered once and
+    stored (images.py). The ETag lets a client that has it skip the download (304)."""
+    return await _qr_image(request, "png", "image/png")
 
 
 @api.get(
@@ -165,20 +178,27 @@ async def qr_png(request: web.Request) -> web.StreamResponse:
     tags=["certificates"],
 )
 async def qr_svg(request: web.Request) -> web.StreamResponse:
-    """The `HC1:` string as a QR code, error correction level Q, SVG (ETag as for PNG)."""
-    _, hc1 = await _signed(request)
-    return _rendering(request, "image/svg+xml", hc1, lambda: render.qr_svg(hc1))
+    """The `HC1:` string as a QR code, error correction level Q, SVG (stored and ETag as
+    for PNG)."""
+    return await _qr_image(request, "svg", "image/svg+xml")
 
 
-def _rendering(
-    request: web.Request, content_type: str, hc1: str, draw: Callable[[], bytes]
+async def _qr_image(
+    request: web.Request, image: readmodel.QrFormat, content_type: str
 ) -> web.Response:
-    """A QR image, or 304 when the client's copy (by ETag) is of this very `HC1:`."""
+    """The stored QR image, or 304 when the client's copy (by ETag) is of this very `HC1:`."""
+    found, hc1, body = await _signed(request, image)
     tag = content_etag(content_type, hc1)
     headers = {"Cache-Control": "private, no-cache", "ETag": tag}
     if not_modified(request, tag):
         return web.Response(status=304, headers=headers)
-    return web.Response(body=draw(), content_type=content_type, headers=headers)
+    if body is None:  # not rendered yet: render it now, once
+        body = await images.render_now(
+            request.app[POOL_KEY], _issuer(request).metrics, found.uvci, image
+        )
+    if body is None:  # erased since `_signed` read it
+        raise _erased()
+    return web.Response(body=body, content_type=content_type, headers=headers)
 
 
 @api.get(
@@ -190,7 +210,7 @@ def _rendering(
 )
 async def print_certificate(request: web.Request) -> web.StreamResponse:
     """Names, birth date, the vaccination, the UVCI and the QR code, laid out for A4."""
-    found, hc1 = await _signed(request)
+    found, hc1, _ = await _signed(request)
     page = render.print_page(
         hc1,
         status=found.status,
@@ -352,6 +372,7 @@ async def revoke_signing_key(
 
 def _issuer_resource(dependencies: Provided[Dependencies]) -> Resource:
     async def issuer(app: web.Application) -> AsyncIterator[None]:
+        interval = images.render_interval(app[SETTINGS_KEY])
         started = await handlers.start_issuer(
             app[POOL_KEY], app[SETTINGS_KEY], CertificateMetrics(app[METRICS_KEY])
         )
@@ -359,10 +380,18 @@ def _issuer_resource(dependencies: Provided[Dependencies]) -> Resource:
         store = app[STORE_KEY]
         offering = holderkeys.offer_missing_at_start(store, app[POOL_KEY], CONTEXT)
         try:
-            async with (
-                dependencies.providing(Dependencies(store=store, issuer=started)),
-                background_task(offering, shutdown=app[SHUTDOWN_KEY]),
-            ):
+            async with contextlib.AsyncExitStack() as running:
+                await running.enter_async_context(
+                    dependencies.providing(Dependencies(store=store, issuer=started))
+                )
+                await running.enter_async_context(
+                    background_task(offering, shutdown=app[SHUTDOWN_KEY])
+                )
+                if interval is not None:
+                    rendering = images.render_forever(app[POOL_KEY], started.metrics, interval)
+                    await running.enter_async_context(
+                        background_task(rendering, shutdown=app[SHUTDOWN_KEY])
+                    )
                 yield
         finally:
             handlers.stop_issuer(started)

@@ -163,6 +163,12 @@ class CertificateMetrics:
             "immunreg_certificates_doses_without_certificate_total",
             "Doses no DCC can be made for (product outside the EU value sets, bad numbers).",
         )
+        self.qr_rendered: Counter = metrics.counter(
+            "immunreg_certificates_qr_rendered_total",
+            "Certificates whose QR images were rendered, by who rendered them "
+            "(the background renderer, or a download that came first).",
+            ["by"],
+        )
 
 
 @dataclass(eq=False)

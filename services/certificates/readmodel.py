@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Literal, NamedTuple
 
 import asyncpg
 import msgspec
@@ -42,10 +43,24 @@ def _view(row: asyncpg.Record) -> CertificateView:
     return view_of(row, CertificateView)
 
 
-async def certificate(pool: asyncpg.Pool, uvci: str) -> CertificateView | None:
-    """One certificate by UVCI."""
-    row = await pool.fetchrow(f"SELECT {_COLUMNS} FROM certificates WHERE uvci = $1", uvci)
-    return _view(row) if row is not None else None
+# The formats a certificate's QR code is stored in (their columns: qr_png, qr_svg).
+QrFormat = Literal["png", "svg"]
+
+
+async def certificate(
+    pool: asyncpg.Pool, uvci: str, image: QrFormat | None = None
+) -> tuple[CertificateView, bytes | None] | None:
+    """One certificate by UVCI, and its stored QR image in `image` format if asked (None
+    if not rendered yet)."""
+    column = f"qr_{image}" if image is not None else "NULL::bytea"
+    row = await pool.fetchrow(
+        f"SELECT {_COLUMNS}, {column} AS image FROM certificates WHERE uvci = $1", uvci
+    )
+    if row is None:
+        return None
+    fields = dict(row)
+    stored: bytes | None = fields.pop("image")
+    return view_of(fields, CertificateView), stored
 
 
 _PENDING = """
@@ -206,8 +221,11 @@ async def erase_citizen(conn: Connection, citizen_id: str) -> None:
 
 
 async def delete_signed_payloads(conn: Connection, citizen_id: str) -> None:
-    """Delete the citizen's `HC1:` strings (they carry personal data)."""
-    await conn.execute("UPDATE certificates SET hc1 = NULL WHERE citizen_id = $1", citizen_id)
+    """Delete the citizen's `HC1:` strings and their QR images (they carry personal data)."""
+    await conn.execute(
+        "UPDATE certificates SET hc1 = NULL, qr_png = NULL, qr_svg = NULL WHERE citizen_id = $1",
+        citizen_id,
+    )
 
 
 # --- doses and lots, as administration and inventory tell ---------------------------
@@ -417,4 +435,47 @@ async def record_revoked(conn: Connection, event: CertificateRevoked, at: dateti
         event.reason,
         event.superseded_by,
         at,
+    )
+
+
+# --- QR images (images.py) ----------------------------------------------------------
+
+
+class QrImages(NamedTuple):
+    """A certificate's QR code as stored: PNG and SVG."""
+
+    png: bytes
+    svg: bytes
+
+
+async def claim_for_rendering(conn: Connection, uvci: str) -> tuple[str | None, QrImages | None]:
+    """Lock the certificate's row until the transaction ends; its `HC1:` and images.
+
+    A renderer holds the rows of its batch the same way, so whoever comes second finds
+    the images stored and does not render them again."""
+    row = await conn.fetchrow(
+        "SELECT hc1, qr_png, qr_svg FROM certificates WHERE uvci = $1 FOR UPDATE", uvci
+    )
+    if row is None:
+        return None, None
+    images = QrImages(row["qr_png"], row["qr_svg"]) if row["qr_png"] is not None else None
+    return row["hc1"], images
+
+
+async def claim_unrendered(conn: Connection, limit: int) -> list[tuple[str, str]]:
+    """Up to `limit` certificates with no images yet (UVCI, HC1), oldest first, locked until
+    the transaction ends; rows another renderer or a download holds are skipped."""
+    rows = await conn.fetch(
+        "SELECT uvci, hc1 FROM certificates WHERE hc1 IS NOT NULL AND qr_png IS NULL "
+        "ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+        limit,
+    )
+    return [(r["uvci"], r["hc1"]) for r in rows]
+
+
+async def store_images(conn: Connection, rendered: list[tuple[str, QrImages]]) -> None:
+    """Keep rendered images (on rows the caller holds locked, so the HC1 is still there)."""
+    await conn.executemany(
+        "UPDATE certificates SET qr_png = $2, qr_svg = $3 WHERE uvci = $1 AND hc1 IS NOT NULL",
+        [(uvci, images.png, images.svg) for uvci, images in rendered],
     )

@@ -68,6 +68,14 @@ CREATE INDEX IF NOT EXISTS certificates_dose ON certificates (dose_id);
 CREATE INDEX IF NOT EXISTS certificates_revoked
     ON certificates (revoked_at, uvci_sha256) WHERE status = 'revoked';
 
+-- The QR code of each certificate, rendered once (images.py) so a download is a read.
+-- NULL until rendered, and NULL again once the citizen is erased (the QR carries names).
+ALTER TABLE certificates ADD COLUMN IF NOT EXISTS qr_png bytea;
+ALTER TABLE certificates ADD COLUMN IF NOT EXISTS qr_svg bytea;
+-- What the background renderer has left to do, in order of issue.
+CREATE INDEX IF NOT EXISTS certificates_unrendered
+    ON certificates (seq) WHERE hc1 IS NOT NULL AND qr_png IS NULL;
+
 -- Every document signer (DSC) this service has signed with: the public half of the
 -- trust list. Rows are never deleted, so a rotated-out key still verifies what it signed.
 CREATE TABLE IF NOT EXISTS signing_keys (

@@ -101,6 +101,9 @@ async def test_erasure_revokes_and_deletes_the_signed_payloads(certificates: Cer
     path = f"/v1/certificates/{quoted(cert['uvci'])}"
     png = await certificates.get(f"{path}/qr.png")
     assert png.status == 200
+    # Once downloaded, the images are stored with the certificate (they show the names).
+    stored = "SELECT qr_png IS NOT NULL AND qr_svg IS NOT NULL FROM certificates WHERE uvci = $1"
+    assert await certificates.pool.fetchval(stored, cert["uvci"]) is True
 
     await certificates.erase(citizen)
     revoked = await certificates.status_of(cert["uvci"], "revoked")
@@ -113,7 +116,9 @@ async def test_erasure_revokes_and_deletes_the_signed_payloads(certificates: Cer
     assert (await certificates.verify(cert["hc1"]))["reason"] == "revoked"
     rows = await certificates.pool.fetch(
         "SELECT 1 FROM holder_keys WHERE citizen_id = $1 UNION ALL "
-        "SELECT 1 FROM citizens WHERE citizen_id = $1 AND personal IS NOT NULL",
+        "SELECT 1 FROM citizens WHERE citizen_id = $1 AND personal IS NOT NULL UNION ALL "
+        "SELECT 1 FROM certificates WHERE citizen_id = $1 "
+        "AND (hc1 IS NOT NULL OR qr_png IS NOT NULL OR qr_svg IS NOT NULL)",
         citizen.citizen_id,
     )
     assert rows == []

@@ -37,3 +37,15 @@ def test_each_figure_stands_beside_its_baseline_and_target() -> None:
     assert dashboard.count("not measured") == 2
     rebuild = next(line for line in lines if line.startswith("| projection rebuild"))
     assert rebuild.count("not measured") == 2
+
+
+def test_the_qr_row_shows_stored_downloads_beside_rendering_on_request() -> None:
+    downloads = {
+        "stored": {"per_second": 1234.5},
+        "rendered_on_request": {"per_second": 88.0},
+        "certificate_json": {"per_second": 1300.0},
+    }
+    results = {"certificates": {"downloads": downloads, "qr_png": {"per_second": 201.0}}}
+    [qr] = [line for line in table(results).splitlines() if "QR image" in line]
+    assert "| 1,234 | rendered on the request (before) 88/s" in qr
+    assert "JSON record (floor) 1,300/s; render alone 201 PNG/s one core" in qr
