@@ -142,7 +142,8 @@ def test_run_beside_the_first_checkout_and_ctrl_c_stops_everything(second_state:
             _wait_for(lambda: "Ctrl-C (or" in log.read_text(), run, log, seconds=240)
             service_pids = [int(p.read_text()) for p in (second_state / "run").glob("*.pid")]
             broker_pid = int((second_state / "kafka" / "broker.pid").read_text())
-            assert len(service_pids) == len(DEFAULT_PORTS) + 1  # and the local mailbox
+            # Every service, the local mailbox and the citizens' portal.
+            assert len(service_pids) == len(DEFAULT_PORTS) + 2
             # Ctrl-C in a terminal: SIGINT to the whole foreground process group.
             os.killpg(run.pid, signal.SIGINT)
             try:

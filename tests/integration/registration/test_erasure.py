@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections.abc import Collection
 from typing import Any
 
 import msgspec
@@ -190,16 +191,23 @@ async def offer(
         await producer.stop()
 
 
-async def grants(registration: Registration, citizen_id: str, count: int) -> list[Any]:
-    """The citizen's key grants, once there are `count` of them."""
+async def grants(
+    registration: Registration, citizen_id: str, count: int, offered: Collection[bytes]
+) -> list[Any]:
+    """The citizen's key grants to the holder keys this test `offered`, once there are
+    `count` of them. Holders running for other tests in the session (certificates and
+    notifications consume the same topics) offer keys of their own: theirs are left out."""
+    ours = {base64.b64encode(k).decode() for k in offered}
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         rows = await registration.pool.fetch(
             "SELECT data::text AS data FROM events WHERE stream_id = $1 ORDER BY version",
             f"key-grants-{citizen_id}",
         )
-        if len(rows) >= count:
-            return [CONTEXT.decode(r["data"].encode()) for r in rows]
+        found = [CONTEXT.decode(r["data"].encode()) for r in rows]
+        found = [g for g in found if g.holder_key in ours]
+        if len(found) >= count:
+            return found
         await asyncio.sleep(0.1)
     raise AssertionError(f"{count} grant(s) for {citizen_id} never came")
 
@@ -228,7 +236,8 @@ async def test_a_holders_offer_is_answered_with_the_key_wrapped_to_it_until_eras
     # certificates topic's last one to be handled too, by a sentinel offer behind it.
     _, sentinel = new_holder_key_pair()
     await offer(kafka, certificates.CONTEXT, citizen_id, data_key_id, sentinel)
-    found = await grants(registration, citizen_id, 3)
+    offered = [public, stale_public, other_public, sentinel]
+    found = await grants(registration, citizen_id, 3, offered)
     assert len(found) == 3, "one grant per offered key: none twice, none for a stale key"
     by_key = {g.holder_key: g for g in found}
     assert set(by_key) == {base64.b64encode(k).decode() for k in (public, other_public, sentinel)}
@@ -263,6 +272,6 @@ async def test_a_holders_offer_is_answered_with_the_key_wrapped_to_it_until_eras
     assert new_key_id != data_key_id
     _, fresh = new_holder_key_pair()
     await offer(kafka, certificates.CONTEXT, citizen_id, new_key_id, fresh)
-    found = await grants(registration, citizen_id, 4)
+    found = await grants(registration, citizen_id, 4, [*offered, late_public, fresh])
     assert [g.holder_key for g in found][3:] == [base64.b64encode(fresh).decode()]
     assert base64.b64encode(late_public).decode() not in {g.holder_key for g in found}
