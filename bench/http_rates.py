@@ -296,12 +296,19 @@ def _round(endpoints: dict[str, str], rates: str, seconds: float, loop: str) -> 
                 finally:
                     watch.stop()
             samples = [json.loads(x) for x in (folder / "samples.jsonl").read_text().splitlines()]
+        # The services' own processes: what their event loop changes, without the servers.
+        python = [
+            {**s, "processes": {k: v for k, v in s["processes"].items() if k in stack.urls}}
+            for s in samples
+        ]
         for result in (registrations, doses):
             for one in result["rates"]:
                 # Every process of the system (services, PostgreSQL, Kafka), not the generator.
                 cpu = cpu_between(samples, *one["window_epoch"])
                 one["system_cpu_pct"] = round(cpu, 1)
                 one["per_core_per_s"] = round(one["achieved_per_s"] / (cpu / 100), 1)
+                services = cpu_between(python, *one["window_epoch"])
+                one["services_cpu_ms_per_request"] = round(10 * services / one["achieved_per_s"], 1)
     finally:
         stack.stop()
         asyncio.run(delete_namespace(endpoints["KAFKA_BOOTSTRAP_SERVERS"], f"{run_name}."))
@@ -356,11 +363,28 @@ def _mean_of_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         return round(sum(values) / len(values), 1)
 
     figures: dict[str, Any] = {"rounds": len(rounds)}
+    keys = (
+        "achieved_per_s",
+        "p50_ms",
+        "p99_ms",
+        "per_core_per_s",
+        "system_cpu_pct",
+        "services_cpu_ms_per_request",
+    )
     for kind in ("registrations", "doses"):
         bests = [best(r[kind]) for r in rounds]
-        for key in ("achieved_per_s", "p50_ms", "p99_ms", "per_core_per_s", "system_cpu_pct"):
+        for key in keys:
             figures[f"{kind}_{key}"] = mean([b[key] for b in bests])
         figures[f"{kind}_per_round"] = [b["achieved_per_s"] for b in bests]
+        # The same load on both loops: each rate every round reached, averaged.
+        reached = set.intersection(*({one["target_per_s"] for one in r[kind]} for r in rounds))
+        figures[f"{kind}_at_rate"] = {
+            f"{rate:g}": {
+                key: mean([o[key] for r in rounds for o in r[kind] if o["target_per_s"] == rate])
+                for key in keys
+            }
+            for rate in sorted(reached)
+        }
     figures["dose_phase_seconds_until_drained"] = mean(
         [r["dose_phase_seconds_until_drained"] for r in rounds]
     )
