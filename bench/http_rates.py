@@ -1,7 +1,10 @@
 """Registration and doses over HTTP at fixed rates, each service its own process, the load
 from a process of its own: where each path stops keeping up on this machine.
 
-Run with `.venv/bin/python -m bench.http_rates [--quick]` (or `make bench`).
+Run with `.venv/bin/python -m bench.http_rates [--quick]` (or `make bench`). With
+`--event-loops uvloop,asyncio,asyncio,uvloop` the whole run is repeated on a fresh stack
+per entry, its services on that event loop (immunreg.eventloop), and each loop's mean
+is recorded under "http_rates_event_loops" beside the other's.
 
 Every service runs as in production (`IsolatedStack`: own processes, schemas, topics).
 A separate generator process (`python -m bench.http_rates --drive ...`) sends open
@@ -47,6 +50,7 @@ from immunreg.config import local_port
 from immunreg.contracts.topics import TOPIC_NAMESPACE_VARIABLE
 from immunreg.demo import wait_until_quiet
 from immunreg.discovery import available_services
+from immunreg.eventloop import EVENT_LOOPS, event_loop_setting
 from immunreg.http.auth import Role, ensure_dev_keys
 from immunreg.localinfra.services import IsolatedStack
 from immunreg.messaging.topics import delete_namespace
@@ -59,6 +63,8 @@ from loadtests.traffic import Traffic
 from loadtests.watch import Watch, cpu_between, server_groups
 
 SECTION = "http_rates"
+# `--event-loops`: the same rounds with the services on each event loop in turn.
+LOOPS_SECTION = "http_rates_event_loops"
 # Beside the load test's ports (and like them below the outgoing connections' range).
 DEFAULT_PORT_BASE = 26280
 SITES = [f"SITE-R{n:03d}" for n in range(10)]
@@ -232,17 +238,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=6.0, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=11, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--event-loops",
+        help="whole rounds with the services on these loops in turn, e.g. "
+        "uvloop,asyncio,asyncio,uvloop (to bench/results.json under http_rates_event_loops)",
+    )
     args = parser.parse_args(argv)
     if args.drive:
         Path(args.out).write_text(json.dumps(asyncio.run(drive(args))))
         return 0
     rates, seconds = ("20,40", 4.0) if args.quick else (args.rates, args.seconds)
-    run_name = f"rates_{uuid.uuid4().hex[:8]}"
-    os.environ[TOPIC_NAMESPACE_VARIABLE] = f"{run_name}."
     endpoints = localinfra.up()
     ensure_dev_keys(keys_dir())
+    postgres = postgres_version(endpoints["DATABASE_URL"])
+    if args.event_loops:
+        return _compare_loops(endpoints, rates, seconds, args.event_loops.split(","), postgres)
+    figures = _round(endpoints, rates, seconds, event_loop_setting())
+    record(SECTION, figures, postgres=postgres)
+    print(
+        f"registrations: best {figures['best_registrations_per_s']:,.0f}/s "
+        f"(target {TARGETS['registration_per_s']:,}); "
+        f"doses: best {figures['best_doses_per_s']:,.0f}/s (target {TARGETS['doses_per_s']:,}); "
+        f"drained: {figures['drained_after_doses']}"
+    )
+    return 0 if figures["drained_after_doses"] else 1
+
+
+def _round(endpoints: dict[str, str], rates: str, seconds: float, loop: str) -> dict[str, Any]:
+    """One whole run on a fresh stack whose services serve on `loop`: registrations at
+    each rate, then doses at each rate and the time until the projections drain."""
+    run_name = f"rates_{uuid.uuid4().hex[:8]}"
+    os.environ[TOPIC_NAMESPACE_VARIABLE] = f"{run_name}."
     stack = IsolatedStack.start(
-        endpoints, available_services(), local_port("RATES_PORT_BASE", DEFAULT_PORT_BASE), run_name
+        {**endpoints, "IMMUNREG_EVENT_LOOP": loop},
+        available_services(),
+        local_port("RATES_PORT_BASE", DEFAULT_PORT_BASE),
+        run_name,
     )
     groups = {p.name: [p.process.pid] for p in stack.processes} | server_groups()
     try:
@@ -252,12 +283,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 watch = Watch(out, stack.urls, groups, {"postgresql"}, interval=1.0, t0=0.0)
                 watch.start()
                 try:
-                    progress(f"registrations at {rates} per s, {seconds:g} s each")
+                    progress(f"[{loop}] registrations at {rates} per s, {seconds:g} s each")
                     registrations = _generator(stack.urls, folder, rates, seconds, doses=False)
-                    progress("stock at the sites; waiting for every consumer")
+                    progress(f"[{loop}] stock at the sites; waiting for every consumer")
                     asyncio.run(_stock(stack.urls, folder, vials=20_000))
                     wait_until_quiet(stack.urls, 300)
-                    progress(f"doses at {rates} per s, {seconds:g} s each")
+                    progress(f"[{loop}] doses at {rates} per s, {seconds:g} s each")
                     started = time.monotonic()
                     doses = _generator(stack.urls, folder, rates, seconds, doses=True)
                     drained = wait_until_quiet(stack.urls, 300)
@@ -265,12 +296,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 finally:
                     watch.stop()
             samples = [json.loads(x) for x in (folder / "samples.jsonl").read_text().splitlines()]
+        # The services' own processes: what their event loop changes, without the servers.
+        python = [
+            {**s, "processes": {k: v for k, v in s["processes"].items() if k in stack.urls}}
+            for s in samples
+        ]
         for result in (registrations, doses):
             for one in result["rates"]:
                 # Every process of the system (services, PostgreSQL, Kafka), not the generator.
                 cpu = cpu_between(samples, *one["window_epoch"])
                 one["system_cpu_pct"] = round(cpu, 1)
                 one["per_core_per_s"] = round(one["achieved_per_s"] / (cpu / 100), 1)
+                services = cpu_between(python, *one["window_epoch"])
+                one["services_cpu_ms_per_request"] = round(10 * services / one["achieved_per_s"], 1)
     finally:
         stack.stop()
         asyncio.run(delete_namespace(endpoints["KAFKA_BOOTSTRAP_SERVERS"], f"{run_name}."))
@@ -278,7 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         name: max((r["achieved_per_s"] for r in result["rates"]), default=0.0)
         for name, result in (("registration", registrations), ("doses", doses))
     }
-    figures = {
+    return {
+        "event_loop": loop,
         "seconds_per_rate": seconds,
         "registrations": registrations["rates"],
         "doses": doses["rates"],
@@ -288,14 +327,68 @@ def main(argv: Sequence[str] | None = None) -> int:
         "best_doses_per_s": best["doses"],
         "targets": TARGETS,
     }
-    record(SECTION, figures, postgres=postgres_version(endpoints["DATABASE_URL"]))
-    print(
-        f"registrations: best {best['registration']:,.0f}/s "
-        f"(target {TARGETS['registration_per_s']:,}); "
-        f"doses: best {best['doses']:,.0f}/s (target {TARGETS['doses_per_s']:,}); "
-        f"drained: {drained}"
+
+
+def _compare_loops(
+    endpoints: dict[str, str], rates: str, seconds: float, loops: list[str], postgres: str
+) -> int:
+    """Whole rounds, one per entry of `loops` in that order (alternate them, e.g.
+    uvloop,asyncio,asyncio,uvloop, so drift on a shared machine falls on both);
+    each loop's figures are the mean over its rounds, the baseline the other's."""
+    for loop in loops:
+        if loop not in EVENT_LOOPS:
+            raise SystemExit(f"--event-loops: {loop!r} is not one of {', '.join(EVENT_LOOPS)}")
+    rounds = [_round(endpoints, rates, seconds, loop) for loop in loops]
+    by_loop = {
+        loop: _mean_of_rounds([r for r in rounds if r["event_loop"] == loop])
+        for loop in dict.fromkeys(loops)
+    }
+    record(
+        LOOPS_SECTION,
+        {"order": loops, "seconds_per_rate": seconds, "by_loop": by_loop, "rounds": rounds},
+        postgres=postgres,
     )
-    return 0 if drained else 1
+    for loop, figures in by_loop.items():
+        print(f"{loop}: {figures}")
+    return 0 if all(r["drained_after_doses"] for r in rounds) else 1
+
+
+def _mean_of_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per loop: the best rate's figures of each round, averaged over its rounds."""
+
+    def best(rates: list[dict[str, Any]]) -> dict[str, Any]:
+        return max(rates, key=lambda r: r["achieved_per_s"])
+
+    def mean(values: list[float]) -> float:
+        return round(sum(values) / len(values), 1)
+
+    figures: dict[str, Any] = {"rounds": len(rounds)}
+    keys = (
+        "achieved_per_s",
+        "p50_ms",
+        "p99_ms",
+        "per_core_per_s",
+        "system_cpu_pct",
+        "services_cpu_ms_per_request",
+    )
+    for kind in ("registrations", "doses"):
+        bests = [best(r[kind]) for r in rounds]
+        for key in keys:
+            figures[f"{kind}_{key}"] = mean([b[key] for b in bests])
+        figures[f"{kind}_per_round"] = [b["achieved_per_s"] for b in bests]
+        # The same load on both loops: each rate every round reached, averaged.
+        reached = set.intersection(*({one["target_per_s"] for one in r[kind]} for r in rounds))
+        figures[f"{kind}_at_rate"] = {
+            f"{rate:g}": {
+                key: mean([o[key] for r in rounds for o in r[kind] if o["target_per_s"] == rate])
+                for key in keys
+            }
+            for rate in sorted(reached)
+        }
+    figures["dose_phase_seconds_until_drained"] = mean(
+        [r["dose_phase_seconds_until_drained"] for r in rounds]
+    )
+    return figures
 
 
 if __name__ == "__main__":

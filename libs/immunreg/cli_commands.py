@@ -39,11 +39,14 @@ def _portal(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from immunreg.config import portal_port, setting
+    from immunreg.eventloop import new_event_loop
     from immunreg.portal import create_portal
 
     host = setting("PORTAL_HOST", default="127.0.0.1") or "127.0.0.1"
     port = portal_port()
-    web.run_app(create_portal(), host=host, port=port, print=None, access_log=None)
+    web.run_app(
+        create_portal(), host=host, port=port, print=None, access_log=None, loop=new_event_loop()
+    )
     return 0
 
 

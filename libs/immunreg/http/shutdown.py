@@ -20,6 +20,7 @@ import time
 from aiohttp import web
 
 from immunreg.config import Settings
+from immunreg.eventloop import new_event_loop
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +63,15 @@ SHUTDOWN_KEY = web.AppKey("shutdown", Shutdown)
 
 
 def run_app(app: web.Application, settings: Settings) -> None:
-    """Serve `app` until SIGTERM or SIGINT, then shut down gracefully (see module doc)."""
+    """Serve `app` until SIGTERM or SIGINT, then shut down gracefully (see module doc).
+
+    On the loop `IMMUNREG_EVENT_LOOP` names (immunreg.eventloop: uvloop by default).
+    """
     shutdown = app[SHUTDOWN_KEY]
 
     async def install_signal_handlers(app: web.Application) -> None:
         loop = asyncio.get_running_loop()
+        log.info("event loop: %s.%s", type(loop).__module__, type(loop).__qualname__)
 
         def requested(signum: signal.Signals) -> None:
             if shutdown.started:
@@ -91,6 +96,7 @@ def run_app(app: web.Application, settings: Settings) -> None:
         print=None,
         handle_signals=False,
         shutdown_timeout=shutdown.request_budget,
+        loop=new_event_loop(),
     )
 
 

@@ -19,7 +19,9 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 
+from immunreg.eventloop import EVENT_LOOPS
 from immunreg.http.auth import Role, ensure_dev_keys, issue_token
 from immunreg.localinfra.services import IsolatedStack
 from immunreg.paths import keys_dir
@@ -57,8 +59,10 @@ async def waiting_on_lock(conn: asyncpg.Connection, schema: str) -> int:
     return count
 
 
+# On each loop the service may be given (uvloop's signal handling is its own).
+@pytest.mark.parametrize("loop_kind", EVENT_LOOPS)
 async def test_sigterm_drains_in_flight_requests_and_flushes_the_outbox(
-    infra: dict[str, str], dsn: str
+    infra: dict[str, str], dsn: str, loop_kind: str
 ) -> None:
     private, _ = ensure_dev_keys(keys_dir())
     headers = {"Authorization": f"Bearer {issue_token(private.read_bytes(), Role.ADMIN)}"}
@@ -66,6 +70,7 @@ async def test_sigterm_drains_in_flight_requests_and_flushes_the_outbox(
         **infra,
         "SHUTDOWN_TIMEOUT": str(SHUTDOWN_TIMEOUT),
         "SHUTDOWN_DRAIN_DELAY": str(DRAIN_DELAY),
+        "IMMUNREG_EVENT_LOOP": loop_kind,
     }
     stack = await asyncio.to_thread(
         IsolatedStack.start, env, ["registration"], free_port() - 1, f"sig_{uuid.uuid4().hex[:8]}"
@@ -106,7 +111,10 @@ async def test_sigterm_drains_in_flight_requests_and_flushes_the_outbox(
         assert statuses == [201] * IN_FLIGHT
         code = await asyncio.to_thread(service.process.wait, SHUTDOWN_TIMEOUT + 5)
         elapsed = time.monotonic() - signalled
-        assert code == 0, service.logfile.read_text()[-3000:]
+        log = service.logfile.read_text()
+        assert code == 0, log[-3000:]
+        loop_lines = [line for line in log.splitlines() if '"event loop: ' in line]
+        assert loop_lines and f'"event loop: {loop_kind}.' in loop_lines[-1], loop_lines[-1:]
         assert elapsed < SHUTDOWN_TIMEOUT + 1.0, f"exited after {elapsed:.1f} s"
         # Everything accepted was published before the process went: nothing left behind.
         assert await conn.fetchval(f"SELECT count(*) FROM {schema}.outbox") == 0

@@ -205,7 +205,7 @@ async def grants(
             f"key-grants-{citizen_id}",
         )
         found = [CONTEXT.decode(r["data"].encode()) for r in rows]
-        found = [g for g in found if g.holder_key in ours]
+        found = [g for g in found if isinstance(g, PersonalDataKeyGranted) and g.holder_key in ours]
         if len(found) >= count:
             return found
         await asyncio.sleep(0.1)
