@@ -11,6 +11,7 @@ spread; Kafka and topics as the reliability rules need them; one database per se
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from functools import cache
@@ -120,26 +121,37 @@ def test_the_validators_refuse_a_bad_resource() -> None:
 def test_each_service_runs_as_several_locked_down_replicas(overlay: str) -> None:
     deployments = {d["metadata"]["name"]: d for d in of_kind(overlay, "Deployment")}
     names = set(available_services())
-    assert set(deployments) == names
-    for kind in ("Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "ServiceMonitor"):
+    # The citizens' portal runs beside the services, from the same image, without their
+    # database, autoscaler or metrics.
+    assert set(deployments) == names | {"portal"}
+    for kind in ("Service", "PodDisruptionBudget"):
+        assert {d["metadata"]["name"] for d in of_kind(overlay, kind)} == names | {"portal"}, kind
+    for kind in ("HorizontalPodAutoscaler", "ServiceMonitor"):
         assert {d["metadata"]["name"] for d in of_kind(overlay, kind)} == names, kind
     for name, deployment in deployments.items():
         spec = deployment["spec"]
         pod = spec["template"]["spec"]
         [container] = pod["containers"]
         assert spec["replicas"] >= 2
-        assert container["args"] == ["serve", name]
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert container["resources"]["requests"] and container["resources"]["limits"]
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
         assert pod["securityContext"]["runAsNonRoot"] is True
-        assert container["env"][-1]["value"].endswith(f"@immunreg-pg-rw:5432/{name}")
         spread = pod["topologySpreadConstraints"]
-        assert all(
+        assert spread and all(
             c["labelSelector"]["matchLabels"] == spec["selector"]["matchLabels"] for c in spread
         )
         secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+        if name == "portal":
+            assert container["args"] == ["portal"]
+            env = {e["name"]: e["value"] for e in container["env"]}
+            assert env == {"PORTAL_HOST": "0.0.0.0", "PORTAL_PORT": "8080"}
+            assert secrets == {}
+            continue
+        assert container["args"] == ["serve", name]
+        assert container["env"][-1]["value"].endswith(f"@immunreg-pg-rw:5432/{name}")
         assert secrets == {"jwt-keys": "immunreg-jwt", "service-keys": f"{name}-keys"}
     for hpa in of_kind(overlay, "HorizontalPodAutoscaler"):
         assert hpa["spec"]["scaleTargetRef"]["name"] == hpa["metadata"]["name"]
@@ -192,3 +204,66 @@ def test_the_prometheus_rule_is_the_promtool_tested_rules_file() -> None:
         (REPO_ROOT / "deploy" / "prometheus" / "immunreg-rules.yml").read_text()
     )
     assert rule["spec"] == tested
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_portal_and_the_routes_it_calls_are_public_under_the_names_the_config_gives(
+    overlay: str,
+) -> None:
+    [config] = (
+        c
+        for c in of_kind(overlay, "ConfigMap")
+        if c["metadata"]["name"].startswith("immunreg-config")
+    )
+    data = config["data"]
+    [ingress] = of_kind(overlay, "Ingress")
+    rules = {r["host"]: r["http"]["paths"] for r in ingress["spec"]["rules"]}
+    [tls] = ingress["spec"]["tls"]
+    assert set(tls["hosts"]) == set(rules)
+    services = {s["metadata"]["name"]: s for s in of_kind(overlay, "Service")}
+    routed: dict[str, set[str]] = {}
+    for host, paths in rules.items():
+        for path in paths:
+            backend = path["backend"]["service"]
+            # Every route names a port the Service it points at has.
+            ports = {p["name"] for p in services[backend["name"]]["spec"]["ports"]}
+            assert backend["port"]["name"] in ports, (host, path)
+            routed.setdefault(host, set()).add(backend["name"])
+        assert len(routed[host]) == 1, host
+    by_service = {next(iter(names)): host for host, names in routed.items()}
+    # Services share no public name with the portal, and publish only their /v1 routes:
+    # /metrics, /healthz and /readyz stay inside the cluster.
+    for host, paths in rules.items():
+        if host != by_service["portal"]:
+            assert all(p["path"].startswith("/v1/") for p in paths), host
+    # The browser reaches each service where the portal's config says, and each service
+    # lets the portal's public origin call it.
+    from immunreg.portal import SERVICES
+
+    assert set(by_service) == {"portal", *SERVICES}
+    for name in SERVICES:
+        assert data[f"{name.upper()}_PUBLIC_URL"] == f"https://{by_service[name]}"
+    assert data["CORS_ORIGINS"] == f"https://{by_service['portal']}"
+    # Every call the pages make reaches its service through one of its routes.
+    for name, path in portal_calls():
+        assert any(path.startswith(p["path"]) for p in rules[by_service[name]]), (name, path)
+    # The base's names are placeholders that only an overlay replaces.
+    placeholder = all(host.endswith(".example") for host in rules)
+    assert placeholder == (overlay == "base")
+
+
+def portal_calls() -> set[tuple[str, str]]:
+    """(service, path) of every API call in the portal's script; a `${...}` stands for an id."""
+    from immunreg.portal import SERVICES, STATIC
+
+    script = (STATIC / "portal.js").read_text()
+    calls = set(re.findall(r'api\("(\w+)", [`"](/v1/[^`"?]*)', script))
+    audited = re.search(r"const AUDITED = \[([^\]]*)\]", script)
+    assert audited, "portal.js lists the services whose reads it shows"
+    for name in re.findall(r'"(\w+)"', audited.group(1)):
+        calls.add((name, "/v1/citizens/${id}/reads"))
+    certificates = re.search(r"function certificatePath\([^)]*\) \{\s*return `(/v1/[^`]*)`", script)
+    assert certificates, "portal.js builds certificate paths in certificatePath"
+    calls.add(("certificates", certificates.group(1)))
+    assert {name for name, _ in calls} == set(SERVICES)
+    return calls

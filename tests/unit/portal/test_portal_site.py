@@ -40,6 +40,16 @@ async def test_the_pages_and_config_are_served_with_a_policy_naming_the_services
             assert (await client.get(f"/static/{name}")).status == 200, name
 
 
+async def test_health_and_readiness_answer_for_the_probes() -> None:
+    # deploy/k8s probes these; the portal keeps no state, so ready is alive.
+    async with TestClient(TestServer(create_portal(URLS))) as client:
+        for path in ("/healthz", "/readyz"):
+            answer = await client.get(path)
+            assert answer.status == 200, path
+            assert await answer.json() == {"status": "ok"}
+        assert (await client.get("/nothing-here")).status == 404
+
+
 def test_every_language_has_every_word_and_the_committed_file_is_current() -> None:
     assert EN.keys() == SR_LATN.keys()
     assert I18N_JS.read_text("utf-8") == i18n_js(), "run `python -m immunreg.portal.strings`"
