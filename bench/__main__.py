@@ -20,6 +20,7 @@ ORDER = (
     "supply",
     "administration",
     "http_rates",
+    "idle_cpu",
     "certificates",
     "coverage",
     "projections",

@@ -101,6 +101,23 @@ def _on_loop(loop: str) -> Callable[[dict[str, Any]], str]:
     return figure
 
 
+def _idle(r: dict[str, Any], part: str) -> str:
+    """Idle CPU of the whole stack per relay poll interval (`bench.idle_cpu`)."""
+    rounds = at(r, "idle_cpu.rounds")
+    if not rounds:
+        return "not measured"
+    shown = []
+    for one in rounds:
+        cpu = one["cpu_pct_of_one_core"]
+        if part == "services":
+            value = number(one["services_total_cpu_pct"], "%")
+        else:
+            postgresql, kafka = number(cpu.get("postgresql"), "%"), number(cpu.get("kafka"), "%")
+            value = f"PostgreSQL {postgresql}, Kafka {kafka}"
+        shown.append(f"poll {one['relay_poll_interval_s']:g} s: {value}")
+    return "; ".join(shown)
+
+
 ROWS = (
     Row(
         "event-store append, 8 writers (appends/s)",
@@ -208,6 +225,12 @@ ROWS = (
             )
         ),
         "(none)",
+    ),
+    Row(
+        "idle CPU, every service summed, no load (% of one core)",
+        lambda r: _idle(r, "services"),
+        lambda r: _idle(r, "servers"),
+        "(none; the smaller the better)",
     ),
 )
 

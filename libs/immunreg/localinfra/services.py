@@ -215,7 +215,7 @@ class IsolatedStack:
         """Start `names` on port_base + (default port - 8080) and wait until ready."""
         ports = {name: port_base + DEFAULT_PORTS[name] - 8080 for name in names}
         schemas = {name: f"{run}_{name}" for name in names}
-        env = {**endpoints, "RELAY_POLL_INTERVAL": "0.1"}
+        env = {"RELAY_POLL_INTERVAL": "0.1", **endpoints}
         for name in names:
             env[f"{name.upper()}_DB_SCHEMA"] = schemas[name]
         stack = cls(start_services(names, env, ports), schemas, endpoints["DATABASE_URL"])

@@ -49,3 +49,27 @@ def test_the_qr_row_shows_stored_downloads_beside_rendering_on_request() -> None
     [qr] = [line for line in table(results).splitlines() if "QR image" in line]
     assert "| 1,234 | rendered on the request (before) 88/s" in qr
     assert "JSON record (floor) 1,300/s; render alone 201 PNG/s one core" in qr
+
+
+def test_the_idle_row_shows_each_poll_interval_beside_postgresql_and_kafka() -> None:
+    rounds = [
+        {
+            "relay_poll_interval_s": 0.1,
+            "services_total_cpu_pct": 6.5,
+            "cpu_pct_of_one_core": {"registration": 0.8, "postgresql": 1.4, "kafka": 4.7},
+        },
+        {
+            "relay_poll_interval_s": 0.5,
+            "services_total_cpu_pct": 3.7,
+            "cpu_pct_of_one_core": {"registration": 0.4, "postgresql": 0.4, "kafka": 3.8},
+        },
+    ]
+    [idle] = [
+        line for line in table({"idle_cpu": {"rounds": rounds}}).splitlines() if "idle" in line
+    ]
+    assert "| poll 0.1 s: 6.5%; poll 0.5 s: 3.7% |" in idle
+    assert (
+        "poll 0.1 s: PostgreSQL 1.4%, Kafka 4.7%; poll 0.5 s: PostgreSQL 0.4%, Kafka 3.8%" in idle
+    )
+    [unmeasured] = [line for line in table({}).splitlines() if "idle" in line]
+    assert unmeasured.count("not measured") == 2
