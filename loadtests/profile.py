@@ -63,6 +63,15 @@ class Profiler:
         return self.profiles
 
     def _record(self) -> None:
+        try:
+            self._record_all()
+        except OSError as error:  # py-spy could not even be started
+            self.profiles = [
+                ServiceProfile(name, Path(), Path(), f"py-spy did not start: {error}")
+                for name in self.pids
+            ]
+
+    def _record_all(self) -> None:
         spy = _py_spy()
         if spy is None:
             self.profiles = [
@@ -93,8 +102,10 @@ class Profiler:
                     codes.append(None)
             log = profile.raw.with_suffix(".log")
             if codes != [0, 0] or not profile.raw.exists():
-                said = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
-                profile.failure = f"py-spy exited {codes}: " + (said[-1] if said else "no output")
+                said = log.read_text(errors="replace").splitlines() if log.exists() else []
+                # py-spy's own sentence, not the backtrace under it.
+                why = [x for x in said if x.startswith("Error:")] or [x for x in said if x]
+                profile.failure = f"py-spy exited {codes}: " + (why[0] if why else "no output")
             self.profiles.append(profile)
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
-from loadtests.profile import ServiceProfile, section, top_functions
+from loadtests.profile import Profiler, ServiceProfile, section, top_functions
 
 # py-spy's raw format: one distinct stack per line, root first, then its sample count.
 COLLAPSED = """\
@@ -47,3 +50,14 @@ def test_the_section_names_each_service_and_why_a_profile_is_missing(tmp_path: P
     assert "| `evolve (domain.py:2)` |" not in text  # sixth: beyond the top 5
     assert "### supply\n\nNo profile taken: py-spy exited [1, 1]: Permission denied" in text
     assert "window was off" in "\n".join(section([], 0, "09:00"))
+
+
+def test_a_profile_that_cannot_be_taken_says_why_and_raises_nothing(tmp_path: Path) -> None:
+    # A process that has ended: py-spy cannot attach, as when ptrace is not allowed.
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    profiler = Profiler(tmp_path, {"booking": gone.pid}, time.time(), 1)
+    profiler.start()
+    [profile] = profiler.finish()
+    assert profile.failure is not None
+    assert "No profile taken: py-spy" in "\n".join(section([profile], 1, "09:00"))
