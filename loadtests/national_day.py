@@ -43,6 +43,7 @@ from immunreg.reference.calendar import today
 
 from . import books, report
 from .day import DayRun, Shard, eve
+from .profile import Profiler, section
 from .scenario import Day, national_day
 from .traffic import Traffic
 from .watch import Watch, server_groups
@@ -55,6 +56,9 @@ REPORTS = REPO_ROOT / "loadtests" / "reports"
 # The quick form: big enough that every step happens (a recall, probes, runs), small
 # enough for `make test`.
 QUICK = {"scale": 0.0005, "seconds": 30.0}
+# The profile window opens at the morning peak (09:00: registrations and doses both near
+# their highest); 20 s by default, 3 s in the quick day (09:00-10:36 of its 30 s day).
+PEAK_HOUR = 9.0
 
 
 def _git(*args: str) -> str:
@@ -78,10 +82,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--generators", type=int, default=1, help="load-generator processes")
     parser.add_argument("--drain-seconds", type=float, default=120.0, help="bound on draining")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between samples")
+    parser.add_argument(
+        "--profile-seconds", type=float, default=20.0, help="py-spy window at 09:00 (0: off)"
+    )
     parser.add_argument("--quick", action="store_true", help="0.05%% of Serbia in 30 s")
     args = parser.parse_args(argv)
     if args.quick:
         args.scale, args.seconds, args.interval = QUICK["scale"], QUICK["seconds"], 1.0
+        args.profile_seconds = min(args.profile_seconds, 3.0)
     return args
 
 
@@ -154,6 +162,10 @@ def _run(
     groups |= {f"load generator {i}": [g.pid] for i, g in enumerate(generators)}
     groups |= server_groups()
     print(f"[load] the day: {args.seconds:.0f} s, {args.generators} generator(s)", flush=True)
+    services = {p.name: p.process.pid for p in stack.processes}
+    profiler = Profiler(folder, services, t0 + day.at_hour(PEAK_HOUR), args.profile_seconds)
+    if args.profile_seconds > 0:
+        profiler.start()
     with (folder / "samples.jsonl").open("w") as samples:
         watch = Watch(samples, urls, groups, {"postgresql"}, args.interval, t0)
         watch.start()
@@ -163,6 +175,7 @@ def _run(
             drained = _drain(urls, args.drain_seconds)
         finally:
             watch.stop()
+    profiles = profiler.finish()
     print(f"[load] drained after {drained} s; checking the books", flush=True)
     schemas = {**stack.schemas}
     env = {
@@ -184,6 +197,7 @@ def _run(
         generators=args.generators,
         balance=balance,
         generator_failures=len(failed),
+        profile=section(profiles, args.profile_seconds, f"{PEAK_HOUR:05.2f}".replace(".", ":")),
     )
     verdict = figures["verdict"]
     print(f"[load] {verdict}; report: {folder / 'summary.md'}", flush=True)

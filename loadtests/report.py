@@ -68,6 +68,7 @@ def write(
     generators: int,
     balance: Balance,
     generator_failures: int,
+    profile: list[str] | None = None,
 ) -> dict[str, Any]:
     """Write every file of the report; return the figures (with `passed` and `verdict`)."""
     lines = read_ledger(folder)
@@ -139,7 +140,7 @@ def write(
     (folder / "figures.json").write_text(json.dumps(figures, indent=2, default=str) + "\n")
     _requests_csv(folder / "requests.csv", requests)
     charts = _charts(folder, requests, samples, day_lines, day)
-    (folder / "summary.md").write_text(_summary(figures, charts, folder))
+    (folder / "summary.md").write_text(_summary(figures, charts, folder, profile or []))
     return figures
 
 
@@ -298,7 +299,7 @@ def _charts(
     return made
 
 
-def _summary(figures: dict[str, Any], charts: list[str], folder: Path) -> str:
+def _summary(figures: dict[str, Any], charts: list[str], folder: Path, profile: list[str]) -> str:
     s = figures["scenario"]
     out = [
         f"# Load: a national day at {100 * s['scale']:g}% of Serbia",
@@ -372,13 +373,15 @@ def _summary(figures: dict[str, Any], charts: list[str], folder: Path) -> str:
     out += ["", "## The books", ""]
     out += [f"- {k}: {v}" for k, v in b.items() if k not in ("problems", "balanced")]
     out += [f"- **problem**: {p}" for p in b["problems"][:20]] or ["- no discrepancy"]
+    out += ["", *profile]
     out += ["", "## Charts", ""]
     out += [f"![{c}]({c})" for c in charts]
     out += [
         "",
         "Files: `figures.json` (every figure), `requests.csv` (every request), "
         "`samples.jsonl` (lag, backlog, CPU, memory over time), `ledger-*.jsonl` (what the "
-        "clients were told), `generator-*.log`.",
+        "clients were told), `generator-*.log`, `profile-*` (py-spy: collapsed stacks, "
+        "flamegraphs, its log).",
         "",
     ]
     return "\n".join(out)

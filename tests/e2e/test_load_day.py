@@ -53,6 +53,10 @@ def test_a_quick_national_day_balances_its_books(infra: dict[str, str]) -> None:
     assert books["doses in projections"] == books["dose accepted"]
     summary = (folder / "summary.md").read_text()
     assert "PASSED" in summary
+    # Profiled, or the reason it was not (py-spy may not attach, which fails nothing).
+    profiled = summary.split("## Where the time went", 1)[1].split("## Charts", 1)[0]
+    assert "### booking" in profiled
+    assert "](profile-booking.svg)" in profiled or "No profile taken: " in profiled
     for chart in CHARTS:
         assert (folder / chart).stat().st_size > 0, chart
         assert f"]({chart})" in summary
