@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -105,6 +106,21 @@ def _row_to_envelope(stream_id: str, row: asyncpg.Record) -> Envelope:
     )
 
 
+def _event_columns(envelopes: Sequence[Envelope]) -> tuple[list[Any], ...]:
+    """The events as one array per column, in the order _APPEND and _START_STREAMS take."""
+    return (
+        [e.version for e in envelopes],
+        [e.event_id for e in envelopes],
+        [e.type for e in envelopes],
+        [e.schema_version for e in envelopes],
+        [bytes(e.data).decode() for e in envelopes],
+        [e.occurred_at for e in envelopes],
+        [e.recorded_at for e in envelopes],
+        [e.correlation_id for e in envelopes],
+        [e.causation_id for e in envelopes],
+    )
+
+
 class PostgresRecorder:
     """The recorder the services run on; `tx` is an asyncpg connection in a transaction."""
 
@@ -131,15 +147,7 @@ class PostgresRecorder:
             stream_id,
             expected_version,
             envelopes[0].stream_type,
-            [e.version for e in envelopes],
-            [e.event_id for e in envelopes],
-            [e.type for e in envelopes],
-            [e.schema_version for e in envelopes],
-            [bytes(e.data).decode() for e in envelopes],
-            [e.occurred_at for e in envelopes],
-            [e.recorded_at for e in envelopes],
-            [e.correlation_id for e in envelopes],
-            [e.causation_id for e in envelopes],
+            *_event_columns(envelopes),
             topic,
             list(payloads),
         )
@@ -164,15 +172,7 @@ class PostgresRecorder:
         args = (
             envelopes[0].stream_type,
             [e.stream_id for e in envelopes],
-            [e.version for e in envelopes],
-            [e.event_id for e in envelopes],
-            [e.type for e in envelopes],
-            [e.schema_version for e in envelopes],
-            [bytes(e.data).decode() for e in envelopes],
-            [e.occurred_at for e in envelopes],
-            [e.recorded_at for e in envelopes],
-            [e.correlation_id for e in envelopes],
-            [e.causation_id for e in envelopes],
+            *_event_columns(envelopes),
             topic,
             list(payloads),
         )

@@ -95,17 +95,10 @@ class StreamStore(Generic[Tx]):
             for i, event in enumerate(events, start=1)
         ]
         outbox = (context.topic, [encode_envelope(e) for e in envelopes])
-        started = time.perf_counter()
-        try:
-            await self.recorder.insert_events(stream_id, expected_version, envelopes, outbox, conn)
-        except ConcurrencyConflict:
-            if self.metrics is not None:
-                self.metrics.append_conflicts.inc()
-            raise
-        if self.metrics is not None:
-            self.metrics.append_latency.observe(time.perf_counter() - started)
-            for envelope in envelopes:
-                self.metrics.events_appended.labels(envelope.type).inc()
+        await self._measured(
+            self.recorder.insert_events(stream_id, expected_version, envelopes, outbox, conn),
+            envelopes,
+        )
         if conn is None:
             self._wake()
         return envelopes
@@ -273,17 +266,7 @@ class StreamStore(Generic[Tx]):
         if not envelopes:
             return outcomes
         outbox = (aggregate.context.topic, [encode_envelope(e) for e in envelopes])
-        started = time.perf_counter()
-        try:
-            await self.recorder.insert_streams(envelopes, outbox, conn)
-        except ConcurrencyConflict:
-            if self.metrics is not None:
-                self.metrics.append_conflicts.inc()
-            raise
-        if self.metrics is not None:
-            self.metrics.append_latency.observe(time.perf_counter() - started)
-            for envelope in envelopes:
-                self.metrics.events_appended.labels(envelope.type).inc()
+        await self._measured(self.recorder.insert_streams(envelopes, outbox, conn), envelopes)
         for (stream_id, _), outcome in zip(commands, outcomes, strict=True):
             await self._maybe_snapshot(
                 aggregate, stream_id, 0, outcome.version, outcome.state, conn=conn
@@ -319,6 +302,20 @@ class StreamStore(Generic[Tx]):
         return await self.transact(
             work, attempts=attempts, retry_conflicts=expected_version is None
         )
+
+    async def _measured(self, insert: Awaitable[None], envelopes: Sequence[Envelope]) -> None:
+        """Run one recorder insert, counting conflicts, latency and events appended."""
+        started = time.perf_counter()
+        try:
+            await insert
+        except ConcurrencyConflict:
+            if self.metrics is not None:
+                self.metrics.append_conflicts.inc()
+            raise
+        if self.metrics is not None:
+            self.metrics.append_latency.observe(time.perf_counter() - started)
+            for envelope in envelopes:
+                self.metrics.events_appended.labels(envelope.type).inc()
 
     async def _maybe_snapshot(
         self,
