@@ -1,7 +1,7 @@
 """Sealing personal data so that destroying one key makes it unreadable (crypto-shredding).
 
-- `seal` / `unseal`: AES-256-GCM under a per-subject data key. The associated
-  data (e.g. the citizen id) is authenticated, not stored: a sealed value
+- `seal` / `unseal`: AES-256-GCM under a per-subject data key (`CitizenKey`). The
+  associated data (e.g. the citizen id) is authenticated, not stored: a sealed value
   copied to another subject, or altered in any bit, does not unseal.
 - `new_holder_key_pair`, `wrap_key` / `unwrap_key`: a data key handed to another
   service (a holder) wrapped to an X25519 key pair that the holder made for that one
@@ -22,6 +22,8 @@ import base64
 import binascii
 import hashlib
 import os
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -49,6 +51,19 @@ class UnsealError(Exception):
 def new_data_key() -> bytes:
     """A fresh random 256-bit AES key."""
     return AESGCM.generate_key(bit_length=256)
+
+
+@dataclass(frozen=True)
+class CitizenKey:
+    """One citizen's data key; `key_id` travels in every value it sealed."""
+
+    key_id: str
+    key: bytes
+
+    @classmethod
+    def new(cls) -> CitizenKey:
+        """A fresh key with a fresh id."""
+        return cls(key_id=uuid.uuid4().hex, key=new_data_key())
 
 
 def key_fingerprint(key: bytes) -> str:

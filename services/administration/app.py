@@ -274,7 +274,7 @@ async def correct_dose(request: web.Request, body: CorrectDose) -> web.StreamRes
 @api.post(
     "/v1/doses/{dose_id}/void",
     body=VoidDose,
-    responses={200: DoseView, 403: None, 404: None, 412: None, 422: None},
+    responses={200: DoseView, 403: None, 404: None, 410: None, 412: None, 422: None},
     roles=RECORDERS,
     idempotent=True,
     summary="Void a dose record (entered in error)",
@@ -282,7 +282,8 @@ async def correct_dose(request: web.Request, body: CorrectDose) -> web.StreamRes
 async def void_dose(request: web.Request, body: VoidDose) -> web.StreamResponse:
     """Mark the record entered in error, with a reason. Nothing is deleted: the record
     stays, with status `entered-in-error`, in the citizen's history and FHIR bundle.
-    Voiding again changes nothing."""
+    Voiding again changes nothing. An erased citizen's dose is not voided (410
+    `citizen_erased`: the reason could be sealed under no key of theirs)."""
     dose_id = request.match_info["dose_id"]
     try:
         outcome = await handlers.void_dose(
@@ -363,7 +364,14 @@ async def citizen_fhir(request: web.Request) -> web.StreamResponse:
 @api.post(
     "/v1/adverse-events",
     body=ReportAdverseEvent,
-    responses={201: AdverseEventRecorded, 403: None, 404: None, 409: None, 422: None},
+    responses={
+        201: AdverseEventRecorded,
+        403: None,
+        404: None,
+        409: None,
+        410: None,
+        422: None,
+    },
     roles=REPORTERS,
     idempotent=True,
     summary="Report an adverse event following immunization",
@@ -374,7 +382,8 @@ async def report_adverse_event(
     """Report symptoms, onset, seriousness and outcome against a recorded dose. Site
     staff of any site and admins report; a citizen may report against their own dose.
     The onset cannot precede the dose (422 `onset_before_dose`); a voided dose takes no
-    reports (409 `dose_voided`)."""
+    reports (409 `dose_voided`), nor does an erased citizen's (410 `citizen_erased`).
+    What was reported travels sealed under the citizen's key (keys.py)."""
     try:
         report_id = await handlers.report_adverse_event(
             _store(request),

@@ -18,12 +18,16 @@ Idempotency-Key lands on the same stream, and the second send finds it there.
 
 An AdverseEvent (stream `aefi-<report_id>`) is one report of an adverse event
 following immunization against a recorded dose.
+
+Health details (reasons, symptoms, outcome, description) leave the domain only sealed:
+each command carries a `Seal` from the edge (the citizen's key, keys.py) and the
+decisions call it for what an event will carry, nothing else. The state keeps none.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -31,12 +35,14 @@ from typing import Literal
 import msgspec
 
 from immunreg.contracts.administration import (
+    AdverseEventDetails,
     AdverseEventReported,
     DoseAdministered,
     DoseCorrected,
+    DoseNotes,
     DoseVoided,
 )
-from immunreg.contracts.common import Sex
+from immunreg.contracts.common import Sealed, Sex
 from immunreg.contracts.envelope import Context, Event
 from immunreg.domain import Aggregate, Conflict, DomainError, NotFound, RuleViolation
 from immunreg.reference.calendar import age_on, local_date
@@ -51,6 +57,18 @@ DOSE_ID_NAMESPACE = uuid.UUID("6f1c1e2a-5d0b-4c1e-9a55-7d1f3c0b9e42")
 CLOCK_SKEW = timedelta(minutes=5)
 
 DoseStatus = Literal["none", "completed", "entered-in-error"]
+
+# Seals details under the citizen's key (keys.DetailsSealer at the edge).
+Seal = Callable[[DoseNotes | AdverseEventDetails], Sealed]
+
+
+class DetailsErased(DomainError):
+    """The citizen was erased: nothing more is written about them that needs their key."""
+
+    status = 410
+
+    def __init__(self) -> None:
+        super().__init__("citizen_erased", "the citizen's data was erased")
 
 
 def dose_id_for(
@@ -107,9 +125,7 @@ class DoseState(Struct):
 
     status: DoseStatus = "none"
     facts: DoseFacts | None = None
-    override_reason: str | None = None
     overridden_rules: list[str] = []
-    void_reason: str | None = None
     corrections: int = 0
 
 
@@ -118,6 +134,7 @@ class Administer(Struct):
     caller may record despite them (admins) given an `override_reason`."""
 
     facts: DoseFacts
+    seal: Seal
     violations: list[Violation] = []
     override_reason: str | None = None
     may_override: bool = False
@@ -128,6 +145,7 @@ class Correct(Struct):
 
     facts: DoseFacts
     reason: str
+    seal: Seal
     violations: list[Violation] = []
     override_reason: str | None = None
     may_override: bool = False
@@ -137,6 +155,7 @@ class Void(Struct):
     """Mark the record entered in error, with a reason."""
 
     reason: str
+    seal: Seal
 
 
 DoseCommand = Administer | Correct | Void
@@ -335,8 +354,8 @@ def _administer(state: DoseState, command: Administer) -> list[Event]:
             vaccinator_id=f.vaccinator_id,
             appointment_id=f.appointment_id,
             injection_site=f.injection_site,
-            override_reason=reason,
             overridden_rules=overridden,
+            details=command.seal(DoseNotes(override_reason=reason)) if reason else None,
         )
     ]
 
@@ -382,7 +401,6 @@ def _correct(state: DoseState, command: Correct) -> list[Event]:
             series_complete=f.series_complete,
             booster=f.booster,
             administered_at=f.administered_at,
-            reason=command.reason.strip(),
             site_municipality_code=f.site_municipality_code,
             citizen_municipality_code=f.citizen_municipality_code,
             age_at_vaccination=f.age_at_vaccination,
@@ -390,8 +408,8 @@ def _correct(state: DoseState, command: Correct) -> list[Event]:
             vaccinator_id=f.vaccinator_id,
             appointment_id=f.appointment_id,
             injection_site=f.injection_site,
-            override_reason=reason,
             overridden_rules=overridden,
+            details=command.seal(DoseNotes(override_reason=reason, reason=command.reason.strip())),
         )
     ]
 
@@ -409,7 +427,7 @@ def _void(state: DoseState, command: Void) -> list[Event]:
             product_code=current.product_code,
             lot_number=current.lot_number,
             dose_number=current.dose_number,
-            reason=command.reason.strip(),
+            details=command.seal(DoseNotes(reason=command.reason.strip())),
         )
     ]
 
@@ -467,19 +485,17 @@ def evolve_dose(state: DoseState, event: Event) -> DoseState:
         return DoseState(
             status="completed",
             facts=facts_of(event, None),
-            override_reason=event.override_reason,
             overridden_rules=event.overridden_rules,
         )
     if isinstance(event, DoseCorrected):
         return msgspec.structs.replace(
             state,
             facts=facts_of(event, state.facts),
-            override_reason=event.override_reason,
             overridden_rules=event.overridden_rules,
             corrections=state.corrections + 1,
         )
     if isinstance(event, DoseVoided):
-        return msgspec.structs.replace(state, status="entered-in-error", void_reason=event.reason)
+        return msgspec.structs.replace(state, status="entered-in-error")
     return state
 
 
@@ -501,6 +517,7 @@ class ReportAdverseEvent(Struct):
     outcome: str
     reporter_role: str
     now: datetime
+    seal: Seal
     description: str | None = None
 
 
@@ -529,13 +546,15 @@ def decide_adverse_event(state: AdverseEventState, command: ReportAdverseEvent) 
             citizen_id=dose.facts.citizen_id,
             product_code=dose.facts.product_code,
             lot_number=dose.facts.lot_number,
-            symptoms=symptoms,
             onset_at=command.onset_at,
             serious=command.serious,
-            outcome=command.outcome,
             site_id=dose.facts.site_id,
             reporter_role=command.reporter_role,
-            description=command.description,
+            details=command.seal(
+                AdverseEventDetails(
+                    symptoms=symptoms, outcome=command.outcome, description=command.description
+                )
+            ),
         )
     ]
 

@@ -6,6 +6,8 @@ Commands (each one transaction; a conflicting append rolls it back and decides a
   append, bring the `doses` read model up;
 - `correct_dose`, `void_dose`: the same on an existing record, honouring If-Match;
 - `report_adverse_event`: a report against a recorded dose.
+Each seals the event's health details under the citizen's key (keys.py), kept in the
+same transaction when the command made it.
 Queries: `read_dose`, `read_citizen_record`.
 Reactions: `reactions`, the table of what other contexts' events do to the read models.
 
@@ -40,8 +42,9 @@ from immunreg.eventstore.store import StreamStore
 from immunreg.http.auth import Principal, Role
 from immunreg.messaging.reactions import Reactions
 from immunreg.reference.vaccines import VaccineCatalog
+from immunreg.sealing import CitizenKey
 
-from . import readmodel
+from . import keys, readmodel
 from .domain import (
     Administer,
     Aggregates,
@@ -59,6 +62,7 @@ from .domain import (
     require_past,
 )
 from .domain import ReportAdverseEvent as Report
+from .keys import DetailsSealer
 from .readmodel import Executor
 from .rules import CitizenFacts, DoseRequest, LotFacts, PriorDose
 from .schemas import (
@@ -118,8 +122,17 @@ class DoseBooks(Protocol[Tx_contra]):
         """The municipality of the site, as booking defined it."""
         ...
 
+    async def citizen_key(self, tx: Tx_contra, citizen_id: str) -> CitizenKey | None:
+        """The key the citizen's details are sealed with; None before the first, or erased."""
+        ...
+
+    async def keep_citizen_key(self, tx: Tx_contra, citizen_id: str, key: CitizenKey) -> None:
+        """Keep a key a command just made."""
+        ...
+
     async def record(self, tx: Tx_contra, envelope: Envelope, event: Event) -> None:
-        """Bring the dose and adverse-event rows up to an event just appended."""
+        """Bring the dose and adverse-event rows up to an event just appended (its
+        details opened with the citizen's key)."""
         ...
 
 
@@ -143,6 +156,12 @@ class PostgresBooks:
     async def site_municipality(self, tx: Connection, site_id: str) -> str | None:
         return await readmodel.fetch_site_municipality(tx, site_id)
 
+    async def citizen_key(self, tx: Connection, citizen_id: str) -> CitizenKey | None:
+        return await keys.fetch_citizen_key(tx, citizen_id)
+
+    async def keep_citizen_key(self, tx: Connection, citizen_id: str, key: CitizenKey) -> None:
+        await keys.store_citizen_key(tx, citizen_id, key)
+
     async def record(self, tx: Connection, envelope: Envelope, event: Event) -> None:
         await readmodel.apply_dose_event(tx, envelope, event)
 
@@ -157,10 +176,26 @@ class DoseRecording:
     state: DoseState
 
 
+async def _sealer(
+    books: DoseBooks[Tx], tx: Tx, citizen_id: str, citizen: CitizenFacts | None
+) -> DetailsSealer:
+    """What seals the citizen's details in this command (their row is locked)."""
+    erased = citizen is not None and citizen.status == "erased"
+    key = None if erased else await books.citizen_key(tx, citizen_id)
+    return DetailsSealer(citizen_id, key, erased=erased)
+
+
 async def _keep_books(
-    books: DoseBooks[Tx], tx: Tx, envelopes: Sequence[Envelope], context: Context
+    books: DoseBooks[Tx],
+    tx: Tx,
+    envelopes: Sequence[Envelope],
+    context: Context,
+    sealer: DetailsSealer,
 ) -> None:
-    """Bring the read model up to the events just appended (same transaction)."""
+    """Keep the key the events were sealed with if they made it, then bring the read
+    model up to them (same transaction)."""
+    if sealer.new_key is not None and envelopes:
+        await books.keep_citizen_key(tx, sealer.citizen_id, sealer.new_key)
     for envelope in envelopes:
         await books.record(tx, envelope, context.read(envelope))
 
@@ -205,6 +240,7 @@ async def record_dose(
         history = await books.history(tx, dose.citizen_id)
         violations = assess_dose(request, citizen, lot, history, catalog)
         assert citizen is not None  # else citizen_unknown refused it
+        sealer = await _sealer(books, tx, dose.citizen_id, citizen)
         facts = dose_facts(
             dose_id=dose_id,
             request=request,
@@ -217,6 +253,7 @@ async def record_dose(
         )
         command = Administer(
             facts=facts,
+            seal=sealer,
             violations=violations,
             override_reason=dose.override_reason,
             may_override=may_override,
@@ -224,7 +261,7 @@ async def record_dose(
         outcome = await store.decide_and_append(
             tx, aggregate, stream, loaded, command, metadata=metadata
         )
-        await _keep_books(books, tx, outcome.events, aggregate.context)
+        await _keep_books(books, tx, outcome.events, aggregate.context, sealer)
         return outcome
 
     result = await store.transact(work, attempts=COMMAND_ATTEMPTS)
@@ -239,7 +276,7 @@ async def _change_dose(
     books: DoseBooks[Tx],
     aggregates: Aggregates,
     dose_id: str,
-    command_for: Callable[[Tx, DoseState], Awaitable[Correct | Void]],
+    command_for: Callable[[Tx, DoseState, DetailsSealer], Awaitable[Correct | Void]],
     *,
     caller: Principal,
     expected_version: int | None,
@@ -256,15 +293,16 @@ async def _change_dose(
         if facts is None:
             raise DoseNotFound(dose_id)
         caller.require_site(facts.site_id)
-        await books.lock_citizen(tx, facts.citizen_id)
+        citizen = await books.lock_citizen(tx, facts.citizen_id)
         loaded = await store.load_state(aggregate, stream, tx)  # as of the lock
         if expected_version is not None and loaded.version != expected_version:
             raise ConcurrencyConflict(stream, expected_version)
-        command = await command_for(tx, loaded.state)
+        sealer = await _sealer(books, tx, facts.citizen_id, citizen)
+        command = await command_for(tx, loaded.state, sealer)
         outcome = await store.decide_and_append(
             tx, aggregate, stream, loaded, command, metadata=metadata
         )
-        await _keep_books(books, tx, outcome.events, aggregate.context)
+        await _keep_books(books, tx, outcome.events, aggregate.context, sealer)
         return outcome
 
     return await store.transact(
@@ -292,7 +330,7 @@ async def correct_dose(
     if not isinstance(correction.administered_at, UnsetType):
         require_past("administered_at", correction.administered_at, now)
 
-    async def command_for(tx: Tx, state: DoseState) -> Correct | Void:
+    async def command_for(tx: Tx, state: DoseState, sealer: DetailsSealer) -> Correct | Void:
         current = state.facts
         assert current is not None
         request = DoseRequest(
@@ -320,6 +358,7 @@ async def correct_dose(
         return Correct(
             facts=facts,
             reason=correction.reason,
+            seal=sealer,
             violations=violations,
             override_reason=correction.override_reason,
             may_override=may_override,
@@ -350,8 +389,8 @@ async def void_dose(
 ) -> Outcome[DoseState]:
     """Mark a dose record entered in error (nothing is deleted); voiding again changes nothing."""
 
-    async def command_for(tx: Tx, state: DoseState) -> Correct | Void:
-        return Void(reason=void.reason)
+    async def command_for(tx: Tx, state: DoseState, sealer: DetailsSealer) -> Correct | Void:
+        return Void(reason=void.reason, seal=sealer)
 
     return await _change_dose(
         store,
@@ -382,7 +421,9 @@ async def report_adverse_event(
         dose = await store.load_state(aggregates.dose, dose_stream(report.dose_id), tx)
         if dose.state.facts is None:
             raise DoseNotFound(report.dose_id)
-        caller.require_own(dose.state.facts.citizen_id, OTHER_CITIZEN)
+        citizen_id = dose.state.facts.citizen_id
+        caller.require_own(citizen_id, OTHER_CITIZEN)
+        sealer = await _sealer(books, tx, citizen_id, await books.lock_citizen(tx, citizen_id))
         command = Report(
             report_id=report_id,
             dose=dose.state,
@@ -393,11 +434,12 @@ async def report_adverse_event(
             reporter_role=caller.role.value,
             description=report.description,
             now=now,
+            seal=sealer,
         )
         outcome = await store.execute_in(
             tx, aggregates.adverse_event, report_stream(report_id), command, metadata=metadata
         )
-        await _keep_books(books, tx, outcome.events, aggregates.adverse_event.context)
+        await _keep_books(books, tx, outcome.events, aggregates.adverse_event.context, sealer)
 
     await store.transact(work, attempts=COMMAND_ATTEMPTS)
     return report_id
@@ -438,7 +480,9 @@ async def read_citizen_record(
 # transaction (write only through `conn`) and redeliveries are filtered for it.
 # - registration: CitizenRegistered (birth date, sex, municipality; never names),
 #   RegistrationWithdrawn (the citizen may still be vaccinated), CitizenErased
-#   (birth date, sex and municipality dropped; no new record for them);
+#   (their key deleted, so no sealed detail of theirs opens again; birth date, sex,
+#   municipality and every reason, symptom, outcome and description in the read
+#   model dropped; no new record for them);
 # - inventory: LotReceived (the lot's product and expiry, and that it is at its
 #   location), ShipmentReceived (the lot is at the destination), LotRecalled,
 #   LotExpired. The per-location ledger events repeat these facts and are skipped;
@@ -474,7 +518,9 @@ async def registration_withdrawn(
 
 @reactions.on(registration.CONTEXT, CitizenErased)
 async def citizen_erased(conn: Connection, event: CitizenErased, envelope: Envelope) -> None:
-    """Drop the citizen's facts; no record can be made for them any more."""
+    """Delete the citizen's key and shred what the read model keeps of them to what
+    statistics need; no record can be made for them any more."""
+    await keys.destroy_citizen_key(conn, event.citizen_id)
     await readmodel.citizen_erased(conn, event.citizen_id, envelope.version)
 
 

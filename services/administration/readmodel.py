@@ -4,6 +4,11 @@ Writes from other contexts' events run in the consumer's transaction (the reacti
 in handlers.py); writes of our own dose and adverse-event rows run in the command's
 transaction (the commands in handlers.py), so the `doses` table is never behind the
 event store. Reads turn rows into the API's views (schemas.py).
+
+The rows keep the health details the events seal (reasons, symptoms, outcome,
+description), opened with the citizen's key, for the API and the FHIR export while the
+citizen exists; CitizenErased shreds them, leaving the dose and adverse-event facts
+statistics need (product, lot, site, dates, age, onset, seriousness).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import asyncpg
 
 from immunreg import audit
 from immunreg.contracts.administration import (
+    AdverseEventDetails,
     AdverseEventReported,
     DoseAdministered,
     DoseCorrected,
@@ -24,6 +30,7 @@ from immunreg.contracts.envelope import Envelope, Event
 from immunreg.eventstore.database import Connection
 from immunreg.reference.vaccines import VaccineCatalog
 
+from .keys import adverse_details, dose_notes, fetch_citizen_key
 from .rules import CitizenFacts, LotFacts, PriorDose
 from .schemas import AdverseEventView, DoseView
 
@@ -73,8 +80,23 @@ async def citizen_withdrawn(conn: Connection, citizen_id: str, version: int) -> 
     await conn.execute(_CITIZEN_STATUS, citizen_id, version, "withdrawn")
 
 
+# What an erasure leaves of a citizen's doses and adverse events: the facts statistics
+# count, no reason, symptom, outcome or description (their sealed copies in the events
+# died with the key).
+_SHRED_DOSES = """
+UPDATE doses SET override_reason = NULL, last_correction_reason = NULL, void_reason = NULL
+WHERE citizen_id = $1
+"""
+_SHRED_ADVERSE_EVENTS = """
+UPDATE adverse_events SET symptoms = '{}', outcome = NULL, description = NULL
+WHERE citizen_id = $1
+"""
+
+
 async def citizen_erased(conn: Connection, citizen_id: str, version: int) -> None:
     await conn.execute(_CITIZEN_ERASED, citizen_id, version)
+    await conn.execute(_SHRED_DOSES, citizen_id)
+    await conn.execute(_SHRED_ADVERSE_EVENTS, citizen_id)
 
 
 async def lock_citizen(conn: Connection, citizen_id: str) -> CitizenFacts | None:
@@ -256,8 +278,16 @@ WHERE dose_id = $1 AND version < $2
 
 
 async def apply_dose_event(conn: Connection, envelope: Envelope, event: Event) -> None:
-    """Bring the dose's row up to the event (guarded by version: applying twice is a no-op)."""
+    """Bring the dose's row up to the event (guarded by version: applying twice is a no-op),
+    its details opened with the citizen's key."""
     at = envelope.recorded_at
+    if not isinstance(event, DoseAdministered | DoseCorrected | DoseVoided | AdverseEventReported):
+        return
+    key = None if event.details is None else await fetch_citizen_key(conn, event.citizen_id)
+    if isinstance(event, AdverseEventReported):
+        await _adverse_event_reported(conn, event, adverse_details(event, key), at)
+        return
+    notes = dose_notes(event, key)
     if isinstance(event, DoseAdministered):
         await conn.execute(
             _DOSE_ADMINISTERED,
@@ -277,7 +307,7 @@ async def apply_dose_event(conn: Connection, envelope: Envelope, event: Event) -
             event.vaccinator_id,
             event.appointment_id,
             event.injection_site,
-            event.override_reason,
+            notes.override_reason,
             event.overridden_rules,
             at,
         )
@@ -297,32 +327,36 @@ async def apply_dose_event(conn: Connection, envelope: Envelope, event: Event) -
             event.vaccinator_id,
             event.appointment_id,
             event.injection_site,
-            event.override_reason,
+            notes.override_reason,
             event.overridden_rules,
-            event.reason,
+            notes.reason,
             event.site_municipality_code,
             at,
         )
-    elif isinstance(event, DoseVoided):
-        await conn.execute(_DOSE_VOIDED, event.dose_id, envelope.version, event.reason, at)
-    elif isinstance(event, AdverseEventReported):
-        await conn.execute(
-            """
-            INSERT INTO adverse_events (report_id, dose_id, citizen_id, symptoms, onset_at,
-                serious, outcome, reporter_role, description, reported_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (report_id) DO NOTHING
-            """,
-            event.report_id,
-            event.dose_id,
-            event.citizen_id,
-            event.symptoms,
-            event.onset_at,
-            event.serious,
-            event.outcome,
-            event.reporter_role,
-            event.description,
-            at,
-        )
+    else:
+        await conn.execute(_DOSE_VOIDED, event.dose_id, envelope.version, notes.reason, at)
+
+
+async def _adverse_event_reported(
+    conn: Connection, event: AdverseEventReported, details: AdverseEventDetails, at: datetime
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO adverse_events (report_id, dose_id, citizen_id, symptoms, onset_at,
+            serious, outcome, reporter_role, description, reported_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (report_id) DO NOTHING
+        """,
+        event.report_id,
+        event.dose_id,
+        event.citizen_id,
+        details.symptoms,
+        event.onset_at,
+        event.serious,
+        details.outcome or None,
+        event.reporter_role,
+        details.description,
+        at,
+    )
 
 
 async def fetch_history(

@@ -43,8 +43,20 @@ CREATE TABLE IF NOT EXISTS sites (
     updated_at        timestamptz NOT NULL DEFAULT now()
 );
 
+-- One data key per citizen, sealing the health details of their dose and adverse-event
+-- events (keys.py): made in the transaction of the first event that needs it, deleted
+-- on CitizenErased (crypto-shredding: the copies on Kafka and in `events` then open
+-- with nothing).
+CREATE TABLE IF NOT EXISTS citizen_keys (
+    citizen_id  text        PRIMARY KEY,
+    key_id      text        NOT NULL UNIQUE,
+    key         bytea       NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
 -- Every recorded dose, voided ones included: written in the same transaction as the
--- dose's events (sequence and interval checks, GET, FHIR).
+-- dose's events (sequence and interval checks, GET, FHIR). The reasons are opened from
+-- the events' sealed details; CitizenErased sets them NULL.
 CREATE TABLE IF NOT EXISTS doses (
     dose_id                text        PRIMARY KEY,
     citizen_id             text        NOT NULL,
@@ -73,7 +85,9 @@ CREATE TABLE IF NOT EXISTS doses (
 );
 CREATE INDEX IF NOT EXISTS doses_by_citizen ON doses (citizen_id, administered_at);
 
--- Adverse events following immunization, by dose.
+-- Adverse events following immunization, by dose. Symptoms, outcome and description are
+-- opened from the event's sealed details; CitizenErased empties them (onset and
+-- seriousness stay, as statistics count them).
 CREATE TABLE IF NOT EXISTS adverse_events (
     report_id     text        PRIMARY KEY,
     dose_id       text        NOT NULL,
@@ -87,3 +101,5 @@ CREATE TABLE IF NOT EXISTS adverse_events (
     reported_at   timestamptz NOT NULL
 );
 CREATE INDEX IF NOT EXISTS adverse_events_by_citizen ON adverse_events (citizen_id);
+-- Emptied by an erasure (added NOT NULL before erasure shredded it).
+ALTER TABLE adverse_events ALTER COLUMN outcome DROP NOT NULL;

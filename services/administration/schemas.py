@@ -88,11 +88,13 @@ class AdverseEventRecorded(msgspec.Struct, frozen=True):
 
 
 class AdverseEventView(Struct):
+    """A report as kept: once the citizen is erased, no symptom, outcome or description."""
+
     report_id: str
     symptoms: list[str]
     onset_at: datetime
     serious: bool
-    outcome: str
+    outcome: str | None
     reporter_role: str
     description: str | None
     reported_at: datetime

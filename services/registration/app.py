@@ -49,6 +49,7 @@ from immunreg.http.problems import FieldError, Problem
 from immunreg.http.versioning import etag, if_match_version
 from immunreg.messaging.reactions import Provided
 from immunreg.observability.metrics import Metrics
+from immunreg.sealing import CitizenKey
 from immunreg.service import Resource, Service
 
 from . import contacts, handlers, readmodel
@@ -65,7 +66,6 @@ from .domain import (
 )
 from .handlers import PostgresBooks, Prepare, Prepared
 from .keys import (
-    CitizenKey,
     KeyRing,
     check_id_key,
     fetch_citizen_key,

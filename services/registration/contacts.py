@@ -55,10 +55,10 @@ from immunreg.outbound import (
     TemporaryFailure,
 )
 from immunreg.paths import keys_dir
-from immunreg.sealing import seal, unseal
+from immunreg.sealing import CitizenKey, seal, unseal
 from immunreg.tasks import stop_tasks
 
-from .keys import CitizenKey, KeyRing, fetch_citizen_key
+from .keys import KeyRing, fetch_citizen_key
 from .signin import (
     CODE_LIFETIME,
     TOKEN_LIFETIME,

@@ -34,13 +34,12 @@ from immunreg.eventstore.database import Connection
 from immunreg.eventstore.errors import ConcurrencyConflict
 from immunreg.eventstore.store import EventStore, StreamStore
 from immunreg.messaging.reactions import Provided, Reactions
-from immunreg.sealing import WRAP_ALG, X25519_BYTES, wrap_key
+from immunreg.sealing import WRAP_ALG, X25519_BYTES, CitizenKey, wrap_key
 
 from . import readmodel
 from .contacts import index_contacts
 from .domain import CITIZEN, KEY_GRANTS, CitizenState, Command, Grant, grants_stream_id
 from .keys import (
-    CitizenKey,
     KeyRing,
     destroy_citizen_key,
     fetch_citizen_key,

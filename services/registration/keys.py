@@ -23,7 +23,6 @@ import base64
 import hashlib
 import hmac
 import re
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,9 +34,9 @@ from immunreg.contracts.common import Sealed
 from immunreg.eventstore.database import Connection
 from immunreg.paths import keys_dir
 from immunreg.sealing import (
+    CitizenKey,
     ensure_key_file,
     key_fingerprint,
-    new_data_key,
     read_key_file,
     seal,
     unseal,
@@ -132,19 +131,6 @@ async def check_id_key(pool: asyncpg.Pool, ring: KeyRing) -> None:
             "REGISTRATION_ID_KEY_FILE is not the key this database's citizen ids were made "
             f"with (fingerprint {fingerprint}, expected {recorded})"
         )
-
-
-@dataclass(frozen=True)
-class CitizenKey:
-    """One citizen's data key; `key_id` travels in every value it sealed."""
-
-    key_id: str
-    key: bytes
-
-    @classmethod
-    def new(cls) -> CitizenKey:
-        """A fresh key with a fresh id."""
-        return cls(key_id=uuid.uuid4().hex, key=new_data_key())
 
 
 def key_wrap_context(citizen_id: str, key_id: str) -> bytes:

@@ -1,4 +1,8 @@
-"""DoseRecord and AdverseEvent decisions: administer, correct, void, report; pure."""
+"""DoseRecord and AdverseEvent decisions: administer, correct, void, report; pure.
+
+Health details leave the decisions only sealed: every event here is checked through the
+wire format for the text it must not carry in clear, and opened with the citizen's key.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,16 @@ import pytest
 
 from immunreg.contracts.administration import (
     CONTEXT,
+    AdverseEventDetails,
     AdverseEventReported,
     DoseAdministered,
     DoseCorrected,
+    DoseNotes,
     DoseVoided,
 )
 from immunreg.contracts.envelope import Event
 from immunreg.domain import Conflict, NotFound, RuleViolation
+from immunreg.sealing import CitizenKey
 from services.administration.domain import (
     Administer,
     AdverseEventState,
@@ -37,12 +44,31 @@ from services.administration.domain import (
     require_override_right,
     require_past,
 )
+from services.administration.keys import DetailsSealer, adverse_details, dose_notes
 from services.administration.rules import CitizenFacts, DoseRequest, Violation
 
 AT = datetime(2021, 6, 1, 10, 0, tzinfo=UTC)
 RECALLED = Violation(code="lot_recalled", field="lot_number", message="recalled")
 SHORT = Violation(code="interval_too_short", field="administered_at", message="too soon")
 UNKNOWN = Violation(code="citizen_unknown", field="citizen_id", message="?", overridable=False)
+KEY = CitizenKey(key_id="k-1", key=b"\1" * 32)
+SEAL = DetailsSealer("c-1", KEY, erased=False)
+
+
+def on_the_wire(event: Event, *clear: str) -> Event:
+    """The event as consumers get it, checked to carry none of `clear` in clear."""
+    wire = CONTEXT.encode(event)
+    for text in clear:
+        assert text.encode() not in wire, text
+    return CONTEXT.decode(wire)
+
+
+def notes(event: DoseAdministered | DoseCorrected | DoseVoided) -> DoseNotes:
+    return dose_notes(event, KEY)
+
+
+def details(event: AdverseEventReported) -> AdverseEventDetails:
+    return adverse_details(event, KEY)
 
 
 def facts(**changes: object) -> DoseFacts:
@@ -75,13 +101,13 @@ def replay(*events: Event) -> DoseState:
 
 
 def recorded(**changes: object) -> DoseState:
-    [event] = decide_dose(DoseState(), Administer(facts=facts(**changes)))
+    [event] = decide_dose(DoseState(), Administer(seal=SEAL, facts=facts(**changes)))
     return replay(event)
 
 
 def voided() -> DoseState:
     state = recorded()
-    [event] = decide_dose(state, Void(reason="recorded for the wrong citizen"))
+    [event] = decide_dose(state, Void(seal=SEAL, reason="recorded for the wrong citizen"))
     return evolve_dose(state, event)
 
 
@@ -108,13 +134,13 @@ def test_the_same_dose_has_the_same_id_in_any_time_zone() -> None:
     [(1, False, False), (2, True, False), (3, True, True)],
 )
 def test_administer_records_every_field(number: int, series_complete: bool, booster: bool) -> None:
-    [event] = decide_dose(DoseState(), Administer(facts=facts(dose_number=number)))
+    [event] = decide_dose(DoseState(), Administer(seal=SEAL, facts=facts(dose_number=number)))
     assert isinstance(event, DoseAdministered)
     assert (event.series_complete, event.booster) == (series_complete, booster)
     assert (event.citizen_id, event.site_id, event.lot_number) == ("c-1", "SITE-0001", "FA1234")
     assert (event.site_municipality_code, event.citizen_municipality_code) == ("70092", "70122")
     assert (event.age_at_vaccination, event.sex, event.series_length) == (51, "female", 2)
-    assert event.override_reason is None and event.overridden_rules == []
+    assert event.details is None and event.overridden_rules == []
 
 
 @pytest.mark.parametrize(
@@ -135,16 +161,23 @@ def test_administer_override_policy(
     violations: list[Violation], reason: str | None, may_override: bool, outcome: str
 ) -> None:
     command = Administer(
-        facts=facts(), violations=violations, override_reason=reason, may_override=may_override
+        seal=SEAL,
+        facts=facts(),
+        violations=violations,
+        override_reason=reason,
+        may_override=may_override,
     )
     if outcome in ("recorded", "overridden"):
         [event] = decide_dose(DoseState(), command)
         assert isinstance(event, DoseAdministered)
         if outcome == "overridden":
-            assert event.override_reason == reason
+            assert reason is not None
+            sent = on_the_wire(event, reason)
+            assert isinstance(sent, DoseAdministered) and sent.override_reason is None
+            assert notes(sent) == DoseNotes(override_reason=reason)
             assert event.overridden_rules == [v.code for v in violations]
         else:
-            assert event.override_reason is None and event.overridden_rules == []
+            assert event.details is None and event.overridden_rules == []
         return
     with pytest.raises(DoseRefused) as refused:
         decide_dose(DoseState(), command)
@@ -154,7 +187,7 @@ def test_administer_override_policy(
 
 def test_administer_twice_is_a_conflict() -> None:
     with pytest.raises(Conflict) as error:
-        decide_dose(recorded(), Administer(facts=facts()))
+        decide_dose(recorded(), Administer(seal=SEAL, facts=facts()))
     assert error.value.code == "dose_already_recorded"
 
 
@@ -164,14 +197,18 @@ def test_administer_twice_is_a_conflict() -> None:
 def test_correct_restates_the_record_with_the_reason() -> None:
     state = recorded()
     corrected = facts(lot_number="FA9999", injection_site="right_arm", vaccinator_id="V-8")
-    [event] = decide_dose(state, Correct(facts=corrected, reason="typo in the lot number"))
+    [event] = decide_dose(
+        state, Correct(seal=SEAL, facts=corrected, reason="typo in the lot number")
+    )
     assert isinstance(event, DoseCorrected)
     assert (event.lot_number, event.injection_site, event.vaccinator_id) == (
         "FA9999",
         "right_arm",
         "V-8",
     )
-    assert event.reason == "typo in the lot number"
+    sent = on_the_wire(event, "typo in the lot number")
+    assert isinstance(sent, DoseCorrected) and sent.reason == ""
+    assert notes(sent) == DoseNotes(reason="typo in the lot number")
     assert (event.age_at_vaccination, event.sex, event.site_municipality_code) == (
         51,
         "female",
@@ -184,34 +221,34 @@ def test_correct_restates_the_record_with_the_reason() -> None:
 @pytest.mark.parametrize(
     ("state", "command", "error", "code"),
     [
-        (DoseState(), Correct(facts=facts(), reason="x"), NotFound, "dose_not_found"),
+        (DoseState(), Correct(seal=SEAL, facts=facts(), reason="x"), NotFound, "dose_not_found"),
         (
             voided(),
-            Correct(facts=facts(lot_number="X"), reason="x"),
+            Correct(seal=SEAL, facts=facts(lot_number="X"), reason="x"),
             Conflict,
             "dose_voided",
         ),
         (
             recorded(),
-            Correct(facts=facts(lot_number="X"), reason="  "),
+            Correct(seal=SEAL, facts=facts(lot_number="X"), reason="  "),
             RuleViolation,
             "reason_required",
         ),
         (
             recorded(),
-            Correct(facts=facts(citizen_id="c-2"), reason="x"),
+            Correct(seal=SEAL, facts=facts(citizen_id="c-2"), reason="x"),
             RuleViolation,
             "identity_unchanged",
         ),
         (
             recorded(),
-            Correct(facts=facts(site_id="SITE-0002"), reason="x"),
+            Correct(seal=SEAL, facts=facts(site_id="SITE-0002"), reason="x"),
             RuleViolation,
             "identity_unchanged",
         ),
         (
             recorded(),
-            Correct(facts=facts(lot_number="X"), reason="x", violations=[RECALLED]),
+            Correct(seal=SEAL, facts=facts(lot_number="X"), reason="x", violations=[RECALLED]),
             DoseRefused,
             "lot_recalled",
         ),
@@ -226,11 +263,12 @@ def test_correct_refusals(
 
 
 def test_a_correction_that_changes_nothing_records_nothing() -> None:
-    assert decide_dose(recorded(), Correct(facts=facts(), reason="checking")) == []
+    assert decide_dose(recorded(), Correct(seal=SEAL, facts=facts(), reason="checking")) == []
 
 
 def test_an_admin_correction_may_override() -> None:
     command = Correct(
+        seal=SEAL,
         facts=facts(lot_number="X"),
         reason="real lot",
         violations=[RECALLED],
@@ -240,6 +278,11 @@ def test_an_admin_correction_may_override() -> None:
     [event] = decide_dose(recorded(), command)
     assert isinstance(event, DoseCorrected)
     assert event.overridden_rules == ["lot_recalled"]
+    sent = on_the_wire(event, "real lot", "AEFI follow-up")
+    assert isinstance(sent, DoseCorrected) and sent.override_reason is None
+    assert notes(sent) == DoseNotes(
+        override_reason="the recalled lot was given; AEFI follow-up", reason="real lot"
+    )
 
 
 # --- void ---------------------------------------------------------------------------------
@@ -247,17 +290,21 @@ def test_an_admin_correction_may_override() -> None:
 
 def test_void_marks_entered_in_error_and_keeps_the_record() -> None:
     state = recorded()
-    [event] = decide_dose(state, Void(reason="recorded for the wrong citizen"))
+    [event] = decide_dose(state, Void(seal=SEAL, reason="recorded for the wrong citizen"))
     assert isinstance(event, DoseVoided)
     assert (event.dose_id, event.lot_number, event.dose_number) == (
         facts().dose_id,
         "FA1234",
         1,
     )
+    sent = on_the_wire(event, "wrong citizen")
+    assert isinstance(sent, DoseVoided) and sent.reason == ""
+    assert notes(sent) == DoseNotes(reason="recorded for the wrong citizen")
     after = evolve_dose(state, event)
-    assert after.status == "entered-in-error"
-    assert after.facts == state.facts and after.void_reason == "recorded for the wrong citizen"
-    assert decide_dose(after, Void(reason="again")) == []  # voiding twice changes nothing
+    assert after.status == "entered-in-error" and after.facts == state.facts
+    assert (
+        decide_dose(after, Void(seal=SEAL, reason="again")) == []
+    )  # voiding twice changes nothing
 
 
 @pytest.mark.parametrize(
@@ -269,7 +316,7 @@ def test_void_marks_entered_in_error_and_keeps_the_record() -> None:
 )
 def test_void_refusals(state: DoseState, reason: str, error: type[Exception], code: str) -> None:
     with pytest.raises(error) as raised:
-        decide_dose(state, Void(reason=reason))
+        decide_dose(state, Void(seal=SEAL, reason=reason))
     assert getattr(raised.value, "code", None) == code
 
 
@@ -286,6 +333,8 @@ def report(dose: DoseState, **changes: object) -> ReportAdverseEvent:
         "outcome": "resolved",
         "reporter_role": "site_staff",
         "now": AT + timedelta(days=1),
+        "seal": SEAL,
+        "description": "fever of 39.5 the night after",
     }
     values.update(changes)
     return ReportAdverseEvent(**values)  # type: ignore[arg-type]
@@ -294,14 +343,25 @@ def report(dose: DoseState, **changes: object) -> ReportAdverseEvent:
 def test_an_adverse_event_is_reported_against_the_dose() -> None:
     [event] = decide_adverse_event(AdverseEventState(), report(recorded()))
     assert isinstance(event, AdverseEventReported)
-    assert event.symptoms == ["fever", "headache"]
+    sent = on_the_wire(event, "fever", "headache", "resolved", "39.5")
+    assert isinstance(sent, AdverseEventReported)
+    assert (sent.symptoms, sent.outcome, sent.description) == ([], "", None)
+    assert details(sent) == AdverseEventDetails(
+        symptoms=["fever", "headache"],
+        outcome="resolved",
+        description="fever of 39.5 the night after",
+    )
     assert (event.dose_id, event.citizen_id, event.lot_number, event.site_id) == (
         facts().dose_id,
         "c-1",
         "FA1234",
         "SITE-0001",
     )
-    assert (event.serious, event.outcome, event.reporter_role) == (False, "resolved", "site_staff")
+    assert (event.serious, event.reporter_role, event.onset_at) == (
+        False,
+        "site_staff",
+        AT + timedelta(hours=8),
+    )
 
 
 @pytest.mark.parametrize(

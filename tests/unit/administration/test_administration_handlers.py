@@ -13,7 +13,14 @@ from datetime import UTC, date, datetime, timedelta
 import msgspec
 import pytest
 
-from immunreg.contracts.administration import CONTEXT
+from immunreg.contracts.administration import (
+    CONTEXT,
+    AdverseEventDetails,
+    AdverseEventReported,
+    DoseAdministered,
+    DoseNotes,
+    DoseVoided,
+)
 from immunreg.contracts.envelope import Envelope, Event, decode_envelope
 from immunreg.domain import Conflict
 from immunreg.eventstore.errors import ConcurrencyConflict
@@ -21,8 +28,10 @@ from immunreg.eventstore.memory import InMemoryEventStore, MemoryTransaction
 from immunreg.http.auth import Principal, Role
 from immunreg.http.problems import Problem
 from immunreg.reference.vaccines import vaccine_catalog
+from immunreg.sealing import CitizenKey
 from services.administration import handlers
 from services.administration.domain import (
+    DetailsErased,
     DoseRefused,
     NotYetHappened,
     OverrideNotAllowed,
@@ -30,6 +39,7 @@ from services.administration.domain import (
     dose_stream,
 )
 from services.administration.handlers import DoseRecording
+from services.administration.keys import adverse_details, dose_notes
 from services.administration.rules import CitizenFacts, LotFacts, PriorDose
 from services.administration.schemas import CorrectDose, RecordDose, ReportAdverseEvent, VoidDose
 
@@ -56,6 +66,8 @@ class FakeBooks:
         }
         self.doses: dict[str, PriorDose] = {}
         self.events: list[str] = []  # event types recorded, in order
+        self.keys: dict[str, CitizenKey] = {}
+        self.keys_made = 0
 
     async def lock_citizen(self, tx: MemoryTransaction, citizen_id: str) -> CitizenFacts | None:
         return self.citizens.get(citizen_id)
@@ -73,6 +85,16 @@ class FakeBooks:
 
     async def site_municipality(self, tx: MemoryTransaction, site_id: str) -> str | None:
         return "70092"
+
+    async def citizen_key(self, tx: MemoryTransaction, citizen_id: str) -> CitizenKey | None:
+        return self.keys.get(citizen_id)
+
+    async def keep_citizen_key(
+        self, tx: MemoryTransaction, citizen_id: str, key: CitizenKey
+    ) -> None:
+        assert citizen_id not in self.keys, "a second key for one citizen"
+        self.keys[citizen_id] = key
+        self.keys_made += 1
 
     async def record(self, tx: MemoryTransaction, envelope: Envelope, event: Event) -> None:
         self.events.append(envelope.type)
@@ -280,3 +302,99 @@ async def test_an_adverse_event_is_reported_against_a_recorded_dose(
     [stored] = await store.load(f"aefi-{report_id}")
     assert stored.type == "AdverseEventReported"
     assert books.events == ["DoseAdministered", "AdverseEventReported"]
+
+
+# --- health details: sealed under the citizen's key, made with the first that needs it ----
+
+
+async def test_a_dose_with_nothing_to_seal_makes_no_key(
+    store: InMemoryEventStore, books: FakeBooks
+) -> None:
+    await record(store, books, dose(override_reason="nothing to override"), caller=ADMIN)
+
+    assert books.keys == {}
+
+
+async def test_details_are_sealed_under_one_key_kept_with_the_first_event(
+    store: InMemoryEventStore, books: FakeBooks
+) -> None:
+    recording = await record(
+        store, books, dose(dose_number=2, override_reason="first dose abroad"), caller=ADMIN
+    )
+    await handlers.void_dose(
+        store, books, AGGREGATES, recording.dose_id, VoidDose(reason="wrong arm"), caller=NURSE
+    )
+    report = ReportAdverseEvent(
+        dose_id=recording.dose_id,
+        symptoms=["urticaria"],
+        onset_at=GIVEN + timedelta(hours=1),
+        serious=True,
+        outcome="recovering",
+        description="hives on both arms",
+    )
+    books.events.clear()
+    with pytest.raises(Conflict):  # a voided dose takes no report
+        await handlers.report_adverse_event(store, books, AGGREGATES, report, caller=NURSE, now=NOW)
+
+    assert books.keys_made == 1
+    key = books.keys[CID]
+    wire = b"".join(row.payload for row in store.memory.outbox)
+    for text in (b"first dose abroad", b"wrong arm", b"hives", b"urticaria"):
+        assert text not in wire
+    administered, voided = [
+        CONTEXT.read(e) for e in await store.load(dose_stream(recording.dose_id))
+    ]
+    assert isinstance(administered, DoseAdministered) and isinstance(voided, DoseVoided)
+    assert dose_notes(administered, key) == DoseNotes(override_reason="first dose abroad")
+    assert dose_notes(voided, key) == DoseNotes(reason="wrong arm")
+    assert dose_notes(voided, None) == DoseNotes()  # the key gone, nothing opens
+
+
+async def test_an_adverse_event_is_sealed_under_the_citizens_key(
+    store: InMemoryEventStore, books: FakeBooks
+) -> None:
+    recording = await record(store, books, dose())
+    report = ReportAdverseEvent(
+        dose_id=recording.dose_id,
+        symptoms=["urticaria"],
+        onset_at=GIVEN + timedelta(hours=1),
+        serious=True,
+        outcome="recovering",
+        description="hives on both arms",
+    )
+
+    report_id = await handlers.report_adverse_event(
+        store, books, AGGREGATES, report, caller=NURSE, now=NOW
+    )
+
+    [stored] = await store.load(f"aefi-{report_id}")
+    assert b"urticaria" not in bytes(stored.data) and b"hives" not in bytes(stored.data)
+    event = CONTEXT.read(stored)
+    assert isinstance(event, AdverseEventReported)
+    assert adverse_details(event, books.keys[CID]) == AdverseEventDetails(
+        symptoms=["urticaria"], outcome="recovering", description="hives on both arms"
+    )
+
+
+async def test_an_erased_citizens_dose_takes_no_void_and_no_report(
+    store: InMemoryEventStore, books: FakeBooks
+) -> None:
+    recording = await record(store, books, dose())
+    books.citizens[CID] = CitizenFacts(CID, "erased", None, None, None)
+    report = ReportAdverseEvent(
+        dose_id=recording.dose_id,
+        symptoms=["fever"],
+        onset_at=GIVEN + timedelta(hours=1),
+        serious=False,
+        outcome="resolved",
+    )
+
+    with pytest.raises(DetailsErased):
+        await handlers.void_dose(
+            store, books, AGGREGATES, recording.dose_id, VoidDose(reason="x"), caller=NURSE
+        )
+    with pytest.raises(DetailsErased):
+        await handlers.report_adverse_event(store, books, AGGREGATES, report, caller=NURSE, now=NOW)
+
+    assert books.keys == {} and books.events == ["DoseAdministered"]
+    assert len(store.memory.outbox) == 1

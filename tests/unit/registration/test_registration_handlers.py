@@ -18,9 +18,9 @@ from immunreg.contracts.registration import CONTEXT, Consent
 from immunreg.domain import Conflict, Loaded
 from immunreg.eventstore.errors import ConcurrencyConflict
 from immunreg.eventstore.memory import InMemoryEventStore, MemoryTransaction
+from immunreg.sealing import CitizenKey
 from services.registration.domain import CitizenState, Erase, Preferences, Register, Withdraw
 from services.registration.handlers import Prepare, Prepared, run_command
-from services.registration.keys import CitizenKey
 
 CID = "c-aaaaaaaaaaaaaaaaaaaa"
 KEY = CitizenKey(key_id="k1", key=b"\0" * 32)
