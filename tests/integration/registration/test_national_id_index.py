@@ -8,19 +8,27 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import date
 from typing import Any
 
 import msgspec
 
 from immunreg.contracts.registration import (
     CONTEXT,
+    CitizenRegistered,
+    Consent,
     HealthData,
+    PersonalData,
     PreferencesChanged,
     RegistrationWithdrawn,
     health_context,
 )
+from immunreg.http.app import STORE_KEY
 from immunreg.sealing import unseal
-from services.registration.keys import fetch_citizen_key
+from services.registration.contacts import seal_personal
+from services.registration.domain import STREAM_TYPE
+from services.registration.handlers import PostgresBooks
+from services.registration.keys import CitizenKey, fetch_citizen_key
 
 from .conftest import Registration
 
@@ -128,3 +136,70 @@ async def test_changed_conditions_are_published_sealed_with_the_products_they_ru
     assert other.status == 200 and (await other.json())["conditions"] == ["pregnancy"]
     last = (await events_of(registration, citizen_id))[-1]
     assert (await opened_health(registration, citizen_id, last)).conditions == ["pregnancy"]
+
+
+async def registered_before_this_change(registration: Registration, body: dict[str, Any]) -> str:
+    """A registration as it was stored before: the citizen id an HMAC of the national id,
+    no index row, the conditions in clear in the event and the read model."""
+    ring, store = registration.ring, registration.app[STORE_KEY]
+    citizen_id = ring.legacy_citizen_id(body["national_id"])
+    key = CitizenKey.new()
+    event = CitizenRegistered(
+        citizen_id=citizen_id,
+        birth_date=date.fromisoformat(body["birth_date"]),
+        sex=body["sex"],
+        municipality_code=body["municipality_code"],
+        priority_group=body["priority_group"],
+        conditions=["pregnancy"],
+        vaccine_preferences=body["vaccine_preferences"],
+        consent=Consent(data_processing=True),
+        personal=seal_personal(
+            key,
+            citizen_id,
+            PersonalData(
+                national_id=body["national_id"],
+                given_name="Jelena",
+                family_name="Petrović",
+                email="jelena@example.rs",
+            ),
+        ),
+    )
+    async with store.transaction() as conn:
+        (envelope,) = await store.append(
+            citizen_id, STREAM_TYPE, 0, [event], context=CONTEXT, conn=conn
+        )
+        await PostgresBooks(ring).keep_key(conn, citizen_id, key)
+        await PostgresBooks(ring).record(conn, citizen_id, envelope, event)
+    return citizen_id
+
+
+async def test_a_registration_from_before_keeps_its_id_and_gets_its_conditions_sealed(
+    registration: Registration,
+) -> None:
+    client, admin = registration.client, registration.admin
+    body = registration.body()
+    citizen_id = await registered_before_this_change(registration, body)
+    url = f"/v1/citizens/{citizen_id}"
+    read = await client.get(url, headers=admin)
+    assert read.status == 200 and (await read.json())["conditions"] == ["pregnancy"]
+
+    again = await client.post("/v1/citizens", json=body, headers=admin)
+    assert again.status == 409 and citizen_id in (await again.json())["detail"]
+
+    changed = await client.patch(
+        url, json={"vaccine_preferences": ["any"]}, headers={**admin, "If-Match": '"1"'}
+    )
+    assert changed.status == 200 and (await changed.json())["conditions"] == ["pregnancy"]
+    event = (await events_of(registration, citizen_id))[-1]
+    assert isinstance(event, PreferencesChanged) and event.conditions == []
+    assert event.ruled_out_products == ["BBIBP-CorV", "Sputnik-V"]
+    assert (await opened_health(registration, citizen_id, event)).conditions == ["pregnancy"]
+    row = await registration.pool.fetchrow(
+        "SELECT conditions FROM citizens WHERE citizen_id = $1", citizen_id
+    )
+    assert row is not None and list(row["conditions"]) == [], "no clear copy kept"
+
+    assert (await client.delete(url, headers=admin)).status == 204
+    back = await client.post("/v1/citizens", json=body, headers=admin)
+    assert back.status == 201 and (await back.json())["citizen_id"] == citizen_id
+    assert await registration.citizen_of(body["national_id"]) == citizen_id
