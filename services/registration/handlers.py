@@ -224,7 +224,10 @@ async def run_registration(
             legacy = await store.load_state(CITIZEN, legacy_id, tx)
             if legacy.version > 0 and legacy.state.status != "erased":
                 citizen_id, loaded = legacy_id, legacy
-        citizen_id = citizen_id or new_citizen_id()
+        if citizen_id is None:
+            # 100 random bits: no stream has this id, so there is nothing to load (were
+            # there one, the append at version 0 would conflict and this run again).
+            citizen_id, loaded = new_citizen_id(), Loaded(CITIZEN.initial(), 0)
         if not indexed and not await books.claim(tx, national_key, citizen_id):
             # A concurrent registration of this national id committed first: roll back
             # and decide again, against the citizen it registered.
