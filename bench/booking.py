@@ -32,7 +32,7 @@ from typing import Any
 
 from bench.results import record
 from immunreg.reference.geography import age_bands, municipalities
-from immunreg.reference.health import conditions
+from immunreg.reference.health import conditions, ruled_out_by
 from immunreg.reference.vaccines import vaccine_catalog
 from services.booking.eligibility import ANY, NextDose
 from services.booking.ranking import registration_order
@@ -119,6 +119,7 @@ def make_citizens(rng: random.Random, count: int, start: date = START) -> list[C
     registered_from = registration_order(datetime(2021, 1, 1, tzinfo=UTC))
     window_us = 60 * 86_400 * 1_000_000
     condition_cache: dict[tuple[str, ...], tuple[str, ...]] = {}
+    ruled_out_cache: dict[tuple[str, ...], tuple[str, ...]] = {}
     birth_cache: dict[int, date] = {}
     citizens: list[Citizen] = []
     for i in range(count):
@@ -138,6 +139,7 @@ def make_citizens(rng: random.Random, count: int, start: date = START) -> list[C
         elif roll < 0.25:
             declared = (rng.choice(chronic), rng.choice(contraindicating))
         declared = condition_cache.setdefault(declared, declared)
+        ruled_out = ruled_out_cache.setdefault(declared, tuple(ruled_out_by(declared)))
         group = groups[i]
         if group == "general" and declared and conditions()[declared[0]].priority:
             group = "chronic_patient"
@@ -169,7 +171,7 @@ def make_citizens(rng: random.Random, count: int, start: date = START) -> list[C
                 municipality_code=home,
                 priority_group=group,
                 order=registered_from + rng.randrange(window_us),
-                conditions=declared,
+                ruled_out=ruled_out,
                 preferences=prefs[i],
                 preferred_municipality_code=preferred,
                 due=due,

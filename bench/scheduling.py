@@ -128,7 +128,7 @@ async def seed(
                 c.municipality_code,
                 c.preferred_municipality_code,
                 c.priority_group,
-                list(c.conditions),
+                list(c.ruled_out),
                 list(c.preferences),
                 registered,
             )
@@ -158,7 +158,7 @@ async def seed(
                 "municipality_code",
                 "preferred_municipality_code",
                 "priority_group",
-                "conditions",
+                "ruled_out_products",
                 "vaccine_preferences",
                 "registered_at",
             ],

@@ -2,8 +2,9 @@
 
 - Age limits come from the catalog and are checked on the day of the appointment:
   a citizen who turns 18 on the 5th can be booked for an 18+ product from the 5th.
-- A declared condition that contraindicates a product rules it out
-  (`reference.health.contraindicated`).
+- A product the citizen's declared conditions rule out is not offered: registration
+  publishes those products (`ruled_out_products`, from `reference.health.ruled_out_by`)
+  and keeps the conditions themselves sealed; booking never sees them.
 - Preferences are product codes in order; `"any"` stands for every catalog product
   not named before it, all with the same preference rank. An empty list means "any".
 - The next dose: dose 1 any time; dose n+1 of a series with the same product inside
@@ -16,10 +17,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import date, timedelta
 
-from immunreg.reference.health import contraindicated
 from immunreg.reference.vaccines import VaccineCatalog, VaccineProduct, vaccine_catalog
 from immunreg.structs import Struct
 
@@ -144,7 +144,7 @@ def acceptable_products(
 def eligibility(
     *,
     birth_date: date,
-    conditions: Sequence[str],
+    ruled_out: Collection[str],
     preferences: Sequence[str],
     due: NextDose,
     start: date,
@@ -159,7 +159,7 @@ def eligibility(
         candidates = acceptable_products(preferences, catalog)
     if not candidates:
         return Eligibility(reason=NO_ELIGIBLE_PRODUCT, detail="no accepted product is in use")
-    allowed = [(c, r) for c, r in candidates if not contraindicated(c, list(conditions))]
+    allowed = [(c, r) for c, r in candidates if c not in ruled_out]
     if not allowed:
         return Eligibility(
             reason=CONTRAINDICATED,
@@ -198,7 +198,7 @@ def unsuitable(
     dose_number: int,
     day: date,
     due: NextDose | None,
-    conditions: Sequence[str],
+    ruled_out: Collection[str],
     preferences: Sequence[str],
     catalog: VaccineCatalog | None = None,
 ) -> str | None:
@@ -213,7 +213,7 @@ def unsuitable(
         return f"dose {due.dose_number} is due, not dose {dose_number}"
     if due.product_code is not None and product_code != due.product_code:
         return f"the series continues with {due.product_code}"
-    if contraindicated(product_code, list(conditions)):
+    if product_code in ruled_out:
         return "contraindicated by a declared condition"
     if due.product_code is None and product_code not in {
         code for code, _ in acceptable_products(preferences, catalog)

@@ -498,10 +498,10 @@ def build_reactions(dependencies: Callable[[], Dependencies]) -> Reactions:
     registration.events.v1
     - CitizenRegistered: the citizen joins the waiting list (registration order = the
       event's recorded_at). Registering again after a withdrawal puts them at the back.
-    - PreferencesChanged: new preferences, group and conditions; an open appointment
+    - PreferencesChanged: new preferences, group and ruled-out products; an open appointment
       for a product the citizen no longer accepts or may not have is cancelled.
     - RegistrationWithdrawn, CitizenErased: open appointments are cancelled; erasure
-      also drops the birth date, municipality and conditions held here.
+      also drops the birth date, municipality and ruled-out products held here.
 
     inventory.events.v1
     - StockLevelChanged: `site_stock` (a location id is a site id), newest version wins.
@@ -614,7 +614,7 @@ async def _reconcile(
         dose_number=row["dose_number"],
         day=row["day"],
         due=due,
-        conditions=list(citizen["conditions"] or ()),
+        ruled_out=readmodel.ruled_out_of(citizen),
         preferences=list(citizen["vaccine_preferences"] or ()),
     )
     if why is not None:

@@ -20,8 +20,13 @@ from immunreg import audit
 from immunreg.contracts.administration import DoseAdministered, DoseCorrected
 from immunreg.contracts.booking import SiteDefined
 from immunreg.contracts.inventory import StockLevelChanged
-from immunreg.contracts.registration import CitizenRegistered, PreferencesChanged
+from immunreg.contracts.registration import (
+    CitizenRegistered,
+    PreferencesChanged,
+    ruled_out_products,
+)
 from immunreg.eventstore.database import Connection, view_of
+from immunreg.reference.health import ruled_out_by
 from immunreg.structs import Struct
 
 from .eligibility import DoseTaken, NextDose, next_dose
@@ -121,7 +126,8 @@ async def save_site_day(
 
 _CITIZEN_WITH_DOSES = """
 SELECT c.citizen_id, c.status, c.birth_date, c.municipality_code,
-       c.preferred_municipality_code, c.priority_group, c.conditions, c.vaccine_preferences,
+       c.preferred_municipality_code, c.priority_group, c.conditions, c.ruled_out_products,
+       c.vaccine_preferences,
        c.registered_at, d.numbers, d.products, d.days, d.boosters, d.sites
 FROM citizens c
 LEFT JOIN LATERAL (
@@ -162,6 +168,15 @@ def _doses(row: asyncpg.Record) -> list[DoseTaken]:
     ]
 
 
+def ruled_out_of(row: asyncpg.Record) -> tuple[str, ...]:
+    """The products ruled out for the citizen: published, and for a row written before
+    registration sealed the conditions, derived from the conditions kept then."""
+    published = tuple(row["ruled_out_products"] or ())
+    if not row["conditions"]:
+        return published
+    return tuple(sorted({*published, *ruled_out_by(list(row["conditions"]))}))
+
+
 def citizen_from_row(row: asyncpg.Record, due: NextDose) -> Citizen:
     registered_at: datetime | None = row["registered_at"]
     return Citizen(
@@ -170,7 +185,7 @@ def citizen_from_row(row: asyncpg.Record, due: NextDose) -> Citizen:
         municipality_code=row["municipality_code"],
         priority_group=row["priority_group"] or "general",
         order=registration_order(registered_at) if registered_at else 0,
-        conditions=tuple(row["conditions"] or ()),
+        ruled_out=ruled_out_of(row),
         preferences=tuple(row["vaccine_preferences"] or ()),
         preferred_municipality_code=row["preferred_municipality_code"],
         due=due,
@@ -520,22 +535,24 @@ async def appointment_missed(conn: Connection, appointment_id: str) -> None:
 
 _REGISTERED = """
 INSERT INTO citizens AS c (citizen_id, status, version, birth_date, municipality_code,
-    preferred_municipality_code, priority_group, conditions, vaccine_preferences,
+    preferred_municipality_code, priority_group, ruled_out_products, vaccine_preferences,
     registered_at)
 VALUES ($1, 'active', $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (citizen_id) DO UPDATE SET
     status = 'active', version = excluded.version, birth_date = excluded.birth_date,
     municipality_code = excluded.municipality_code,
     preferred_municipality_code = excluded.preferred_municipality_code,
-    priority_group = excluded.priority_group, conditions = excluded.conditions,
+    priority_group = excluded.priority_group, conditions = '{}',
+    ruled_out_products = excluded.ruled_out_products,
     vaccine_preferences = excluded.vaccine_preferences,
     registered_at = excluded.registered_at, updated_at = now()
 WHERE c.version < excluded.version
 """
 
 _PREFERENCES = """
-UPDATE citizens SET version = $2, priority_group = $3, conditions = $4,
-    vaccine_preferences = $5, preferred_municipality_code = $6, updated_at = now()
+UPDATE citizens SET version = $2, priority_group = $3, conditions = '{}',
+    ruled_out_products = $4, vaccine_preferences = $5, preferred_municipality_code = $6,
+    updated_at = now()
 WHERE citizen_id = $1 AND version < $2
 RETURNING status
 """
@@ -550,7 +567,7 @@ INSERT INTO citizens AS c (citizen_id, status, version) VALUES ($1, 'erased', $2
 ON CONFLICT (citizen_id) DO UPDATE SET
     status = 'erased', version = excluded.version, birth_date = NULL,
     municipality_code = NULL, preferred_municipality_code = NULL, priority_group = NULL,
-    conditions = '{}', vaccine_preferences = '{}', updated_at = now()
+    conditions = '{}', ruled_out_products = '{}', vaccine_preferences = '{}', updated_at = now()
 WHERE c.version < excluded.version
 """
 
@@ -593,7 +610,7 @@ async def citizen_registered(
         event.municipality_code,
         event.preferred_municipality_code,
         event.priority_group,
-        event.conditions,
+        ruled_out_products(event),
         event.vaccine_preferences,
         registered_at,
     )
@@ -608,7 +625,7 @@ async def preferences_changed(
         event.citizen_id,
         version,
         event.priority_group,
-        event.conditions,
+        ruled_out_products(event),
         event.vaccine_preferences,
         event.preferred_municipality_code,
     )
@@ -620,7 +637,7 @@ async def citizen_withdrawn(conn: Connection, citizen_id: str, version: int) -> 
 
 
 async def citizen_erased(conn: Connection, citizen_id: str, version: int) -> None:
-    """Only the id and the status stay: birth date, places and conditions go."""
+    """Only the id and the status stay: birth date, places and what was ruled out go."""
     await conn.execute(_ERASED, citizen_id, version)
 
 

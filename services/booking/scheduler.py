@@ -51,7 +51,7 @@ class Citizen(Struct, gc=False):
     municipality_code: str
     priority_group: str
     order: int  # registration order (ranking.registration_order)
-    conditions: tuple[str, ...] = ()
+    ruled_out: tuple[str, ...] = ()  # products the declared conditions rule out
     preferences: tuple[str, ...] = (ANY,)
     preferred_municipality_code: str | None = None
     due: NextDose = NextDose()
@@ -259,7 +259,7 @@ def plan(
     for citizen in ordered:
         verdict = eligibility(
             birth_date=citizen.birth_date,
-            conditions=citizen.conditions,
+            ruled_out=citizen.ruled_out,
             preferences=citizen.preferences,
             due=citizen.due,
             start=start,

@@ -70,6 +70,11 @@ CREATE TABLE IF NOT EXISTS citizens (
     updated_at                  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS citizens_active ON citizens (status);
+-- The products the citizen's declared conditions rule out, as registration publishes
+-- them: booking holds no health data. `conditions` is kept only for rows written from
+-- events that carried conditions in clear (before registration sealed them); new writes
+-- and erasure empty it, and the planner reads both (readmodel.citizen_from_row).
+ALTER TABLE citizens ADD COLUMN IF NOT EXISTS ruled_out_products text[] NOT NULL DEFAULT '{}';
 
 -- Doses given (from administration's events); a voided dose stays, flagged.
 CREATE TABLE IF NOT EXISTS doses (

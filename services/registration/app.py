@@ -4,8 +4,9 @@ Every command runs in one transaction: load the Citizen stream, unseal or
 seal personal data with the citizen's key, decide, append the events (and
 their outbox rows), store or destroy the key, update the `citizens` read
 model. A conflicting append rolls all of it back and the command is decided
-again, so the deterministic citizen id makes a second registration of one
-national id a 409 under any concurrency.
+again. A registration also writes the national-id index (a keyed hash of the
+national id, unique, to the random citizen id) in that transaction, so a second
+registration of one national id is a 409 under any concurrency.
 
 Who may do what:
 - register: `citizen` (only the id its token is bound to), `site_staff`
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import msgspec
 from aiohttp import web
+from msgspec import UNSET, UnsetType
 from prometheus_client import Counter
 
 from immunreg import audit
@@ -35,10 +37,11 @@ from immunreg.contracts.registration import (
     CONTEXT,
     Consent,
     ContactDetailsChanged,
+    HealthData,
     PersonalData,
     PreferencesChanged,
 )
-from immunreg.domain import Conflict, Loaded, Outcome
+from immunreg.domain import Loaded, Outcome
 from immunreg.eventstore.database import Connection
 from immunreg.http.api import Api, json_response
 from immunreg.http.app import SETTINGS_KEY, STORE_KEY
@@ -53,7 +56,14 @@ from immunreg.sealing import CitizenKey
 from immunreg.service import Resource, Service
 
 from . import contacts, handlers, readmodel
-from .contacts import SIGN_IN_KEY, seal_personal, sign_in_resources, unseal_personal
+from .contacts import (
+    SIGN_IN_KEY,
+    seal_health,
+    seal_personal,
+    sign_in_resources,
+    unseal_health,
+    unseal_personal,
+)
 from .demo import load as load_demo
 from .domain import (
     CitizenState,
@@ -64,7 +74,7 @@ from .domain import (
     Withdraw,
     require_active,
 )
-from .handlers import PostgresBooks, Prepare, Prepared
+from .handlers import AlreadyRegistered, PostgresBooks, Prepare, Prepared
 from .keys import (
     KeyRing,
     check_id_key,
@@ -83,6 +93,7 @@ from .rules import (
     normalize_email,
     normalize_name,
     normalize_phone,
+    preferences_named,
     reference_rules,
 )
 from .schemas import (
@@ -222,11 +233,12 @@ def _citizen_id(request: web.Request) -> str:
 )
 async def register_citizen(request: web.Request, body: RegisterCitizen) -> web.StreamResponse:
     """Register a citizen, with or without a token (anonymous: the citizens' portal,
-    limited per client address). The citizen id is derived from the national id (keyed
-    hash), so a second registration of one national id is a 409 even under concurrent
-    requests; the 409 names the existing id to admins only. Every bad field is reported in
-    one 422; nothing is stored on any error. A citizen token may register only the id it
-    is bound to."""
+    limited per client address). A new citizen gets a random id; the national-id index
+    (a keyed hash, unique) finds an earlier registration, so a second registration of one
+    national id is a 409 even under concurrent requests, and registering again after a
+    withdrawal keeps the id; the 409 names the existing id to admins only. Every bad
+    field is reported in one 422; nothing is stored on any error. A citizen token may
+    register only the id it is bound to."""
     principal = current_principal(request)
     rules = reference_rules()
     violations = check_registration(body, date.today(), rules)
@@ -234,9 +246,6 @@ async def register_citizen(request: web.Request, body: RegisterCitizen) -> web.S
         raise _problem_422(violations)
     ring = request.app[KEYS]
     national_id = body.national_id.strip()
-    citizen_id = ring.citizen_id(national_id)
-    if principal is not None:
-        principal.require_own(citizen_id, "a citizen token may register only its own national id")
     personal = PersonalData(
         national_id=national_id,
         given_name=normalize_name(body.given_name),
@@ -253,35 +262,49 @@ async def register_citizen(request: web.Request, body: RegisterCitizen) -> web.S
     )
     channel = CHANNELS.get(principal.role, principal.role.value) if principal else "online"
 
-    async def prepare(conn: Connection, loaded: Loaded[CitizenState]) -> Prepared:
-        key: CitizenKey | None = None
-        if loaded.state.status == "withdrawn":
-            key = await fetch_citizen_key(conn, ring, citizen_id)  # registering again
-        fresh = CitizenKey.new() if key is None else None
-        key = key or fresh
-        assert key is not None
-        command = Register(
-            citizen_id=citizen_id,
-            birth_date=body.birth_date,
-            sex=body.sex,
-            municipality_code=body.municipality_code,
-            preferences=preferences,
-            consent=body.consent,
-            channel=channel,
-            personal=seal_personal(key, citizen_id, personal),
-        )
-        return Prepared(command, new_key=fresh)
+    def prepare_for(citizen_id: str) -> Prepare[Connection]:
+        async def prepare(conn: Connection, loaded: Loaded[CitizenState]) -> Prepared:
+            if principal is not None:
+                principal.require_own(
+                    citizen_id, "a citizen token may register only its own national id"
+                )
+            key: CitizenKey | None = None
+            if loaded.state.status == "withdrawn":
+                key = await fetch_citizen_key(conn, ring, citizen_id)  # registering again
+            fresh = CitizenKey.new() if key is None else None
+            key = key or fresh
+            assert key is not None
+            command = Register(
+                citizen_id=citizen_id,
+                birth_date=body.birth_date,
+                sex=body.sex,
+                municipality_code=body.municipality_code,
+                preferences=preferences,
+                consent=body.consent,
+                channel=channel,
+                personal=seal_personal(key, citizen_id, personal),
+                health=seal_health(key, citizen_id, HealthData(conditions=body.conditions)),
+            )
+            return Prepared(command, new_key=fresh)
+
+        return prepare
 
     counters = request.app[COUNTERS]
+    store = request.app[STORE_KEY]
     try:
-        outcome = await run_command(request, citizen_id, prepare)
-    except Conflict as error:
-        if error.code != "already_registered":
-            raise
+        citizen_id, outcome = await handlers.run_registration(
+            store,
+            PostgresBooks(ring),
+            ring.national_id_hash(national_id),
+            prepare_for,
+            legacy_id=ring.legacy_citizen_id(national_id),
+            metadata=metadata_from_request(request),
+        )
+    except AlreadyRegistered as error:
         counters.duplicates.inc()
         detail = "this national id is already registered"
         if principal is not None and principal.role is Role.ADMIN:
-            detail += f" as citizen {citizen_id}"
+            detail += f" as citizen {error.citizen_id}"
         raise Problem.conflict(detail, code=error.code) from error
     counters.registrations.labels(body.priority_group, channel).inc()
     return json_response(
@@ -322,6 +345,10 @@ async def _current_view(
         raise RuntimeError(f"citizen {citizen_id} has no data key but is not erased")
     key = unwrap_citizen_key(request.app[KEYS], citizen_id, row["key_id"], row["wrapped_key"])
     personal = unseal_personal(key, citizen_id, _sealed_decoder.decode(row["personal"]))
+    conditions = list(row["conditions"] or ())  # in clear only from events before `health`
+    if row["health"] is not None:
+        health = _sealed_decoder.decode(row["health"])
+        conditions = unseal_health(key, citizen_id, health).conditions
     view: CitizenView
     if principal.role is Role.SITE_STAFF:
         view = VaccinationView(
@@ -330,7 +357,7 @@ async def _current_view(
             given_name=personal.given_name,
             family_name=personal.family_name,
             birth_date=row["birth_date"],
-            conditions=list(row["conditions"]),
+            conditions=conditions,
         )
     else:
         view = CitizenRecord(
@@ -346,7 +373,7 @@ async def _current_view(
             phone=personal.phone,
             email=personal.email,
             priority_group=row["priority_group"],
-            conditions=list(row["conditions"]),
+            conditions=conditions,
             vaccine_preferences=list(row["vaccine_preferences"]),
             preferred_municipality_code=row["preferred_municipality_code"],
             consent=_consent_decoder.decode(row["consent"]),
@@ -378,30 +405,41 @@ async def update_citizen(request: web.Request, body: UpdateCitizen) -> web.Strea
 
     async def prepare(conn: Connection, loaded: Loaded[CitizenState]) -> Prepared:
         require_active(loaded.state)
+        key = await fetch_citizen_key(conn, ring, citizen_id)
+        if key is None or loaded.state.personal is None:
+            raise RuntimeError(f"active citizen {citizen_id} has no data key")
+        # The rules judge the values after the update, so they see the conditions unsealed.
+        current = loaded.state.preferences
+        if loaded.state.health is not None:
+            health = unseal_health(key, citizen_id, loaded.state.health)
+            current = msgspec.structs.replace(current, conditions=health.conditions)
         contact: Contact | None = None
-        key: CitizenKey | None = None
         personal: PersonalData | None = None
         if changes_contact(body):
-            key = await fetch_citizen_key(conn, ring, citizen_id)
-            if key is None or loaded.state.personal is None:
-                raise RuntimeError(f"active citizen {citizen_id} has no data key")
             personal = unseal_personal(key, citizen_id, loaded.state.personal)
             contact = Contact(personal.phone, personal.email)
-        violations = check_update(body, loaded.state, contact, rules)
+        state = msgspec.structs.replace(loaded.state, preferences=current)
+        violations = check_update(body, state, contact, rules)
         if violations:
             raise _problem_422(violations)
         sealed: Sealed | None = None
-        if contact is not None and key is not None and personal is not None:
+        if contact is not None and personal is not None:
             after = contact_after(body, contact)
             if after != contact:
                 changed = msgspec.structs.replace(personal, phone=after.phone, email=after.email)
                 sealed = seal_personal(key, citizen_id, changed)
+        conditions, sealed_health = _conditions_change(body, loaded.state, current.conditions)
         return Prepared(
             Update(
                 citizen_id=citizen_id,
                 personal=sealed,
                 priority_group=body.priority_group,
-                conditions=body.conditions,
+                conditions=conditions,
+                health=(
+                    None
+                    if sealed_health is None
+                    else seal_health(key, citizen_id, HealthData(conditions=sealed_health))
+                ),
                 vaccine_preferences=body.vaccine_preferences,
                 preferred_municipality_code=body.preferred_municipality_code,
                 language=body.language,
@@ -419,6 +457,20 @@ async def update_citizen(request: web.Request, body: UpdateCitizen) -> web.Strea
     return json_response(view, headers={"ETag": etag(version)})
 
 
+def _conditions_change(
+    body: UpdateCitizen, state: CitizenState, current: list[str]
+) -> tuple[list[str] | UnsetType, list[str] | None]:
+    """The conditions the Update names and the ones to seal into it: named only when they
+    change; and for a registration whose conditions older events carried in clear, with
+    any preference change, so they are sealed from then on."""
+    legacy = state.health is None and bool(state.preferences.conditions)
+    if not isinstance(body.conditions, UnsetType) and (legacy or body.conditions != current):
+        return body.conditions, body.conditions
+    if legacy and preferences_named(body):
+        return current, current
+    return UNSET, None
+
+
 @api.delete(
     "/v1/citizens/{citizen_id}",
     query=WithdrawQuery,
@@ -434,9 +486,16 @@ async def withdraw_citizen(request: web.Request, query: WithdrawQuery) -> web.St
     principal.require_own(citizen_id, OTHER_CITIZEN)
     expected = if_match_version(request)
     reason = query.reason.strip()[:500] if query.reason else None
+    ring = request.app[KEYS]
 
     async def prepare(conn: Connection, loaded: Loaded[CitizenState]) -> Prepared:
-        return Prepared(Withdraw(citizen_id=citizen_id, reason=reason))
+        sealed: Sealed | None = None
+        if reason and loaded.state.status == "active":
+            key = await fetch_citizen_key(conn, ring, citizen_id)
+            if key is None:
+                raise RuntimeError(f"active citizen {citizen_id} has no data key")
+            sealed = seal_health(key, citizen_id, HealthData(withdrawal_reason=reason))
+        return Prepared(Withdraw(citizen_id=citizen_id, reason=sealed))
 
     outcome = await run_command(request, citizen_id, prepare, expected_version=expected)
     if outcome.events:

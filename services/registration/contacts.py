@@ -38,8 +38,10 @@ from immunreg.contracts.registration import (
     CitizenErased,
     CitizenRegistered,
     ContactDetailsChanged,
+    HealthData,
     PersonalData,
     RegistrationWithdrawn,
+    health_context,
 )
 from immunreg.eventstore.database import Connection
 from immunreg.http.app import SETTINGS_KEY
@@ -87,6 +89,7 @@ log = logging.getLogger(__name__)
 
 _personal_encoder = msgspec.json.Encoder()
 _personal_decoder = msgspec.json.Decoder(PersonalData)
+_health_decoder = msgspec.json.Decoder(HealthData)
 
 
 def seal_personal(key: CitizenKey, citizen_id: str, personal: PersonalData) -> Sealed:
@@ -97,6 +100,18 @@ def seal_personal(key: CitizenKey, citizen_id: str, personal: PersonalData) -> S
 def unseal_personal(key: CitizenKey, citizen_id: str, sealed: Sealed) -> PersonalData:
     """What `seal_personal` sealed."""
     return _personal_decoder.decode(unseal(key.key, sealed, citizen_id.encode()))
+
+
+def seal_health(key: CitizenKey, citizen_id: str, health: HealthData) -> Sealed:
+    """Health data sealed with the citizen's key, bound to the citizen's health context."""
+    return seal(
+        key.key, _personal_encoder.encode(health), health_context(citizen_id), key_id=key.key_id
+    )
+
+
+def unseal_health(key: CitizenKey, citizen_id: str, sealed: Sealed) -> HealthData:
+    """What `seal_health` sealed."""
+    return _health_decoder.decode(unseal(key.key, sealed, health_context(citizen_id)))
 
 
 # --- the contact index, kept by the command path ---------------------------------------

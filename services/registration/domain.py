@@ -1,7 +1,10 @@
 """The Citizen aggregate: a registration of interest in vaccination. Pure; no I/O.
 
-Personal data reaches the domain already sealed (the edge holds the keys),
-so the state and the events carry ciphertext only. Field validation (all
+Personal data and health data (declared conditions, a withdrawal's reason) reach the
+domain already sealed (the edge holds the keys), so the state and the events carry
+ciphertext only; of the conditions, the events publish in clear only the products they
+rule out (`ruled_out_products`), all booking needs. The clear conditions a command
+carries are the edge's, for deciding; they never enter an event or the state. Field validation (all
 errors at once) is in `rules.py`; `decide` enforces the lifecycle:
 
     unregistered --Register--> active --Withdraw--> withdrawn
@@ -34,32 +37,40 @@ from immunreg.contracts.registration import (
     PersonalDataKeyGranted,
     PreferencesChanged,
     RegistrationWithdrawn,
+    ruled_out_products,
 )
 from immunreg.domain import Aggregate, Conflict, NotFound
+from immunreg.reference.health import ruled_out_by
 from immunreg.structs import Struct
 
 Status = Literal["unregistered", "active", "withdrawn", "erased"]
 STREAM_TYPE = "Citizen"
 T = TypeVar("T")
-ERASURE_REASON = "erasure"
 
 
 class Preferences(Struct):
-    """Everything booking uses to choose for the citizen."""
+    """Everything booking uses to choose for the citizen.
+
+    `conditions` is in clear only where the edge unsealed it (commands, rules) and, in
+    the state, where an event written before health was sealed carried it in clear;
+    otherwise the state's conditions are in `CitizenState.health`, sealed."""
 
     priority_group: str = ""
     conditions: list[str] = []
     vaccine_preferences: list[str] = []
     preferred_municipality_code: str | None = None
     language: str = DEFAULT_LANGUAGE
+    ruled_out_products: list[str] = []
 
 
 class CitizenState(Struct):
-    """What decisions need: the lifecycle, the preferences, the newest sealed personal data."""
+    """What decisions need: the lifecycle, the preferences, the newest sealed personal
+    and health data."""
 
     status: Status = "unregistered"
     preferences: Preferences = Preferences()
     personal: Sealed | None = None
+    health: Sealed | None = None
 
 
 class Register(Struct):
@@ -67,19 +78,24 @@ class Register(Struct):
     birth_date: date
     sex: Sex
     municipality_code: str
-    preferences: Preferences
+    preferences: Preferences  # with the declared conditions, in clear (never published)
     consent: Consent
     channel: str
     personal: Sealed
+    health: Sealed  # the declared conditions, sealed by the edge
 
 
 class Update(Struct):
-    """Change contact details (already re-sealed) and/or some preferences."""
+    """Change contact details (already re-sealed) and/or some preferences.
+
+    The edge names `conditions` only when they differ from the current ones (it
+    unseals those), and then gives them sealed in `health` too."""
 
     citizen_id: str
     personal: Sealed | None = None
     priority_group: str | UnsetType = UNSET
     conditions: list[str] | UnsetType = UNSET
+    health: Sealed | None = None
     vaccine_preferences: list[str] | UnsetType = UNSET
     preferred_municipality_code: str | UnsetType | None = UNSET
     language: str | UnsetType = UNSET
@@ -87,7 +103,7 @@ class Update(Struct):
 
 class Withdraw(Struct):
     citizen_id: str
-    reason: str | None = None
+    reason: Sealed | None = None  # the reason given, sealed by the edge
 
 
 class Erase(Struct):
@@ -110,7 +126,11 @@ def require_active(state: CitizenState) -> None:
 
 
 def preferences_after(current: Preferences, command: Update) -> Preferences:
-    """The preferences once the fields the command names are applied."""
+    """The preferences once the fields the command names are applied (the products ruled
+    out follow the conditions when those are named)."""
+    ruled_out = current.ruled_out_products
+    if not isinstance(command.conditions, UnsetType):
+        ruled_out = ruled_out_by(command.conditions)
     return Preferences(
         priority_group=_given(command.priority_group, current.priority_group),
         conditions=_given(command.conditions, current.conditions),
@@ -119,6 +139,7 @@ def preferences_after(current: Preferences, command: Update) -> Preferences:
             command.preferred_municipality_code, current.preferred_municipality_code
         ),
         language=_given(command.language, current.language),
+        ruled_out_products=ruled_out,
     )
 
 
@@ -148,13 +169,14 @@ def _register(state: CitizenState, command: Register) -> list[Event]:
             sex=command.sex,
             municipality_code=command.municipality_code,
             priority_group=prefs.priority_group,
-            conditions=prefs.conditions,
             vaccine_preferences=prefs.vaccine_preferences,
             preferred_municipality_code=prefs.preferred_municipality_code,
             consent=command.consent,
             channel=command.channel,
             personal=command.personal,
             language=prefs.language,
+            ruled_out_products=ruled_out_by(prefs.conditions),
+            health=command.health,
         )
     ]
 
@@ -167,15 +189,17 @@ def _update(state: CitizenState, command: Update) -> list[Event]:
             ContactDetailsChanged(citizen_id=command.citizen_id, personal=command.personal)
         )
     after = preferences_after(state.preferences, command)
-    if after != state.preferences:
+    if after != state.preferences or command.health is not None:
         events.append(
             PreferencesChanged(
                 citizen_id=command.citizen_id,
                 vaccine_preferences=after.vaccine_preferences,
                 preferred_municipality_code=after.preferred_municipality_code,
                 priority_group=after.priority_group,
-                conditions=after.conditions,
                 language=after.language,
+                ruled_out_products=after.ruled_out_products,
+                # Not a delta: the newest sealed conditions go with every change.
+                health=command.health or state.health,
             )
         )
     return events
@@ -185,7 +209,7 @@ def _withdraw(state: CitizenState, command: Withdraw) -> list[Event]:
     if state.status == "withdrawn":
         return []  # withdrawing twice changes nothing
     require_active(state)
-    return [RegistrationWithdrawn(citizen_id=command.citizen_id, reason=command.reason)]
+    return [RegistrationWithdrawn(citizen_id=command.citizen_id, health=command.reason)]
 
 
 def _erase(state: CitizenState, command: Erase) -> list[Event]:
@@ -195,10 +219,22 @@ def _erase(state: CitizenState, command: Erase) -> list[Event]:
         return []  # erasing twice changes nothing
     events: list[Event] = []
     if state.status == "active":
-        # Consumers that only follow withdrawals (booking) stop scheduling too.
-        events.append(RegistrationWithdrawn(citizen_id=command.citizen_id, reason=ERASURE_REASON))
+        # Consumers that only follow withdrawals stop scheduling too. No reason: the
+        # erasure that follows says why.
+        events.append(RegistrationWithdrawn(citizen_id=command.citizen_id))
     events.append(CitizenErased(citizen_id=command.citizen_id))
     return events
+
+
+def _preferences_of(event: CitizenRegistered | PreferencesChanged) -> Preferences:
+    return Preferences(
+        priority_group=event.priority_group,
+        conditions=event.conditions,
+        vaccine_preferences=event.vaccine_preferences,
+        preferred_municipality_code=event.preferred_municipality_code,
+        language=event.language,
+        ruled_out_products=ruled_out_products(event),
+    )
 
 
 def evolve(state: CitizenState, event: Event) -> CitizenState:
@@ -206,27 +242,15 @@ def evolve(state: CitizenState, event: Event) -> CitizenState:
     if isinstance(event, CitizenRegistered):
         return CitizenState(
             status="active",
-            preferences=Preferences(
-                priority_group=event.priority_group,
-                conditions=event.conditions,
-                vaccine_preferences=event.vaccine_preferences,
-                preferred_municipality_code=event.preferred_municipality_code,
-                language=event.language,
-            ),
+            preferences=_preferences_of(event),
             personal=event.personal,
+            health=event.health,
         )
     if isinstance(event, ContactDetailsChanged):
         return msgspec.structs.replace(state, personal=event.personal)
     if isinstance(event, PreferencesChanged):
         return msgspec.structs.replace(
-            state,
-            preferences=Preferences(
-                priority_group=event.priority_group,
-                conditions=event.conditions,
-                vaccine_preferences=event.vaccine_preferences,
-                preferred_municipality_code=event.preferred_municipality_code,
-                language=event.language,
-            ),
+            state, preferences=_preferences_of(event), health=event.health
         )
     if isinstance(event, RegistrationWithdrawn):
         return msgspec.structs.replace(state, status="withdrawn")

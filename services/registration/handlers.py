@@ -1,9 +1,17 @@
 """Registration's command path, apart from HTTP: load, prepare, decide, append, keep the books.
 
-`run_command` is written against any event store (`StreamStore[Tx]`) and any
-`CitizenBooks[Tx]` (the key table and the `citizens` read model), so the same
-code runs on PostgreSQL in the service and in memory in the unit tests
+`run_command` (a known citizen) and `run_registration` (a national id) are written
+against any event store (`StreamStore[Tx]`) and any `CitizenBooks[Tx]` (the key table,
+the national-id index and the `citizens` read model), so the same code runs on
+PostgreSQL in the service and in memory in the unit tests
 (tests/unit/registration/test_registration_handlers.py).
+
+Citizen ids are random (`keys.new_citizen_id`): nothing derives one from a national id.
+The national-id index (a keyed hash of the national id -> the citizen id) finds the
+citizen a registration is for; it is written in the registration's transaction, its
+key is unique, so of two concurrent first registrations of one national id the second
+waits for the first and decides again (409), and erasure deletes the row, so afterwards
+nothing links the national id to the erased citizen's id.
 
 The reactions (`build_reactions`): links of citizens to sites, and the grants of each
 citizen's data key to the holders that offer a key for it (`grant_to_holder`).
@@ -29,7 +37,7 @@ from immunreg.contracts.registration import (
     CitizenRegistered,
     grant_context,
 )
-from immunreg.domain import Loaded, Outcome
+from immunreg.domain import Conflict, Loaded, Outcome
 from immunreg.eventstore.database import Connection
 from immunreg.eventstore.errors import ConcurrencyConflict
 from immunreg.eventstore.store import EventStore, StreamStore
@@ -43,6 +51,7 @@ from .keys import (
     KeyRing,
     destroy_citizen_key,
     fetch_citizen_key,
+    new_citizen_id,
     store_citizen_key,
 )
 
@@ -68,6 +77,14 @@ class Prepared:
 Prepare = Callable[[Tx, Loaded[CitizenState]], Awaitable[Prepared]]
 
 
+class AlreadyRegistered(Conflict):
+    """The national id is registered, as `citizen_id` (409)."""
+
+    def __init__(self, citizen_id: str) -> None:
+        super().__init__("already_registered", "this national id is already registered")
+        self.citizen_id = citizen_id
+
+
 class CitizenBooks(Protocol[Tx_contra]):
     """What a command writes beside the Citizen stream, in the same transaction."""
 
@@ -77,6 +94,19 @@ class CitizenBooks(Protocol[Tx_contra]):
 
     async def destroy_key(self, tx: Tx_contra, citizen_id: str) -> None:
         """Forget the data key: what it sealed can never be read again (erasure)."""
+        ...
+
+    async def citizen_of(self, tx: Tx_contra, national_key: str) -> str | None:
+        """The citizen the national id (its keyed hash) is registered as, if any."""
+        ...
+
+    async def claim(self, tx: Tx_contra, national_key: str, citizen_id: str) -> bool:
+        """Index the national id as this citizen; False when another transaction indexed
+        it first (this one waits for that one to end)."""
+        ...
+
+    async def unindex(self, tx: Tx_contra, citizen_id: str) -> None:
+        """Forget which national id the citizen is (erasure)."""
         ...
 
     async def record(
@@ -97,6 +127,15 @@ class PostgresBooks:
 
     async def destroy_key(self, tx: Connection, citizen_id: str) -> None:
         await destroy_citizen_key(tx, citizen_id)
+
+    async def citizen_of(self, tx: Connection, national_key: str) -> str | None:
+        return await readmodel.citizen_of_national_id(tx, national_key)
+
+    async def claim(self, tx: Connection, national_key: str, citizen_id: str) -> bool:
+        return await readmodel.index_national_id(tx, national_key, citizen_id)
+
+    async def unindex(self, tx: Connection, citizen_id: str) -> None:
+        await readmodel.unindex_national_id(tx, citizen_id)
 
     async def record(
         self, tx: Connection, citizen_id: str, envelope: Envelope, event: Event
@@ -126,19 +165,86 @@ async def run_command(
         if expected_version is not None and loaded.version != expected_version:
             raise ConcurrencyConflict(citizen_id, expected_version)
         prepared = await prepare(tx, loaded)
-        outcome = await store.decide_and_append(
-            tx, CITIZEN, citizen_id, loaded, prepared.command, metadata=metadata
+        return await _decide_and_keep(
+            store, books, tx, citizen_id, loaded=loaded, prepared=prepared, metadata=metadata
         )
-        events = [CONTEXT.read(envelope) for envelope in outcome.events]
-        if prepared.new_key is not None and any(isinstance(e, CitizenRegistered) for e in events):
-            await books.keep_key(tx, citizen_id, prepared.new_key)
-        if any(isinstance(e, CitizenErased) for e in events):
-            await books.destroy_key(tx, citizen_id)
-        for envelope, event in zip(outcome.events, events, strict=True):
-            await books.record(tx, citizen_id, envelope, event)
-        return outcome
 
     return await store.transact(work, attempts=attempts, retry_conflicts=expected_version is None)
+
+
+async def _decide_and_keep(
+    store: StreamStore[Tx],
+    books: CitizenBooks[Tx],
+    tx: Tx,
+    citizen_id: str,
+    *,
+    loaded: Loaded[CitizenState],
+    prepared: Prepared,
+    metadata: Metadata | None,
+) -> Outcome[CitizenState]:
+    outcome = await store.decide_and_append(
+        tx, CITIZEN, citizen_id, loaded, prepared.command, metadata=metadata
+    )
+    events = [CONTEXT.read(envelope) for envelope in outcome.events]
+    if prepared.new_key is not None and any(isinstance(e, CitizenRegistered) for e in events):
+        await books.keep_key(tx, citizen_id, prepared.new_key)
+    if any(isinstance(e, CitizenErased) for e in events):
+        await books.destroy_key(tx, citizen_id)
+        await books.unindex(tx, citizen_id)
+    for envelope, event in zip(outcome.events, events, strict=True):
+        await books.record(tx, citizen_id, envelope, event)
+    return outcome
+
+
+async def run_registration(
+    store: StreamStore[Tx],
+    books: CitizenBooks[Tx],
+    national_key: str,
+    prepare_for: Callable[[str], Prepare[Tx]],
+    *,
+    legacy_id: str | None = None,
+    metadata: Metadata | None = None,
+    attempts: int = COMMAND_ATTEMPTS,
+) -> tuple[str, Outcome[CitizenState]]:
+    """Register the national id (its keyed hash `national_key`): the citizen it is indexed
+    as (registering again after a withdrawal), else a new random citizen id; the citizen
+    id and the outcome. `prepare_for(citizen_id)` makes the command once the id is known.
+
+    `legacy_id` is the id the national id had when ids were keyed hashes of it: a
+    registration made then, not erased, is indexed under it when it registers again.
+    Already registered: `AlreadyRegistered` (409), nothing written.
+    """
+
+    async def work(tx: Tx) -> tuple[str, Outcome[CitizenState]]:
+        citizen_id = await books.citizen_of(tx, national_key)
+        indexed = citizen_id is not None
+        loaded: Loaded[CitizenState] | None = None
+        if citizen_id is None and legacy_id is not None:
+            legacy = await store.load_state(CITIZEN, legacy_id, tx)
+            if legacy.version > 0 and legacy.state.status != "erased":
+                citizen_id, loaded = legacy_id, legacy
+        if citizen_id is None:
+            # 100 random bits: no stream has this id, so there is nothing to load (were
+            # there one, the append at version 0 would conflict and this run again).
+            citizen_id, loaded = new_citizen_id(), Loaded(CITIZEN.initial(), 0)
+        if not indexed and not await books.claim(tx, national_key, citizen_id):
+            # A concurrent registration of this national id committed first: roll back
+            # and decide again, against the citizen it registered.
+            raise ConcurrencyConflict(citizen_id, 0)
+        if loaded is None:
+            loaded = await store.load_state(CITIZEN, citizen_id, tx)
+        prepared = await prepare_for(citizen_id)(tx, loaded)
+        try:
+            outcome = await _decide_and_keep(
+                store, books, tx, citizen_id, loaded=loaded, prepared=prepared, metadata=metadata
+            )
+        except Conflict as refused:
+            if refused.code == "already_registered":
+                raise AlreadyRegistered(citizen_id) from refused
+            raise
+        return citizen_id, outcome
+
+    return await store.transact(work, attempts=attempts)
 
 
 # --- reactions -------------------------------------------------------------------------

@@ -1,12 +1,17 @@
-"""Registration's keys: the citizen-id key, the key-encryption key and the per-citizen
-data keys (crypto-shredding).
+"""Registration's keys: the id key, the key-encryption key and the per-citizen data keys
+(crypto-shredding); and citizen ids.
+
+Citizen ids are random (`new_citizen_id`): no key turns a national id into one. The
+national-id index (`citizen_national_ids`) maps a keyed hash of the national id
+(`KeyRing.national_id_hash`) to the citizen id; erasure deletes the row, so after it
+the id key links the national id to nothing.
 
 Settings (each `REGISTRATION_<NAME>`, or `Settings.extra[<NAME>]`):
 
-- `ID_KEY_FILE`: HMAC key that turns a national id into a citizen id. Default
-  `<state_dir>/keys/registration-id.key`, created on first start. Losing or
-  changing it would let one national id register twice, so the service
-  records its fingerprint and refuses to start with another key.
+- `ID_KEY_FILE`: HMAC root key of the national-id index and the sign-in contact index.
+  Default `<state_dir>/keys/registration-id.key`, created on first start. Losing or
+  changing it would let one national id register twice (the index would miss), so
+  the service records its fingerprint and refuses to start with another key.
 - `KEK_FILE`: AES key that wraps the citizen data keys stored in
   `citizen_keys`. Default `<state_dir>/keys/registration-kek.key`, created on
   first start.
@@ -23,6 +28,7 @@ import base64
 import hashlib
 import hmac
 import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,11 +48,13 @@ from immunreg.sealing import (
     unseal,
 )
 
+from .signin import derive_key
+
 SERVICE = "registration"
 ID_KEY_FILE = "registration-id.key"
 KEK_FILE = "registration-kek.key"
 CITIZEN_ID_PREFIX = "c-"
-CITIZEN_ID_LENGTH = 20  # base32 characters: 100 bits of the HMAC
+CITIZEN_ID_LENGTH = 20  # base32 characters: 100 random bits
 CITIZEN_ID = re.compile(r"c-[a-z2-7]{20}")
 _sealed_encoder = msgspec.json.Encoder()
 _sealed_decoder = msgspec.json.Decoder(Sealed)
@@ -56,11 +64,19 @@ class KeyConfigError(RuntimeError):
     """The configured keys are missing, malformed, or not the ones the data was made with."""
 
 
-def citizen_id_for(id_key: bytes, national_id: str) -> str:
-    """The stable citizen id of a national id: keyed, so it cannot be reversed by trying
-    every JMBG (a small space) without the key."""
-    digest = hmac.new(id_key, national_id.encode("ascii"), hashlib.sha256).digest()
-    return CITIZEN_ID_PREFIX + base64.b32encode(digest).decode("ascii").lower()[:CITIZEN_ID_LENGTH]
+def _citizen_id_of(raw: bytes) -> str:
+    return CITIZEN_ID_PREFIX + base64.b32encode(raw).decode("ascii").lower()[:CITIZEN_ID_LENGTH]
+
+
+def new_citizen_id() -> str:
+    """A fresh random citizen id (100 bits): it says nothing about the person."""
+    return _citizen_id_of(secrets.token_bytes(13))
+
+
+def legacy_citizen_id(id_key: bytes, national_id: str) -> str:
+    """The id a national id was given when citizen ids were keyed hashes of it (before
+    random ids): only to find a registration made then (`handlers.run_registration`)."""
+    return _citizen_id_of(hmac.new(id_key, national_id.encode("ascii"), hashlib.sha256).digest())
 
 
 def is_citizen_id(value: str) -> bool:
@@ -80,9 +96,14 @@ class KeyRing:
         """Which KEK wrapped a stored data key."""
         return key_fingerprint(self.kek)
 
-    def citizen_id(self, national_id: str) -> str:
-        """The citizen id of a national id."""
-        return citizen_id_for(self.id_key, national_id)
+    def national_id_hash(self, national_id: str) -> str:
+        """The keyed hash the national-id index is looked up by (HMAC-SHA256, hex)."""
+        key = derive_key(self.id_key, "national-id-index")
+        return hmac.new(key, national_id.encode("ascii"), hashlib.sha256).hexdigest()
+
+    def legacy_citizen_id(self, national_id: str) -> str:
+        """The national id's citizen id from before random ids (`legacy_citizen_id`)."""
+        return legacy_citizen_id(self.id_key, national_id)
 
 
 def _setting(settings: Settings, name: str) -> str | None:
@@ -119,7 +140,7 @@ LIMIT 1
 
 
 async def check_id_key(pool: asyncpg.Pool, ring: KeyRing) -> None:
-    """Refuse to run with an id key other than the one existing citizen ids came from."""
+    """Refuse to run with an id key other than the one the indexes were made with."""
     fingerprint = key_fingerprint(ring.id_key)
     recorded = None
     for _ in range(3):  # a replica starting at the same moment may hide its row for a moment
@@ -128,7 +149,7 @@ async def check_id_key(pool: asyncpg.Pool, ring: KeyRing) -> None:
             break
     if recorded != fingerprint:
         raise KeyConfigError(
-            "REGISTRATION_ID_KEY_FILE is not the key this database's citizen ids were made "
+            "REGISTRATION_ID_KEY_FILE is not the key this database's indexes were made "
             f"with (fingerprint {fingerprint}, expected {recorded})"
         )
 

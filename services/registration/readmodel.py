@@ -13,6 +13,7 @@ import asyncpg
 import msgspec
 
 from immunreg import audit
+from immunreg.contracts.common import Sealed
 from immunreg.contracts.envelope import Event
 from immunreg.contracts.registration import (
     CONTEXT,
@@ -32,9 +33,9 @@ _REGISTERED = """
 INSERT INTO citizens AS c (
     citizen_id, status, version, birth_date, sex, municipality_code, priority_group,
     conditions, vaccine_preferences, preferred_municipality_code, consent, channel,
-    personal, registered_at, updated_at, language)
+    personal, registered_at, updated_at, language, health)
 VALUES ($1, 'active', $2, $3, $4, $5, $6, $7, $8, $9, $10::text::jsonb, $11,
-        $12::text::jsonb, $13, $13, $14)
+        $12::text::jsonb, $13, $13, $14, $15::text::jsonb)
 ON CONFLICT (citizen_id) DO UPDATE SET
     status = 'active', version = excluded.version, birth_date = excluded.birth_date,
     sex = excluded.sex, municipality_code = excluded.municipality_code,
@@ -43,7 +44,8 @@ ON CONFLICT (citizen_id) DO UPDATE SET
     preferred_municipality_code = excluded.preferred_municipality_code,
     consent = excluded.consent, channel = excluded.channel, personal = excluded.personal,
     registered_at = excluded.registered_at, updated_at = excluded.updated_at,
-    language = excluded.language, withdrawn_at = NULL, erased_at = NULL
+    language = excluded.language, health = excluded.health, withdrawn_at = NULL,
+    erased_at = NULL
 WHERE c.version < excluded.version
 """
 
@@ -54,7 +56,8 @@ WHERE citizen_id = $1 AND version < $2
 
 _PREFERENCES = """
 UPDATE citizens SET priority_group = $4, conditions = $5, vaccine_preferences = $6,
-    preferred_municipality_code = $7, language = $8, version = $2, updated_at = $3
+    preferred_municipality_code = $7, language = $8, health = $9::text::jsonb, version = $2,
+    updated_at = $3
 WHERE citizen_id = $1 AND version < $2
 """
 
@@ -69,9 +72,14 @@ UPDATE citizens SET status = 'erased', erased_at = $3, version = $2, updated_at 
     birth_date = NULL, sex = NULL, municipality_code = NULL, priority_group = NULL,
     conditions = NULL, vaccine_preferences = NULL, preferred_municipality_code = NULL,
     consent = NULL, channel = NULL, personal = NULL, registered_at = NULL, withdrawn_at = NULL,
-    language = NULL
+    language = NULL, health = NULL
 WHERE citizen_id = $1 AND version < $2
 """
+
+
+def _sealed_json(sealed: Sealed | None) -> str | None:
+    return None if sealed is None else _json.encode(sealed).decode()
+
 
 _OTHER = """
 UPDATE citizens SET version = $2, updated_at = $3 WHERE citizen_id = $1 AND version < $2
@@ -100,6 +108,7 @@ async def apply_event(
             _json.encode(event.personal).decode(),
             recorded_at,
             event.language,
+            _sealed_json(event.health),
         )
     elif isinstance(event, ContactDetailsChanged):
         await conn.execute(_CONTACT, *key, _json.encode(event.personal).decode())
@@ -112,6 +121,7 @@ async def apply_event(
             event.vaccine_preferences,
             event.preferred_municipality_code,
             event.language,
+            _sealed_json(event.health),
         )
     elif isinstance(event, RegistrationWithdrawn):
         await conn.execute(_WITHDRAWN, *key)
@@ -151,7 +161,7 @@ _FETCH = """
 SELECT c.citizen_id, c.status, c.version, c.birth_date, c.sex, c.municipality_code,
        c.priority_group, c.conditions, c.vaccine_preferences, c.preferred_municipality_code,
        c.consent::text AS consent, c.channel, c.personal::text AS personal,
-       c.registered_at, c.updated_at, c.language,
+       c.registered_at, c.updated_at, c.language, c.health::text AS health,
        k.key_id, k.wrapped::text AS wrapped_key
 FROM citizens c LEFT JOIN citizen_keys k USING (citizen_id)
 WHERE c.citizen_id = $1
@@ -161,6 +171,34 @@ WHERE c.citizen_id = $1
 async def fetch_citizen(conn: Connection | asyncpg.Pool, citizen_id: str) -> asyncpg.Record | None:
     """The citizen's row with its wrapped data key (None when never registered)."""
     return await conn.fetchrow(_FETCH, citizen_id)
+
+
+# --- the national-id index: a keyed hash of the national id -> the citizen id --------------
+
+
+async def citizen_of_national_id(conn: Connection, national_key: str) -> str | None:
+    """The citizen the national id (its keyed hash) is registered as."""
+    found: str | None = await conn.fetchval(
+        "SELECT citizen_id FROM citizen_national_ids WHERE national_id_hash = $1", national_key
+    )
+    return found
+
+
+async def index_national_id(conn: Connection, national_key: str, citizen_id: str) -> bool:
+    """Index the national id as the citizen; False when another transaction did first
+    (the unique key makes this one wait for that one's end)."""
+    inserted = await conn.fetchval(
+        "INSERT INTO citizen_national_ids (national_id_hash, citizen_id) VALUES ($1, $2)"
+        " ON CONFLICT DO NOTHING RETURNING true",
+        national_key,
+        citizen_id,
+    )
+    return inserted is not None
+
+
+async def unindex_national_id(conn: Connection, citizen_id: str) -> None:
+    """Forget the citizen's national id (erasure): nothing links it to the citizen id."""
+    await conn.execute("DELETE FROM citizen_national_ids WHERE citizen_id = $1", citizen_id)
 
 
 # --- citizen_sites: where a citizen was booked or vaccinated (booking's and

@@ -165,16 +165,7 @@ def check_update(
         given_email = None if isinstance(body.email, msgspec.UnsetType) else body.email
         found += _contact_violations(phone, email, given_phone, given_email)
     after = preferences_after(state.preferences, _as_update(body))
-    named = {
-        f
-        for f in (
-            "priority_group",
-            "conditions",
-            "vaccine_preferences",
-            "preferred_municipality_code",
-        )
-        if not isinstance(getattr(body, f), msgspec.UnsetType)
-    }
+    named = preferences_named(body) - {"language"}
     found += _preference_violations(after, rules, fields=named)
     if "preferred_municipality_code" in named and after.preferred_municipality_code is not None:
         reasons = _municipality_reasons(after.preferred_municipality_code, rules)
@@ -198,6 +189,18 @@ def changes_contact(body: UpdateCitizen) -> bool:
     return not (
         isinstance(body.phone, msgspec.UnsetType) and isinstance(body.email, msgspec.UnsetType)
     )
+
+
+def preferences_named(body: UpdateCitizen) -> set[str]:
+    """The preference fields the update names."""
+    fields = (
+        "priority_group",
+        "conditions",
+        "vaccine_preferences",
+        "preferred_municipality_code",
+        "language",
+    )
+    return {f for f in fields if not isinstance(getattr(body, f), msgspec.UnsetType)}
 
 
 def _as_update(body: UpdateCitizen) -> Update:

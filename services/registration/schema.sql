@@ -29,6 +29,10 @@ CREATE INDEX IF NOT EXISTS citizens_status_group ON citizens (status, priority_g
 -- What messages to the citizen are written in (and the portal shows as chosen); added
 -- after the table: rows written before it hold NULL until a rebuild or a preference change.
 ALTER TABLE citizens ADD COLUMN IF NOT EXISTS language text;
+-- The declared conditions, sealed with the citizen's key (HealthData, a Sealed JSON), as
+-- the events carry them; `conditions` holds only what events written before them
+-- carried in clear. Erasure clears both.
+ALTER TABLE citizens ADD COLUMN IF NOT EXISTS health jsonb;
 
 -- One data key per citizen, wrapped by the key-encryption key (KEK, outside the
 -- database). Erasure deletes the row: crypto-shredding.
@@ -39,7 +43,17 @@ CREATE TABLE IF NOT EXISTS citizen_keys (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 
--- Fingerprints of keys the stored data depends on (the citizen-id key).
+-- The national-id index: a keyed hash of the national id (HMAC under a key derived from
+-- the id key) -> the citizen id, which is random. Written in the registration's
+-- transaction; the unique key makes a concurrent second registration of one national
+-- id wait and then find the first (409). Erasure deletes the row: afterwards nothing
+-- here, nor the id key, links the national id to the erased citizen's id.
+CREATE TABLE IF NOT EXISTS citizen_national_ids (
+    national_id_hash text PRIMARY KEY,
+    citizen_id       text NOT NULL UNIQUE
+);
+
+-- Fingerprints of keys the stored data depends on (the id key: the indexes' hashes).
 CREATE TABLE IF NOT EXISTS registration_keys_in_use (
     name        text        PRIMARY KEY,
     fingerprint text        NOT NULL,

@@ -9,6 +9,11 @@ sealed value and wrapped key that belongs to the citizen, and tries every key on
 of them (keys that come out of a wrapped key are tried in turn). Before the erasure the same
 search opens the citizen's data, through registration's KEK and through each holder's
 per-citizen key; after it, nothing opens.
+
+The citizen declares conditions and gives a reason on withdrawing (health data): no message
+and no row carries either in clear, before or after the erasure; both are sealed under the
+citizen's data key, open before and not after. And once erased, no row links the national id
+to the citizen id, and no key found derives the citizen id from the national id.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import asyncpg
 import msgspec
@@ -37,13 +43,18 @@ from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from e2e_http import poll, scheduling_run, send
 
 from immunreg.contracts.common import Sealed
-from immunreg.contracts.registration import PersonalData, grant_context
+from immunreg.contracts.registration import (
+    HealthData,
+    PersonalData,
+    grant_context,
+    health_context,
+)
 from immunreg.contracts.topics import topic_namespace
 from immunreg.demo import wait_until_quiet
 from immunreg.messaging.topics import read_topic
 from immunreg.sealing import KEY_BYTES, WRAPPED_BYTES, UnsealError, unseal, unwrap_key
 from services.registration import jmbg
-from services.registration.keys import key_wrap_context
+from services.registration.keys import KeyRing, key_wrap_context, legacy_citizen_id
 
 if TYPE_CHECKING:  # tests/e2e is not a package; the fixture is found by pytest
     from conftest import Stack
@@ -53,6 +64,8 @@ MUNICIPALITY = "70092"
 HOLDERS = ("certificates", "notifications")
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
+# Contraindicates Sputnik-V and BBIBP-CorV (not Comirnaty), and a condition without any.
+CONDITIONS = ["pregnancy", "diabetes"]
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -177,7 +190,7 @@ def key_file_items(folder: Path) -> list[Item]:
 def _aads(citizen_id: str, items: Iterable[Item]) -> set[bytes]:
     """Associated data a sealed value of the citizen may be bound to: the citizen id, and
     registration's KEK wrapping of a data key under any string seen beside it."""
-    found = {citizen_id.encode()}
+    found = {citizen_id.encode(), health_context(citizen_id)}
     for item in items:
         found |= {key_wrap_context(citizen_id, s) for s in item.strings if len(s) < 100}
     return found
@@ -185,11 +198,12 @@ def _aads(citizen_id: str, items: Iterable[Item]) -> set[bytes]:
 
 @dataclass
 class Opened:
-    """What the search opened: the personal data, and how."""
+    """What the search opened: the personal and health data, and how."""
 
     personal: list[PersonalData]
     data_keys: set[bytes]
     via_holder: set[str]  # holders whose kept key opened a grant
+    health: list[HealthData] = field(default_factory=list)
 
 
 def try_everything(citizen_id: str, items: list[Item]) -> Opened:
@@ -219,12 +233,33 @@ def try_everything(citizen_id: str, items: list[Item]) -> Opened:
                         continue
                     if len(plain) == KEY_BYTES:
                         found.add(plain)
+                        continue
+                    if aad == health_context(citizen_id):
+                        opened.health.append(msgspec.json.decode(plain, type=HealthData))
                     else:
                         opened.personal.append(msgspec.json.decode(plain, type=PersonalData))
-                        opened.data_keys.add(key)
+                    opened.data_keys.add(key)
         tried |= fresh
         keys |= found
     return opened
+
+
+def in_clear(citizen_id: str, items: list[Item], secrets: set[str]) -> list[str]:
+    """Where a row or message of the citizen holds one of `secrets` as a plain value."""
+    return [i.where for i in items if citizen_id in i.strings and i.strings & secrets]
+
+
+def links(citizen_id: str, national_id: str, items: list[Item]) -> list[str]:
+    """Where a row or message links the national id to the citizen id: both in it, the
+    national id in clear or as the registration index's keyed hash under any key found;
+    or any key found derives the citizen id from the national id (ids from before
+    random ids)."""
+    keys: set[bytes] = set().union(*(item.keys for item in items))
+    forms = {national_id} | {KeyRing(id_key=k, kek=k).national_id_hash(national_id) for k in keys}
+    found = [i.where for i in items if citizen_id in i.strings and i.strings & forms]
+    return found + [
+        "derived by a key" for k in keys if legacy_citizen_id(k, national_id) == citizen_id
+    ]
 
 
 async def everything(dsn: str, bootstrap: str, keys: Path | None) -> list[Item]:
@@ -262,6 +297,7 @@ def register(stack: Stack, email: str) -> tuple[str, dict[str, Any]]:
         "municipality_code": MUNICIPALITY,
         "preferred_municipality_code": MUNICIPALITY,
         "vaccine_preferences": [PFIZER],
+        "conditions": CONDITIONS,
         "email": email,
         "consent": {"data_processing": True, "reminders": True},
     }
@@ -388,15 +424,31 @@ def test_after_erasure_no_key_anywhere_opens_the_citizens_data(
     book_vaccinate_and_certify(stack, citizen_id, email)
     holder_schemas = [s for h in HOLDERS for s in asyncio.run(schemas_of(dsn, h))]
     assert asyncio.run(holder_keys_left(dsn, holder_schemas, citizen_id)) == 2
+    reason = f"moving abroad, pregnant ({uuid.uuid4().hex[:8]})"
+    withdrawn, _ = call(
+        "DELETE",
+        f"{stack.urls['registration']}/v1/citizens/{citizen_id}?reason={quote(reason)}",
+        stack.token("admin"),
+    )
+    assert withdrawn == 204
+    health_in_clear = {*CONDITIONS, reason}
+    assert wait_until_quiet(stack.urls, 120), "the withdrawal reached every consumer"
 
     # Before: the search opens the citizen's data, through registration's KEK ...
-    before = try_everything(citizen_id, asyncio.run(everything(dsn, bootstrap, keys)))
+    found = asyncio.run(everything(dsn, bootstrap, keys))
+    before = try_everything(citizen_id, found)
     assert {p.national_id for p in before.personal} == {body["national_id"]}
     assert {p.given_name for p in before.personal} == {"Radmila"}
+    # ... health data included, sealed under the same key, and never in clear.
+    assert {tuple(h.conditions) for h in before.health} >= {tuple(CONDITIONS)}
+    assert reason in {h.withdrawal_reason for h in before.health}
+    assert in_clear(citizen_id, found, health_in_clear) == []
+    assert links(citizen_id, body["national_id"], found), "the index links them until erasure"
     # ... and, without any key file, through each holder's key and the grant made to it.
     held = try_everything(citizen_id, asyncio.run(everything(dsn, bootstrap, None)))
     assert held.via_holder == set(HOLDERS), held.via_holder
     assert held.personal and held.data_keys == before.data_keys
+    assert held.health
 
     status, _ = call(
         "POST", f"{stack.urls['registration']}/v1/citizens/{citizen_id}/erase", stack.token("admin")
@@ -414,6 +466,10 @@ def test_after_erasure_no_key_anywhere_opens_the_citizens_data(
     quiet = wait_until_quiet(stack.urls, 120)
     assert quiet, "every outbox published and every consumer caught up"
 
-    after = try_everything(citizen_id, asyncio.run(everything(dsn, bootstrap, keys)))
+    found = asyncio.run(everything(dsn, bootstrap, keys))
+    after = try_everything(citizen_id, found)
     assert after.personal == [] and after.data_keys == set() and after.via_holder == set()
+    assert after.health == []
+    assert in_clear(citizen_id, found, health_in_clear) == []
+    assert links(citizen_id, body["national_id"], found) == []
     assert asyncio.run(holder_keys_left(dsn, holder_schemas, citizen_id)) == 0

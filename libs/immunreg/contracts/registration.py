@@ -1,8 +1,14 @@
 """registration.events.v1: citizens' registrations of interest.
 
 What other contexts need travels in clear (birth date, sex, municipality,
-priority group, conditions, preferences); names, national id and contact
-details travel only inside `Sealed`.
+priority group, preferences, and the products declared conditions rule out); names,
+national id and contact details travel only inside `personal`, and health data (the
+declared conditions, a withdrawal's reason) only inside `health`: both `Sealed` with
+the citizen's data key, so erasing the key leaves neither readable anywhere.
+
+Events written before health was sealed carry `conditions` (and a withdrawal's
+`reason`) in clear; they still decode, and a consumer derives what it needs from them
+(`immunreg.reference.health.ruled_out_by`). New events leave both empty.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from typing import Literal
 
 from immunreg.contracts.common import Sealed, Sex
 from immunreg.contracts.envelope import Context, Event
+from immunreg.reference.health import ruled_out_by
 from immunreg.structs import Struct
 
 # The languages messages to citizens are written in: Serbian in Latin and in Cyrillic
@@ -44,19 +51,40 @@ class PersonalData(Struct):
     email: str | None = None
 
 
+class HealthData(Struct):
+    """What `health` holds in registration events, as JSON, once unsealed.
+
+    Sealed with the citizen's data key (the one that seals `personal`) and
+    `health_context(citizen_id)` as associated data, so it opens with
+    `immunreg.sealing.unseal(key, sealed, health_context(citizen_id))` and never in
+    place of `personal`.
+    """
+
+    conditions: list[str] = []  # condition codes (immunreg.reference.health)
+    withdrawal_reason: str | None = None  # free text the citizen gave on withdrawing
+
+
+def health_context(citizen_id: str) -> bytes:
+    """The associated data `health` is sealed under: this citizen's health data only."""
+    return f"immunreg.registration.health|{citizen_id}".encode()
+
+
 class CitizenRegistered(Event):
     citizen_id: str
     birth_date: date
     sex: Sex
     municipality_code: str
     priority_group: str
-    conditions: list[str] = []
+    conditions: list[str] = []  # in clear only in events written before `health`
     vaccine_preferences: list[str] = []  # product codes in order; ["any"] for no preference
     preferred_municipality_code: str | None = None
     consent: Consent
     channel: str = "online"
     personal: Sealed
     language: str = DEFAULT_LANGUAGE  # one of LANGUAGES: what messages are written in
+    # Product codes the declared conditions rule out (sorted): all booking needs of them.
+    ruled_out_products: list[str] = []
+    health: Sealed | None = None  # HealthData: the declared conditions
 
 
 class ContactDetailsChanged(Event):
@@ -71,13 +99,24 @@ class PreferencesChanged(Event):
     vaccine_preferences: list[str]
     preferred_municipality_code: str | None
     priority_group: str
-    conditions: list[str]
+    conditions: list[str] = []  # in clear only in events written before `health`
     language: str = DEFAULT_LANGUAGE
+    ruled_out_products: list[str] = []
+    health: Sealed | None = None  # HealthData: the declared conditions, after the change
+
+
+def ruled_out_products(event: CitizenRegistered | PreferencesChanged) -> list[str]:
+    """The products the citizen's conditions rule out, as of the event: published, or (an
+    event written before health was sealed) derived from the conditions it carries."""
+    if not event.conditions:
+        return event.ruled_out_products
+    return sorted({*event.ruled_out_products, *ruled_out_by(event.conditions)})
 
 
 class RegistrationWithdrawn(Event):
     citizen_id: str
-    reason: str | None = None
+    reason: str | None = None  # in clear only in events written before `health`
+    health: Sealed | None = None  # HealthData: the reason given, when one was
 
 
 class CitizenErased(Event):

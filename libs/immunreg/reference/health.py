@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cache
 from importlib import resources
 
@@ -58,3 +59,10 @@ def contraindicated(product_code: str, condition_codes: list[str]) -> list[str]:
     """The declared conditions that rule this product out."""
     known = conditions()
     return [c for c in condition_codes if c in known and product_code in known[c].contraindicates]
+
+
+def ruled_out_by(condition_codes: Iterable[str]) -> list[str]:
+    """The product codes any of these conditions rules out, sorted: what booking needs of
+    the conditions, published in clear while the conditions themselves stay sealed."""
+    known = conditions()
+    return sorted({p for c in condition_codes if c in known for p in known[c].contraindicates})

@@ -6,6 +6,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from immunreg.contracts import administration, registration
 from immunreg.contracts.administration import DoseAdministered, DoseVoided
 from immunreg.contracts.registration import PreferencesChanged
@@ -78,7 +80,21 @@ async def test_a_voided_dose_cancels_the_next_one_and_the_citizen_waits_again(
     assert waiting.due.dose_number == 1
 
 
-async def test_a_new_contraindication_cancels_the_open_appointment(booking: Booking) -> None:
+# Registration publishes the products ruled out; events from before that carried the
+# conditions in clear, and booking derives the same from them.
+# (ruled-out products, conditions in clear)
+CONTRAINDICATION = {
+    "published": ([PFIZER, "EU/1/20/1507"], []),
+    "derived from an old event": ([], ["severe_allergy_peg"]),
+}
+
+
+@pytest.mark.parametrize(
+    ("ruled_out", "conditions"), CONTRAINDICATION.values(), ids=list(CONTRAINDICATION)
+)
+async def test_a_new_contraindication_cancels_the_open_appointment(
+    booking: Booking, ruled_out: list[str], conditions: list[str]
+) -> None:
     site = new_site_id()
     await booking.define_site(site, capacity={PFIZER: 10})
     await booking.stock(site, PFIZER, 50)
@@ -91,7 +107,8 @@ async def test_a_new_contraindication_cancels_the_open_appointment(booking: Book
         vaccine_preferences=["any"],
         preferred_municipality_code=None,
         priority_group="general",
-        conditions=["severe_allergy_peg"],
+        ruled_out_products=ruled_out,
+        conditions=conditions,
     )
     await booking.feed(
         registration.CONTEXT,
@@ -103,3 +120,8 @@ async def test_a_new_contraindication_cancels_the_open_appointment(booking: Book
     assert "contraindicated" in cancelled["status_reason"]
     summary = await booking.run(BookingConfig().today() + timedelta(days=1), 2)
     assert summary["waiting"] == {"no_capacity": 1}  # the site offers only Comirnaty
+    row = await booking.pool.fetchrow(
+        "SELECT conditions, ruled_out_products FROM citizens WHERE citizen_id = $1", citizen
+    )
+    assert row is not None and list(row["conditions"]) == [], "booking keeps no conditions"
+    assert PFIZER in row["ruled_out_products"]

@@ -108,6 +108,9 @@ async def test_registration_events_make_citizens_wait(
     )
     cleo_row = await citizen_row(booking, cleo)
     assert cleo_row["birth_date"] is None and cleo_row["municipality_code"] is None
+    assert list(cleo_row["ruled_out_products"]) == [] and list(cleo_row["conditions"]) == []
+    ana_row = await citizen_row(booking, ana)
+    assert list(ana_row["conditions"]) == [], "an old event's clear conditions are not kept"
 
 
 async def test_a_dose_event_books_the_second_dose_inside_the_interval(

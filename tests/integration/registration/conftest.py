@@ -91,10 +91,18 @@ class Registration:
         citizen_id: str = (await response.json())["citizen_id"]
         return citizen_id
 
+    async def citizen_of(self, national_id: str) -> str | None:
+        """The citizen the national-id index links `national_id` to (None: no row)."""
+        found: str | None = await self.pool.fetchval(
+            "SELECT citizen_id FROM citizen_national_ids WHERE national_id_hash = $1",
+            self.ring.national_id_hash(national_id),
+        )
+        return found
+
     async def counts(self) -> dict[str, int]:
         """Rows in every table a registration writes to."""
         counts: dict[str, int] = {}
-        for table in ("events", "citizens", "citizen_keys"):
+        for table in ("events", "citizens", "citizen_keys", "citizen_national_ids"):
             counts[table] = await self.pool.fetchval(f"SELECT count(*) FROM {table}")
         return counts
 

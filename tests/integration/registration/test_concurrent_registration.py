@@ -36,7 +36,7 @@ async def test_100_concurrent_registrations_of_one_jmbg_create_exactly_one_citiz
     assert statuses == {201: 1, 409: 99}, statuses
     (created,) = [answer for status, answer in results if status == 201]
     citizen_id = created["citizen_id"]
-    assert citizen_id == registration.ring.citizen_id(body["national_id"])
+    assert await registration.citizen_of(body["national_id"]) == citizen_id
     for status, answer in results:
         if status == 409:
             assert answer["code"] == "already_registered"
@@ -52,6 +52,7 @@ async def test_100_concurrent_registrations_of_one_jmbg_create_exactly_one_citiz
     assert after["events"] - before["events"] == 1
     assert after["citizens"] - before["citizens"] == 1
     assert after["citizen_keys"] - before["citizen_keys"] == 1
+    assert after["citizen_national_ids"] - before["citizen_national_ids"] == 1
 
     read = await registration.client.get(f"/v1/citizens/{citizen_id}", headers=registration.admin)
     assert read.status == 200

@@ -41,6 +41,7 @@ PERSONAL_COLUMNS = (
     "consent",
     "channel",
     "personal",
+    "health",
 )
 
 
@@ -159,22 +160,37 @@ async def test_erasure_shreds_the_history_the_read_model_and_tells_other_service
     assert found.count("CitizenErased") == 1
     assert found.index("RegistrationWithdrawn") < found.index("CitizenErased")
 
-    # Registering again after erasure starts afresh, with a new key.
+    # Nothing links the national id to the erased citizen any more.
+    assert await registration.citizen_of(body["national_id"]) is None
+
+    # Registering again after erasure starts afresh: a new id, a new key.
     again = await client.post("/v1/citizens", json=body, headers=admin)
-    assert again.status == 201 and (await again.json())["citizen_id"] == citizen_id
+    assert again.status == 201
+    new_id = (await again.json())["citizen_id"]
+    assert new_id != citizen_id
+    assert await registration.citizen_of(body["national_id"]) == new_id
     async with registration.pool.acquire() as conn:
-        new_key = await fetch_citizen_key(conn, registration.ring, citizen_id)
+        new_key = await fetch_citizen_key(conn, registration.ring, new_id)
     assert new_key is not None
-    for value in (await sealed_in_events(registration, citizen_id))[:2]:
+    for value in await sealed_in_events(registration, citizen_id):
         with pytest.raises(UnsealError):
             unseal(new_key.key, value, citizen_id.encode())
-    assert (await (await client.get(url, headers=admin)).json())["given_name"] == "Milica"
+    read = await client.get(f"/v1/citizens/{new_id}", headers=admin)
+    assert (await read.json())["given_name"] == "Milica"
+    assert (await client.get(url, headers=admin)).status == 410, "the old id stays erased"
 
 
 async def offer(
-    kafka: KafkaTools, holder: Context, citizen_id: str, data_key_id: str, public: bytes
+    kafka: KafkaTools,
+    holder: Context,
+    citizen_id: str,
+    data_key_id: str,
+    public: bytes,
+    *,
+    behind: str | None = None,
 ) -> None:
-    """A holder's HolderKeyOffered, on its topic, as its relay would publish it."""
+    """A holder's HolderKeyOffered, on its topic, as its relay would publish it; with
+    `behind`, on the partition of that citizen's offers (handled after them)."""
     event = HolderKeyOffered(
         citizen_id=citizen_id,
         holder=holder.name,
@@ -186,7 +202,8 @@ async def offer(
     producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap)
     await producer.start()
     try:
-        await producer.send_and_wait(holder.topic, encode_envelope(envelope), key=stream.encode())
+        key = f"holder-key-{behind}" if behind is not None else stream
+        await producer.send_and_wait(holder.topic, encode_envelope(envelope), key=key.encode())
     finally:
         await producer.stop()
 
@@ -262,16 +279,19 @@ async def test_a_holders_offer_is_answered_with_the_key_wrapped_to_it_until_eras
     assert (await client.post(url + "/erase", headers=admin)).status == 204
     _, late_public = new_holder_key_pair()
     await offer(kafka, certificates.CONTEXT, citizen_id, data_key_id, late_public)
-    # Registering again makes a new data key; an offer for it is granted, and being on the
-    # same partition behind the late offer, shows that the late one got nothing.
+    # Registering again makes a new citizen with a new data key; an offer for it is
+    # granted, and being on the partition behind the late offer, shows that the late one
+    # got nothing.
     again = await client.post("/v1/citizens", json=body, headers=admin)
     assert again.status == 201
+    new_id = (await again.json())["citizen_id"]
     new_key_id = await registration.pool.fetchval(
-        "SELECT key_id FROM citizen_keys WHERE citizen_id = $1", citizen_id
+        "SELECT key_id FROM citizen_keys WHERE citizen_id = $1", new_id
     )
-    assert new_key_id != data_key_id
+    assert new_id != citizen_id and new_key_id != data_key_id
     _, fresh = new_holder_key_pair()
-    await offer(kafka, certificates.CONTEXT, citizen_id, new_key_id, fresh)
-    found = await grants(registration, citizen_id, 4, [*offered, late_public, fresh])
-    assert [g.holder_key for g in found][3:] == [base64.b64encode(fresh).decode()]
+    await offer(kafka, certificates.CONTEXT, new_id, new_key_id, fresh, behind=citizen_id)
+    (granted,) = await grants(registration, new_id, 1, [fresh])
+    assert granted.holder_key == base64.b64encode(fresh).decode()
+    found = await grants(registration, citizen_id, 3, [*offered, late_public])
     assert base64.b64encode(late_public).decode() not in {g.holder_key for g in found}

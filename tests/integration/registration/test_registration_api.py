@@ -12,7 +12,13 @@ from openapi_spec_validator import validate
 
 from immunreg.contracts.booking import CONTEXT as BOOKING
 from immunreg.contracts.booking import AppointmentBooked
-from immunreg.contracts.registration import CONTEXT, CitizenRegistered, PersonalData
+from immunreg.contracts.registration import (
+    CONTEXT,
+    CitizenRegistered,
+    HealthData,
+    PersonalData,
+    health_context,
+)
 from immunreg.messaging.reactions import Provided
 from immunreg.sealing import unseal
 from services.registration.handlers import Granting, build_reactions
@@ -95,7 +101,7 @@ async def test_personal_data_is_stored_only_sealed(registration: Registration) -
     event = CONTEXT.decode(registered["data"].encode())
     assert isinstance(event, CitizenRegistered)
     assert event.birth_date.isoformat() == body["birth_date"]
-    assert event.municipality_code == "70092" and event.conditions == ["diabetes"]
+    assert event.municipality_code == "70092"
     async with registration.pool.acquire() as conn:
         key = await fetch_citizen_key(conn, registration.ring, citizen_id)
     assert key is not None and event.personal.key_id == key.key_id
@@ -103,6 +109,14 @@ async def test_personal_data_is_stored_only_sealed(registration: Registration) -
         unseal(key.key, event.personal, citizen_id.encode()), type=PersonalData
     )
     assert personal.national_id == body["national_id"] and personal.given_name == "Dragana"
+    # The declared conditions too travel and stay only sealed, under the same key.
+    assert event.conditions == [] and event.health is not None
+    health = msgspec.json.decode(
+        unseal(key.key, event.health, health_context(citizen_id)), type=HealthData
+    )
+    assert health.conditions == ["diabetes"]
+    for stored_conditions in (stored, citizen_row["j"]):
+        assert "diabetes" not in stored_conditions
 
 
 async def test_bad_input_is_one_422_with_an_entry_per_field_and_stores_nothing(

@@ -7,6 +7,7 @@ from datetime import date, timedelta
 import pytest
 
 from immunreg.reference.calendar import age_on
+from immunreg.reference.health import ruled_out_by
 from services.booking.eligibility import (
     CONTRAINDICATED,
     FIRST_DOSE,
@@ -45,7 +46,7 @@ def windows(
 ) -> tuple[dict[str, tuple[date, date, int]], str | None]:
     verdict = eligibility(
         birth_date=born,
-        conditions=conditions,
+        ruled_out=ruled_out_by(conditions),
         preferences=preferences,
         due=due,
         start=START,
@@ -150,7 +151,7 @@ def test_a_leap_day_birthday_counts_from_1_march() -> None:
 def test_born_on_a_leap_day_an_18_plus_product_from_1_march() -> None:
     verdict = eligibility(
         birth_date=date(2004, 2, 29),
-        conditions=(),
+        ruled_out=(),
         preferences=(AZ,),
         due=FIRST_DOSE,
         start=date(2022, 2, 25),
@@ -323,7 +324,7 @@ UNSUITABLE_CASES = [
             dose_number=1,
             day=START,
             due=FIRST_DOSE,
-            conditions=["severe_allergy_peg"],
+            ruled_out=ruled_out_by(["severe_allergy_peg"]),
         ),
         "contraindicated",
     ),
@@ -334,7 +335,7 @@ UNSUITABLE_CASES = [
     ("kwargs", "expected"), [c[1:] for c in UNSUITABLE_CASES], ids=[c[0] for c in UNSUITABLE_CASES]
 )
 def test_unsuitable(kwargs: dict[str, object], expected: str | None) -> None:
-    args = {"conditions": [], "preferences": ["any"], **kwargs}
+    args = {"ruled_out": [], "preferences": ["any"], **kwargs}
     why = unsuitable(**args)  # type: ignore[arg-type]
     if expected is None:
         assert why is None

@@ -8,6 +8,7 @@ from datetime import date, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from immunreg.reference.health import ruled_out_by
 from services.booking.eligibility import NO_CAPACITY, NO_STOCK, NextDose, eligibility
 from services.booking.ranking import (
     ANYWHERE,
@@ -213,11 +214,13 @@ def scenarios(draw: st.DrawFn) -> tuple[list[Citizen], list[SiteInfo], dict, dic
                 preferred_municipality_code=draw(st.sampled_from([None, *MUNIS])),
                 priority_group=draw(st.sampled_from(GROUPS)),
                 preferences=tuple(draw(st.lists(st.sampled_from([*PRODUCTS, "any"]), max_size=2))),
-                conditions=tuple(
-                    draw(
-                        st.lists(
-                            st.sampled_from(["severe_allergy_peg", "tts_history", "diabetes"]),
-                            max_size=1,
+                ruled_out=tuple(
+                    ruled_out_by(
+                        draw(
+                            st.lists(
+                                st.sampled_from(["severe_allergy_peg", "tts_history", "diabetes"]),
+                                max_size=1,
+                            )
                         )
                     )
                 ),
@@ -251,7 +254,7 @@ def test_plan_properties(scenario: tuple[list[Citizen], list[SiteInfo], dict, di
     for c in people:
         verdict = eligibility(
             birth_date=c.birth_date,
-            conditions=c.conditions,
+            ruled_out=c.ruled_out,
             preferences=c.preferences,
             due=c.due,
             start=START,

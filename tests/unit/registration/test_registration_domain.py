@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import msgspec
 import pytest
 
 from immunreg.contracts.common import Sealed
@@ -19,7 +20,6 @@ from immunreg.contracts.registration import (
 )
 from immunreg.domain import Conflict, DomainError, NotFound
 from services.registration.domain import (
-    ERASURE_REASON,
     CitizenState,
     Command,
     Erase,
@@ -38,12 +38,16 @@ from services.registration.domain import (
 CID = "c-aaaaaaaaaaaaaaaaaaaa"
 SEALED = Sealed(key_id="k1", nonce="bm9uY2U=", ciphertext="Y2lwaGVy")
 RESEALED = Sealed(key_id="k1", nonce="b3RoZXI=", ciphertext="bmV3")
+HEALTH = Sealed(key_id="k1", nonce="aGVhbHRo", ciphertext="Y29uZGl0aW9ucw==")
+REHEALTH = Sealed(key_id="k1", nonce="aGVhbHRoMg==", ciphertext="bmV3Y29uZGl0aW9ucw==")
+REASON = Sealed(key_id="k1", nonce="cmVhc29u", ciphertext="bW92ZWQ=")
 PREFS = Preferences(
     priority_group="general",
-    conditions=["diabetes"],
+    conditions=["pregnancy", "diabetes"],
     vaccine_preferences=["EU/1/20/1528"],
     preferred_municipality_code="70092",
 )
+RULED_OUT = ["BBIBP-CorV", "Sputnik-V"]  # what pregnancy rules out (reference data)
 
 
 def register() -> Register:
@@ -56,6 +60,7 @@ def register() -> Register:
         consent=Consent(data_processing=True),
         channel="online",
         personal=SEALED,
+        health=HEALTH,
     )
 
 
@@ -101,11 +106,23 @@ CASES: list[tuple[str, CitizenState, Command, list[str]]] = [
     (
         "same values change nothing",
         ACTIVE,
-        Update(citizen_id=CID, priority_group="general", conditions=["diabetes"]),
+        Update(citizen_id=CID, priority_group="general"),
         [],
     ),
+    (
+        "new conditions, sealed by the edge",
+        ACTIVE,
+        Update(citizen_id=CID, conditions=["diabetes"], health=REHEALTH),
+        ["PreferencesChanged"],
+    ),
+    (
+        "conditions that rule out the same products still change the sealed ones",
+        ACTIVE,
+        Update(citizen_id=CID, conditions=["pregnancy"], health=REHEALTH),
+        ["PreferencesChanged"],
+    ),
     ("empty update changes nothing", ACTIVE, Update(citizen_id=CID), []),
-    ("withdraw", ACTIVE, Withdraw(citizen_id=CID, reason="moved"), ["RegistrationWithdrawn"]),
+    ("withdraw", ACTIVE, Withdraw(citizen_id=CID, reason=REASON), ["RegistrationWithdrawn"]),
     ("withdraw twice", WITHDRAWN, Withdraw(citizen_id=CID), []),
     (
         "erase an active citizen withdraws first",
@@ -152,9 +169,67 @@ def test_registration_carries_what_other_services_need_and_grants_no_key() -> No
     assert isinstance(registered, CitizenRegistered)
     assert registered.citizen_id == CID
     assert registered.birth_date == date(1960, 3, 4)
-    assert registered.conditions == ["diabetes"]
+    assert registered.conditions == [], "conditions never travel in clear"
+    assert registered.health == HEALTH
+    assert registered.ruled_out_products == RULED_OUT, "what booking needs of them"
     assert registered.vaccine_preferences == ["EU/1/20/1528"]
     assert registered.personal == SEALED
+
+
+@pytest.mark.parametrize(("state", "command"), [c[1:3] for c in CASES], ids=[c[0] for c in CASES])
+def test_no_event_carries_conditions_or_a_withdrawal_reason_in_clear(
+    state: CitizenState, command: Command
+) -> None:
+    for event in decide(state, command):
+        assert getattr(event, "conditions", []) == [], event
+        assert getattr(event, "reason", None) is None, event
+
+
+def test_the_state_keeps_conditions_sealed_only() -> None:
+    assert ACTIVE.preferences.conditions == [] and ACTIVE.health == HEALTH
+    assert ACTIVE.preferences.ruled_out_products == RULED_OUT
+    changed = state_after(register(), Update(citizen_id=CID, conditions=[], health=REHEALTH))
+    assert changed.health == REHEALTH and changed.preferences.ruled_out_products == []
+
+
+LEGACY = CitizenRegistered(
+    citizen_id=CID,
+    birth_date=date(1960, 3, 4),
+    sex="female",
+    municipality_code="70092",
+    priority_group="general",
+    conditions=["pregnancy"],
+    consent=Consent(data_processing=True),
+    personal=SEALED,
+)
+
+
+def test_an_event_from_before_sealing_decodes_and_its_conditions_rule_products_out() -> None:
+    old = msgspec.json.encode(LEGACY)
+    assert b"ruled_out_products" in old  # written by today's struct: strip the new fields
+    as_written_then = msgspec.json.decode(old)
+    for field in ("ruled_out_products", "health"):
+        del as_written_then[field]
+    decoded = msgspec.json.decode(msgspec.json.encode(as_written_then), type=CitizenRegistered)
+    assert decoded.health is None and decoded.conditions == ["pregnancy"]
+    state = evolve_all(CitizenState(), [decoded])
+    assert state.preferences.ruled_out_products == ["BBIBP-CorV", "Sputnik-V"]
+
+
+def test_a_preference_change_after_an_old_event_seals_its_conditions() -> None:
+    legacy = evolve_all(CitizenState(), [LEGACY])
+    # The edge names the clear conditions the old event carried, and seals them.
+    (event,) = decide(
+        legacy,
+        Update(
+            citizen_id=CID, vaccine_preferences=["any"], conditions=["pregnancy"], health=HEALTH
+        ),
+    )
+    assert isinstance(event, PreferencesChanged)
+    assert (event.conditions, event.health) == ([], HEALTH)
+    assert event.ruled_out_products == ["BBIBP-CorV", "Sputnik-V"]
+    after = evolve_all(legacy, [event])
+    assert after.preferences.conditions == [] and after.health == HEALTH
 
 
 def grant(holder_key: str) -> Grant:
@@ -190,7 +265,8 @@ def test_preferences_changed_carries_every_value_not_a_delta() -> None:
         vaccine_preferences=["EU/1/20/1528"],
         preferred_municipality_code=None,
         priority_group="general",
-        conditions=["diabetes"],
+        ruled_out_products=RULED_OUT,
+        health=HEALTH,
     )
 
 
@@ -200,20 +276,23 @@ def test_contact_change_carries_the_new_sealed_data() -> None:
     assert evolve_all(ACTIVE, [event]).personal == RESEALED
 
 
-def test_withdrawal_reason_and_erasure_reason() -> None:
-    (withdrawn,) = decide(ACTIVE, Withdraw(citizen_id=CID, reason="moved abroad"))
-    assert withdrawn == RegistrationWithdrawn(citizen_id=CID, reason="moved abroad")
+def test_withdrawal_reason_is_sealed_and_erasure_gives_none() -> None:
+    (withdrawn,) = decide(ACTIVE, Withdraw(citizen_id=CID, reason=REASON))
+    assert withdrawn == RegistrationWithdrawn(citizen_id=CID, health=REASON)
     withdrawn, erased = decide(ACTIVE, Erase(citizen_id=CID))
-    assert withdrawn == RegistrationWithdrawn(citizen_id=CID, reason=ERASURE_REASON)
+    assert withdrawn == RegistrationWithdrawn(citizen_id=CID)
     assert erased == CitizenErased(citizen_id=CID)
 
 
 def test_evolve() -> None:
-    assert ACTIVE.status == "active" and ACTIVE.preferences == PREFS
+    assert ACTIVE.status == "active"
+    assert ACTIVE.preferences == msgspec.structs.replace(
+        PREFS, conditions=[], ruled_out_products=RULED_OUT
+    )
     assert ACTIVE.personal == SEALED
     assert WITHDRAWN.status == "withdrawn" and WITHDRAWN.personal == SEALED
     assert CitizenState(status="erased") == ERASED, "erasure forgets preferences and ciphertext"
-    changed = state_after(register(), Update(citizen_id=CID, conditions=[]))
+    changed = state_after(register(), Update(citizen_id=CID, conditions=[], health=REHEALTH))
     assert changed.preferences.conditions == []
     assert changed.preferences.priority_group == "general"
     again = state_after(register(), Erase(citizen_id=CID), register())

@@ -20,9 +20,18 @@ from immunreg.eventstore.errors import ConcurrencyConflict
 from immunreg.eventstore.memory import InMemoryEventStore, MemoryTransaction
 from immunreg.sealing import CitizenKey
 from services.registration.domain import CitizenState, Erase, Preferences, Register, Withdraw
-from services.registration.handlers import Prepare, Prepared, run_command
+from services.registration.handlers import (
+    AlreadyRegistered,
+    Prepare,
+    Prepared,
+    run_command,
+    run_registration,
+)
+from services.registration.keys import is_citizen_id
 
 CID = "c-aaaaaaaaaaaaaaaaaaaa"
+OTHER = "c-bbbbbbbbbbbbbbbbbbbb"
+NATIONAL = "hash-of-0101990710008"
 KEY = CitizenKey(key_id="k1", key=b"\0" * 32)
 
 
@@ -32,6 +41,22 @@ class FakeBooks:
     def __init__(self) -> None:
         self.keys: dict[str, CitizenKey] = {}
         self.rows: dict[str, tuple[int, str]] = {}  # citizen id -> (version, last event type)
+        self.index: dict[str, str] = {}  # national-id hash -> citizen id
+        self.claims_lost = 0  # how many claims another registration (as OTHER) wins first
+
+    async def citizen_of(self, tx: MemoryTransaction, national_key: str) -> str | None:
+        return self.index.get(national_key)
+
+    async def claim(self, tx: MemoryTransaction, national_key: str, citizen_id: str) -> bool:
+        if self.claims_lost:
+            self.claims_lost -= 1
+            self.index[national_key] = OTHER  # what the winner indexed
+            return False
+        self.index[national_key] = citizen_id
+        return True
+
+    async def unindex(self, tx: MemoryTransaction, citizen_id: str) -> None:
+        self.index = {k: v for k, v in self.index.items() if v != citizen_id}
 
     async def keep_key(self, tx: MemoryTransaction, citizen_id: str, key: CitizenKey) -> None:
         self.keys[citizen_id] = key
@@ -45,10 +70,12 @@ class FakeBooks:
         self.rows[citizen_id] = (envelope.version, envelope.type)
 
 
-def registering(new_key: CitizenKey | None = KEY) -> Prepare[MemoryTransaction]:
+def registering(
+    new_key: CitizenKey | None = KEY, citizen_id: str = CID
+) -> Prepare[MemoryTransaction]:
     async def prepare(tx: MemoryTransaction, loaded: Loaded[CitizenState]) -> Prepared:
         command = Register(
-            citizen_id=CID,
+            citizen_id=citizen_id,
             birth_date=date(1960, 3, 4),
             sex="female",
             municipality_code="70092",
@@ -56,8 +83,9 @@ def registering(new_key: CitizenKey | None = KEY) -> Prepare[MemoryTransaction]:
             consent=Consent(data_processing=True),
             channel="online",
             personal=Sealed(key_id="k1", nonce="bm9uY2U=", ciphertext="Y2lwaGVy"),
+            health=Sealed(key_id="k1", nonce="aGVhbHRo", ciphertext="Y29uZGl0aW9ucw=="),
         )
-        return Prepared(command, new_key=new_key)
+        return Prepared(command, new_key=new_key if loaded.state.status != "withdrawn" else None)
 
     return prepare
 
@@ -121,7 +149,7 @@ async def test_an_if_match_with_a_stale_version_is_final(
     store: InMemoryEventStore, books: FakeBooks
 ) -> None:
     await run_command(store, books, CID, registering())
-    withdraw = simply(Withdraw(citizen_id=CID, reason="moved abroad"))
+    withdraw = simply(Withdraw(citizen_id=CID))
 
     with pytest.raises(ConcurrencyConflict):
         await run_command(store, books, CID, withdraw, expected_version=0)
@@ -151,3 +179,81 @@ async def test_a_conflict_is_resolved_by_deciding_again(
     assert runs == 2
     assert len(await store.load(CID)) == 1
     assert books.keys == {} and books.rows == {}, "the losing attempt's books are not written"
+
+
+# --- registering a national id: the index, random ids ------------------------------------
+
+
+async def register_national(
+    store: InMemoryEventStore, books: FakeBooks, *, legacy_id: str | None = None
+) -> str:
+    citizen_id, _ = await run_registration(
+        store, books, NATIONAL, lambda cid: registering(citizen_id=cid), legacy_id=legacy_id
+    )
+    return citizen_id
+
+
+async def test_a_national_id_gets_a_random_id_indexed_with_its_registration(
+    store: InMemoryEventStore, books: FakeBooks
+) -> None:
+    citizen_id = await register_national(store, books)
+
+    assert is_citizen_id(citizen_id) and citizen_id != CID
+    assert books.index == {NATIONAL: citizen_id}
+    assert [e.type for e in await store.load(citizen_id)] == ["CitizenRegistered"]
+    with pytest.raises(AlreadyRegistered) as refused:
+        await register_national(store, books)
+    assert refused.value.citizen_id == citizen_id and refused.value.code == "already_registered"
+
+
+async def test_registering_again_after_a_withdrawal_keeps_the_id(
+    store: InMemoryEventStore, books: FakeBooks
+) -> None:
+    first = await register_national(store, books)
+    await run_command(store, books, first, simply(Withdraw(citizen_id=first)))
+
+    assert await register_national(store, books) == first
+
+
+async def test_erasure_unindexes_and_a_new_registration_gets_a_new_id(
+    store: InMemoryEventStore, books: FakeBooks
+) -> None:
+    first = await register_national(store, books)
+    await run_command(store, books, first, simply(Erase(citizen_id=first)))
+
+    assert books.index == {}, "nothing links the national id to the erased citizen"
+    second = await register_national(store, books)
+    assert second != first and books.index == {NATIONAL: second}
+
+
+async def test_losing_the_index_to_a_concurrent_registration_decides_again(
+    store: InMemoryEventStore, books: FakeBooks
+) -> None:
+    await run_command(store, books, OTHER, registering(citizen_id=OTHER))
+    books.claims_lost = 1  # another registration indexed the national id as OTHER first
+
+    with pytest.raises(AlreadyRegistered) as refused:
+        await register_national(store, books)
+
+    assert refused.value.citizen_id == OTHER
+    assert books.index == {NATIONAL: OTHER}
+    assert [r.key for r in store.memory.outbox] == [OTHER], "the loser appended nothing"
+
+
+async def test_a_registration_from_before_random_ids_is_found_by_its_old_id(
+    store: InMemoryEventStore, books: FakeBooks
+) -> None:
+    await run_command(store, books, CID, registering())  # made when ids were keyed hashes
+    await run_command(store, books, CID, simply(Withdraw(citizen_id=CID)))
+
+    assert await register_national(store, books, legacy_id=CID) == CID
+    assert books.index == {NATIONAL: CID}
+
+
+async def test_an_erased_registration_from_before_random_ids_is_not_taken_up_again(
+    store: InMemoryEventStore, books: FakeBooks
+) -> None:
+    await run_command(store, books, CID, registering())
+    await run_command(store, books, CID, simply(Erase(citizen_id=CID)))
+
+    assert await register_national(store, books, legacy_id=CID) != CID

@@ -10,24 +10,36 @@ from immunreg.config import Settings
 from immunreg.sealing import ensure_key_file
 from services.registration.keys import (
     KeyConfigError,
-    citizen_id_for,
+    KeyRing,
     is_citizen_id,
+    legacy_citizen_id,
     load_key_ring,
+    new_citizen_id,
 )
 
 KEY_A = bytes(range(32))
 KEY_B = bytes(range(1, 33))
 
 
-def test_citizen_ids_are_stable_keyed_and_well_formed() -> None:
-    first = citizen_id_for(KEY_A, "0101990710008")
-    assert first == citizen_id_for(KEY_A, "0101990710008")
-    assert first != citizen_id_for(KEY_A, "1505005715006")
-    assert first != citizen_id_for(KEY_B, "0101990710008"), "the id depends on the key"
-    assert is_citizen_id(first) and len(first) == 22
+def test_citizen_ids_are_random_and_well_formed() -> None:
+    ids = {new_citizen_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(is_citizen_id(i) and len(i) == 22 for i in ids)
+    # Ids from before random ids have the same shape, so every service still takes them.
+    assert is_citizen_id(legacy_citizen_id(KEY_A, "0101990710008"))
+    first = next(iter(ids))
     assert not is_citizen_id(first.upper())
     assert not is_citizen_id("c-" + "a" * 19)
     assert not is_citizen_id("0101990710008")
+
+
+def test_the_national_id_index_hash_is_keyed_and_never_a_citizen_id() -> None:
+    ring_a, ring_b = KeyRing(id_key=KEY_A, kek=KEY_B), KeyRing(id_key=KEY_B, kek=KEY_A)
+    digest = ring_a.national_id_hash("0101990710008")
+    assert digest == ring_a.national_id_hash("0101990710008")
+    assert digest != ring_a.national_id_hash("1505005715006")
+    assert digest != ring_b.national_id_hash("0101990710008"), "it depends on the key"
+    assert legacy_citizen_id(KEY_A, "0101990710008")[2:] not in digest
 
 
 def settings(**extra: str) -> Settings:
