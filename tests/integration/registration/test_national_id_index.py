@@ -24,11 +24,11 @@ from immunreg.contracts.registration import (
     health_context,
 )
 from immunreg.http.app import STORE_KEY
-from immunreg.sealing import unseal
+from immunreg.sealing import CitizenKey, unseal
 from services.registration.contacts import seal_personal
 from services.registration.domain import STREAM_TYPE
 from services.registration.handlers import PostgresBooks
-from services.registration.keys import CitizenKey, fetch_citizen_key
+from services.registration.keys import fetch_citizen_key
 
 from .conftest import Registration
 
