@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -33,7 +34,12 @@ class Stack:
     """URLs of the running services and a way to mint tokens for them."""
 
     def __init__(
-        self, urls: dict[str, str], private_key: bytes, mailbox: str, portal_port: int
+        self,
+        urls: dict[str, str],
+        private_key: bytes,
+        mailbox: str,
+        portal_port: int,
+        log_offsets: dict[Path, int],
     ) -> None:
         self.urls = urls
         self._private_key = private_key
@@ -41,6 +47,8 @@ class Stack:
         # Where a portal for this stack listens (the services allow it by CORS); the
         # portal's browser test starts it.
         self.portal_port = portal_port
+        # How long each log file was before the run: what follows is the run's.
+        self.log_offsets = log_offsets
 
     def token(
         self,
@@ -57,6 +65,15 @@ class Stack:
         return {"Authorization": f"Bearer {token}"}
 
 
+# Runs after every other e2e test: it scans what they all left behind.
+LAST_MODULE = "test_personal_data_scan"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the personal-data scan to the end of the run."""
+    items.sort(key=lambda item: item.path.stem == LAST_MODULE)
+
+
 @pytest.fixture(scope="session")
 def stack(infra: dict[str, str]) -> Iterator[Stack]:
     names = available_services()
@@ -66,6 +83,8 @@ def stack(infra: dict[str, str]) -> Iterator[Stack]:
     base = local_port("E2E_PORT_BASE", DEFAULT_E2E_PORT_BASE)
     # The portal's place in the stack's ports: 8080's, as the services take theirs.
     portal_port = base + DEFAULT_PORTAL_PORT - 8080
+    logs = state_dir() / "logs"
+    log_offsets = {log: log.stat().st_size for log in logs.glob("*.log")}
     with mailbox_process() as (smtp_port, mailbox_url):
         outbound = {
             "CORS_ORIGINS": f"http://127.0.0.1:{portal_port}",
@@ -77,7 +96,7 @@ def stack(infra: dict[str, str]) -> Iterator[Stack]:
             {**infra, **outbound}, names, base, f"e2e_{uuid.uuid4().hex[:8]}"
         )
         try:
-            yield Stack(running.urls, private.read_bytes(), mailbox_url, portal_port)
+            yield Stack(running.urls, private.read_bytes(), mailbox_url, portal_port, log_offsets)
         finally:
             running.stop()
 

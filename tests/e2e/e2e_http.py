@@ -1,5 +1,7 @@
 """The one HTTP client of the e2e tests: a request as a client sends it, the answer whole;
-and the one way to wait for an effect (`poll`, with a deadline).
+and the one way to wait for an effect (`poll`, with a deadline). It also remembers every
+personal value a test sends (`SENT_PERSONAL`), for the scan at the end of the run
+(test_personal_data_scan.py).
 
 (A module of its own beside conftest.py: tests/e2e is no package.)
 """
@@ -33,8 +35,30 @@ class Answer:
         return json.loads(self.raw) if self.raw else None
 
 
+# The request fields that carry a person's identity or contact details.
+PERSONAL_FIELDS = frozenset(
+    {"national_id", "given_name", "family_name", "phone", "email", "contact"}
+)
+# Every value of those fields any e2e test sent in this run.
+SENT_PERSONAL: set[str] = set()
+
+
+def remember_personal(body: Any) -> None:
+    """Add every personal field's value in `body` (at any depth) to SENT_PERSONAL."""
+    if isinstance(body, dict):
+        for name, value in body.items():
+            if name in PERSONAL_FIELDS and isinstance(value, str) and value.strip():
+                SENT_PERSONAL.add(value.strip())
+            else:
+                remember_personal(value)
+    elif isinstance(body, list):
+        for value in body:
+            remember_personal(value)
+
+
 def send(method: str, url: str, headers: dict[str, str] | None = None, body: Any = None) -> Answer:
     """Send `body` as JSON (when given) and return the answer, whatever its status."""
+    remember_personal(body)
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, headers=dict(headers or {}), method=method)
     if data is not None:
