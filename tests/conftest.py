@@ -60,6 +60,16 @@ def infra() -> Iterator[dict[str, str]]:
     yield endpoints
 
 
+# Runs after every other test: it scans what the e2e tests left behind.
+PERSONAL_DATA_SCAN = "test_personal_data_scan"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """API fuzzing goes last: it leaves random citizens, sites and lots in the e2e stack."""
-    items.sort(key=lambda item: item.get_closest_marker("fuzz") is not None)
+    """API fuzzing goes late: it leaves random citizens, sites and lots in the e2e stack;
+    the personal-data scan goes last, after everything that writes to that stack."""
+    items.sort(
+        key=lambda item: (
+            item.path.stem == PERSONAL_DATA_SCAN,
+            item.get_closest_marker("fuzz") is not None,
+        )
+    )

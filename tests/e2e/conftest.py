@@ -65,15 +65,6 @@ class Stack:
         return {"Authorization": f"Bearer {token}"}
 
 
-# Runs after every other e2e test: it scans what they all left behind.
-LAST_MODULE = "test_personal_data_scan"
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Move the personal-data scan to the end of the run."""
-    items.sort(key=lambda item: item.path.stem == LAST_MODULE)
-
-
 @pytest.fixture(scope="session")
 def stack(infra: dict[str, str]) -> Iterator[Stack]:
     names = available_services()

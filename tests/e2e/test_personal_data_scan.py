@@ -1,13 +1,14 @@
 """No personal data in clear on Kafka or in any log line the run wrote.
 
-Runs after every other e2e test (conftest.py moves it last). Every national id, name,
-phone and e-mail any e2e test sent through `e2e_http.send` (`SENT_PERSONAL`), and those
-of a citizen this test registers and signs in itself, are looked for in every message of
-every topic of the run's namespace (keys, values and headers; dead-letter topics too) and
-in every line the run appended to the log files of the services, the portal and the load
-tests' stacks (the local mailbox's own log is left out: it is the citizens' SMTP server
-and telephone network, outside the system). Events carry personal data only sealed, and
-services log ids, never names or contacts; a hit names where, never the value.
+Runs after every other test (tests/conftest.py moves it last, after the API fuzzing).
+Every national id, name, phone and e-mail any e2e test sent through `e2e_http.send`
+(`SENT_PERSONAL`), and those of a citizen this test registers and signs in itself, are
+looked for in every message of every topic of the run's namespace (keys, values and
+headers; dead-letter topics too) and in every line the run appended to the log files of
+the services, the portal and the load tests' stacks (the local mailbox's own log is left
+out: it is the citizens' SMTP server and telephone network, outside the system). Events
+carry personal data only sealed, and services log ids, never names or contacts; a hit
+names where, never the value.
 """
 
 from __future__ import annotations
