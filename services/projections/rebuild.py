@@ -24,6 +24,7 @@ from immunreg.contracts.topics import dlq_topic
 from immunreg.eventstore.database import (
     create_pool,
 )
+from immunreg.messaging.connection import client_options
 from immunreg.messaging.consumer import EventConsumer
 from immunreg.messaging.topics import ensure_topics
 from immunreg.observability.metrics import Metrics
@@ -63,7 +64,10 @@ Offsets = dict[TopicPartition, int]
 async def topic_offsets(bootstrap: str, topics: list[str]) -> tuple[Offsets, Offsets]:
     """(beginning, end) offsets of every partition of `topics`, as read_committed sees them."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False
+        bootstrap_servers=bootstrap,
+        **client_options(),
+        isolation_level="read_committed",
+        enable_auto_commit=False,
     )
     try:
         await consumer.start()
@@ -107,7 +111,10 @@ async def _only_markers_left(
     the end offset.
     """
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False
+        bootstrap_servers=bootstrap,
+        **client_options(),
+        isolation_level="read_committed",
+        enable_auto_commit=False,
     )
     done: set[TopicPartition] = set()
     try:

@@ -34,6 +34,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from immunreg.eventstore.locks import try_lock_for_session
 from immunreg.eventstore.signal import OutboxSignal
+from immunreg.messaging.access import relay_id
+from immunreg.messaging.connection import client_options
 from immunreg.messaging.partitions import partition_for
 from immunreg.messaging.transactions import kafka_transaction
 from immunreg.observability.metrics import Metrics
@@ -69,6 +71,7 @@ async def published_tail(
     """The newest position this relay committed to each partition of topic."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
+        **client_options(),
         isolation_level="read_committed",
         enable_auto_commit=False,
         group_id=None,
@@ -142,7 +145,7 @@ class OutboxRelay:
         self.retry_delay = retry_delay
         self.max_retry_delay = max_retry_delay
         self._failures = 0
-        self.relay_id = f"immunreg-relay-{schema}"
+        self.relay_id = relay_id(schema)
         self._partitions: dict[str, list[int]] = {}
         self._backlog_seen_at = 0.0
         self.leading = asyncio.Event()
@@ -205,6 +208,7 @@ class OutboxRelay:
             await conn.add_listener(self.signal.channel, self.signal.external)
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.bootstrap,
+                **client_options(),
                 transactional_id=self.relay_id,
                 enable_idempotence=True,
                 acks="all",

@@ -39,6 +39,7 @@ from immunreg.http.middleware import middlewares
 from immunreg.http.problems import FieldError, Problem
 from immunreg.http.ratelimit import RATE_LIMITER_KEY, RateLimiter
 from immunreg.http.shutdown import SHUTDOWN_KEY, Shutdown
+from immunreg.messaging.connection import client_options
 from immunreg.messaging.consumer import EventConsumer
 from immunreg.messaging.topics import ensure_topics, wait_for_kafka
 from immunreg.observability.metrics import Metrics
@@ -162,7 +163,10 @@ def _kafka(service: Service) -> Any:
         await wait_for_kafka(settings.kafka_bootstrap, seconds=60)
         await ensure_topics(settings.kafka_bootstrap, service.topics, settings.kafka_partitions)
         # A plain producer kept open only to answer readiness probes cheaply.
-        probe = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+        probe = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            **client_options(),
+        )
         try:
             await probe.start()
             app[KAFKA_KEY] = probe

@@ -34,6 +34,7 @@ from immunreg.http.jwks import (
 )
 from immunreg.http.problems import Problem
 from immunreg.keyfiles import replace_file, write_once
+from immunreg.messaging.connection import KafkaSecurity
 from immunreg.paths import keys_dir
 
 DEV_ISSUER = "immunreg-dev"
@@ -395,8 +396,9 @@ def token_verifier(settings: Settings) -> TokenVerifier | None:
 
 def production_problems(settings: Settings) -> list[str]:
     """What production mode refuses: generated development keys, no issuer or
-    audience configured, a signing key the service itself could read."""
-    problems = []
+    audience configured, a signing key the service itself could read, Kafka
+    clients that would not authenticate."""
+    problems = KafkaSecurity.from_env().problems()
     if not settings.jwt_issuer:
         problems.append("JWT_ISSUER is not set (the issuer every token must name)")
     if not settings.jwt_audience:

@@ -37,6 +37,7 @@ from immunreg.contracts.topics import dlq_topic
 from immunreg.contracts.upcasting import UpcastError
 from immunreg.eventstore.database import Connection
 from immunreg.eventstore.signal import OutboxSignal
+from immunreg.messaging.connection import client_options
 from immunreg.messaging.reactions import BatchApplier, Handler, Reactions
 from immunreg.observability.metrics import Metrics
 
@@ -131,6 +132,7 @@ class EventConsumer:
     async def _consume(self) -> None:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
+            **client_options(),
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

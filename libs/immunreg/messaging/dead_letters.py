@@ -47,6 +47,7 @@ from aiokafka.structs import ConsumerRecord
 
 from immunreg.contracts.envelope import decode_envelope
 from immunreg.contracts.topics import dlq_topic
+from immunreg.messaging.connection import client_options
 from immunreg.messaging.topics import read_topic
 from immunreg.messaging.transactions import kafka_transaction
 from immunreg.structs import Struct
@@ -142,6 +143,7 @@ async def replay_dead_letters(
 def _replay_producer(bootstrap: str, topic: str) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
+        **client_options(),
         transactional_id=f"immunreg-dlq-replay-{topic}",
         enable_idempotence=True,
         acks="all",

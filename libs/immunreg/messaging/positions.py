@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from immunreg.eventstore.database import check_schema_name
+from immunreg.messaging.connection import client_options
 from immunreg.messaging.topics import topic_partitions
 
 # Past this many offsets behind, the lag is the offsets' difference (reading every message
@@ -210,7 +211,9 @@ async def _targets(
 async def group_membership(bootstrap: str, group: str) -> tuple[str, int]:
     """The group's state in Kafka ("Empty", "Stable", ...) and how many members it has
     ("Dead", 0 for a group Kafka does not know)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, **client_options(), request_timeout_ms=30000
+    )
     try:
         await admin.start()
         [response] = await admin.describe_consumer_groups([group])
@@ -248,6 +251,7 @@ async def _messages_between(
 def _reader(bootstrap: str) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
+        **client_options(),
         isolation_level="read_committed",
         enable_auto_commit=False,
         group_id=None,

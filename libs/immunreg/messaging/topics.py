@@ -13,6 +13,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 from aiokafka.structs import ConsumerRecord
 
+from immunreg.messaging.connection import client_options
+
 # Event topics are the system of record for rebuilding projections.
 TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1"}
 
@@ -22,7 +24,9 @@ async def wait_for_kafka(bootstrap: str, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     last: Exception | None = None
     while time.monotonic() < deadline:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap, **client_options(), request_timeout_ms=5000
+        )
         try:
             await admin.start()
             await admin.list_topics()
@@ -37,7 +41,9 @@ async def wait_for_kafka(bootstrap: str, seconds: float = 60) -> None:
 
 async def cluster_id(bootstrap: str, timeout: float = 10) -> str | None:
     """The id of the Kafka cluster at bootstrap, or None if nothing there answers as Kafka."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, **client_options(), request_timeout_ms=int(timeout * 1000)
+    )
     try:
         async with asyncio.timeout(timeout):
             await admin.start()
@@ -51,7 +57,9 @@ async def cluster_id(bootstrap: str, timeout: float = 10) -> str | None:
 
 async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int = 3) -> None:
     """Create every topic in names that does not exist yet (replication 1 locally)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, **client_options(), request_timeout_ms=30000
+    )
     try:
         await admin.start()
         existing = set(await admin.list_topics())
@@ -78,7 +86,9 @@ async def delete_namespace(bootstrap: str, namespace: str) -> list[str]:
     """Delete every topic whose name starts with namespace (a finished run's topics)."""
     if not namespace:
         raise ValueError("refusing to delete every topic: the namespace is empty")
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, **client_options(), request_timeout_ms=30000
+    )
     try:
         await admin.start()
         doomed = [t for t in await admin.list_topics() if t.startswith(namespace)]
@@ -93,6 +103,7 @@ async def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord]:
     """Every committed message of `topic`, from the beginning to the current end."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
+        **client_options(),
         isolation_level="read_committed",
         enable_auto_commit=False,
         group_id=None,

@@ -148,6 +148,16 @@ def _settings(**overrides: Any) -> Settings:
     )
 
 
+@pytest.fixture(autouse=True)
+def kafka_authenticates(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Production's Kafka settings (tests/unit/foundation/test_kafka_access.py checks them)."""
+    password = tmp_path / "kafka-password"
+    password.write_text("secret")
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "registration")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD_FILE", str(password))
+
+
 @pytest.fixture
 def production_keys(tmp_path: Path) -> Path:
     """A JWKS as production would hold it: a key not named dev-, alone in its folder."""
