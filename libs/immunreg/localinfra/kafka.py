@@ -36,11 +36,11 @@ SERVER_PROPERTIES = """\
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{controller_port}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listeners={protocol}://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners={protocol}://127.0.0.1:{port}
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+inter.broker.listener.name={protocol}
+listener.security.protocol.map=CONTROLLER:{protocol},{protocol}:{protocol}
 log.dirs={data_dir}
 num.partitions=3
 auto.create.topics.enable=false
@@ -57,6 +57,7 @@ group.initial.rebalance.delay.ms=0
 # Event topics are the system of record for projections: keep them forever.
 log.retention.hours=-1
 log.retention.bytes=-1
+{extra}
 """
 
 LOG4J2_PROPERTIES = """\
@@ -86,6 +87,10 @@ class LocalKafka:
     port: int = 59092
     controller_port: int = 59093
     heap: str = "512m"
+    # Both listeners' security protocol, and properties added to the file: a broker that
+    # authenticates and authorises (tests/integration/messaging/test_kafka_acls.py).
+    protocol: str = "PLAINTEXT"
+    extra_properties: str = ""
 
     @property
     def bootstrap(self) -> str:
@@ -166,7 +171,11 @@ class LocalKafka:
         properties = self.root / "server.properties"
         properties.write_text(
             SERVER_PROPERTIES.format(
-                port=self.port, controller_port=self.controller_port, data_dir=self.data_dir
+                port=self.port,
+                controller_port=self.controller_port,
+                data_dir=self.data_dir,
+                protocol=self.protocol,
+                extra=self.extra_properties,
             )
         )
         (self.root / "log4j2.properties").write_text(LOG4J2_PROPERTIES.format(logfile=self.logfile))

@@ -87,3 +87,29 @@ def kafka_access() -> dict[str, KafkaAccess]:
             prefixed=service in MODEL_SCHEMA_SUFFIX,
         )
     return table
+
+
+@dataclass(frozen=True)
+class Acl:
+    """One allow rule, in the terms of Strimzi's KafkaUser and Kafka's CreateAcls."""
+
+    resource: str  # topic, group or transactionalId
+    name: str
+    prefixed: bool
+    operations: tuple[str, ...]
+
+
+def acls(access: KafkaAccess) -> list[Acl]:
+    """The allow rules of a service's principal. No IdempotentWrite on the cluster: since
+    Kafka 3.0 Write on a topic is enough for an idempotent producer (KIP-679)."""
+    rules = []
+    for topic in dict.fromkeys([*access.writes, *access.reads]):
+        operations = {"Describe"}
+        operations |= {"Write"} if topic in access.writes else set()
+        operations |= {"Read"} if topic in access.reads else set()
+        rules.append(Acl("topic", topic, False, tuple(sorted(operations))))
+    rules.append(Acl("group", access.group, access.prefixed, ("Describe", "Read")))
+    rules.append(
+        Acl("transactionalId", access.transactional_id, access.prefixed, ("Describe", "Write"))
+    )
+    return rules

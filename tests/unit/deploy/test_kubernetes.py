@@ -33,6 +33,7 @@ OPERATOR_KINDS = {
     ("kafka.strimzi.io", "Kafka"): "strimzi/040-Crd-kafka.yaml",
     ("kafka.strimzi.io", "KafkaTopic"): "strimzi/043-Crd-kafkatopic.yaml",
     ("kafka.strimzi.io", "KafkaNodePool"): "strimzi/045-Crd-kafkanodepool.yaml",
+    ("kafka.strimzi.io", "KafkaUser"): "strimzi/044-Crd-kafkauser.yaml",
     ("postgresql.cnpg.io", "Cluster"): "cloudnative-pg/postgresql.cnpg.io_clusters.yaml",
     ("postgresql.cnpg.io", "Database"): "cloudnative-pg/postgresql.cnpg.io_databases.yaml",
     ("monitoring.coreos.com", "ServiceMonitor"): (
@@ -115,6 +116,8 @@ def test_the_validators_refuse_a_bad_resource() -> None:
     assert problems(bad)
     topic = next(of_kind("base", "KafkaTopic"))
     assert problems({**topic, "spec": {**topic["spec"], "partitions": "many"}})
+    user = next(of_kind("base", "KafkaUser"))
+    assert problems({**user, "spec": {**user["spec"], "authentication": {"type": "anonymous"}}})
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -152,7 +155,13 @@ def test_each_service_runs_as_several_locked_down_replicas(overlay: str) -> None
             continue
         assert container["args"] == ["serve", name]
         assert container["env"][-1]["value"].endswith(f"@immunreg-pg-rw:5432/{name}")
-        assert secrets == {"jwt-keys": "immunreg-jwt", "service-keys": f"{name}-keys"}
+        assert secrets == {
+            "jwt-keys": "immunreg-jwt",
+            "service-keys": f"{name}-keys",
+            "kafka-user": name,
+        }
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["KAFKA_SASL_USERNAME"] == name
     for hpa in of_kind(overlay, "HorizontalPodAutoscaler"):
         assert hpa["spec"]["scaleTargetRef"]["name"] == hpa["metadata"]["name"]
         assert hpa["spec"]["minReplicas"] >= 2
@@ -186,6 +195,51 @@ def test_kafka_keeps_three_copies_and_every_topic_exists() -> None:
         assert spec["replicas"] == 3 and spec["config"]["min.insync.replicas"] == 2
         assert spec["partitions"] >= 12
         assert (spec["config"]["retention.ms"] == -1) == (not name.endswith(".dlq")), name
+
+
+def test_every_service_authenticates_to_kafka_and_writes_only_its_own_topics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from immunreg.contracts.topics import TOPIC_NAMESPACE_VARIABLE
+    from immunreg.messaging.access import acls, kafka_access
+
+    monkeypatch.delenv(TOPIC_NAMESPACE_VARIABLE, raising=False)  # production's topic names
+
+    [kafka] = of_kind("base", "Kafka")
+    assert kafka["spec"]["kafka"]["authorization"]["type"] == "simple"
+    for listener in kafka["spec"]["kafka"]["listeners"]:
+        assert listener["authentication"]["type"] == "scram-sha-512", listener["name"]
+    [config] = of_kind("base", "ConfigMap")
+    assert config["data"]["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+    assert config["data"]["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert config["data"]["KAFKA_SASL_PASSWORD_FILE"] == "/etc/immunreg/kafka/password"
+    users = {u["metadata"]["name"]: u["spec"] for u in of_kind("base", "KafkaUser")}
+    table = kafka_access()
+    assert set(users) == set(table) == set(available_services())
+    for name, spec in users.items():
+        assert spec["authentication"]["type"] == "scram-sha-512"
+        assert spec["authorization"]["type"] == "simple"
+        found = [
+            (
+                acl["resource"]["type"],
+                acl["resource"]["name"],
+                acl["resource"]["patternType"] == "prefix",
+                tuple(sorted(acl["operations"])),
+            )
+            for acl in spec["authorization"]["acls"]
+        ]
+        assert all(acl.get("type", "allow") == "allow" for acl in spec["authorization"]["acls"])
+        expected = [(a.resource, a.name, a.prefixed, a.operations) for a in acls(table[name])]
+        assert sorted(found) == sorted(expected), name
+        # Whatever the table says: a service writes no event topic but its own (the
+        # dead-letter topics of what it reads are shared by the groups reading it).
+        written = {n for kind, n, _, ops in found if kind == "topic" and "Write" in ops}
+        read = {n for kind, n, _, ops in found if kind == "topic" and "Read" in ops}
+        own = f"{name}.events.v1"
+        assert written <= {own} | {f"{t}.dlq" for t in read if not t.endswith(".dlq")}, name
+        assert not any(
+            kind == "cluster" or (prefixed and kind == "topic") for kind, _, prefixed, _ in found
+        )
 
 
 def test_one_database_and_role_per_service() -> None:
