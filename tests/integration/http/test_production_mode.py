@@ -22,7 +22,7 @@ def _serve(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
         "IMMUNREG_ENV": "production",
     }
-    for name in ("JWT_JWKS_FILE", "JWT_ISSUER", "JWT_AUDIENCE"):
+    for name in ("JWT_JWKS_FILE", "JWT_ISSUER", "JWT_AUDIENCE", "KAFKA_SECURITY_PROTOCOL"):
         base.pop(name, None)
     return subprocess.run(
         [sys.executable, "-m", "immunreg.cli", "serve", "registration"],
@@ -47,6 +47,7 @@ def test_every_refusal_is_named_on_stderr_with_a_non_zero_exit(tmp_path: Path) -
         "JWT_AUDIENCE is not set",
         "generated development keys",
         "signer.pem",
+        "KAFKA_SECURITY_PROTOCOL is PLAINTEXT: Kafka clients would not authenticate",
     ):
         assert named in message, (named, message)
 
