@@ -8,8 +8,10 @@ failing is retried with backoff, then written to `<topic>.dlq` through the
 outbox (in the same transaction) and the partition moves on.
 
 PostgreSQL, not Kafka's committed offsets, is the source of truth for where a
-group stands; offsets are also committed to Kafka afterwards so the usual
-tools can show lag.
+group stands; offsets are also committed to Kafka (at most once a second) so the
+usual tools can show lag. A batch with nothing for this group (every event of a
+type it does not react to) has no effect to commit: its position is stored by one
+statement, without a transaction.
 
 Every batch is first tried together: the batch's event ids go into
 `processed_events` with one statement and the handlers run one after another in
@@ -29,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -44,10 +47,13 @@ from immunreg.contracts.topics import dlq_topic
 from immunreg.contracts.upcasting import UpcastError
 from immunreg.eventstore.database import Connection
 from immunreg.eventstore.signal import OutboxSignal
-from immunreg.messaging.reactions import BatchApplier, Handler, Reactions
+from immunreg.messaging.reactions import Handler, Reactions
 from immunreg.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+# Seconds between commits of the positions to Kafka (see EventConsumer._commit_to_kafka).
+KAFKA_COMMIT_EVERY = 1.0
 
 # Errors that say the database or network is unwell, not that the message is bad:
 # the batch is rolled back and read again later instead of being dead-lettered.
@@ -61,6 +67,13 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     OSError,
 )
+
+
+def _decoded(message: ConsumerRecord) -> Envelope | None:
+    try:
+        return decode_envelope(message.value)
+    except (msgspec.DecodeError, msgspec.ValidationError, TypeError):
+        return None  # dead-lettered when the batch is applied message by message
 
 
 @dataclass
@@ -122,6 +135,8 @@ class EventConsumer:
         self._finishing = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._next_offsets: dict[TopicPartition, int] = {}
+        self._kafka_offsets: dict[TopicPartition, int] = {}
+        self._kafka_committed_at = 0.0
 
     async def run(self) -> None:
         """Consume until cancelled or finished; failures restart the consumer after a pause."""
@@ -163,7 +178,9 @@ class EventConsumer:
                 for tp, messages in batches.items():
                     if messages:
                         await self._apply_batch(consumer, tp, messages)
+                await self._commit_to_kafka(consumer)  # what an idle second left uncommitted
                 await self._observe_lag(consumer)
+            await self._commit_to_kafka(consumer, now=True)
         finally:
             self._consumer = None
             await consumer.stop()
@@ -191,8 +208,16 @@ class EventConsumer:
         self, consumer: AIOKafkaConsumer, tp: TopicPartition, messages: list[ConsumerRecord]
     ) -> None:
         outcomes: list[str] | None = None
+        envelopes = [_decoded(message) for message in messages]
         try:
-            together = await self._apply_together(tp, messages, self.reactions.batch)
+            if all(e is not None and not self._handles(tp, e) for e in envelopes):
+                # Nothing in it for this group: no effect to commit with the position, so
+                # no transaction (a crash before this reads them again, to skip them again).
+                await self._store_position(self.pool, tp, messages[-1].offset + 1)
+                outcomes = ["skipped"] * len(messages)
+                together: list[str] | _Fallback = outcomes
+            else:
+                together = await self._apply_together(tp, messages, envelopes)
             if isinstance(together, list):
                 outcomes = together
             else:
@@ -213,8 +238,23 @@ class EventConsumer:
         if self.metrics is not None:
             for outcome in outcomes:
                 self.metrics.consumer_processed.labels(self.group_id, tp.topic, outcome).inc()
-        with contextlib.suppress(Exception):  # only for tools that read Kafka's offsets
-            await consumer.commit({tp: messages[-1].offset + 1})
+        self._kafka_offsets[tp] = messages[-1].offset + 1
+        await self._commit_to_kafka(consumer)
+
+    async def _commit_to_kafka(self, consumer: AIOKafkaConsumer, *, now: bool = False) -> None:
+        """Commit the positions to Kafka too, at most once per KAFKA_COMMIT_EVERY: only for
+        tools that read Kafka's offsets (PostgreSQL holds the group's real positions), so
+        not a round trip to the coordinator after every batch."""
+        due = time.monotonic() >= self._kafka_committed_at + KAFKA_COMMIT_EVERY
+        if not self._kafka_offsets or not (now or due):
+            return
+        offsets, self._kafka_offsets = self._kafka_offsets, {}
+        self._kafka_committed_at = time.monotonic()
+        with contextlib.suppress(Exception):  # e.g. a partition revoked meanwhile
+            await consumer.commit(offsets)
+
+    def _handles(self, tp: TopicPartition, envelope: Envelope) -> bool:
+        return self.reactions.lookup(tp.topic, envelope.type) is not None
 
     async def _apply_each(
         self, tp: TopicPartition, messages: list[ConsumerRecord], tried: _Fallback
@@ -233,7 +273,10 @@ class EventConsumer:
         return outcomes
 
     async def _apply_together(
-        self, tp: TopicPartition, messages: list[ConsumerRecord], applier: BatchApplier | None
+        self,
+        tp: TopicPartition,
+        messages: list[ConsumerRecord],
+        envelopes: list[Envelope | None],
     ) -> list[str] | _Fallback:
         """The batch's fresh events handled in one go, without a savepoint each (with an
         applier: recorded by the handlers and written by one flush).
@@ -242,17 +285,21 @@ class EventConsumer:
         cannot be decoded or handled, or the flush fails): nothing was written.
         """
         tried = _Fallback()
+        if any(envelope is None for envelope in envelopes):
+            return tried  # to be dead-lettered on its own
+        applier = self.reactions.batch
         outcomes: list[str] = []
         newest: datetime | None = None
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 stored = await self._lock_position(conn, tp)
                 pending: list[tuple[Envelope, Context, Handler]] = []
-                for message in messages:
+                for message, envelope in zip(messages, envelopes, strict=True):
                     if stored is not None and message.offset < stored:
                         outcomes.append("duplicate")
                         continue
-                    envelope = decode_envelope(message.value)
+                    if envelope is None:  # (checked above)
+                        continue
                     entry = self.reactions.lookup(tp.topic, envelope.type)
                     if entry is None:
                         outcomes.append("skipped")
@@ -317,7 +364,9 @@ class EventConsumer:
         )
         return stored
 
-    async def _store_position(self, conn: Connection, tp: TopicPartition, offset: int) -> None:
+    async def _store_position(
+        self, conn: Connection | asyncpg.Pool, tp: TopicPartition, offset: int
+    ) -> None:
         await conn.execute(
             """
             INSERT INTO consumer_positions (group_id, topic, partition, next_offset)

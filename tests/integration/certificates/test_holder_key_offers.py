@@ -48,6 +48,7 @@ async def test_one_offer_per_data_key_and_a_new_key_replaces_the_pair(
         "SELECT data_key_id, public_key FROM holder_keys WHERE citizen_id = $1",
         citizen.citizen_id,
     )
+    assert row is not None
     assert row["data_key_id"] == citizen.key_id
     assert row["public_key"] != first
     offers = await store.load(holderkeys.stream_id(citizen.citizen_id))
