@@ -8,22 +8,10 @@ import uuid
 from immunreg import holderkeys
 from immunreg.contracts import certificates as contract
 from immunreg.contracts.common import HolderKeyOffered
-from immunreg.contracts.registration import CitizenRegistered, Consent
+from immunreg.contracts.registration import CitizenRegistered
 from immunreg.eventstore.store import EventStore
 
-from .conftest import Certificates, Citizen
-
-
-def _registered(certificates: Certificates, citizen: Citizen) -> CitizenRegistered:
-    return CitizenRegistered(
-        citizen_id=citizen.citizen_id,
-        birth_date=citizen.birth_date,
-        sex="female",
-        municipality_code="70092",
-        priority_group="general",
-        consent=Consent(data_processing=True),
-        personal=certificates.sealed(citizen),
-    )
+from .conftest import Certificates
 
 
 async def test_one_offer_per_data_key_and_a_new_key_replaces_the_pair(
@@ -36,14 +24,14 @@ async def test_one_offer_per_data_key_and_a_new_key_replaces_the_pair(
         async with store.transaction() as conn:
             return await holderkeys.offer(store, conn, contract.CONTEXT, registered)
 
-    assert await offer(_registered(certificates, citizen))
+    assert await offer(certificates.registered(citizen))
     first = await certificates.pool.fetchval(
         "SELECT public_key FROM holder_keys WHERE citizen_id = $1", citizen.citizen_id
     )
     # A registration again with the same data key (after a withdrawal): nothing new.
-    assert not await offer(_registered(certificates, citizen))
+    assert not await offer(certificates.registered(citizen))
     citizen.key_id = uuid.uuid4().hex  # a new registration after an erasure: a new data key
-    assert await offer(_registered(certificates, citizen))
+    assert await offer(certificates.registered(citizen))
     row = await certificates.pool.fetchrow(
         "SELECT data_key_id, public_key FROM holder_keys WHERE citizen_id = $1",
         citizen.citizen_id,
