@@ -10,7 +10,9 @@ counted with the request that caused it. What the same stack sends idle (relay p
 timers, the drain checks) in as long is measured first and subtracted. Every statement
 the client sends is one line: BEGIN, COMMIT, savepoints and the pool's reset on release
 included. The relays' own connections (`<schema>-relay`) are shown apart from the
-services' figure. Figures go to bench/results.json under "round_trips".
+services' figure. Beside them, the CPU the services, PostgreSQL and Kafka used per
+request (from /proc, less the idle stack's in as long). Figures go to bench/results.json
+under "round_trips".
 """
 
 from __future__ import annotations
@@ -44,9 +46,11 @@ from immunreg.localinfra.services import IsolatedStack
 from immunreg.localinfra.stack import local_postgres
 from immunreg.messaging.topics import delete_namespace
 from immunreg.paths import keys_dir
+from loadtests.watch import cpu_seconds, server_groups
 
 SECTION = "round_trips"
 PREFIX = "rt|%a|"
+WITH_CHILDREN = {"postgresql"}  # the postmaster's backends
 # What PostgreSQL writes for one statement: simple protocol, or an extended execute.
 _LINE = re.compile(r"^rt\|([^|]*)\|.*LOG:  (?:statement|execute [^:]*):")
 
@@ -87,19 +91,44 @@ def _statements(logfile: Path, start: int, run: str) -> Counter[str]:
     return counted
 
 
+class _Tally:
+    """Statements by application name and CPU seconds by process group over a window."""
+
+    def __init__(self, phase: _Phase) -> None:
+        self.phase = phase
+        self.start = phase.logfile.stat().st_size
+        self.cpu = cpu_seconds(phase.groups, WITH_CHILDREN)
+        self.began = time.monotonic()
+
+    def end(self) -> tuple[float, Counter[str], dict[str, float]]:
+        """(seconds, statements, CPU seconds) since the start."""
+        cpu = cpu_seconds(self.phase.groups, WITH_CHILDREN)
+        used = {k: cpu[k] - self.cpu.get(k, 0.0) for k in cpu}
+        counted = _statements(self.phase.logfile, self.start, self.phase.run)
+        return time.monotonic() - self.began, counted, used
+
+
 def _per_request(
-    counted: Counter[str], idle: dict[str, float], seconds: float, requests: int
+    window: tuple[float, Counter[str], dict[str, float]],
+    idle: tuple[float, Counter[str], dict[str, float]],
+    requests: int,
 ) -> dict[str, Any]:
-    """Statements per request by service, less what the same stack sends idle in as long."""
-    net = {k: max(v - idle.get(k, 0.0) * seconds, 0.0) for k, v in counted.items()}
+    """Statements and CPU per request, less what the idle stack used in as long."""
+    seconds, counted, cpu = window
+    scale = seconds / idle[0]
+    net = {k: max(v - idle[1].get(k, 0) * scale, 0.0) for k, v in counted.items()}
     services = {k: v for k, v in net.items() if not k.endswith("-relay")}
     relays = {k: v for k, v in net.items() if k.endswith("-relay")}
+    cpu_ms = {
+        k: 1000 * max(v - idle[2].get(k, 0.0) * scale, 0.0) / requests for k, v in cpu.items()
+    }
     return {
         "requests": requests,
         "seconds": round(seconds, 1),
         "per_request": {k: round(v / requests, 2) for k, v in sorted(services.items()) if v},
         "services_per_request": round(sum(services.values()) / requests, 2),
         "relays_per_request": round(sum(relays.values()) / requests, 2),
+        "cpu_ms_per_request": {k: round(v, 2) for k, v in cpu_ms.items()},
     }
 
 
@@ -108,31 +137,29 @@ class _Phase:
 
     def __init__(self, stack: IsolatedStack, run: str, logfile: Path) -> None:
         self.stack, self.run, self.logfile = stack, run, logfile
-        self.idle: dict[str, float] = {}
+        # The services' processes, and PostgreSQL's and Kafka's of this checkout.
+        self.groups = {"services": [p.process.pid for p in stack.processes]} | server_groups()
+        self.idle: tuple[float, Counter[str], dict[str, float]] = (1.0, Counter(), {})
 
     def measure_idle(self, seconds: float) -> None:
-        """Statements per second per service while nothing is sent (polls, timers)."""
+        """What the stack does while nothing is sent (polls, timers, the drain checks)."""
         wait_until_quiet(self.stack.urls, 300)
-        start, began = self.logfile.stat().st_size, time.monotonic()
+        tally = _Tally(self)
         time.sleep(seconds)
         wait_until_quiet(self.stack.urls, 300)
-        elapsed = time.monotonic() - began
-        counted = _statements(self.logfile, start, self.run)
-        self.idle = {k: v / elapsed for k, v in counted.items()}
+        self.idle = tally.end()
 
-    def measure(self, folder: Path, requests: int, *, doses: bool) -> dict[str, Any]:
-        """Send `requests` at 10/s, wait for the stack to drain, count per request done."""
+    def measure(self, folder: Path, requests: int, rate: float, *, doses: bool) -> dict[str, Any]:
+        """Send `requests` at `rate`, wait for the stack to drain, count per request done."""
         wait_until_quiet(self.stack.urls, 300)
-        start, began = self.logfile.stat().st_size, time.monotonic()
-        # 10/s: well below what any checkout keeps up with, so every request succeeds.
-        _generator(self.stack.urls, folder, "10", requests / 10, doses=doses)
+        tally = _Tally(self)
+        _generator(self.stack.urls, folder, f"{rate:g}", requests / rate, doses=doses)
         wait_until_quiet(self.stack.urls, 300)
-        elapsed = time.monotonic() - began
+        window = tally.end()
         service, kind = ("administration", "DoseAdministered") if doses else (
             "registration", "CitizenRegistered")  # fmt: skip
         done = asyncio.run(_count(self.stack.dsn, f"{self.run}_{service}", kind))
-        counted = _statements(self.logfile, start, self.run)
-        return _per_request(counted, self.idle, elapsed, done)
+        return _per_request(window, self.idle, done)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -140,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--registrations", type=int, default=100)
     parser.add_argument("--doses", type=int, default=100)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
+    # Low enough that every checkout keeps up, so every request succeeds.
+    parser.add_argument("--rate", type=float, default=10.0, help="requests per second")
     args = parser.parse_args(argv)
     endpoints = localinfra.up()
     ensure_dev_keys(keys_dir())
@@ -156,10 +185,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             phase.measure_idle(args.idle_seconds)
-            figures["registration"] = phase.measure(folder, args.registrations, doses=False)
+            figures["registration"] = phase.measure(
+                folder, args.registrations, args.rate, doses=False
+            )
             progress(f"per registration: {figures['registration']}")
             asyncio.run(_stock(stack.urls, folder, vials=20_000))
-            figures["dose"] = phase.measure(folder, args.doses, doses=True)
+            figures["dose"] = phase.measure(folder, args.doses, args.rate, doses=True)
             progress(f"per dose: {figures['dose']}")
     finally:
         asyncio.run(_logging(dsn, False))
