@@ -51,6 +51,7 @@ from loadtests.watch import cpu_seconds, server_groups
 SECTION = "round_trips"
 PREFIX = "rt|%a|"
 WITH_CHILDREN = {"postgresql"}  # the postmaster's backends
+SERVERS = {"postgresql", "kafka"}
 # What PostgreSQL writes for one statement: simple protocol, or an extended execute.
 _LINE = re.compile(r"^rt\|([^|]*)\|.*LOG:  (?:statement|execute [^:]*):")
 
@@ -129,6 +130,9 @@ def _per_request(
         "services_per_request": round(sum(services.values()) / requests, 2),
         "relays_per_request": round(sum(relays.values()) / requests, 2),
         "cpu_ms_per_request": {k: round(v, 2) for k, v in cpu_ms.items()},
+        "services_cpu_ms_per_request": round(
+            sum(v for k, v in cpu_ms.items() if k not in SERVERS), 2
+        ),
     }
 
 
@@ -138,7 +142,7 @@ class _Phase:
     def __init__(self, stack: IsolatedStack, run: str, logfile: Path) -> None:
         self.stack, self.run, self.logfile = stack, run, logfile
         # The services' processes, and PostgreSQL's and Kafka's of this checkout.
-        self.groups = {"services": [p.process.pid for p in stack.processes]} | server_groups()
+        self.groups = {p.name: [p.process.pid] for p in stack.processes} | server_groups()
         self.idle: tuple[float, Counter[str], dict[str, float]] = (1.0, Counter(), {})
 
     def measure_idle(self, seconds: float) -> None:
