@@ -67,6 +67,16 @@ def server_groups() -> dict[str, list[int]]:
     }
 
 
+def cpu_seconds(groups: dict[str, list[int]], with_children: set[str]) -> dict[str, float]:
+    """CPU seconds each group's live processes have used so far (with their children's
+    for the groups named in `with_children`)."""
+    used: dict[str, float] = {}
+    for name, pids in groups.items():
+        every = [*pids, *(c for p in pids for c in _children(p))] if name in with_children else pids
+        used[name] = sum(stat[1] for pid in every if (stat := _stat(pid, memory=False)))
+    return used
+
+
 def cpu_between(samples: list[dict[str, Any]], start: float, end: float) -> float:
     """Mean CPU (% of one core) of every process watched, summed, over the samples taken
     in [start, end] (seconds on the samples' clock)."""

@@ -64,14 +64,34 @@ async def offer(
     sealed with, unless one was made for it already (a registration again after a
     withdrawal keeps its data key); whether an offer was made. A pair made for an older
     data key is replaced. The holder is the context that publishes the offer."""
-    citizen_id, data_key_id = registered.citizen_id, registered.personal.key_id
-    current = await conn.fetchval(
-        "SELECT data_key_id FROM holder_keys WHERE citizen_id = $1 FOR UPDATE", citizen_id
-    )
-    if current == data_key_id:
-        return False
-    await _offer_for(store, conn, context, (citizen_id, data_key_id), metadata)
-    return True
+    subject = (registered.citizen_id, registered.personal.key_id)
+    return await _offer_for(store, conn, context, subject, metadata, keep=_KEEP_OR_REPLACE)
+
+
+# Keeping the pair and reading the offers' stream version is one round trip: the pair is
+# written (or an existing row locked) first, so a concurrent offer for the citizen waits
+# here; if it appended meanwhile, this statement's snapshot misses that event and the
+# append below is refused by the stream's primary key (ConcurrencyConflict: the consumer
+# retries the message, offer_missing skips the citizen), never written twice.
+_KEEP = """
+WITH kept AS (
+    INSERT INTO holder_keys (citizen_id, data_key_id, private_key, public_key)
+    VALUES ($1, $2, $3, $4)
+    {on_conflict}
+    RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM kept) AS kept,
+       (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $5) AS version
+"""
+# `offer`: a pair made for an older data key is replaced; one for this data key stays.
+_KEEP_OR_REPLACE = _KEEP.format(
+    on_conflict="""ON CONFLICT (citizen_id) DO UPDATE SET data_key_id = excluded.data_key_id,
+        private_key = excluded.private_key, public_key = excluded.public_key,
+        wrapped_key = NULL, created_at = now(), granted_at = NULL
+    WHERE holder_keys.data_key_id <> excluded.data_key_id"""
+)
+# `offer_missing`: only citizens with no pair at all.
+_KEEP_IF_NONE = _KEEP.format(on_conflict="ON CONFLICT (citizen_id) DO NOTHING")
 
 
 async def _offer_for(
@@ -80,25 +100,18 @@ async def _offer_for(
     context: Context,
     subject: tuple[str, str],
     metadata: Metadata | None,
-) -> None:
-    """A new key pair for (citizen id, data key id), kept and offered."""
+    *,
+    keep: str,
+) -> bool:
+    """A new key pair for (citizen id, data key id), kept and offered unless `keep`
+    leaves the pair there (then nothing is offered); whether it was offered."""
     citizen_id, data_key_id = subject
     private, public = new_holder_key_pair()
-    await conn.execute(
-        """
-        INSERT INTO holder_keys (citizen_id, data_key_id, private_key, public_key)
-        VALUES ($1, $2, $3, $4)
-        ON CONFLICT (citizen_id) DO UPDATE SET data_key_id = excluded.data_key_id,
-            private_key = excluded.private_key, public_key = excluded.public_key,
-            wrapped_key = NULL, created_at = now(), granted_at = NULL
-        """,
-        citizen_id,
-        data_key_id,
-        private,
-        public,
-    )
     stream = stream_id(citizen_id)
-    version = len(await store.load(stream, conn=conn))
+    row = await conn.fetchrow(keep, citizen_id, data_key_id, private, public, stream)
+    if row is None or not row["kept"]:  # (one row always)
+        return False
+    version = row["version"]
     event = HolderKeyOffered(
         citizen_id=citizen_id,
         holder=context.name,
@@ -108,6 +121,7 @@ async def _offer_for(
     await store.append(
         stream, STREAM_TYPE, version, [event], context=context, metadata=metadata, conn=conn
     )
+    return True
 
 
 _MISSING = """
@@ -150,13 +164,10 @@ async def offer_missing(
 async def _offer_missing_one(
     store: StreamStore[Connection], conn: Connection, context: Context, row: asyncpg.Record
 ) -> bool:
-    current = await conn.fetchval(
-        "SELECT data_key_id FROM holder_keys WHERE citizen_id = $1 FOR UPDATE", row["citizen_id"]
-    )
-    if current is not None or row["data_key_id"] is None:
+    if row["data_key_id"] is None:
         return False
-    await _offer_for(store, conn, context, (row["citizen_id"], row["data_key_id"]), None)
-    return True
+    subject = (row["citizen_id"], row["data_key_id"])
+    return await _offer_for(store, conn, context, subject, None, keep=_KEEP_IF_NONE)
 
 
 async def keep_grant(conn: Connection, holder: str, event: PersonalDataKeyGranted) -> bool:

@@ -36,6 +36,11 @@ async def lock_for_transaction(
 
 async def try_lock_for_session(conn: Connection, name: str) -> bool:
     """Take the lock `name` if free, held until released or the connection closes."""
+    # A pooled connection is then reset on release, so a lock whose unlock never ran
+    # (a cancelled task) does not outlive its holder's use of the connection.
+    mark = getattr(conn, "keeps_session_state", None)
+    if mark is not None:
+        mark()
     return bool(await conn.fetchval(f"SELECT pg_try_advisory_lock({LockKey.NAME.value})", name))
 
 

@@ -1,7 +1,10 @@
 """A service's reactions: which handler runs when which event arrives.
 
 One explicit table from event type to handler, so a reader finds every
-reaction of a service in one place.
+reaction of a service in one place. A handler's effects are its writes through
+the `conn` it is given: the consumer may run it, roll the batch back (another
+message in it failed) and run it again, so anything else it did (a send, a
+counter) would happen twice.
 
 Reactions may opt in to batches (`Reactions(batch=...)`): their handlers only
 record in memory what each event changes, and a `BatchApplier` writes a whole

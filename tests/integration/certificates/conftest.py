@@ -183,19 +183,22 @@ class Certificates:
             citizen.key, _json.encode(personal), citizen.citizen_id.encode(), key_id=citizen.key_id
         )
 
-    async def register(self, citizen: Citizen, *, grant_to: bytes | None = None) -> None:
-        """CitizenRegistered (names sealed), then, as registration would, the data key
-        granted to the key certificates offered for it (or wrapped to `grant_to`)."""
-        sealed = self.sealed(citizen)
-        registered = CitizenRegistered(
+    def registered(self, citizen: Citizen) -> CitizenRegistered:
+        """The citizen's CitizenRegistered, names sealed as registration seals them."""
+        return CitizenRegistered(
             citizen_id=citizen.citizen_id,
             birth_date=citizen.birth_date,
             sex="female",
             municipality_code="70092",
             priority_group="general",
             consent=Consent(data_processing=True),
-            personal=sealed,
+            personal=self.sealed(citizen),
         )
+
+    async def register(self, citizen: Citizen, *, grant_to: bytes | None = None) -> None:
+        """CitizenRegistered (names sealed), then, as registration would, the data key
+        granted to the key certificates offered for it (or wrapped to `grant_to`)."""
+        registered = self.registered(citizen)
         await self.publish(
             registration.CONTEXT,
             self.envelope(registration.CONTEXT, registered, citizen.citizen_id, "Citizen"),

@@ -16,7 +16,7 @@ from immunreg.eventstore.locks import (
     try_lock_for_session,
 )
 
-from ..conftest import unique_name
+from ..conftest import SchemaFactory, unique_name
 
 pytestmark = pytest.mark.integration
 
@@ -64,3 +64,27 @@ async def test_a_session_lock_is_held_for_the_block_only(dsn: str) -> None:
     finally:
         await conn.close()
         await rival.close()
+
+
+async def test_a_pooled_connection_released_holding_a_session_lock_lets_it_go(
+    make_schema: SchemaFactory, dsn: str
+) -> None:
+    """Pooled connections skip asyncpg's reset query on release, except one that took a
+    session lock: a holder whose unlock never ran (cancelled) must not keep the lock."""
+    _, pool = await make_schema()
+    name = unique_name("leaked")
+    async with pool.acquire() as conn:
+        assert await try_lock_for_session(conn, name)  # and never unlocked
+    assert await _free_to_the_previous_release(dsn, LockKey.NAME, name)
+
+
+async def test_a_pooled_connection_released_in_a_transaction_is_rolled_back(
+    make_schema: SchemaFactory,
+) -> None:
+    """Without the reset query, an open transaction is still rolled back on release."""
+    _, pool = await make_schema()
+    await pool.execute("CREATE TABLE kept (n int)")
+    async with pool.acquire() as conn:
+        await conn.execute("BEGIN")
+        await conn.execute("INSERT INTO kept VALUES (1)")
+    assert await pool.fetchval("SELECT count(*) FROM kept") == 0

@@ -211,7 +211,14 @@ async def test_positions_come_from_postgres_not_kafka_committed_offsets(
         consumer = EventConsumer(pool, bootstrap, group, counting_reactions(ctx))
         async with background(consumer.run()):
             await wait_until(pool, "SELECT count(*) FROM applications", 100)
-            # has_joined, not joined: a rebalance under load may clear `joined` again.
+            # has_joined, not joined: a rebalance under load may clear `joined` again. The
+            # fetcher may deliver the records while the assignment callback is still
+            # seeking (they are then applied once: positions and processed ids), so the
+            # callback can finish after the last one is applied: wait for it.
+            for _ in range(100):
+                if consumer.has_joined:
+                    break
+                await asyncio.sleep(0.1)
             assert consumer.has_joined
 
 

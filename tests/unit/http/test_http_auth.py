@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import stat
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,17 @@ def test_site_staff_act_only_at_their_site() -> None:
         staff.require_site("s-2")
     assert info.value.status == 403
     Principal("l", Role.LOGISTICS).require_site("s-2")
+
+
+def test_a_remembered_token_is_refused_once_it_expires(tmp_path: Path) -> None:
+    """The verifier remembers verified tokens, but never past their expiry."""
+    private, public = ensure_dev_keys(tmp_path)
+    verifier = TokenVerifier(TrustedKeys.read(public), leeway=timedelta(0))
+    issued = datetime.now(UTC) - timedelta(seconds=59)  # expires in about a second
+    token = issue_token(private.read_bytes(), Role.ADMIN, ttl=timedelta(seconds=60), now=issued)
+    assert verifier.verify(token).role is Role.ADMIN
+    assert verifier.verify(token).role is Role.ADMIN  # remembered
+    time.sleep(1.2)
+    with pytest.raises(Problem) as info:
+        verifier.verify(token)
+    assert info.value.body.detail == "the token has expired"
