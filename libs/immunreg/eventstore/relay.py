@@ -31,6 +31,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from immunreg.eventstore.locks import try_lock_for_session
 from immunreg.eventstore.signal import OutboxSignal
@@ -79,6 +80,11 @@ async def delete_published(conn: asyncpg.Connection, rows: list[Position]) -> No
         last[1],
         [row_id for _, row_id in rows],
     )
+
+
+def _append(batch: BatchBuilder, key: bytes, value: bytes, headers: list[Any]) -> bool:
+    """Add one message to a record batch; False when the batch is full."""
+    return batch.append(key=key, value=value, timestamp=None, headers=headers) is not None
 
 
 def encode_position(position: Position) -> bytes:
@@ -310,24 +316,34 @@ class OutboxRelay:
             return 0
         started = asyncio.get_running_loop().time()
         async with kafka_transaction(producer) as deliveries:
+            # One record batch per partition, filled here and handed over whole: far
+            # less work per message than producer.send (a future, a metadata check and
+            # an accumulator lookup each), which was most of the relay's time. A
+            # partition's batches are handed over in row order.
+            open_batches: dict[tuple[str, int], BatchBuilder] = {}
             for row in rows:
-                partitions = await self._partition_count(producer, row["topic"])
+                topic = row["topic"]
+                partitions = await self._partition_count(producer, topic)
                 key = row["key"].encode()
                 headers: list[tuple[str, bytes]] = [
                     (POSITION_HEADER, encode_position((row["tx"], row["id"]))),
                     (RELAY_HEADER, self.relay_id.encode()),
                 ]
-                extra: list[Any] = json.loads(row["headers"])
-                headers.extend((str(k), str(v).encode()) for k, v in extra)
-                deliveries.append(
-                    await producer.send(
-                        row["topic"],
-                        value=row["payload"],
-                        key=key,
-                        partition=partition_for(key, len(partitions)),
-                        headers=headers,
-                    )
-                )
+                if row["headers"] != "[]":
+                    extra: list[Any] = json.loads(row["headers"])
+                    headers.extend((str(k), str(v).encode()) for k, v in extra)
+                where = (topic, partition_for(key, len(partitions)))
+                batch = open_batches.get(where)
+                if batch is None or not _append(batch, key, row["payload"], headers):
+                    if batch is not None:  # full: hand it over, start the next one
+                        deliveries.append(
+                            await producer.send_batch(batch, topic, partition=where[1])
+                        )
+                    batch = open_batches[where] = producer.create_batch()
+                    if not _append(batch, key, row["payload"], headers):
+                        raise ValueError(f"outbox row {row['id']} is larger than a batch")
+            for (topic, partition), batch in open_batches.items():
+                deliveries.append(await producer.send_batch(batch, topic, partition=partition))
         await delete_published(conn, [(r["tx"], r["id"]) for r in rows])
         if self.metrics is not None:
             self.metrics.relay_batch_latency.observe(asyncio.get_running_loop().time() - started)
