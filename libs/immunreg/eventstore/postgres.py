@@ -44,27 +44,24 @@ WHERE (SELECT count(*) FROM appended) = cardinality($4::int[])
 RETURNING id
 """
 
-# New streams only (each from version 1): the primary key refuses a stream that exists,
-# so no guard; the outbox rows follow the events' order (stream by stream, by version).
-_START_STREAMS = """
-WITH appended AS (
-    INSERT INTO events (stream_id, version, stream_type, event_id, type, schema_version,
-                        data, occurred_at, recorded_at, correlation_id, causation_id)
-    SELECT e.stream_id, e.version, $1, e.event_id, e.type, e.schema_version, e.data::jsonb,
-           e.occurred_at, e.recorded_at, e.correlation_id, e.causation_id
-    FROM unnest($2::text[], $3::int[], $4::uuid[], $5::text[], $6::int[], $7::text[],
-                $8::timestamptz[], $9::timestamptz[], $10::uuid[], $11::uuid[])
-         AS e(stream_id, version, event_id, type, schema_version, data, occurred_at,
-              recorded_at, correlation_id, causation_id)
-    RETURNING event_id
+# New streams only (each from version 1) are written with COPY: no guard is needed
+# (the primary key refuses a stream that exists, which aborts the whole COPY), and
+# COPY's multi-row inserts cost PostgreSQL far less than INSERT ... SELECT FROM unnest.
+# The outbox rows follow the events' order (stream by stream, by version).
+_EVENT_COLUMNS = (
+    "stream_id",
+    "version",
+    "stream_type",
+    "event_id",
+    "type",
+    "schema_version",
+    "data",
+    "occurred_at",
+    "recorded_at",
+    "correlation_id",
+    "causation_id",
 )
-INSERT INTO outbox (topic, key, payload)
-SELECT $12, p.key, p.payload
-FROM unnest($2::text[], $13::bytea[]) WITH ORDINALITY AS p(key, payload, n)
-WHERE (SELECT count(*) FROM appended) = cardinality($2::text[])
-ORDER BY p.n
-RETURNING id
-"""
+_OUTBOX_COLUMNS = ("topic", "key", "payload")
 
 _LOAD = """
 SELECT version, stream_type, event_id, type, schema_version, data::text AS data,
@@ -107,7 +104,7 @@ def _row_to_envelope(stream_id: str, row: asyncpg.Record) -> Envelope:
 
 
 def _event_columns(envelopes: Sequence[Envelope]) -> tuple[list[Any], ...]:
-    """The events as one array per column, in the order _APPEND and _START_STREAMS take."""
+    """The events as one array per column, in the order _APPEND takes."""
     return (
         [e.version for e in envelopes],
         [e.event_id for e in envelopes],
@@ -167,22 +164,40 @@ class PostgresRecorder:
         outbox: tuple[str, Sequence[bytes]],
         tx: Connection | None = None,
     ) -> None:
-        """Start many streams with one statement (see _START_STREAMS)."""
+        """Start many streams: their events, then their outbox rows, each with one COPY."""
+        if tx is None:
+            async with self.transaction() as conn:
+                await self.insert_streams(envelopes, outbox, conn)
+            return
         topic, payloads = outbox
-        args = (
-            envelopes[0].stream_type,
-            [e.stream_id for e in envelopes],
-            *_event_columns(envelopes),
-            topic,
-            list(payloads),
-        )
-        executor = tx if tx is not None else self.pool
         try:
-            rows = await executor.fetch(_START_STREAMS, *args)
+            await tx.copy_records_to_table(
+                "events",
+                records=[
+                    (
+                        e.stream_id,
+                        e.version,
+                        e.stream_type,
+                        e.event_id,
+                        e.type,
+                        e.schema_version,
+                        bytes(e.data).decode(),
+                        e.occurred_at,
+                        e.recorded_at,
+                        e.correlation_id,
+                        e.causation_id,
+                    )
+                    for e in envelopes
+                ],
+                columns=_EVENT_COLUMNS,
+            )
         except asyncpg.UniqueViolationError as exc:
             raise ConcurrencyConflict("(new streams)", 0) from exc
-        if len(rows) != len(envelopes):
-            raise ConcurrencyConflict("(new streams)", 0)
+        await tx.copy_records_to_table(
+            "outbox",
+            records=[(topic, e.stream_id, p) for e, p in zip(envelopes, payloads, strict=True)],
+            columns=_OUTBOX_COLUMNS,
+        )
 
     async def select_events(
         self, stream_id: str, after_version: int = 0, tx: Connection | None = None

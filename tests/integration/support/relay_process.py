@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import os
 import signal
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -23,21 +24,30 @@ from immunreg.eventstore.signal import OutboxSignal
 
 
 def arm(option: str, count: int) -> None:
-    method = "send" if option == "sends" else "commit_transaction"
-    original = getattr(AIOKafkaProducer, method)
+    """Die at the count-th message handed to Kafka ("sends": the relay hands over
+    record batches, so a batch counts its messages) or Kafka commit ("commits")."""
     calls = 0
 
-    async def wrapped(self: AIOKafkaProducer, *args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        result = await original(self, *args, **kwargs)
-        calls += 1
-        if calls >= count:
-            if method == "send":
-                await asyncio.sleep(0.05)  # let some of the batch reach the broker
-            os.kill(os.getpid(), signal.SIGKILL)
-        return result
+    def wrap(method: str, counted: Callable[..., int]) -> None:
+        original = getattr(AIOKafkaProducer, method)
 
-    setattr(AIOKafkaProducer, method, wrapped)
+        async def wrapped(self: AIOKafkaProducer, *args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            result = await original(self, *args, **kwargs)
+            calls += counted(*args)
+            if calls >= count:
+                if option == "sends":
+                    await asyncio.sleep(0.05)  # let some of the batch reach the broker
+                os.kill(os.getpid(), signal.SIGKILL)
+            return result
+
+        setattr(AIOKafkaProducer, method, wrapped)
+
+    if option == "sends":
+        wrap("send", lambda *args: 1)
+        wrap("send_batch", lambda batch, *args: batch.record_count())
+    else:
+        wrap("commit_transaction", lambda *args: 1)
 
 
 async def main() -> None:
