@@ -263,7 +263,7 @@ async def _doses(conn: Connection, batch: Batch, deltas: Deltas) -> None:
         "ORDER BY dose_id FOR UPDATE",
         ids,
     )
-    current = {r["dose_id"]: Dose(**r) for r in rows}
+    current = {r[0]: Dose(**dict(zip(DOSE_COLUMNS, r, strict=True))) for r in rows}
     changed: list[tuple[Any, ...]] = []
     for dose_id in ids:
         old = new = current.get(dose_id)
@@ -303,7 +303,7 @@ async def _appointments(conn: Connection, batch: Batch, deltas: Deltas) -> None:
         "WHERE appointment_id = ANY($1::text[]) ORDER BY appointment_id FOR UPDATE",
         ids,
     )
-    current = {r["appointment_id"]: Appointment(**r) for r in rows}
+    current = {r[0]: Appointment(**dict(zip(APPOINTMENT_COLUMNS, r, strict=True))) for r in rows}
     changed: list[tuple[Any, ...]] = []
     for appointment_id in ids:
         old = new = current.get(appointment_id)
@@ -326,7 +326,8 @@ async def _appointments(conn: Connection, batch: Batch, deltas: Deltas) -> None:
         await conn.execute(_UPSERT_APPOINTMENTS, *_columns(changed, len(APPOINTMENT_COLUMNS)))
 
 
-REGISTRATION_COLUMNS = tuple(f"reg_{c}" for c in Registration.__struct_fields__)
+_REGISTRATION_FIELDS = tuple(Registration.__struct_fields__)
+REGISTRATION_COLUMNS = tuple(f"reg_{c}" for c in _REGISTRATION_FIELDS)
 FACT_COLUMNS = tuple(Facts.__struct_fields__)
 _CITIZEN_TYPES = (
     *("bool", "bool", "bool", "date", "text", "text"),  # registration
@@ -359,7 +360,8 @@ async def _citizens(conn: Connection, batch: Batch, deltas: Deltas) -> None:
         "WHERE citizen_id = ANY($1::text[]) AND NOT voided",
         ids,
     ):
-        doses[r["citizen_id"]].append(Dose(**r))
+        # By position: a Record's names are lookups, and this runs for every dose read.
+        doses[r[1]].append(Dose(**dict(zip(DOSE_COLUMNS, r, strict=True))))
     pending = {
         r[0]
         for r in await conn.fetch(
@@ -369,15 +371,17 @@ async def _citizens(conn: Connection, batch: Batch, deltas: Deltas) -> None:
         )
     }
     changed: list[tuple[Any, ...]] = []
+    facts_at = 1 + len(REGISTRATION_COLUMNS)
     for row in rows:
-        citizen_id = row["citizen_id"]
+        # citizen_id, then Registration's fields, then Facts', in order
+        citizen_id = row[0]
         old_registration = Registration(
-            **{c: row[f"reg_{c}"] for c in Registration.__struct_fields__}
+            **dict(zip(_REGISTRATION_FIELDS, row[1:facts_at], strict=True))
         )
         registration = old_registration
         for event in batch.registrations.get(citizen_id, ()):
             registration = evolve_registration(registration, event)
-        old = Facts(**{c: row[c] for c in FACT_COLUMNS})
+        old = Facts(**dict(zip(FACT_COLUMNS, row[facts_at:], strict=True)))
         new = citizen_facts(registration, doses.get(citizen_id, ()), citizen_id in pending)
         if new == old and registration == old_registration:
             continue
@@ -539,17 +543,17 @@ async def _coverage(conn: Connection, cells: Mapping[CoverageKey, int], *, repla
     running sums when it gets its first day of that kind and loses them with its last,
     so the tables are a function of `coverage_daily` whatever the batches were.
     """
-    changed = {key: n for key, n in cells.items() if n}
-    if not changed:
-        return
     if replay:
         await _add_counts(
             conn,
             "coverage_daily",
             *COUNTERS["coverage_daily"],
-            {key: (n,) for key, n in changed.items()},
+            {key: (n,) for key, n in cells.items()},
             staged=True,
         )
+        return
+    changed = {key: n for key, n in cells.items() if n}
+    if not changed:
         return
     # Creating a week reads coverage_daily as committed: one writer at a time (model.sql
     # fills the tables under the same lock).
