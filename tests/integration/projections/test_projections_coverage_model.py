@@ -244,3 +244,52 @@ async def test_the_coverage_model_answers_what_the_scan_answers(
     finally:
         await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         await conn.close()
+
+
+async def test_a_replay_deletes_the_cells_its_batches_moved_in_and_out_again(dsn: str) -> None:
+    """A dose moved to another day in a later batch: its first day's cells sum to zero
+    across the staged deltas, and the replay ends without them, as the live model does."""
+    fields: dict[str, Any] = dict(
+        dose_id="d-moved",
+        citizen_id="c-moved",
+        site_id="SITE-1",
+        product_code=COMIRNATY,
+        lot_number="LOT-1",
+        dose_number=1,
+        series_length=2,
+        series_complete=False,
+        booster=False,
+        administered_at=moment(3, 600),
+        site_municipality_code=BARAJEVO,
+        citizen_municipality_code=NOVI_SAD,
+        age_at_vaccination=40,
+        sex="female",
+    )
+    events: list[Event] = [
+        DoseAdministered(**fields, vaccinator_id="vac-1"),
+        DoseCorrected(**{**fields, "administered_at": moment(20, 600)}, reason="wrong day"),
+    ]
+    tables = (*COVERAGE_TABLES, *COUNTERS)
+    models: list[dict[str, list[tuple[Any, ...]]]] = []
+    conn = await asyncpg.connect(dsn)
+    try:
+        for replay in (False, True):
+            schema = check_schema_name(f"t_cov_{uuid.uuid4().hex[:12]}")
+            await conn.execute(f"CREATE SCHEMA {schema}")
+            try:
+                await conn.execute(f"SET search_path TO {schema}, public")
+                await conn.execute(MODEL_SQL.read_text())
+                if replay:
+                    await begin_replay(conn)
+                await apply(conn, events, [1], replay=replay)
+                if replay:
+                    async with conn.transaction():
+                        await finish_replay(conn)
+                models.append(await rows_of(conn, schema, tables))
+            finally:
+                await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    finally:
+        await conn.close()
+    live, replayed = models
+    assert [row[0] for row in live["daily_doses"]] == [START + timedelta(days=20)]
+    assert replayed == live
