@@ -194,8 +194,15 @@ async def rebuild(
         started = time.perf_counter()
         # Each batch commits its effect with its position, and a rebuild that fails is
         # dropped whole: a commit lost in a crash costs nothing, so none waits for a flush.
+        # Its tables grow from empty under batches of key lookups: priced as random reads
+        # from disk, a few thousand keys looked like a whole-table scan to the planner,
+        # and the scans grew with the model.
         pool = await create_pool(
-            dsn, schema, min_size=1, max_size=4, settings={"synchronous_commit": "off"}
+            dsn,
+            schema,
+            min_size=1,
+            max_size=4,
+            settings={"synchronous_commit": "off", "random_page_cost": "1.1"},
         )
         try:
             async with pool.acquire() as conn:
