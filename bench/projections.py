@@ -30,7 +30,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -271,7 +271,9 @@ async def delete_topics(bootstrap: str, topics: list[str]) -> None:
         await admin.close()
 
 
-async def run(dsn: str, bootstrap: str, plan: Plan) -> dict[str, Any]:
+async def run(
+    dsn: str, bootstrap: str, plan: Plan, *, freshness_phase: bool = True, members: int = 2
+) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:8]
     sources = Sources.prefixed(f"bench_{run_id}_")
     topics = sources.topics()
@@ -291,7 +293,9 @@ async def run(dsn: str, bootstrap: str, plan: Plan) -> dict[str, Any]:
                 last[0] = time.monotonic()
                 progress(f"replay: {done:,} / {total:,}")
 
-        report = await rebuild(dsn, bootstrap, control, sources, batch_size=5000, progress=show)
+        report = await rebuild(
+            dsn, bootstrap, control, sources, batch_size=5000, members=members, progress=show
+        )
         conn = await asyncpg.connect(dsn)
         try:
             applied = await conn.fetchval(f"SELECT events_applied FROM {report.schema}.model_state")
@@ -307,9 +311,12 @@ async def run(dsn: str, bootstrap: str, plan: Plan) -> dict[str, Any]:
             "events_per_s": round(report.events_per_second, 1),
             "seconds_to_swap": round(report.total_seconds, 2),
             "consumer_batch": 5000,
+            "members": members,
             "people_with_dose1": people,
         }
         progress(f"replay: {figures['replay']}")
+        if not freshness_phase:
+            return figures
         progress(
             f"freshness: {plan.stream_rate:,} events/s for {plan.stream_seconds:g}s "
             "into the running service"
@@ -327,8 +334,17 @@ async def run(dsn: str, bootstrap: str, plan: Plan) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.projections", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="100k events, 10 s of streaming")
+    parser.add_argument("--events", type=int, help="events to produce and replay (any mode)")
+    parser.add_argument(
+        "--replay-only", action="store_true", help="skip the freshness phase (not recorded)"
+    )
+    parser.add_argument(
+        "--members", type=int, default=2, help="consumers in the rebuild's group (default 2)"
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    if args.events:
+        plan = replace(plan, events=args.events)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     from immunreg.localinfra import up
@@ -336,9 +352,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     endpoints = up()
     started = time.perf_counter()
     figures = asyncio.run(
-        run(endpoints["DATABASE_URL"], endpoints["KAFKA_BOOTSTRAP_SERVERS"], plan)
+        run(
+            endpoints["DATABASE_URL"],
+            endpoints["KAFKA_BOOTSTRAP_SERVERS"],
+            plan,
+            freshness_phase=not args.replay_only,
+            members=args.members,
+        )
     )
     figures["total_seconds"] = round(time.perf_counter() - started, 1)
+    if args.replay_only:
+        replay = figures["replay"]
+        print(
+            f"projections replay: {replay['events']:,} events in {replay['seconds']}s "
+            f"= {replay['events_per_s']:,.0f} events/s"
+        )
+        return 0
     record(SECTION, figures)
     replay, fresh = figures["replay"], figures["freshness"]
     print(

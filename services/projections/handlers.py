@@ -141,10 +141,10 @@ def _handler(projector: Projector, record: Record | None) -> Handler:
     return handle
 
 
-def build_reactions(sources: Sources, *, running_sums: bool = True) -> Reactions:
+def build_reactions(sources: Sources, *, replay: bool = False) -> Reactions:
     """Fresh reactions (with their own projector) for one consumer of `sources`
-    (`running_sums=False`: a rebuild's, see Projector)."""
-    projector = Projector(running_sums=running_sums)
+    (`replay=True`: a rebuild's, see Projector)."""
+    projector = Projector(replay=replay)
     reactions = Reactions(batch=projector)
     named = {(ctx.name, event_type): rec for ctx, event_type, rec in recorders(sources)}
     for ctx in sources.contexts():

@@ -167,13 +167,17 @@ class Batch:
 class Projector:
     """The BatchApplier: one Batch at a time, written by `flush`.
 
-    `running_sums=False` (a rebuild's replay) keeps coverage_daily only; the rebuild
-    fills the running sums once, before the swap (`fill_running_sums`).
+    `replay=True` (a rebuild's) appends the counters' deltas, coverage_daily's included,
+    to unindexed staging tables instead of adding them cell by cell, and keeps no
+    running sums: `finish_replay` sums the deltas into the counters and fills the
+    running sums once, before the swap. A replay moves the same cells again and again
+    (every batch of a citizen-ordered history touches most days), and a staged delta is
+    one appended row where an upsert is an index probe, a row version and a lock.
     """
 
-    def __init__(self, *, running_sums: bool = True) -> None:
+    def __init__(self, *, replay: bool = False) -> None:
         self._batch: Batch | None = None
-        self.running_sums = running_sums
+        self.replay = replay
 
     def begin(self) -> None:
         self._batch = Batch()
@@ -191,7 +195,7 @@ class Projector:
     async def flush(self, conn: Connection) -> None:
         batch, self._batch = self._batch, None
         if batch is not None and batch.applied:
-            await write(conn, batch, running_sums=self.running_sums)
+            await write(conn, batch, replay=self.replay)
 
 
 # --- writing a batch -------------------------------------------------------------------
@@ -212,8 +216,8 @@ class Deltas:
     citizens: set[str] = field(default_factory=set)
 
 
-async def write(conn: Connection, batch: Batch, *, running_sums: bool = True) -> None:
-    """Write one batch (see the module docstring for the order)."""
+async def write(conn: Connection, batch: Batch, *, replay: bool = False) -> None:
+    """Write one batch (see the module docstring for the order; `replay`: see Projector)."""
     deltas = Deltas()
     await _doses(conn, batch, deltas)
     await _appointments(conn, batch, deltas)
@@ -221,8 +225,8 @@ async def write(conn: Connection, batch: Batch, *, running_sums: bool = True) ->
         deltas.booking[key][0] += change
     deltas.citizens.update(batch.registrations)
     await _citizens(conn, batch, deltas)
-    await _counters(conn, batch, deltas)
-    await _coverage(conn, deltas.coverage, running_sums=running_sums)
+    await _counters(conn, batch, deltas, staged=replay)
+    await _coverage(conn, deltas.coverage, replay=replay)
     await _last_values(conn, batch)
     await conn.execute(
         "UPDATE model_state SET events_applied = events_applied + $1, "
@@ -259,7 +263,7 @@ async def _doses(conn: Connection, batch: Batch, deltas: Deltas) -> None:
         "ORDER BY dose_id FOR UPDATE",
         ids,
     )
-    current = {r["dose_id"]: Dose(**r) for r in rows}
+    current = {r[0]: Dose(**dict(zip(DOSE_COLUMNS, r, strict=True))) for r in rows}
     changed: list[tuple[Any, ...]] = []
     for dose_id in ids:
         old = new = current.get(dose_id)
@@ -299,7 +303,7 @@ async def _appointments(conn: Connection, batch: Batch, deltas: Deltas) -> None:
         "WHERE appointment_id = ANY($1::text[]) ORDER BY appointment_id FOR UPDATE",
         ids,
     )
-    current = {r["appointment_id"]: Appointment(**r) for r in rows}
+    current = {r[0]: Appointment(**dict(zip(APPOINTMENT_COLUMNS, r, strict=True))) for r in rows}
     changed: list[tuple[Any, ...]] = []
     for appointment_id in ids:
         old = new = current.get(appointment_id)
@@ -322,7 +326,8 @@ async def _appointments(conn: Connection, batch: Batch, deltas: Deltas) -> None:
         await conn.execute(_UPSERT_APPOINTMENTS, *_columns(changed, len(APPOINTMENT_COLUMNS)))
 
 
-REGISTRATION_COLUMNS = tuple(f"reg_{c}" for c in Registration.__struct_fields__)
+_REGISTRATION_FIELDS = tuple(Registration.__struct_fields__)
+REGISTRATION_COLUMNS = tuple(f"reg_{c}" for c in _REGISTRATION_FIELDS)
 FACT_COLUMNS = tuple(Facts.__struct_fields__)
 _CITIZEN_TYPES = (
     *("bool", "bool", "bool", "date", "text", "text"),  # registration
@@ -355,7 +360,8 @@ async def _citizens(conn: Connection, batch: Batch, deltas: Deltas) -> None:
         "WHERE citizen_id = ANY($1::text[]) AND NOT voided",
         ids,
     ):
-        doses[r["citizen_id"]].append(Dose(**r))
+        # By position: a Record's names are lookups, and this runs for every dose read.
+        doses[r[1]].append(Dose(**dict(zip(DOSE_COLUMNS, r, strict=True))))
     pending = {
         r[0]
         for r in await conn.fetch(
@@ -365,15 +371,17 @@ async def _citizens(conn: Connection, batch: Batch, deltas: Deltas) -> None:
         )
     }
     changed: list[tuple[Any, ...]] = []
+    facts_at = 1 + len(REGISTRATION_COLUMNS)
     for row in rows:
-        citizen_id = row["citizen_id"]
+        # citizen_id, then Registration's fields, then Facts', in order
+        citizen_id = row[0]
         old_registration = Registration(
-            **{c: row[f"reg_{c}"] for c in Registration.__struct_fields__}
+            **dict(zip(_REGISTRATION_FIELDS, row[1:facts_at], strict=True))
         )
         registration = old_registration
         for event in batch.registrations.get(citizen_id, ()):
             registration = evolve_registration(registration, event)
-        old = Facts(**{c: row[c] for c in FACT_COLUMNS})
+        old = Facts(**dict(zip(FACT_COLUMNS, row[facts_at:], strict=True)))
         new = citizen_facts(registration, doses.get(citizen_id, ()), citizen_id in pending)
         if new == old and registration == old_registration:
             continue
@@ -402,8 +410,20 @@ async def _add_counts(
     keys: Sequence[tuple[str, str]],
     counts: Sequence[str],
     cells: Mapping[Any, Sequence[int]],
+    *,
+    staged: bool = False,
 ) -> None:
-    """Add `cells` (key tuple -> counts) to a counter table; delete cells left at zero."""
+    """Add `cells` (key tuple -> counts) to a counter table; delete cells left at zero.
+
+    `staged`: append them to the table's staging table instead (a replay's, see Projector).
+    """
+    if staged:
+        records = [(*key, *values) for key, values in cells.items() if any(values)]
+        if records:
+            await conn.copy_records_to_table(
+                _staging(table), records=records, columns=[k for k, _ in keys] + list(counts)
+            )
+        return
     rows = sorted(
         (tuple(key) + tuple(values) for key, values in cells.items() if any(values)),
         key=lambda row: tuple(str(v) for v in row[: len(keys)]),
@@ -431,57 +451,75 @@ async def _add_counts(
         )
 
 
-async def _counters(conn: Connection, batch: Batch, deltas: Deltas) -> None:
+# Every counter table: its key columns (name, type) and its count columns.
+COUNTERS: dict[str, tuple[list[tuple[str, str]], list[str]]] = {
+    "daily_doses": (
+        [("day", "date"), ("product_code", "text"), ("age_band", "text"), ("kind", "text")],
+        ["doses"],
+    ),
+    "site_daily_doses": (
+        [("site_id", "text"), ("product_code", "text"), ("day", "date")],
+        ["doses"],
+    ),
+    "booking_days": (
+        [("site_id", "text"), ("day", "date"), ("product_code", "text")],
+        ["booked", "attended", "missed"],
+    ),
+    "municipality_queue": ([("municipality_code", "text")], ["waiting", "booked"]),
+    "waste_daily": (
+        [("site_id", "text"), ("product_code", "text"), ("day", "date")],
+        ["doses"],
+    ),
+    "coverage_daily": (
+        [
+            ("kind", "text"),
+            ("day", "date"),
+            ("municipality_code", "text"),
+            ("district_code", "text"),
+            ("age_band", "text"),
+            ("sex", "text"),
+            ("product_code", "text"),
+        ],
+        ["people"],
+    ),
+}
+
+
+async def _counters(conn: Connection, batch: Batch, deltas: Deltas, *, staged: bool) -> None:
     await _add_counts(
         conn,
         "daily_doses",
-        [("day", "date"), ("product_code", "text"), ("age_band", "text"), ("kind", "text")],
-        ["doses"],
+        *COUNTERS["daily_doses"],
         {k: (n,) for k, n in deltas.daily.items()},
+        staged=staged,
     )
     await _add_counts(
         conn,
         "site_daily_doses",
-        [("site_id", "text"), ("product_code", "text"), ("day", "date")],
-        ["doses"],
+        *COUNTERS["site_daily_doses"],
         {k: (n,) for k, n in deltas.site_daily.items()},
+        staged=staged,
     )
     await _add_counts(
-        conn,
-        "booking_days",
-        [("site_id", "text"), ("day", "date"), ("product_code", "text")],
-        ["booked", "attended", "missed"],
-        dict(deltas.booking),
+        conn, "booking_days", *COUNTERS["booking_days"], dict(deltas.booking), staged=staged
     )
     queue = {
         (m,): (deltas.waiting.get(m, 0), deltas.booked.get(m, 0))
         for m in set(deltas.waiting) | set(deltas.booked)
     }
     await _add_counts(
-        conn,
-        "municipality_queue",
-        [("municipality_code", "text")],
-        ["waiting", "booked"],
-        queue,
+        conn, "municipality_queue", *COUNTERS["municipality_queue"], queue, staged=staged
     )
     await _add_counts(
         conn,
         "waste_daily",
-        [("site_id", "text"), ("product_code", "text"), ("day", "date")],
-        ["doses"],
+        *COUNTERS["waste_daily"],
         {k: (n,) for k, n in batch.waste.items()},
+        staged=staged,
     )
 
 
-_COVERAGE_KEYS = [
-    ("kind", "text"),
-    ("day", "date"),
-    ("municipality_code", "text"),
-    ("district_code", "text"),
-    ("age_band", "text"),
-    ("sex", "text"),
-    ("product_code", "text"),
-]
+_COVERAGE_KEYS = COUNTERS["coverage_daily"][0]
 _CELL = "municipality_code, district_code, age_band, sex, product_code"
 # A new week's running sums: the previous week's plus the days from it to the new week,
 # written in key order so that an answer reads them from few pages.
@@ -498,15 +536,22 @@ ORDER BY {_CELL}
 """
 
 
-async def _coverage(
-    conn: Connection, cells: Mapping[CoverageKey, int], *, running_sums: bool
-) -> None:
+async def _coverage(conn: Connection, cells: Mapping[CoverageKey, int], *, replay: bool) -> None:
     """Coverage cells moved by the batch (step 3 for `coverage_daily`, then its running sums).
 
     A change on day d also changes the running sum of every week after d. A week gets
     running sums when it gets its first day of that kind and loses them with its last,
     so the tables are a function of `coverage_daily` whatever the batches were.
     """
+    if replay:
+        await _add_counts(
+            conn,
+            "coverage_daily",
+            *COUNTERS["coverage_daily"],
+            {key: (n,) for key, n in cells.items()},
+            staged=True,
+        )
+        return
     changed = {key: n for key, n in cells.items() if n}
     if not changed:
         return
@@ -516,12 +561,9 @@ async def _coverage(
     await _add_counts(
         conn,
         "coverage_daily",
-        _COVERAGE_KEYS,
-        ["people"],
+        *COUNTERS["coverage_daily"],
         {key: (n,) for key, n in changed.items()},
     )
-    if not running_sums:
-        return
     weeks: defaultdict[str, list[date]] = defaultdict(list)
     for r in await conn.fetch("SELECT kind, week FROM coverage_weeks ORDER BY kind, week"):
         weeks[r["kind"]].append(r["week"])
@@ -567,8 +609,34 @@ async def _coverage(
             known.remove(week)
 
 
-async def fill_running_sums(conn: Connection) -> None:
-    """coverage_weeks and coverage_before afresh from coverage_daily (model.sql)."""
+def _staging(table: str) -> str:
+    return f"{table}_staged"
+
+
+async def begin_replay(conn: Connection) -> None:
+    """The staging tables a replay's Projector appends counter deltas to (no index, no WAL)."""
+    for table in COUNTERS:
+        await conn.execute(
+            f"CREATE UNLOGGED TABLE IF NOT EXISTS {_staging(table)} "
+            f"(LIKE {table} INCLUDING DEFAULTS)"
+        )
+
+
+async def finish_replay(conn: Connection) -> None:
+    """After a replay: every staged delta summed into its counter (cells left at zero
+    deleted, as the live projector does), staging dropped, then coverage's running sums
+    filled from coverage_daily (model.sql)."""
+    for table, (keys, counts) in COUNTERS.items():
+        names = ", ".join(k for k, _ in keys)
+        await conn.execute(
+            f"INSERT INTO {table} AS t ({names}, {', '.join(counts)}) "
+            f"SELECT {names}, {', '.join(f'sum({c})::int' for c in counts)} "
+            f"FROM {_staging(table)} GROUP BY {names} ORDER BY {names} "
+            f"ON CONFLICT ({names}) DO UPDATE SET "
+            + ", ".join(f"{c} = t.{c} + excluded.{c}" for c in counts)
+        )
+        await conn.execute(f"DELETE FROM {table} WHERE " + " AND ".join(f"{c} = 0" for c in counts))
+        await conn.execute(f"DROP TABLE {_staging(table)}")
     await conn.execute("SELECT fill_coverage_running_sums()")
 
 

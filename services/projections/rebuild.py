@@ -37,7 +37,7 @@ from .models import (
     drop_model,
     prepare_control,
 )
-from .projector import fill_running_sums
+from .projector import begin_replay, finish_replay
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +181,7 @@ async def rebuild(
     sources: Sources,
     *,
     batch_size: int = 5000,
+    members: int = 2,
     grace: float = 10.0,
     keep_old: bool = False,
     partitions: int = 3,
@@ -198,19 +199,39 @@ async def rebuild(
             schema = await create_model(dsn, conn, control, "building")
         log.info("rebuilding", extra={"schema": schema, "events": sum(ends.values())})
         started = time.perf_counter()
-        pool = await create_pool(dsn, schema, min_size=1, max_size=4)
+        # Each batch commits its effect with its position, and a rebuild that fails is
+        # dropped whole: a commit lost in a crash costs nothing, so none waits for a flush.
+        # Its tables grow from empty under batches of key lookups: priced as random reads
+        # from disk, a few thousand keys looked like a whole-table scan to the planner,
+        # and the scans grew with the model.
+        pool = await create_pool(
+            dsn,
+            schema,
+            min_size=1,
+            max_size=4,
+            settings={"synchronous_commit": "off", "random_page_cost": "1.1"},
+        )
         try:
-            consumer = EventConsumer(
-                pool,
-                bootstrap,
-                group_id=schema,
-                # Coverage's running sums once at the end, not per batch: a replay may
-                # come in any order of days, and each earlier day moves every later week.
-                reactions=build_reactions(sources, running_sums=False),
-                metrics=metrics,
-                batch_size=batch_size,
-            )
-            task = asyncio.create_task(consumer.run())
+            async with pool.acquire() as conn:
+                await begin_replay(conn)
+            # Members of one group, each with its own projector and connection: while
+            # one waits for PostgreSQL the other decodes and folds (one process, one
+            # core for Python and the other for the database).
+            consumers = [
+                EventConsumer(
+                    pool,
+                    bootstrap,
+                    group_id=schema,
+                    # Counters summed and coverage's running sums filled once at the end,
+                    # not per batch: a replay moves the same cells in every batch, in any
+                    # order of days, and each earlier day moves every later week.
+                    reactions=build_reactions(sources, replay=True),
+                    metrics=metrics,
+                    batch_size=batch_size,
+                )
+                for _ in range(members)
+            ]
+            tasks = [asyncio.create_task(consumer.run()) for consumer in consumers]
             try:
                 await wait_caught_up(pool, schema, bootstrap, beginnings, ends, progress=progress)
                 first_pass = time.perf_counter() - started
@@ -218,9 +239,9 @@ async def rebuild(
                 beginnings_now, ends_now = await topic_offsets(bootstrap, topics)
                 await wait_caught_up(pool, schema, bootstrap, beginnings_now, ends_now)
             finally:
-                await stop_tasks([task])
+                await stop_tasks(tasks)
             async with pool.acquire() as conn, conn.transaction():
-                await fill_running_sums(conn)
+                await finish_replay(conn)
         except BaseException:
             await pool.close()
             with contextlib.suppress(Exception):

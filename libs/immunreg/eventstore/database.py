@@ -90,14 +90,20 @@ async def create_pool(
     min_size: int = 2,
     max_size: int = 10,
     timeouts: DatabaseTimeouts | None = None,
+    settings: Mapping[str, str] | None = None,
 ) -> asyncpg.Pool:
     """A pool whose connections see the service's schema first on the search path.
 
     With `timeouts`, no wait for the database is unbounded (see DatabaseTimeouts);
     without, asyncpg's defaults apply (tools and tests that may run long statements).
+    `settings`: more server settings for every connection.
     """
     check_schema_name(schema)
-    server_settings = {"search_path": f"{schema},public", "application_name": schema}
+    server_settings = {
+        "search_path": f"{schema},public",
+        "application_name": schema,
+        **(settings or {}),
+    }
     options: dict[str, Any] = {}
     acquire_timeout = None
     if timeouts is not None:

@@ -169,6 +169,9 @@ class EventConsumer:
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             max_poll_records=self.batch_size,
+            # Room for a whole batch from one partition in one fetch (about 1 KiB an
+            # event): at Kafka's default 1 MiB a replay's batches stayed near a thousand.
+            max_partition_fetch_bytes=max(1 << 20, self.batch_size * 1024),
         )
         consumer.subscribe(self.reactions.topics, listener=_Positions(self))
         self._consumer = consumer

@@ -37,7 +37,13 @@ from immunreg.reference.geography import age_bands, districts
 from services.projections.domain import SUPPRESS_BELOW
 from services.projections.handlers import Sources, recorders
 from services.projections.models import MODEL_SQL
-from services.projections.projector import Batch, Projector, fill_running_sums
+from services.projections.projector import (
+    COUNTERS,
+    Batch,
+    Projector,
+    begin_replay,
+    finish_replay,
+)
 from services.projections.readmodel import coverage, people_with_dose, people_with_dose_by_scan
 from services.projections.schemas import CoverageFilters, DoseKind, GroupBy, SexFilter
 
@@ -161,10 +167,10 @@ def envelopes(events: list[Event]) -> list[tuple[Event, Envelope]]:
 
 
 async def apply(
-    conn: asyncpg.Connection, events: list[Event], cuts: list[int], *, running_sums: bool = True
+    conn: asyncpg.Connection, events: list[Event], cuts: list[int], *, replay: bool = False
 ) -> None:
     """The projector's write path, one transaction per batch, as the consumer runs it."""
-    projector = Projector(running_sums=running_sums)
+    projector = Projector(replay=replay)
     wrapped = envelopes(events)
     bounds = sorted({0, len(wrapped), *(c for c in cuts if c < len(wrapped))})
     for first, last in itertools.pairwise(bounds):
@@ -180,10 +186,11 @@ async def apply(
 COVERAGE_TABLES = ("coverage_daily", "coverage_weeks", "coverage_before")
 
 
-async def rows_of(conn: asyncpg.Connection, schema: str) -> dict[str, list[tuple[Any, ...]]]:
+async def rows_of(
+    conn: asyncpg.Connection, schema: str, tables: tuple[str, ...] = COVERAGE_TABLES
+) -> dict[str, list[tuple[Any, ...]]]:
     return {
-        t: sorted(tuple(r) for r in await conn.fetch(f"SELECT * FROM {schema}.{t}"))
-        for t in COVERAGE_TABLES
+        t: sorted(tuple(r) for r in await conn.fetch(f"SELECT * FROM {schema}.{t}")) for t in tables
     }
 
 
@@ -217,19 +224,72 @@ async def test_the_coverage_model_answers_what_the_scan_answers(
                 assert served == reference, q
 
         # The same tables as a fresh fill from citizens (model.sql's, for older models)...
+        every_counter = (*COVERAGE_TABLES, *COUNTERS, "citizens", "doses")
+        live = await rows_of(conn, schema, every_counter)
         kept = await rows_of(conn, schema)
         for table in COVERAGE_TABLES:
             await conn.execute(f"TRUNCATE {table}")
         await conn.execute(MODEL_SQL.read_text())
         assert await rows_of(conn, schema) == kept
-        # ...and as a rebuild's: the daily cells only while replaying, running sums at the end.
+        # ...and as a rebuild's: every counter's deltas staged while replaying, summed and
+        # the running sums filled at the end.
         await conn.execute(f"DROP SCHEMA {schema} CASCADE")
         await conn.execute(f"CREATE SCHEMA {schema}")
         await conn.execute(MODEL_SQL.read_text())
-        await apply(conn, events, cuts, running_sums=False)
+        await begin_replay(conn)
+        await apply(conn, events, cuts, replay=True)
         async with conn.transaction():
-            await fill_running_sums(conn)
-        assert await rows_of(conn, schema) == kept
+            await finish_replay(conn)
+        assert await rows_of(conn, schema, every_counter) == live
     finally:
         await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         await conn.close()
+
+
+async def test_a_replay_deletes_the_cells_its_batches_moved_in_and_out_again(dsn: str) -> None:
+    """A dose moved to another day in a later batch: its first day's cells sum to zero
+    across the staged deltas, and the replay ends without them, as the live model does."""
+    fields: dict[str, Any] = dict(
+        dose_id="d-moved",
+        citizen_id="c-moved",
+        site_id="SITE-1",
+        product_code=COMIRNATY,
+        lot_number="LOT-1",
+        dose_number=1,
+        series_length=2,
+        series_complete=False,
+        booster=False,
+        administered_at=moment(3, 600),
+        site_municipality_code=BARAJEVO,
+        citizen_municipality_code=NOVI_SAD,
+        age_at_vaccination=40,
+        sex="female",
+    )
+    events: list[Event] = [
+        DoseAdministered(**fields, vaccinator_id="vac-1"),
+        DoseCorrected(**{**fields, "administered_at": moment(20, 600)}, reason="wrong day"),
+    ]
+    tables = (*COVERAGE_TABLES, *COUNTERS)
+    models: list[dict[str, list[tuple[Any, ...]]]] = []
+    conn = await asyncpg.connect(dsn)
+    try:
+        for replay in (False, True):
+            schema = check_schema_name(f"t_cov_{uuid.uuid4().hex[:12]}")
+            await conn.execute(f"CREATE SCHEMA {schema}")
+            try:
+                await conn.execute(f"SET search_path TO {schema}, public")
+                await conn.execute(MODEL_SQL.read_text())
+                if replay:
+                    await begin_replay(conn)
+                await apply(conn, events, [1], replay=replay)
+                if replay:
+                    async with conn.transaction():
+                        await finish_replay(conn)
+                models.append(await rows_of(conn, schema, tables))
+            finally:
+                await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    finally:
+        await conn.close()
+    live, replayed = models
+    assert [row[0] for row in live["daily_doses"]] == [START + timedelta(days=20)]
+    assert replayed == live
