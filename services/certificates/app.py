@@ -388,7 +388,7 @@ def _issuer_resource(dependencies: Provided[Dependencies]) -> Resource:
                     background_task(offering, shutdown=app[SHUTDOWN_KEY])
                 )
                 if interval is not None:
-                    rendering = images.render_forever(app[POOL_KEY], started.metrics, interval)
+                    rendering = images.render_backlog(app[POOL_KEY], started.metrics, interval)
                     await running.enter_async_context(
                         background_task(rendering, shutdown=app[SHUTDOWN_KEY])
                     )
