@@ -13,11 +13,13 @@ does per certificate:
   its revocation lookup);
 - qr_png / qr_svg: the QR code images citizens download (zxing-cpp, level Q), each
   encoded on its own;
-- qr_images: both, from one encoding (what issuing a certificate renders);
+- qr_images: both, from one encoding (what issuing a certificate renders), beside
+  qr_images_before: both as drawn before (two encodings, zxing-cpp's own SVG writer);
 - print_page: the printable HTML page (payload decode, inline SVG QR).
 
-Each phase runs for a fixed time after a warm-up (full: ~25 s in all; --quick: ~6 s)
-and records operations per second in bench/results.json under "certificates".
+Each phase runs for a fixed time after a warm-up (full: ~30 s in all; --quick: ~7 s)
+and records operations per second, and the CPU each took (this thread's, which a busy
+machine does not inflate), in bench/results.json under "certificates".
 
 Then `downloads`, over HTTP (needs PostgreSQL and Kafka: `make infra`; `--no-http`
 skips it): the certificates app runs in this process (`create_app` + `web.AppRunner`
@@ -53,7 +55,9 @@ from typing import Any
 import aiohttp
 import asyncpg
 import segno
+import zxingcpp
 from aiohttp import web
+from PIL import Image
 
 from bench.common import percentile, progress
 from bench.results import record
@@ -127,6 +131,7 @@ def rate(operation: Callable[[int], Any], seconds: float) -> dict[str, float]:
         i += 1
     count = 0
     started = time.perf_counter()
+    cpu_started = time.thread_time()
     deadline = started + seconds
     now = started
     while now < deadline:
@@ -134,11 +139,15 @@ def rate(operation: Callable[[int], Any], seconds: float) -> dict[str, float]:
         count += 1
         now = time.perf_counter()
     elapsed = now - started
+    # The CPU this thread used: on a busy shared machine wall time also counts the waits.
+    cpu = time.thread_time() - cpu_started
     return {
         "operations": count,
         "seconds": round(elapsed, 3),
         "per_second": round(count / elapsed, 1),
         "microseconds_each": round(elapsed / count * 1e6, 1),
+        "cpu_microseconds_each": round(cpu / count * 1e6, 1),
+        "per_cpu_second": round(count / max(cpu, 1e-9), 1),
     }
 
 
@@ -197,6 +206,10 @@ def run(plan: dict[str, float]) -> dict[str, Any]:
     figures["qr_svg"] = rate(lambda i: qr_svg(samples[i % len(samples)]), plan["qr_svg"])
     # What issuing a certificate renders: both images from one encoding.
     figures["qr_images"] = rate(lambda i: qr_images(samples[i % len(samples)]), plan["qr_images"])
+    # The same-run baseline: both images as the service drew them before (encoded twice).
+    figures["qr_images_before"] = rate(
+        lambda i: images_before(samples[i % len(samples)]), plan["qr_images"]
+    )
     issued = datetime.now(UTC)
     figures["print_page"] = rate(
         lambda i: print_page(
@@ -223,6 +236,22 @@ def segno_png(hc1: str) -> bytes:
     out = io.BytesIO()
     segno.make_qr(hc1, error="q").save(out, kind="png", scale=4, border=4)
     return out.getvalue()
+
+
+def images_before(hc1: str) -> tuple[bytes, bytes]:
+    """PNG and SVG as the service drew them before one encoding fed both: each its own
+    zxing-cpp encoding, the PNG through Pillow, the SVG by zxing-cpp (zint's writer)."""
+
+    def encoded() -> zxingcpp.Barcode:
+        return zxingcpp.create_barcode(hc1, zxingcpp.BarcodeFormat.QRCode, ec_level="Q")
+
+    image = encoded().to_image(scale=4, add_quiet_zones=True)
+    height, width = image.shape
+    pixels = bytes(memoryview(image))  # type: ignore[arg-type]
+    picture = Image.frombuffer("L", (width, height), pixels, "raw", "L", 0, 1)
+    out = io.BytesIO()
+    picture.convert("1", dither=Image.Dither.NONE).save(out, format="PNG", compress_level=1)
+    return out.getvalue(), encoded().to_svg(scale=4, add_quiet_zones=True).encode()
 
 
 # --- downloads over HTTP ---------------------------------------------------------------
@@ -372,11 +401,12 @@ def run_downloads(signed: list[str], plan: Downloads) -> dict[str, Any]:
 
 def summary(figures: dict[str, Any]) -> str:
     lines = ["certificates (one core, no I/O):"]
-    phases = ("issue", "verify", "qr_png", "qr_png_segno", "qr_svg", "qr_images", "print_page")
-    for phase in phases:
+    phases = ("issue", "verify", "qr_png", "qr_png_segno", "qr_svg", "qr_images")
+    for phase in (*phases, "qr_images_before", "print_page"):
         f = figures[phase]
         lines.append(
-            f"  {phase:<11} {f['per_second']:>9,.0f}/s  ({f['microseconds_each']:,.0f} us each)"
+            f"  {phase:<16} {f['per_second']:>9,.0f}/s  ({f['microseconds_each']:,.0f} us each"
+            f", {f['cpu_microseconds_each']:,.0f} us CPU: {f['per_cpu_second']:,.0f} per CPU-s)"
         )
     hc1 = figures["hc1_characters"]
     lines.append(
