@@ -11,11 +11,15 @@ does per certificate:
 - verify: `HC1:` -> Base45 -> inflate -> COSE -> kid lookup in a trust list of 20
   keys -> ES256 check -> claims and expiry (what `POST /v1/verify` computes before
   its revocation lookup);
-- qr_png / qr_svg: the QR code images citizens download (zxing-cpp, level Q);
+- qr_png / qr_svg: the QR code images citizens download (zxing-cpp, level Q), each
+  encoded on its own;
+- qr_images: both, from one encoding (what issuing a certificate renders), beside
+  qr_images_before: both as drawn before (two encodings, zxing-cpp's own SVG writer);
 - print_page: the printable HTML page (payload decode, inline SVG QR).
 
-Each phase runs for a fixed time after a warm-up (full: ~25 s in all; --quick: ~6 s)
-and records operations per second in bench/results.json under "certificates".
+Each phase runs for a fixed time after a warm-up (full: ~30 s in all; --quick: ~7 s)
+and records operations per second, and the CPU each took (this thread's, which a busy
+machine does not inflate), in bench/results.json under "certificates".
 
 Then `downloads`, over HTTP (needs PostgreSQL and Kafka: `make infra`; `--no-http`
 skips it): the certificates app runs in this process (`create_app` + `web.AppRunner`
@@ -43,6 +47,7 @@ import tempfile
 import time
 import urllib.parse
 import uuid
+import zlib
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -51,7 +56,9 @@ from typing import Any
 import aiohttp
 import asyncpg
 import segno
+import zxingcpp
 from aiohttp import web
+from PIL import Image
 
 from bench.common import percentile, progress
 from bench.results import record
@@ -69,13 +76,39 @@ from services.certificates.keys import (
     ensure_dev_signing_key,
     rotate_dev_signing_key,
 )
-from services.certificates.render import payload_of, print_page, qr_modules, qr_png, qr_svg
+from services.certificates.render import (
+    payload_of,
+    png_of,
+    print_page,
+    qr_images,
+    qr_matrix,
+    qr_modules,
+    qr_png,
+    qr_svg,
+    svg_of,
+)
 from services.certificates.uvci import new_uvci
 from services.certificates.verify import Reason, uvci_sha256, verify
 
 SECTION = "certificates"
-FULL = {"issue": 7.0, "verify": 7.0, "qr_png": 4.0, "qr_svg": 3.0, "print_page": 3.0}
-QUICK = {"issue": 1.5, "verify": 1.5, "qr_png": 0.8, "qr_svg": 0.6, "print_page": 0.6}
+FULL = {
+    "issue": 7.0,
+    "verify": 7.0,
+    "qr_png": 4.0,
+    "qr_svg": 3.0,
+    "qr_images": 4.0,
+    "qr_parts": 1.5,
+    "print_page": 3.0,
+}
+QUICK = {
+    "issue": 1.5,
+    "verify": 1.5,
+    "qr_png": 0.8,
+    "qr_svg": 0.6,
+    "qr_images": 0.8,
+    "qr_parts": 0.4,
+    "print_page": 0.6,
+}
 TRUSTED_KEYS = 20
 
 
@@ -104,6 +137,7 @@ def rate(operation: Callable[[int], Any], seconds: float) -> dict[str, float]:
         i += 1
     count = 0
     started = time.perf_counter()
+    cpu_started = time.thread_time()
     deadline = started + seconds
     now = started
     while now < deadline:
@@ -111,11 +145,15 @@ def rate(operation: Callable[[int], Any], seconds: float) -> dict[str, float]:
         count += 1
         now = time.perf_counter()
     elapsed = now - started
+    # The CPU this thread used: on a busy shared machine wall time also counts the waits.
+    cpu = time.thread_time() - cpu_started
     return {
         "operations": count,
         "seconds": round(elapsed, 3),
         "per_second": round(count / elapsed, 1),
         "microseconds_each": round(elapsed / count * 1e6, 1),
+        "cpu_microseconds_each": round(cpu / count * 1e6, 1),
+        "per_cpu_second": round(count / max(cpu, 1e-9), 1),
     }
 
 
@@ -172,6 +210,28 @@ def run(plan: dict[str, float]) -> dict[str, Any]:
     # The same-run baseline: the pure-Python encoder (segno) the service used before.
     figures["qr_png_segno"] = rate(lambda i: segno_png(samples[i % len(samples)]), plan["qr_png"])
     figures["qr_svg"] = rate(lambda i: qr_svg(samples[i % len(samples)]), plan["qr_svg"])
+    # What issuing a certificate renders: both images from one encoding.
+    figures["qr_images"] = rate(lambda i: qr_images(samples[i % len(samples)]), plan["qr_images"])
+    # The same-run baseline: both images as the service drew them before (encoded twice).
+    figures["qr_images_before"] = rate(
+        lambda i: images_before(samples[i % len(samples)]), plan["qr_images"]
+    )
+    # Where qr_images' time goes: the encoding, then each drawing from its modules.
+    matrices = [qr_matrix(s) for s in samples]
+    figures["qr_encode"] = rate(lambda i: qr_matrix(samples[i % len(samples)]), plan["qr_parts"])
+    figures["qr_png_draw"] = rate(lambda i: png_of(matrices[i % len(matrices)]), plan["qr_parts"])
+    figures["qr_svg_draw"] = rate(lambda i: svg_of(matrices[i % len(matrices)]), plan["qr_parts"])
+    figures["qr_bytes"] = {
+        when: {
+            "png": round(sum(len(png) for png, _ in drawn) / len(drawn)),
+            "svg": round(sum(len(svg) for _, svg in drawn) / len(drawn)),
+            "svg_deflated": round(sum(len(zlib.compress(svg)) for _, svg in drawn) / len(drawn)),
+        }
+        for when, drawn in (
+            ("before", [images_before(s) for s in samples[:20]]),
+            ("after", [qr_images(s) for s in samples[:20]]),
+        )
+    }
     issued = datetime.now(UTC)
     figures["print_page"] = rate(
         lambda i: print_page(
@@ -198,6 +258,22 @@ def segno_png(hc1: str) -> bytes:
     out = io.BytesIO()
     segno.make_qr(hc1, error="q").save(out, kind="png", scale=4, border=4)
     return out.getvalue()
+
+
+def images_before(hc1: str) -> tuple[bytes, bytes]:
+    """PNG and SVG as the service drew them before one encoding fed both: each its own
+    zxing-cpp encoding, the PNG through Pillow, the SVG by zxing-cpp (zint's writer)."""
+
+    def encoded() -> zxingcpp.Barcode:
+        return zxingcpp.create_barcode(hc1, zxingcpp.BarcodeFormat.QRCode, ec_level="Q")
+
+    image = encoded().to_image(scale=4, add_quiet_zones=True)
+    height, width = image.shape
+    pixels = bytes(memoryview(image))  # type: ignore[arg-type]
+    picture = Image.frombuffer("L", (width, height), pixels, "raw", "L", 0, 1)
+    out = io.BytesIO()
+    picture.convert("1", dither=Image.Dither.NONE).save(out, format="PNG", compress_level=1)
+    return out.getvalue(), encoded().to_svg(scale=4, add_quiet_zones=True).encode()
 
 
 # --- downloads over HTTP ---------------------------------------------------------------
@@ -347,11 +423,16 @@ def run_downloads(signed: list[str], plan: Downloads) -> dict[str, Any]:
 
 def summary(figures: dict[str, Any]) -> str:
     lines = ["certificates (one core, no I/O):"]
-    for phase in ("issue", "verify", "qr_png", "qr_png_segno", "qr_svg", "print_page"):
+    phases = ("issue", "verify", "qr_png", "qr_png_segno", "qr_svg", "qr_images")
+    parts = ("qr_encode", "qr_png_draw", "qr_svg_draw")
+    for phase in (*phases, "qr_images_before", *parts, "print_page"):
         f = figures[phase]
         lines.append(
-            f"  {phase:<11} {f['per_second']:>9,.0f}/s  ({f['microseconds_each']:,.0f} us each)"
+            f"  {phase:<16} {f['per_second']:>9,.0f}/s  ({f['microseconds_each']:,.0f} us each"
+            f", {f['cpu_microseconds_each']:,.0f} us CPU: {f['per_cpu_second']:,.0f} per CPU-s)"
         )
+    sizes = figures["qr_bytes"]
+    lines.append(f"  image bytes (mean): before {sizes['before']}, after {sizes['after']}")
     hc1 = figures["hc1_characters"]
     lines.append(
         f"  HC1 {hc1['min']}-{hc1['max']} characters, QR version {figures['qr_version']} (level Q)"

@@ -159,8 +159,9 @@ async def read_certificate(request: web.Request) -> web.StreamResponse:
     tags=["certificates"],
 )
 async def qr_png(request: web.Request) -> web.StreamResponse:
-    """The `HC1:` string as a QR code, error correction level Q, PNG: rendered once and
-    stored (images.py). The ETag lets a client that has it skip the download (304)."""
+    """The `HC1:` string as a QR code, error correction level Q, PNG: rendered once, as
+    the certificate was issued, and stored. The ETag lets a client that has it skip the
+    download (304)."""
     return await _qr_image(request, "png", "image/png")
 
 
@@ -388,7 +389,7 @@ def _issuer_resource(dependencies: Provided[Dependencies]) -> Resource:
                     background_task(offering, shutdown=app[SHUTDOWN_KEY])
                 )
                 if interval is not None:
-                    rendering = images.render_forever(app[POOL_KEY], started.metrics, interval)
+                    rendering = images.render_backlog(app[POOL_KEY], started.metrics, interval)
                     await running.enter_async_context(
                         background_task(rendering, shutdown=app[SHUTDOWN_KEY])
                     )

@@ -53,6 +53,7 @@ orders; PostgreSQL breaks it and the consumer re-reads the batch.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -93,7 +94,7 @@ from immunreg.observability.metrics import Metrics
 from immunreg.reference.vaccines import vaccine_catalog
 from immunreg.sealing import UnsealError, unseal
 
-from . import readmodel
+from . import readmodel, render
 from .cose import cwt_claims, encode_hc1, sign1
 from .domain import (
     CERTIFICATE,
@@ -166,7 +167,8 @@ class CertificateMetrics:
         self.qr_rendered: Counter = metrics.counter(
             "immunreg_certificates_qr_rendered_total",
             "Certificates whose QR images were rendered, by who rendered them "
-            "(the background renderer, or a download that came first).",
+            "(at issue; for certificates issued before that, the background renderer or a "
+            "download that came first).",
             ["by"],
         )
 
@@ -410,8 +412,10 @@ class CertificateBooks(Protocol[Tx_contra]):
         """The dose, its lot's recall and what is known of its holder."""
         ...
 
-    async def record_issued(self, tx: Tx_contra, event: CertificateIssued, hc1: str) -> None:
-        """Keep an issued certificate and its `HC1:` string."""
+    async def record_issued(
+        self, tx: Tx_contra, event: CertificateIssued, hc1: str, images: render.QrImages
+    ) -> None:
+        """Keep an issued certificate, its `HC1:` string and its QR images."""
         ...
 
     async def record_revoked(self, tx: Tx_contra, event: CertificateRevoked, at: datetime) -> None:
@@ -425,8 +429,10 @@ class PostgresBooks:
     async def dose_on_file(self, tx: Connection, dose_id: str) -> DoseOnFile | None:
         return await readmodel.dose_on_file(tx, dose_id)
 
-    async def record_issued(self, tx: Connection, event: CertificateIssued, hc1: str) -> None:
-        await readmodel.record_issued(tx, event, hc1)
+    async def record_issued(
+        self, tx: Connection, event: CertificateIssued, hc1: str, images: render.QrImages
+    ) -> None:
+        await readmodel.record_issued(tx, event, hc1, images)
 
     async def record_revoked(self, tx: Connection, event: CertificateRevoked, at: datetime) -> None:
         await readmodel.record_revoked(tx, event, at)
@@ -488,9 +494,15 @@ async def reconcile_dose(
         events.append(event)
         if isinstance(event, CertificateIssued):
             assert holder is not None
-            await books.record_issued(tx, event, sign_hc1(issuer, holder, event, signer))
+            hc1 = sign_hc1(issuer, holder, event, signer)
+            # Rendered here, in the transaction that keeps the certificate, so no row is
+            # without its images and a download never renders (a few ms: bench.certificates;
+            # in a worker thread so the event loop keeps answering meanwhile).
+            images = await asyncio.to_thread(render.qr_images, hc1)
+            await books.record_issued(tx, event, hc1, images)
             if issuer.metrics is not None:
                 issuer.metrics.issued.labels(event.product_code).inc()
+                issuer.metrics.qr_rendered.labels("issue").inc()
         elif isinstance(event, CertificateRevoked):
             await books.record_revoked(tx, event, envelope.recorded_at)
             if issuer.metrics is not None:

@@ -1,9 +1,9 @@
-"""Every certificate's QR code rendered once and kept with it, so a download is a read.
+"""QR images for certificates issued before they were rendered at issue.
 
-Rendering (render.py) costs a few milliseconds of CPU per image; a national download
-day cannot pay that per request. A background renderer draws the images of newly issued
-certificates in batches, in a worker thread so the event loop keeps answering, and
-stores them in the certificate's row. A download of a certificate not rendered yet
+A certificate's images are rendered in the transaction that issues it (handlers.py), so
+a download is a read. Rows kept before that have none: a background renderer draws them
+in batches, in a worker thread so the event loop keeps answering, and stops once none
+is left (no row is issued without images any more); a download of one not rendered yet
 renders it and stores it. Both hold the certificate's row locked while they render (a
 renderer skips rows a download holds; a download waits for a renderer's batch), so each
 certificate is rendered once, and an erasure, which takes the same row lock, never
@@ -23,23 +23,25 @@ from immunreg.eventstore.errors import database_unavailable
 from . import readmodel, render
 from .handlers import CertificateMetrics
 from .hcert import SERVICE
-from .readmodel import QrFormat, QrImages
+from .readmodel import QrFormat
+from .render import QrImages
 
 log = logging.getLogger(__name__)
 
-# Certificates rendered per transaction: at 10-35 ms for both images (quiet to loaded
+# Certificates rendered per transaction: at 3-10 ms for both images (quiet to loaded
 # machine), a batch holds its rows (and an erasure of one of their citizens) for under a
 # second, far inside the pool's idle-in-transaction timeout.
-RENDER_BATCH = 20
-# How often the renderer looks for new certificates once it has caught up.
+RENDER_BATCH = 50
+# How long the renderer waits to try again after a failure.
 RENDER_INTERVAL = 1.0
 INTERVAL_SETTING = "QR_RENDER_INTERVAL"
 
 
 def render_interval(settings: Settings) -> float | None:
-    """`CERTIFICATES_QR_RENDER_INTERVAL`: seconds between the renderer's looks for new
-    certificates (default 1); 0 runs no renderer in this process, so an image is rendered
-    at its first download (another replica's renderer may still run)."""
+    """`CERTIFICATES_QR_RENDER_INTERVAL`: seconds the renderer of certificates issued
+    without images waits to try again after a failure (default 1); 0 runs no renderer in
+    this process, so such an image is rendered at its first download (another replica's
+    renderer may still run)."""
     text = settings.extra.get(INTERVAL_SETTING) or setting(INTERVAL_SETTING, SERVICE)
     interval = float(text) if text else RENDER_INTERVAL
     if interval < 0:
@@ -47,13 +49,8 @@ def render_interval(settings: Settings) -> float | None:
     return interval or None
 
 
-def render_images(hc1: str) -> QrImages:
-    """The certificate's QR code as PNG and SVG."""
-    return QrImages(render.qr_png(hc1), render.qr_svg(hc1))
-
-
 def _render_all(claimed: list[tuple[str, str]]) -> list[tuple[str, QrImages]]:
-    return [(uvci, render_images(hc1)) for uvci, hc1 in claimed]
+    return [(uvci, render.qr_images(hc1)) for uvci, hc1 in claimed]
 
 
 async def render_batch(
@@ -71,14 +68,16 @@ async def render_batch(
     return len(rendered)
 
 
-async def render_forever(
+async def render_backlog(
     pool: asyncpg.Pool, metrics: CertificateMetrics | None, interval: float = RENDER_INTERVAL
 ) -> None:
-    """Render every certificate's images as they are issued (a background task)."""
+    """Render the images of every certificate kept without them, then stop (a background
+    task: certificates issued from now on come with theirs)."""
     while True:
         try:
             while await render_batch(pool, metrics):
                 pass
+            return
         except Exception as error:  # the renderer must outlive any one failure
             level = logging.WARNING if database_unavailable(error) else logging.ERROR
             log.log(level, "rendering QR images failed; trying again later", exc_info=True)
@@ -96,7 +95,7 @@ async def render_now(
         if hc1 is None:
             return None
         if images is None:
-            images = await asyncio.to_thread(render_images, hc1)
+            images = await asyncio.to_thread(render.qr_images, hc1)
             await readmodel.store_images(conn, [(uvci, images)])
             if metrics is not None:
                 metrics.qr_rendered.labels("download").inc()

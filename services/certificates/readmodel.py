@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import asyncpg
 import msgspec
@@ -23,6 +23,7 @@ from immunreg.eventstore.database import Connection, view_of
 
 from .domain import DoseFacts
 from .keys import SignerRevocation, SigningKey
+from .render import QrImages
 from .schemas import CertificateView, CitizenCertificates, RevokedEntry
 from .verify import uci_hash, uvci_sha256
 
@@ -398,14 +399,17 @@ async def dose_on_file(conn: Connection, dose_id: str) -> DoseOnFile | None:
 # --- certificates -------------------------------------------------------------------
 
 
-async def record_issued(conn: Connection, event: CertificateIssued, hc1: str) -> None:
-    """Keep an issued certificate and its signed `HC1:` string."""
+async def record_issued(
+    conn: Connection, event: CertificateIssued, hc1: str, images: QrImages
+) -> None:
+    """Keep an issued certificate, its signed `HC1:` string and its QR images (no row
+    is ever without its images, but those from before they were rendered at issue)."""
     await conn.execute(
         """
         INSERT INTO certificates (uvci, uvci_sha256, dose_id, citizen_id, product_code,
             dose_number, total_doses, vaccination_date, issued_at, expires_at, key_id,
-            supersedes, hc1)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+            supersedes, hc1, qr_png, qr_svg)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
         """,
         event.uvci,
         uvci_sha256(event.uvci),
@@ -420,6 +424,8 @@ async def record_issued(conn: Connection, event: CertificateIssued, hc1: str) ->
         event.key_id,
         event.supersedes,
         hc1,
+        images.png,
+        images.svg,
     )
 
 
@@ -439,13 +445,6 @@ async def record_revoked(conn: Connection, event: CertificateRevoked, at: dateti
 
 
 # --- QR images (images.py) ----------------------------------------------------------
-
-
-class QrImages(NamedTuple):
-    """A certificate's QR code as stored: PNG and SVG."""
-
-    png: bytes
-    svg: bytes
 
 
 async def claim_for_rendering(conn: Connection, uvci: str) -> tuple[str | None, QrImages | None]:

@@ -68,7 +68,8 @@ CREATE INDEX IF NOT EXISTS certificates_dose ON certificates (dose_id);
 CREATE INDEX IF NOT EXISTS certificates_revoked
     ON certificates (revoked_at, uvci_sha256) WHERE status = 'revoked';
 
--- The QR code of each certificate, rendered once (images.py) so a download is a read.
+-- The QR code of each certificate, rendered as it is issued (handlers.py; images.py for
+-- rows from before) so a download is a read.
 -- NULL until rendered, and NULL again once the citizen is erased (the QR carries names).
 ALTER TABLE certificates ADD COLUMN IF NOT EXISTS qr_png bytea;
 ALTER TABLE certificates ADD COLUMN IF NOT EXISTS qr_svg bytea;

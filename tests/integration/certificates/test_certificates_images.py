@@ -24,10 +24,9 @@ def scanned(png: bytes) -> str:
 
 
 async def stored_images(certificates: Certificates, uvci: str) -> tuple[bytes, bytes]:
-    """The certificate's images, once the renderer has stored them."""
-    row = await eventually(
-        lambda: certificates.pool.fetchrow(IMAGES, uvci), f"{uvci} has its images stored"
-    )
+    """The certificate's images, stored with it (no waiting: they come with the row)."""
+    row = await certificates.pool.fetchrow(IMAGES, uvci)
+    assert row is not None, f"{uvci} has no images stored"
     return bytes(row["qr_png"]), bytes(row["qr_svg"])
 
 
@@ -58,7 +57,7 @@ async def test_an_issued_certificate_gets_its_images_stored_and_served_from_ther
     await certificates.administer(dose)
     [cert] = await certificates.certificates_of(citizen.citizen_id, 1, valid=1)
 
-    # Nobody downloaded it: the background renderer stored both images.
+    # Nobody downloaded it: it was kept with both images, rendered as it was issued.
     png, svg = await stored_images(certificates, cert["uvci"])
     assert (png, svg) == (render.qr_png(cert["hc1"]), render.qr_svg(cert["hc1"]))
     assert scanned(png) == cert["hc1"]
@@ -88,8 +87,8 @@ async def test_a_download_before_the_renderer_renders_once_and_stores_it(
     [cert] = await certificates.certificates_of(citizen.citizen_id, 1, valid=1)
     await caught_up(certificates)
     before = await renders(certificates)
-    # As if issued before images were kept: whichever comes first, a download or the
-    # renderer, renders it; the other finds it stored.
+    # As if issued before images were rendered at issue: whichever comes first, a download
+    # or the renderer, renders it; the other finds it stored.
     await certificates.pool.execute(
         "UPDATE certificates SET qr_png = NULL, qr_svg = NULL WHERE uvci = $1", cert["uvci"]
     )

@@ -25,6 +25,7 @@ from services.certificates.handlers import Issuer, reconcile_dose
 from services.certificates.hcert import IssuerConfig
 from services.certificates.keys import SignerConfig, SigningKey, TrustList
 from services.certificates.readmodel import DoseHolder, DoseOnFile
+from services.certificates.render import QrImages, qr_images
 from services.certificates.verify import Reason, verify
 
 CID = "c-aaaaaaaaaaaaaaaaaaaa"
@@ -38,15 +39,17 @@ class FakeBooks:
     def __init__(self) -> None:
         self.doses: dict[str, DoseOnFile] = {}
         self.signed: dict[str, str] = {}  # uvci -> HC1
+        self.images: dict[str, QrImages] = {}  # uvci -> its QR images, kept with it
         self.revoked: dict[str, str] = {}  # uvci -> reason
 
     async def dose_on_file(self, tx: MemoryTransaction, dose_id: str) -> DoseOnFile | None:
         return self.doses.get(dose_id)
 
     async def record_issued(
-        self, tx: MemoryTransaction, event: CertificateIssued, hc1: str
+        self, tx: MemoryTransaction, event: CertificateIssued, hc1: str, images: QrImages
     ) -> None:
         self.signed[event.uvci] = hc1
+        self.images[event.uvci] = images
 
     async def record_revoked(
         self, tx: MemoryTransaction, event: CertificateRevoked, at: datetime
@@ -105,6 +108,8 @@ async def test_a_dose_with_its_holder_on_file_gets_a_signed_certificate(issuer: 
     verdict = verify(books.signed[issued.uvci], TrustList([issuer.signer.trusted]), NOW)
     assert verdict.reason is Reason.OK
     assert verdict.uvci == issued.uvci
+    # Its QR images are kept with it, in the same transaction: no download renders.
+    assert books.images[issued.uvci] == qr_images(books.signed[issued.uvci])
     async with store.transaction() as tx:  # the same facts again: nothing to do
         assert await reconcile_dose(store, books, issuer, tx, DOSE_ID) == []
 

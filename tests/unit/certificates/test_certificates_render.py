@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 import xml.etree.ElementTree as ET
 from datetime import UTC, date, datetime
@@ -14,7 +15,16 @@ from PIL import Image
 from conftest import Sign
 from immunreg.reference.vaccines import vaccine_catalog
 from services.certificates.hcert import Holder, Vaccination, build_payload
-from services.certificates.render import payload_of, print_page, qr_modules, qr_png, qr_svg
+from services.certificates.render import (
+    QUIET_ZONE,
+    payload_of,
+    print_page,
+    qr_images,
+    qr_matrix,
+    qr_modules,
+    qr_png,
+    qr_svg,
+)
 
 AT = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -36,6 +46,36 @@ def test_svg_is_a_titled_svg(sign: Sign) -> None:
     assert root.tag.endswith("svg")
     [title] = [e for e in root if e.tag.endswith("title")]
     assert title.text == "EU Digital COVID Certificate"
+
+
+def drawn(svg: bytes) -> Image.Image:
+    """The SVG's path painted one pixel a module, times 4 (its runs: `Mx y.5hN`)."""
+    root = ET.fromstring(svg)
+    side = int(root.attrib["viewBox"].split()[2])
+    [path] = [e for e in root if e.tag.endswith("path")]
+    assert path.attrib["stroke-width"] == "1"
+    picture = Image.new("L", (side, side), 255)
+    for x, y, length in re.findall(r"M(\d+) (\d+)\.5h(\d+)", path.attrib["d"]):
+        for dx in range(int(length)):
+            picture.putpixel((int(x) + dx, int(y)), 0)
+    assert re.sub(r"M\d+ \d+\.5h\d+", "", path.attrib["d"]) == ""  # nothing else drawn
+    return picture.resize((side * 4, side * 4), Image.Resampling.NEAREST)
+
+
+def test_both_images_are_drawn_from_one_encoding_and_read_back(sign: Sign) -> None:
+    hc1 = sign()
+    png, svg = qr_images(hc1)
+    assert (png, svg) == (qr_png(hc1), qr_svg(hc1))
+    from_png = Image.open(io.BytesIO(png)).convert("L")
+    from_svg = drawn(svg)
+    assert from_svg.size == from_png.size
+    assert from_svg.tobytes() == from_png.tobytes()  # the same modules, pixel for pixel
+    [found] = zxingcpp.read_barcodes(from_svg)
+    assert found.text == hc1
+    # The modules without the quiet zone, as zxing-cpp encodes them.
+    matrix = qr_matrix(hc1)
+    corner = from_png.resize((matrix.size + 2 * QUIET_ZONE,) * 2, Image.Resampling.NEAREST)
+    assert corner.crop((4, 4, 4 + matrix.size, 4 + matrix.size)).tobytes() == matrix.modules
 
 
 def test_the_page_shows_what_the_qr_says_and_escapes_it(sign: Sign) -> None:
