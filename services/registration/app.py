@@ -195,7 +195,7 @@ async def run_command(
     store = request.app[STORE_KEY]
     return await handlers.run_command(
         store,
-        PostgresBooks(request.app[KEYS]),
+        PostgresBooks(request.app[KEYS], store),
         citizen_id,
         prepare,
         metadata=metadata_from_request(request),
@@ -294,7 +294,7 @@ async def register_citizen(request: web.Request, body: RegisterCitizen) -> web.S
     try:
         citizen_id, outcome = await handlers.run_registration(
             store,
-            PostgresBooks(ring),
+            PostgresBooks(ring, store),
             ring.national_id_hash(national_id),
             prepare_for,
             legacy_id=ring.legacy_citizen_id(national_id),

@@ -40,17 +40,19 @@ from immunreg.contracts.registration import (
 from immunreg.domain import Conflict, Loaded, Outcome
 from immunreg.eventstore.database import Connection
 from immunreg.eventstore.errors import ConcurrencyConflict
-from immunreg.eventstore.store import EventStore, StreamStore
+from immunreg.eventstore.postgres import Along
+from immunreg.eventstore.store import EventStore, Planned, StreamStore
 from immunreg.messaging.reactions import Provided, Reactions
 from immunreg.sealing import WRAP_ALG, X25519_BYTES, CitizenKey, wrap_key
 
 from . import readmodel
-from .contacts import index_contacts
+from .contacts import contacts_indexed, index_contacts
 from .domain import CITIZEN, KEY_GRANTS, CitizenState, Command, Grant, grants_stream_id
 from .keys import (
     KeyRing,
     destroy_citizen_key,
     fetch_citizen_key,
+    keep_citizen_key,
     new_citizen_id,
     store_citizen_key,
 )
@@ -115,12 +117,35 @@ class CitizenBooks(Protocol[Tx_contra]):
         """Bring the citizen's read-model row up to the event."""
         ...
 
+    async def register_new(self, tx: Tx_contra, new: NewRegistration) -> bool:
+        """All of a first registration's writes at once: the national-id index, the events
+        and their outbox rows, the key, the read model and the contact index; False, with
+        none of them written, when the national id is indexed already or the citizen's
+        id from before random ids (`legacy_id`) has events."""
+        ...
+
+
+@dataclass(frozen=True)
+class NewRegistration:
+    """A registration decided for a new random citizen id, not yet written."""
+
+    national_key: str
+    legacy_id: str | None
+    planned: Planned[CitizenState]
+    key: CitizenKey
+
+    @property
+    def citizen_id(self) -> str:
+        """The new citizen's id (the stream the events are for)."""
+        return self.planned.outcome.events[0].stream_id
+
 
 class PostgresBooks:
     """The service's books: the `citizen_keys` table and the `citizens` read model."""
 
-    def __init__(self, ring: KeyRing) -> None:
+    def __init__(self, ring: KeyRing, store: EventStore) -> None:
         self.ring = ring
+        self.store = store
 
     async def keep_key(self, tx: Connection, citizen_id: str, key: CitizenKey) -> None:
         await store_citizen_key(tx, self.ring, citizen_id, key)
@@ -142,6 +167,25 @@ class PostgresBooks:
     ) -> None:
         await readmodel.apply_event(tx, citizen_id, envelope.version, envelope.recorded_at, event)
         await index_contacts(tx, self.ring, citizen_id, event)
+
+    async def register_new(self, tx: Connection, new: NewRegistration) -> bool:
+        [envelope] = new.planned.outcome.events
+        [event] = new.planned.events
+        if not isinstance(event, CitizenRegistered):
+            raise TypeError(f"a new registration decided {envelope.type}")
+        citizen_id = new.citizen_id
+        along = Along(
+            [
+                readmodel.national_id_claim(new.national_key, citizen_id, new.legacy_id),
+                ("gate", "SELECT 1 FROM claimed", ()),
+                keep_citizen_key(self.ring, citizen_id, new.key, gate="gate"),
+                readmodel.registered_row(
+                    citizen_id, envelope.version, envelope.recorded_at, event, gate="gate"
+                ),
+                contacts_indexed(self.ring, citizen_id, new.key, event, gate="gate"),
+            ]
+        )
+        return await self.store.append_planned(tx, CITIZEN, new.planned, along)
 
 
 async def run_command(
@@ -215,7 +259,27 @@ async def run_registration(
     Already registered: `AlreadyRegistered` (409), nothing written.
     """
 
+    async def new_citizen(tx: Tx) -> tuple[str, Outcome[CitizenState]] | None:
+        # The common case, a national id never registered, in one statement: decided for a
+        # new random id first, written only if nothing is indexed under the national id
+        # (else nothing is written and the general path below finds what is).
+        citizen_id, loaded = new_citizen_id(), Loaded(CITIZEN.initial(), 0)
+        try:
+            prepared = await prepare_for(citizen_id)(tx, loaded)
+            planned = store.plan(CITIZEN, citizen_id, loaded, prepared.command, metadata=metadata)
+        except Exception:  # the general path below decides again, and raises it again
+            return None
+        if prepared.new_key is None or [type(e) for e in planned.events] != [CitizenRegistered]:
+            return None
+        new = NewRegistration(national_key, legacy_id, planned, prepared.new_key)
+        if not await books.register_new(tx, new):
+            return None
+        return citizen_id, planned.outcome
+
     async def work(tx: Tx) -> tuple[str, Outcome[CitizenState]]:
+        registered = await new_citizen(tx)
+        if registered is not None:
+            return registered
         citizen_id = await books.citizen_of(tx, national_key)
         indexed = citizen_id is not None
         loaded: Loaded[CitizenState] | None = None

@@ -38,6 +38,7 @@ import msgspec
 from immunreg.config import Settings, setting
 from immunreg.contracts.common import Sealed
 from immunreg.eventstore.database import Connection
+from immunreg.eventstore.postgres import Cte
 from immunreg.paths import keys_dir
 from immunreg.sealing import (
     CitizenKey,
@@ -185,21 +186,33 @@ def unwrap_citizen_key(ring: KeyRing, citizen_id: str, key_id: str, wrapped: str
     return CitizenKey(key_id, unseal(ring.kek, sealed, key_wrap_context(citizen_id, key_id)))
 
 
+_STORE_KEY = """
+INSERT INTO citizen_keys (citizen_id, key_id, wrapped)
+SELECT $1::text, $2::text, $3::text::jsonb {gate}
+ON CONFLICT (citizen_id) DO UPDATE
+    SET key_id = excluded.key_id, wrapped = excluded.wrapped, created_at = now()
+"""
+
+
+def _wrapped(ring: KeyRing, citizen_id: str, key: CitizenKey) -> str:
+    wrapped = seal(ring.kek, key.key, key_wrap_context(citizen_id, key.key_id), key_id=ring.kek_id)
+    return _sealed_encoder.encode(wrapped).decode()
+
+
 async def store_citizen_key(
     conn: Connection, ring: KeyRing, citizen_id: str, key: CitizenKey
 ) -> None:
     """Keep the citizen's data key (wrapped by the KEK), replacing an older one."""
-    wrapped = seal(ring.kek, key.key, key_wrap_context(citizen_id, key.key_id), key_id=ring.kek_id)
     await conn.execute(
-        """
-        INSERT INTO citizen_keys (citizen_id, key_id, wrapped) VALUES ($1, $2, $3::text::jsonb)
-        ON CONFLICT (citizen_id) DO UPDATE
-            SET key_id = excluded.key_id, wrapped = excluded.wrapped, created_at = now()
-        """,
-        citizen_id,
-        key.key_id,
-        _sealed_encoder.encode(wrapped).decode(),
+        _STORE_KEY.format(gate=""), citizen_id, key.key_id, _wrapped(ring, citizen_id, key)
     )
+
+
+def keep_citizen_key(ring: KeyRing, citizen_id: str, key: CitizenKey, *, gate: str) -> Cte:
+    """`store_citizen_key` as a CTE of a registration's one statement (`Along`), writing
+    only when the CTE `gate` yields a row."""
+    sql = _STORE_KEY.format(gate=f"FROM {gate}")
+    return ("kept", sql, (citizen_id, key.key_id, _wrapped(ring, citizen_id, key)))
 
 
 async def destroy_citizen_key(conn: Connection, citizen_id: str) -> None:
