@@ -280,3 +280,40 @@ async def test_an_erased_registration_from_before_random_ids_is_not_taken_up_aga
     await run_command(store, books, CID, simply(Erase(citizen_id=CID)))
 
     assert await register_national(store, books, legacy_id=CID) != CID
+
+
+async def test_a_first_registration_is_written_at_once_and_a_later_one_decides_again(
+    store: InMemoryEventStore, books: FakeBooks
+) -> None:
+    first = await register_national(store, books)
+    assert books.registered_new == 1 and books.keys[first] == KEY
+    assert books.rows[first] == (1, "CitizenRegistered")
+
+    with pytest.raises(AlreadyRegistered):
+        await register_national(store, books)
+    await run_command(store, books, first, simply(Withdraw(citizen_id=first)))
+    assert await register_national(store, books) == first
+    assert books.registered_new == 1, "only a national id never indexed goes the short way"
+    assert [e.type for e in await store.load(first)] == [
+        "CitizenRegistered",
+        "RegistrationWithdrawn",
+        "CitizenRegistered",
+    ]
+
+
+async def test_a_prepare_that_refuses_the_new_id_is_decided_by_the_general_path(
+    store: InMemoryEventStore, books: FakeBooks
+) -> None:
+    first = await register_national(store, books)
+    await run_command(store, books, first, simply(Withdraw(citizen_id=first)))
+
+    def only(citizen_id: str) -> Prepare[MemoryTransaction]:
+        # As a citizen token bound to `first` does: any other id is refused.
+        async def prepare(tx: MemoryTransaction, loaded: Loaded[CitizenState]) -> Prepared:
+            if citizen_id != first:
+                raise PermissionError(citizen_id)
+            return await registering(citizen_id=citizen_id)(tx, loaded)
+
+        return prepare
+
+    assert (await run_registration(store, books, NATIONAL, only))[0] == first
