@@ -277,9 +277,6 @@ async def run_registration(
         return citizen_id, planned.outcome
 
     async def work(tx: Tx) -> tuple[str, Outcome[CitizenState]]:
-        registered = await new_citizen(tx)
-        if registered is not None:
-            return registered
         citizen_id = await books.citizen_of(tx, national_key)
         indexed = citizen_id is not None
         loaded: Loaded[CitizenState] | None = None
@@ -308,6 +305,14 @@ async def run_registration(
             raise
         return citizen_id, outcome
 
+    try:
+        # One statement, so no transaction around it (BEGIN and COMMIT are round trips).
+        async with store.statement() as tx:
+            registered = await new_citizen(tx)
+    except ConcurrencyConflict:  # the new id's stream exists: 100 random bits said otherwise
+        registered = None
+    if registered is not None:
+        return registered
     return await store.transact(work, attempts=attempts)
 
 

@@ -187,6 +187,12 @@ class PostgresRecorder:
         async with self.pool.acquire() as conn, conn.transaction():
             yield conn
 
+    @asynccontextmanager
+    async def statement(self) -> AsyncIterator[Connection]:
+        """A pooled connection, no transaction: each statement commits by itself."""
+        async with self.pool.acquire() as conn:
+            yield conn
+
     async def insert_events(
         self,
         stream_id: str,

@@ -95,6 +95,14 @@ class StreamStore(Generic[Tx]):
             yield tx
         self._wake()
 
+    @asynccontextmanager
+    async def statement(self) -> AsyncIterator[Tx]:
+        """A handle for work whose writes are one statement (e.g. `append_planned` with
+        all of a command's writes along): no transaction around it; wakes the relay after."""
+        async with self.recorder.statement() as tx:
+            yield tx
+        self._wake()
+
     def _wake(self) -> None:
         if self.signal is not None:
             self.signal.wake()
