@@ -47,11 +47,19 @@ from immunreg.sealing import WRAP_ALG, X25519_BYTES, CitizenKey, wrap_key
 
 from . import readmodel
 from .contacts import contacts_indexed, index_contacts
-from .domain import CITIZEN, KEY_GRANTS, CitizenState, Command, Grant, grants_stream_id
+from .domain import (
+    CITIZEN,
+    KEY_GRANTS,
+    CitizenState,
+    Command,
+    Grant,
+    GrantsState,
+    grants_stream_id,
+)
 from .keys import (
     KeyRing,
     destroy_citizen_key,
-    fetch_citizen_key,
+    fetch_key_for_grant,
     keep_citizen_key,
     new_citizen_id,
     store_citizen_key,
@@ -356,10 +364,13 @@ async def grant_to_holder(
     grant was appended. Nothing when the citizen was erased, or the offer was for a data
     key the citizen no longer has (an erasure and a new registration crossed it). The key
     row is held until commit, so an erasure waits for a grant under way, and the grant is
-    appended before `CitizenErased` or not at all."""
-    key = await fetch_citizen_key(conn, ring, event.citizen_id, lock=True)
-    if key is None or key.key_id != event.data_key_id:
+    appended before `CitizenErased` or not at all. The key and what the grants stream says
+    of this offer are one read, the grant one append."""
+    stream = grants_stream_id(event.citizen_id)
+    found = await fetch_key_for_grant(conn, ring, event.citizen_id, stream, event.public_key)
+    if found is None or found.key.key_id != event.data_key_id:
         return False
+    key = found.key
     try:
         public = base64.b64decode(event.public_key, validate=True)
     except (binascii.Error, ValueError):
@@ -375,8 +386,11 @@ async def grant_to_holder(
         wrapped_key=wrap_key(public, key.key, grant_context(event.citizen_id, holder)),
         wrap_alg=WRAP_ALG,
     )
-    outcome = await store.execute_in(
-        conn, KEY_GRANTS, grants_stream_id(event.citizen_id), command, metadata=metadata
+    # What deciding a grant needs of the stream: its version and whether this key has one.
+    granted = frozenset({event.public_key}) if found.granted else frozenset[str]()
+    loaded = Loaded(GrantsState(granted=granted), found.version)
+    outcome = await store.decide_and_append(
+        conn, KEY_GRANTS, stream, loaded, command, metadata=metadata
     )
     return bool(outcome.events)
 
