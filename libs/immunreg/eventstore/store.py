@@ -430,6 +430,33 @@ class EventStore(StreamStore[Connection]):
         """The stream's current version (0 when it has no events)."""
         return await self.postgres.stream_version(stream_id)
 
+    async def append_along(
+        self,
+        conn: Connection,
+        stream_id: str,
+        stream_type: str,
+        expected_version: int,
+        events: Sequence[Event],
+        *,
+        along: Along,
+        context: Context,
+        metadata: Metadata | None = None,
+    ) -> list[Envelope] | None:
+        """`append` with `along`'s writes in the same statement, in the caller's transaction
+        (or alone, `statement`); None, with no event appended, when `along`'s gate (or the
+        expected version) let nothing through."""
+        envelopes = _envelopes(
+            context, stream_id, stream_type, expected_version, events, metadata=metadata
+        )
+        outbox = (context.topic, [encode_envelope(e) for e in envelopes])
+        appended = await self._measured(
+            self.postgres.insert_events_along(
+                stream_id, expected_version, envelopes, outbox, tx=conn, along=along
+            ),
+            envelopes,
+        )
+        return envelopes if appended else None
+
     async def append_planned(
         self,
         conn: Connection,
