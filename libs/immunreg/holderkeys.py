@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import logging
 from pathlib import Path
 
@@ -195,6 +196,21 @@ async def _offer_missing_one(
     return await _offer_for(store, conn, context, subject, None, keep=_KEEP_IF_NONE)
 
 
+# Kept, the pair's row locked, in one statement; checked after (it opens with the pair's
+# private key), and what the row held is put back when it does not.
+_KEEP_GRANT = """
+WITH held AS (
+    SELECT citizen_id, private_key, wrapped_key, granted_at FROM holder_keys
+    WHERE citizen_id = $1 AND public_key = $2
+    FOR UPDATE
+)
+UPDATE holder_keys h SET wrapped_key = $3, granted_at = now()
+FROM held WHERE h.citizen_id = held.citizen_id
+RETURNING held.private_key, held.wrapped_key AS old_wrapped_key,
+          held.granted_at AS old_granted_at
+"""
+
+
 async def keep_grant(conn: Connection, holder: str, event: PersonalDataKeyGranted) -> bool:
     """Keep a grant made to this holder's current key for the citizen; whether it was.
 
@@ -203,22 +219,25 @@ async def keep_grant(conn: Connection, holder: str, event: PersonalDataKeyGrante
     open with the key it names is logged and skipped (no retry would open it)."""
     if event.recipient != holder or event.holder_key is None:
         return False
-    row = await conn.fetchrow(
-        "SELECT private_key, public_key FROM holder_keys WHERE citizen_id = $1 FOR UPDATE",
-        event.citizen_id,
-    )
-    if row is None or base64.b64encode(row["public_key"]).decode("ascii") != event.holder_key:
+    try:
+        offered = base64.b64decode(event.holder_key, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    row = await conn.fetchrow(_KEEP_GRANT, event.citizen_id, offered, event.wrapped_key)
+    if row is None:  # no pair here, or one for another key
         return False
     try:
         open_grant(holder, event.citizen_id, row["private_key"], event.wrapped_key)
     except (UnsealError, ValueError):
         log.warning("a data key granted to %s does not open with its key", holder)
+        # The row is still locked by this transaction: put back what it held.
+        await conn.execute(
+            "UPDATE holder_keys SET wrapped_key = $2, granted_at = $3 WHERE citizen_id = $1",
+            event.citizen_id,
+            row["old_wrapped_key"],
+            row["old_granted_at"],
+        )
         return False
-    await conn.execute(
-        "UPDATE holder_keys SET wrapped_key = $2, granted_at = now() WHERE citizen_id = $1",
-        event.citizen_id,
-        event.wrapped_key,
-    )
     return True
 
 
