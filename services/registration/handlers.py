@@ -11,7 +11,10 @@ The national-id index (a keyed hash of the national id -> the citizen id) finds 
 citizen a registration is for; it is written in the registration's transaction, its
 key is unique, so of two concurrent first registrations of one national id the second
 waits for the first and decides again (409), and erasure deletes the row, so afterwards
-nothing links the national id to the erased citizen's id.
+nothing links the national id to the erased citizen's id. The common case, a national id
+never registered, is decided first for a new random id and written with one statement
+(`CitizenBooks.register_new`: the index entry is its gate); when the index already has
+the national id nothing is written and the general path loads and decides.
 
 The reactions (`build_reactions`): links of citizens to sites, and the grants of each
 citizen's data key to the holders that offer a key for it (`grant_to_holder`).
