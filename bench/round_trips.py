@@ -53,7 +53,8 @@ PREFIX = "rt|%a|"
 WITH_CHILDREN = {"postgresql"}  # the postmaster's backends
 SERVERS = {"postgresql", "kafka"}
 # What PostgreSQL writes for one statement: simple protocol, or an extended execute.
-_LINE = re.compile(r"^rt\|([^|]*)\|.*LOG:  (?:statement|execute [^:]*):")
+_LINE = re.compile(r"^rt\|([^|]*)\|.*LOG:  (?:statement|execute [^:]*):(.*)")
+_SHOWN = 90  # characters of a statement's text in the listing
 
 
 async def _logging(dsn: str, on: bool) -> None:
@@ -80,16 +81,38 @@ async def _count(dsn: str, schema: str, event_type: str) -> int:
         await conn.close()
 
 
-def _statements(logfile: Path, start: int, run: str) -> Counter[str]:
-    """Statements per application name since byte `start`, of this run's schemas only."""
+def _statements(logfile: Path, start: int, run: str) -> tuple[Counter[str], Counter[str]]:
+    """Statements per application name since byte `start`, of this run's schemas only; and
+    per (application name, the statement's text, shortened)."""
     counted: Counter[str] = Counter()
+    texts: Counter[str] = Counter()
+    current: list[str] | None = None  # the statement being read: its name and text lines
+
+    def done() -> None:
+        if current is not None:
+            text = " ".join(" ".join(current[1:]).split())[:_SHOWN]
+            texts[f"{current[0]}: {text}"] += 1
+
     with logfile.open("rb") as log:
         log.seek(start)
         for raw in log:
-            match = _LINE.match(raw.decode(errors="replace"))
-            if match and match.group(1).startswith(run):
-                counted[match.group(1).removeprefix(run + "_")] += 1
-    return counted
+            line = raw.decode(errors="replace")
+            match = _LINE.match(line)
+            if match is None:
+                if current is not None and not line.startswith("rt|"):
+                    current.append(line)  # the statement's next line
+                    continue
+                done()
+                current = None
+                continue
+            done()
+            current = None
+            if match.group(1).startswith(run):
+                name = match.group(1).removeprefix(run + "_")
+                counted[name] += 1
+                current = [name, match.group(2)]
+    done()
+    return counted, texts
 
 
 class _Tally:
@@ -97,6 +120,7 @@ class _Tally:
 
     def __init__(self, phase: _Phase) -> None:
         self.phase = phase
+        self.texts: Counter[str] = Counter()
         self.start = phase.logfile.stat().st_size
         self.cpu = cpu_seconds(phase.groups, WITH_CHILDREN)
         self.began = time.monotonic()
@@ -105,7 +129,7 @@ class _Tally:
         """(seconds, statements, CPU seconds) since the start."""
         cpu = cpu_seconds(self.phase.groups, WITH_CHILDREN)
         used = {k: cpu[k] - self.cpu.get(k, 0.0) for k in cpu}
-        counted = _statements(self.phase.logfile, self.start, self.phase.run)
+        counted, self.texts = _statements(self.phase.logfile, self.start, self.phase.run)
         return time.monotonic() - self.began, counted, used
 
 
@@ -144,6 +168,7 @@ class _Phase:
         # The services' processes, and PostgreSQL's and Kafka's of this checkout.
         self.groups = {p.name: [p.process.pid] for p in stack.processes} | server_groups()
         self.idle: tuple[float, Counter[str], dict[str, float]] = (1.0, Counter(), {})
+        self.listing = False
 
     def measure_idle(self, seconds: float) -> None:
         """What the stack does while nothing is sent (polls, timers, the drain checks)."""
@@ -163,7 +188,18 @@ class _Phase:
         service, kind = ("administration", "DoseAdministered") if doses else (
             "registration", "CitizenRegistered")  # fmt: skip
         done = asyncio.run(_count(self.stack.dsn, f"{self.run}_{service}", kind))
-        return _per_request(window, self.idle, done)
+        figures = _per_request(window, self.idle, done)
+        if self.listing:
+            # What each statement of the phase was, per request (the idle stack's not
+            # subtracted: polls show up as statements at a fraction per request).
+            figures["statements"] = {
+                text: round(n / done, 2)
+                for text, n in sorted(
+                    tally.texts.items(), key=lambda kv: (kv[0].split(":")[0], -kv[1])
+                )
+                if n / done >= 0.05
+            }
+        return figures
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -173,6 +209,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     # Low enough that every checkout keeps up, so every request succeeds.
     parser.add_argument("--rate", type=float, default=10.0, help="requests per second")
+    parser.add_argument(
+        "--statements",
+        action="store_true",
+        help="also list each statement's text (shortened) per request, by service",
+    )
     args = parser.parse_args(argv)
     endpoints = localinfra.up()
     ensure_dev_keys(keys_dir())
@@ -186,6 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures: dict[str, Any] = {}
     try:
         phase = _Phase(stack, run, local_postgres().logfile)
+        phase.listing = args.statements
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             phase.measure_idle(args.idle_seconds)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import logging
 from pathlib import Path
 
@@ -38,7 +39,8 @@ from immunreg.contracts.registration import (
 from immunreg.eventstore.database import Connection
 from immunreg.eventstore.errors import ConcurrencyConflict
 from immunreg.eventstore.locks import LockKey, lock_for_transaction
-from immunreg.eventstore.store import StreamStore
+from immunreg.eventstore.postgres import Along
+from immunreg.eventstore.store import EventStore
 from immunreg.sealing import UnsealError, new_holder_key_pair, unwrap_key
 
 HOLDER_KEYS_SQL = Path(__file__).with_name("holderkeys.sql")
@@ -53,7 +55,7 @@ def stream_id(citizen_id: str) -> str:
 
 
 async def offer(
-    store: StreamStore[Connection],
+    store: EventStore,
     conn: Connection,
     context: Context,
     registered: CitizenRegistered,
@@ -84,18 +86,31 @@ SELECT EXISTS (SELECT 1 FROM kept) AS kept,
        (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $5) AS version
 """
 # `offer`: a pair made for an older data key is replaced; one for this data key stays.
-_KEEP_OR_REPLACE = _KEEP.format(
-    on_conflict="""ON CONFLICT (citizen_id) DO UPDATE SET data_key_id = excluded.data_key_id,
+_REPLACE = """ON CONFLICT (citizen_id) DO UPDATE SET data_key_id = excluded.data_key_id,
         private_key = excluded.private_key, public_key = excluded.public_key,
         wrapped_key = NULL, created_at = now(), granted_at = NULL
     WHERE holder_keys.data_key_id <> excluded.data_key_id"""
-)
+_IF_NONE = "ON CONFLICT (citizen_id) DO NOTHING"
+_KEEP_OR_REPLACE = _KEEP.format(on_conflict=_REPLACE)
 # `offer_missing`: only citizens with no pair at all.
-_KEEP_IF_NONE = _KEEP.format(on_conflict="ON CONFLICT (citizen_id) DO NOTHING")
+_KEEP_IF_NONE = _KEEP.format(on_conflict=_IF_NONE)
+# The pair of a citizen whose offers' stream does not exist yet, as the CTE `kept` of the
+# offer's own statement (`_offer_for`); nothing when the stream exists (the two-statement
+# way above then reads its version).
+_KEEP_FIRST = {
+    keep: f"""
+    INSERT INTO holder_keys (citizen_id, data_key_id, private_key, public_key)
+    SELECT $1::text, $2::text, $3::bytea, $4::bytea
+    WHERE NOT EXISTS (SELECT 1 FROM events WHERE stream_id = $5::text)
+    {on_conflict}
+    RETURNING 1
+    """
+    for keep, on_conflict in ((_KEEP_OR_REPLACE, _REPLACE), (_KEEP_IF_NONE, _IF_NONE))
+}
 
 
 async def _offer_for(
-    store: StreamStore[Connection],
+    store: EventStore,
     conn: Connection,
     context: Context,
     subject: tuple[str, str],
@@ -108,16 +123,27 @@ async def _offer_for(
     citizen_id, data_key_id = subject
     private, public = new_holder_key_pair()
     stream = stream_id(citizen_id)
-    row = await conn.fetchrow(keep, citizen_id, data_key_id, private, public, stream)
-    if row is None or not row["kept"]:  # (one row always)
-        return False
-    version = row["version"]
     event = HolderKeyOffered(
         citizen_id=citizen_id,
         holder=context.name,
         public_key=base64.b64encode(public).decode("ascii"),
         data_key_id=data_key_id,
     )
+    # A citizen's first offer (no stream yet): the pair and the offer in one statement.
+    first = Along(
+        [
+            ("kept", _KEEP_FIRST[keep], (citizen_id, data_key_id, private, public, stream)),
+            ("gate", "SELECT 1 FROM kept", ()),
+        ]
+    )
+    if await store.append_along(
+        conn, stream, STREAM_TYPE, 0, [event], along=first, context=context, metadata=metadata
+    ):
+        return True
+    row = await conn.fetchrow(keep, citizen_id, data_key_id, private, public, stream)
+    if row is None or not row["kept"]:  # (one row always)
+        return False
+    version = row["version"]
     await store.append(
         stream, STREAM_TYPE, version, [event], context=context, metadata=metadata, conn=conn
     )
@@ -135,7 +161,7 @@ LIMIT $2
 
 
 async def offer_missing(
-    store: StreamStore[Connection], pool: asyncpg.Pool, context: Context, batch: int = 200
+    store: EventStore, pool: asyncpg.Pool, context: Context, batch: int = 200
 ) -> int:
     """Offer a key for every citizen whose sealed data is here without one (kept before
     holder keys existed); how many offers were made. Replicas take turns per batch (an
@@ -162,12 +188,27 @@ async def offer_missing(
 
 
 async def _offer_missing_one(
-    store: StreamStore[Connection], conn: Connection, context: Context, row: asyncpg.Record
+    store: EventStore, conn: Connection, context: Context, row: asyncpg.Record
 ) -> bool:
     if row["data_key_id"] is None:
         return False
     subject = (row["citizen_id"], row["data_key_id"])
     return await _offer_for(store, conn, context, subject, None, keep=_KEEP_IF_NONE)
+
+
+# Kept, the pair's row locked, in one statement; checked after (it opens with the pair's
+# private key), and what the row held is put back when it does not.
+_KEEP_GRANT = """
+WITH held AS (
+    SELECT citizen_id, private_key, wrapped_key, granted_at FROM holder_keys
+    WHERE citizen_id = $1 AND public_key = $2
+    FOR UPDATE
+)
+UPDATE holder_keys h SET wrapped_key = $3, granted_at = now()
+FROM held WHERE h.citizen_id = held.citizen_id
+RETURNING held.private_key, held.wrapped_key AS old_wrapped_key,
+          held.granted_at AS old_granted_at
+"""
 
 
 async def keep_grant(conn: Connection, holder: str, event: PersonalDataKeyGranted) -> bool:
@@ -178,22 +219,25 @@ async def keep_grant(conn: Connection, holder: str, event: PersonalDataKeyGrante
     open with the key it names is logged and skipped (no retry would open it)."""
     if event.recipient != holder or event.holder_key is None:
         return False
-    row = await conn.fetchrow(
-        "SELECT private_key, public_key FROM holder_keys WHERE citizen_id = $1 FOR UPDATE",
-        event.citizen_id,
-    )
-    if row is None or base64.b64encode(row["public_key"]).decode("ascii") != event.holder_key:
+    try:
+        offered = base64.b64decode(event.holder_key, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    row = await conn.fetchrow(_KEEP_GRANT, event.citizen_id, offered, event.wrapped_key)
+    if row is None:  # no pair here, or one for another key
         return False
     try:
         open_grant(holder, event.citizen_id, row["private_key"], event.wrapped_key)
     except (UnsealError, ValueError):
         log.warning("a data key granted to %s does not open with its key", holder)
+        # The row is still locked by this transaction: put back what it held.
+        await conn.execute(
+            "UPDATE holder_keys SET wrapped_key = $2, granted_at = $3 WHERE citizen_id = $1",
+            event.citizen_id,
+            row["old_wrapped_key"],
+            row["old_granted_at"],
+        )
         return False
-    await conn.execute(
-        "UPDATE holder_keys SET wrapped_key = $2, granted_at = now() WHERE citizen_id = $1",
-        event.citizen_id,
-        event.wrapped_key,
-    )
     return True
 
 
@@ -207,9 +251,7 @@ async def forget(conn: Connection, citizen_id: str) -> None:
     await conn.execute("DELETE FROM holder_keys WHERE citizen_id = $1", citizen_id)
 
 
-async def offer_missing_at_start(
-    store: StreamStore[Connection], pool: asyncpg.Pool, context: Context
-) -> None:
+async def offer_missing_at_start(store: EventStore, pool: asyncpg.Pool, context: Context) -> None:
     """`offer_missing` as a start-up task: logged, and tried again at the next start if it
     fails (nothing is lost meanwhile: those citizens' data waits, as before)."""
     try:

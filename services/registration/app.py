@@ -6,7 +6,9 @@ their outbox rows), store or destroy the key, update the `citizens` read
 model. A conflicting append rolls all of it back and the command is decided
 again. A registration also writes the national-id index (a keyed hash of the
 national id, unique, to the random citizen id) in that transaction, so a second
-registration of one national id is a 409 under any concurrency.
+registration of one national id is a 409 under any concurrency. A first registration
+(a national id never indexed) is all of that in one statement, decided for a new random
+id before anything is read (handlers.run_registration).
 
 Who may do what:
 - register: `citizen` (only the id its token is bound to), `site_staff`
@@ -195,7 +197,7 @@ async def run_command(
     store = request.app[STORE_KEY]
     return await handlers.run_command(
         store,
-        PostgresBooks(request.app[KEYS]),
+        PostgresBooks(request.app[KEYS], store),
         citizen_id,
         prepare,
         metadata=metadata_from_request(request),
@@ -294,7 +296,7 @@ async def register_citizen(request: web.Request, body: RegisterCitizen) -> web.S
     try:
         citizen_id, outcome = await handlers.run_registration(
             store,
-            PostgresBooks(ring),
+            PostgresBooks(ring, store),
             ring.national_id_hash(national_id),
             prepare_for,
             legacy_id=ring.legacy_citizen_id(national_id),

@@ -44,6 +44,7 @@ from immunreg.contracts.registration import (
     health_context,
 )
 from immunreg.eventstore.database import Connection
+from immunreg.eventstore.postgres import Cte
 from immunreg.http.app import SETTINGS_KEY
 from immunreg.http.auth import DEV_AUDIENCE, DEV_ISSUER, Role, ensure_dev_keys, issue_token
 from immunreg.http.problems import FieldError, Problem
@@ -117,25 +118,46 @@ def unseal_health(key: CitizenKey, citizen_id: str, sealed: Sealed) -> HealthDat
 # --- the contact index, kept by the command path ---------------------------------------
 
 
+def contacts_indexed(
+    ring: KeyRing, citizen_id: str, key: CitizenKey, event: CitizenRegistered, *, gate: str
+) -> Cte:
+    """A new citizen's lookup rows (`index_contacts`), as a CTE of a registration's one
+    statement (`Along`) that writes only when the CTE `gate` yields a row. A new random id
+    has no rows to delete first."""
+    sql = _INDEX_CONTACTS.format(gate=f", {gate}")
+    return ("contacts", sql, (_contact_hashes(ring, key, citizen_id, event), citizen_id))
+
+
+# A contact two citizens share signs in the one who gave it last. `{gate}`: as in
+# `contacts_indexed`.
+_INDEX_CONTACTS = """
+INSERT INTO sign_in_contacts (contact_hash, citizen_id)
+SELECT h.contact_hash, $2::text FROM unnest($1::text[]) AS h(contact_hash) {gate}
+ON CONFLICT (contact_hash) DO UPDATE SET citizen_id = excluded.citizen_id
+"""
+
+
+def _contact_hashes(
+    ring: KeyRing,
+    key: CitizenKey,
+    citizen_id: str,
+    event: CitizenRegistered | ContactDetailsChanged,
+) -> list[str]:
+    personal = unseal_personal(key, citizen_id, event.personal)
+    lookup = derive_key(ring.id_key, "contact-lookup")
+    return [contact_digest(lookup, c) for c in contacts_of(personal.phone, personal.email)]
+
+
 async def index_contacts(conn: Connection, ring: KeyRing, citizen_id: str, event: Event) -> None:
     """Bring the citizen's lookup rows up to the event (in the command's transaction)."""
     if isinstance(event, CitizenRegistered | ContactDetailsChanged):
         key = await fetch_citizen_key(conn, ring, citizen_id)
         if key is None:
             raise RuntimeError(f"citizen {citizen_id} has contact details but no data key")
-        personal = unseal_personal(key, citizen_id, event.personal)
-        lookup = derive_key(ring.id_key, "contact-lookup")
+        hashes = _contact_hashes(ring, key, citizen_id, event)
         await conn.execute("DELETE FROM sign_in_contacts WHERE citizen_id = $1", citizen_id)
-        for contact in contacts_of(personal.phone, personal.email):
-            # A contact two citizens share signs in the one who gave it last.
-            await conn.execute(
-                """
-                INSERT INTO sign_in_contacts (contact_hash, citizen_id) VALUES ($1, $2)
-                ON CONFLICT (contact_hash) DO UPDATE SET citizen_id = excluded.citizen_id
-                """,
-                contact_digest(lookup, contact),
-                citizen_id,
-            )
+        if hashes:
+            await conn.execute(_INDEX_CONTACTS.format(gate=""), hashes, citizen_id)
     elif isinstance(event, RegistrationWithdrawn | CitizenErased):
         await conn.execute("DELETE FROM sign_in_contacts WHERE citizen_id = $1", citizen_id)
         await conn.execute("DELETE FROM sign_in_codes WHERE citizen_id = $1", citizen_id)

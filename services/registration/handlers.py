@@ -11,7 +11,10 @@ The national-id index (a keyed hash of the national id -> the citizen id) finds 
 citizen a registration is for; it is written in the registration's transaction, its
 key is unique, so of two concurrent first registrations of one national id the second
 waits for the first and decides again (409), and erasure deletes the row, so afterwards
-nothing links the national id to the erased citizen's id.
+nothing links the national id to the erased citizen's id. The common case, a national id
+never registered, is decided first for a new random id and written with one statement
+(`CitizenBooks.register_new`: the index entry is its gate); when the index already has
+the national id nothing is written and the general path loads and decides.
 
 The reactions (`build_reactions`): links of citizens to sites, and the grants of each
 citizen's data key to the holders that offer a key for it (`grant_to_holder`).
@@ -40,17 +43,27 @@ from immunreg.contracts.registration import (
 from immunreg.domain import Conflict, Loaded, Outcome
 from immunreg.eventstore.database import Connection
 from immunreg.eventstore.errors import ConcurrencyConflict
-from immunreg.eventstore.store import EventStore, StreamStore
+from immunreg.eventstore.postgres import Along
+from immunreg.eventstore.store import EventStore, Planned, StreamStore
 from immunreg.messaging.reactions import Provided, Reactions
 from immunreg.sealing import WRAP_ALG, X25519_BYTES, CitizenKey, wrap_key
 
 from . import readmodel
-from .contacts import index_contacts
-from .domain import CITIZEN, KEY_GRANTS, CitizenState, Command, Grant, grants_stream_id
+from .contacts import contacts_indexed, index_contacts
+from .domain import (
+    CITIZEN,
+    KEY_GRANTS,
+    CitizenState,
+    Command,
+    Grant,
+    GrantsState,
+    grants_stream_id,
+)
 from .keys import (
     KeyRing,
     destroy_citizen_key,
-    fetch_citizen_key,
+    fetch_key_for_grant,
+    keep_citizen_key,
     new_citizen_id,
     store_citizen_key,
 )
@@ -115,12 +128,35 @@ class CitizenBooks(Protocol[Tx_contra]):
         """Bring the citizen's read-model row up to the event."""
         ...
 
+    async def register_new(self, tx: Tx_contra, new: NewRegistration) -> bool:
+        """All of a first registration's writes at once: the national-id index, the events
+        and their outbox rows, the key, the read model and the contact index; False, with
+        none of them written, when the national id is indexed already or the citizen's
+        id from before random ids (`legacy_id`) has events."""
+        ...
+
+
+@dataclass(frozen=True)
+class NewRegistration:
+    """A registration decided for a new random citizen id, not yet written."""
+
+    national_key: str
+    legacy_id: str | None
+    planned: Planned[CitizenState]
+    key: CitizenKey
+
+    @property
+    def citizen_id(self) -> str:
+        """The new citizen's id (the stream the events are for)."""
+        return self.planned.outcome.events[0].stream_id
+
 
 class PostgresBooks:
     """The service's books: the `citizen_keys` table and the `citizens` read model."""
 
-    def __init__(self, ring: KeyRing) -> None:
+    def __init__(self, ring: KeyRing, store: EventStore) -> None:
         self.ring = ring
+        self.store = store
 
     async def keep_key(self, tx: Connection, citizen_id: str, key: CitizenKey) -> None:
         await store_citizen_key(tx, self.ring, citizen_id, key)
@@ -142,6 +178,25 @@ class PostgresBooks:
     ) -> None:
         await readmodel.apply_event(tx, citizen_id, envelope.version, envelope.recorded_at, event)
         await index_contacts(tx, self.ring, citizen_id, event)
+
+    async def register_new(self, tx: Connection, new: NewRegistration) -> bool:
+        [envelope] = new.planned.outcome.events
+        [event] = new.planned.events
+        if not isinstance(event, CitizenRegistered):
+            raise TypeError(f"a new registration decided {envelope.type}")
+        citizen_id = new.citizen_id
+        along = Along(
+            [
+                readmodel.national_id_claim(new.national_key, citizen_id, new.legacy_id),
+                ("gate", "SELECT 1 FROM claimed", ()),
+                keep_citizen_key(self.ring, citizen_id, new.key, gate="gate"),
+                readmodel.registered_row(
+                    citizen_id, envelope.version, envelope.recorded_at, event, gate="gate"
+                ),
+                contacts_indexed(self.ring, citizen_id, new.key, event, gate="gate"),
+            ]
+        )
+        return await self.store.append_planned(tx, CITIZEN, new.planned, along)
 
 
 async def run_command(
@@ -215,6 +270,23 @@ async def run_registration(
     Already registered: `AlreadyRegistered` (409), nothing written.
     """
 
+    async def new_citizen(tx: Tx) -> tuple[str, Outcome[CitizenState]] | None:
+        # The common case, a national id never registered, in one statement: decided for a
+        # new random id first, written only if nothing is indexed under the national id
+        # (else nothing is written and the general path below finds what is).
+        citizen_id, loaded = new_citizen_id(), Loaded(CITIZEN.initial(), 0)
+        try:
+            prepared = await prepare_for(citizen_id)(tx, loaded)
+            planned = store.plan(CITIZEN, citizen_id, loaded, prepared.command, metadata=metadata)
+        except Exception:  # the general path below decides again, and raises it again
+            return None
+        if prepared.new_key is None or [type(e) for e in planned.events] != [CitizenRegistered]:
+            return None
+        new = NewRegistration(national_key, legacy_id, planned, prepared.new_key)
+        if not await books.register_new(tx, new):
+            return None
+        return citizen_id, planned.outcome
+
     async def work(tx: Tx) -> tuple[str, Outcome[CitizenState]]:
         citizen_id = await books.citizen_of(tx, national_key)
         indexed = citizen_id is not None
@@ -244,6 +316,14 @@ async def run_registration(
             raise
         return citizen_id, outcome
 
+    try:
+        # One statement, so no transaction around it (BEGIN and COMMIT are round trips).
+        async with store.statement() as tx:
+            registered = await new_citizen(tx)
+    except ConcurrencyConflict:  # the new id's stream exists: 100 random bits said otherwise
+        registered = None
+    if registered is not None:
+        return registered
     return await store.transact(work, attempts=attempts)
 
 
@@ -287,10 +367,13 @@ async def grant_to_holder(
     grant was appended. Nothing when the citizen was erased, or the offer was for a data
     key the citizen no longer has (an erasure and a new registration crossed it). The key
     row is held until commit, so an erasure waits for a grant under way, and the grant is
-    appended before `CitizenErased` or not at all."""
-    key = await fetch_citizen_key(conn, ring, event.citizen_id, lock=True)
-    if key is None or key.key_id != event.data_key_id:
+    appended before `CitizenErased` or not at all. The key and what the grants stream says
+    of this offer are one read, the grant one append."""
+    stream = grants_stream_id(event.citizen_id)
+    found = await fetch_key_for_grant(conn, ring, event.citizen_id, stream, event.public_key)
+    if found is None or found.key.key_id != event.data_key_id:
         return False
+    key = found.key
     try:
         public = base64.b64decode(event.public_key, validate=True)
     except (binascii.Error, ValueError):
@@ -306,8 +389,11 @@ async def grant_to_holder(
         wrapped_key=wrap_key(public, key.key, grant_context(event.citizen_id, holder)),
         wrap_alg=WRAP_ALG,
     )
-    outcome = await store.execute_in(
-        conn, KEY_GRANTS, grants_stream_id(event.citizen_id), command, metadata=metadata
+    # What deciding a grant needs of the stream: its version and whether this key has one.
+    granted = frozenset({event.public_key}) if found.granted else frozenset[str]()
+    loaded = Loaded(GrantsState(granted=granted), found.version)
+    outcome = await store.decide_and_append(
+        conn, KEY_GRANTS, stream, loaded, command, metadata=metadata
     )
     return bool(outcome.events)
 

@@ -38,6 +38,7 @@ import msgspec
 from immunreg.config import Settings, setting
 from immunreg.contracts.common import Sealed
 from immunreg.eventstore.database import Connection
+from immunreg.eventstore.postgres import Cte
 from immunreg.paths import keys_dir
 from immunreg.sealing import (
     CitizenKey,
@@ -160,19 +161,47 @@ def key_wrap_context(citizen_id: str, key_id: str) -> bytes:
     return f"immunreg.registration.citizen-key|{citizen_id}|{key_id}".encode()
 
 
-async def fetch_citizen_key(
-    conn: Connection, ring: KeyRing, citizen_id: str, *, lock: bool = False
-) -> CitizenKey | None:
-    """The citizen's data key, unwrapped; None once erased (or never made). With `lock`,
-    the row is held (FOR SHARE) to the end of the transaction: an erasure waits."""
+async def fetch_citizen_key(conn: Connection, ring: KeyRing, citizen_id: str) -> CitizenKey | None:
+    """The citizen's data key, unwrapped; None once erased (or never made)."""
     row = await conn.fetchrow(
-        "SELECT key_id, wrapped::text AS wrapped FROM citizen_keys WHERE citizen_id = $1"
-        + (" FOR SHARE" if lock else ""),
+        "SELECT key_id, wrapped::text AS wrapped FROM citizen_keys WHERE citizen_id = $1",
         citizen_id,
     )
     if row is None:
         return None
     return unwrap_citizen_key(ring, citizen_id, row["key_id"], row["wrapped"])
+
+
+@dataclass(frozen=True)
+class KeyForGrant:
+    """The citizen's data key, and what the citizen's grants stream says of one offer."""
+
+    key: CitizenKey
+    version: int  # the grants stream's
+    granted: bool  # whether the offered key has a grant already
+
+
+# The key row is held (FOR SHARE) to the end of the transaction: an erasure waits.
+_KEY_FOR_GRANT = """
+SELECT k.key_id, k.wrapped::text AS wrapped,
+       (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $2) AS version,
+       EXISTS (SELECT 1 FROM events WHERE stream_id = $2 AND type = 'PersonalDataKeyGranted'
+               AND data->>'holder_key' = $3) AS granted
+FROM citizen_keys k WHERE k.citizen_id = $1
+FOR SHARE OF k
+"""
+
+
+async def fetch_key_for_grant(
+    conn: Connection, ring: KeyRing, citizen_id: str, grants_stream: str, holder_key: str
+) -> KeyForGrant | None:
+    """The citizen's data key, held to the end of the transaction, with the version of the
+    grants stream and whether `holder_key` was granted it; None once erased."""
+    row = await conn.fetchrow(_KEY_FOR_GRANT, citizen_id, grants_stream, holder_key)
+    if row is None:
+        return None
+    key = unwrap_citizen_key(ring, citizen_id, row["key_id"], row["wrapped"])
+    return KeyForGrant(key, int(row["version"]), bool(row["granted"]))
 
 
 def unwrap_citizen_key(ring: KeyRing, citizen_id: str, key_id: str, wrapped: str) -> CitizenKey:
@@ -185,21 +214,33 @@ def unwrap_citizen_key(ring: KeyRing, citizen_id: str, key_id: str, wrapped: str
     return CitizenKey(key_id, unseal(ring.kek, sealed, key_wrap_context(citizen_id, key_id)))
 
 
+_STORE_KEY = """
+INSERT INTO citizen_keys (citizen_id, key_id, wrapped)
+SELECT $1::text, $2::text, $3::text::jsonb {gate}
+ON CONFLICT (citizen_id) DO UPDATE
+    SET key_id = excluded.key_id, wrapped = excluded.wrapped, created_at = now()
+"""
+
+
+def _wrapped(ring: KeyRing, citizen_id: str, key: CitizenKey) -> str:
+    wrapped = seal(ring.kek, key.key, key_wrap_context(citizen_id, key.key_id), key_id=ring.kek_id)
+    return _sealed_encoder.encode(wrapped).decode()
+
+
 async def store_citizen_key(
     conn: Connection, ring: KeyRing, citizen_id: str, key: CitizenKey
 ) -> None:
     """Keep the citizen's data key (wrapped by the KEK), replacing an older one."""
-    wrapped = seal(ring.kek, key.key, key_wrap_context(citizen_id, key.key_id), key_id=ring.kek_id)
     await conn.execute(
-        """
-        INSERT INTO citizen_keys (citizen_id, key_id, wrapped) VALUES ($1, $2, $3::text::jsonb)
-        ON CONFLICT (citizen_id) DO UPDATE
-            SET key_id = excluded.key_id, wrapped = excluded.wrapped, created_at = now()
-        """,
-        citizen_id,
-        key.key_id,
-        _sealed_encoder.encode(wrapped).decode(),
+        _STORE_KEY.format(gate=""), citizen_id, key.key_id, _wrapped(ring, citizen_id, key)
     )
+
+
+def keep_citizen_key(ring: KeyRing, citizen_id: str, key: CitizenKey, *, gate: str) -> Cte:
+    """`store_citizen_key` as a CTE of a registration's one statement (`Along`), writing
+    only when the CTE `gate` yields a row."""
+    sql = _STORE_KEY.format(gate=f"FROM {gate}")
+    return ("kept", sql, (citizen_id, key.key_id, _wrapped(ring, citizen_id, key)))
 
 
 async def destroy_citizen_key(conn: Connection, citizen_id: str) -> None:

@@ -24,18 +24,23 @@ from immunreg.contracts.registration import (
     RegistrationWithdrawn,
 )
 from immunreg.eventstore.database import Connection
+from immunreg.eventstore.postgres import Cte
 
 from .domain import STREAM_TYPE
 
 _json = msgspec.json.Encoder()
 
-_REGISTERED = """
+# `{gate}`: empty, or "FROM <cte>" when it goes in a registration's one statement
+# (`registered_row`); the casts are there because a SELECT list does not take the
+# columns' types as VALUES does.
+_REGISTERED_TEMPLATE = """
 INSERT INTO citizens AS c (
     citizen_id, status, version, birth_date, sex, municipality_code, priority_group,
     conditions, vaccine_preferences, preferred_municipality_code, consent, channel,
     personal, registered_at, updated_at, language, health)
-VALUES ($1, 'active', $2, $3, $4, $5, $6, $7, $8, $9, $10::text::jsonb, $11,
-        $12::text::jsonb, $13, $13, $14, $15::text::jsonb)
+SELECT $1::text, 'active', $2::int, $3::date, $4::text, $5::text, $6::text, $7::text[],
+       $8::text[], $9::text, $10::text::jsonb, $11::text, $12::text::jsonb,
+       $13::timestamptz, $13::timestamptz, $14::text, $15::text::jsonb {gate}
 ON CONFLICT (citizen_id) DO UPDATE SET
     status = 'active', version = excluded.version, birth_date = excluded.birth_date,
     sex = excluded.sex, municipality_code = excluded.municipality_code,
@@ -48,6 +53,7 @@ ON CONFLICT (citizen_id) DO UPDATE SET
     erased_at = NULL
 WHERE c.version < excluded.version
 """
+_REGISTERED = _REGISTERED_TEMPLATE.format(gate="")
 
 _CONTACT = """
 UPDATE citizens SET personal = $4::text::jsonb, version = $2, updated_at = $3
@@ -86,30 +92,44 @@ UPDATE citizens SET version = $2, updated_at = $3 WHERE citizen_id = $1 AND vers
 """
 
 
+def _registered_args(
+    citizen_id: str, version: int, recorded_at: datetime, event: CitizenRegistered
+) -> tuple[object, ...]:
+    return (
+        citizen_id,
+        version,
+        event.birth_date,
+        event.sex,
+        event.municipality_code,
+        event.priority_group,
+        event.conditions,
+        event.vaccine_preferences,
+        event.preferred_municipality_code,
+        _json.encode(event.consent).decode(),
+        event.channel,
+        _json.encode(event.personal).decode(),
+        recorded_at,
+        event.language,
+        _sealed_json(event.health),
+    )
+
+
+def registered_row(
+    citizen_id: str, version: int, recorded_at: datetime, event: CitizenRegistered, *, gate: str
+) -> Cte:
+    """What `apply_event` writes for a registration, as a CTE of a registration's one
+    statement (`Along`) that writes only when the CTE `gate` yields a row."""
+    sql = _REGISTERED_TEMPLATE.format(gate=f"FROM {gate}")
+    return ("registered", sql, _registered_args(citizen_id, version, recorded_at, event))
+
+
 async def apply_event(
     conn: Connection, citizen_id: str, version: int, recorded_at: datetime, event: Event
 ) -> None:
     """Bring the citizen's row up to `version` (the event's place in the stream)."""
     key = (citizen_id, version, recorded_at)
     if isinstance(event, CitizenRegistered):
-        await conn.execute(
-            _REGISTERED,
-            citizen_id,
-            version,
-            event.birth_date,
-            event.sex,
-            event.municipality_code,
-            event.priority_group,
-            event.conditions,
-            event.vaccine_preferences,
-            event.preferred_municipality_code,
-            _json.encode(event.consent).decode(),
-            event.channel,
-            _json.encode(event.personal).decode(),
-            recorded_at,
-            event.language,
-            _sealed_json(event.health),
-        )
+        await conn.execute(_REGISTERED, *_registered_args(citizen_id, version, recorded_at, event))
     elif isinstance(event, ContactDetailsChanged):
         await conn.execute(_CONTACT, *key, _json.encode(event.personal).decode())
     elif isinstance(event, PreferencesChanged):
@@ -184,16 +204,31 @@ async def citizen_of_national_id(conn: Connection, national_key: str) -> str | N
     return found
 
 
+_INDEX_NATIONAL_ID = """
+INSERT INTO citizen_national_ids (national_id_hash, citizen_id) VALUES ($1, $2)
+ON CONFLICT DO NOTHING RETURNING true
+"""
+
+
 async def index_national_id(conn: Connection, national_key: str, citizen_id: str) -> bool:
     """Index the national id as the citizen; False when another transaction did first
     (the unique key makes this one wait for that one's end)."""
-    inserted = await conn.fetchval(
-        "INSERT INTO citizen_national_ids (national_id_hash, citizen_id) VALUES ($1, $2)"
-        " ON CONFLICT DO NOTHING RETURNING true",
-        national_key,
-        citizen_id,
-    )
+    inserted = await conn.fetchval(_INDEX_NATIONAL_ID, national_key, citizen_id)
     return inserted is not None
+
+
+def national_id_claim(national_key: str, citizen_id: str, legacy_id: str | None) -> Cte:
+    """`index_national_id` as the CTE `claimed` of a registration's one statement: a row
+    when it indexed the national id, none when the id is indexed already (after waiting for
+    a concurrent registration of it to end) or when `legacy_id`, the id the national id had
+    before random ids, has events (that registration may be taken up again)."""
+    sql = """
+    INSERT INTO citizen_national_ids (national_id_hash, citizen_id)
+    SELECT $1::text, $2::text
+    WHERE NOT EXISTS (SELECT 1 FROM events WHERE stream_id = $3::text)
+    ON CONFLICT DO NOTHING RETURNING citizen_id
+    """
+    return ("claimed", sql, (national_key, citizen_id, legacy_id))
 
 
 async def unindex_national_id(conn: Connection, citizen_id: str) -> None:

@@ -10,7 +10,7 @@ checks and writes, so no lock is needed.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 
 from immunreg.contracts.envelope import Envelope
@@ -51,6 +51,10 @@ class InMemoryRecorder:
         tx = MemoryTransaction()
         yield tx
         self._commit(tx)
+
+    def statement(self) -> AbstractAsyncContextManager[MemoryTransaction]:
+        """A transaction: what a statement writes here is staged and committed at once."""
+        return self.transaction()
 
     def _commit(self, tx: MemoryTransaction) -> None:
         # Another transaction may have committed to one of our streams since we

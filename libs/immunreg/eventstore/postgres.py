@@ -7,8 +7,10 @@ writers at one expected version a conflict (see schema.sql).
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -21,9 +23,11 @@ from immunreg.eventstore.errors import ConcurrencyConflict
 # The guard lets the insert through only when the stream is at the expected
 # version; a writer that raced past the guard hits the primary key instead. The
 # outbox insert sees how many events went in, so a refused append writes no outbox row.
-_APPEND = """
-WITH guard AS (
-    SELECT 1 WHERE $2::int = 0
+# `{along}` is where writes that go in the same statement put their CTEs (`Along`), and
+# `{gate}` makes the guard read theirs ("FROM gate": no row there, no append).
+_APPEND_TEMPLATE = """
+WITH {along}guard AS (
+    SELECT 1 {gate} WHERE $2::int = 0
        OR EXISTS (SELECT 1 FROM events WHERE stream_id = $1 AND version = $2::int)
 ), appended AS (
     INSERT INTO events (stream_id, version, stream_type, event_id, type, schema_version,
@@ -43,6 +47,41 @@ FROM unnest($14::bytea[]) WITH ORDINALITY AS p(payload, n)
 WHERE (SELECT count(*) FROM appended) = cardinality($4::int[])
 RETURNING id
 """
+_APPEND = _APPEND_TEMPLATE.format(along="", gate="")
+_APPEND_ARGS = 14
+_PARAMETER = re.compile(r"\$(\d+)")
+
+
+def _renumbered(sql: str, offset: int) -> str:
+    return _PARAMETER.sub(lambda m: f"${int(m.group(1)) + offset}", sql)
+
+
+# One CTE of an `Along`: its name, its SQL (parameters from $1) and their arguments.
+Cte = tuple[str, str, Sequence[object]]
+
+
+@dataclass(frozen=True)
+class Along:
+    """Writes that go in an append's own statement, as data-modifying CTEs before it (one
+    round trip for all of a command's writes). Each CTE's SQL numbers its parameters from
+    $1; one of them must be named `gate`: the append happens only when it yields a row.
+    The CTEs see neither the append nor each other's writes (one statement, one snapshot),
+    so each writes only what its own inputs decide (e.g. `... FROM gate`)."""
+
+    ctes: Sequence[Cte]
+
+    def statement(self) -> tuple[str, list[object]]:
+        """The CTEs' text, numbered after the append's parameters, and their arguments."""
+        parts: list[str] = []
+        args: list[object] = []
+        for name, sql, values in self.ctes:
+            numbered = _renumbered(sql, _APPEND_ARGS + len(args))
+            parts.append(f"{name} AS ({numbered}),\n")
+            args += values
+        if "gate" not in {name for name, _, _ in self.ctes}:
+            raise ValueError("an Along needs a CTE named gate")
+        return "".join(parts), args
+
 
 # New streams only (each from version 1) are written with COPY: no guard is needed
 # (the primary key refuses a stream that exists, which aborts the whole COPY), and
@@ -118,6 +157,24 @@ def _event_columns(envelopes: Sequence[Envelope]) -> tuple[list[Any], ...]:
     )
 
 
+def _append_args(
+    stream_id: str,
+    expected_version: int,
+    envelopes: Sequence[Envelope],
+    outbox: tuple[str, Sequence[bytes]],
+) -> tuple[Any, ...]:
+    """_APPEND's arguments, $1 to $14."""
+    topic, payloads = outbox
+    return (
+        stream_id,
+        expected_version,
+        envelopes[0].stream_type,
+        *_event_columns(envelopes),
+        topic,
+        list(payloads),
+    )
+
+
 class PostgresRecorder:
     """The recorder the services run on; `tx` is an asyncpg connection in a transaction."""
 
@@ -130,6 +187,12 @@ class PostgresRecorder:
         async with self.pool.acquire() as conn, conn.transaction():
             yield conn
 
+    @asynccontextmanager
+    async def statement(self) -> AsyncIterator[Connection]:
+        """A pooled connection, no transaction: each statement commits by itself."""
+        async with self.pool.acquire() as conn:
+            yield conn
+
     async def insert_events(
         self,
         stream_id: str,
@@ -139,15 +202,7 @@ class PostgresRecorder:
         tx: Connection | None = None,
     ) -> None:
         """Append the events and their outbox rows in one statement (see _APPEND)."""
-        topic, payloads = outbox
-        args = (
-            stream_id,
-            expected_version,
-            envelopes[0].stream_type,
-            *_event_columns(envelopes),
-            topic,
-            list(payloads),
-        )
+        args = _append_args(stream_id, expected_version, envelopes, outbox)
         try:
             if tx is None:
                 rows = await self.pool.fetch(_APPEND, *args)
@@ -157,6 +212,29 @@ class PostgresRecorder:
             raise ConcurrencyConflict(stream_id, expected_version) from exc
         if len(rows) != len(envelopes):
             raise ConcurrencyConflict(stream_id, expected_version)
+
+    async def insert_events_along(
+        self,
+        stream_id: str,
+        expected_version: int,
+        envelopes: Sequence[Envelope],
+        outbox: tuple[str, Sequence[bytes]],
+        *,
+        tx: Connection,
+        along: Along,
+    ) -> bool:
+        """`insert_events` with `along`'s writes in the same statement; False when its gate
+        (or the expected version) let nothing through: then the events are not written, and
+        `along`'s CTEs wrote only what they wrote without the gate. The statement's text
+        depends only on `along`'s, so the connection prepares it once."""
+        ctes, extra = along.statement()
+        sql = _APPEND_TEMPLATE.format(along=ctes, gate="FROM gate")
+        args = _append_args(stream_id, expected_version, envelopes, outbox)
+        try:
+            rows = await tx.fetch(sql, *args, *extra)
+        except asyncpg.UniqueViolationError as exc:
+            raise ConcurrencyConflict(stream_id, expected_version) from exc
+        return len(rows) == len(envelopes)
 
     async def insert_streams(
         self,

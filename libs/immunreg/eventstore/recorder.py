@@ -28,6 +28,12 @@ class Recorder(Protocol[Tx]):
         """A transaction: everything written through its handle commits together or not at all."""
         ...
 
+    def statement(self) -> AbstractAsyncContextManager[Tx]:
+        """A handle for work whose writes are one statement: it commits by itself, with no
+        transaction around it (PostgreSQL's BEGIN and COMMIT are two more round trips).
+        Writes through it are atomic only one statement at a time."""
+        ...
+
     async def insert_events(
         self,
         stream_id: str,

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import asyncpg
@@ -30,7 +31,7 @@ from immunreg.contracts.envelope import (
 from immunreg.domain import Aggregate, Loaded, Outcome
 from immunreg.eventstore.database import Connection
 from immunreg.eventstore.errors import ConcurrencyConflict
-from immunreg.eventstore.postgres import PostgresRecorder
+from immunreg.eventstore.postgres import Along, PostgresRecorder
 from immunreg.eventstore.recorder import Recorder, Tx
 from immunreg.eventstore.signal import OutboxSignal
 from immunreg.observability.metrics import Metrics
@@ -40,6 +41,37 @@ S = TypeVar("S")
 YIELD_EVERY = 100
 C = TypeVar("C")
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Planned(Generic[S]):
+    """What a command decided on a loaded stream, not yet written: its envelopes (and the
+    events in them) and the state and version after them (`StreamStore.plan`)."""
+
+    outcome: Outcome[S]
+    events: list[Event]
+    loaded_version: int
+
+
+def _envelopes(
+    context: Context,
+    stream_id: str,
+    stream_type: str,
+    expected_version: int,
+    events: Sequence[Event],
+    *,
+    metadata: Metadata | None,
+) -> list[Envelope]:
+    return [
+        context.envelope(
+            event,
+            stream_id=stream_id,
+            stream_type=stream_type,
+            version=expected_version + i,
+            metadata=metadata,
+        )
+        for i, event in enumerate(events, start=1)
+    ]
 
 
 class StreamStore(Generic[Tx]):
@@ -60,6 +92,14 @@ class StreamStore(Generic[Tx]):
     async def transaction(self) -> AsyncIterator[Tx]:
         """A transaction for appends together with other writes; wakes the relay on commit."""
         async with self.recorder.transaction() as tx:
+            yield tx
+        self._wake()
+
+    @asynccontextmanager
+    async def statement(self) -> AsyncIterator[Tx]:
+        """A handle for work whose writes are one statement (e.g. `append_planned` with
+        all of a command's writes along): no transaction around it; wakes the relay after."""
+        async with self.recorder.statement() as tx:
             yield tx
         self._wake()
 
@@ -85,16 +125,9 @@ class StreamStore(Generic[Tx]):
         """
         if not events:
             return []
-        envelopes = [
-            context.envelope(
-                event,
-                stream_id=stream_id,
-                stream_type=stream_type,
-                version=expected_version + i,
-                metadata=metadata,
-            )
-            for i, event in enumerate(events, start=1)
-        ]
+        envelopes = _envelopes(
+            context, stream_id, stream_type, expected_version, events, metadata=metadata
+        )
         outbox = (context.topic, [encode_envelope(e) for e in envelopes])
         await self._measured(
             self.recorder.insert_events(stream_id, expected_version, envelopes, outbox, conn),
@@ -210,24 +243,55 @@ class StreamStore(Generic[Tx]):
         For commands that need the loaded state to be prepared (e.g. to unseal
         what the stream holds) before deciding.
         """
+        planned = self.plan(aggregate, stream_id, loaded, command, metadata=metadata)
+        if planned.events:
+            await self.write_planned(conn, aggregate, planned)
+        return planned.outcome
+
+    def plan(
+        self,
+        aggregate: Aggregate[S, C],
+        stream_id: str,
+        loaded: Loaded[S],
+        command: C,
+        *,
+        metadata: Metadata | None = None,
+    ) -> Planned[S]:
+        """Decide on a loaded state and make the envelopes, writing nothing: for a caller
+        that writes them with its own writes in one statement (`EventStore.append_planned`)."""
         events = aggregate.decide(loaded.state, command)
-        if not events:
-            return Outcome(loaded.state, loaded.version, [])
-        envelopes = await self.append(
+        state = loaded.state
+        for event in events:
+            state = aggregate.evolve(state, event)
+        envelopes = _envelopes(
+            aggregate.context,
             stream_id,
             aggregate.stream_type,
             loaded.version,
             events,
-            context=aggregate.context,
             metadata=metadata,
-            conn=conn,
         )
-        state = loaded.state
-        for event in events:
-            state = aggregate.evolve(state, event)
-        version = loaded.version + len(events)
-        await self._maybe_snapshot(aggregate, stream_id, loaded.version, version, state, conn=conn)
-        return Outcome(state, version, envelopes)
+        return Planned(
+            Outcome(state, loaded.version + len(events), envelopes), list(events), loaded.version
+        )
+
+    async def write_planned(
+        self, conn: Tx, aggregate: Aggregate[S, Any], planned: Planned[S]
+    ) -> None:
+        """Append what `plan` decided (events and outbox rows, one write) on the caller's
+        connection, and snapshot when due. Raises ConcurrencyConflict as `append` does."""
+        outcome = planned.outcome
+        stream_id = outcome.events[0].stream_id
+        outbox = (aggregate.context.topic, [encode_envelope(e) for e in outcome.events])
+        await self._measured(
+            self.recorder.insert_events(
+                stream_id, planned.loaded_version, outcome.events, outbox, conn
+            ),
+            outcome.events,
+        )
+        await self._maybe_snapshot(
+            aggregate, stream_id, planned.loaded_version, outcome.version, outcome.state, conn=conn
+        )
 
     async def start_streams(
         self,
@@ -305,20 +369,22 @@ class StreamStore(Generic[Tx]):
             work, attempts=attempts, retry_conflicts=expected_version is None
         )
 
-    async def _measured(self, insert: Awaitable[None], envelopes: Sequence[Envelope]) -> None:
-        """Run one recorder insert, counting conflicts, latency and events appended."""
+    async def _measured(self, insert: Awaitable[T], envelopes: Sequence[Envelope]) -> T:
+        """Run one recorder insert, counting conflicts, latency and events appended (none
+        when the insert answers False: a gate let nothing through)."""
         started = time.perf_counter()
         try:
-            await insert
+            result = await insert
         except ConcurrencyConflict:
             if self.metrics is not None:
                 self.metrics.append_conflicts.inc()
             raise
-        if self.metrics is not None:
+        if self.metrics is not None and result is not False:
             self.metrics.append_latency.observe(time.perf_counter() - started)
             # Counted per type, not per event: start_streams appends thousands at once.
             for type_name, count in Counter(e.type for e in envelopes).items():
                 self.metrics.events_appended.labels(type_name).inc(count)
+        return result
 
     async def _maybe_snapshot(
         self,
@@ -363,3 +429,62 @@ class EventStore(StreamStore[Connection]):
     async def stream_version(self, stream_id: str) -> int:
         """The stream's current version (0 when it has no events)."""
         return await self.postgres.stream_version(stream_id)
+
+    async def append_along(
+        self,
+        conn: Connection,
+        stream_id: str,
+        stream_type: str,
+        expected_version: int,
+        events: Sequence[Event],
+        *,
+        along: Along,
+        context: Context,
+        metadata: Metadata | None = None,
+    ) -> list[Envelope] | None:
+        """`append` with `along`'s writes in the same statement, in the caller's transaction
+        (or alone, `statement`); None, with no event appended, when `along`'s gate (or the
+        expected version) let nothing through."""
+        envelopes = _envelopes(
+            context, stream_id, stream_type, expected_version, events, metadata=metadata
+        )
+        outbox = (context.topic, [encode_envelope(e) for e in envelopes])
+        appended = await self._measured(
+            self.postgres.insert_events_along(
+                stream_id, expected_version, envelopes, outbox, tx=conn, along=along
+            ),
+            envelopes,
+        )
+        return envelopes if appended else None
+
+    async def append_planned(
+        self,
+        conn: Connection,
+        aggregate: Aggregate[S, Any],
+        planned: Planned[S],
+        along: Along,
+    ) -> bool:
+        """Append what `plan` decided (events and outbox rows) and `along`'s writes in one
+        statement, in the caller's transaction; False, with no event appended, when
+        `along`'s gate let nothing through. Raises ConcurrencyConflict as `append` does."""
+        outcome = planned.outcome
+        if not outcome.events:
+            raise ValueError("nothing to append: the command decided no events")
+        stream_id = outcome.events[0].stream_id
+        outbox = (aggregate.context.topic, [encode_envelope(e) for e in outcome.events])
+        appended = await self._measured(
+            self.postgres.insert_events_along(
+                stream_id, planned.loaded_version, outcome.events, outbox, tx=conn, along=along
+            ),
+            outcome.events,
+        )
+        if appended:
+            await self._maybe_snapshot(
+                aggregate,
+                stream_id,
+                planned.loaded_version,
+                outcome.version,
+                outcome.state,
+                conn=conn,
+            )
+        return appended

@@ -168,8 +168,8 @@ async def registered_before_this_change(registration: Registration, body: dict[s
         (envelope,) = await store.append(
             citizen_id, STREAM_TYPE, 0, [event], context=CONTEXT, conn=conn
         )
-        await PostgresBooks(ring).keep_key(conn, citizen_id, key)
-        await PostgresBooks(ring).record(conn, citizen_id, envelope, event)
+        await PostgresBooks(ring, store).keep_key(conn, citizen_id, key)
+        await PostgresBooks(ring, store).record(conn, citizen_id, envelope, event)
     return citizen_id
 
 

@@ -19,9 +19,17 @@ from immunreg.domain import Conflict, Loaded
 from immunreg.eventstore.errors import ConcurrencyConflict
 from immunreg.eventstore.memory import InMemoryEventStore, MemoryTransaction
 from immunreg.sealing import CitizenKey
-from services.registration.domain import CitizenState, Erase, Preferences, Register, Withdraw
+from services.registration.domain import (
+    CITIZEN,
+    CitizenState,
+    Erase,
+    Preferences,
+    Register,
+    Withdraw,
+)
 from services.registration.handlers import (
     AlreadyRegistered,
+    NewRegistration,
     Prepare,
     Prepared,
     run_command,
@@ -38,7 +46,9 @@ KEY = CitizenKey(key_id="k1", key=b"\0" * 32)
 class FakeBooks:
     """The key table and the read model as dicts (written at once: no rollback here)."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: InMemoryEventStore) -> None:
+        self.store = store
+        self.registered_new = 0  # registrations written by `register_new`
         self.keys: dict[str, CitizenKey] = {}
         self.rows: dict[str, tuple[int, str]] = {}  # citizen id -> (version, last event type)
         self.index: dict[str, str] = {}  # national-id hash -> citizen id
@@ -68,6 +78,19 @@ class FakeBooks:
         self, tx: MemoryTransaction, citizen_id: str, envelope: Envelope, event: Event
     ) -> None:
         self.rows[citizen_id] = (envelope.version, envelope.type)
+
+    async def register_new(self, tx: MemoryTransaction, new: NewRegistration) -> bool:
+        legacy = new.legacy_id is not None and await self.store.load(new.legacy_id, conn=tx)
+        if legacy or new.national_key in self.index:
+            return False
+        if not await self.claim(tx, new.national_key, new.citizen_id):
+            return False
+        await self.store.write_planned(tx, CITIZEN, new.planned)
+        await self.keep_key(tx, new.citizen_id, new.key)
+        [envelope], [event] = new.planned.outcome.events, new.planned.events
+        await self.record(tx, new.citizen_id, envelope, event)
+        self.registered_new += 1
+        return True
 
 
 def registering(
@@ -103,8 +126,8 @@ def store() -> InMemoryEventStore:
 
 
 @pytest.fixture
-def books() -> FakeBooks:
-    return FakeBooks()
+def books(store: InMemoryEventStore) -> FakeBooks:
+    return FakeBooks(store)
 
 
 async def test_registering_appends_publishes_and_keeps_the_key(
@@ -170,7 +193,7 @@ async def test_a_conflict_is_resolved_by_deciding_again(
         nonlocal runs
         runs += 1
         if runs == 1:
-            await run_command(store, FakeBooks(), CID, registering())
+            await run_command(store, FakeBooks(store), CID, registering())
         return await inner(tx, loaded)
 
     with pytest.raises(Conflict):
@@ -257,3 +280,40 @@ async def test_an_erased_registration_from_before_random_ids_is_not_taken_up_aga
     await run_command(store, books, CID, simply(Erase(citizen_id=CID)))
 
     assert await register_national(store, books, legacy_id=CID) != CID
+
+
+async def test_a_first_registration_is_written_at_once_and_a_later_one_decides_again(
+    store: InMemoryEventStore, books: FakeBooks
+) -> None:
+    first = await register_national(store, books)
+    assert books.registered_new == 1 and books.keys[first] == KEY
+    assert books.rows[first] == (1, "CitizenRegistered")
+
+    with pytest.raises(AlreadyRegistered):
+        await register_national(store, books)
+    await run_command(store, books, first, simply(Withdraw(citizen_id=first)))
+    assert await register_national(store, books) == first
+    assert books.registered_new == 1, "only a national id never indexed goes the short way"
+    assert [e.type for e in await store.load(first)] == [
+        "CitizenRegistered",
+        "RegistrationWithdrawn",
+        "CitizenRegistered",
+    ]
+
+
+async def test_a_prepare_that_refuses_the_new_id_is_decided_by_the_general_path(
+    store: InMemoryEventStore, books: FakeBooks
+) -> None:
+    first = await register_national(store, books)
+    await run_command(store, books, first, simply(Withdraw(citizen_id=first)))
+
+    def only(citizen_id: str) -> Prepare[MemoryTransaction]:
+        # As a citizen token bound to `first` does: any other id is refused.
+        async def prepare(tx: MemoryTransaction, loaded: Loaded[CitizenState]) -> Prepared:
+            if citizen_id != first:
+                raise PermissionError(citizen_id)
+            return await registering(citizen_id=citizen_id)(tx, loaded)
+
+        return prepare
+
+    assert (await run_registration(store, books, NATIONAL, only))[0] == first
