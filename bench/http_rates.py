@@ -29,13 +29,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
@@ -45,15 +43,11 @@ from typing import Any
 
 from bench.common import percentile, progress
 from bench.results import postgres_version, record
+from bench.stack import fresh_stack
 from immunreg import localinfra
-from immunreg.config import local_port
-from immunreg.contracts.topics import TOPIC_NAMESPACE_VARIABLE
 from immunreg.demo import wait_until_quiet
-from immunreg.discovery import available_services
 from immunreg.eventloop import EVENT_LOOPS, event_loop_setting
 from immunreg.http.auth import Role, ensure_dev_keys
-from immunreg.localinfra.services import IsolatedStack
-from immunreg.messaging.topics import delete_namespace
 from immunreg.paths import REPO_ROOT, keys_dir
 from immunreg.reference.calendar import today
 from immunreg.reference.vaccines import vaccine_catalog
@@ -267,16 +261,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _round(endpoints: dict[str, str], rates: str, seconds: float, loop: str) -> dict[str, Any]:
     """One whole run on a fresh stack whose services serve on `loop`: registrations at
     each rate, then doses at each rate and the time until the projections drain."""
-    run_name = f"rates_{uuid.uuid4().hex[:8]}"
-    os.environ[TOPIC_NAMESPACE_VARIABLE] = f"{run_name}."
-    stack = IsolatedStack.start(
-        {**endpoints, "IMMUNREG_EVENT_LOOP": loop},
-        available_services(),
-        local_port("RATES_PORT_BASE", DEFAULT_PORT_BASE),
-        run_name,
-    )
-    groups = {p.name: [p.process.pid] for p in stack.processes} | server_groups()
-    try:
+    port = ("RATES_PORT_BASE", DEFAULT_PORT_BASE)
+    with fresh_stack(endpoints, "rates", *port, env={"IMMUNREG_EVENT_LOOP": loop}) as (stack, _):
+        groups = {p.name: [p.process.pid] for p in stack.processes} | server_groups()
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             with (folder / "samples.jsonl").open("w") as out:
@@ -309,9 +296,6 @@ def _round(endpoints: dict[str, str], rates: str, seconds: float, loop: str) -> 
                 one["per_core_per_s"] = round(one["achieved_per_s"] / (cpu / 100), 1)
                 services = cpu_between(python, *one["window_epoch"])
                 one["services_cpu_ms_per_request"] = round(10 * services / one["achieved_per_s"], 1)
-    finally:
-        stack.stop()
-        asyncio.run(delete_namespace(endpoints["KAFKA_BOOTSTRAP_SERVERS"], f"{run_name}."))
     best = {
         name: max((r["achieved_per_s"] for r in result["rates"]), default=0.0)
         for name, result in (("registration", registrations), ("doses", doses))

@@ -16,23 +16,16 @@ share of one core in percent, PostgreSQL and Kafka from the same stack beside th
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import time
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from bench.common import progress
 from bench.results import postgres_version, record
+from bench.stack import fresh_stack
 from immunreg import localinfra
-from immunreg.config import local_port
-from immunreg.contracts.topics import TOPIC_NAMESPACE_VARIABLE
 from immunreg.demo import wait_until_quiet
-from immunreg.discovery import available_services
 from immunreg.http.auth import ensure_dev_keys
-from immunreg.localinfra.services import IsolatedStack
-from immunreg.messaging.topics import delete_namespace
 from immunreg.paths import keys_dir
 from loadtests.watch import _children, _stat, server_groups
 
@@ -55,15 +48,11 @@ def _cpu_seconds(groups: dict[str, list[int]], with_children: set[str]) -> dict[
 
 def idle_round(endpoints: dict[str, str], poll_interval: str, seconds: float) -> dict[str, Any]:
     """One fresh stack with relays polling every `poll_interval` s, idle for `seconds`."""
-    run_name = f"idle_{uuid.uuid4().hex[:8]}"
-    os.environ[TOPIC_NAMESPACE_VARIABLE] = f"{run_name}."
-    stack = IsolatedStack.start(
-        {**endpoints, "RELAY_POLL_INTERVAL": poll_interval},
-        available_services(),
-        local_port("IDLE_PORT_BASE", DEFAULT_PORT_BASE),
-        run_name,
-    )
-    try:
+    settings = {"RELAY_POLL_INTERVAL": poll_interval}
+    with fresh_stack(endpoints, "idle", "IDLE_PORT_BASE", DEFAULT_PORT_BASE, env=settings) as (
+        stack,
+        _,
+    ):
         quiet = wait_until_quiet(stack.urls, 120)
         time.sleep(SETTLE_SECONDS)
         groups = {p.name: [p.process.pid] for p in stack.processes} | server_groups()
@@ -71,9 +60,6 @@ def idle_round(endpoints: dict[str, str], poll_interval: str, seconds: float) ->
         before, started = _cpu_seconds(groups, {"postgresql"}), time.monotonic()
         time.sleep(seconds)
         after, elapsed = _cpu_seconds(groups, {"postgresql"}), time.monotonic() - started
-    finally:
-        stack.stop()
-        asyncio.run(delete_namespace(endpoints["KAFKA_BOOTSTRAP_SERVERS"], f"{run_name}."))
     cpu_pct = {g: round(100 * (after[g] - before[g]) / elapsed, 1) for g in groups}
     services = sum(v for g, v in cpu_pct.items() if g in stack.urls)
     return {

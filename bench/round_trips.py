@@ -20,12 +20,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,15 +34,12 @@ import asyncpg
 from bench.common import progress
 from bench.http_rates import DEFAULT_PORT_BASE, _generator, _stock
 from bench.results import record
+from bench.stack import fresh_stack
 from immunreg import localinfra
-from immunreg.config import local_port
-from immunreg.contracts.topics import TOPIC_NAMESPACE_VARIABLE
 from immunreg.demo import wait_until_quiet
-from immunreg.discovery import available_services
 from immunreg.http.auth import ensure_dev_keys
 from immunreg.localinfra.services import IsolatedStack
 from immunreg.localinfra.stack import local_postgres
-from immunreg.messaging.topics import delete_namespace
 from immunreg.paths import keys_dir
 from loadtests.watch import cpu_seconds, server_groups
 
@@ -218,30 +213,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     endpoints = localinfra.up()
     ensure_dev_keys(keys_dir())
     dsn = endpoints["DATABASE_URL"]
-    run = f"rt_{uuid.uuid4().hex[:8]}"
-    os.environ[TOPIC_NAMESPACE_VARIABLE] = f"{run}."
-    asyncio.run(_logging(dsn, True))
-    stack = IsolatedStack.start(
-        endpoints, available_services(), local_port("RATES_PORT_BASE", DEFAULT_PORT_BASE), run
-    )
     figures: dict[str, Any] = {}
+    asyncio.run(_logging(dsn, True))
     try:
-        phase = _Phase(stack, run, local_postgres().logfile)
-        phase.listing = args.statements
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            phase.measure_idle(args.idle_seconds)
-            figures["registration"] = phase.measure(
-                folder, args.registrations, args.rate, doses=False
-            )
-            progress(f"per registration: {figures['registration']}")
-            asyncio.run(_stock(stack.urls, folder, vials=20_000))
-            figures["dose"] = phase.measure(folder, args.doses, args.rate, doses=True)
-            progress(f"per dose: {figures['dose']}")
+        with fresh_stack(endpoints, "rt", "RATES_PORT_BASE", DEFAULT_PORT_BASE) as (stack, run):
+            phase = _Phase(stack, run, local_postgres().logfile)
+            phase.listing = args.statements
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = Path(tmp)
+                phase.measure_idle(args.idle_seconds)
+                figures["registration"] = phase.measure(
+                    folder, args.registrations, args.rate, doses=False
+                )
+                progress(f"per registration: {figures['registration']}")
+                asyncio.run(_stock(stack.urls, folder, vials=20_000))
+                figures["dose"] = phase.measure(folder, args.doses, args.rate, doses=True)
+                progress(f"per dose: {figures['dose']}")
     finally:
         asyncio.run(_logging(dsn, False))
-        stack.stop()
-        asyncio.run(delete_namespace(endpoints["KAFKA_BOOTSTRAP_SERVERS"], f"{run}."))
     record(SECTION, figures)
     print(json.dumps(figures, indent=1))
     return 0

@@ -31,11 +31,9 @@ import argparse
 import asyncio
 import io
 import json
-import os
 import random
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -46,13 +44,11 @@ import asyncpg
 from bench.booking import SEED, make_citizens, make_sites
 from bench.common import percentile, progress
 from bench.results import postgres_version, record
+from bench.stack import fresh_stack
 from immunreg import localinfra
-from immunreg.config import local_port
-from immunreg.contracts.topics import TOPIC_NAMESPACE_VARIABLE
 from immunreg.eventstore.database import create_pool
 from immunreg.http.auth import Role, ensure_dev_keys, issue_token
 from immunreg.localinfra.services import IsolatedStack
-from immunreg.messaging.topics import delete_namespace
 from immunreg.paths import keys_dir
 from immunreg.reference.vaccines import vaccine_catalog
 from loadtests.watch import Watch, cpu_between, server_groups
@@ -362,18 +358,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--citizens", type=int, default=None, help="default 100,000")
     args = parser.parse_args(argv)
     count = args.citizens or (20_000 if args.quick else 100_000)
-    run_name = f"sched_{uuid.uuid4().hex[:8]}"
-    os.environ[TOPIC_NAMESPACE_VARIABLE] = f"{run_name}."
     endpoints = localinfra.up()
     ensure_dev_keys(keys_dir())
-    stack = IsolatedStack.start(
-        endpoints, ["booking"], local_port("SCHEDULING_PORT_BASE", DEFAULT_PORT_BASE), run_name
-    )
-    try:
+    port = ("SCHEDULING_PORT_BASE", DEFAULT_PORT_BASE)
+    with fresh_stack(endpoints, "sched", *port, names=["booking"]) as (stack, _):
         figures = asyncio.run(measure(stack, count))
-    finally:
-        stack.stop()
-        asyncio.run(delete_namespace(endpoints["KAFKA_BOOTSTRAP_SERVERS"], f"{run_name}."))
     record(SECTION, figures, postgres=postgres_version(endpoints["DATABASE_URL"]))
     pure = figures["baseline_pure_planner"]
     print(
