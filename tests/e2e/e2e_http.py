@@ -12,8 +12,10 @@ import json
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
 
@@ -68,6 +70,35 @@ def send(method: str, url: str, headers: dict[str, str] | None = None, body: Any
             return Answer(response.status, response.read(), dict(response.headers))
     except urllib.error.HTTPError as error:
         return Answer(error.code, error.read(), dict(error.headers))
+
+
+def call(method: str, url: str, headers: dict[str, str], body: Any = None) -> tuple[int, Any]:
+    """`send`, answered as (status, parsed JSON or None)."""
+    answer = send(method, url, headers, body)
+    return answer.status, answer.json() if answer.is_json else None
+
+
+def receive_lot(
+    inventory: str, logistics: dict[str, str], site: str, product: str, *, vials: int, prefix: str
+) -> str:
+    """A new lot of `vials` of `product` received at `site` (expiring in 90 days): its
+    number, `prefix` and random hex."""
+    lot = f"{prefix}{uuid.uuid4().hex[:8].upper()}"
+    status, received = call(
+        "POST",
+        f"{inventory}/v1/lots",
+        logistics,
+        {
+            "lot_number": lot,
+            "product_code": product,
+            "manufacturer_code": "ORG-100030215",
+            "expiry_date": (date.today() + timedelta(days=90)).isoformat(),
+            "vials": vials,
+            "location_id": site,
+        },
+    )
+    assert status == 201, received
+    return lot
 
 
 def poll(what: str, attempt: Callable[[], tuple[bool, Any]], timeout: float = 90.0) -> Any:

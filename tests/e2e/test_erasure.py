@@ -40,7 +40,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
-from e2e_http import poll, scheduling_run, send
+from e2e_http import call, poll, receive_lot, scheduling_run, send
 
 from immunreg.contracts.common import Sealed
 from immunreg.contracts.registration import (
@@ -270,11 +270,6 @@ async def everything(dsn: str, bootstrap: str, keys: Path | None) -> list[Item]:
 # --- the citizen's life ----------------------------------------------------------------------
 
 
-def call(method: str, url: str, headers: dict[str, str], body: Any = None) -> tuple[int, Any]:
-    answer = send(method, url, headers, body)
-    return answer.status, answer.json() if answer.is_json else None
-
-
 def mail_to(stack: Stack, address: str, count: int) -> list[dict[str, Any]]:
     def arrived() -> tuple[bool, Any]:
         messages = send("GET", f"{stack.mailbox}/v1/messages").json()["messages"]
@@ -327,21 +322,9 @@ def book_vaccinate_and_certify(stack: Stack, citizen_id: str, email: str) -> Non
         },
     )
     assert status == 201, defined
-    lot = f"ERA{uuid.uuid4().hex[:8].upper()}"
-    status, received = call(
-        "POST",
-        f"{stack.urls['inventory']}/v1/lots",
-        stack.token("logistics"),
-        {
-            "lot_number": lot,
-            "product_code": PFIZER,
-            "manufacturer_code": "ORG-100030215",
-            "expiry_date": (date.today() + timedelta(days=90)).isoformat(),
-            "vials": 2000,
-            "location_id": site,
-        },
+    lot = receive_lot(
+        stack.urls["inventory"], stack.token("logistics"), site, PFIZER, vials=2000, prefix="ERA"
     )
-    assert status == 201, received
     names = ("registration", "inventory", "booking")
     assert wait_until_quiet({n: stack.urls[n] for n in names}, 120), "booking caught up"
     me = stack.token("citizen", citizen_id=citizen_id)

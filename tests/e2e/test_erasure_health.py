@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
-from e2e_http import poll, send
+from e2e_http import call, poll, receive_lot
 
 from immunreg.contracts.administration import (
     CONTEXT,
@@ -78,11 +78,6 @@ class Health:
     @property
     def texts(self) -> list[str]:
         return [self.override, *self.symptoms, self.description]
-
-
-def call(method: str, url: str, headers: dict[str, str], body: Any = None) -> tuple[int, Any]:
-    answer = send(method, url, headers, body)
-    return answer.status, answer.json() if answer.is_json else None
 
 
 # --- what a copy of the database and the topic holds ----------------------------------------
@@ -250,21 +245,9 @@ def site_with_a_lot(stack: Stack) -> tuple[str, str]:
         },
     )
     assert status == 201, defined
-    lot = f"HEA{uuid.uuid4().hex[:8].upper()}"
-    status, received = call(
-        "POST",
-        f"{stack.urls['inventory']}/v1/lots",
-        stack.token("logistics"),
-        {
-            "lot_number": lot,
-            "product_code": PFIZER,
-            "manufacturer_code": "ORG-100030215",
-            "expiry_date": (date.today() + timedelta(days=90)).isoformat(),
-            "vials": 10,
-            "location_id": site,
-        },
+    lot = receive_lot(
+        stack.urls["inventory"], stack.token("logistics"), site, PFIZER, vials=10, prefix="HEA"
     )
-    assert status == 201, received
     return site, lot
 
 
