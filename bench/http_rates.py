@@ -187,6 +187,19 @@ def _rate_figures(
     }
 
 
+def _step_costs(achieved_per_s: float, system_cpu: float, services_cpu: float) -> dict[str, Any]:
+    """A step's CPU figures from its achieved rate and the mean CPU (% of one core) of the
+    whole system and of the services alone over its window. A step where nothing was
+    achieved (the drive stops after it) has no cost per request: None, not a crash."""
+    return {
+        "system_cpu_pct": round(system_cpu, 1),
+        "per_core_per_s": round(achieved_per_s / (system_cpu / 100), 1) if system_cpu else None,
+        "services_cpu_ms_per_request": (
+            round(10 * services_cpu / achieved_per_s, 1) if achieved_per_s else None
+        ),
+    }
+
+
 def _generator(
     urls: dict[str, str], folder: Path, rates: str, seconds: float, doses: bool
 ) -> dict[str, Any]:
@@ -291,11 +304,9 @@ def _round(endpoints: dict[str, str], rates: str, seconds: float, loop: str) -> 
         for result in (registrations, doses):
             for one in result["rates"]:
                 # Every process of the system (services, PostgreSQL, Kafka), not the generator.
-                cpu = cpu_between(samples, *one["window_epoch"])
-                one["system_cpu_pct"] = round(cpu, 1)
-                one["per_core_per_s"] = round(one["achieved_per_s"] / (cpu / 100), 1)
+                system = cpu_between(samples, *one["window_epoch"])
                 services = cpu_between(python, *one["window_epoch"])
-                one["services_cpu_ms_per_request"] = round(10 * services / one["achieved_per_s"], 1)
+                one.update(_step_costs(one["achieved_per_s"], system, services))
     best = {
         name: max((r["achieved_per_s"] for r in result["rates"]), default=0.0)
         for name, result in (("registration", registrations), ("doses", doses))
@@ -343,8 +354,10 @@ def _mean_of_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     def best(rates: list[dict[str, Any]]) -> dict[str, Any]:
         return max(rates, key=lambda r: r["achieved_per_s"])
 
-    def mean(values: list[float]) -> float:
-        return round(sum(values) / len(values), 1)
+    def mean(values: list[float | None]) -> float | None:
+        # A step with nothing achieved has no cost per request (None): left out of the mean.
+        measured = [v for v in values if v is not None]
+        return round(sum(measured) / len(measured), 1) if measured else None
 
     figures: dict[str, Any] = {"rounds": len(rounds)}
     keys = (
