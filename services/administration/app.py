@@ -52,7 +52,6 @@ from .demo import load as load_demo
 from .domain import Aggregates, DoseRefused, NotYetHappened, aggregates
 from .handlers import (
     OTHER_CITIZEN,
-    CitizenDataErased,
     CitizenNotFound,
     DoseNotFound,
     PostgresBooks,
@@ -134,7 +133,9 @@ async def administration_resources(app: web.Application) -> AsyncIterator[None]:
 
 BOOKS = PostgresBooks()
 
-Refusal = DoseRefused | NotYetHappened | DoseNotFound | CitizenNotFound | CitizenDataErased
+# An erased citizen (DetailsErased, 410 `citizen_erased`) is a DomainError: the domain
+# middleware shapes it, for reads as for writes.
+Refusal = DoseRefused | NotYetHappened | DoseNotFound | CitizenNotFound
 
 
 def _problem(request: web.Request, error: Refusal) -> Problem:
@@ -154,9 +155,7 @@ def _problem(request: web.Request, error: Refusal) -> Problem:
         )
     if isinstance(error, DoseNotFound):
         return Problem.not_found("no dose is recorded under this id")
-    if isinstance(error, CitizenNotFound):
-        return Problem.not_found("no citizen is known under this id")
-    return Problem(410, "the citizen's data was erased", code="citizen_erased")
+    return Problem.not_found("no citizen is known under this id")
 
 
 async def _dose_response(request: web.Request, dose_id: str) -> web.Response:
@@ -219,21 +218,23 @@ async def record_dose(request: web.Request, body: RecordDose) -> web.StreamRespo
 
 @api.get(
     "/v1/doses/{dose_id}",
-    responses={200: DoseView, 403: None, 404: None},
+    responses={200: DoseView, 403: None, 404: None, 410: None},
     roles=READERS,
     summary="Read one recorded dose",
 )
 async def read_dose(request: web.Request) -> web.StreamResponse:
-    """The dose as it stands (corrections applied), with its ETag for If-Match."""
+    """The dose as it stands (corrections applied), with its ETag for If-Match. 410
+    `citizen_erased` once the citizen's data is erased, as for their record."""
     principal = require_principal(request)
+    pool = request.app[POOL_KEY]
     try:
-        view = await handlers.read_dose(
-            request.app[POOL_KEY], request.match_info["dose_id"], vaccine_catalog()
-        )
+        view = await handlers.read_dose(pool, request.match_info["dose_id"], vaccine_catalog())
     except DoseNotFound as error:
         raise _problem(request, error) from error
     principal.require_own(view.citizen_id, OTHER_CITIZEN)
     await audit.citizen_read(request, view.citizen_id, resource_id=view.dose_id)
+    # After the caller's right is checked: only who may read the dose learns of the erasure.
+    await handlers.refuse_if_erased(pool, view.citizen_id)
     return json_response(view, headers={"ETag": etag(view.version)})
 
 
@@ -323,7 +324,7 @@ async def citizen_doses(request: web.Request) -> web.StreamResponse:
         _, record = await handlers.read_citizen_record(
             request.app[POOL_KEY], citizen_id, vaccine_catalog()
         )
-    except (CitizenNotFound, CitizenDataErased) as error:
+    except CitizenNotFound as error:
         raise _problem(request, error) from error
     return json_response(record)
 
@@ -347,7 +348,7 @@ async def citizen_fhir(request: web.Request) -> web.StreamResponse:
         citizen, record = await handlers.read_citizen_record(
             request.app[POOL_KEY], citizen_id, catalog
         )
-    except (CitizenNotFound, CitizenDataErased) as error:
+    except CitizenNotFound as error:
         raise _problem(request, error) from error
     bundle = fhir.citizen_bundle(
         fhir.PatientData(citizen_id, citizen.birth_date, citizen.sex),

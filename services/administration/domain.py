@@ -63,7 +63,8 @@ Seal = Callable[[DoseNotes | AdverseEventDetails], Sealed]
 
 
 class DetailsErased(DomainError):
-    """The citizen was erased: nothing more is written about them that needs their key."""
+    """The citizen was erased (410 `citizen_erased`): nothing more is written about them
+    that needs their key, and their doses are no longer served."""
 
     status = 410
 

@@ -49,6 +49,7 @@ from .domain import (
     Administer,
     Aggregates,
     Correct,
+    DetailsErased,
     DoseState,
     Void,
     assess_dose,
@@ -91,10 +92,6 @@ class DoseNotFound(LookupError):
 
 class CitizenNotFound(LookupError):
     """No citizen is known under the id asked for (404)."""
-
-
-class CitizenDataErased(LookupError):
-    """The citizen's data was erased (410): their record is gone for good."""
 
 
 class DoseBooks(Protocol[Tx_contra]):
@@ -461,6 +458,13 @@ async def read_dose(db: Executor, dose_id: str, catalog: VaccineCatalog) -> Dose
     return view
 
 
+async def refuse_if_erased(db: Executor, citizen_id: str) -> None:
+    """An erased citizen's doses are not served (410, as nothing more is written of them)."""
+    citizen = await readmodel.fetch_citizen(db, citizen_id)
+    if citizen is not None and citizen.status == "erased":
+        raise DetailsErased()
+
+
 async def read_citizen_record(
     db: Executor, citizen_id: str, catalog: VaccineCatalog
 ) -> tuple[CitizenFacts, CitizenDoses]:
@@ -469,7 +473,7 @@ async def read_citizen_record(
     if citizen is None:
         raise CitizenNotFound(citizen_id)
     if citizen.status == "erased":
-        raise CitizenDataErased(citizen_id)
+        raise DetailsErased()
     doses = await readmodel.citizen_dose_views(db, citizen_id, catalog)
     return citizen, CitizenDoses(citizen_id=citizen_id, doses=doses)
 

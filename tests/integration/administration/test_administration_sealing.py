@@ -202,10 +202,17 @@ async def test_details_are_sealed_and_open_with_the_citizens_key_until_erasure(
     assert adverse is not None
     assert (adverse["symptoms"], adverse["outcome"], adverse["description"]) == ([], None, None)
     assert (adverse["serious"], adverse["onset_at"]) == (True, given + timedelta(minutes=20))
-    dose_view = await a.client.get(f"/v1/doses/{dose_id}", headers=a.admin)
-    assert dose_view.status == 200
-    view = json.loads(await dose_view.text())
-    assert view["override_reason"] is None and view["adverse_events"][0]["outcome"] is None
+    # Nor is the dose served any more: 410 as for the citizen's record, the same problem.
+    for path in (f"/v1/doses/{dose_id}", f"/v1/citizens/{citizen}/doses"):
+        gone = await a.client.get(path, headers=a.admin)
+        assert gone.status == 410, await gone.text()
+        assert gone.content_type == "application/problem+json"
+        assert json.loads(await gone.text()) == {
+            "title": "Gone",
+            "status": 410,
+            "detail": "the citizen's data was erased",
+            "code": "citizen_erased",
+        }
 
 
 async def test_an_erased_citizens_dose_takes_no_sealed_details(
@@ -234,9 +241,15 @@ async def test_an_erased_citizens_dose_takes_no_sealed_details(
         },
         headers=a.staff(here),
     )
+    read = await a.client.get(f"/v1/doses/{dose_id}", headers=a.staff(here))
 
-    for response in (voided, reported):
+    problems = []
+    for response in (voided, reported, read):
         assert response.status == 410, await response.text()
-        assert (await response.json())["code"] == "citizen_erased"
+        assert response.content_type == "application/problem+json"
+        problems.append(json.loads(await response.text()))
+    # One problem for an erased citizen, whether the dose is written to or read.
+    assert problems[0]["code"] == "citizen_erased"
+    assert problems[1] == problems[0] and problems[2] == problems[0]
     assert await a.count() == before
     assert await _key(a, citizen) is None
