@@ -210,14 +210,16 @@ async def _qr_image(
     tags=["certificates"],
 )
 async def print_certificate(request: web.Request) -> web.StreamResponse:
-    """Names, birth date, the vaccination, the UVCI and the QR code, laid out for A4."""
-    found, hc1, _ = await _signed(request)
+    """Names, birth date, the vaccination, the UVCI and the QR code, laid out for A4 (the
+    QR as stored with the certificate at issue, read in the same query)."""
+    found, hc1, stored_svg = await _signed(request, "svg")
     page = render.print_page(
         hc1,
         status=found.status,
         revocation_reason=found.revocation_reason,
         issued_at=found.issued_at,
         expires_at=found.expires_at,
+        stored_svg=stored_svg,
     )
     return web.Response(
         text=page,

@@ -141,6 +141,12 @@ def qr_svg(hc1: str, scale: int = SVG_SCALE) -> bytes:
     return svg_of(qr_matrix(hc1), scale)
 
 
+def svg_element(svg: bytes) -> str:
+    """A stored SVG document as the element a page inlines (its XML declaration dropped)."""
+    text = svg.decode()
+    return text[text.index("<svg") :]
+
+
 def payload_of(hc1: str) -> dict[str, Any]:
     """The health certificate a stored HC1 carries (decoded, not verified: it is ours)."""
     return decode_claims(decode_hc1(hc1)).hcert
@@ -182,8 +188,11 @@ def print_page(
     revocation_reason: str | None,
     issued_at: datetime,
     expires_at: datetime,
+    stored_svg: bytes | None = None,
 ) -> str:
-    """The printable page of one certificate (UTF-8 HTML)."""
+    """The printable page of one certificate (UTF-8 HTML). Its QR code is the SVG stored
+    with the certificate at issue when there is one (encoding is most of a page's cost);
+    a certificate kept from before images were stored has its QR encoded here."""
     payload = payload_of(hc1)
     names = payload.get("nam", {})
     [vaccination] = payload["v"]
@@ -192,7 +201,7 @@ def print_page(
     manufacturer = product.manufacturer_name if product else vaccination["ma"]
     full_name = " ".join(filter(None, [names.get("gn"), names.get("fn")]))
     standard = " ".join(filter(None, [names.get("gnt"), names.get("fnt")]))
-    qr = _svg_element(qr_matrix(hc1), SVG_SCALE)
+    qr = svg_element(stored_svg) if stored_svg else _svg_element(qr_matrix(hc1), SVG_SCALE)
     if status == "valid":
         banner = '<p class="status valid">Valid certificate</p>'
     else:

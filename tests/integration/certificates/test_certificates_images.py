@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from typing import Any
 
 import zxingcpp
 from PIL import Image
@@ -48,6 +49,15 @@ async def caught_up(certificates: Certificates) -> None:
     )
 
 
+async def issued(certificates: Certificates) -> dict[str, Any]:
+    """A new citizen's certificate for their first dose."""
+    citizen = certificates.new_citizen()
+    await certificates.register(citizen)
+    await certificates.administer(certificates.new_dose(citizen))
+    [cert] = await certificates.certificates_of(citizen.citizen_id, 1, valid=1)
+    return cert
+
+
 async def test_an_issued_certificate_gets_its_images_stored_and_served_from_there(
     certificates: Certificates,
 ) -> None:
@@ -81,10 +91,7 @@ async def test_an_issued_certificate_gets_its_images_stored_and_served_from_ther
 async def test_a_download_before_the_renderer_renders_once_and_stores_it(
     certificates: Certificates,
 ) -> None:
-    citizen = certificates.new_citizen()
-    await certificates.register(citizen)
-    await certificates.administer(certificates.new_dose(citizen))
-    [cert] = await certificates.certificates_of(citizen.citizen_id, 1, valid=1)
+    cert = await issued(certificates)
     await caught_up(certificates)
     before = await renders(certificates)
     # As if issued before images were rendered at issue: whichever comes first, a download
@@ -104,3 +111,27 @@ async def test_a_download_before_the_renderer_renders_once_and_stores_it(
     assert (await stored_images(certificates, cert["uvci"]))[0] == body
     await caught_up(certificates)
     assert await renders(certificates) == before + 1
+
+
+async def test_the_printable_page_shows_the_stored_qr_and_encodes_it_for_older_rows(
+    certificates: Certificates,
+) -> None:
+    cert = await issued(certificates)
+    _, svg = await stored_images(certificates, cert["uvci"])
+    # Marked, so the page shows which image it took: the stored one, not encoded again.
+    marked = svg.replace(b"<title>", b"<title>(stored) ")
+    await certificates.pool.execute(
+        "UPDATE certificates SET qr_svg = $2 WHERE uvci = $1", cert["uvci"], marked
+    )
+    path = f"/v1/certificates/{quoted(cert['uvci'])}/print"
+    page = await certificates.get(path)
+    assert page.status == 200
+    assert render.svg_element(marked) in await page.text()
+
+    # A certificate kept from before images were stored: its QR encoded for the page.
+    await certificates.pool.execute(
+        "UPDATE certificates SET qr_png = NULL, qr_svg = NULL WHERE uvci = $1", cert["uvci"]
+    )
+    older = await certificates.get(path)
+    assert older.status == 200
+    assert render.svg_element(svg) in await older.text()

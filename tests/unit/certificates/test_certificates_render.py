@@ -7,6 +7,7 @@ import re
 import struct
 import xml.etree.ElementTree as ET
 from datetime import UTC, date, datetime
+from functools import partial
 
 import zxingcpp
 from certificates_support import payload
@@ -103,3 +104,17 @@ def test_the_page_shows_what_the_qr_says_and_escapes_it(sign: Sign) -> None:
         hc1, status="revoked", revocation_reason="dose_voided", issued_at=AT, expires_at=AT
     )
     assert "REVOKED (dose voided)" in revoked
+
+
+def test_the_page_inlines_the_stored_qr_and_encodes_only_without_one(sign: Sign) -> None:
+    hc1 = sign()
+    page_of = partial(
+        print_page, hc1, status="valid", revocation_reason=None, issued_at=AT, expires_at=AT
+    )
+    # The SVG stored at issue is the very image the page would encode: the same page.
+    assert page_of(stored_svg=qr_svg(hc1)) == page_of()
+    # What is stored is what is shown, without its XML declaration.
+    stored = qr_svg(hc1).replace(b"<title>", b"<title>(stored) ")
+    page = page_of(stored_svg=stored)
+    assert "<title>(stored) EU Digital COVID Certificate</title>" in page
+    assert "<?xml" not in page and page.count("<svg") == 1
