@@ -85,22 +85,6 @@ def _coverage(results: dict[str, Any], path: str) -> str:
     return f"{number(p99, ' ms')} ({number(at(results, 'coverage.citizens'))} citizens)"
 
 
-def _on_loop(loop: str) -> Callable[[dict[str, Any]], str]:
-    """Registrations over HTTP with the services on `loop` (`bench.http_rates --event-loops`)."""
-
-    def figure(r: dict[str, Any]) -> str:
-        mean = at(r, f"http_rates_event_loops.by_loop.{loop}")
-        if mean is None:
-            return "not measured"
-        return (
-            f"{loop}: {number(mean['registrations_achieved_per_s'], '/s')}, "
-            f"p99 {number(mean['registrations_p99_ms'], ' ms')}, "
-            f"{number(mean['registrations_per_core_per_s'], '/s')} per core"
-        )
-
-    return figure
-
-
 def _idle(r: dict[str, Any], part: str) -> str:
     """Idle CPU of the whole stack per relay poll interval (`bench.idle_cpu`)."""
     rounds = at(r, "idle_cpu.rounds")
@@ -143,12 +127,6 @@ ROWS = (
         "(none; ratio to the producer)",
     ),
     Row("registration over HTTP", *_http("registrations"), ">= 1,500/s, p99 <= 100 ms"),
-    Row(
-        "registration over HTTP, services on uvloop vs asyncio (mean of rounds)",
-        _on_loop("uvloop"),
-        _on_loop("asyncio"),
-        "(none; the better is the default)",
-    ),
     Row(
         "dose recording, HTTP 201 to coverage",
         *_http("doses"),
