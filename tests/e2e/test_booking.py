@@ -8,7 +8,7 @@ import uuid
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
-from e2e_http import scheduling_run, send
+from e2e_http import receive_lot, scheduling_run, send
 
 from immunreg.demo import wait_until_quiet
 from services.booking import demo
@@ -77,20 +77,9 @@ def test_define_a_site_run_the_scheduler_and_read_the_appointment(stack: Stack) 
         assert nothing["waiting"].get("no_stock", 0) >= 1, nothing
         return
 
-    status, lot = call(
-        "POST",
-        f"{stack.urls['inventory']}/v1/lots",
-        stack.token("logistics"),
-        {
-            "lot_number": f"E2EB{uuid.uuid4().hex[:8].upper()}",
-            "product_code": PFIZER,
-            "manufacturer_code": "ORG-100030215",
-            "expiry_date": (date.today() + timedelta(days=90)).isoformat(),
-            "vials": 2000,
-            "location_id": site,
-        },
+    receive_lot(
+        stack.urls["inventory"], stack.token("logistics"), site, PFIZER, vials=2000, prefix="E2EB"
     )
-    assert status == 201, lot
 
     # Registration and stock reach booking over Kafka. The topics may hold many other
     # waiting citizens (earlier runs, load tests): wait until booking has read up to

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from e2e_http import poll, send
+from e2e_http import poll, receive_lot, send
 
 from services.registration import jmbg
 
@@ -109,21 +109,10 @@ def test_a_recorded_dose_yields_a_certificate_anyone_can_verify(stack: Stack) ->
         pytest.skip(f"no {' and '.join(missing)} service in this checkout: no dose to certify")
 
     site = f"SITE-E{uuid.uuid4().hex[:8].upper()}"
-    lot = f"E2E{uuid.uuid4().hex[:8].upper()}"
-    status, received, _ = call(
-        "POST",
-        f"{stack.urls['inventory']}/v1/lots",
-        stack.token("logistics"),
-        {
-            "lot_number": lot,
-            "product_code": "EU/1/20/1528",
-            "manufacturer_code": "ORG-100030215",
-            "expiry_date": (date.today() + timedelta(days=60)).isoformat(),
-            "vials": 5,
-            "location_id": site,
-        },
+    logistics = stack.token("logistics")
+    lot = receive_lot(
+        stack.urls["inventory"], logistics, site, "EU/1/20/1528", vials=5, prefix="E2E"
     )
-    assert status == 201, received
 
     given_at = (datetime.now(UTC) - timedelta(minutes=10)).replace(microsecond=0)
     recorded, certificate = dose_and_certificate(stack, citizen_id, (site, lot), given_at)

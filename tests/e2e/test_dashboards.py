@@ -19,12 +19,12 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from e2e_http import poll
+from e2e_http import poll, receive_lot
 from test_certificates import call, dose_and_certificate, register
 
 from immunreg.localinfra.tools import debian_tool
@@ -99,7 +99,6 @@ def series(prometheus: str, query: str) -> list[Any]:
 def a_day_at_a_site(stack: Stack) -> None:
     """A site, a lot, a citizen and their dose: every service appends, publishes or consumes."""
     site = f"SITE-D{uuid.uuid4().hex[:8].upper()}"
-    lot = f"DASH{uuid.uuid4().hex[:8].upper()}"
     status, body, _ = call(
         "PUT",
         f"{stack.urls['booking']}/v1/sites/{site}",
@@ -116,20 +115,8 @@ def a_day_at_a_site(stack: Stack) -> None:
         },
     )
     assert status == 201, body
-    status, body, _ = call(
-        "POST",
-        f"{stack.urls['inventory']}/v1/lots",
-        stack.token("logistics"),
-        {
-            "lot_number": lot,
-            "product_code": PRODUCT,
-            "manufacturer_code": "ORG-100030215",
-            "expiry_date": (date.today() + timedelta(days=60)).isoformat(),
-            "vials": 5,
-            "location_id": site,
-        },
-    )
-    assert status == 201, body
+    logistics = stack.token("logistics")
+    lot = receive_lot(stack.urls["inventory"], logistics, site, PRODUCT, vials=5, prefix="DASH")
     citizen_id = register(stack)
     given_at = datetime.now(UTC) - timedelta(minutes=5)
     dose_and_certificate(stack, citizen_id, (site, lot), given_at, PRODUCT)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import zxingcpp
-from e2e_http import poll, scheduling_run, send
+from e2e_http import poll, receive_lot, scheduling_run, send
 from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 from test_certificates import dose_and_certificate
@@ -89,7 +89,6 @@ class Walk:
 def define_site_with_stock(stack: Stack) -> tuple[str, str]:
     """A site with capacity for Comirnaty every day, and a lot of it there: (site, lot)."""
     site = f"SITE-P{uuid.uuid4().hex[:8].upper()}"
-    lot_number = f"E2EP{uuid.uuid4().hex[:8].upper()}"
     answer = send(
         "PUT",
         f"{stack.urls['booking']}/v1/sites/{site}",
@@ -104,21 +103,9 @@ def define_site_with_stock(stack: Stack) -> tuple[str, str]:
         },
     )
     assert answer.status == 201, answer.json()
-    lot = send(
-        "POST",
-        f"{stack.urls['inventory']}/v1/lots",
-        stack.token("logistics"),
-        {
-            "lot_number": lot_number,
-            "product_code": PFIZER,
-            "manufacturer_code": "ORG-100030215",
-            "expiry_date": (date.today() + timedelta(days=90)).isoformat(),
-            "vials": 2000,
-            "location_id": site,
-        },
-    )
-    assert lot.status == 201, lot.json()
-    return site, lot_number
+    logistics = stack.token("logistics")
+    lot = receive_lot(stack.urls["inventory"], logistics, site, PFIZER, vials=2000, prefix="E2EP")
+    return site, lot
 
 
 def booked(stack: Stack, citizen_id: str, token: dict[str, str]) -> dict[str, Any]:
