@@ -251,8 +251,9 @@ def site_with_a_lot(stack: Stack) -> tuple[str, str]:
     return site, lot
 
 
-def vaccinate_and_report(stack: Stack, citizen_id: str, health: Health) -> None:
-    """Dose 2 with no dose 1 on record (overridden, with a reason), then an adverse event."""
+def vaccinate_and_report(stack: Stack, citizen_id: str, health: Health) -> str:
+    """Dose 2 with no dose 1 on record (overridden, with a reason), then an adverse event;
+    the dose's id."""
     administration = stack.urls["administration"]
     site, lot = site_with_a_lot(stack)
     names = ("registration", "inventory", "booking", "administration")
@@ -273,7 +274,7 @@ def vaccinate_and_report(stack: Stack, citizen_id: str, health: Health) -> None:
         status, body = call("POST", f"{administration}/v1/doses", stack.token("admin"), dose)
         return status in (200, 201), (status, body)
 
-    dose_id = poll("administration records the dose", recorded)[1]["dose_id"]
+    dose_id: str = poll("administration records the dose", recorded)[1]["dose_id"]
     status, view = call("GET", f"{administration}/v1/doses/{dose_id}", stack.token("admin"))
     assert (status, view["overridden_rules"]) == (200, ["dose_number_out_of_sequence"]), view
     status, reported = call(
@@ -290,6 +291,7 @@ def vaccinate_and_report(stack: Stack, citizen_id: str, health: Health) -> None:
         },
     )
     assert status == 201, reported
+    return dose_id
 
 
 def test_after_erasure_no_key_opens_the_citizens_health_details(
@@ -302,7 +304,7 @@ def test_after_erasure_no_key_opens_the_citizens_health_details(
     dsn, bootstrap = infra["DATABASE_URL"], infra["KAFKA_BOOTSTRAP_SERVERS"]
     health = Health.new()
     citizen_id = register(stack)
-    vaccinate_and_report(stack, citizen_id, health)
+    dose_id = vaccinate_and_report(stack, citizen_id, health)
     assert wait_until_quiet(stack.urls, 120), "every outbox published"
 
     # Before: in clear only in administration's read model; sealed on the topic, opened
@@ -333,6 +335,10 @@ def test_after_erasure_no_key_opens_the_citizens_health_details(
         return status == 410, (status, body)
 
     poll("administration hears of the erasure", erased)
+    # Nor is one of their doses read: the same 410 problem as their record.
+    url = f"{stack.urls['administration']}/v1/doses/{dose_id}"
+    status, problem = call("GET", url, stack.token("admin"))
+    assert status == 410 and problem["code"] == "citizen_erased", (status, problem)
     assert wait_until_quiet(stack.urls, 120), "every consumer caught up"
 
     # After: the key row is gone, nothing anywhere opens the details, nothing is in clear.
