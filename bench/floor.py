@@ -96,8 +96,8 @@ class Plan:
 
 
 # The same rates in both: --quick only shortens the windows.
-FULL = Plan("full", 10.0, 2.0, 800.0, 1500.0, 500.0, 1000.0, 3.0)
-QUICK = Plan("quick", 2.0, 1.0, 800.0, 1500.0, 500.0, 1000.0, 0.5)
+FULL = Plan("full", 10.0, 2.0, 500.0, 1500.0, 500.0, 1000.0, 3.0)
+QUICK = Plan("quick", 2.0, 1.0, 500.0, 1500.0, 500.0, 1000.0, 0.5)
 
 
 # --- arithmetic (pure) ---------------------------------------------------------------------
