@@ -282,14 +282,17 @@ async def drive_http(url: str, plan: Plan) -> None:
         await traffic.close()
 
 
-def _wait_for_port(port: int, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+def _wait_for_port(server: subprocess.Popen[bytes], port: int, log: IO[bytes]) -> None:
+    """Until the server listens (a minute: on a loaded machine its start took over 30 s)."""
+    deadline = time.monotonic() + 60.0
+    while time.monotonic() < deadline and server.poll() is None:
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.1)
-    raise RuntimeError(f"the floor's HTTP server did not listen on {port}")
+    log.seek(0)
+    tail = log.read().decode(errors="replace")[-2000:]
+    raise RuntimeError(f"the floor's HTTP server did not listen on {port}:\n{tail}")
 
 
 @contextmanager
@@ -316,7 +319,7 @@ def _server(command: list[str], log: IO[bytes]) -> Iterator[subprocess.Popen[byt
 def bench_http(plan: Plan) -> dict[str, Any]:
     port = local_port("FLOOR_PORT", DEFAULT_PORT)
     with tempfile.TemporaryFile() as log, _server(["--serve-http", str(port)], log) as server:
-        _wait_for_port(port)
+        _wait_for_port(server, port, log)
         progress(f"http: {plan.http_rate:g} registrations/s for {plan.seconds:g} s")
         url = f"http://127.0.0.1:{port}"
         figures = measure(["--drive-http", url, *_plan_args(plan)], {"server": [server.pid]})
