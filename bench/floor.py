@@ -55,7 +55,6 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from bench.common import progress
 from bench.foundation import bench_context, fresh_schema, make_event, relay_like_headers
 from bench.results import database_url, postgres_version, record
-from immunreg import localinfra
 from immunreg.config import local_port
 from immunreg.contracts.envelope import encode_envelope
 from immunreg.eventstore.relay import PRODUCER_OPTIONS, _append
@@ -66,8 +65,6 @@ from immunreg.messaging.partitions import partition_for
 from immunreg.messaging.topics import delete_namespace, ensure_topics
 from immunreg.paths import REPO_ROOT, keys_dir
 from immunreg.reference.calendar import today
-from loadtests.national_day import git_sha
-from loadtests.watch import cpu_seconds, server_groups
 
 SECTION = "floor"
 DEFAULT_PORT = 26480  # beside bench.idle_cpu's stack (26380), moved by the port offset
@@ -170,6 +167,11 @@ def measure(
     """Run a driver (`python -m bench.floor ...`); read every group's CPU (the driver's
     own as "client") from /proc when it marks its window's start and end; the CPU per
     operation, by group, with what the driver reported."""
+    # Here, not at the top: every driver and reader is a process importing this module,
+    # and these imports (loadtests' reports, the local stack) took seconds each on a
+    # loaded machine.
+    from loadtests.watch import cpu_seconds
+
     process = subprocess.Popen(
         [sys.executable, "-m", "bench.floor", *command],
         cwd=REPO_ROOT,
@@ -371,6 +373,8 @@ def _event_bytes() -> tuple[bytes, bytes]:
 
 
 def bench_postgres(plan: Plan, rows: int, rate: float) -> dict[str, Any]:
+    from loadtests.watch import server_groups
+
     progress(f"postgres: {rate:g} statements/s of {rows} event(s) + outbox row(s)")
     groups = {"postgresql": server_groups()["postgresql"]}
     figures = measure(["--drive-postgres", str(rows), str(rate), *_plan_args(plan)], groups)
@@ -511,6 +515,8 @@ def readers(plan: Plan, bootstrap: str) -> Iterator[Readers]:
 
 
 def bench_kafka(plan: Plan, groups_of: Readers) -> dict[str, Any]:
+    from loadtests.watch import server_groups
+
     for consumer in groups_of.processes:
         assert consumer.stdout is not None
         if consumer.stdout.readline().strip() != "ready":
@@ -572,6 +578,9 @@ def _load_average() -> list[float]:
 
 
 def run(plan: Plan) -> dict[str, Any]:
+    from immunreg import localinfra
+    from loadtests.national_day import git_sha
+
     endpoints = localinfra.up()
     ensure_dev_keys(keys_dir())
     load_before = _load_average()
