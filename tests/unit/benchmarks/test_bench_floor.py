@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.floor import floor_arithmetic, per_operation_ms
+from bench.summary import table
 
 
 def test_cpu_per_operation_is_each_groups_seconds_over_the_operations() -> None:
@@ -44,3 +45,23 @@ def test_a_registration_adds_up_every_part_and_a_dose_adds_the_certificate() -> 
     assert dose["per_core_second"] == 219.8
     assert dose["cores_at_floor"] == 4.55
     assert dose["share_of_cores"] == 2.27
+
+
+def test_the_summary_row_shows_both_floors_or_says_they_were_not_measured() -> None:
+    results = {
+        "floor": {
+            "floor": {
+                "registration": {
+                    "floor_ms": 1.57,
+                    "per_core_second": 635.2,
+                    "cores_at_floor": 2.36,
+                },
+                "dose": {"floor_ms": 5.26, "per_core_second": 189.9, "cores_at_floor": 5.27},
+            }
+        }
+    }
+    row = next(line for line in table(results).splitlines() if line.startswith("| floor:"))
+    assert "| 1.57 ms of CPU: 635/s per core; the target needs 2.36 cores at the floor |" in row
+    assert "5.26 ms of CPU: 190/s per core; the target needs 5.27 cores at the floor" in row
+    empty = next(line for line in table({}).splitlines() if line.startswith("| floor:"))
+    assert empty.count("not measured") == 2
