@@ -21,6 +21,7 @@ ORDER = (
     "administration",
     "http_rates",
     "idle_cpu",
+    "floor",
     "certificates",
     "coverage",
     "projections",

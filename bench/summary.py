@@ -102,6 +102,17 @@ def _idle(r: dict[str, Any], part: str) -> str:
     return "; ".join(shown)
 
 
+def _floor(r: dict[str, Any], kind: str) -> str:
+    """The CPU floor of a registration or dose and what it allows (`bench.floor`)."""
+    floor = at(r, f"floor.floor.{kind}")
+    if floor is None:
+        return "not measured"
+    return (
+        f"{number(floor['floor_ms'], ' ms')} of CPU: {number(floor['per_core_second'], '/s')} "
+        f"per core; the target needs {number(floor['cores_at_floor'])} cores at the floor"
+    )
+
+
 ROWS = (
     Row(
         "event-store append, 8 writers (appends/s)",
@@ -203,6 +214,13 @@ ROWS = (
             )
         ),
         "(none)",
+    ),
+    Row(
+        "floor: CPU of one registration's irreducible parts (HTTP, a transaction, an event "
+        "read by 7 groups, the generator)",
+        lambda r: _floor(r, "registration"),
+        lambda r: _floor(r, "dose") + " (dose: the same plus a certificate signed and rendered)",
+        "(none; what 1,500/s and 1,000/s need at the least)",
     ),
     Row(
         "idle CPU, every service summed, no load (% of one core)",

@@ -67,13 +67,26 @@ def server_groups() -> dict[str, list[int]]:
     }
 
 
+def _reaped(pid: int) -> float:
+    """CPU seconds of the children `pid` has waited for (they have exited): what
+    PostgreSQL's postmaster keeps of a backend, an autovacuum worker, gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[13]) + int(fields[14])) / TICKS
+
+
 def cpu_seconds(groups: dict[str, list[int]], with_children: set[str]) -> dict[str, float]:
-    """CPU seconds each group's live processes have used so far (with their children's
-    for the groups named in `with_children`)."""
+    """CPU seconds each group's live processes have used so far; for the groups named in
+    `with_children`, their children's too, those that exited included (so a backend
+    that ends between two readings does not take its CPU with it)."""
     used: dict[str, float] = {}
     for name, pids in groups.items():
         every = [*pids, *(c for p in pids for c in _children(p))] if name in with_children else pids
         used[name] = sum(stat[1] for pid in every if (stat := _stat(pid, memory=False)))
+        if name in with_children:
+            used[name] += sum(_reaped(pid) for pid in pids)
     return used
 
 

@@ -45,6 +45,14 @@ log = logging.getLogger(__name__)
 
 POSITION_HEADER = "immunreg-position"
 RELAY_HEADER = "immunreg-relay"
+# How the relay's transactional producer sends (with its `transactional_id`): every
+# replica acknowledges, no duplicates on retry, 2 ms for a batch to fill.
+PRODUCER_OPTIONS: dict[str, Any] = {
+    "enable_idempotence": True,
+    "acks": "all",
+    "linger_ms": 2,
+    "max_batch_size": 256 * 1024,
+}
 
 Position = tuple[int, int]
 
@@ -248,10 +256,7 @@ class OutboxRelay:
                 bootstrap_servers=self.bootstrap,
                 **client_options(),
                 transactional_id=self.relay_id,
-                enable_idempotence=True,
-                acks="all",
-                linger_ms=2,
-                max_batch_size=256 * 1024,
+                **PRODUCER_OPTIONS,
             )
             try:
                 await producer.start()

@@ -75,10 +75,12 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
         ) from error
 
 
-def create_app(service: Service, settings: Settings) -> web.Application:
-    """A runnable aiohttp application for `service`."""
-    configure_logging(service.name)
-    metrics = Metrics(service.name)
+def base_app(name: str, settings: Settings) -> web.Application:
+    """The application every service's is built on: logging, metrics, the middleware
+    stack, the rate limiter and graceful shutdown; no database, Kafka or routes yet
+    (bench/floor.py serves a route on it alone, to price what every request pays)."""
+    configure_logging(name)
+    metrics = Metrics(name)
     app = web.Application(
         middlewares=[
             *middlewares(metrics, token_verifier(settings), settings.cors_origins),
@@ -88,8 +90,15 @@ def create_app(service: Service, settings: Settings) -> web.Application:
     app[SETTINGS_KEY] = settings
     app[METRICS_KEY] = metrics
     app[RATE_LIMITER_KEY] = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
-    shutdown = Shutdown(settings.shutdown_timeout, settings.shutdown_drain_delay)
-    app[SHUTDOWN_KEY] = shutdown
+    app[SHUTDOWN_KEY] = Shutdown(settings.shutdown_timeout, settings.shutdown_drain_delay)
+    return app
+
+
+def create_app(service: Service, settings: Settings) -> web.Application:
+    """A runnable aiohttp application for `service`."""
+    app = base_app(service.name, settings)
+    metrics = app[METRICS_KEY]
+    shutdown = app[SHUTDOWN_KEY]
     app.cleanup_ctx.append(_database(service))
     app.cleanup_ctx.append(_kafka(service))
     app.cleanup_ctx.append(_relay)

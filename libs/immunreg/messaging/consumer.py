@@ -36,6 +36,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -55,6 +56,8 @@ log = logging.getLogger(__name__)
 
 # Seconds between commits of the positions to Kafka (see EventConsumer._commit_to_kafka).
 KAFKA_COMMIT_EVERY = 1.0
+# Events a group applies together at most (one transaction with its position).
+BATCH_SIZE = 500
 
 # Errors that say the database or network is unwell, not that the message is bad:
 # the batch is rolled back and read again later instead of being dead-lettered.
@@ -75,6 +78,21 @@ def _decoded(message: ConsumerRecord) -> Envelope | None:
         return decode_envelope(message.value)
     except (msgspec.DecodeError, msgspec.ValidationError, TypeError):
         return None  # dead-lettered when the batch is applied message by message
+
+
+def reading_options(batch_size: int) -> dict[str, Any]:
+    """How every consumer group reads (AIOKafkaConsumer keyword arguments): committed
+    events only, from the first when the group is new, positions kept by the group
+    itself, up to `batch_size` events a batch."""
+    return {
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "isolation_level": "read_committed",
+        "max_poll_records": batch_size,
+        # Room for a whole batch from one partition in one fetch (about 1 KiB an
+        # event): at Kafka's default 1 MiB a replay's batches stayed near a thousand.
+        "max_partition_fetch_bytes": max(1 << 20, batch_size * 1024),
+    }
 
 
 @dataclass
@@ -116,7 +134,7 @@ class EventConsumer:
         signal: OutboxSignal | None = None,
         max_attempts: int = 3,
         backoff: float = 0.2,
-        batch_size: int = 500,
+        batch_size: int = BATCH_SIZE,
         retry_delay: float = 1.0,
     ) -> None:
         self.pool = pool
@@ -165,13 +183,7 @@ class EventConsumer:
             bootstrap_servers=self.bootstrap,
             **client_options(),
             group_id=self.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            max_poll_records=self.batch_size,
-            # Room for a whole batch from one partition in one fetch (about 1 KiB an
-            # event): at Kafka's default 1 MiB a replay's batches stayed near a thousand.
-            max_partition_fetch_bytes=max(1 << 20, self.batch_size * 1024),
+            **reading_options(self.batch_size),
         )
         consumer.subscribe(self.reactions.topics, listener=_Positions(self))
         self._consumer = consumer
