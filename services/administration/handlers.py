@@ -64,7 +64,7 @@ from .domain import (
 )
 from .domain import ReportAdverseEvent as Report
 from .keys import DetailsSealer
-from .readmodel import Executor
+from .readmodel import Administering, Executor
 from .rules import CitizenFacts, DoseRequest, LotFacts, PriorDose
 from .schemas import (
     CitizenDoses,
@@ -119,6 +119,13 @@ class DoseBooks(Protocol[Tx_contra]):
         """The municipality of the site, as booking defined it."""
         ...
 
+    async def administering(
+        self, tx: Tx_contra, citizen_id: str, lot_number: str, site_id: str
+    ) -> Administering:
+        """What `lot`, `history`, `citizen_key` and `site_municipality` say for a new dose,
+        read together."""
+        ...
+
     async def citizen_key(self, tx: Tx_contra, citizen_id: str) -> CitizenKey | None:
         """The key the citizen's details are sealed with; None before the first, or erased."""
         ...
@@ -153,6 +160,11 @@ class PostgresBooks:
     async def site_municipality(self, tx: Connection, site_id: str) -> str | None:
         return await readmodel.fetch_site_municipality(tx, site_id)
 
+    async def administering(
+        self, tx: Connection, citizen_id: str, lot_number: str, site_id: str
+    ) -> Administering:
+        return await readmodel.fetch_administering(tx, citizen_id, lot_number, site_id)
+
     async def citizen_key(self, tx: Connection, citizen_id: str) -> CitizenKey | None:
         return await keys.fetch_citizen_key(tx, citizen_id)
 
@@ -177,9 +189,13 @@ async def _sealer(
     books: DoseBooks[Tx], tx: Tx, citizen_id: str, citizen: CitizenFacts | None
 ) -> DetailsSealer:
     """What seals the citizen's details in this command (their row is locked)."""
-    erased = citizen is not None and citizen.status == "erased"
+    erased = _erased(citizen)
     key = None if erased else await books.citizen_key(tx, citizen_id)
     return DetailsSealer(citizen_id, key, erased=erased)
+
+
+def _erased(citizen: CitizenFacts | None) -> bool:
+    return citizen is not None and citizen.status == "erased"
 
 
 async def _keep_books(
@@ -233,17 +249,18 @@ async def record_dose(
         loaded = await store.load_state(aggregate, stream, tx)
         if loaded.version > 0:
             return loaded  # the same dose, sent again
-        lot = await books.lot(tx, dose.lot_number, dose.site_id)
-        history = await books.history(tx, dose.citizen_id)
-        violations = assess_dose(request, citizen, lot, history, catalog)
+        # One read for what the checks and the event need (the citizen is locked).
+        found = await books.administering(tx, dose.citizen_id, dose.lot_number, dose.site_id)
+        violations = assess_dose(request, citizen, found.lot, found.history, catalog)
         assert citizen is not None  # else citizen_unknown refused it
-        sealer = await _sealer(books, tx, dose.citizen_id, citizen)
+        erased = _erased(citizen)
+        sealer = DetailsSealer(dose.citizen_id, None if erased else found.key, erased=erased)
         facts = dose_facts(
             dose_id=dose_id,
             request=request,
             citizen=citizen,
             series_length=catalog[dose.product_code].series_length,
-            site_municipality_code=await books.site_municipality(tx, dose.site_id) or "",
+            site_municipality_code=found.site_municipality or "",
             vaccinator_id=dose.vaccinator_id,
             appointment_id=dose.appointment_id,
             injection_site=dose.injection_site,

@@ -14,6 +14,7 @@ statistics need (product, lot, site, dates, age, onset, seriousness).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 
 import asyncpg
@@ -29,6 +30,7 @@ from immunreg.contracts.administration import (
 from immunreg.contracts.envelope import Envelope, Event
 from immunreg.eventstore.database import Connection
 from immunreg.reference.vaccines import VaccineCatalog
+from immunreg.sealing import CitizenKey
 
 from .keys import adverse_details, dose_notes, fetch_citizen_key
 from .rules import CitizenFacts, LotFacts, PriorDose
@@ -216,20 +218,26 @@ async def site_defined(conn: Connection, site_id: str, name: str, municipality_c
     )
 
 
+_LOT_COLUMNS = """
+coalesce(l.product_code, s.product_code) AS product_code, l.expiry_date, l.recalled_at,
+coalesce(l.expired, false) AS expired, s.site_id IS NOT NULL AS here,
+l.lot_number IS NOT NULL OR s.site_id IS NOT NULL AS known
+"""
+_LOT_JOINS = """
+LEFT JOIN lots l ON l.lot_number = $1
+LEFT JOIN site_lots s ON s.lot_number = $1 AND s.site_id = $2
+"""
+
+
 async def fetch_lot(db: Executor, lot_number: str, site_id: str) -> LotFacts | None:
     """The lot, and whether it reached `site_id`; None when inventory never mentioned it."""
     row = await db.fetchrow(
-        """
-        SELECT coalesce(l.product_code, s.product_code) AS product_code, l.expiry_date,
-               l.recalled_at, coalesce(l.expired, false) AS expired, s.site_id IS NOT NULL AS here,
-               l.lot_number IS NOT NULL OR s.site_id IS NOT NULL AS known
-        FROM (SELECT 1) AS one
-        LEFT JOIN lots l ON l.lot_number = $1
-        LEFT JOIN site_lots s ON s.lot_number = $1 AND s.site_id = $2
-        """,
-        lot_number,
-        site_id,
+        f"SELECT {_LOT_COLUMNS} FROM (SELECT 1) AS one {_LOT_JOINS}", lot_number, site_id
     )
+    return _lot(row, lot_number)
+
+
+def _lot(row: asyncpg.Record | None, lot_number: str) -> LotFacts | None:
     if row is None or not row["known"]:
         return None
     return LotFacts(
@@ -239,6 +247,48 @@ async def fetch_lot(db: Executor, lot_number: str, site_id: str) -> LotFacts | N
         recalled_at=row["recalled_at"],
         expired=row["expired"],
         at_site=row["here"],
+    )
+
+
+@dataclass(frozen=True)
+class Administering:
+    """What recording a new dose reads once the citizen is locked (one statement)."""
+
+    lot: LotFacts | None
+    history: list[PriorDose]
+    key: CitizenKey | None
+    site_municipality: str | None
+
+
+# The lot, the site's municipality, the citizen's key and the doses that count (as
+# fetch_history orders them), in one row.
+_ADMINISTERING = f"""
+SELECT {_LOT_COLUMNS},
+       (SELECT municipality_code FROM sites WHERE site_id = $2) AS site_municipality,
+       k.key_id, k.key, h.doses
+FROM (SELECT 1) AS one
+{_LOT_JOINS}
+LEFT JOIN citizen_keys k ON k.citizen_id = $3
+CROSS JOIN LATERAL (
+    SELECT array_agg(row(dose_id, dose_number, product_code, administered_at)
+                     ORDER BY administered_at) AS doses
+    FROM doses WHERE citizen_id = $3 AND status = 'completed'
+) h
+"""
+
+
+async def fetch_administering(
+    conn: Connection, citizen_id: str, lot_number: str, site_id: str
+) -> Administering:
+    """The lot at the site, the citizen's history and key, the site's municipality."""
+    row = await conn.fetchrow(_ADMINISTERING, lot_number, site_id, citizen_id)
+    assert row is not None  # one row, whatever is found
+    municipality = row["site_municipality"]
+    return Administering(
+        lot=_lot(row, lot_number),
+        history=[PriorDose(*dose) for dose in row["doses"] or ()],
+        key=None if row["key_id"] is None else CitizenKey(row["key_id"], bytes(row["key"])),
+        site_municipality=str(municipality) if municipality is not None else None,
     )
 
 

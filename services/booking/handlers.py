@@ -573,9 +573,11 @@ def build_reactions(dependencies: Callable[[], Dependencies]) -> Reactions:
         if not await readmodel.dose_recorded(conn, event, administered_on(event)):
             return  # this dose was recorded already
         store, metadata = dependencies().store, Metadata.caused_by(envelope)
-        await _attend(conn, store, metadata, event)
+        has_open = await _attend(conn, store, metadata, event)
         today = dependencies().config.today()
-        await book_next_dose(conn, store, event.citizen_id, today=today, metadata=metadata)
+        await book_next_dose(
+            conn, store, event.citizen_id, today=today, metadata=metadata, has_open=has_open
+        )
 
     @reactions.on(administration.CONTEXT, DoseVoided)
     async def dose_voided(conn: Connection, event: DoseVoided, envelope: Envelope) -> None:
@@ -625,23 +627,37 @@ async def _reconcile(
 
 async def _attend(
     conn: Connection, store: EventStore, metadata: Metadata, event: DoseAdministered
-) -> None:
+) -> bool | None:
+    """Attend the appointment the dose was given at, cancel an open one it makes moot;
+    whether the citizen has an open appointment now (None: not known, read it again)."""
     target = None
+    opened: asyncpg.Record | None = None  # the citizen's open appointment, once read
+    read = False
     if event.appointment_id is not None:
         target = await readmodel.appointment(conn, event.appointment_id)
         if target is not None and target["citizen_id"] != event.citizen_id:
             target = None  # not this citizen's: ignore the reference
     if target is None:
-        target = await readmodel.open_appointment(conn, event.citizen_id)
+        target = opened = await readmodel.open_appointment(conn, event.citizen_id)
+        read = True
         if target is not None and target["dose_number"] != event.dose_number:
             target = None
-    if target is not None and target["status"] in ("booked", "missed"):
+    attended = target is not None and target["status"] in ("booked", "missed")
+    if attended:
+        assert target is not None
         await attend(store, conn, target["appointment_id"], event.dose_id, metadata=metadata)
-    other = await readmodel.open_appointment(conn, event.citizen_id)
+    # Read again only when attending may have changed what is open.
+    other = (
+        opened
+        if read and not attended
+        else await readmodel.open_appointment(conn, event.citizen_id)
+    )
     if other is not None and other["dose_number"] <= event.dose_number:
         await cancel_appointment(
             store, conn, other["appointment_id"], "dose_recorded_elsewhere", metadata=metadata
         )
+        return None
+    return other is not None
 
 
 async def book_next_dose(
@@ -651,8 +667,12 @@ async def book_next_dose(
     *,
     today: date,
     metadata: Metadata | None = None,
+    has_open: bool | None = None,
 ) -> str | None:
     """Book the next dose of the citizen's series if one is due; the appointment id, or None.
+
+    `has_open`: whether the citizen has an open appointment, if the caller just read it
+    in this transaction (None: read it here).
 
     Inside [min, max interval] from the last dose, same product: the same site if it has
     a slot and stock, else the preferred or home municipality or the district (not
@@ -660,7 +680,9 @@ async def book_next_dose(
     savepoint: if the slot is taken meanwhile (a conflict), nothing is booked and the
     citizen waits for the next scheduling run; the caller's work stands.
     """
-    if await readmodel.open_appointment(conn, citizen_id) is not None:
+    if has_open is None:
+        has_open = await readmodel.open_appointment(conn, citizen_id) is not None
+    if has_open:
         return None
     found = await readmodel.citizen(conn, citizen_id)
     if found is None:

@@ -87,7 +87,7 @@ from immunreg.contracts.registration import (
 )
 from immunreg.domain import Conflict
 from immunreg.eventstore.database import Connection
-from immunreg.eventstore.locks import LockKey, lock_for_transaction
+from immunreg.eventstore.locks import LockKey, lock_all_for_transaction
 from immunreg.eventstore.store import EventStore, StreamStore
 from immunreg.messaging.reactions import Reactions
 from immunreg.observability.metrics import Metrics
@@ -514,9 +514,9 @@ async def reconcile_dose(
 
 
 async def _lock(conn: Connection, *names: str) -> None:
-    """Transaction-scoped advisory locks, in the order given (see the module docstring)."""
-    for name in names:
-        await lock_for_transaction(conn, name, key=LockKey.SCHEMA_AND_NAME)
+    """Transaction-scoped advisory locks, in the order given (see the module docstring),
+    with one statement."""
+    await lock_all_for_transaction(conn, names, key=LockKey.SCHEMA_AND_NAME)
 
 
 def _citizen_lock(citizen_id: str) -> str:

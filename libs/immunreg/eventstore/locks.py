@@ -9,7 +9,7 @@ changed key would let an old and a new replica hold "the same" lock at once.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -32,6 +32,26 @@ async def lock_for_transaction(
     """Wait for the lock `name`, held until the transaction ends (shared: by many at once)."""
     function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
     await conn.execute(f"SELECT {function}({key.value})", name)
+
+
+async def lock_all_for_transaction(
+    conn: Connection, names: Sequence[str], *, key: LockKey = LockKey.NAME
+) -> None:
+    """Wait for each lock in `names`, in the order given, with one statement (one round trip
+    however many); each held until the transaction ends, under the key `lock_for_transaction`
+    takes it by."""
+    if len(names) <= 1:
+        for name in names:
+            await lock_for_transaction(conn, name, key=key)
+        return
+    # With ORDER BY, PostgreSQL calls a volatile function of the select list after the
+    # sort, row by row: the locks are taken in the callers' order (deadlock-free orders
+    # stay so).
+    await conn.execute(
+        f"SELECT pg_advisory_xact_lock({key.value.replace('$1', 't.name')}) "
+        "FROM unnest($1::text[]) WITH ORDINALITY AS t(name, position) ORDER BY t.position",
+        list(names),
+    )
 
 
 async def try_lock_for_session(conn: Connection, name: str) -> bool:

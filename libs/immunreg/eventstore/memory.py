@@ -137,6 +137,14 @@ class InMemoryRecorder:
         found = {stream: await self.select_snapshot(stream, tx) for stream in stream_ids}
         return {stream: snapshot for stream, snapshot in found.items() if snapshot is not None}
 
+    async def select_snapshot_and_events(
+        self, stream_id: str, tx: MemoryTransaction | None = None
+    ) -> tuple[tuple[int, bytes] | None, list[Envelope]]:
+        """The newest snapshot, if any, and the events after it."""
+        snapshot = await self.select_snapshot(stream_id, tx)
+        after = snapshot[0] if snapshot is not None else 0
+        return snapshot, await self.select_events(stream_id, after, tx)
+
     async def select_snapshot(
         self, stream_id: str, tx: MemoryTransaction | None = None
     ) -> tuple[int, bytes] | None:

@@ -108,6 +108,25 @@ SELECT version, stream_type, event_id, type, schema_version, data::text AS data,
 FROM events WHERE stream_id = $1 AND version > $2 ORDER BY version
 """
 
+# A stream's snapshot (first row, `event_id` NULL) and every event after it, in one
+# statement: `load_state`'s two reads in one round trip, both from one MVCC snapshot.
+_LOAD_STATE = """
+SELECT version, NULL AS stream_type, NULL::uuid AS event_id, NULL AS type,
+       NULL::int AS schema_version, NULL AS data, NULL::timestamptz AS occurred_at,
+       NULL::timestamptz AS recorded_at, NULL::uuid AS correlation_id,
+       NULL::uuid AS causation_id, state
+FROM snapshots WHERE stream_id = $1
+UNION ALL
+SELECT * FROM (
+    SELECT version, stream_type, event_id, type, schema_version, data::text AS data,
+           occurred_at, recorded_at, correlation_id, causation_id, NULL::bytea AS state
+    FROM events
+    WHERE stream_id = $1
+      AND version > coalesce((SELECT version FROM snapshots WHERE stream_id = $1), 0)
+    ORDER BY version
+) later
+"""
+
 _LOAD_MANY = """
 SELECT e.stream_id, e.version, e.stream_type, e.event_id, e.type, e.schema_version,
        e.data::text AS data, e.occurred_at, e.recorded_at, e.correlation_id, e.causation_id
@@ -307,6 +326,18 @@ class PostgresRecorder:
             list(stream_ids),
         )
         return {r["stream_id"]: (r["version"], r["state"]) for r in rows}
+
+    async def select_snapshot_and_events(
+        self, stream_id: str, tx: Connection | None = None
+    ) -> tuple[tuple[int, bytes] | None, list[Envelope]]:
+        """The stream's snapshot, if any, and its events after it, with one statement."""
+        executor = tx if tx is not None else self.pool
+        rows = await executor.fetch(_LOAD_STATE, stream_id)
+        if rows and rows[0]["event_id"] is None:
+            return (rows[0]["version"], rows[0]["state"]), [
+                _row_to_envelope(stream_id, row) for row in rows[1:]
+            ]
+        return None, [_row_to_envelope(stream_id, row) for row in rows]
 
     async def select_snapshot(
         self, stream_id: str, tx: Connection | None = None

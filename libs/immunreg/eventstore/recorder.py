@@ -80,6 +80,13 @@ class Recorder(Protocol[Tx]):
         """The snapshots of those streams that have one."""
         ...
 
+    async def select_snapshot_and_events(
+        self, stream_id: str, tx: Tx | None = None
+    ) -> tuple[tuple[int, bytes] | None, list[Envelope]]:
+        """The stream's snapshot as (version, encoded state), if it has one, and its events
+        after the snapshot (all of them without one), in version order."""
+        ...
+
     async def select_snapshot(
         self, stream_id: str, tx: Tx | None = None
     ) -> tuple[int, bytes] | None:

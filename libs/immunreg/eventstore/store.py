@@ -149,15 +149,17 @@ class StreamStore(Generic[Tx]):
         stream_id: str,
         conn: Tx | None = None,
     ) -> Loaded[S]:
-        """Rebuild an aggregate: the newest snapshot, then every later event."""
+        """Rebuild an aggregate: the newest snapshot, then every later event (one read)."""
         state = aggregate.initial()
         version = 0
-        if aggregate.state_type is not None:
-            snapshot = await self.recorder.select_snapshot(stream_id, conn)
+        if aggregate.state_type is None:
+            envelopes = await self.load(stream_id, 0, conn)
+        else:
+            snapshot, envelopes = await self.recorder.select_snapshot_and_events(stream_id, conn)
             if snapshot is not None:
                 version, encoded = snapshot
                 state = msgspec.msgpack.decode(encoded, type=aggregate.state_type)
-        for envelope in await self.load(stream_id, version, conn):
+        for envelope in envelopes:
             if aggregate.context.knows(envelope.type):
                 state = aggregate.evolve(state, aggregate.context.read(envelope))
             version = envelope.version

@@ -38,6 +38,14 @@ def dose(citizen_id: str, site: str, dose_id: str, **changes: object) -> DoseAdm
     return DoseAdministered(**values)  # type: ignore[arg-type]
 
 
+async def stocked_site_and_citizen(booking: Booking) -> tuple[str, str]:
+    """A new site with capacity and stock of PFIZER, and a new citizen."""
+    site = new_site_id()
+    await booking.define_site(site, capacity={PFIZER: 10})
+    await booking.stock(site, PFIZER, 50)
+    return site, await booking.register()
+
+
 async def given(booking: Booking, event: DoseAdministered | DoseVoided) -> None:
     await booking.feed(
         administration.CONTEXT,
@@ -49,10 +57,7 @@ async def given(booking: Booking, event: DoseAdministered | DoseVoided) -> None:
 async def test_a_voided_dose_cancels_the_next_one_and_the_citizen_waits_again(
     booking: Booking,
 ) -> None:
-    site = new_site_id()
-    await booking.define_site(site, capacity={PFIZER: 10})
-    await booking.stock(site, PFIZER, 50)
-    citizen = await booking.register()
+    site, citizen = await stocked_site_and_citizen(booking)
     first = str(uuid.uuid4())
 
     await given(booking, dose(citizen, site, first))
@@ -95,10 +100,7 @@ CONTRAINDICATION = {
 async def test_a_new_contraindication_cancels_the_open_appointment(
     booking: Booking, ruled_out: list[str], conditions: list[str]
 ) -> None:
-    site = new_site_id()
-    await booking.define_site(site, capacity={PFIZER: 10})
-    await booking.stock(site, PFIZER, 50)
-    citizen = await booking.register()
+    _, citizen = await stocked_site_and_citizen(booking)
     await booking.run(BookingConfig().today() + timedelta(days=1), 2)
     (booked,) = await booking.appointments_of(citizen)
     assert booked["product_code"] == PFIZER
@@ -125,3 +127,37 @@ async def test_a_new_contraindication_cancels_the_open_appointment(
     )
     assert row is not None and list(row["conditions"]) == [], "booking keeps no conditions"
     assert PFIZER in row["ruled_out_products"]
+
+
+async def _fed_counting_open_reads(booking: Booking, event: DoseAdministered) -> int:
+    """Apply the dose as `given` does; how often the citizen's open appointment was read."""
+    entry = booking.reactions.lookup(administration.CONTEXT.topic, event.type_name())
+    assert entry is not None
+    sent: list[str] = []
+    async with booking.pool.acquire() as conn, conn.transaction():
+        conn.add_query_logger(lambda record: sent.append(record.query))
+        await entry[1](
+            conn,
+            event,
+            envelope_of(administration.CONTEXT, event, f"dose-{event.dose_id}", "DoseRecord"),
+        )
+    return sum("WHERE citizen_id = $1 AND status = 'booked'" in q for q in sent)
+
+
+async def test_a_dose_reads_the_citizens_open_appointment_once(
+    booking: Booking,
+) -> None:
+    site, citizen = await stocked_site_and_citizen(booking)
+
+    # No appointment: read once, for attending, cancelling and booking the next dose.
+    assert await _fed_counting_open_reads(booking, dose(citizen, site, str(uuid.uuid4()))) == 1
+    (second,) = await booking.appointments_of(citizen)
+    assert (second["dose_number"], second["status"]) == (2, "booked")
+    # Given at that appointment (found by its id): attended, then what is open read once
+    # for cancelling and booking (nothing left to book: the series is complete).
+    at_it = dose(
+        citizen, site, str(uuid.uuid4()), dose_number=2, appointment_id=second["appointment_id"]
+    )
+    assert await _fed_counting_open_reads(booking, at_it) == 1
+    (attended,) = await booking.appointments_of(citizen)
+    assert attended["status"] == "attended"

@@ -6,11 +6,14 @@ deploy; if the helper's key differed, both would hold "the same" lock at once.
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 
 from immunreg.eventstore.locks import (
     LockKey,
+    lock_all_for_transaction,
     lock_for_transaction,
     session_lock,
     try_lock_for_session,
@@ -50,6 +53,47 @@ async def test_a_transaction_lock_excludes_the_previous_releases_sql(
         assert await _free_to_the_previous_release(dsn, key, name)
     finally:
         await conn.close()
+
+
+async def test_many_transaction_locks_are_taken_in_order_with_one_statement(dsn: str) -> None:
+    key = LockKey.SCHEMA_AND_NAME
+    first, busy, last = (unique_name(n) for n in ("first", "busy", "last"))
+    conn, holder = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    sent: list[str] = []
+    conn.add_query_logger(lambda record: sent.append(record.query))
+    try:
+        await holder.execute("BEGIN")
+        await lock_for_transaction(holder, busy, key=key)
+        async with conn.transaction():
+            waiting = asyncio.create_task(
+                lock_all_for_transaction(conn, [first, busy, last], key=key)
+            )
+            for _ in range(3000):  # until it waits for the second (at most a minute)
+                if await _waits_for_a_lock(holder, conn.get_server_pid()):
+                    break
+                await asyncio.sleep(0.02)
+            # Stopped at the second: the first is held, the third not taken yet.
+            assert not await _free_to_the_previous_release(dsn, key, first)
+            assert await _free_to_the_previous_release(dsn, key, last)
+            await holder.execute("ROLLBACK")  # lets the second go
+            await waiting
+            assert not await _free_to_the_previous_release(dsn, key, last)
+        assert len([q for q in sent if "advisory" in q]) == 1
+        assert await _free_to_the_previous_release(dsn, key, first)
+    finally:
+        await conn.close()
+        await holder.close()
+
+
+async def _waits_for_a_lock(conn: asyncpg.Connection, pid: int) -> bool:
+    """Whether the backend `pid` is waiting for an advisory lock."""
+    return bool(
+        await conn.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND pid = $1",
+            pid,
+        )
+    )
 
 
 async def test_a_session_lock_is_held_for_the_block_only(dsn: str) -> None:

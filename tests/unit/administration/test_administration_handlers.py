@@ -40,6 +40,7 @@ from services.administration.domain import (
 )
 from services.administration.handlers import DoseRecording
 from services.administration.keys import adverse_details, dose_notes
+from services.administration.readmodel import Administering
 from services.administration.rules import CitizenFacts, LotFacts, PriorDose
 from services.administration.schemas import CorrectDose, RecordDose, ReportAdverseEvent, VoidDose
 
@@ -85,6 +86,16 @@ class FakeBooks:
 
     async def site_municipality(self, tx: MemoryTransaction, site_id: str) -> str | None:
         return "70092"
+
+    async def administering(
+        self, tx: MemoryTransaction, citizen_id: str, lot_number: str, site_id: str
+    ) -> Administering:
+        return Administering(
+            lot=await self.lot(tx, lot_number, site_id),
+            history=await self.history(tx, citizen_id),
+            key=await self.citizen_key(tx, citizen_id),
+            site_municipality=await self.site_municipality(tx, site_id),
+        )
 
     async def citizen_key(self, tx: MemoryTransaction, citizen_id: str) -> CitizenKey | None:
         return self.keys.get(citizen_id)
