@@ -53,6 +53,7 @@ from services.projections.synthetic import Synthetic
 
 SECTION = "projections"
 PARTITIONS = 3
+PROCESSES = 2  # the rebuild's: one per core of the machine the figures are from
 
 
 @dataclass(frozen=True)
@@ -272,7 +273,13 @@ async def delete_topics(bootstrap: str, topics: list[str]) -> None:
 
 
 async def run(
-    dsn: str, bootstrap: str, plan: Plan, *, freshness_phase: bool = True, members: int = 2
+    dsn: str,
+    bootstrap: str,
+    plan: Plan,
+    *,
+    freshness_phase: bool = True,
+    members: int = 2,
+    processes: int = PROCESSES,
 ) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:8]
     sources = Sources.prefixed(f"bench_{run_id}_")
@@ -294,7 +301,14 @@ async def run(
                 progress(f"replay: {done:,} / {total:,}")
 
         report = await rebuild(
-            dsn, bootstrap, control, sources, batch_size=5000, members=members, progress=show
+            dsn,
+            bootstrap,
+            control,
+            sources,
+            batch_size=5000,
+            members=members,
+            processes=processes,
+            progress=show,
         )
         conn = await asyncpg.connect(dsn)
         try:
@@ -312,6 +326,7 @@ async def run(
             "seconds_to_swap": round(report.total_seconds, 2),
             "consumer_batch": 5000,
             "members": members,
+            "processes": processes,
             "people_with_dose1": people,
         }
         progress(f"replay: {figures['replay']}")
@@ -341,6 +356,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--members", type=int, default=2, help="consumers in the rebuild's group (default 2)"
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=PROCESSES,
+        help=f"processes the rebuild consumes in, each with --members (default {PROCESSES})",
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     if args.events:
@@ -358,6 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             plan,
             freshness_phase=not args.replay_only,
             members=args.members,
+            processes=args.processes,
         )
     )
     figures["total_seconds"] = round(time.perf_counter() - started, 1)

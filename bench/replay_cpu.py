@@ -3,10 +3,11 @@
 Run with `.venv/bin/python -m bench.replay_cpu [bench.projections arguments]` from a checkout
 (the command runs `python -m bench.projections --replay-only ...` in the current folder, so a
 worktree of another commit with this file copied in measures that commit). Every second
-it reads the CPU time of the benchmark's process and of this checkout's PostgreSQL (the
-postmaster, its children alive and reaped) from /proc; the replay's window is from the
-line that starts the replay to the replay's seconds later. On a shared machine the wall
-clock says how busy the others were; CPU per event says what the code costs.
+it reads the CPU time of the benchmark's process and of this checkout's PostgreSQL (each
+with its descendants, alive and reaped: a rebuild's helper processes, the backends) from
+/proc; the replay's window is from the line that starts the replay to the replay's
+seconds later. On a shared machine the wall clock says how busy the others were; CPU per
+event says what the code costs, and events per core-second (Python and PostgreSQL) too.
 """
 
 from __future__ import annotations
@@ -36,9 +37,14 @@ def _cpu(pid: int, children: bool = False) -> float:
     return ticks / TICKS
 
 
-def _postgres_cpu(postmaster: int) -> float:
-    kids = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
-    return _cpu(postmaster, children=True) + sum(_cpu(int(k)) for k in kids)
+def _tree_cpu(pid: int) -> float:
+    """Seconds of CPU of a process and its descendants, alive and reaped (the postmaster
+    and its backends; the benchmark and a rebuild's helper processes)."""
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return _cpu(pid, children=True) + sum(_tree_cpu(int(k)) for k in kids)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if started_at is None and "replaying every topic" in log.read_text():
             started_at = now
         load = float(Path("/proc/loadavg").read_text().split()[0])
-        samples.append((now, _cpu(process.pid), _postgres_cpu(postmaster), load))
+        samples.append((now, _tree_cpu(process.pid), _tree_cpu(postmaster), load))
         time.sleep(1.0)
     output = log.read_text()
     sys.stdout.write(output)
@@ -72,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"replay {events:,} events in {seconds}s = {events / seconds:,.0f} events/s; "
         f"CPU in that window: python {python:.1f} s ({python / events * 1e6:.1f} us/event), "
-        f"postgres {postgres:.1f} s ({postgres / events * 1e6:.1f} us/event); "
+        f"postgres {postgres:.1f} s ({postgres / events * 1e6:.1f} us/event), "
+        f"{events / (python + postgres):,.0f} events per core-second; "
         f"load average {min(window):.1f}-{max(window):.1f}"
     )
     return 0

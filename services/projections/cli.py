@@ -33,6 +33,13 @@ def add_commands(sub: Any) -> None:
     rebuild.add_argument(
         "--batch-size", type=int, default=5000, help="records per poll (default 5000)"
     )
+    rebuild.add_argument(
+        "--processes",
+        type=int,
+        default=2,
+        help="processes replaying, each a member of the new model's group (default 2; "
+        "a replay's Python runs on one core per process)",
+    )
     rebuild.set_defaults(func=_rebuild)
 
 
@@ -61,6 +68,7 @@ def _rebuild(args: argparse.Namespace) -> int:
             settings.db_schema,
             sources,
             batch_size=args.batch_size,
+            processes=args.processes,
             grace=args.grace,
             keep_old=args.keep_old,
             partitions=settings.kafka_partitions,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
+from operator import attrgetter
 
 import msgspec
 
@@ -340,15 +341,25 @@ class Facts(Struct):
         return (self.municipality_code or UNKNOWN) if self.waiting else None
 
 
+_in_order = attrgetter("administered_at", "dose_id")
+
+
 def citizen_facts(registration: Registration, doses: Iterable[Dose], pending: bool) -> Facts:
     """A citizen's facts from their registration, their doses and whether one is booked."""
-    counted = sorted(
-        (d for d in doses if d.counts),
-        key=lambda d: (d.administered_at, d.dose_id),
-    )
+    # Once per citizen a batch touches (a replay: millions), so one pass, no generators.
+    counted = [d for d in doses if d.counts]
+    if len(counted) > 1:
+        counted.sort(key=_in_order)
     first = counted[0] if counted else None
-    complete = next((d for d in counted if d.series_complete or d.booster), None)
-    booster = next((d for d in counted if d.booster), None)
+    complete = booster = None
+    for d in counted:
+        if d.booster:
+            booster = d
+            if complete is None:
+                complete = d
+            break
+        if complete is None and d.series_complete:
+            complete = d
     if registration.registered:
         municipality, sex = registration.municipality_code, registration.sex
     elif first is not None:

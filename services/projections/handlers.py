@@ -76,6 +76,14 @@ class Sources:
             )
         )
 
+    def prefix(self) -> str:
+        """The prefix these sources were made with (`prefixed`): what another process
+        passes to `prefixed` to read the same topics."""
+        prefix = self.registration.name.removesuffix(registration.CONTEXT.name)
+        if Sources.prefixed(prefix).topics() != self.topics():
+            raise ValueError("these sources are not the published contexts under one prefix")
+        return prefix
+
     def contexts(self) -> list[Context]:
         """Every source context."""
         return [

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from immunreg.messaging.connection import client_options
 from immunreg.messaging.consumer import EventConsumer
 from immunreg.messaging.topics import ensure_topics
 from immunreg.observability.metrics import Metrics
-from immunreg.tasks import stop_tasks
+from immunreg.tasks import TASK_STOP_SECONDS, stop_tasks
 
 from .handlers import Sources, build_reactions
 from .models import (
@@ -174,6 +175,121 @@ async def wait_caught_up(
         await asyncio.sleep(poll)
 
 
+async def replay_pool(dsn: str, schema: str) -> asyncpg.Pool:
+    """The connections of a rebuild's consumers (in each of its processes).
+
+    Each batch commits its effect with its position, and a rebuild that fails is
+    dropped whole: a commit lost in a crash costs nothing, so none waits for a flush.
+    Its tables grow from empty under batches of key lookups: priced as random reads
+    from disk, a few thousand keys looked like a whole-table scan to the planner, and
+    the scans grew with the model.
+    """
+    return await create_pool(
+        dsn,
+        schema,
+        min_size=1,
+        max_size=4,
+        settings={"synchronous_commit": "off", "random_page_cost": "1.1"},
+    )
+
+
+def replay_members(
+    pool: asyncpg.Pool,
+    bootstrap: str,
+    schema: str,
+    sources: Sources,
+    *,
+    members: int,
+    batch_size: int,
+    metrics: Metrics | None = None,
+) -> list[EventConsumer]:
+    """Members of the model's group, each with its own projector and connection: while
+    one waits for PostgreSQL another decodes and folds."""
+    return [
+        EventConsumer(
+            pool,
+            bootstrap,
+            group_id=schema,
+            # Counters summed and coverage's running sums filled once at the end, not
+            # per batch: a replay moves the same cells in every batch, in any order of
+            # days, and each earlier day moves every later week.
+            reactions=build_reactions(sources, replay=True),
+            metrics=metrics,
+            batch_size=batch_size,
+        )
+        for _ in range(members)
+    ]
+
+
+async def start_helper(
+    dsn: str, bootstrap: str, schema: str, sources: Sources, *, members: int, batch_size: int
+) -> asyncio.subprocess.Process:
+    """A helper process with `members` more consumers of the model's group.
+
+    It stops when its stdin closes: when `stop_helpers` closes it, and when this
+    process ends in any way, so no helper outlives a failed rebuild.
+    """
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.projections.replayer",
+        dsn,
+        bootstrap,
+        schema,
+        sources.prefix(),
+        str(members),
+        str(batch_size),
+        stdin=asyncio.subprocess.PIPE,
+    )
+
+
+async def stop_helpers(
+    helpers: list[asyncio.subprocess.Process], seconds: float = TASK_STOP_SECONDS + 5
+) -> None:
+    """Close each helper's stdin and wait for it to exit; kill those that do not in time
+    (a killed helper's open transaction is rolled back: it wrote nothing)."""
+    for helper in helpers:
+        if helper.stdin is not None:
+            helper.stdin.close()
+    for helper in helpers:
+        try:
+            await asyncio.wait_for(helper.wait(), seconds)
+        except TimeoutError:
+            log.warning("a rebuild helper did not stop; killed", extra={"pid": helper.pid})
+            helper.kill()
+            await helper.wait()
+        if helper.returncode:
+            log.warning("a rebuild helper failed", extra={"returncode": helper.returncode})
+
+
+async def until_stdin_closes() -> None:
+    """Return when this process's stdin reaches its end."""
+    reader = asyncio.StreamReader()
+    loop = asyncio.get_running_loop()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while await reader.read(4096):
+        pass
+
+
+async def serve_helper(
+    dsn: str, bootstrap: str, schema: str, sources: Sources, *, members: int, batch_size: int
+) -> None:
+    """A helper process's life (services/projections/replayer.py): `members` members of
+    the model's group, until stdin closes."""
+    pool = await replay_pool(dsn, schema)
+    try:
+        consumers = replay_members(
+            pool, bootstrap, schema, sources, members=members, batch_size=batch_size
+        )
+        tasks = [asyncio.create_task(consumer.run()) for consumer in consumers]
+        try:
+            await until_stdin_closes()
+        finally:
+            await stop_tasks(tasks)
+    finally:
+        await pool.close()
+
+
 async def rebuild(
     dsn: str,
     bootstrap: str,
@@ -182,13 +298,18 @@ async def rebuild(
     *,
     batch_size: int = 5000,
     members: int = 2,
+    processes: int = 2,
     grace: float = 10.0,
     keep_old: bool = False,
     partitions: int = 3,
     metrics: Metrics | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> RebuildReport:
-    """Build a new model from offset 0 beside the active one, then swap it in."""
+    """Build a new model from offset 0 beside the active one, then swap it in.
+
+    `members` consumers of the model's group in each of `processes` processes (this one
+    and `processes - 1` helpers, `python -m services.projections.replayer`).
+    """
     control_pool = await create_pool(dsn, control, min_size=1, max_size=2)
     try:
         await prepare_control(control_pool, control)
@@ -199,40 +320,29 @@ async def rebuild(
             schema = await create_model(dsn, conn, control, "building")
         log.info("rebuilding", extra={"schema": schema, "events": sum(ends.values())})
         started = time.perf_counter()
-        # Each batch commits its effect with its position, and a rebuild that fails is
-        # dropped whole: a commit lost in a crash costs nothing, so none waits for a flush.
-        # Its tables grow from empty under batches of key lookups: priced as random reads
-        # from disk, a few thousand keys looked like a whole-table scan to the planner,
-        # and the scans grew with the model.
-        pool = await create_pool(
-            dsn,
-            schema,
-            min_size=1,
-            max_size=4,
-            settings={"synchronous_commit": "off", "random_page_cost": "1.1"},
-        )
+        pool = await replay_pool(dsn, schema)
         try:
             async with pool.acquire() as conn:
                 await begin_replay(conn)
-            # Members of one group, each with its own projector and connection: while
-            # one waits for PostgreSQL the other decodes and folds (one process, one
-            # core for Python and the other for the database).
-            consumers = [
-                EventConsumer(
-                    pool,
-                    bootstrap,
-                    group_id=schema,
-                    # Counters summed and coverage's running sums filled once at the end,
-                    # not per batch: a replay moves the same cells in every batch, in any
-                    # order of days, and each earlier day moves every later week.
-                    reactions=build_reactions(sources, replay=True),
-                    metrics=metrics,
-                    batch_size=batch_size,
-                )
-                for _ in range(members)
-            ]
+            consumers = replay_members(
+                pool,
+                bootstrap,
+                schema,
+                sources,
+                members=members,
+                batch_size=batch_size,
+                metrics=metrics,
+            )
             tasks = [asyncio.create_task(consumer.run()) for consumer in consumers]
+            helpers: list[asyncio.subprocess.Process] = []
             try:
+                # More processes in the group: Python folds on one core per process.
+                for _ in range(processes - 1):
+                    helpers.append(
+                        await start_helper(
+                            dsn, bootstrap, schema, sources, members=members, batch_size=batch_size
+                        )
+                    )
                 await wait_caught_up(pool, schema, bootstrap, beginnings, ends, progress=progress)
                 first_pass = time.perf_counter() - started
                 # What arrived during the replay: usually a short second pass.
@@ -240,6 +350,9 @@ async def rebuild(
                 await wait_caught_up(pool, schema, bootstrap, beginnings_now, ends_now)
             finally:
                 await stop_tasks(tasks)
+                # Every member stopped, in this process and the others, before the staged
+                # deltas are summed: a helper's batch committed after the merge would be lost.
+                await stop_helpers(helpers)
             async with pool.acquire() as conn, conn.transaction():
                 await finish_replay(conn)
         except BaseException:
