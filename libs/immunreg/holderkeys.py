@@ -17,6 +17,33 @@ that erasure ends.
 Citizens whose sealed data a holder kept before holder keys existed get an offer at the
 holder's start (`offer_missing`); it reads the holder's `citizens(citizen_id, personal,
 erased)` table, which both holders keep.
+
+Pooled keys: the common case, a first registration, skips steps 1 and 2.
+
+- The holder makes pairs for no citizen yet, keeps them in `holder_key_pool` and offers
+  their public halves in batches (`HolderKeysPooled`, POOL_BATCH keys, each batch a
+  stream of its own), at its start (`fill_pool`) and whenever fewer than POOL_LOW usable
+  ones are left (`top_up_pool`, in the consumer's transaction that bound a key).
+- Registration files the offers and takes them in batches, each key for one
+  registration only (services/registration/pooled.py); a first registration wraps the
+  new data key to one pooled key per holder (`grant_context(citizen_id, holder)` as
+  above) and carries the grants in `CitizenRegistered.grants` (`HolderGrant`).
+- On that `CitizenRegistered` the holder (`offer`) moves the pair out of the pool into
+  `holder_keys` for the citizen, the grant with it, in one statement (`_BIND`), and
+  checks the grant opens. The pair leaves the pool whatever follows, so it is bound at
+  most once. From there it is a key like any other: step 3 deletes it.
+- Anything else falls back to steps 1 and 2 unchanged: no grant for this holder (the
+  registration had none of its keys at hand, a registration again after a withdrawal,
+  the general path, an event from before), a pair no longer pooled here (bound already,
+  dropped after expiry), a grant that does not open, a citizen with a row already.
+
+A pooled pair never bound wraps nothing that was ever published: registration lost it
+(a crash while holding it, a registration that was then not written) or nobody used it
+before it expired. Registration takes keys only while they have POOL_MARGIN left; the
+holder deletes pairs POOL_GRACE after their expiry (a grant to one arriving later gets
+the fallback). Keys lost by registration still count as pooled here until then, so a
+registration with no grant for this holder also tops up when no batch came for
+POOL_STALE.
 """
 
 from __future__ import annotations
