@@ -112,7 +112,8 @@ class PooledKey:
 @dataclass
 class PooledKeys:
     """The pooled keys one process holds, per holder, taken from `offered_holder_keys`
-    a batch at a time when a holder's run out."""
+    a batch at a time: fetched ahead, in the background, when a holder's fall below a
+    quarter of a batch, so a request waits only for a holder it has none of."""
 
     pool: asyncpg.Pool
     holders: Sequence[str]
@@ -120,16 +121,17 @@ class PooledKeys:
     clock: Callable[[], float] = time.monotonic
     _held: dict[str, deque[PooledKey]] = field(default_factory=dict)
     _asked: dict[str, float] = field(default_factory=dict)  # when none were found
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _fetching: asyncio.Task[None] | None = None
 
     async def take(self) -> list[PooledKey]:
-        """One key for each holder that has one at hand (fetching a batch for those that
-        ran out); they are this caller's alone, used or not."""
-        if self._wanted():
-            async with self._lock:  # one fetch at a time; the others wait for it
-                wanted = self._wanted()
-                if wanted:
-                    await self._fetch(wanted)
+        """One key for each holder that has one at hand (fetching more for those that
+        run low); they are this caller's alone, used or not."""
+        low = self._wanted(max(1, self.batch // 4))
+        if low and self._fetching is None:
+            self._fetching = asyncio.create_task(self._fetch(low))
+            self._fetching.add_done_callback(self._fetched)
+        if self._fetching is not None and self._wanted(1):
+            await asyncio.shield(self._fetching)  # a holder with none: wait for the batch
         taken: list[PooledKey] = []
         now = datetime.now(UTC)
         for holder in self.holders:
@@ -141,18 +143,23 @@ class PooledKeys:
                     break
         return taken
 
-    def _wanted(self) -> list[str]:
+    def _wanted(self, fewer_than: int) -> list[str]:
+        """Holders with fewer than `fewer_than` keys held, not found empty just now."""
         now = self.clock()
         return [
             h
             for h in self.holders
-            if not self._held.get(h) and now - self._asked.get(h, -EMPTY_PAUSE) >= EMPTY_PAUSE
+            if len(self._held.get(h, ())) < fewer_than
+            and now - self._asked.get(h, -EMPTY_PAUSE) >= EMPTY_PAUSE
         ]
+
+    def _fetched(self, task: asyncio.Task[None]) -> None:
+        self._fetching = None
 
     async def _fetch(self, holders: list[str]) -> None:
         try:
             rows = await self.pool.fetch(_TAKE, holders, self.batch, POOL_MARGIN)
-        except (asyncpg.PostgresError, OSError):
+        except Exception:  # the registrations meanwhile fall back to the offers
             log.exception("taking pooled holder keys failed")
             rows = []
         for row in rows:
