@@ -17,6 +17,33 @@ that erasure ends.
 Citizens whose sealed data a holder kept before holder keys existed get an offer at the
 holder's start (`offer_missing`); it reads the holder's `citizens(citizen_id, personal,
 erased)` table, which both holders keep.
+
+Pooled keys: the common case, a first registration, skips steps 1 and 2.
+
+- The holder makes pairs for no citizen yet, keeps them in `holder_key_pool` and offers
+  their public halves in batches (`HolderKeysPooled`, POOL_BATCH keys, each batch a
+  stream of its own), at its start (`fill_pool`) and whenever fewer than POOL_LOW usable
+  ones are left (`top_up_pool`, in the consumer's transaction that bound a key).
+- Registration files the offers and takes them in batches, each key for one
+  registration only (services/registration/pooled.py); a first registration wraps the
+  new data key to one pooled key per holder (`grant_context(citizen_id, holder)` as
+  above) and carries the grants in `CitizenRegistered.grants` (`HolderGrant`).
+- On that `CitizenRegistered` the holder (`offer`) moves the pair out of the pool into
+  `holder_keys` for the citizen, the grant with it, in one statement (`_BIND`), and
+  checks the grant opens. The pair leaves the pool whatever follows, so it is bound at
+  most once. From there it is a key like any other: step 3 deletes it.
+- Anything else falls back to steps 1 and 2 unchanged: no grant for this holder (the
+  registration had none of its keys at hand, a registration again after a withdrawal,
+  the general path, an event from before), a pair no longer pooled here (bound already,
+  dropped after expiry), a grant that does not open, a citizen with a row already.
+
+A pooled pair never bound wraps nothing that was ever published: registration lost it
+(a crash while holding it, a registration that was then not written) or nobody used it
+before it expired. Registration takes keys only while they have POOL_MARGIN left; the
+holder deletes pairs POOL_GRACE after their expiry (a grant to one arriving later gets
+the fallback). Keys lost by registration still count as pooled here until then, so a
+registration with no grant for this holder also tops up when no batch came for
+POOL_STALE.
 """
 
 from __future__ import annotations
@@ -25,14 +52,17 @@ import asyncio
 import base64
 import binascii
 import logging
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 
-from immunreg.contracts.common import HolderKeyOffered
+from immunreg.contracts.common import HolderKeyOffered, HolderKeysPooled
 from immunreg.contracts.envelope import Context, Metadata
 from immunreg.contracts.registration import (
     CitizenRegistered,
+    HolderGrant,
     PersonalDataKeyGranted,
     grant_context,
 )
@@ -62,12 +92,23 @@ async def offer(
     *,
     metadata: Metadata | None = None,
 ) -> bool:
-    """Make and offer a key pair for the data key the registration's personal data is
+    """On `CitizenRegistered`: bind the pooled pair the registration carries a grant to
+    (`HolderGrant`) to the citizen, the grant kept with it (nothing offered); else (no
+    grant for this holder, a pair not pooled here any more, a grant that does not open)
+    make and offer a key pair for the data key the registration's personal data is
     sealed with, unless one was made for it already (a registration again after a
-    withdrawal keeps its data key); whether an offer was made. A pair made for an older
+    withdrawal keeps its data key). Whether an offer was made. A pair made for an older
     data key is replaced. The holder is the context that publishes the offer."""
+    grant = next((g for g in registered.grants if g.recipient == context.name), None)
+    if grant is not None and await _bind(
+        store, conn, context, registered, grant, metadata=metadata
+    ):
+        return False
     subject = (registered.citizen_id, registered.personal.key_id)
-    return await _offer_for(store, conn, context, subject, metadata, keep=_KEEP_OR_REPLACE)
+    offered = await _offer_for(store, conn, context, subject, metadata, keep=_KEEP_OR_REPLACE)
+    # No grant for this holder: registration may have had none of its pooled keys.
+    await top_up_pool(store, conn, context, stale=True, metadata=metadata)
+    return offered
 
 
 # Keeping the pair and reading the offers' stream version is one round trip: the pair is
@@ -252,12 +293,173 @@ async def forget(conn: Connection, citizen_id: str) -> None:
 
 
 async def offer_missing_at_start(store: EventStore, pool: asyncpg.Pool, context: Context) -> None:
-    """`offer_missing` as a start-up task: logged, and tried again at the next start if it
-    fails (nothing is lost meanwhile: those citizens' data waits, as before)."""
+    """`offer_missing` and `fill_pool` as a start-up task: logged, and tried again at the
+    next start if it fails (nothing is lost meanwhile: those citizens' data waits, as
+    before, and registrations fall back to the per-citizen offer)."""
     try:
         offered = await offer_missing(store, pool, context)
+        pooled = await fill_pool(store, pool, context)
     except (asyncpg.PostgresError, OSError):
-        log.exception("offering keys for citizens kept before holder keys failed")
+        log.exception("offering keys at start failed")
         return
     if offered:
         log.info("offered keys for %d citizens kept before holder keys", offered)
+    if pooled:
+        log.info("offered %d pooled keys", pooled)
+
+
+# --- pooled keys: made before the citizen registers ------------------------------------
+
+POOL_STREAM_TYPE = "HolderKeyPool"
+POOL_BATCH = 512  # keys per HolderKeysPooled
+POOL_LOW = 2048  # a batch more when fewer usable unbound keys than this are pooled
+POOL_LIFETIME = timedelta(days=7)  # registration uses a pooled key only before it ends
+# Registration takes keys valid at least this much longer (it holds them in memory):
+# fewer left than that do not count as pooled.
+POOL_MARGIN = timedelta(hours=1)
+# A pair is kept this long past its expiry, for a registration that consumers see late;
+# a grant to a pair deleted meanwhile is not kept, and the holder offers a key instead.
+POOL_GRACE = timedelta(days=7)
+# No batch for this long while registrations come without a grant for this holder:
+# registration may have none (its keys lost in crashes still count as pooled here).
+POOL_STALE = timedelta(minutes=10)
+
+
+def pool_stream_id(holder: str) -> str:
+    """A new batch's stream (each batch is a stream of its own: no two top-ups conflict)."""
+    return f"holder-key-pool-{holder}-{uuid.uuid4().hex}"
+
+
+_POOL_KEEP = """
+INSERT INTO holder_key_pool (public_key, private_key, expires_at)
+SELECT public_key, private_key, $3::timestamptz
+FROM unnest($1::bytea[], $2::bytea[]) AS t(public_key, private_key)
+RETURNING 1
+"""
+# How many usable keys are pooled (counted up to `low`), and whether the newest batch
+# is older than POOL_STALE; expired pairs past their grace are dropped on the way.
+_POOL_STATE = """
+WITH dropped AS (DELETE FROM holder_key_pool WHERE expires_at < now() - $3::interval)
+SELECT (SELECT count(*) FROM (SELECT 1 FROM holder_key_pool
+                              WHERE expires_at > now() + $2::interval LIMIT $1) s) AS pooled,
+       coalesce((SELECT max(expires_at) FROM holder_key_pool), '-infinity')
+           < now() + $4::interval AS stale
+"""
+
+
+async def top_up_pool(
+    store: EventStore,
+    conn: Connection,
+    context: Context,
+    *,
+    stale: bool = False,
+    batch: int = POOL_BATCH,
+    low: int = POOL_LOW,
+    metadata: Metadata | None = None,
+) -> int:
+    """In the caller's transaction: a batch of pooled keys, kept and offered in one
+    statement, when fewer than `low` usable ones are pooled (or, with `stale`, when no
+    batch came for POOL_STALE); how many were offered. One transaction of the holder at
+    a time tops up; another one meanwhile skips (its batch would be one too many)."""
+    got = await conn.fetchval(
+        f"SELECT pg_try_advisory_xact_lock({LockKey.SCHEMA_AND_NAME.value})",
+        f"holderkeys:pool:{context.name}",
+    )
+    if not got:
+        return 0
+    state = await conn.fetchrow(
+        _POOL_STATE, low, POOL_MARGIN, POOL_GRACE, POOL_LIFETIME - POOL_STALE
+    )
+    assert state is not None  # (one row always)
+    if state["pooled"] >= low and not (stale and state["stale"]):
+        return 0
+    pairs = [new_holder_key_pair() for _ in range(batch)]
+    expires_at = datetime.now(UTC) + POOL_LIFETIME
+    event = HolderKeysPooled(
+        holder=context.name,
+        public_keys=[base64.b64encode(public).decode("ascii") for _, public in pairs],
+        expires_at=expires_at,
+    )
+    keep = (
+        [public for _, public in pairs],
+        [private for private, _ in pairs],
+        expires_at,
+    )
+    along = Along([("kept", _POOL_KEEP, keep), ("gate", "SELECT 1 FROM kept LIMIT 1", ())])
+    stream = pool_stream_id(context.name)
+    await store.append_along(
+        conn, stream, POOL_STREAM_TYPE, 0, [event], along=along, context=context, metadata=metadata
+    )
+    return batch
+
+
+async def fill_pool(
+    store: EventStore, pool: asyncpg.Pool, context: Context, *, low: int = POOL_LOW
+) -> int:
+    """Top the pool up to `low` usable keys, a batch per transaction; how many offered."""
+    offered = 0
+    while True:
+        async with store.transaction() as conn:
+            added = await top_up_pool(store, conn, context, low=low)
+        if not added:
+            return offered
+        offered += added
+
+
+# Moves the pooled pair into holder_keys for the citizen with the grant, in one
+# statement: the pair leaves the pool whatever follows (an existing row for the citizen
+# keeps it out of holder_keys), so it is bound at most once. Also: how many usable keys
+# are left pooled (counted up to $5), for the top-up.
+_BIND = """
+WITH taken AS (
+    DELETE FROM holder_key_pool WHERE public_key = $2 RETURNING private_key, public_key
+), kept AS (
+    INSERT INTO holder_keys
+        (citizen_id, data_key_id, private_key, public_key, wrapped_key, granted_at)
+    SELECT $1, $3, private_key, public_key, $4, now() FROM taken
+    ON CONFLICT (citizen_id) DO NOTHING
+    RETURNING private_key
+)
+SELECT (SELECT private_key FROM kept) AS private_key,
+       (SELECT count(*) FROM (SELECT 1 FROM holder_key_pool
+                              WHERE expires_at > now() + $6::interval LIMIT $5) s) AS pooled
+"""
+
+
+async def _bind(
+    store: EventStore,
+    conn: Connection,
+    context: Context,
+    registered: CitizenRegistered,
+    grant: HolderGrant,
+    *,
+    metadata: Metadata | None,
+) -> bool:
+    holder, citizen_id = context.name, registered.citizen_id
+    try:
+        public = base64.b64decode(grant.holder_key, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    row = await conn.fetchrow(
+        _BIND,
+        citizen_id,
+        public,
+        registered.personal.key_id,
+        grant.wrapped_key,
+        POOL_LOW,
+        POOL_MARGIN,
+    )
+    assert row is not None  # (one row always)
+    if row["private_key"] is None:  # not pooled here (bound, dropped) or a row exists
+        return False
+    try:
+        open_grant(holder, citizen_id, row["private_key"], grant.wrapped_key)
+    except (UnsealError, ValueError):
+        log.warning("a data key granted to a pooled key of %s does not open with it", holder)
+        await conn.execute(
+            "DELETE FROM holder_keys WHERE citizen_id = $1 AND public_key = $2", citizen_id, public
+        )
+        return False
+    if row["pooled"] < POOL_LOW:
+        await top_up_pool(store, conn, context, metadata=metadata)
+    return True

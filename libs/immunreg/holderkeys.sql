@@ -12,3 +12,17 @@ CREATE TABLE IF NOT EXISTS holder_keys (
     created_at   timestamptz NOT NULL DEFAULT now(),
     granted_at   timestamptz
 );
+
+-- Key pairs made for no citizen yet (the pool), their public halves offered in batches
+-- (`HolderKeysPooled`). A first registration wraps the citizen's data key to one and
+-- carries the grant in `CitizenRegistered`; the holder then moves the pair into
+-- holder_keys for that citizen (deleted here in the same statement), so a pair is bound
+-- at most once. A pair never bound (registration lost it in a crash, or nobody
+-- registered before it expired) wraps nothing: it is deleted some time after expires_at.
+CREATE TABLE IF NOT EXISTS holder_key_pool (
+    public_key  bytea       PRIMARY KEY,
+    private_key bytea       NOT NULL,  -- raw X25519
+    expires_at  timestamptz NOT NULL,  -- registration uses it only before
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS holder_key_pool_expires ON holder_key_pool (expires_at);

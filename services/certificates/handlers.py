@@ -13,8 +13,9 @@ without its CSCA) is left out and logged once.
 registration.events.v1
 - CitizenRegistered, ContactDetailsChanged: keep the birth date and the sealed
   personal data; issue certificates that were waiting for them. On a registration,
-  make a key pair for the citizen and offer its public half (`HolderKeyOffered` on
-  certificates.events.v1, `immunreg.holderkeys`).
+  bind the pooled key it carries a grant to (the grant kept with it), else make a key
+  pair for the citizen and offer its public half (`HolderKeyOffered` on
+  certificates.events.v1); `immunreg.holderkeys`.
 - PersonalDataKeyGranted (recipient `certificates`, to the key offered): keep it
   (still wrapped to that key); issue what was waiting for it.
 - CitizenErased: delete the key pair, the grant and the names, revoke the citizen's
@@ -539,8 +540,8 @@ async def _reconcile_citizen(
 async def citizen_registered(
     deps: Dependencies, conn: Connection, event: CitizenRegistered, envelope: Envelope
 ) -> None:
-    """Keep the birth date and the sealed names, offer a key for the citizen's data key;
-    issue what waited for them."""
+    """Keep the birth date and the sealed names, bind the pooled key granted the
+    citizen's data key (or offer one); issue what waited for them."""
     await _lock(conn, _citizen_lock(event.citizen_id))
     await readmodel.keep_citizen(conn, event.citizen_id, event.birth_date, event.personal)
     metadata = Metadata.caused_by(envelope)

@@ -9,8 +9,9 @@ claimed (committed as `sending`), sent, then marked; see domain.py for its state
 registration.events.v1
 - CitizenRegistered, ContactDetailsChanged, PreferencesChanged: keep the language and
   the sealed personal data (contacts are unsealed only while sending). On a
-  registration, make a key pair for the citizen and offer its public half
-  (`HolderKeyOffered` on notifications.events.v1, `immunreg.holderkeys`).
+  registration, bind the pooled key it carries a grant to (the grant kept with it),
+  else make a key pair for the citizen and offer its public half (`HolderKeyOffered`
+  on notifications.events.v1); `immunreg.holderkeys`.
 - PersonalDataKeyGranted (recipient `notifications`, to the key offered): keep it, still
   wrapped to that key: the same per-citizen grant certificates gets names by. A message
   due before its grant waits.
@@ -166,7 +167,8 @@ async def _keep_appointment(
 async def citizen_registered(
     deps: Dependencies, conn: Connection, event: CitizenRegistered, envelope: Envelope
 ) -> None:
-    """Keep the language and the sealed personal data; offer a key for its data key."""
+    """Keep the language and the sealed personal data; bind the pooled key granted its
+    data key (or offer one)."""
     await readmodel.keep_citizen(conn, event.citizen_id, event.language, event.personal)
     metadata = Metadata.caused_by(envelope)
     await holderkeys.offer(deps.store, conn, CONTEXT, event, metadata=metadata)

@@ -34,6 +34,7 @@ from msgspec import UNSET, UnsetType
 from prometheus_client import Counter
 
 from immunreg import audit
+from immunreg.contracts import certificates, notifications
 from immunreg.contracts.common import Sealed
 from immunreg.contracts.registration import (
     CONTEXT,
@@ -85,6 +86,7 @@ from .keys import (
     load_key_ring,
     unwrap_citizen_key,
 )
+from .pooled import PooledKeys
 from .rules import (
     Contact,
     Violation,
@@ -141,6 +143,9 @@ class RegistrationMetrics:
 
 KEYS = web.AppKey("registration_keys", KeyRing)
 COUNTERS = web.AppKey("registration_metrics", RegistrationMetrics)
+POOLED = web.AppKey("registration_pooled_keys", PooledKeys)
+# The holders whose pooled keys a first registration grants its data key to.
+HOLDERS = (certificates.CONTEXT.name, notifications.CONTEXT.name)
 
 
 def registration_resources(granting: Provided[handlers.Granting]) -> Resource:
@@ -152,6 +157,7 @@ def registration_resources(granting: Provided[handlers.Granting]) -> Resource:
         await check_id_key(app[POOL_KEY], ring)
         app[KEYS] = ring
         app[COUNTERS] = _counters(app[METRICS_KEY])
+        app[POOLED] = PooledKeys(app[POOL_KEY], HOLDERS)
         async with granting.providing(handlers.Granting(app[STORE_KEY], ring)):
             yield
 
@@ -301,6 +307,7 @@ async def register_citizen(request: web.Request, body: RegisterCitizen) -> web.S
             prepare_for,
             legacy_id=ring.legacy_citizen_id(national_id),
             metadata=metadata_from_request(request),
+            pooled=request.app[POOLED],
         )
     except AlreadyRegistered as error:
         counters.duplicates.inc()

@@ -13,7 +13,9 @@ errors at once) is in `rules.py`; `decide` enforces the lifecycle:
 
 The citizen's data key goes to each holder that offers a key for it (`HolderKeyOffered`)
 as `PersonalDataKeyGranted`, in a stream of its own per citizen (`KEY_GRANTS`), so a
-grant never moves the Citizen's version (its ETag) under a client's feet.
+grant never moves the Citizen's version (its ETag) under a client's feet. A first
+registration instead carries grants to keys holders made in advance (`HolderGrant` in
+`CitizenRegistered`), when the edge has such keys at hand.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from immunreg.contracts.registration import (
     CitizenRegistered,
     Consent,
     ContactDetailsChanged,
+    HolderGrant,
     PersonalDataKeyGranted,
     PreferencesChanged,
     RegistrationWithdrawn,
@@ -83,6 +86,8 @@ class Register(Struct):
     channel: str
     personal: Sealed
     health: Sealed  # the declared conditions, sealed by the edge
+    # The new data key wrapped to holders' pooled keys (handlers.run_registration).
+    grants: list[HolderGrant] = []
 
 
 class Update(Struct):
@@ -177,6 +182,7 @@ def _register(state: CitizenState, command: Register) -> list[Event]:
             language=prefs.language,
             ruled_out_products=ruled_out_by(prefs.conditions),
             health=command.health,
+            grants=command.grants,
         )
     ]
 

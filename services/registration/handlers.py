@@ -16,8 +16,9 @@ never registered, is decided first for a new random id and written with one stat
 (`CitizenBooks.register_new`: the index entry is its gate); when the index already has
 the national id nothing is written and the general path loads and decides.
 
-The reactions (`build_reactions`): links of citizens to sites, and the grants of each
-citizen's data key to the holders that offer a key for it (`grant_to_holder`).
+The reactions (`build_reactions`): links of citizens to sites, the grants of each
+citizen's data key to the holders that offer a key for it (`grant_to_holder`), and the
+holders' pooled keys, filed for first registrations (`pooled.keep_offers`).
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+import msgspec
+
 from immunreg.contracts import administration, booking, certificates, notifications
 from immunreg.contracts.administration import DoseAdministered, DoseCorrected
 from immunreg.contracts.booking import AppointmentBooked, AppointmentRescheduled
-from immunreg.contracts.common import HolderKeyOffered
+from immunreg.contracts.common import HolderKeyOffered, HolderKeysPooled
 from immunreg.contracts.envelope import Context, Envelope, Event, Metadata
 from immunreg.contracts.registration import (
     CONTEXT,
@@ -57,6 +60,7 @@ from .domain import (
     Command,
     Grant,
     GrantsState,
+    Register,
     grants_stream_id,
 )
 from .keys import (
@@ -67,6 +71,7 @@ from .keys import (
     new_citizen_id,
     store_citizen_key,
 )
+from .pooled import PooledKeys, keep_offers
 
 log = logging.getLogger(__name__)
 
@@ -260,10 +265,15 @@ async def run_registration(
     legacy_id: str | None = None,
     metadata: Metadata | None = None,
     attempts: int = COMMAND_ATTEMPTS,
+    pooled: PooledKeys | None = None,
 ) -> tuple[str, Outcome[CitizenState]]:
     """Register the national id (its keyed hash `national_key`): the citizen it is indexed
     as (registering again after a withdrawal), else a new random citizen id; the citizen
     id and the outcome. `prepare_for(citizen_id)` makes the command once the id is known.
+
+    `pooled`: the holders' pooled keys this process holds; a first registration grants
+    its data key to one of each holder's (`pooled.py`), a holder with none at hand gets
+    it by its per-citizen offer, as every other registration does.
 
     `legacy_id` is the id the national id had when ids were keyed hashes of it: a
     registration made then, not erased, is indexed under it when it registers again.
@@ -273,11 +283,17 @@ async def run_registration(
     async def new_citizen(tx: Tx) -> tuple[str, Outcome[CitizenState]] | None:
         # The common case, a national id never registered, in one statement: decided for a
         # new random id first, written only if nothing is indexed under the national id
-        # (else nothing is written and the general path below finds what is).
+        # (else nothing is written and the general path below finds what is). The new
+        # data key is wrapped to the holders' pooled keys at hand (`offered`), the grants
+        # carried in CitizenRegistered.
         citizen_id, loaded = new_citizen_id(), Loaded(CITIZEN.initial(), 0)
         try:
             prepared = await prepare_for(citizen_id)(tx, loaded)
-            planned = store.plan(CITIZEN, citizen_id, loaded, prepared.command, metadata=metadata)
+            command = prepared.command
+            if offered and prepared.new_key is not None and isinstance(command, Register):
+                grants = [k.grant(citizen_id, prepared.new_key) for k in offered]
+                command = msgspec.structs.replace(command, grants=grants)
+            planned = store.plan(CITIZEN, citizen_id, loaded, command, metadata=metadata)
         except Exception:  # the general path below decides again, and raises it again
             return None
         if prepared.new_key is None or [type(e) for e in planned.events] != [CitizenRegistered]:
@@ -316,6 +332,9 @@ async def run_registration(
             raise
         return citizen_id, outcome
 
+    # Taken before the statement (a batch is fetched when they ran out): each is used at
+    # most once, so a registration that is then not written leaves them unused for good.
+    offered = await pooled.take() if pooled is not None else []
     try:
         # One statement, so no transaction around it (BEGIN and COMMIT are round trips).
         async with store.statement() as tx:
@@ -415,6 +434,15 @@ def _granting_to(holder: Context, granting: Provided[Granting]) -> Handler:
     return holder_key_offered
 
 
+def _pooled_by(holder: Context) -> Handler:
+    async def holder_keys_pooled(
+        conn: Connection, event: HolderKeysPooled, envelope: Envelope
+    ) -> None:
+        await keep_offers(conn, holder.name, envelope.stream_id, event)
+
+    return holder_keys_pooled
+
+
 def build_reactions(granting: Provided[Granting]) -> Reactions:
     """Every reaction of the service; the grants use what the running app provides."""
     reactions = Reactions()
@@ -427,4 +455,5 @@ def build_reactions(granting: Provided[Granting]) -> Reactions:
         reactions.add(context, event_type, citizen_met_at_site)
     for holder in (certificates.CONTEXT, notifications.CONTEXT):
         reactions.add(holder, HolderKeyOffered, _granting_to(holder, granting))
+        reactions.add(holder, HolderKeysPooled, _pooled_by(holder))
     return reactions

@@ -90,3 +90,22 @@ CREATE TABLE IF NOT EXISTS sign_in_codes (
     created_at    timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS sign_in_codes_citizen ON sign_in_codes (citizen_id);
+
+-- Holders' pooled keys (HolderKeysPooled, immunreg.holderkeys): public halves of key
+-- pairs a holder made for no citizen yet, each to be wrapped a first registration's
+-- data key once. Taken in batches (DELETE ... RETURNING, then held in memory by one
+-- process: handlers.PooledKeys), so no key is handed out twice; a key held by a
+-- process that crashes is never used. A batch is recorded by its stream, so an offer
+-- consumed again (a replay) never brings its taken keys back.
+CREATE TABLE IF NOT EXISTS holder_key_batches (
+    stream_id   text        PRIMARY KEY,
+    holder      text        NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS offered_holder_keys (
+    holder      text        NOT NULL,
+    public_key  text        NOT NULL,  -- raw X25519, standard base64
+    expires_at  timestamptz NOT NULL,
+    PRIMARY KEY (holder, public_key)
+);
+CREATE INDEX IF NOT EXISTS offered_holder_keys_next ON offered_holder_keys (holder, expires_at);

@@ -5,7 +5,9 @@ ones that replaced it after a correction. Events carry no names: the signed
 certificate (which does) is kept by the certificates service only.
 
 One stream per citizen (`holder-key-<citizen_id>`): the public keys certificates
-offered registration for that citizen's data key (`HolderKeyOffered`).
+offered registration for that citizen's data key (`HolderKeyOffered`). One stream per
+batch of keys made for no citizen yet (`holder-key-pool-certificates-<id>`,
+`HolderKeysPooled`), which registration wraps a new citizen's data key to.
 
 One stream per revoked document signer (`signing-key-<kid, hex>`): a DSC whose
 certificates no longer verify.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from immunreg.contracts.common import HolderKeyOffered
+from immunreg.contracts.common import HolderKeyOffered, HolderKeysPooled
 from immunreg.contracts.envelope import Context, Event
 
 
@@ -60,5 +62,6 @@ class SigningKeyRevoked(Event):
 
 
 CONTEXT = Context(
-    "certificates", [CertificateIssued, CertificateRevoked, SigningKeyRevoked, HolderKeyOffered]
+    "certificates",
+    [CertificateIssued, CertificateRevoked, SigningKeyRevoked, HolderKeyOffered, HolderKeysPooled],
 )

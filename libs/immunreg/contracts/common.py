@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from immunreg.contracts.envelope import Event
@@ -37,3 +38,16 @@ class HolderKeyOffered(Event):
     holder: str
     public_key: str  # raw X25519 public key, standard base64
     data_key_id: str
+
+
+class HolderKeysPooled(Event):
+    """A holder made X25519 key pairs for no citizen yet (its pool) and offers their
+    public halves: registration may wrap a new citizen's data key to one of them, once,
+    and carry the grant in `CitizenRegistered` (`HolderGrant`), so no per-citizen offer
+    and grant are needed. Each batch is a stream of its own; registration uses a key only
+    before `expires_at` (the holder drops unbound pairs some time after it).
+    `immunreg.holderkeys` describes the handshake."""
+
+    holder: str
+    public_keys: list[str]  # raw X25519 public keys, standard base64
+    expires_at: datetime

@@ -69,6 +69,20 @@ def health_context(citizen_id: str) -> bytes:
     return f"immunreg.registration.health|{citizen_id}".encode()
 
 
+class HolderGrant(Struct):
+    """The citizen's data key wrapped to a key a holder made in advance
+    (`HolderKeysPooled`: `holder_key` is its public half) with
+    `immunreg.sealing.wrap_key(public, key, grant_context(citizen_id, recipient))`,
+    carried in `CitizenRegistered`: the holder binds that key to the citizen and keeps
+    this grant (`immunreg.holderkeys.offer`) as it keeps a
+    `PersonalDataKeyGranted`, and deletes it on `CitizenErased` the same way."""
+
+    recipient: str
+    holder_key: str  # the pooled public key (base64) it is wrapped to
+    wrapped_key: str
+    wrap_alg: str
+
+
 class CitizenRegistered(Event):
     citizen_id: str
     birth_date: date
@@ -85,6 +99,9 @@ class CitizenRegistered(Event):
     # Product codes the declared conditions rule out (sorted): all booking needs of them.
     ruled_out_products: list[str] = []
     health: Sealed | None = None  # HealthData: the declared conditions
+    # The data key wrapped to holders' pooled keys (first registrations only; a holder
+    # with no grant here offers a key of its own, as for events written before grants).
+    grants: list[HolderGrant] = []
 
 
 class ContactDetailsChanged(Event):
