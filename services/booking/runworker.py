@@ -74,6 +74,8 @@ async def run_in_worker(
     outcome: dict[str, Any] = {}
     try:
         outcome = await follow(process.stdout, progress.report)
+        with contextlib.suppress(TimeoutError):  # done: it closes its pool and exits
+            await asyncio.wait_for(process.wait(), STOP_SECONDS)
     except asyncio.CancelledError:
         await _stop(process)
         with contextlib.suppress(Exception):
