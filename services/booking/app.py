@@ -63,7 +63,8 @@ from .domain import (
     site_violations,
 )
 from .handlers import Dependencies, build_reactions
-from .jobs import nightly_runs, no_show_sweeps, run_parameters, scheduling_run
+from .jobs import nightly_runs, no_show_sweeps, run_parameters
+from .runworker import run_in_worker
 from .schemas import (
     SITE_ID_PATTERN,
     AppointmentView,
@@ -497,11 +498,12 @@ def _runtime_resource(dependencies: Provided[Dependencies]) -> Resource:
 
 
 async def _scheduling_runs(app: web.Application) -> AsyncIterator[None]:
-    """The worker of scheduling runs, for the life of the app (immunreg.runs)."""
+    """The worker of scheduling runs, for the life of the app (immunreg.runs); each run
+    is done by a process of its own (runworker.py), so the API's loop stays free."""
     store, config = app[STORE_KEY], app[CONFIG_KEY]
 
     async def work(record: RunRecord, progress: Progress) -> dict[str, Any]:
-        counts = await scheduling_run(store, config, record, progress)
+        counts = await run_in_worker(app[SETTINGS_KEY], config, record, progress)
         _count_run(app, record.params["trigger"], counts)
         return msgspec.structs.asdict(counts)
 

@@ -1,7 +1,8 @@
 """Booking's background work: scheduling runs, the nightly one, the no-show sweep.
 
 A scheduling run is a background run (immunreg.runs): `POST /v1/scheduling/runs` and
-the nightly loop submit one, and the runs worker app.py starts calls `scheduling_run`.
+the nightly loop submit one, and the runs worker app.py starts hands it to a worker
+process of its own (runworker.py), which calls `scheduling_run`.
 The nightly loop and the no-show sweep are started as background resources when
 BOOKING_SCHEDULE_ENABLED / BOOKING_NO_SHOW_ENABLED allow (config.py). Every replica
 runs the loops; the nightly run's id names the night, so it is submitted once.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -19,7 +21,7 @@ import msgspec
 
 from immunreg.contracts.envelope import Metadata
 from immunreg.eventstore.store import EventStore
-from immunreg.runs import BackgroundRuns, Progress, RunRecord
+from immunreg.runs import BackgroundRuns, RunRecord
 
 from .config import BookingConfig
 from .handlers import mark_no_shows, run_scheduler
@@ -84,15 +86,18 @@ def run_parameters(
 
 
 async def scheduling_run(
-    store: EventStore, config: BookingConfig, record: RunRecord, progress: Progress
+    store: EventStore,
+    config: BookingConfig,
+    record: RunRecord,
+    progress: Callable[[Mapping[str, Any]], Awaitable[None]],
 ) -> RunCounts:
-    """Do the scheduling run `record` asks for (immunreg.runs calls this), reporting
-    its counts as it goes."""
+    """Do the scheduling run `record` asks for, handing `progress` its counts as it goes
+    (immunreg.runs' `Progress.report`, or the worker's pipe to it)."""
     params = record.params
     correlation = params.get("correlation_id")
 
     async def report(counts: RunCounts) -> None:
-        await progress.report(msgspec.structs.asdict(counts))
+        await progress(msgspec.structs.asdict(counts))
 
     return await run_scheduler(
         store,

@@ -196,17 +196,28 @@ async def waiting_citizens(db: Executor, only: Iterable[str] | None = None) -> l
     """Active citizens with no open appointment and a dose still to come."""
     ids = list(only) if only is not None else None
     citizens: list[Citizen] = []
-    after = ""
+    rows = await db.fetch(_WAITING, ids, "", WAITING_PAGE)
     while True:
-        rows = await db.fetch(_WAITING, ids, after, WAITING_PAGE)
-        # A national list is a million rows: turned into Citizens off the event loop.
-        if len(rows) > 1000:
-            citizens += await asyncio.to_thread(_waiting_from_rows, rows)
-        else:
-            citizens += _waiting_from_rows(rows)
-        if len(rows) < WAITING_PAGE:
+        # PostgreSQL reads the next page while this one is turned into Citizens (the
+        # two took turns before: a national list is 20 pages of each).
+        following = (
+            asyncio.ensure_future(db.fetch(_WAITING, ids, rows[-1]["citizen_id"], WAITING_PAGE))
+            if len(rows) == WAITING_PAGE
+            else None
+        )
+        try:
+            # A national list is a million rows: turned into Citizens off the event loop.
+            if len(rows) > 1000:
+                citizens += await asyncio.to_thread(_waiting_from_rows, rows)
+            else:
+                citizens += _waiting_from_rows(rows)
+        except BaseException:
+            if following is not None:
+                following.cancel()
+            raise
+        if following is None:
             return citizens
-        after = rows[-1]["citizen_id"]
+        rows = await following
 
 
 def _waiting_from_rows(rows: list[asyncpg.Record]) -> list[Citizen]:

@@ -52,6 +52,13 @@ CREATE INDEX IF NOT EXISTS appointments_citizen ON appointments (citizen_id, boo
 CREATE INDEX IF NOT EXISTS appointments_site_day ON appointments (site_id, day);
 CREATE INDEX IF NOT EXISTS appointments_open_by_day
     ON appointments (day, site_id, product_code) WHERE status = 'booked';
+-- A booking's stock check counts one site's open appointments of one product
+-- (readmodel.stock_left, once per committed batch). Through appointments_open_by_day
+-- it walked every open appointment from today on, of every site: 12.5 ms at 172,000
+-- open appointments, growing with them, so a national run's commits cost the square of
+-- its size. Led by site and product it reads only theirs.
+CREATE INDEX IF NOT EXISTS appointments_open_by_site_product
+    ON appointments (site_id, product_code, day) WHERE status = 'booked';
 
 -- Citizens as registration describes them (fed by registration events). `registered_at`
 -- (the registration event's recorded_at) is the order key of fairness.

@@ -9,20 +9,24 @@ site's batch commits.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 
 from immunreg.eventstore.locks import session_lock
-from immunreg.runs import INTERRUPTED
+from immunreg.http.app import SETTINGS_KEY
+from immunreg.runs import INTERRUPTED, RunRecord
 from services.booking import readmodel
-from services.booking.app import RUNS_KEY
+from services.booking.app import CONFIG_KEY, RUNS_KEY
 from services.booking.config import BookingConfig
+from services.booking.jobs import run_parameters
+from services.booking.runworker import follow, start_worker
 
 from .conftest import PFIZER, Booking, _start, new_site_id
 
@@ -220,3 +224,53 @@ async def test_the_waiting_list_is_read_a_page_at_a_time_and_whole(
     assert [c.citizen_id for c in waiting] == citizens
     some = await readmodel.waiting_citizens(booking.pool, citizens[1:4])
     assert [c.citizen_id for c in some] == citizens[1:4]
+
+
+async def test_a_run_worker_whose_service_is_gone_stops_and_commits_nothing_more(
+    serial_booking: Booking,
+) -> None:
+    """The worker's lifeline: its stdin closes when the service's process dies (killed,
+    crashed), and it must then stop; a worker going on alone would commit bookings
+    that no run record counts, behind a run the next look marks interrupted."""
+    booking = serial_booking
+    _, second, _ = await two_sites(booking)
+    app = booking.client.app
+    day = BookingConfig().today() + tomorrow()
+    params = run_parameters(trigger="on_demand", from_day=day, horizon_days=1, today=day)
+    record = RunRecord(
+        run_id=f"orphan-{uuid.uuid4().hex[:8]}",
+        kind="scheduling",
+        status="running",
+        params=params,
+        progress={},
+        result=None,
+        error=None,
+        requested_by=None,
+        requested_at=datetime.now(UTC),
+        started_at=datetime.now(UTC),
+        finished_at=None,
+    )
+    seen: list[dict[str, object]] = []
+
+    async def report(progress: Mapping[str, object]) -> None:
+        seen.append(dict(progress))
+        if progress["batches_committed"] == 1:
+            raise EnoughSeen
+
+    # No statement timeout to end the wait for the row: only the lifeline may stop it.
+    settings = dataclasses.replace(app[SETTINGS_KEY], db_statement_timeout=600.0)
+    async with stock_row_locked(booking.pool, second):
+        worker = await start_worker(settings, app[CONFIG_KEY], record)
+        assert worker.stdin is not None and worker.stdout is not None
+        with pytest.raises(EnoughSeen):
+            await follow(worker.stdout, report)  # site A committed, site B waits for us
+        worker.stdin.close()  # what the kernel does when the service's process dies
+        # It stops while still waiting for the row (a worker that went on would wait
+        # here for as long as we hold it).
+        assert await asyncio.wait_for(worker.wait(), 60) != 0
+        assert await follow(worker.stdout, report) == {}  # stopped, neither done nor failed
+    assert seen[-1]["booked"] == 2 == await booked_by(booking.pool, record.run_id)
+
+
+class EnoughSeen(Exception):
+    """Stops following a worker's reports once the test has seen what it waits for."""
