@@ -4,7 +4,10 @@ A holder offers batches of public keys made for no citizen yet (`HolderKeysPoole
 `keep_offers` files them in `offered_holder_keys`. Each process takes keys from there
 in batches, one statement each (`PooledKeys`: DELETE ... RETURNING), and holds them in
 memory; a first registration wraps its new data key to one key per holder at hand and
-carries the grants in `CitizenRegistered` (handlers.run_registration). A key is handed
+carries the grants in `CitizenRegistered` (handlers.run_registration). The costly,
+citizen-independent half of each wrap (ephemeral key, ECDH: `prepare_wrap`) is done when
+the batch is taken, in the background, so a request only finishes it (HKDF, AES-GCM);
+the prepared secrets stay in memory and each is used once. A key is handed
 out once: the DELETE gives each row to one process, a process uses a key once (it
 leaves memory before the wrap, whether the registration is then written or not), and a
 batch consumed again never files its keys again (`holder_key_batches`). A key a process
@@ -29,7 +32,7 @@ from immunreg.contracts.common import HolderKeysPooled
 from immunreg.contracts.registration import HolderGrant, grant_context
 from immunreg.eventstore.database import Connection
 from immunreg.holderkeys import POOL_MARGIN
-from immunreg.sealing import WRAP_ALG, X25519_BYTES, CitizenKey, wrap_key
+from immunreg.sealing import WRAP_ALG, X25519_BYTES, CitizenKey, PreparedWrap, prepare_wrap
 
 log = logging.getLogger(__name__)
 
@@ -91,16 +94,17 @@ RETURNING o.holder, o.public_key, o.expires_at
 
 @dataclass(frozen=True)
 class PooledKey:
-    """A holder's pooled public key, this process's to use once."""
+    """A holder's pooled public key, this process's to use once, with its wrap's
+    citizen-independent half done ahead."""
 
     holder: str
     public_key: str  # base64, as offered
     expires_at: datetime
+    prepared: PreparedWrap = field(repr=False)
 
     def grant(self, citizen_id: str, key: CitizenKey) -> HolderGrant:
         """The data key wrapped to this key, for this citizen and holder."""
-        raw = base64.b64decode(self.public_key)
-        wrapped = wrap_key(raw, key.key, grant_context(citizen_id, self.holder))
+        wrapped = self.prepared.finish(key.key, grant_context(citizen_id, self.holder))
         return HolderGrant(
             recipient=self.holder,
             holder_key=self.public_key,
@@ -163,8 +167,14 @@ class PooledKeys:
             log.exception("taking pooled holder keys failed")
             rows = []
         for row in rows:
-            key = PooledKey(row["holder"], row["public_key"], row["expires_at"])
+            try:
+                prepared = prepare_wrap(base64.b64decode(row["public_key"]))
+            except ValueError:  # a low-order point: no shared secret, so no wrap to it
+                log.warning("a pooled %s key that no key can be wrapped to", row["holder"])
+                continue
+            key = PooledKey(row["holder"], row["public_key"], row["expires_at"], prepared)
             self._held.setdefault(key.holder, deque()).append(key)
+            await asyncio.sleep(0)  # one key's ECDH at a time: requests run in between
         now = self.clock()
         for holder in holders:
             if not self._held.get(holder):
