@@ -166,6 +166,11 @@ class PooledKeys:
         except Exception:  # the registrations meanwhile fall back to the offers
             log.exception("taking pooled holder keys failed")
             rows = []
+        # Found empty is what the database said: keys handed out while the batch is being
+        # prepared (requests run in between) must not pause a holder that had some.
+        now = self.clock()
+        for holder in set(holders) - {row["holder"] for row in rows}:
+            self._asked[holder] = now
         for row in rows:
             try:
                 prepared = prepare_wrap(base64.b64decode(row["public_key"]))
@@ -175,7 +180,3 @@ class PooledKeys:
             key = PooledKey(row["holder"], row["public_key"], row["expires_at"], prepared)
             self._held.setdefault(key.holder, deque()).append(key)
             await asyncio.sleep(0)  # one key's ECDH at a time: requests run in between
-        now = self.clock()
-        for holder in holders:
-            if not self._held.get(holder):
-                self._asked[holder] = now

@@ -128,3 +128,27 @@ async def test_pooled_keys_are_handed_out_once_and_a_replayed_offer_brings_none_
     # A batch too near its expiry is never handed out.
     await file_batch(registration, holder, [new_holder_key_pair()[1]], datetime.now(UTC))
     assert await PooledKeys(registration.pool, [holder]).take() == []
+
+
+async def test_keys_handed_out_while_a_batch_is_prepared_do_not_pause_the_holder(
+    registration: Registration,
+) -> None:
+    # A batch's wraps are prepared one key per loop turn, and requests take keys in
+    # between; a holder whose keys all went that way still has offers in the table, so
+    # the next take must fetch them, not treat the holder as found empty and pause.
+    holders = [f"holder-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    later = datetime.now(UTC) + timedelta(days=3)
+    for holder in holders:
+        await file_batch(registration, holder, [new_holder_key_pair()[1] for _ in range(8)], later)
+    pooled = PooledKeys(registration.pool, holders, batch=4)
+    first = asyncio.create_task(pooled.take())
+    during = 0
+    while not first.done():
+        if all(pooled._held.get(h) for h in holders):  # a take now does not wait
+            during += len(await pooled.take())
+        await asyncio.sleep(0)
+    await first
+    assert during > 0 and not any(pooled._held.get(h) for h in holders), (
+        "the scenario: every held key was handed out while the batch was prepared"
+    )
+    assert {k.holder for k in await pooled.take()} == set(holders)
