@@ -7,7 +7,8 @@
   service (a holder) wrapped to an X25519 key pair that the holder made for that one
   citizen (ECDH with an ephemeral key, HKDF-SHA256, AES-256-GCM). The holder deletes
   the private half on erasure, so the wrapped copies that Kafka and the event store
-  keep for ever open nothing once the citizen is erased.
+  keep for ever open nothing once the citizen is erased. `prepare_wrap` does the
+  citizen-independent half ahead (ephemeral key, ECDH), `PreparedWrap.finish` the rest.
 - `ensure_key_file`: a symmetric key kept in a file (base64), created
   atomically on first use for development set-ups.
 
@@ -137,23 +138,63 @@ def _wrapping_key(shared: bytes, ephemeral: bytes, recipient: bytes, context: by
     ).derive(shared)
 
 
+class PreparedWrap:
+    """The half of a wrap that does not depend on the citizen: a fresh ephemeral key
+    pair and its ECDH secret with one holder public key (`prepare_wrap`). `finish`
+    completes one wrap with it, once: the secret is then dropped, and a second
+    `finish` raises, since two wraps under one ephemeral key would share their
+    key-encryption material. The secret lives only in this object's memory and is
+    never shown by `repr`."""
+
+    __slots__ = ("_shared", "ephemeral_public", "recipient")
+
+    def __init__(self, recipient: bytes, ephemeral_public: bytes, shared: bytes) -> None:
+        self.recipient = recipient
+        self.ephemeral_public = ephemeral_public
+        self._shared: bytes | None = shared
+
+    def __repr__(self) -> str:
+        state = "used" if self._shared is None else "unused"
+        return f"PreparedWrap(recipient={_b64(self.recipient)}, {state})"
+
+    @property
+    def used(self) -> bool:
+        """Whether `finish` has consumed this half already."""
+        return self._shared is None
+
+    def finish(self, data_key: bytes, context: bytes) -> str:
+        """`data_key` wrapped for `context` (HKDF-SHA256 and AES-256-GCM only; see
+        `wrap_key` for the layout); RuntimeError if this half was used before."""
+        _check_key(data_key)
+        shared, self._shared = self._shared, None
+        if shared is None:
+            raise RuntimeError("a prepared wrap is used once; this one was used already")
+        kek = _wrapping_key(shared, self.ephemeral_public, self.recipient, context)
+        nonce = os.urandom(NONCE_BYTES)
+        ciphertext = AESGCM(kek).encrypt(nonce, data_key, context)
+        return _b64(self.ephemeral_public + nonce + ciphertext)
+
+
+def prepare_wrap(public_key: bytes) -> PreparedWrap:
+    """The costly, citizen-independent half of `wrap_key` for raw X25519 `public_key`
+    (ephemeral key generation and ECDH), to be finished once with `PreparedWrap.finish`."""
+    if len(public_key) != X25519_BYTES:
+        raise ValueError(f"an X25519 public key has {X25519_BYTES} bytes, got {len(public_key)}")
+    ephemeral = X25519PrivateKey.generate()
+    shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(public_key))
+    return PreparedWrap(public_key, _raw_public(ephemeral.public_key()), shared)
+
+
 def wrap_key(public_key: bytes, data_key: bytes, context: bytes) -> str:
     """`data_key` for the holder of the X25519 private key of raw `public_key`, base64.
 
     ECDH with a fresh ephemeral key, HKDF-SHA256, AES-256-GCM with `context` (e.g. the
     citizen id and the holder) as associated data: a wrapped key copied to another
     citizen or holder does not unwrap. Layout: ephemeral public (32) | nonce (12) |
-    ciphertext and tag (48).
+    ciphertext and tag (48). The two halves, `prepare_wrap` then `finish`, in one go.
     """
     _check_key(data_key)
-    if len(public_key) != X25519_BYTES:
-        raise ValueError(f"an X25519 public key has {X25519_BYTES} bytes, got {len(public_key)}")
-    ephemeral = X25519PrivateKey.generate()
-    ephemeral_public = _raw_public(ephemeral.public_key())
-    shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(public_key))
-    kek = _wrapping_key(shared, ephemeral_public, public_key, context)
-    nonce = os.urandom(NONCE_BYTES)
-    return _b64(ephemeral_public + nonce + AESGCM(kek).encrypt(nonce, data_key, context))
+    return prepare_wrap(public_key).finish(data_key, context)
 
 
 def unwrap_key(private_key: bytes, wrapped: str, context: bytes) -> bytes:

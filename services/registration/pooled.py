@@ -4,7 +4,11 @@ A holder offers batches of public keys made for no citizen yet (`HolderKeysPoole
 `keep_offers` files them in `offered_holder_keys`. Each process takes keys from there
 in batches, one statement each (`PooledKeys`: DELETE ... RETURNING), and holds them in
 memory; a first registration wraps its new data key to one key per holder at hand and
-carries the grants in `CitizenRegistered` (handlers.run_registration). A key is handed
+carries the grants in `CitizenRegistered` (handlers.run_registration). The costly,
+citizen-independent half of each wrap (ephemeral key, ECDH: `prepare_wrap`) is done when
+the batch is taken, in a background task of its own, so a request only finishes it
+(HKDF, AES-GCM); a key taken before its turn is prepared by the request. The prepared
+secrets stay in memory and each is used once. A key is handed
 out once: the DELETE gives each row to one process, a process uses a key once (it
 leaves memory before the wrap, whether the registration is then written or not), and a
 batch consumed again never files its keys again (`holder_key_batches`). A key a process
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import logging
 import time
 from collections import deque
@@ -29,7 +34,7 @@ from immunreg.contracts.common import HolderKeysPooled
 from immunreg.contracts.registration import HolderGrant, grant_context
 from immunreg.eventstore.database import Connection
 from immunreg.holderkeys import POOL_MARGIN
-from immunreg.sealing import WRAP_ALG, X25519_BYTES, CitizenKey, wrap_key
+from immunreg.sealing import WRAP_ALG, X25519_BYTES, CitizenKey, PreparedWrap, prepare_wrap
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,7 @@ TAKE_BATCH = 64  # keys per holder a process takes at once
 # After finding none of a holder's keys, this long before asking again (registrations
 # meanwhile get that holder's per-citizen offer, as before pooled keys).
 EMPTY_PAUSE = 1.0
+PREPARE_PER_TURN = 8  # pooled keys' wrap halves prepared between two loop turns (~2 ms)
 
 _KEEP_OFFERS = """
 WITH batch AS (
@@ -89,18 +95,30 @@ RETURNING o.holder, o.public_key, o.expires_at
 """
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class PooledKey:
-    """A holder's pooled public key, this process's to use once."""
+    """A holder's pooled public key, this process's to use once. Its wrap's
+    citizen-independent half is done ahead (`prepare`, in the background after a batch
+    is taken); a key taken before its turn is prepared by the request, as before."""
 
     holder: str
     public_key: str  # base64, as offered
     expires_at: datetime
+    _prepared: PreparedWrap | None = field(default=None, repr=False)
+    _spent: bool = field(default=False, repr=False)
+
+    def prepare(self) -> None:
+        """Make the ephemeral key and its ECDH secret now, unless done or used already."""
+        if self._prepared is None and not self._spent:
+            self._prepared = prepare_wrap(base64.b64decode(self.public_key))
 
     def grant(self, citizen_id: str, key: CitizenKey) -> HolderGrant:
-        """The data key wrapped to this key, for this citizen and holder."""
-        raw = base64.b64decode(self.public_key)
-        wrapped = wrap_key(raw, key.key, grant_context(citizen_id, self.holder))
+        """The data key wrapped to this key, for this citizen and holder (once)."""
+        self.prepare()
+        prepared, self._prepared, self._spent = self._prepared, None, True
+        if prepared is None:
+            raise RuntimeError("a pooled key is used once; this one was used already")
+        wrapped = prepared.finish(key.key, grant_context(citizen_id, self.holder))
         return HolderGrant(
             recipient=self.holder,
             holder_key=self.public_key,
@@ -122,6 +140,7 @@ class PooledKeys:
     _held: dict[str, deque[PooledKey]] = field(default_factory=dict)
     _asked: dict[str, float] = field(default_factory=dict)  # when none were found
     _fetching: asyncio.Task[None] | None = None
+    _preparing: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def take(self) -> list[PooledKey]:
         """One key for each holder that has one at hand (fetching more for those that
@@ -162,10 +181,27 @@ class PooledKeys:
         except Exception:  # the registrations meanwhile fall back to the offers
             log.exception("taking pooled holder keys failed")
             rows = []
-        for row in rows:
-            key = PooledKey(row["holder"], row["public_key"], row["expires_at"])
-            self._held.setdefault(key.holder, deque()).append(key)
+        # Found empty is what the database said: keys handed out while a batch is being
+        # prepared (requests run in between) must not pause a holder that had some.
         now = self.clock()
-        for holder in holders:
-            if not self._held.get(holder):
-                self._asked[holder] = now
+        for holder in set(holders) - {row["holder"] for row in rows}:
+            self._asked[holder] = now
+        fresh = [PooledKey(r["holder"], r["public_key"], r["expires_at"]) for r in rows]
+        for key in fresh:
+            self._held.setdefault(key.holder, deque()).append(key)
+        # Prepared apart from the fetch, so the next fetch need not wait for it.
+        task = asyncio.create_task(self._prepare(fresh))
+        self._preparing.add(task)
+        task.add_done_callback(self._preparing.discard)
+
+    async def _prepare(self, keys: list[PooledKey]) -> None:
+        """Each key's wrap half, a few keys per loop turn so requests run in between."""
+        for n, key in enumerate(keys, 1):
+            try:
+                key.prepare()
+            except ValueError:  # a low-order point: no shared secret, so no wrap to it
+                log.warning("a pooled %s key that no key can be wrapped to", key.holder)
+                with contextlib.suppress(ValueError):  # taken already
+                    self._held.get(key.holder, deque()).remove(key)
+            if n % PREPARE_PER_TURN == 0:
+                await asyncio.sleep(0)

@@ -16,11 +16,16 @@ import pytest
 
 from immunreg.contracts import certificates, notifications
 from immunreg.contracts.common import HolderKeysPooled
-from immunreg.contracts.registration import CONTEXT, CitizenRegistered, PersonalData
+from immunreg.contracts.registration import (
+    CONTEXT,
+    CitizenRegistered,
+    PersonalData,
+    grant_context,
+)
 from immunreg.holderkeys import open_grant
-from immunreg.sealing import new_holder_key_pair, unseal
+from immunreg.sealing import CitizenKey, new_holder_key_pair, unseal, unwrap_key
 from services.registration.keys import fetch_citizen_key
-from services.registration.pooled import PooledKeys, keep_offers
+from services.registration.pooled import PooledKey, PooledKeys, keep_offers
 
 from .conftest import Registration, running_registration
 
@@ -128,3 +133,32 @@ async def test_pooled_keys_are_handed_out_once_and_a_replayed_offer_brings_none_
     # A batch too near its expiry is never handed out.
     await file_batch(registration, holder, [new_holder_key_pair()[1]], datetime.now(UTC))
     assert await PooledKeys(registration.pool, [holder]).take() == []
+
+
+async def test_taken_keys_come_prepared_and_each_grants_once(
+    registration: Registration,
+) -> None:
+    # A batch's wrap halves are prepared in the background right after the fetch, so a
+    # request only finishes them; whichever way a key was prepared, it grants once.
+    holders = [f"holder-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    later = datetime.now(UTC) + timedelta(days=3)
+    privates: dict[str, bytes] = {}
+    for holder in holders:
+        pairs = [new_holder_key_pair() for _ in range(8)]
+        privates |= {base64.b64encode(public).decode(): private for private, public in pairs}
+        await file_batch(registration, holder, [public for _, public in pairs], later)
+    pooled = PooledKeys(registration.pool, holders, batch=4)
+    taken = await pooled.take()
+    await asyncio.gather(*pooled._preparing)
+    taken += await pooled.take()
+    assert len(taken) == 4 and all(k._prepared is not None for k in taken), (
+        "taken keys carry their prepared half"
+    )
+    unprepared = PooledKey(holders[0], taken[0].public_key, later)  # taken before its turn
+    for key in [*taken, unprepared]:
+        citizen_key = CitizenKey.new()
+        grant = key.grant("c-abcdefghijklmnopqrst", citizen_key)
+        context = grant_context("c-abcdefghijklmnopqrst", key.holder)
+        assert unwrap_key(privates[key.public_key], grant.wrapped_key, context) == citizen_key.key
+        with pytest.raises(RuntimeError, match="used once"):
+            key.grant("c-another-citizen-idxx", CitizenKey.new())

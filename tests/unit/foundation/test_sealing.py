@@ -11,10 +11,12 @@ import pytest
 
 from immunreg.contracts.common import Sealed
 from immunreg.sealing import (
+    WRAPPED_BYTES,
     UnsealError,
     ensure_key_file,
     new_data_key,
     new_holder_key_pair,
+    prepare_wrap,
     public_half,
     read_key_file,
     seal,
@@ -113,6 +115,33 @@ def test_a_wrapped_key_unwraps_only_with_the_holders_private_key_and_context() -
     # What a holder does with it: open values sealed under the data key.
     sealed = seal(data_key, b"Jelena", AD, key_id="k")
     assert unseal(unwrap_key(private, wrapped, CONTEXT), sealed, AD) == b"Jelena"
+
+
+def test_a_wrap_finished_from_a_prepared_half_opens_for_its_context_only() -> None:
+    private, public = new_holder_key_pair()
+    data_key = new_data_key()
+    prepared = prepare_wrap(public)
+    assert "unused" in repr(prepared) and "used" not in repr(prepared).replace("unused", "")
+    wrapped = prepared.finish(data_key, CONTEXT)
+    assert len(base64.b64decode(wrapped)) == WRAPPED_BYTES, "the layout wrap_key makes"
+    assert base64.b64decode(wrapped)[:32] == prepared.ephemeral_public
+    assert unwrap_key(private, wrapped, CONTEXT) == data_key
+    with pytest.raises(UnsealError):
+        unwrap_key(private, wrapped, b"c-another-citizen-id|certificates")
+    with pytest.raises(UnsealError):
+        unwrap_key(new_holder_key_pair()[0], wrapped, CONTEXT)
+
+
+def test_a_prepared_half_is_used_once() -> None:
+    _, public = new_holder_key_pair()
+    prepared = prepare_wrap(public)
+    prepared.finish(new_data_key(), CONTEXT)
+    assert prepared.used and "unused" not in repr(prepared)
+    # A second wrap under the same ephemeral key (even for another citizen) is refused.
+    with pytest.raises(RuntimeError, match="used once"):
+        prepared.finish(new_data_key(), b"c-another-citizen-id|certificates")
+    with pytest.raises(ValueError, match="32 bytes"):
+        prepare_wrap(b"short")
 
 
 def test_an_altered_or_cut_wrapped_key_is_refused() -> None:
