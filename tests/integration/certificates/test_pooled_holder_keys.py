@@ -128,8 +128,18 @@ async def test_the_pool_is_topped_up_by_a_batch_offered_on_a_stream_of_its_own(
     async with store.transaction() as conn:
         full = await holderkeys.top_up_pool(store, conn, contract.CONTEXT, low=pooled)
     assert full == 0, "enough pooled: nothing offered"
-    async with store.transaction() as conn:
-        added = await holderkeys.top_up_pool(store, conn, contract.CONTEXT, low=pooled + 1, batch=3)
+
+    # The service's own top-up (at its start) may be under way beside the test: it holds
+    # the top-up lock, and once it commits the pool has grown past `low`. So each try
+    # asks for one more key than is pooled at that moment, until the lock is free.
+    async def top_up_three() -> int:
+        pooled = await certificates.pool.fetchval("SELECT count(*) FROM holder_key_pool")
+        async with store.transaction() as conn:
+            return await holderkeys.top_up_pool(
+                store, conn, contract.CONTEXT, low=pooled + 1, batch=3
+            )
+
+    added = await eventually(top_up_three, "a top-up of 3 is offered", timeout=20)
     assert added == 3
     [row] = await certificates.pool.fetch(
         "SELECT stream_id, data::text AS data FROM events WHERE type = 'HolderKeysPooled' "
