@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from dose_events import administered
 from immunreg.contracts import administration, registration
 from immunreg.contracts.administration import DoseAdministered, DoseVoided
 from immunreg.contracts.registration import PreferencesChanged
@@ -18,24 +19,15 @@ from .conftest import PFIZER, Booking, envelope_of, new_site_id
 
 
 def dose(citizen_id: str, site: str, dose_id: str, **changes: object) -> DoseAdministered:
-    values: dict[str, object] = {
-        "dose_id": dose_id,
-        "citizen_id": citizen_id,
-        "site_id": site,
-        "site_municipality_code": "70092",
-        "citizen_municipality_code": "70092",
-        "product_code": PFIZER,
-        "lot_number": "LOT-1",
-        "dose_number": 1,
-        "series_length": 2,
-        "series_complete": False,
-        "administered_at": datetime.now(UTC),
-        "age_at_vaccination": 50,
-        "sex": "female",
-        "vaccinator_id": "v1",
-    }
-    values.update(changes)
-    return DoseAdministered(**values)  # type: ignore[arg-type]
+    """A first dose of PFIZER given now (`changes` name the fields a case is about)."""
+    return administered(
+        dose_id=dose_id,
+        citizen_id=citizen_id,
+        site_id=site,
+        product_code=PFIZER,
+        administered_at=datetime.now(UTC),
+        **changes,
+    )
 
 
 async def stocked_site_and_citizen(booking: Booking) -> tuple[str, str]:

@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
 
+from dose_events import administered
 from immunreg.contracts import administration, inventory, registration
-from immunreg.contracts.administration import DoseAdministered
 from immunreg.contracts.inventory import StockLevelChanged
 from immunreg.contracts.registration import (
     CitizenErased,
@@ -143,21 +143,12 @@ async def test_a_dose_event_books_the_second_dose_inside_the_interval(
     await publish(
         producer,
         administration.CONTEXT,
-        DoseAdministered(
+        administered(
             dose_id=dose_id,
             citizen_id=citizen,
             site_id=site,
-            site_municipality_code="70092",
-            citizen_municipality_code="70092",
             product_code=PFIZER,
-            lot_number="LOT-T1",
-            dose_number=1,
-            series_length=2,
-            series_complete=False,
             administered_at=given_at,
-            age_at_vaccination=50,
-            sex="female",
-            vaccinator_id="vax-1",
         ),
         f"dose-{dose_id}",
         "DoseRecord",

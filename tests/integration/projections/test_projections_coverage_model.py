@@ -23,7 +23,7 @@ import asyncpg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from immunreg.contracts.administration import DoseAdministered, DoseCorrected, DoseVoided
+from dose_events import administered, corrected, dose_record, voided
 from immunreg.contracts.common import Sealed
 from immunreg.contracts.envelope import Context, Envelope, Event
 from immunreg.contracts.registration import (
@@ -93,36 +93,24 @@ def dose_event(draw: st.DrawFn) -> Event:
     dose_id = f"d-{citizen}-{draw(st.integers(min_value=1, max_value=3))}"
     number = draw(st.integers(min_value=1, max_value=3))
     booster = number == 3 and draw(st.booleans())
-    fields: dict[str, Any] = dict(
+    record = dose_record(
         dose_id=dose_id,
         citizen_id=citizen,
-        site_id="SITE-1",
         product_code=draw(st.sampled_from(PRODUCTS)),
-        lot_number="LOT-1",
         dose_number=number,
-        series_length=2,
         series_complete=number >= 2 and draw(st.booleans()),
         booster=booster,
         administered_at=moment(draw(days), draw(st.integers(min_value=0, max_value=1439))),
-        site_municipality_code=BARAJEVO,
         citizen_municipality_code=draw(st.sampled_from(MUNICIPALITIES)),
         age_at_vaccination=draw(st.none() | st.integers(min_value=0, max_value=100)),
         sex=draw(st.none() | st.sampled_from(get_args(SexFilter))),
     )
     kind = draw(st.sampled_from(["administered", "administered", "corrected", "voided"]))
     if kind == "voided":
-        return DoseVoided(
-            dose_id=dose_id,
-            citizen_id=citizen,
-            site_id="SITE-1",
-            product_code=fields["product_code"],
-            lot_number="LOT-1",
-            dose_number=number,
-            reason="entered twice",
-        )
+        return voided(**record, reason="entered twice")
     if kind == "corrected":
-        return DoseCorrected(**fields, reason="wrong day")
-    return DoseAdministered(**fields, vaccinator_id="vac-1")
+        return corrected(**record)
+    return administered(**record)
 
 
 # A history: events in the order they are applied, cut into batches at random places.
@@ -249,25 +237,16 @@ async def test_the_coverage_model_answers_what_the_scan_answers(
 async def test_a_replay_deletes_the_cells_its_batches_moved_in_and_out_again(dsn: str) -> None:
     """A dose moved to another day in a later batch: its first day's cells sum to zero
     across the staged deltas, and the replay ends without them, as the live model does."""
-    fields: dict[str, Any] = dict(
+    fields = dose_record(
         dose_id="d-moved",
         citizen_id="c-moved",
-        site_id="SITE-1",
-        product_code=COMIRNATY,
-        lot_number="LOT-1",
-        dose_number=1,
-        series_length=2,
-        series_complete=False,
-        booster=False,
         administered_at=moment(3, 600),
-        site_municipality_code=BARAJEVO,
         citizen_municipality_code=NOVI_SAD,
         age_at_vaccination=40,
-        sex="female",
     )
     events: list[Event] = [
-        DoseAdministered(**fields, vaccinator_id="vac-1"),
-        DoseCorrected(**{**fields, "administered_at": moment(20, 600)}, reason="wrong day"),
+        administered(**fields),
+        corrected(**{**fields, "administered_at": moment(20, 600)}),
     ]
     tables = (*COVERAGE_TABLES, *COUNTERS)
     models: list[dict[str, list[tuple[Any, ...]]]] = []

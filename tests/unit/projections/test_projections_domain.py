@@ -6,7 +6,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from immunreg.contracts.administration import DoseAdministered, DoseCorrected, DoseVoided
+from dose_events import COMIRNATY, administered, voided
+from immunreg.contracts.administration import DoseCorrected
 from immunreg.contracts.booking import (
     AppointmentAttended,
     AppointmentBooked,
@@ -41,42 +42,11 @@ from services.projections.domain import (
     run_out_day,
 )
 
-COMIRNATY, VAXZEVRIA = "EU/1/20/1528", "EU/1/21/1529"
+VAXZEVRIA = "EU/1/21/1529"
 
 
 def at(day: str, hour: int = 10) -> datetime:
     return datetime.fromisoformat(f"{day}T{hour:02d}:00:00+00:00")
-
-
-def administered(
-    dose_id: str = "d1",
-    *,
-    citizen: str = "c1",
-    when: datetime | None = None,
-    product: str = COMIRNATY,
-    number: int = 1,
-    complete: bool = False,
-    booster: bool = False,
-    age: int = 52,
-    municipality: str = "70092",
-) -> DoseAdministered:
-    return DoseAdministered(
-        dose_id=dose_id,
-        citizen_id=citizen,
-        site_id="SITE-1",
-        site_municipality_code="70092",
-        citizen_municipality_code=municipality,
-        product_code=product,
-        lot_number="LOT1",
-        dose_number=number,
-        series_length=2,
-        series_complete=complete,
-        booster=booster,
-        administered_at=when or at("2024-03-01"),
-        age_at_vaccination=age,
-        sex="female",
-        vaccinator_id="v1",
-    )
 
 
 def registered(
@@ -146,22 +116,14 @@ def test_a_correction_replaces_the_record_and_keeps_what_it_leaves_empty() -> No
     assert dose is not None
     assert (dose.site_id, dose.product_code, dose.day) == ("SITE-2", VAXZEVRIA, date(2024, 3, 3))
     assert (dose.age_at_vaccination, dose.sex, dose.citizen_municipality_code) == (
-        52,
+        50,
         "female",
         "70092",
     )
 
 
 def test_a_voided_dose_stays_voided_and_counts_nowhere() -> None:
-    void = DoseVoided(
-        dose_id="d1",
-        citizen_id="c1",
-        site_id="SITE-1",
-        product_code=COMIRNATY,
-        lot_number="LOT1",
-        dose_number=1,
-        reason="entered in error",
-    )
+    void = voided()
     dose = evolve_dose(evolve_dose(None, administered()), void)
     assert dose is not None and dose.voided
     assert dose_cells(dose) == ([], [])
@@ -170,17 +132,17 @@ def test_a_voided_dose_stays_voided_and_counts_nowhere() -> None:
 
 
 def test_a_dose_counts_in_its_day_product_band_kind_and_site() -> None:
-    assert dose_cells(evolve_dose(None, administered(number=2, complete=True))) == (
+    assert dose_cells(evolve_dose(None, administered(dose_number=2, series_complete=True))) == (
         [(date(2024, 3, 1), COMIRNATY, "50-54", "series")],
         [("SITE-1", COMIRNATY, date(2024, 3, 1))],
     )
-    booster = evolve_dose(None, administered(number=3, booster=True, age=70))
+    booster = evolve_dose(None, administered(dose_number=3, booster=True, age_at_vaccination=70))
     assert dose_cells(booster)[0] == [(date(2024, 3, 1), COMIRNATY, "70-74", "booster")]
 
 
 def test_registration_wins_over_the_dose_for_residence_sex_and_age() -> None:
     registration = evolve_registration(Registration(), registered())
-    dose = evolve_dose(None, administered(when=at("2024-05-09"), age=99))
+    dose = evolve_dose(None, administered(administered_at=at("2024-05-09"), age_at_vaccination=99))
     assert dose is not None
     facts = citizen_facts(registration, [dose], pending=False)
     assert (facts.municipality_code, facts.district_code, facts.sex, facts.age_band) == (
@@ -193,8 +155,16 @@ def test_registration_wins_over_the_dose_for_residence_sex_and_age() -> None:
 
 def test_without_a_registration_the_first_dose_says_who_it_was() -> None:
     doses = [
-        evolve_dose(None, administered("d2", when=at("2024-04-01"), number=2, age=48)),
-        evolve_dose(None, administered("d1", when=at("2024-03-01"), age=47)),
+        evolve_dose(
+            None,
+            administered(
+                dose_id="d2", administered_at=at("2024-04-01"), dose_number=2, age_at_vaccination=48
+            ),
+        ),
+        evolve_dose(
+            None,
+            administered(dose_id="d1", administered_at=at("2024-03-01"), age_at_vaccination=47),
+        ),
     ]
     facts = citizen_facts(Registration(), [d for d in doses if d], pending=False)
     assert (facts.municipality_code, facts.sex, facts.age_band) == ("70092", "female", "45-49")
@@ -208,10 +178,22 @@ def test_without_a_registration_the_first_dose_says_who_it_was() -> None:
 
 def test_series_and_booster_dates_come_from_the_earliest_such_dose() -> None:
     doses = [
-        evolve_dose(None, administered("d1", when=at("2024-03-01"))),
-        evolve_dose(None, administered("d2", when=at("2024-03-22"), number=2, complete=True)),
+        evolve_dose(None, administered(dose_id="d1", administered_at=at("2024-03-01"))),
         evolve_dose(
-            None, administered("d3", when=at("2024-06-25"), number=3, booster=True, product="X")
+            None,
+            administered(
+                dose_id="d2", administered_at=at("2024-03-22"), dose_number=2, series_complete=True
+            ),
+        ),
+        evolve_dose(
+            None,
+            administered(
+                dose_id="d3",
+                administered_at=at("2024-06-25"),
+                dose_number=3,
+                booster=True,
+                product_code="X",
+            ),
         ),
     ]
     facts = citizen_facts(Registration(), [d for d in doses if d], pending=False)
@@ -221,7 +203,7 @@ def test_series_and_booster_dates_come_from_the_earliest_such_dose() -> None:
 
 
 def test_a_booster_alone_implies_a_completed_series() -> None:
-    booster = evolve_dose(None, administered(number=3, booster=True))
+    booster = evolve_dose(None, administered(dose_number=3, booster=True))
     assert booster is not None
     facts = citizen_facts(Registration(), [booster], pending=False)
     assert facts.complete_date == facts.booster_date == date(2024, 3, 1)
@@ -230,20 +212,9 @@ def test_a_booster_alone_implies_a_completed_series() -> None:
 def test_voided_doses_do_not_make_anyone_vaccinated() -> None:
     dose = evolve_dose(None, administered())
     assert dose is not None
-    voided = evolve_dose(
-        dose,
-        DoseVoided(
-            dose_id="d1",
-            citizen_id="c1",
-            site_id="SITE-1",
-            product_code=COMIRNATY,
-            lot_number="LOT1",
-            dose_number=1,
-            reason="error",
-        ),
-    )
+    void = evolve_dose(dose, voided(reason="error"))
     registration = evolve_registration(Registration(), registered())
-    facts = citizen_facts(registration, [voided] if voided else [], pending=False)
+    facts = citizen_facts(registration, [void] if void else [], pending=False)
     assert facts.dose1_date is None and facts.age_band is None
     assert facts.waiting and facts.waiting_in == "80284"
 
@@ -271,7 +242,7 @@ def test_erasure_drops_the_birth_date_and_the_age_falls_back_to_the_dose() -> No
         evolve_registration(Registration(), registered()), CitizenErased(citizen_id="c1")
     )
     assert registration.birth_date is None and registration.erased
-    dose = evolve_dose(None, administered(age=47))
+    dose = evolve_dose(None, administered(age_at_vaccination=47))
     assert dose is not None
     assert citizen_facts(registration, [dose], pending=False).age_band == "45-49"
 
