@@ -84,3 +84,17 @@ class NotFound(DomainError):
     """The aggregate the command is for does not exist (404)."""
 
     status = 404
+
+
+class PersonalDataErased(DomainError):
+    """The citizen's personal data was erased (410 `citizen_erased`): what is asked of them
+    is gone for good. The one refusal every service gives for an erased citizen; the HTTP
+    edge answers it as `Problem.citizen_erased()`, which is made from it."""
+
+    status = 410
+
+    def __init__(self) -> None:
+        super().__init__(
+            "citizen_erased",
+            "the citizen's personal data was erased: nothing of theirs is served or written",
+        )

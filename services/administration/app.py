@@ -133,8 +133,8 @@ async def administration_resources(app: web.Application) -> AsyncIterator[None]:
 
 BOOKS = PostgresBooks()
 
-# An erased citizen (DetailsErased, 410 `citizen_erased`) is a DomainError: the domain
-# middleware shapes it, for reads as for writes.
+# An erased citizen (DetailsErased, 410 `citizen_erased`) is the shared PersonalDataErased:
+# the domain middleware shapes it as Problem.citizen_erased(), for reads as for writes.
 Refusal = DoseRefused | NotYetHappened | DoseNotFound | CitizenNotFound
 
 

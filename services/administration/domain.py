@@ -44,7 +44,14 @@ from immunreg.contracts.administration import (
 )
 from immunreg.contracts.common import Sealed, Sex
 from immunreg.contracts.envelope import Context, Event
-from immunreg.domain import Aggregate, Conflict, DomainError, NotFound, RuleViolation
+from immunreg.domain import (
+    Aggregate,
+    Conflict,
+    DomainError,
+    NotFound,
+    PersonalDataErased,
+    RuleViolation,
+)
 from immunreg.reference.calendar import age_on, local_date
 from immunreg.reference.vaccines import VaccineCatalog
 from immunreg.structs import Struct
@@ -62,14 +69,9 @@ DoseStatus = Literal["none", "completed", "entered-in-error"]
 Seal = Callable[[DoseNotes | AdverseEventDetails], Sealed]
 
 
-class DetailsErased(DomainError):
-    """The citizen was erased (410 `citizen_erased`): nothing more is written about them
-    that needs their key, and their doses are no longer served."""
-
-    status = 410
-
-    def __init__(self) -> None:
-        super().__init__("citizen_erased", "the citizen's data was erased")
+class DetailsErased(PersonalDataErased):
+    """The citizen was erased (410 `citizen_erased`, the shared problem): nothing more is
+    written about them that needs their key, and their doses are no longer served."""
 
 
 def dose_id_for(

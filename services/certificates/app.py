@@ -103,16 +103,12 @@ async def _certificate(
     return view, stored
 
 
-def _erased() -> Problem:
-    return Problem(410, "the citizen's personal data was erased", code="citizen_erased")
-
-
 async def _signed(
     request: web.Request, image: readmodel.QrFormat | None = None
 ) -> tuple[CertificateView, str, bytes | None]:
     found, stored = await _certificate(request, image)
     if found.hc1 is None:
-        raise _erased()
+        raise Problem.citizen_erased()
     return found, found.hc1, stored
 
 
@@ -198,7 +194,7 @@ async def _qr_image(
             request.app[POOL_KEY], _issuer(request).metrics, found.uvci, image
         )
     if body is None:  # erased since `_signed` read it
-        raise _erased()
+        raise Problem.citizen_erased()
     return web.Response(body=body, content_type=content_type, headers=headers)
 
 

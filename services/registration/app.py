@@ -349,7 +349,7 @@ async def _current_view(
     if row is None:
         raise Problem.not_found("no citizen is registered under this id")
     if row["status"] == "erased":
-        raise Problem(410, "the citizen's personal data was erased", code="citizen_erased")
+        raise Problem.citizen_erased()
     if row["key_id"] is None:
         raise RuntimeError(f"citizen {citizen_id} has no data key but is not erased")
     key = unwrap_citizen_key(request.app[KEYS], citizen_id, row["key_id"], row["wrapped_key"])

@@ -9,6 +9,8 @@ from http import HTTPStatus
 import msgspec
 from aiohttp import web
 
+from immunreg.domain import PersonalDataErased
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 
@@ -97,6 +99,14 @@ class Problem(Exception):
     def conflict(cls, detail: str, *, code: str | None = None) -> Problem:
         """409: the current state forbids it (e.g. `lot_recalled`, `slot_full`)."""
         return cls(409, detail, code=code)
+
+    @classmethod
+    def citizen_erased(cls) -> Problem:
+        """410 `citizen_erased`: the citizen's personal data was erased. Every service answers
+        a read of an erased citizen's resource with this one document (the domain's
+        `PersonalDataErased`, as the domain middleware shapes it too)."""
+        erased = PersonalDataErased()
+        return cls(erased.status, erased.message, code=erased.code)
 
     @classmethod
     def precondition_failed(cls, detail: str) -> Problem:

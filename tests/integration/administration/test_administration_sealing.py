@@ -6,7 +6,6 @@ and keeps only the facts statistics need after."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +22,7 @@ from immunreg.contracts.envelope import Event
 from immunreg.sealing import CitizenKey
 from services.administration.keys import adverse_details, dose_notes
 
+from ..support.problems import assert_citizen_erased
 from .conftest import Administration, unique
 from .test_administration_doses import _find_on_topic
 
@@ -204,15 +204,7 @@ async def test_details_are_sealed_and_open_with_the_citizens_key_until_erasure(
     assert (adverse["serious"], adverse["onset_at"]) == (True, given + timedelta(minutes=20))
     # Nor is the dose served any more: 410 as for the citizen's record, the same problem.
     for path in (f"/v1/doses/{dose_id}", f"/v1/citizens/{citizen}/doses"):
-        gone = await a.client.get(path, headers=a.admin)
-        assert gone.status == 410, await gone.text()
-        assert gone.content_type == "application/problem+json"
-        assert json.loads(await gone.text()) == {
-            "title": "Gone",
-            "status": 410,
-            "detail": "the citizen's data was erased",
-            "code": "citizen_erased",
-        }
+        await assert_citizen_erased(await a.client.get(path, headers=a.admin))
 
 
 async def test_an_erased_citizens_dose_takes_no_sealed_details(
@@ -243,13 +235,8 @@ async def test_an_erased_citizens_dose_takes_no_sealed_details(
     )
     read = await a.client.get(f"/v1/doses/{dose_id}", headers=a.staff(here))
 
-    problems = []
-    for response in (voided, reported, read):
-        assert response.status == 410, await response.text()
-        assert response.content_type == "application/problem+json"
-        problems.append(json.loads(await response.text()))
     # One problem for an erased citizen, whether the dose is written to or read.
-    assert problems[0]["code"] == "citizen_erased"
-    assert problems[1] == problems[0] and problems[2] == problems[0]
+    for response in (voided, reported, read):
+        await assert_citizen_erased(response)
     assert await a.count() == before
     assert await _key(a, citizen) is None
