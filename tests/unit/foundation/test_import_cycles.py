@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-FIRST_IMPORTS = ["immunreg.tasks", "immunreg.eventstore.signal"]
+FIRST_IMPORTS = ["immunreg.tasks", "immunreg.childprocess", "immunreg.eventstore.signal"]
 
 
 @pytest.mark.parametrize("module", FIRST_IMPORTS)
