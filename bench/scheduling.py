@@ -110,6 +110,18 @@ async def seed(
         await asyncio.gather(
             *(put(f"/v1/sites/{site}/days/{day}", {"closed": True}) for site, day in closed)
         )
+    await write_citizens(pool, citizens)
+    async with pool.acquire() as conn:
+        await conn.copy_records_to_table(
+            "site_stock",
+            records=[(s, p, doses, 1) for (s, p), doses in stock.items()],
+            columns=["site_id", "product_code", "doses_available", "version"],
+        )
+        await conn.execute("ANALYZE")
+
+
+async def write_citizens(pool: asyncpg.Pool, citizens: list[Citizen]) -> None:
+    """Waiting citizens and their earlier doses, straight into booking's read model."""
     catalog = vaccine_catalog()
     citizen_rows = []
     dose_rows = []
@@ -173,12 +185,6 @@ async def seed(
                 "voided",
             ],
         )
-        await conn.copy_records_to_table(
-            "site_stock",
-            records=[(s, p, doses, 1) for (s, p), doses in stock.items()],
-            columns=["site_id", "product_code", "doses_available", "version"],
-        )
-        await conn.execute("ANALYZE")
 
 
 async def baseline(pool: asyncpg.Pool, start: date, today: date) -> dict[str, Any]:

@@ -9,7 +9,13 @@ timings, and its result or error. `BackgroundRuns` is one kind of run in one ser
 `submit` records a run as queued (before the 202 is sent, so an accepted run is never
 lost) and wakes the worker; `run_forever` is the worker, started and stopped with the
 app (`background_task` in a cleanup context of the app factory), which takes queued runs
-oldest first, one at a time per process, through `immunreg.tasks.work_off_forever`.
+oldest first, one at a time per process, through `work_off_forever`.
+
+`work_off_forever` is the one loop of every job that does work accepted earlier (supply's
+allocation planner, the runs here): look for pending items, handle each, then wait until
+woken or the interval passes. Looking again on a timer is the source of truth (a wake-up
+is only a shortcut), so work accepted by another replica, or before a restart, is found
+too.
 
 Crash rule. The worker holds a session advisory lock named after the run for as long
 as it runs it, on a connection of its own. A run found `running` whose lock is free has
@@ -37,9 +43,9 @@ import msgspec
 
 from immunreg.contracts.envelope import new_event_id
 from immunreg.eventstore.database import Connection
+from immunreg.eventstore.errors import database_unavailable
 from immunreg.eventstore.locks import session_lock
 from immunreg.structs import Struct
-from immunreg.tasks import work_off_forever
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +69,25 @@ INTERRUPTED = "interrupted: the process running it stopped before it finished"
 PROGRESS_EVERY_SECONDS = 0.25
 
 _json = msgspec.json.Encoder()
+
+
+async def work_off_forever(
+    what: str,
+    look: Callable[[], Awaitable[None]],
+    wake: asyncio.Event,
+    interval: float,
+) -> None:
+    """Call `look` (which handles whatever is pending) now, when `wake` is set, and at
+    least every `interval` seconds; a failure is logged and the loop goes on."""
+    while True:
+        wake.clear()
+        try:
+            await look()
+        except Exception as error:  # the job must outlive any one failure
+            level = logging.WARNING if database_unavailable(error) else logging.ERROR
+            log.log(level, "%s failed; trying again later", what, exc_info=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), interval)
 
 
 class RunRecord(Struct):

@@ -1,10 +1,10 @@
-"""Background tasks: the loop that works off a queue, and stopping tasks within a bound.
+"""Stopping background tasks within a bound.
 
-`work_off_forever` is the one loop of every job that does work accepted earlier (supply's
-allocation planner, booking's scheduling runs through immunreg.runs): look for pending
-items, handle each, then wait until woken or the interval passes. Looking again on a
-timer is the source of truth (a wake-up is only a shortcut), so work accepted by
-another replica, or before a restart, is found too.
+This module imports nothing of immunreg's: the event store (its outbox signal), the
+HTTP app and the child processes stop their tasks with it, so it must sit below all of
+them (it imported immunreg.eventstore once, and importing it first then failed on the
+cycle tasks -> eventstore -> eventstore.signal -> tasks). The loop that works off a
+queue, which needs the event store's errors, is immunreg.runs' `work_off_forever`.
 
 Committed work is safe in PostgreSQL, so a clean-up that hangs (a Kafka client that
 never finishes stopping, say) must not hold a process or a test run hostage. A task
@@ -15,13 +15,10 @@ the hang can be found.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Collection
 from typing import Any
-
-from immunreg.eventstore.errors import database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -50,22 +47,3 @@ async def stop_tasks(
     for task in done:
         if not task.cancelled() and task.exception() is not None:
             log.error("task failed", exc_info=task.exception())
-
-
-async def work_off_forever(
-    what: str,
-    look: Callable[[], Awaitable[None]],
-    wake: asyncio.Event,
-    interval: float,
-) -> None:
-    """Call `look` (which handles whatever is pending) now, when `wake` is set, and at
-    least every `interval` seconds; a failure is logged and the loop goes on."""
-    while True:
-        wake.clear()
-        try:
-            await look()
-        except Exception as error:  # the job must outlive any one failure
-            level = logging.WARNING if database_unavailable(error) else logging.ERROR
-            log.log(level, "%s failed; trying again later", what, exc_info=True)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), interval)

@@ -64,7 +64,7 @@ from .domain import (
 )
 from .handlers import Dependencies, build_reactions
 from .jobs import nightly_runs, no_show_sweeps, run_parameters
-from .runworker import run_in_worker
+from .runworker import do_run
 from .schemas import (
     SITE_ID_PATTERN,
     AppointmentView,
@@ -498,12 +498,13 @@ def _runtime_resource(dependencies: Provided[Dependencies]) -> Resource:
 
 
 async def _scheduling_runs(app: web.Application) -> AsyncIterator[None]:
-    """The worker of scheduling runs, for the life of the app (immunreg.runs); each run
-    is done by a process of its own (runworker.py), so the API's loop stays free."""
+    """The worker of scheduling runs, for the life of the app (immunreg.runs); a big run
+    is done by a process of its own (runworker.py), so the API's loop stays free, and a
+    small one here, where a process's start would cost more than the run."""
     store, config = app[STORE_KEY], app[CONFIG_KEY]
 
     async def work(record: RunRecord, progress: Progress) -> dict[str, Any]:
-        counts = await run_in_worker(app[SETTINGS_KEY], config, record, progress)
+        counts = await do_run(app[SETTINGS_KEY], store, config, record, progress)
         _count_run(app, record.params["trigger"], counts)
         return msgspec.structs.asdict(counts)
 

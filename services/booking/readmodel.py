@@ -154,6 +154,18 @@ LIMIT $3
 # statement timeout (1,000,000 citizens did), and a page is a bounded unit of work.
 WAITING_PAGE = 50_000
 
+# Who `_WAITING` may return, counted no further than the limit: a cheap question even
+# for a national list (at most limit + 1 index probes), asked before every run.
+_WAITING_UP_TO = """
+SELECT count(*) FROM (
+    SELECT 1 FROM citizens c
+    WHERE c.status = 'active' AND c.birth_date IS NOT NULL AND c.municipality_code IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM appointments a
+                      WHERE a.citizen_id = c.citizen_id AND a.status = 'booked')
+    LIMIT $1
+) AS waiting
+"""
+
 _ONE = _CITIZEN_WITH_DOSES + "WHERE c.citizen_id = $1"
 
 
@@ -218,6 +230,12 @@ async def waiting_citizens(db: Executor, only: Iterable[str] | None = None) -> l
         if following is None:
             return citizens
         rows = await following
+
+
+async def waiting_at_most(db: Executor, limit: int) -> bool:
+    """Whether at most `limit` citizens are waiting (the candidates `waiting_citizens`
+    reads, before those with no dose due are left out: an upper bound)."""
+    return int(await db.fetchval(_WAITING_UP_TO, limit + 1)) <= limit
 
 
 def _waiting_from_rows(rows: list[asyncpg.Record]) -> list[Citizen]:

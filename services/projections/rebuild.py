@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from immunreg.childprocess import start_child, stop_children, until_told_to_stop
 from immunreg.contracts.topics import dlq_topic
 from immunreg.eventstore.database import (
     create_pool,
@@ -226,12 +226,11 @@ async def start_helper(
 ) -> asyncio.subprocess.Process:
     """A helper process with `members` more consumers of the model's group.
 
-    It stops when its stdin closes: when `stop_helpers` closes it, and when this
-    process ends in any way, so no helper outlives a failed rebuild.
+    Its stdin is its lifeline (immunreg.childprocess): it stops when `stop_helpers`
+    closes it, and when this process ends in any way, so no helper outlives a failed
+    rebuild.
     """
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
+    return await start_child(
         "services.projections.replayer",
         dsn,
         bootstrap,
@@ -239,43 +238,25 @@ async def start_helper(
         sources.prefix(),
         str(members),
         str(batch_size),
-        stdin=asyncio.subprocess.PIPE,
     )
 
 
 async def stop_helpers(
     helpers: list[asyncio.subprocess.Process], seconds: float = TASK_STOP_SECONDS + 5
 ) -> None:
-    """Close each helper's stdin and wait for it to exit; kill those that do not in time
-    (a killed helper's open transaction is rolled back: it wrote nothing)."""
+    """Stop every helper, waiting for each; those that do not stop in `seconds` are
+    killed (a killed helper's open transaction is rolled back: it wrote nothing)."""
+    await stop_children(helpers, seconds)
     for helper in helpers:
-        if helper.stdin is not None:
-            helper.stdin.close()
-    for helper in helpers:
-        try:
-            await asyncio.wait_for(helper.wait(), seconds)
-        except TimeoutError:
-            log.warning("a rebuild helper did not stop; killed", extra={"pid": helper.pid})
-            helper.kill()
-            await helper.wait()
         if helper.returncode:
             log.warning("a rebuild helper failed", extra={"returncode": helper.returncode})
-
-
-async def until_stdin_closes() -> None:
-    """Return when this process's stdin reaches its end."""
-    reader = asyncio.StreamReader()
-    loop = asyncio.get_running_loop()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    while await reader.read(4096):
-        pass
 
 
 async def serve_helper(
     dsn: str, bootstrap: str, schema: str, sources: Sources, *, members: int, batch_size: int
 ) -> None:
     """A helper process's life (services/projections/replayer.py): `members` members of
-    the model's group, until stdin closes."""
+    the model's group, until it is told to stop (its stdin's end, or SIGTERM)."""
     pool = await replay_pool(dsn, schema)
     try:
         consumers = replay_members(
@@ -283,7 +264,7 @@ async def serve_helper(
         )
         tasks = [asyncio.create_task(consumer.run()) for consumer in consumers]
         try:
-            await until_stdin_closes()
+            await until_told_to_stop()
         finally:
             await stop_tasks(tasks)
     finally:

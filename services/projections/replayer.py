@@ -7,7 +7,8 @@ commits its effect with its position, so which process applied a batch makes no
 difference to the model. A replay's Python runs on one core per process; the rebuild
 is bound by it.
 
-The helper runs until its stdin reaches its end: the rebuild closes it once every
+The helper is a child process with a lifeline (immunreg.childprocess): it runs until
+its stdin reaches its end (or SIGTERM arrives). The rebuild closes it once every
 position is caught up, and the operating system closes it when the rebuild's process
 ends in any way, so a helper never outlives its rebuild nor writes into a model after
 the rebuild summed its staged counters or dropped it.
@@ -15,10 +16,11 @@ the rebuild summed its staged counters or dropped it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+
+from immunreg.childprocess import run_child
 
 from .handlers import Sources
 from .rebuild import serve_helper
@@ -31,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     dsn, bootstrap, schema, prefix, members, batch_size = args
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    asyncio.run(
+    run_child(
         serve_helper(
             dsn,
             bootstrap,

@@ -40,8 +40,8 @@ from immunreg.http.keys import METRICS_KEY, POOL_KEY
 from immunreg.http.middleware import metadata_from_request
 from immunreg.http.problems import Problem
 from immunreg.reference.vaccines import vaccine_catalog
+from immunreg.runs import work_off_forever
 from immunreg.service import Service
-from immunreg.tasks import work_off_forever
 
 from . import handlers, readmodel
 from .allocation import AllocationInput

@@ -14,19 +14,21 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 import pytest
 
+from immunreg.childprocess import follow_reports
+from immunreg.config import Settings
 from immunreg.eventstore.locks import session_lock
 from immunreg.http.app import SETTINGS_KEY
 from immunreg.runs import INTERRUPTED, RunRecord
-from services.booking import readmodel
+from services.booking import readmodel, runworker
 from services.booking.app import CONFIG_KEY, RUNS_KEY
 from services.booking.config import BookingConfig
 from services.booking.jobs import run_parameters
-from services.booking.runworker import follow, start_worker
+from services.booking.runworker import start_worker
 
 from .conftest import PFIZER, Booking, _start, new_site_id
 
@@ -80,15 +82,20 @@ async def booked_by(pool: asyncpg.Pool, run_id: str) -> int:
 
 @pytest.fixture
 async def serial_booking(
-    dsn: str, bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+    dsn: str,
+    bootstrap: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[Booking]:
-    """Booking committing one batch at a time, so batches commit in planner order."""
+    """Booking committing one batch at a time, so batches commit in planner order;
+    an indirect parameter is its IN_PROCESS_RUN_MAX (runs up to it in its process)."""
     client, pool, schema, pem = await _start(
         dsn,
         bootstrap,
         tmp_path_factory.mktemp("booking-keys"),
         consume=False,
         COMMIT_CONCURRENCY="1",
+        IN_PROCESS_RUN_MAX=getattr(request, "param", "1000"),
     )
     try:
         yield Booking(client=client, pool=pool, schema=schema, private_pem=pem)
@@ -98,6 +105,10 @@ async def serial_booking(
         await pool.close()
 
 
+# The same run, the same status resource, done in the service's process or in a worker.
+@pytest.mark.parametrize(
+    "serial_booking", ["1000", "0"], indirect=True, ids=["in_the_service", "in_a_worker"]
+)
 async def test_a_run_is_accepted_shows_progress_and_completes_with_the_read_models_counts(
     serial_booking: Booking,
 ) -> None:
@@ -263,13 +274,55 @@ async def test_a_run_worker_whose_service_is_gone_stops_and_commits_nothing_more
         worker = await start_worker(settings, app[CONFIG_KEY], record)
         assert worker.stdin is not None and worker.stdout is not None
         with pytest.raises(EnoughSeen):
-            await follow(worker.stdout, report)  # site A committed, site B waits for us
+            await follow_reports(worker.stdout, report)  # site A committed, site B waits for us
         worker.stdin.close()  # what the kernel does when the service's process dies
         # It stops while still waiting for the row (a worker that went on would wait
         # here for as long as we hold it).
         assert await asyncio.wait_for(worker.wait(), 60) != 0
-        assert await follow(worker.stdout, report) == {}  # stopped, neither done nor failed
+        assert await follow_reports(worker.stdout, report) == {}  # stopped, neither done nor failed
     assert seen[-1]["booked"] == 2 == await booked_by(booking.pool, record.run_id)
+
+
+@pytest.fixture
+def workers_started(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The run ids of the worker processes started from now on (a spy: the worker is
+    started as always)."""
+    started: list[str] = []
+    start = runworker.start_worker
+
+    async def spy(
+        settings: Settings, config: BookingConfig, record: RunRecord
+    ) -> asyncio.subprocess.Process:
+        started.append(record.run_id)
+        return await start(settings, config, record)
+
+    monkeypatch.setattr(runworker, "start_worker", spy)
+    return started
+
+
+async def three_waiting(booking: Booking) -> date:
+    """One site with room and stock for three, and three citizens waiting; the day."""
+    site = new_site_id()
+    await booking.define_site(site, HOME, {PFIZER: 3})
+    await booking.stock(site, PFIZER, 10)
+    for _ in range(3):
+        await booking.register(municipality_code=HOME)
+    return BookingConfig().today() + tomorrow()
+
+
+# Three waiting: at IN_PROCESS_RUN_MAX 3 no worker's start to pay for; at 2 the worker's.
+@pytest.mark.parametrize(
+    ("serial_booking", "in_a_worker"),
+    [("3", False), ("2", True)],
+    indirect=["serial_booking"],
+    ids=["up_to_the_threshold_in_the_service", "over_it_in_a_worker"],
+)
+async def test_a_run_is_done_in_the_services_process_or_a_worker_by_its_waiting_list(
+    serial_booking: Booking, workers_started: list[str], in_a_worker: bool
+) -> None:
+    done = await serial_booking.run(await three_waiting(serial_booking), 1)
+    assert done["booked"] == 3 == await booked_by(serial_booking.pool, done["run_id"])
+    assert workers_started == ([done["run_id"]] if in_a_worker else [])
 
 
 class EnoughSeen(Exception):
