@@ -19,10 +19,11 @@ is sampled throughout (loadtests.watch).
 
 Same-run baseline: the pure planner (`scheduler.plan`) on exactly what the run loads,
 read from the same read model by this process before the run (load and plan timed).
-Checked: the run's `booked` equals its appointments in the read model and its
-AppointmentBooked events. Figures go to bench/results.json under
-"booking_scheduling_run"; target: 1,000,000 waiting citizens booked and committed in
-<= 60 s (docs/BENCHMARKS.md has the per-core arithmetic).
+Checked: the run's `booked` equals its appointments in the read model, its
+AppointmentBooked events and every event of the appointment streams (one per booking).
+Figures go to bench/results.json under "booking_scheduling_run"; target: 1,000,000
+waiting citizens booked and committed in <= 60 s (docs/BENCHMARKS.md has the per-core
+arithmetic).
 """
 
 from __future__ import annotations
@@ -274,6 +275,11 @@ async def check(pool: asyncpg.Pool, run_id: str) -> dict[str, int]:
         "appointment_events": await pool.fetchval(
             "SELECT count(*) FROM events WHERE type = 'AppointmentBooked'"
         ),
+        # Every event of the appointment streams: one per booking (until 2026-12-07 a
+        # NotificationRequested went beside each AppointmentBooked, two).
+        "appointment_stream_events": await pool.fetchval(
+            "SELECT count(*) FROM events WHERE stream_type = 'Appointment'"
+        ),
         # Not yet published when the run completed: the relay's work left outside the
         # window the CPU is measured over.
         "outbox_left_at_completion": await pool.fetchval("SELECT count(*) FROM outbox"),
@@ -355,9 +361,18 @@ async def measure(stack: IsolatedStack, count: int) -> dict[str, Any]:
         "cpu_pct_during_run": cpu,
         "cores_busy": round(cores, 2),
         "booked_per_core_second": round(view["booked"] / (seconds * cores)) if cores else None,
+        # Each group's CPU during the run over what it booked (booking with its worker).
+        "cpu_us_per_booking": {
+            group: round(pct / 100 * seconds / view["booked"] * 1e6) for group, pct in cpu.items()
+        }
+        if view["booked"]
+        else None,
         "baseline_pure_planner": pure,
         "read_model_check": found,
-        "consistent": found["appointments"] == view["booked"] == found["appointment_events"],
+        "consistent": found["appointments"]
+        == view["booked"]
+        == found["appointment_events"]
+        == found["appointment_stream_events"],
         "target": TARGET,
     }
 
@@ -380,7 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{figures['booked']:,} booked and committed in {figures['seconds']} s "
         f"({figures['booked_per_second']}/s; timings {figures['timings']}); "
         f"API during the run p99 {figures['api_during_run']['p99_ms']} ms; "
-        f"CPU {figures['cpu_pct_during_run']}; "
+        f"CPU {figures['cpu_pct_during_run']}, per booking (us) {figures['cpu_us_per_booking']}, "
+        f"{figures['booked_per_core_second']} booked per core-second; "
         f"baseline: pure planner {pure['plan_seconds']} s, load {pure['load_seconds']} s; "
         f"consistent: {figures['consistent']}"
     )

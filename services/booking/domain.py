@@ -37,7 +37,6 @@ from immunreg.contracts.booking import (
     AppointmentCancelled,
     AppointmentMissed,
     AppointmentRescheduled,
-    NotificationRequested,
     SiteCapacityChanged,
     SiteDefined,
     SlotsReleased,
@@ -276,21 +275,6 @@ class Miss(Struct):
 AppointmentCommand = Book | Reschedule | Cancel | Attend | Miss
 
 
-def _notify(state: AppointmentState, template: str, **extra: str) -> NotificationRequested:
-    """Ids, place, day and product only: the gateway looks up contact details itself."""
-    parameters = {
-        "appointment_id": state.appointment_id,
-        "site_id": state.site_id,
-        "day": state.day.isoformat() if state.day else "",
-        "product_code": state.product_code,
-        "dose_number": str(state.dose_number),
-        **extra,
-    }
-    return NotificationRequested(
-        citizen_id=state.citizen_id, template=template, parameters=parameters
-    )
-
-
 def require_open(state: AppointmentState) -> None:
     if state.status == "none":
         raise NotFound("appointment_not_found", "no such appointment")
@@ -299,52 +283,58 @@ def require_open(state: AppointmentState) -> None:
 
 
 def decide_appointment(state: AppointmentState, command: AppointmentCommand) -> list[Event]:
+    """One event per decision: the notifications service tells the citizen from the
+    appointment events themselves, so no NotificationRequested is asked for beside them
+    (it was, until nothing read it: half of every booking's writes and messages)."""
     if isinstance(command, Book):
         if state.status != "none":
             raise Conflict("appointment_exists", "this appointment was booked already")
-        booked = AppointmentBooked(
-            appointment_id=command.appointment_id,
-            citizen_id=command.citizen_id,
-            site_id=command.site_id,
-            municipality_code=command.municipality_code,
-            day=command.day,
-            product_code=command.product_code,
-            dose_number=command.dose_number,
-            reason=command.reason,
-            booster=command.booster,
-            run_id=command.run_id,
-        )
-        return [booked, _notify(evolve_appointment(state, booked), "appointment_booked")]
+        return [
+            AppointmentBooked(
+                appointment_id=command.appointment_id,
+                citizen_id=command.citizen_id,
+                site_id=command.site_id,
+                municipality_code=command.municipality_code,
+                day=command.day,
+                product_code=command.product_code,
+                dose_number=command.dose_number,
+                reason=command.reason,
+                booster=command.booster,
+                run_id=command.run_id,
+            )
+        ]
     if isinstance(command, Reschedule):
         require_open(state)
         if (command.site_id, command.day) == (state.site_id, state.day):
             raise RuleViolation("same_slot", "the appointment is already at that site and day")
         assert state.day is not None
-        moved = AppointmentRescheduled(
-            appointment_id=state.appointment_id,
-            citizen_id=state.citizen_id,
-            from_site_id=state.site_id,
-            from_day=state.day,
-            site_id=command.site_id,
-            day=command.day,
-            product_code=state.product_code,
-            municipality_code=command.municipality_code,
-        )
-        return [moved, _notify(evolve_appointment(state, moved), "appointment_rescheduled")]
+        return [
+            AppointmentRescheduled(
+                appointment_id=state.appointment_id,
+                citizen_id=state.citizen_id,
+                from_site_id=state.site_id,
+                from_day=state.day,
+                site_id=command.site_id,
+                day=command.day,
+                product_code=state.product_code,
+                municipality_code=command.municipality_code,
+            )
+        ]
     if isinstance(command, Cancel):
         if state.status == CANCELLED:
             return []  # cancelling twice changes nothing
         require_open(state)
         assert state.day is not None
-        cancelled = AppointmentCancelled(
-            appointment_id=state.appointment_id,
-            citizen_id=state.citizen_id,
-            site_id=state.site_id,
-            day=state.day,
-            product_code=state.product_code,
-            reason=command.reason,
-        )
-        return [cancelled, _notify(state, "appointment_cancelled", reason=command.reason)]
+        return [
+            AppointmentCancelled(
+                appointment_id=state.appointment_id,
+                citizen_id=state.citizen_id,
+                site_id=state.site_id,
+                day=state.day,
+                product_code=state.product_code,
+                reason=command.reason,
+            )
+        ]
     if isinstance(command, Attend):
         if state.status == ATTENDED:
             return []
@@ -364,14 +354,15 @@ def decide_appointment(state: AppointmentState, command: AppointmentCommand) -> 
         return []
     require_open(state)
     assert state.day is not None
-    missed = AppointmentMissed(
-        appointment_id=state.appointment_id,
-        citizen_id=state.citizen_id,
-        site_id=state.site_id,
-        day=state.day,
-        product_code=state.product_code,
-    )
-    return [missed, _notify(state, "appointment_missed")]
+    return [
+        AppointmentMissed(
+            appointment_id=state.appointment_id,
+            citizen_id=state.citizen_id,
+            site_id=state.site_id,
+            day=state.day,
+            product_code=state.product_code,
+        )
+    ]
 
 
 def evolve_appointment(state: AppointmentState, event: Event) -> AppointmentState:

@@ -6,8 +6,8 @@ Three kinds of stream publish here:
 - one site's day (`siteday-<site>-<yyyy-mm-dd>`): SiteCapacityChanged, SlotsReserved,
   SlotsReleased - the slot ledger that keeps a day from being overbooked;
 - an appointment's lifecycle (`appointment-<id>`): AppointmentBooked, AppointmentRescheduled,
-  AppointmentCancelled, AppointmentAttended, AppointmentMissed, and the NotificationRequested
-  each of these asks for.
+  AppointmentCancelled, AppointmentAttended, AppointmentMissed; older streams also hold
+  NotificationRequested, no longer written (below).
 
 Every fact is published once: follow appointments from the appointment events, and a
 day's fill from the slot events, never both.
@@ -111,7 +111,15 @@ class AppointmentMissed(Event):
 
 
 class NotificationRequested(Event):
-    """For a notification gateway to send; nothing is sent by booking itself."""
+    """No longer emitted: kept so that appointment streams written before still decode
+    and replay (the Appointment's evolve passes over it).
+
+    Booking used to write one beside each booking, move, cancellation and no-show, "for a
+    notification gateway to send". Nothing ever read it: the notifications service tells
+    the citizen from the appointment events themselves (AppointmentBooked, -Rescheduled,
+    -Cancelled, -Attended), so it was half of every booking's events, outbox rows and
+    Kafka messages for no reader.
+    """
 
     citizen_id: str
     template: str

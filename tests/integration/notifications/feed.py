@@ -170,6 +170,7 @@ class Feed:
         *,
         dose_number: int = 1,
         booster: bool = False,
+        run_id: str | None = None,
     ) -> tuple[str, Envelope]:
         appointment_id = uuid.uuid4().hex
         event = AppointmentBooked(
@@ -182,6 +183,7 @@ class Feed:
             dose_number=dose_number,
             reason="test",
             booster=booster,
+            run_id=run_id,
         )
         stream = f"appointment-{appointment_id}"
         return appointment_id, self.envelope(booking.CONTEXT, event, stream, "Appointment")

@@ -152,6 +152,8 @@ def scripted(sources: Sources) -> tuple[History, Ids]:
             ),
             f"siteday-{site}-{day.isoformat()}",
         )
+        # Booking no longer writes this, but streams from before hold one beside each
+        # booking: a rebuild passes over it.
         h.add(
             book,
             NotificationRequested(citizen_id=ids[name], template="booked"),

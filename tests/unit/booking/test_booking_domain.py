@@ -1,4 +1,5 @@
-"""SiteDay refuses overbooking; an Appointment's lifecycle; notifications carry only ids."""
+"""SiteDay refuses overbooking; an Appointment's lifecycle, one event per decision; streams
+written when a NotificationRequested went beside each still replay."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import date
 import pytest
 
 from immunreg.contracts.booking import (
+    CONTEXT,
     AppointmentAttended,
     AppointmentBooked,
     AppointmentCancelled,
@@ -127,20 +129,47 @@ def booked() -> AppointmentState:
     return state
 
 
-def test_booking_records_the_reason_and_asks_for_a_notification_with_ids_only() -> None:
-    booked_event, notification = decide_appointment(AppointmentState(), BOOK)
+def test_booking_records_the_reason_and_nothing_beside_it() -> None:
+    # One event: the notifications service sends the booking notice from it.
+    (booked_event,) = decide_appointment(AppointmentState(), BOOK)
     assert isinstance(booked_event, AppointmentBooked)
     assert (booked_event.reason, booked_event.run_id) == ("because", "run1")
-    assert isinstance(notification, NotificationRequested)
-    assert notification.template == "appointment_booked"
-    assert notification.citizen_id == "cit1"
-    assert notification.parameters == {
-        "appointment_id": "ap1",
-        "site_id": "S1",
-        "day": "2021-03-02",
-        "product_code": P,
-        "dose_number": "1",
-    }
+
+
+def test_a_stream_written_with_notification_requests_still_replays() -> None:
+    """Appointment streams from before hold a NotificationRequested after each decision:
+    they decode (the type is still in booking's contract) and evolve as if it were not
+    there."""
+    (booked_event,) = decide_appointment(AppointmentState(), BOOK)
+    move = Reschedule(site_id="S2", municipality_code="70122", day=date(2021, 3, 4))
+    (moved,) = decide_appointment(evolve_appointment(AppointmentState(), booked_event), move)
+    old = [
+        booked_event,
+        NotificationRequested(
+            citizen_id="cit1",
+            template="appointment_booked",
+            parameters={"appointment_id": "ap1", "site_id": "S1", "day": DAY.isoformat()},
+        ),
+        moved,
+        NotificationRequested(citizen_id="cit1", template="appointment_rescheduled"),
+    ]
+    recorded = [
+        CONTEXT.envelope(e, stream_id="appointment-ap1", stream_type="Appointment", version=n)
+        for n, e in enumerate(old, 1)
+    ]
+    state = AppointmentState()
+    for envelope in recorded:
+        state = evolve_appointment(state, CONTEXT.read(envelope))
+    assert (state.status, state.site_id, state.day, state.municipality_code) == (
+        "booked",
+        "S2",
+        date(2021, 3, 4),
+        "70122",
+    )
+    # And the replayed appointment decides as any other: one event, no request beside it.
+    assert [type(e) for e in decide_appointment(state, Cancel(reason="r"))] == [
+        AppointmentCancelled
+    ]
 
 
 def test_booking_twice_is_a_conflict() -> None:
@@ -150,12 +179,12 @@ def test_booking_twice_is_a_conflict() -> None:
 
 # (case, state transitions before, command, expected event types or error)
 LIFECYCLE = [
-    ("cancel", [], Cancel(reason="r"), [AppointmentCancelled, NotificationRequested]),
+    ("cancel", [], Cancel(reason="r"), [AppointmentCancelled]),
     ("cancel twice", [Cancel(reason="r")], Cancel(reason="r"), []),
     ("attend", [], Attend(dose_id="d1"), [AppointmentAttended]),
     ("attend after a no-show", [Miss()], Attend(dose_id="d1"), [AppointmentAttended]),
     ("attend twice", [Attend(dose_id="d1")], Attend(dose_id="d1"), []),
-    ("miss", [], Miss(), [AppointmentMissed, NotificationRequested]),
+    ("miss", [], Miss(), [AppointmentMissed]),
     ("miss after attending", [Attend(dose_id="d1")], Miss(), Conflict),
     ("cancel after attending", [Attend(dose_id="d1")], Cancel(reason="r"), Conflict),
     ("attend a cancelled one", [Cancel(reason="r")], Attend(dose_id="d1"), Conflict),
@@ -163,7 +192,7 @@ LIFECYCLE = [
         "reschedule",
         [],
         Reschedule(site_id="S2", municipality_code="70122", day=DAY),
-        [AppointmentRescheduled, NotificationRequested],
+        [AppointmentRescheduled],
     ),
     (
         "reschedule to the same slot",
