@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import msgspec
-import uuid_utils.compat as uuid_compat
+import uuid_utils
+from asyncpg.pgproto.pgproto import UUID as _CUUID
 
 from immunreg.contracts.topics import events_topic
 from immunreg.contracts.upcasting import Upcasters
@@ -23,8 +24,13 @@ from immunreg.structs import Struct
 
 
 def new_event_id() -> uuid.UUID:
-    """A UUIDv7: time-ordered, so ids sort roughly by creation."""
-    return uuid_compat.uuid7()
+    """A UUIDv7: time-ordered, so ids sort roughly by creation.
+
+    Made as asyncpg's UUID, a `uuid.UUID` subclass written in C (the type asyncpg reads
+    every uuid column as): about 1 us an id against 3.8 for `uuid_utils.compat`'s stdlib
+    UUID, whose construction is Python; a scheduling run makes one per event and per
+    appointment. asyncpg also writes it as it is, where a stdlib UUID costs a `.bytes`."""
+    return _CUUID(uuid_utils.uuid7().bytes)
 
 
 def utcnow() -> datetime:
