@@ -10,13 +10,12 @@ upcasting.py for the evolution rule).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import msgspec
 import uuid_utils
-from asyncpg.pgproto.pgproto import UUID as _CUUID
 
 from immunreg.contracts.topics import events_topic
 from immunreg.contracts.upcasting import Upcasters
@@ -30,7 +29,17 @@ def new_event_id() -> uuid.UUID:
     every uuid column as): about 1 us an id against 3.8 for `uuid_utils.compat`'s stdlib
     UUID, whose construction is Python; a scheduling run makes one per event and per
     appointment. asyncpg also writes it as it is, where a stdlib UUID costs a `.bytes`."""
-    return _CUUID(uuid_utils.uuid7().bytes)
+    global _uuid_from_bytes  # noqa: PLW0603  (loaded once, on the first id)
+    if _uuid_from_bytes is None:
+        # Imported here, not at the top: a pure domain imports this module and must load
+        # no database client (test_domain_imports); a process that makes ids has asyncpg.
+        from asyncpg.pgproto.pgproto import UUID
+
+        _uuid_from_bytes = UUID
+    return _uuid_from_bytes(uuid_utils.uuid7().bytes)
+
+
+_uuid_from_bytes: Callable[[bytes], uuid.UUID] | None = None
 
 
 def utcnow() -> datetime:
