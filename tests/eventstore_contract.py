@@ -191,6 +191,56 @@ class EventStoreContract:
         published = [decode_envelope(payload) for _, _, payload in rows]
         assert [e.event_id for e in published] == [o.events[0].event_id for o in outcomes]
 
+    async def test_appends_to_several_streams_in_one_write_load_back_with_their_outbox_rows(
+        self, backend: Backend, context: Context
+    ) -> None:
+        store = backend.store
+        aggregate = self.tally(context)
+        await store.execute(aggregate, "m1", Add(amount=1))
+        before = len(await backend.outbox())
+        async with store.transaction() as tx:
+            planned = [
+                store.plan(aggregate, stream, await store.load_state(aggregate, stream, tx), cmd)
+                for stream, cmd in (("m1", Add(amount=2)), ("m2", Add(amount=5)))
+            ]
+            await store.write_planned_many(tx, aggregate, planned)
+        assert [(s.version, s.state.total) for s in [p.outcome for p in planned]] == [
+            (2, 3),
+            (1, 5),
+        ]
+        for stream, versions in (("m1", [1, 2]), ("m2", [1])):
+            assert [e.version for e in await store.load(stream)] == versions
+        rows = (await backend.outbox())[before:]
+        assert [key for _, key, _ in rows] == ["m1", "m2"]
+        published = [decode_envelope(payload).event_id for _, _, payload in rows]
+        assert published == [p.outcome.events[0].event_id for p in planned]
+
+    @pytest.mark.parametrize("s2_at", [1, 3], ids=["behind", "ahead"])
+    async def test_appends_to_several_streams_with_one_at_a_wrong_version_write_nothing(
+        self, backend: Backend, context: Context, s2_at: int
+    ) -> None:
+        store = backend.store
+        aggregate = self.tally(context)
+        await store.execute(aggregate, "s1", Add(amount=1))
+        await store.execute(aggregate, "s2", Add(amount=1))
+        await store.execute(aggregate, "s2", Add(amount=1))  # s2 is at version 2
+        stale = dataclasses.replace(await store.load_state(aggregate, "s2"), version=s2_at)
+        before = await backend.outbox()
+        with pytest.raises(ConcurrencyConflict):
+            async with store.transaction() as tx:
+                fresh = await store.load_state(aggregate, "s1", tx)
+                await store.write_planned_many(
+                    tx,
+                    aggregate,
+                    [
+                        store.plan(aggregate, "s1", fresh, Add(amount=1)),
+                        store.plan(aggregate, "s2", stale, Add(amount=1)),
+                    ],
+                )
+        assert [e.version for e in await store.load("s1")] == [1]
+        assert [e.version for e in await store.load("s2")] == [1, 2]
+        assert await backend.outbox() == before
+
     async def test_loading_many_streams_at_once_equals_loading_each(
         self, backend: Backend, context: Context
     ) -> None:

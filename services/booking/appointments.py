@@ -167,6 +167,7 @@ async def reserve_days(
                 results[i].refused.append((request, ALREADY_BOOKED))
         if len(claimed) == len(offers):
             break  # every offer held: nothing freed for another round
+    reserved = []
     for i, ((day, _), stream) in enumerate(zip(days, streams, strict=True)):
         result = results[i]
         # Slots still free on a day whose requests were not all booked: the stock ran out.
@@ -174,20 +175,23 @@ async def reserve_days(
         result.refused += [(r, why) for r in pending[i]]
         if not result.booked:
             continue
-        await store.decide_and_append(
-            conn,
-            SITEDAY,
-            stream,
-            sitedays[stream],
-            Reserve(
-                site_id=site_id,
-                day=day,
-                product_code=product_code,
-                appointment_ids=[appointment_id for _, appointment_id in result.booked],
-                default_capacity=default,
-            ),
-            metadata=metadata,
+        reserved.append(
+            store.plan(
+                SITEDAY,
+                stream,
+                sitedays[stream],
+                Reserve(
+                    site_id=site_id,
+                    day=day,
+                    product_code=product_code,
+                    appointment_ids=[appointment_id for _, appointment_id in result.booked],
+                    default_capacity=default,
+                ),
+                metadata=metadata,
+            )
         )
+    # Every day's SiteDay with one write, in date order (the lock order).
+    await store.write_planned_many(conn, SITEDAY, reserved)
     # Fresh ids: every appointment stream starts here, all of them in one write.
     await store.start_streams(
         conn,

@@ -35,9 +35,9 @@ Invariants and how they hold under any concurrency:
 - A site's default capacity cannot change under a booking: bookings hold a shared
   advisory lock on the site, a redefinition the exclusive one.
 
-Lock order, to keep deadlocks out: site lock, stock row, then day by day (in date
-order) the claims (citizen ids sorted) and the SiteDay append, then appointment streams
-(fresh ids, all in one write). A deadlock that still
+Lock order, to keep deadlocks out: site lock, stock row, then the claims (citizen ids
+sorted), then the SiteDays' appends in date order (all of a batch's in one statement),
+then appointment streams (fresh ids, all in one write). A deadlock that still
 happens (e.g. with a consumer batch) aborts the unit, and callers treat it as not done.
 
 A scheduling run loads the waiting citizens and the free capacity and stock from the

@@ -97,6 +97,23 @@ class InMemoryRecorder:
         tx.events[stream_id].extend(envelopes)
         tx.outbox.extend(rows)
 
+    async def insert_events_many(
+        self,
+        appends: Sequence[tuple[str, int, Sequence[Envelope]]],
+        outbox: tuple[str, Sequence[bytes]],
+        tx: MemoryTransaction | None = None,
+    ) -> None:
+        """Append to several streams after their versions, or refuse and write nothing."""
+        for stream_id, expected, _ in appends:
+            if self._version(stream_id, tx) != expected:
+                raise ConcurrencyConflict(stream_id, expected)
+        topic, payloads = outbox
+        at = 0
+        for stream_id, expected, envelopes in appends:
+            stream_payloads = payloads[at : at + len(envelopes)]
+            at += len(envelopes)
+            await self.insert_events(stream_id, expected, envelopes, (topic, stream_payloads), tx)
+
     async def insert_streams(
         self,
         envelopes: Sequence[Envelope],

@@ -83,6 +83,38 @@ class Along:
         return "".join(parts), args
 
 
+# Several streams' appends in one statement (`insert_events_many`): all of them, or
+# none when any stream is not at its expected version (the guard counts the streams
+# that are), as _APPEND does for one. A scheduling batch appends to up to 14 SiteDays:
+# one round trip instead of 14, each of which cost about 200 us of the client's CPU.
+_APPEND_MANY = """
+WITH guard AS (
+    SELECT 1 WHERE (
+        SELECT count(*) FROM unnest($1::text[], $2::int[]) AS x(stream_id, expected)
+        WHERE x.expected = 0
+           OR EXISTS (SELECT 1 FROM events
+                      WHERE stream_id = x.stream_id AND version = x.expected)
+    ) = cardinality($1::text[])
+), appended AS (
+    INSERT INTO events (stream_id, version, stream_type, event_id, type, schema_version,
+                        data, occurred_at, recorded_at, correlation_id, causation_id)
+    SELECT e.stream_id, e.version, e.stream_type, e.event_id, e.type, e.schema_version,
+           e.data::jsonb, e.occurred_at, e.recorded_at, e.correlation_id, e.causation_id
+    FROM unnest($3::text[], $4::int[], $5::text[], $6::uuid[], $7::text[], $8::int[],
+                $9::text[], $10::timestamptz[], $11::timestamptz[], $12::uuid[], $13::uuid[])
+         AS e(stream_id, version, stream_type, event_id, type, schema_version, data,
+              occurred_at, recorded_at, correlation_id, causation_id),
+         guard
+    RETURNING event_id
+)
+INSERT INTO outbox (topic, key, payload)
+SELECT $14, p.key, p.payload
+FROM unnest($3::text[], $15::bytea[]) WITH ORDINALITY AS p(key, payload, n)
+WHERE (SELECT count(*) FROM appended) = cardinality($4::int[])
+RETURNING id
+"""
+
+
 # New streams only (each from version 1) are written with COPY: no guard is needed
 # (the primary key refuses a stream that exists, which aborts the whole COPY), and
 # COPY's multi-row inserts cost PostgreSQL far less than INSERT ... SELECT FROM unnest.
@@ -254,6 +286,35 @@ class PostgresRecorder:
         except asyncpg.UniqueViolationError as exc:
             raise ConcurrencyConflict(stream_id, expected_version) from exc
         return len(rows) == len(envelopes)
+
+    async def insert_events_many(
+        self,
+        appends: Sequence[tuple[str, int, Sequence[Envelope]]],
+        outbox: tuple[str, Sequence[bytes]],
+        tx: Connection | None = None,
+    ) -> None:
+        """Append to several streams, each after its expected version, and their outbox
+        rows, in one statement (see _APPEND_MANY): all of it or, on a conflict, nothing."""
+        envelopes = [e for _, _, stream_envelopes in appends for e in stream_envelopes]
+        topic, payloads = outbox
+        versions, *columns = _event_columns(envelopes)
+        args = (
+            [stream_id for stream_id, _, _ in appends],
+            [expected for _, expected, _ in appends],
+            [e.stream_id for e in envelopes],
+            versions,
+            [e.stream_type for e in envelopes],
+            *columns,
+            topic,
+            list(payloads),
+        )
+        executor = tx if tx is not None else self.pool
+        try:
+            rows = await executor.fetch(_APPEND_MANY, *args)
+        except asyncpg.UniqueViolationError as exc:
+            raise ConcurrencyConflict("(several streams)", -1) from exc
+        if len(rows) != len(envelopes):
+            raise ConcurrencyConflict("(several streams)", -1)
 
     async def insert_streams(
         self,

@@ -50,6 +50,18 @@ class Recorder(Protocol[Tx]):
         """
         ...
 
+    async def insert_events_many(
+        self,
+        appends: Sequence[tuple[str, int, Sequence[Envelope]]],
+        outbox: tuple[str, Sequence[bytes]],
+        tx: Tx | None = None,
+    ) -> None:
+        """`insert_events` for several streams at once: each `(stream_id, expected_version,
+        envelopes)` appended after its version, `outbox` one payload per envelope in that
+        order, keyed by its stream. All or nothing: raises ConcurrencyConflict, writing
+        nothing, when any stream is not at its expected version."""
+        ...
+
     async def insert_streams(
         self,
         envelopes: Sequence[Envelope],

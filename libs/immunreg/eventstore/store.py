@@ -295,6 +295,39 @@ class StreamStore(Generic[Tx]):
             aggregate, stream_id, planned.loaded_version, outcome.version, outcome.state, conn=conn
         )
 
+    async def write_planned_many(
+        self, conn: Tx, aggregate: Aggregate[S, Any], planned: Sequence[Planned[S]]
+    ) -> None:
+        """`write_planned` for several streams of one aggregate with one write (all of
+        them, or on a ConcurrencyConflict none), in the order given: a caller that appends
+        to many streams in one transaction pays one round trip, not one per stream."""
+        written = [p for p in planned if p.outcome.events]
+        if not written:
+            return
+        envelopes = [e for p in written for e in p.outcome.events]
+        outbox = (aggregate.context.topic, [encode_envelope(e) for e in envelopes])
+        await self._measured(
+            self.recorder.insert_events_many(
+                [
+                    (p.outcome.events[0].stream_id, p.loaded_version, p.outcome.events)
+                    for p in written
+                ],
+                outbox,
+                conn,
+            ),
+            envelopes,
+        )
+        for p in written:
+            outcome = p.outcome
+            await self._maybe_snapshot(
+                aggregate,
+                outcome.events[0].stream_id,
+                p.loaded_version,
+                outcome.version,
+                outcome.state,
+                conn=conn,
+            )
+
     async def start_streams(
         self,
         conn: Tx,
