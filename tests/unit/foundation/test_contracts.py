@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import uuid
 from datetime import UTC, datetime
 
@@ -9,6 +10,7 @@ import msgspec
 import pytest
 
 from immunreg.contracts import Context, Event, Metadata, decode_envelope, encode_envelope
+from immunreg.contracts.envelope import new_event_id
 from immunreg.contracts.topics import TOPIC_NAMESPACE_VARIABLE, all_topics, dlq_topic, events_topic
 
 
@@ -53,6 +55,17 @@ def test_event_ids_are_time_ordered() -> None:
     first = CTX.envelope(OtherHappened(note="a"), stream_id="s", stream_type="S", version=1)
     second = CTX.envelope(OtherHappened(note="b"), stream_id="s", stream_type="S", version=2)
     assert first.event_id < second.event_id
+
+
+def test_a_new_event_id_is_a_uuid7_like_any_other() -> None:
+    """new_event_id fills a UUID's slots directly: it must compare, hash, print and
+    pickle as one parsed from its own text."""
+    made = new_event_id()
+    parsed = uuid.UUID(str(made))
+    assert type(made) is uuid.UUID and made.version == 7
+    assert made == parsed and hash(made) == hash(parsed) and made.bytes == parsed.bytes
+    assert pickle.loads(pickle.dumps(made)) == made
+    assert made.is_safe is uuid.SafeUUID.unknown
 
 
 def test_a_context_refuses_events_it_does_not_define() -> None:
