@@ -43,6 +43,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.common import percentile, progress
 from bench.results import record
+from immunreg.config import Settings
 from immunreg.contracts.envelope import Context, Envelope, Event, encode_envelope
 from immunreg.eventstore.database import apply_schema, create_pool
 from immunreg.eventstore.relay import (
@@ -524,7 +525,7 @@ class RelayCpuPlan:
     """The relay alone, draining an outbox shaped like a scheduling run's."""
 
     events: int = 100_000
-    batch_size: int = 1000  # the services' relay_batch_size
+    batch_size: int = Settings.relay_batch_size  # the services' default
     # Every row its own key, as a scheduling run's appointments: the partition cache
     # (the prefill above repeats one key 100 times) helps nothing here.
     rows_per_transaction: int = 1000  # the run commits its bookings in bulk
