@@ -12,6 +12,10 @@ Run with `.venv/bin/python -m bench.foundation [--quick]` (or `make bench`). Pha
 - kafka_producer_baseline: the relay's payloads sent by a bare aiokafka producer
   with the relay's settings, plain idempotent and transactional (500 a transaction).
 
+`--relay-cpu` runs only the relay, on an outbox with a key per row (as a scheduling
+run's), and reports the CPU per event of the relay's process, PostgreSQL and Kafka
+(under "foundation_relay_cpu").
+
 Figures go to bench/results.json under "foundation"; a summary is printed.
 Every phase uses throwaway schemas (dropped) and unique `bench-` topics.
 """

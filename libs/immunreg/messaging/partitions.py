@@ -30,9 +30,9 @@ def partitions_for(keys: Sequence[bytes], partition_count: int) -> list[int]:
     The relay's batch of a scheduling run is a thousand keys seen once each: aiokafka's
     murmur2, a Python loop over every byte, was 13% of the booking process's samples.
     Here each step of murmur2 runs over all keys of one length together (numpy's uint32
-    arithmetic wraps as Java's int does), about 20x less CPU a key (bench/foundation.py
-    --relay-cpu). The same numbers as partition_for, bit for bit
-    (tests/unit/foundation/test_partitions.py).
+    arithmetic wraps as Java's int does): 0.5 against 15 us a key for a thousand, and
+    the relay's CPU per event about halved (docs/BENCHMARKS.md, "Relay CPU per event").
+    The same numbers as partition_for, bit for bit (tests/unit/foundation/test_partitions.py).
     """
     hashes = np.empty(len(keys), dtype=np.uint32)
     by_length: dict[int, list[int]] = {}
