@@ -12,6 +12,10 @@ Run with `.venv/bin/python -m bench.foundation [--quick]` (or `make bench`). Pha
 - kafka_producer_baseline: the relay's payloads sent by a bare aiokafka producer
   with the relay's settings, plain idempotent and transactional (500 a transaction).
 
+`--relay-cpu` runs only the relay, on an outbox with a key per row (as a scheduling
+run's), and reports the CPU per event of the relay's process, PostgreSQL and Kafka
+(under "foundation_relay_cpu").
+
 Figures go to bench/results.json under "foundation"; a summary is printed.
 Every phase uses throwaway schemas (dropped) and unique `bench-` topics.
 """
@@ -22,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import glob
+import json
 import logging
 import os
 import re
@@ -42,6 +47,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.common import percentile, progress
 from bench.results import record
+from immunreg.config import Settings
 from immunreg.contracts.envelope import Context, Envelope, Event, encode_envelope
 from immunreg.eventstore.database import apply_schema, create_pool
 from immunreg.eventstore.relay import (
@@ -515,6 +521,98 @@ async def bench_relay(
     return figures, messages, relay_id
 
 
+# --- relay CPU per event -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RelayCpuPlan:
+    """The relay alone, draining an outbox shaped like a scheduling run's."""
+
+    events: int = 100_000
+    batch_size: int = Settings.relay_batch_size  # the services' default
+    # Every row its own key, as a scheduling run's appointments: the partition cache
+    # (the prefill above repeats one key 100 times) helps nothing here.
+    rows_per_transaction: int = 1000  # the run commits its bookings in bulk
+
+
+async def prefill_outbox(pool: asyncpg.Pool, ctx: Context, plan: RelayCpuPlan) -> None:
+    """Write plan.events outbox rows (and no events: the relay reads only the outbox),
+    rows_per_transaction a transaction, each with a key of its own."""
+    for start in range(0, plan.events, plan.rows_per_transaction):
+        count = min(plan.rows_per_transaction, plan.events - start)
+        records = []
+        for seq in range(start, start + count):
+            stream = f"appointment-{uuid.uuid4()}"
+            envelope = ctx.envelope(
+                make_event(seq), stream_id=stream, stream_type=STREAM_TYPE, version=1
+            )
+            records.append((ctx.topic, stream, encode_envelope(envelope)))
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.copy_records_to_table(
+                "outbox", records=records, columns=["topic", "key", "payload"]
+            )
+
+
+async def bench_relay_cpu(infra: Infra, plan: RelayCpuPlan) -> dict[str, Any]:
+    """Drain a pre-filled outbox with OutboxRelay (with metrics, as in a service) and
+    read the CPU seconds it took: this process (the relay; the drain check every 50 ms
+    is the rest), PostgreSQL (postmaster and backends) and Kafka."""
+    from immunreg.observability.metrics import Metrics
+    from loadtests.watch import cpu_seconds, server_groups
+
+    ctx = bench_context("relaycpu")
+    await ensure_topics(infra.bootstrap, [ctx.topic], partitions=PARTITIONS)
+    groups = {"relay": [os.getpid()], **server_groups()}
+    async with fresh_schema(infra.dsn, "relaycpu", 2) as (schema, pool):
+        progress(f"relay cpu: pre-filling {plan.events} outbox rows")
+        await prefill_outbox(pool, ctx, plan)
+        await pool.execute("ANALYZE outbox")
+        signal = OutboxSignal(schema)
+        relay = OutboxRelay(
+            infra.dsn,
+            schema,
+            infra.bootstrap,
+            signal=signal,
+            metrics=Metrics(f"relaycpu_{uuid.uuid4().hex[:8]}"),
+            batch_size=plan.batch_size,
+        )
+        task = asyncio.create_task(relay.run())
+        try:
+            await asyncio.wait_for(relay.leading.wait(), 60)
+            progress(f"relay cpu: leading, draining to {ctx.topic}")
+            before, started = cpu_seconds(groups, {"postgresql"}), time.perf_counter()
+            while await pool.fetchval("SELECT EXISTS (SELECT 1 FROM outbox)"):
+                if task.done():
+                    task.result()
+                if time.perf_counter() - started > 300:
+                    raise RuntimeError("the relay did not drain the outbox within 300 s")
+                await asyncio.sleep(0.05)
+            after, drained = cpu_seconds(groups, {"postgresql"}), time.perf_counter()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await signal.close()
+    verified, unique = await count_committed(infra.bootstrap, ctx.topic)
+    seconds = drained - started
+    cpu = {name: after[name] - before[name] for name in groups}
+    return {
+        "topic": ctx.topic,
+        "events": plan.events,
+        "batch_size": plan.batch_size,
+        "rows_per_transaction": plan.rows_per_transaction,
+        "seconds": round(seconds, 2),
+        "events_per_s": round(plan.events / seconds, 1),
+        "cpu_s": {name: round(used, 2) for name, used in cpu.items()},
+        "cpu_us_per_event": {
+            name: round(used / plan.events * 1e6, 1) for name, used in cpu.items()
+        },
+        "verified_count": verified,
+        "verified_unique": unique,
+        "delivered": verified == plan.events and unique == plan.events,
+    }
+
+
 # --- bare producer ------------------------------------------------------------------------
 
 
@@ -745,6 +843,13 @@ def summary(figures: dict[str, Any], postgres: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.foundation", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short phases, 10k relay events")
+    parser.add_argument(
+        "--relay-cpu",
+        action="store_true",
+        help="only the relay, one key per row: CPU per event of it, PostgreSQL and Kafka",
+    )
+    parser.add_argument("--events", type=int, default=RelayCpuPlan.events)
+    parser.add_argument("--batch-size", type=int, default=RelayCpuPlan.batch_size)
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -753,6 +858,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     endpoints = up()
     infra = Infra(endpoints["DATABASE_URL"], endpoints["KAFKA_BOOTSTRAP_SERVERS"])
+    if args.relay_cpu:
+        cpu_plan = RelayCpuPlan(events=args.events, batch_size=args.batch_size)
+        result = asyncio.run(bench_relay_cpu(infra, cpu_plan))
+        record(f"{SECTION}_relay_cpu", result)
+        print(json.dumps(result, indent=2))
+        return 0 if result["delivered"] else 1
     figures, postgres = asyncio.run(run(infra, plan))
     ok = delivered(figures)
     figures["delivered"] = ok

@@ -187,9 +187,12 @@ class Settings:
     rate_limit_burst: int = 30
     kafka_partitions: int = 3
     relay_poll_interval: float = 0.5
-    # One Kafka transaction per batch: larger batches amortise the transaction
-    # round trips (see bench/results.json, relay batch 500 vs 2000).
-    relay_batch_size: int = 1000
+    # One Kafka transaction per batch: larger batches amortise the transaction's
+    # round trips and Kafka's work per transaction (bench.foundation --relay-cpu, a key
+    # per row: Kafka 17.0/12.8 us an event at 1,000 against 8.6/5.9 at 2,000, PostgreSQL
+    # 8.1/5.5 against 5.0/4.7, the relay 12.9/11.8 against 11.0/9.6; docs/BENCHMARKS.md).
+    # Only a backlog fills a batch: a relay that keeps up sends what is there.
+    relay_batch_size: int = 2000
     consumer_max_attempts: int = 3
     consumer_backoff: float = 0.2
     # Database timeouts (seconds): with PostgreSQL down or hung a command fails

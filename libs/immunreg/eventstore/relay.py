@@ -37,7 +37,7 @@ from immunreg.eventstore.locks import try_lock_for_session
 from immunreg.eventstore.signal import OutboxSignal
 from immunreg.messaging.access import relay_id
 from immunreg.messaging.connection import client_options
-from immunreg.messaging.partitions import partition_for
+from immunreg.messaging.partitions import partition_for, partitions_for
 from immunreg.messaging.transactions import kafka_transaction
 from immunreg.observability.metrics import Metrics
 
@@ -77,6 +77,18 @@ WHERE (tx_id, id) >= ($1::text::xid8, $2::bigint) AND (tx_id, id) <= ($3::text::
 """
 
 
+# What one publish_batch read, named by its first and last position alone. Exact: every
+# row it read had tx_id < xmin, so every transaction that could put a row between the
+# two had ended before the read, and the read, a prefix of (tx_id, id) order, took all
+# of them; a row committed since sorts after the last. Without delete_published's list
+# of ids, PostgreSQL compares no row with a thousand of them (`= ANY` of a parameter is
+# a linear search).
+_DELETE_READ = """
+DELETE FROM outbox
+WHERE (tx_id, id) >= ($1::text::xid8, $2::bigint) AND (tx_id, id) <= ($3::text::xid8, $4::bigint)
+"""
+
+
 async def delete_published(conn: asyncpg.Connection, rows: list[Position]) -> None:
     """Delete the outbox rows at these (tx, id) positions (published, or found in Kafka)."""
     if not rows:
@@ -98,7 +110,7 @@ def _append(batch: BatchBuilder, key: bytes, value: bytes, headers: list[Any]) -
 
 
 def encode_position(position: Position) -> bytes:
-    return f"{position[0]}:{position[1]}".encode()
+    return b"%d:%d" % position
 
 
 def decode_position(raw: bytes) -> Position:
@@ -324,36 +336,34 @@ class OutboxRelay:
         if not rows:
             return 0
         started = asyncio.get_running_loop().time()
+        keys = [row["key"].encode() for row in rows]
+        where = await self._partitions_of(producer, rows, keys)
+        relay = (RELAY_HEADER, self.relay_id.encode())
         async with kafka_transaction(producer) as deliveries:
             # One record batch per partition, filled here and handed over whole: far
             # less work per message than producer.send (a future, a metadata check and
             # an accumulator lookup each), which was most of the relay's time. A
             # partition's batches are handed over in row order.
             open_batches: dict[tuple[str, int], BatchBuilder] = {}
-            for row in rows:
-                topic = row["topic"]
-                partitions = await self._partition_count(producer, topic)
-                key = row["key"].encode()
+            for row, key, at in zip(rows, keys, where, strict=True):
                 headers: list[tuple[str, bytes]] = [
                     (POSITION_HEADER, encode_position((row["tx"], row["id"]))),
-                    (RELAY_HEADER, self.relay_id.encode()),
+                    relay,
                 ]
                 if row["headers"] != "[]":
                     extra: list[Any] = json.loads(row["headers"])
                     headers.extend((str(k), str(v).encode()) for k, v in extra)
-                where = (topic, partition_for(key, len(partitions)))
-                batch = open_batches.get(where)
+                batch = open_batches.get(at)
                 if batch is None or not _append(batch, key, row["payload"], headers):
                     if batch is not None:  # full: hand it over, start the next one
-                        deliveries.append(
-                            await producer.send_batch(batch, topic, partition=where[1])
-                        )
-                    batch = open_batches[where] = producer.create_batch()
+                        deliveries.append(await producer.send_batch(batch, at[0], partition=at[1]))
+                    batch = open_batches[at] = producer.create_batch()
                     if not _append(batch, key, row["payload"], headers):
                         raise ValueError(f"outbox row {row['id']} is larger than a batch")
             for (topic, partition), batch in open_batches.items():
                 deliveries.append(await producer.send_batch(batch, topic, partition=partition))
-        await delete_published(conn, [(r["tx"], r["id"]) for r in rows])
+        first, last = rows[0], rows[-1]
+        await conn.execute(_DELETE_READ, str(first["tx"]), first["id"], str(last["tx"]), last["id"])
         if self.metrics is not None:
             self.metrics.relay_batch_latency.observe(asyncio.get_running_loop().time() - started)
             counts: dict[str, int] = defaultdict(int)
@@ -362,6 +372,21 @@ class OutboxRelay:
             for topic, count in counts.items():
                 self.metrics.relay_published.labels(topic).inc(count)
         return len(rows)
+
+    async def _partitions_of(
+        self, producer: AIOKafkaProducer, rows: list[asyncpg.Record], keys: list[bytes]
+    ) -> list[tuple[str, int]]:
+        """(topic, partition) of each row: the keys of one topic hashed together."""
+        by_topic: dict[str, list[int]] = defaultdict(list)
+        for i, row in enumerate(rows):
+            by_topic[row["topic"]].append(i)
+        where: list[tuple[str, int]] = [("", 0)] * len(rows)
+        for topic, indexes in by_topic.items():
+            count = len(await self._partition_count(producer, topic))
+            chosen = partitions_for([keys[i] for i in indexes], count)
+            for i, partition in zip(indexes, chosen, strict=True):
+                where[i] = (topic, partition)
+        return where
 
     async def _observe_backlog(self, conn: asyncpg.Connection) -> None:
         # At most once a second: count(*) over a large backlog is not free.
