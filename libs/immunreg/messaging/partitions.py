@@ -17,7 +17,7 @@ _M = np.uint32(0x5BD1E995)
 
 
 # murmur2 is pure Python (about 10 us a key), and a stream's events follow each other
-# in the outbox (an appointment's booking and its notification): one hash serves both.
+# in the outbox (a SiteDay's appends, a citizen's changes): one hash serves them all.
 @lru_cache(maxsize=4096)
 def partition_for(key: bytes, partition_count: int) -> int:
     """The partition Kafka's default partitioner would choose for key."""
