@@ -357,7 +357,7 @@ async def _commit(
     report: Report,
 ) -> _Pass:
     """Commit proposals per (site, product): each transaction books up to COMMIT_BATCH
-    of them over one or more days; some transactions at a time."""
+    of them over one or more days; some transactions at a time, never two at one site."""
     # In a thread, like the plan: explaining a national run's bookings takes seconds
     # that the event loop spends answering requests instead.
     batches = await asyncio.to_thread(
@@ -397,7 +397,20 @@ async def _commit(
                     outcome.retry.append(request.citizen_id)
         await report(counts)
 
-    await asyncio.gather(*(commit(key, days) for key, days in batches))
+    # One site's transactions one after another, sites side by side: two at one site
+    # would queue on its stock rows' locks (a (site, product) of more than COMMIT_BATCH
+    # bookings is several transactions; a national run's waits outlasted the statement
+    # timeout) or collide on the SiteDays every product there shares, and the loser's
+    # citizens would be planned again for nothing.
+    by_site: dict[str, list[Batch]] = defaultdict(list)
+    for batch in batches:
+        by_site[batch[0][0]].append(batch)
+
+    async def commit_site(site_batches: list[Batch]) -> None:
+        for key, days in site_batches:
+            await commit(key, days)
+
+    await asyncio.gather(*(commit_site(site_batches) for site_batches in by_site.values()))
     return outcome
 
 

@@ -135,6 +135,37 @@ async def test_concurrent_runs_book_each_citizen_once_and_overbook_nothing(
     assert all(n <= sites[site][product] for (site, product, _), n in final.items())
 
 
+async def test_a_run_alone_commits_one_site_at_a_time_and_plans_nobody_twice(
+    booking: Booking,
+) -> None:
+    """A run's transactions at one site (its products share the SiteDays; a big
+    (site, product) is several transactions on one stock row) go one after another:
+    alone, a run collides with nobody, so it plans nobody again."""
+    rng = random.Random(11)
+    for i in range(2):
+        site_id = new_site_id()
+        await booking.define_site(site_id, MUNICIPALITIES[i], {PFIZER: 6, AZ: 6, SINOPHARM: 6})
+        for product in (PFIZER, AZ, SINOPHARM):
+            await booking.stock(site_id, product, 60)
+    for _ in range(120):
+        await booking.register(
+            municipality_code=rng.choice(MUNICIPALITIES[:2]),
+            priority_group="general",
+            vaccine_preferences=rng.choice([[PFIZER], [AZ], [SINOPHARM]]),
+            birth_date=date(rng.randint(1950, 1990), 1, 1),
+        )
+    counts = await run_scheduler(
+        booking.store,
+        run_id="one-site-at-a-time",
+        from_day=today() + timedelta(days=1),
+        horizon_days=5,
+        today=today(),
+        config=BookingConfig(commit_batch=3, commit_concurrency=8),
+    )
+    assert counts.booked > 60 and counts.batches_committed > 20
+    assert counts.replanned == 0 and counts.booked_elsewhere == 0
+
+
 async def test_cancel_frees_the_slot_and_rescheduling_to_a_full_day_is_409(
     booking: Booking,
 ) -> None:
