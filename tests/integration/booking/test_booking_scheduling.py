@@ -140,7 +140,7 @@ async def test_a_run_alone_commits_one_site_at_a_time_and_plans_nobody_twice(
 ) -> None:
     """A run's transactions at one site (its products share the SiteDays; a big
     (site, product) is several transactions on one stock row) go one after another:
-    alone, a run collides with nobody, so it plans nobody again."""
+    alone, a run collides with nobody: no append is refused, nobody is planned again."""
     rng = random.Random(11)
     for i in range(2):
         site_id = new_site_id()
@@ -154,6 +154,13 @@ async def test_a_run_alone_commits_one_site_at_a_time_and_plans_nobody_twice(
             vaccine_preferences=rng.choice([[PFIZER], [AZ], [SINOPHARM]]),
             birth_date=date(rng.randint(1950, 1990), 1, 1),
         )
+    metrics = booking.store.metrics
+    assert metrics is not None
+
+    def conflicts() -> float:
+        return metrics.registry.get_sample_value("immunreg_eventstore_conflicts_total") or 0.0
+
+    before = conflicts()
     counts = await run_scheduler(
         booking.store,
         run_id="one-site-at-a-time",
@@ -164,6 +171,8 @@ async def test_a_run_alone_commits_one_site_at_a_time_and_plans_nobody_twice(
     )
     assert counts.booked > 60 and counts.batches_committed > 20
     assert counts.replanned == 0 and counts.booked_elsewhere == 0
+    # Not one append refused for a SiteDay another of the run's transactions moved on.
+    assert conflicts() == before
 
 
 async def test_cancel_frees_the_slot_and_rescheduling_to_a_full_day_is_409(
