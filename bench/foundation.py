@@ -128,6 +128,19 @@ class Infra:
     bootstrap: str
 
 
+async def until_drained(
+    pool: asyncpg.Pool, relay: asyncio.Task[None], started: float, seconds: float
+) -> None:
+    """Wait until the outbox is empty, raising the relay's error if it stopped, or after
+    `seconds` from `started`."""
+    while await pool.fetchval("SELECT EXISTS (SELECT 1 FROM outbox)"):
+        if relay.done():
+            relay.result()
+        if time.perf_counter() - started > seconds:
+            raise RuntimeError(f"the relay did not drain the outbox within {seconds:g} s")
+        await asyncio.sleep(0.05)
+
+
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
@@ -482,12 +495,7 @@ async def bench_relay(
         task = asyncio.create_task(relay.run())
         marker = asyncio.create_task(mark_leading())
         try:
-            while await pool.fetchval("SELECT EXISTS (SELECT 1 FROM outbox)"):
-                if task.done():
-                    task.result()
-                if time.perf_counter() - started > 180:
-                    raise RuntimeError("the relay did not drain the outbox within 180 s")
-                await asyncio.sleep(0.05)
+            await until_drained(pool, task, started, 180)
             drained = time.perf_counter()
         finally:
             for t in (task, marker):
@@ -581,12 +589,7 @@ async def bench_relay_cpu(infra: Infra, plan: RelayCpuPlan) -> dict[str, Any]:
             await asyncio.wait_for(relay.leading.wait(), 60)
             progress(f"relay cpu: leading, draining to {ctx.topic}")
             before, started = cpu_seconds(groups, {"postgresql"}), time.perf_counter()
-            while await pool.fetchval("SELECT EXISTS (SELECT 1 FROM outbox)"):
-                if task.done():
-                    task.result()
-                if time.perf_counter() - started > 300:
-                    raise RuntimeError("the relay did not drain the outbox within 300 s")
-                await asyncio.sleep(0.05)
+            await until_drained(pool, task, started, 300)
             after, drained = cpu_seconds(groups, {"postgresql"}), time.perf_counter()
         finally:
             task.cancel()
