@@ -83,8 +83,10 @@ integration: infra browser softhsm
 e2e: infra browser axe
 	$(BIN)/pytest tests/e2e -q $(PYTEST_ARGS)
 
+# --durations: the suite's 25 slowest tests, printed at the end, so that a suite creeping
+# towards CI's 30 minutes shows where the time went.
 test: infra browser softhsm kustomize axe lint
-	$(BIN)/pytest tests -q $(PYTEST_ARGS)
+	$(BIN)/pytest tests -q --durations=25 $(PYTEST_ARGS)
 
 # Every fault case (a service killed, the broker and the database restarted, a consumer
 # paused, a replica killed) under a steady stream of writes, with the books checked after
