@@ -23,6 +23,9 @@ booking.events.v1
   reminder timed for the day before.
 - AppointmentRescheduled, AppointmentCancelled: a notice; the old reminder is dropped
   (and a new one timed for a moved appointment). AppointmentAttended: reminder dropped.
+- AppointmentMissed (the no-show sweep, once the day is over): a notice that the person
+  is waiting again (booking's next scheduling run books them); a reminder still pending
+  is dropped.
 
 certificates.events.v1
 - CertificateIssued: "your certificate is ready".
@@ -52,6 +55,7 @@ from immunreg.contracts.booking import (
     AppointmentAttended,
     AppointmentBooked,
     AppointmentCancelled,
+    AppointmentMissed,
     AppointmentRescheduled,
     SiteDefined,
 )
@@ -151,7 +155,11 @@ def _now_plan(
 
 async def _keep_appointment(
     conn: Connection,
-    event: AppointmentBooked | AppointmentRescheduled | AppointmentCancelled | AppointmentAttended,
+    event: AppointmentBooked
+    | AppointmentRescheduled
+    | AppointmentCancelled
+    | AppointmentAttended
+    | AppointmentMissed,
     status: str,
 ) -> None:
     await readmodel.keep_appointment(
@@ -280,6 +288,26 @@ async def appointment_attended(
     await readmodel.drop_reminders(conn, event.appointment_id)
 
 
+async def appointment_missed(
+    deps: Dependencies, conn: Connection, event: AppointmentMissed, envelope: Envelope
+) -> None:
+    """A notice that the appointment was missed and the person waits again; no reminder."""
+    await _keep_appointment(conn, event, "missed")
+    await readmodel.drop_reminders(conn, event.appointment_id)
+    facts = Facts(
+        appointment_id=event.appointment_id,
+        site_id=event.site_id,
+        day=event.day,
+        product_code=event.product_code,
+    )
+    await _queue(
+        deps,
+        conn,
+        envelope,
+        _now_plan(envelope, Kind.APPOINTMENT_MISSED, event.citizen_id, facts),
+    )
+
+
 async def certificate_issued(
     deps: Dependencies, conn: Connection, event: CertificateIssued, envelope: Envelope
 ) -> None:
@@ -335,6 +363,7 @@ REACTIONS: tuple[tuple[Any, type[Event], Reaction], ...] = (
     (booking.CONTEXT, AppointmentRescheduled, appointment_rescheduled),
     (booking.CONTEXT, AppointmentCancelled, appointment_cancelled),
     (booking.CONTEXT, AppointmentAttended, appointment_attended),
+    (booking.CONTEXT, AppointmentMissed, appointment_missed),
     (certificates.CONTEXT, CertificateIssued, certificate_issued),
     (administration.CONTEXT, DoseAdministered, dose_administered),
     (inventory.CONTEXT, LotRecalled, lot_recalled),

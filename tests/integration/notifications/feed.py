@@ -21,6 +21,7 @@ from immunreg.contracts.administration import DoseAdministered
 from immunreg.contracts.booking import (
     AppointmentBooked,
     AppointmentCancelled,
+    AppointmentMissed,
     AppointmentRescheduled,
     SiteDefined,
 )
@@ -70,17 +71,21 @@ class Feed:
             event, stream_id=stream_id, stream_type=stream_type, version=version
         )
 
-    async def publish(self, context: Context, *envelopes: Envelope) -> None:
-        """Each envelope as the relay would send it (a test may send one twice)."""
+    async def publish(self, context: Context, *envelopes: Envelope) -> list[tuple[int, int]]:
+        """Each envelope as the relay would send it (a test may send one twice); where
+        each landed, as (partition, offset)."""
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap)
         await producer.start()
+        landed: list[tuple[int, int]] = []
         try:
             for envelope in envelopes:
-                await producer.send_and_wait(
+                sent = await producer.send_and_wait(
                     context.topic, encode_envelope(envelope), key=envelope.stream_id.encode()
                 )
+                landed.append((sent.partition, sent.offset))
         finally:
             await producer.stop()
+        return landed
 
     def person(self, *, language: str = "sr-Latn", sms: bool = False) -> Person:
         citizen_id = "c-" + base64.b32encode(secrets.token_bytes(15)).decode().lower()[:20]
@@ -230,6 +235,20 @@ class Feed:
         await self.publish(
             ctx, self.envelope(ctx, event, f"appointment-{appointment_id}", "Appointment")
         )
+
+    def missed(
+        self, person: Person, appointment_id: str, site_id: str, day: date
+    ) -> tuple[AppointmentMissed, Envelope]:
+        """As booking's no-show sweep marks an appointment whose day is over."""
+        event = AppointmentMissed(
+            appointment_id=appointment_id,
+            citizen_id=person.citizen_id,
+            site_id=site_id,
+            day=day,
+            product_code=PRODUCT,
+        )
+        stream = f"appointment-{appointment_id}"
+        return event, self.envelope(booking.CONTEXT, event, stream, "Appointment")
 
     async def certificate(self, person: Person) -> None:
         issued = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)  # 2 March in Belgrade
