@@ -14,7 +14,6 @@ from immunreg.contracts import booking
 from immunreg.http.auth import Role
 from immunreg.localinfra.mailbox import Mailbox
 from immunreg.reference.calendar import today
-
 from services.notifications.handlers import appointment_missed
 
 from ..support.ports import free_port
