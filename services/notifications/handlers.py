@@ -263,21 +263,7 @@ async def appointment_cancelled(
     deps: Dependencies, conn: Connection, event: AppointmentCancelled, envelope: Envelope
 ) -> None:
     """A notice of the cancellation; the reminder goes."""
-    await _keep_appointment(conn, event, "cancelled")
-    await readmodel.drop_reminders(conn, event.appointment_id)
-    facts = Facts(
-        appointment_id=event.appointment_id,
-        site_id=event.site_id,
-        day=event.day,
-        product_code=event.product_code,
-        reason=event.reason,
-    )
-    await _queue(
-        deps,
-        conn,
-        envelope,
-        _now_plan(envelope, Kind.APPOINTMENT_CANCELLED, event.citizen_id, facts),
-    )
+    await _ended(deps, conn, event, envelope, status="cancelled", kind=Kind.APPOINTMENT_CANCELLED)
 
 
 async def appointment_attended(
@@ -292,20 +278,29 @@ async def appointment_missed(
     deps: Dependencies, conn: Connection, event: AppointmentMissed, envelope: Envelope
 ) -> None:
     """A notice that the appointment was missed and the person waits again; no reminder."""
-    await _keep_appointment(conn, event, "missed")
+    await _ended(deps, conn, event, envelope, status="missed", kind=Kind.APPOINTMENT_MISSED)
+
+
+async def _ended(
+    deps: Dependencies,
+    conn: Connection,
+    event: AppointmentCancelled | AppointmentMissed,
+    envelope: Envelope,
+    *,
+    status: str,
+    kind: Kind,
+) -> None:
+    """An appointment over without a dose: its status kept, its reminder dropped, a notice."""
+    await _keep_appointment(conn, event, status)
     await readmodel.drop_reminders(conn, event.appointment_id)
     facts = Facts(
         appointment_id=event.appointment_id,
         site_id=event.site_id,
         day=event.day,
         product_code=event.product_code,
+        reason=event.reason if isinstance(event, AppointmentCancelled) else None,
     )
-    await _queue(
-        deps,
-        conn,
-        envelope,
-        _now_plan(envelope, Kind.APPOINTMENT_MISSED, event.citizen_id, facts),
-    )
+    await _queue(deps, conn, envelope, _now_plan(envelope, kind, event.citizen_id, facts))
 
 
 async def certificate_issued(

@@ -40,6 +40,9 @@ from immunreg.sealing import WRAP_ALG, new_data_key, seal, wrap_key
 
 PRODUCT = "EU/1/20/1528"  # Comirnaty
 _json = msgspec.json.Encoder()
+AppointmentEvent = (
+    AppointmentBooked | AppointmentRescheduled | AppointmentCancelled | AppointmentMissed
+)
 
 
 @dataclass
@@ -70,6 +73,11 @@ class Feed:
         return context.envelope(
             event, stream_id=stream_id, stream_type=stream_type, version=version
         )
+
+    def appointment(self, event: AppointmentEvent) -> Envelope:
+        """An event of an appointment's stream, as booking records it."""
+        stream = f"appointment-{event.appointment_id}"
+        return self.envelope(booking.CONTEXT, event, stream, "Appointment")
 
     async def publish(self, context: Context, *envelopes: Envelope) -> list[tuple[int, int]]:
         """Each envelope as the relay would send it (a test may send one twice); where
@@ -190,8 +198,7 @@ class Feed:
             booster=booster,
             run_id=run_id,
         )
-        stream = f"appointment-{appointment_id}"
-        return appointment_id, self.envelope(booking.CONTEXT, event, stream, "Appointment")
+        return appointment_id, self.appointment(event)
 
     async def book(self, person: Person, site_id: str, day: date, **kwargs: Any) -> str:
         appointment_id, envelope = self.booked(person, site_id, day, **kwargs)
@@ -217,10 +224,7 @@ class Feed:
             day=day,
             product_code=PRODUCT,
         )
-        ctx = booking.CONTEXT
-        await self.publish(
-            ctx, self.envelope(ctx, event, f"appointment-{appointment_id}", "Appointment")
-        )
+        await self.publish(booking.CONTEXT, self.appointment(event))
 
     async def cancel(self, person: Person, appointment_id: str, site_id: str, day: date) -> None:
         event = AppointmentCancelled(
@@ -231,10 +235,7 @@ class Feed:
             product_code=PRODUCT,
             reason="site closed",
         )
-        ctx = booking.CONTEXT
-        await self.publish(
-            ctx, self.envelope(ctx, event, f"appointment-{appointment_id}", "Appointment")
-        )
+        await self.publish(booking.CONTEXT, self.appointment(event))
 
     def missed(
         self, person: Person, appointment_id: str, site_id: str, day: date
@@ -247,8 +248,7 @@ class Feed:
             day=day,
             product_code=PRODUCT,
         )
-        stream = f"appointment-{appointment_id}"
-        return event, self.envelope(booking.CONTEXT, event, stream, "Appointment")
+        return event, self.appointment(event)
 
     async def certificate(self, person: Person) -> None:
         issued = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)  # 2 March in Belgrade
