@@ -42,6 +42,7 @@ class Kind(StrEnum):
     REMINDER = "reminder"
     APPOINTMENT_MOVED = "appointment_moved"
     APPOINTMENT_CANCELLED = "appointment_cancelled"
+    APPOINTMENT_MISSED = "appointment_missed"
     CERTIFICATE_READY = "certificate_ready"
     LOT_RECALLED = "lot_recalled"
 
@@ -178,10 +179,14 @@ def after_failure(
 def still_wanted(
     kind: Kind, facts: Facts, appointment_status: str | None, day: date | None
 ) -> bool:
-    """A reminder goes only while its appointment is still booked for that day."""
-    if kind is not Kind.REMINDER:
-        return True
-    return appointment_status == "booked" and day == facts.day
+    """A reminder goes only while its appointment is still booked for that day; a
+    missed-appointment notice only while it is still missed (a dose recorded late marks
+    it attended, and the person is not waiting again after all)."""
+    if kind is Kind.REMINDER:
+        return appointment_status == "booked" and day == facts.day
+    if kind is Kind.APPOINTMENT_MISSED:
+        return appointment_status == "missed"
+    return True
 
 
 # A new deployment reads every topic from the start: events older than this ask for no

@@ -23,6 +23,9 @@ booking.events.v1
   reminder timed for the day before.
 - AppointmentRescheduled, AppointmentCancelled: a notice; the old reminder is dropped
   (and a new one timed for a moved appointment). AppointmentAttended: reminder dropped.
+- AppointmentMissed (the no-show sweep, once the day is over): a notice that the person
+  is waiting again (booking's next scheduling run books them); a reminder still pending
+  is dropped.
 
 certificates.events.v1
 - CertificateIssued: "your certificate is ready".
@@ -52,6 +55,7 @@ from immunreg.contracts.booking import (
     AppointmentAttended,
     AppointmentBooked,
     AppointmentCancelled,
+    AppointmentMissed,
     AppointmentRescheduled,
     SiteDefined,
 )
@@ -151,7 +155,11 @@ def _now_plan(
 
 async def _keep_appointment(
     conn: Connection,
-    event: AppointmentBooked | AppointmentRescheduled | AppointmentCancelled | AppointmentAttended,
+    event: AppointmentBooked
+    | AppointmentRescheduled
+    | AppointmentCancelled
+    | AppointmentAttended
+    | AppointmentMissed,
     status: str,
 ) -> None:
     await readmodel.keep_appointment(
@@ -255,21 +263,7 @@ async def appointment_cancelled(
     deps: Dependencies, conn: Connection, event: AppointmentCancelled, envelope: Envelope
 ) -> None:
     """A notice of the cancellation; the reminder goes."""
-    await _keep_appointment(conn, event, "cancelled")
-    await readmodel.drop_reminders(conn, event.appointment_id)
-    facts = Facts(
-        appointment_id=event.appointment_id,
-        site_id=event.site_id,
-        day=event.day,
-        product_code=event.product_code,
-        reason=event.reason,
-    )
-    await _queue(
-        deps,
-        conn,
-        envelope,
-        _now_plan(envelope, Kind.APPOINTMENT_CANCELLED, event.citizen_id, facts),
-    )
+    await _ended(deps, conn, event, envelope, status="cancelled", kind=Kind.APPOINTMENT_CANCELLED)
 
 
 async def appointment_attended(
@@ -278,6 +272,35 @@ async def appointment_attended(
     """Done: no reminder any more."""
     await _keep_appointment(conn, event, "done")
     await readmodel.drop_reminders(conn, event.appointment_id)
+
+
+async def appointment_missed(
+    deps: Dependencies, conn: Connection, event: AppointmentMissed, envelope: Envelope
+) -> None:
+    """A notice that the appointment was missed and the person waits again; no reminder."""
+    await _ended(deps, conn, event, envelope, status="missed", kind=Kind.APPOINTMENT_MISSED)
+
+
+async def _ended(
+    deps: Dependencies,
+    conn: Connection,
+    event: AppointmentCancelled | AppointmentMissed,
+    envelope: Envelope,
+    *,
+    status: str,
+    kind: Kind,
+) -> None:
+    """An appointment over without a dose: its status kept, its reminder dropped, a notice."""
+    await _keep_appointment(conn, event, status)
+    await readmodel.drop_reminders(conn, event.appointment_id)
+    facts = Facts(
+        appointment_id=event.appointment_id,
+        site_id=event.site_id,
+        day=event.day,
+        product_code=event.product_code,
+        reason=event.reason if isinstance(event, AppointmentCancelled) else None,
+    )
+    await _queue(deps, conn, envelope, _now_plan(envelope, kind, event.citizen_id, facts))
 
 
 async def certificate_issued(
@@ -335,6 +358,7 @@ REACTIONS: tuple[tuple[Any, type[Event], Reaction], ...] = (
     (booking.CONTEXT, AppointmentRescheduled, appointment_rescheduled),
     (booking.CONTEXT, AppointmentCancelled, appointment_cancelled),
     (booking.CONTEXT, AppointmentAttended, appointment_attended),
+    (booking.CONTEXT, AppointmentMissed, appointment_missed),
     (certificates.CONTEXT, CertificateIssued, certificate_issued),
     (administration.CONTEXT, DoseAdministered, dose_administered),
     (inventory.CONTEXT, LotRecalled, lot_recalled),

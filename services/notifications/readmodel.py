@@ -223,7 +223,7 @@ async def enqueue(conn: Connection, planned: Planned) -> None:
 
 
 async def drop_reminders(conn: Connection, appointment_id: str) -> None:
-    """The appointment's reminder is not wanted any more (moved or cancelled)."""
+    """The appointment's reminder is not wanted any more (moved, cancelled, attended, missed)."""
     await conn.execute(
         """
         UPDATE messages SET status = 'dropped', last_error = 'appointment changed',

@@ -31,8 +31,25 @@ CREATE TABLE IF NOT EXISTS appointments (
     citizen_id     text NOT NULL,
     site_id        text NOT NULL,
     day            date NOT NULL,
-    status         text NOT NULL CHECK (status IN ('booked', 'cancelled', 'done'))
+    status         text NOT NULL,
+    CONSTRAINT appointments_status_check
+        CHECK (status IN ('booked', 'cancelled', 'missed', 'done'))
 );
+-- A table made before 'missed' keeps its old CHECK (CREATE ... IF NOT EXISTS leaves an
+-- existing table alone): widen it, once; an up-to-date one is left untouched.
+DO $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT FROM pg_constraint
+        WHERE conrelid = 'appointments'::regclass AND conname = 'appointments_status_check'
+          AND pg_get_constraintdef(oid) LIKE '%''missed''%'
+    ) THEN
+        ALTER TABLE appointments
+            DROP CONSTRAINT IF EXISTS appointments_status_check,
+            ADD CONSTRAINT appointments_status_check
+                CHECK (status IN ('booked', 'cancelled', 'missed', 'done'));
+    END IF;
+END $$;
 
 CREATE TABLE IF NOT EXISTS doses (
     dose_id      text PRIMARY KEY,

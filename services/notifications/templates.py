@@ -118,6 +118,11 @@ _SUBJECTS: dict[Kind, dict[str, str]] = {
         "sr-Cyrl": "Термин за вакцинацију је отказан",
         "en": "Your vaccination appointment is cancelled",
     },
+    Kind.APPOINTMENT_MISSED: {
+        "sr-Latn": "Propušten termin za vakcinaciju",
+        "sr-Cyrl": "Пропуштен термин за вакцинацију",
+        "en": "You missed your vaccination appointment",
+    },
     Kind.CERTIFICATE_READY: {
         "sr-Latn": "Vaša potvrda o vakcinaciji je spremna",
         "sr-Cyrl": "Ваша потврда о вакцинацији је спремна",
@@ -172,6 +177,18 @@ _BODIES: dict[Kind, dict[str, str]] = {
         "sr-Latn": "Vaš termin {when} na mestu {place} je otkazan. Dobićete novi poziv.",
         "sr-Cyrl": "Ваш термин {when} на месту {place} је отказан. Добићете нови позив.",
         "en": "Your appointment on {when} at {place} is cancelled. You will be invited again.",
+    },
+    # Booking's no-show sweep: the person has no open appointment, so is waiting again.
+    Kind.APPOINTMENT_MISSED: {
+        "sr-Latn": "Niste došli na termin {when} na mestu {place}. Ponovo ste na listi "
+        "čekanja: pri sledećem zakazivanju dobićete novi termin ako ima slobodnih mesta "
+        "i vakcina.",
+        "sr-Cyrl": "Нисте дошли на термин {when} на месту {place}. Поново сте на листи "
+        "чекања: при следећем заказивању добићете нови термин ако има слободних места "
+        "и вакцина.",
+        "en": "You did not come to your appointment on {when} at {place}. You are back on "
+        "the waiting list: the next scheduling run books you a new appointment if a place "
+        "and a vaccine are free.",
     },
     Kind.CERTIFICATE_READY: {
         "sr-Latn": "Vaša potvrda o vakcinaciji ({vaccine}, doza {dose}) izdata je {when}. "

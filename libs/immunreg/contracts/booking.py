@@ -117,8 +117,8 @@ class NotificationRequested(Event):
     Booking used to write one beside each booking, move, cancellation and no-show, "for a
     notification gateway to send". Nothing ever read it: the notifications service tells
     the citizen from the appointment events themselves (AppointmentBooked, -Rescheduled,
-    -Cancelled, -Attended), so it was half of every booking's events, outbox rows and
-    Kafka messages for no reader.
+    -Cancelled, -Attended, -Missed), so it was half of every booking's events, outbox rows
+    and Kafka messages for no reader.
     """
 
     citizen_id: str

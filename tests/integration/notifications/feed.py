@@ -21,6 +21,7 @@ from immunreg.contracts.administration import DoseAdministered
 from immunreg.contracts.booking import (
     AppointmentBooked,
     AppointmentCancelled,
+    AppointmentMissed,
     AppointmentRescheduled,
     SiteDefined,
 )
@@ -39,6 +40,9 @@ from immunreg.sealing import WRAP_ALG, new_data_key, seal, wrap_key
 
 PRODUCT = "EU/1/20/1528"  # Comirnaty
 _json = msgspec.json.Encoder()
+AppointmentEvent = (
+    AppointmentBooked | AppointmentRescheduled | AppointmentCancelled | AppointmentMissed
+)
 
 
 @dataclass
@@ -70,17 +74,26 @@ class Feed:
             event, stream_id=stream_id, stream_type=stream_type, version=version
         )
 
-    async def publish(self, context: Context, *envelopes: Envelope) -> None:
-        """Each envelope as the relay would send it (a test may send one twice)."""
+    def appointment(self, event: AppointmentEvent) -> Envelope:
+        """An event of an appointment's stream, as booking records it."""
+        stream = f"appointment-{event.appointment_id}"
+        return self.envelope(booking.CONTEXT, event, stream, "Appointment")
+
+    async def publish(self, context: Context, *envelopes: Envelope) -> list[tuple[int, int]]:
+        """Each envelope as the relay would send it (a test may send one twice); where
+        each landed, as (partition, offset)."""
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap)
         await producer.start()
+        landed: list[tuple[int, int]] = []
         try:
             for envelope in envelopes:
-                await producer.send_and_wait(
+                sent = await producer.send_and_wait(
                     context.topic, encode_envelope(envelope), key=envelope.stream_id.encode()
                 )
+                landed.append((sent.partition, sent.offset))
         finally:
             await producer.stop()
+        return landed
 
     def person(self, *, language: str = "sr-Latn", sms: bool = False) -> Person:
         citizen_id = "c-" + base64.b32encode(secrets.token_bytes(15)).decode().lower()[:20]
@@ -185,8 +198,7 @@ class Feed:
             booster=booster,
             run_id=run_id,
         )
-        stream = f"appointment-{appointment_id}"
-        return appointment_id, self.envelope(booking.CONTEXT, event, stream, "Appointment")
+        return appointment_id, self.appointment(event)
 
     async def book(self, person: Person, site_id: str, day: date, **kwargs: Any) -> str:
         appointment_id, envelope = self.booked(person, site_id, day, **kwargs)
@@ -212,10 +224,7 @@ class Feed:
             day=day,
             product_code=PRODUCT,
         )
-        ctx = booking.CONTEXT
-        await self.publish(
-            ctx, self.envelope(ctx, event, f"appointment-{appointment_id}", "Appointment")
-        )
+        await self.publish(booking.CONTEXT, self.appointment(event))
 
     async def cancel(self, person: Person, appointment_id: str, site_id: str, day: date) -> None:
         event = AppointmentCancelled(
@@ -226,10 +235,20 @@ class Feed:
             product_code=PRODUCT,
             reason="site closed",
         )
-        ctx = booking.CONTEXT
-        await self.publish(
-            ctx, self.envelope(ctx, event, f"appointment-{appointment_id}", "Appointment")
+        await self.publish(booking.CONTEXT, self.appointment(event))
+
+    def missed(
+        self, person: Person, appointment_id: str, site_id: str, day: date
+    ) -> tuple[AppointmentMissed, Envelope]:
+        """As booking's no-show sweep marks an appointment whose day is over."""
+        event = AppointmentMissed(
+            appointment_id=appointment_id,
+            citizen_id=person.citizen_id,
+            site_id=site_id,
+            day=day,
+            product_code=PRODUCT,
         )
+        return event, self.appointment(event)
 
     async def certificate(self, person: Person) -> None:
         issued = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)  # 2 March in Belgrade

@@ -14,6 +14,7 @@ from immunreg.contracts import booking
 from immunreg.http.auth import Role
 from immunreg.localinfra.mailbox import Mailbox
 from immunreg.reference.calendar import today
+from services.notifications.handlers import appointment_missed
 
 from ..support.ports import free_port
 from .conftest import Notifications, eventually, running_notifications
@@ -140,6 +141,69 @@ async def test_a_move_and_a_cancellation_are_told_and_the_old_reminder_is_droppe
     texts = [m.body for m in notifications.mailbox.to(person.email)]
     assert any("pomeren je na" in t and "Sajam" in t and "Zvezdara" in t for t in texts)
     assert any("je otkazan" in t for t in texts)
+
+
+async def test_a_missed_appointment_is_told_once_and_its_pending_reminder_dropped(
+    notifications: Notifications,
+) -> None:
+    feed = notifications.feed
+    person = feed.person(language="en")
+    await feed.register(person)
+    site_id = await feed.site(name="Sajam")
+    day = today() - timedelta(days=1)  # the sweep marks a day once it is over
+    # The service's clock stands three days back while the booking and the no-show
+    # arrive: the reminder (due the day before `day`) is still to come, so only the
+    # reaction to the no-show can drop it, and nothing is due yet.
+    with notifications.at(datetime.now(UTC) - timedelta(days=3)):
+        appointment_id = await feed.book(person, site_id, day)
+        await notifications.settled(person.citizen_id, 2)
+        event, envelope = feed.missed(person, appointment_id, site_id, day)
+        await feed.publish(booking.CONTEXT, envelope)
+        rows = ours(await notifications.settled(person.citizen_id, 3), appointment_id)
+        assert sorted((r["kind"], r["status"]) for r in rows) == [
+            ("appointment_booked", "pending"),
+            ("appointment_missed", "pending"),
+            ("reminder", "dropped"),
+        ]
+    kept = await notifications.pool.fetchval(
+        "SELECT status FROM appointments WHERE appointment_id = $1", appointment_id
+    )
+    assert kept == "missed"
+
+    assert person.email is not None
+    await notifications.received(person.email, 2)
+    [missed] = [
+        m
+        for m in notifications.mailbox.to(person.email)
+        if m.subject == "You missed your vaccination appointment"
+    ]
+    assert f"on {day.day} {day.strftime('%B')} {day.year} at Sajam" in missed.body
+    assert "back on the waiting list" in missed.body
+
+    # Redelivered: by the broker (a second copy, consumed past), and past the consumer's
+    # memory of it (the reaction itself run again on the same event).
+    [(partition, offset)] = await feed.publish(booking.CONTEXT, envelope)
+    await eventually(
+        lambda: _position_past(notifications, booking.CONTEXT.topic, partition, offset),
+        "the copy to be consumed",
+    )
+    async with notifications.pool.acquire() as conn, conn.transaction():
+        await appointment_missed(notifications.deps, conn, event, envelope)
+    rows = ours(await notifications.settled(person.citizen_id, 3), appointment_id)
+    assert sum(r["kind"] == "appointment_missed" for r in rows) == 1
+    subjects = [m.subject for m in notifications.mailbox.to(person.email)]
+    assert subjects.count("You missed your vaccination appointment") == 1
+
+
+async def _position_past(
+    notifications: Notifications, topic: str, partition: int, offset: int
+) -> bool:
+    stored = await notifications.pool.fetchval(
+        "SELECT max(next_offset) FROM consumer_positions WHERE topic = $1 AND partition = $2",
+        topic,
+        partition,
+    )
+    return stored is not None and stored > offset
 
 
 async def test_certificate_ready_and_a_recalled_lot_reach_the_person(

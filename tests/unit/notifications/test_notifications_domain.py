@@ -71,6 +71,14 @@ def test_a_reminder_goes_only_while_its_appointment_stands() -> None:
     assert not still_wanted(Kind.REMINDER, facts, "cancelled", date(2026, 3, 11))
     assert not still_wanted(Kind.REMINDER, facts, "booked", date(2026, 3, 12))  # moved
     assert still_wanted(Kind.APPOINTMENT_CANCELLED, facts, "cancelled", date(2026, 3, 11))
+    assert not still_wanted(Kind.REMINDER, facts, "missed", date(2026, 3, 11))
+
+
+def test_a_missed_notice_goes_only_while_the_appointment_stays_missed() -> None:
+    facts = Facts(appointment_id="a", day=date(2026, 3, 11))
+    assert still_wanted(Kind.APPOINTMENT_MISSED, facts, "missed", date(2026, 3, 11))
+    # A dose recorded late marks it attended: the person is not waiting again after all.
+    assert not still_wanted(Kind.APPOINTMENT_MISSED, facts, "done", date(2026, 3, 11))
 
 
 @pytest.mark.parametrize(
@@ -155,3 +163,43 @@ def test_an_instant_is_dated_in_the_national_timezone() -> None:
     text = render(Kind.CERTIFICATE_READY, "en", facts, zone=BELGRADE, vaccine="Spikevax")
     assert "issued on 2 March 2026" in text.body  # 00:30 on 2 March in Belgrade
     assert format_date(date(2026, 12, 1), "sr-Cyrl") == "1. децембар 2026."
+
+
+# A no-show is marked the day after; the notice names the appointment's own day, a civil date
+# in the national timezone (29 March 2026: the night the clocks go forward).
+MISSED = Facts(appointment_id="a", site_id="S", day=date(2026, 3, 29), product_code="x")
+
+
+@pytest.mark.parametrize(
+    ("language", "subject", "body"),
+    [
+        (
+            "sr-Latn",
+            "Propušten termin za vakcinaciju",
+            "Niste došli na termin 29. mart 2026. na mestu Sajam. Ponovo ste na listi "
+            "čekanja: pri sledećem zakazivanju dobićete novi termin ako ima slobodnih mesta "
+            "i vakcina.",
+        ),
+        (
+            "sr-Cyrl",
+            "Пропуштен термин за вакцинацију",
+            "Нисте дошли на термин 29. март 2026. на месту Sajam. Поново сте на листи "
+            "чекања: при следећем заказивању добићете нови термин ако има слободних места "
+            "и вакцина.",
+        ),
+        (
+            "en",
+            "You missed your vaccination appointment",
+            "You did not come to your appointment on 29 March 2026 at Sajam. You are back on "
+            "the waiting list: the next scheduling run books you a new appointment if a place "
+            "and a vaccine are free.",
+        ),
+    ],
+)
+def test_a_missed_appointment_notice_in_each_language(
+    language: str, subject: str, body: str
+) -> None:
+    text = render(
+        Kind.APPOINTMENT_MISSED, language, MISSED, zone=BELGRADE, vaccine="Comirnaty", place=PLACE
+    )
+    assert (text.subject, text.body) == (subject, body)
