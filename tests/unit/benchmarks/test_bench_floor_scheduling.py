@@ -28,6 +28,7 @@ def arithmetic(commit_us: float, **floor: float) -> dict[str, Any]:
 def test_a_commit_that_fits_after_the_plan_is_possible() -> None:
     figures = arithmetic(100)  # 50 core-seconds of commit
     assert figures["core_seconds_needed"] == 68.0  # 8 + 10 + 50
+    assert figures["whole_run_floor_us_per_booking"] == 136.0  # 68 core-s / 500,000
     assert figures["least_wall_seconds_sequential"] == 40.0  # 5 + 10 + 50 / 2
     assert figures["least_wall_seconds_overlapped"] == 35.0  # 5 + 10 + (50 - 10) / 2
     # 45 s left after load and plan, on 2 cores: 90 core-s over 500,000 bookings.
