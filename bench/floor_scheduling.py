@@ -572,6 +572,9 @@ def figures_of(
     windows = {
         "load": ("load", "plan", considered),
         "plan": ("plan", "prepare", considered),
+        # Not in the floor: deciding, explaining nothing, and encoding the events and
+        # claims before the window (what it costs, for scale).
+        "prepare": ("prepare", "commit", booked),
         "commit": ("commit", "drained", booked),
     }
     phase_figures: dict[str, Any] = {}
@@ -638,7 +641,13 @@ def summary(figures: dict[str, Any]) -> str:
         f"considered, {figures['booked']:,} booked; {figures['commit']}; load average "
         f"{figures['load_average_before']} -> {figures['load_average_after']})"
     ]
-    for name, unit in (("load", "citizen"), ("plan", "citizen"), ("commit", "booking")):
+    shown_phases = (
+        ("load", "citizen"),
+        ("plan", "citizen"),
+        ("prepare", "booking, not in the floor"),
+        ("commit", "booking"),
+    )
+    for name, unit in shown_phases:
         p = phases[name]
         shown = ", ".join(f"{g} {v:.1f}" for g, v in p["cpu_us_each"].items())
         lines.append(
