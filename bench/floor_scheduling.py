@@ -42,13 +42,18 @@ import sys
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.common import progress
 from immunreg.paths import REPO_ROOT
+
+if TYPE_CHECKING:  # the child processes import what they use, when they use it
+    from immunreg.contracts.envelope import Context, Envelope
+    from services.booking.readmodel import Claim
+    from services.booking.scheduler import Proposal
 
 SECTION, PART = "floor", "scheduling"  # bench/results.json: floor.scheduling
 PARTITIONS = 3  # Settings.kafka_partitions
@@ -221,13 +226,13 @@ class _Transaction:
     site_id: str
     municipality_code: str
     product_code: str
-    claims: list[Any]
-    envelopes: list[Any]
+    claims: list[Claim]
+    envelopes: list[Envelope]
     outbox: tuple[str, list[bytes]]
 
 
 def _transactions(
-    bookings: Sequence[Any], municipality: dict[str, str], context: Any, size: int
+    bookings: Sequence[Proposal], municipality: dict[str, str], context: Context, size: int
 ) -> dict[str, list[_Transaction]]:
     """The plan's bookings per site, as the real commit cuts them: per (site, product),
     days in order, at most `size` bookings a transaction (`handlers._chunks`)."""
@@ -399,7 +404,9 @@ class Phases:
     said: dict[str, dict[str, Any]]
 
 
-def follow(writer: subprocess.Popen[str], groups: dict[str, list[int]], drained: Any) -> Phases:
+def follow(
+    writer: subprocess.Popen[str], groups: dict[str, list[int]], drained: Callable[[], None]
+) -> Phases:
     """Read the writer's phase marks, each group's CPU at each; at `committed`, wait
     until `drained()` (the outbox is empty) and read them again as `drained`."""
     from loadtests.watch import cpu_seconds
