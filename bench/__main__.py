@@ -22,6 +22,7 @@ ORDER = (
     "http_rates",
     "idle_cpu",
     "floor",
+    "floor_scheduling",
     "certificates",
     "coverage",
     "projections",

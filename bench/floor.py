@@ -632,7 +632,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--drive-postgres", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--produce", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--consume", nargs=4, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--scheduling",
+        action="store_true",
+        help="the scheduling run's floor (bench.floor_scheduling)",
+    )
+    args, rest = parser.parse_known_args(argv)
+    if args.scheduling:
+        from bench import floor_scheduling
+
+        return floor_scheduling.main(list(argv if argv is not None else sys.argv[1:]))
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     plan = QUICK if args.quick or args.plan == "quick" else FULL
     if args.serve_http:
         serve_http(args.serve_http)
@@ -650,7 +661,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         figures = run(plan)
         postgres = figures.pop("postgres")
-        record(SECTION, figures, postgres=postgres)
+        record(SECTION, figures, postgres=postgres, keep=("scheduling",))  # floor_scheduling's
         print(summary(figures))
         return 0 if figures["parts"]["kafka"]["delivered"] else 1
     return 0

@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import tempfile
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,19 +74,29 @@ def record(
     *,
     postgres: str | None = None,
     path: Path = RESULTS,
+    part: str | None = None,
+    keep: Sequence[str] = (),
 ) -> None:
-    """Merge `{section: figures + measured_at + machine}` into the results file."""
+    """Merge `{section: figures + measured_at + machine}` into the results file; with
+    `part`, into `{section: {part: ...}}`, the rest of the section as it was; `keep`
+    names the parts of the old section a new one keeps (measured by another command)."""
     results: dict[str, Any] = {}
     if path.exists():
         loaded = json.loads(path.read_text() or "{}")
         if not isinstance(loaded, dict):
             raise ValueError(f"{path} does not hold a JSON object")
         results = loaded
-    results[section] = {
+    entry = {
         **figures,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(postgres),
     }
+    old = results.get(section)
+    old = old if isinstance(old, dict) else {}
+    if part is None:
+        results[section] = {**{k: old[k] for k in keep if k in old}, **entry}
+    else:
+        results[section] = {**old, part: entry}
     text = json.dumps(results, indent=2, sort_keys=True) + "\n"
     # Write then rename, so an interrupted run never leaves half a file.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".results-", suffix=".json")

@@ -113,6 +113,26 @@ def _floor(r: dict[str, Any], kind: str) -> str:
     )
 
 
+def _scheduling_floor(r: dict[str, Any], part: str) -> str:
+    """A national run at the floor (`bench.floor --scheduling`): its least wall and
+    verdict, or its commit's floor and budget."""
+    n = at(r, "floor.scheduling.national")
+    if n is None:
+        return "not measured"
+    if part == "commit":
+        return (
+            f"commit floor {number(n['commit_floor_us_per_booking'], ' us')}/booking; budget "
+            f"{number(n['commit_budget_us_per_booking_sequential'], ' us')} after the plan, "
+            f"{number(n['commit_budget_us_per_booking_overlapped'], ' us')} beside it"
+        )
+    return (
+        f"least {number(n['least_wall_seconds_sequential'], ' s')} with the commit after the "
+        f"plan, {number(n['least_wall_seconds_overlapped'], ' s')} beside it "
+        f"({number(n['core_seconds_needed'])} of {number(n['core_seconds_available'])} "
+        f"core-seconds): {n['verdict']}"
+    )
+
+
 ROWS = (
     Row(
         "event-store append, 8 writers (appends/s)",
@@ -221,6 +241,13 @@ ROWS = (
         lambda r: _floor(r, "registration"),
         lambda r: _floor(r, "dose") + " (dose: the same plus a certificate signed and rendered)",
         "(none; what 1,500/s and 1,000/s need at the least)",
+    ),
+    Row(
+        "floor: a 1,000,000-waiting scheduling run (load, plan, and a commit writing only "
+        "the contract's rows, relayed)",
+        lambda r: _scheduling_floor(r, "run"),
+        lambda r: _scheduling_floor(r, "commit"),
+        "1,000,000 booked and committed in <= 60 s",
     ),
     Row(
         "idle CPU, every service summed, no load (% of one core)",
