@@ -6,7 +6,8 @@ The per-booking part of `reserve_days`, as a run's commit does it: per batch of 
 appointments (one site and product), one transaction that claims them in the
 appointments read model (`readmodel.claim_appointments`, its COPY) and starts their
 appointment streams (`EventStore.start_streams`: decide, envelope, encode, COPY of the
-events and their outbox rows). The figure is this process's CPU time (user + system)
+events and their outbox rows). The figure is this process's CPU time (user + system,
+and each apart)
 per booking, which is what bench.scheduling's "booking" CPU per booking is made of
 beside the per-transaction work (locks, SiteDays, stock). `--profile` prints cProfile's
 top entries (internal time) for the same work.
@@ -20,6 +21,7 @@ import argparse
 import asyncio
 import cProfile
 import io
+import os
 import pstats
 import time
 from collections.abc import Sequence
@@ -98,20 +100,23 @@ async def measure(dsn: str, bookings: int, batch: int, profile: bool) -> dict[st
         await commit_batches(store, min(batch, bookings), batch, first_day - timedelta(days=30))
         await pool.execute("TRUNCATE appointments, events, outbox")
         profiler = cProfile.Profile() if profile else None
-        wall, cpu = time.perf_counter(), time.process_time()
+        wall, before = time.perf_counter(), os.times()
         if profiler is not None:
             profiler.enable()
         await commit_batches(store, bookings, batch, first_day)
         if profiler is not None:
             profiler.disable()
-        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        after, wall = os.times(), time.perf_counter() - wall
+        user, system = after.user - before.user, after.system - before.system
         events = await pool.fetchval("SELECT count(*) FROM events")
         assert events == bookings, (events, bookings)
         figures: dict[str, Any] = {
             "bookings": bookings,
             "batch": batch,
             "seconds": round(wall, 3),
-            "cpu_us_per_booking": round(cpu / bookings * 1e6, 1),
+            "cpu_us_per_booking": round((user + system) / bookings * 1e6, 1),
+            "user_us_per_booking": round(user / bookings * 1e6, 1),
+            "system_us_per_booking": round(system / bookings * 1e6, 1),
             "profiled": profile,
         }
         if profiler is not None:
