@@ -2,13 +2,13 @@
 
 Run with `.venv/bin/python -m bench.commit_cpu [--bookings N] [--batch B] [--profile]`.
 
-The per-booking part of `reserve_days`, as a run's commit does it: per batch of B new
-appointments (one site and product), one transaction that claims them in the
-appointments read model (`readmodel.claim_appointments`, its COPY) and starts their
-appointment streams (`EventStore.start_streams`: decide, envelope, encode, COPY of the
-events and their outbox rows). The figure is this process's CPU time (user + system,
-and each apart)
-per booking, which is what bench.scheduling's "booking" CPU per booking is made of
+The per-booking part of a run's commit: each booking's reason (`ranking.explain`, as
+`_batches` does), then, as `reserve_days` does it, per batch of B new appointments (one
+site and product), one transaction that claims them in the appointments read model
+(`readmodel.claim_appointments`, its COPY) and starts their appointment streams
+(`EventStore.start_streams`: decide, envelope, encode, COPY of the events and their
+outbox rows). The figure is this process's CPU time (user + system, and each apart) per
+booking, which is what bench.scheduling's "booking" CPU per booking is made of
 beside the per-transaction work (locks, SiteDays, stock). `--profile` prints cProfile's
 top entries (internal time) for the same work.
 
@@ -37,11 +37,33 @@ from immunreg.eventstore.store import EventStore
 from services.booking import readmodel
 from services.booking.app import SCHEMA_FILE
 from services.booking.domain import APPOINTMENT, Book, appointment_stream
+from services.booking.ranking import Decision, explain
 from services.booking.readmodel import Claim
 
 SECTION = "booking_commit_cpu"
 SITE = "SITE-BENCH"
 PRODUCT = "EU/1/20/1528"
+
+
+GROUPS = ("health_worker", "chronic_patient", "elderly_65", "general", "education")
+
+
+def decision(n: int, first_day: date) -> Decision:
+    """The n-th booking's planner decision: days, tiers, groups and choices vary as a
+    run's do (what _batches explains before the commit)."""
+    first = first_day + timedelta(days=n % 3)
+    return Decision(
+        priority_group=GROUPS[n % len(GROUPS)],
+        tier=n % 5,
+        site_id=SITE,
+        site_municipality="70092",
+        product_code=PRODUCT,
+        preference_rank=n % 2,
+        any_product=n % 4 == 0,
+        day=first + timedelta(days=n % 11),
+        first_day=first,
+        dose_number=1 + n % 2,
+    )
 
 
 async def commit_batches(store: EventStore, bookings: int, batch: int, first_day: date) -> None:
@@ -51,10 +73,10 @@ async def commit_batches(store: EventStore, bookings: int, batch: int, first_day
             Claim(
                 appointment_id=new_id_text(),
                 citizen_id=f"cit_{n:012d}",
-                day=first_day + timedelta(days=n % 14),
+                day=decision(n, first_day).day,
                 dose_number=1,
                 booster=False,
-                reason="priority_group:general",
+                reason=explain(decision(n, first_day)),
                 run_id="run_bench",
             )
             for n in range(start, min(start + batch, bookings))
