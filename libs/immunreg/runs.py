@@ -41,7 +41,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from immunreg.contracts.envelope import new_event_id
+from immunreg.contracts.envelope import new_id_text
 from immunreg.eventstore.database import Connection
 from immunreg.eventstore.errors import database_unavailable
 from immunreg.eventstore.locks import session_lock
@@ -209,7 +209,7 @@ class BackgroundRuns:
             f"INSERT INTO background_runs (run_id, kind, status, params, requested_by) "
             f"VALUES ($1, $2, 'queued', $3::text::jsonb, $4) ON CONFLICT (run_id) DO NOTHING "
             f"RETURNING {_COLUMNS}",
-            run_id or str(new_event_id()),
+            run_id or new_id_text(),
             self.kind,
             _json.encode(dict(params)).decode(),
             requested_by,

@@ -28,7 +28,7 @@ from msgspec import UnsetType
 
 from immunreg.contracts import booking, inventory, registration
 from immunreg.contracts.booking import SiteDefined
-from immunreg.contracts.envelope import Context, Envelope, Event, Metadata, new_event_id
+from immunreg.contracts.envelope import Context, Envelope, Event, Metadata, new_id_text
 from immunreg.contracts.inventory import LotExpired, LotRecalled, LotReceived, ShipmentReceived
 from immunreg.contracts.registration import (
     CitizenErased,
@@ -429,7 +429,7 @@ async def report_adverse_event(
     metadata: Metadata | None = None,
 ) -> str:
     """Report an adverse event against a recorded dose; the new report's id."""
-    report_id = str(new_event_id())
+    report_id = new_id_text()
 
     async def work(tx: Tx) -> None:
         dose = await store.load_state(aggregates.dose, dose_stream(report.dose_id), tx)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
-from immunreg.contracts.envelope import Metadata, new_event_id
+from immunreg.contracts.envelope import Metadata, new_id_text
 from immunreg.domain import Loaded, NotFound, Outcome
 from immunreg.eventstore.database import Connection
 from immunreg.eventstore.locks import lock_for_transaction
@@ -140,7 +140,7 @@ async def reserve_days(
             left -= n
         if not offers:
             break
-        ids = {r.citizen_id: str(new_event_id()) for _, r in offers}
+        ids = {r.citizen_id: new_id_text() for _, r in offers}
         claimed = await readmodel.claim_appointments(
             conn,
             [

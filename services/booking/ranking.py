@@ -15,7 +15,7 @@ citizen accepted every product they listed.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from functools import cache
+from functools import cache, lru_cache
 
 from immunreg.reference.geography import municipalities
 from immunreg.reference.health import priority_groups
@@ -136,33 +136,53 @@ def _ordinal(n: int) -> str:
 
 def explain(decision: Decision) -> str:
     """Why this site, day and vaccine, in one line (no personal data)."""
-    product = vaccine_catalog().get(decision.product_code)
-    name = product.name if product is not None else decision.product_code
-    if decision.booster:
-        what = f"booster of {name}"
-    elif decision.dose_number > 1:
-        what = f"dose {decision.dose_number} of {name} (same product as the series)"
-    elif decision.any_product:
-        what = f"dose 1 of {name} (any product accepted)"
-    else:
-        what = f"dose 1 of {name} ({_ordinal(decision.preference_rank + 1)} choice)"
-    muni = municipalities().get(decision.site_municipality)
-    place = muni.name if muni is not None else decision.site_municipality
-    where = {
+    d = decision
+    return (
+        f"{_what(d.product_code, d.booster, d.dose_number, d.any_product, d.preference_rank)}"
+        f" at {d.site_id} in {_where(d.tier, d.site_municipality)}; {_when(d.day, d.first_day)}; "
+        f"{_served(d.priority_group)}"
+    )
+
+
+# explain's parts, each made once per distinct input: a national run explains every
+# booking, and these few inputs repeat across hundreds of thousands of them (bounded:
+# a long-lived service meets new days).
+@lru_cache(maxsize=1024)
+def _what(
+    product_code: str, booster: bool, dose_number: int, any_product: bool, preference_rank: int
+) -> str:
+    product = vaccine_catalog().get(product_code)
+    name = product.name if product is not None else product_code
+    if booster:
+        return f"booster of {name}"
+    if dose_number > 1:
+        return f"dose {dose_number} of {name} (same product as the series)"
+    if any_product:
+        return f"dose 1 of {name} (any product accepted)"
+    return f"dose 1 of {name} ({_ordinal(preference_rank + 1)} choice)"
+
+
+@lru_cache(maxsize=4096)
+def _where(tier: int, site_municipality: str) -> str:
+    muni = municipalities().get(site_municipality)
+    place = muni.name if muni is not None else site_municipality
+    return {
         SAME_SITE: "the site of the previous dose",
         PREFERRED_MUNICIPALITY: f"the preferred municipality {place}",
         HOME_MUNICIPALITY: f"the home municipality {place}",
         DISTRICT: f"the home district ({place})",
         ANYWHERE: f"{place}, nothing closer had a free slot",
-    }[decision.tier]
-    when = (
-        "the first day possible"
-        if decision.day == decision.first_day
-        else f"the earliest free day from {decision.first_day.isoformat()}"
-    )
-    rank = priority_rank(decision.priority_group)
-    return (
-        f"{what} at {decision.site_id} in {where}; {decision.day.isoformat()}, {when}; "
-        f"served in order of priority ({decision.priority_group}, rank {rank}) "
-        "then registration time"
-    )
+    }[tier]
+
+
+@lru_cache(maxsize=4096)
+def _when(day: date, first_day: date) -> str:
+    if day == first_day:
+        return f"{day.isoformat()}, the first day possible"
+    return f"{day.isoformat()}, the earliest free day from {first_day.isoformat()}"
+
+
+@lru_cache(maxsize=256)
+def _served(priority_group: str) -> str:
+    rank = priority_rank(priority_group)
+    return f"served in order of priority ({priority_group}, rank {rank}) then registration time"

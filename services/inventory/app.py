@@ -16,7 +16,7 @@ from pathlib import Path
 from aiohttp import web
 
 from immunreg.config import setting
-from immunreg.contracts.envelope import new_event_id
+from immunreg.contracts.envelope import new_id_text
 from immunreg.contracts.inventory import CONTEXT
 from immunreg.eventstore.database import Connection
 from immunreg.http.api import Api, json_response
@@ -182,7 +182,7 @@ async def create_shipment(request: web.Request, body: ShipmentIn) -> web.StreamR
     """
     shipment = await handlers.create_shipment(
         _ledger(request),
-        shipment_id=body.shipment_id or str(new_event_id()),
+        shipment_id=body.shipment_id or new_id_text(),
         lot_number=body.lot_number,
         from_location=body.from_location,
         to_location=body.to_location,

@@ -31,7 +31,7 @@ from aiohttp import web
 from prometheus_client import Counter, Gauge
 
 from immunreg.config import Settings, setting
-from immunreg.contracts.envelope import new_event_id
+from immunreg.contracts.envelope import new_id_text
 from immunreg.contracts.supply import CONTEXT, DeliveredLot, Tranche
 from immunreg.http.api import Api, json_response
 from immunreg.http.app import SETTINGS_KEY, STORE_KEY, background_task
@@ -184,7 +184,7 @@ async def record_contract(request: web.Request, body: ContractIn) -> web.StreamR
     doses add up to the total (422 `tranches_do_not_add_up`)."""
     runtime = _runtime(request)
     command = RecordContract(
-        contract_id=body.contract_id or str(new_event_id()),
+        contract_id=body.contract_id or new_id_text(),
         manufacturer_code=body.manufacturer_code,
         product_code=body.product_code,
         total_doses=body.total_doses,
@@ -248,7 +248,7 @@ async def receive_delivery(request: web.Request, body: DeliveryIn) -> web.Stream
         raise Problem.not_found(f"no contract {contract_id!r}")
     today = runtime.config.today()
     command = ReceiveDelivery(
-        delivery_id=body.delivery_id or str(new_event_id()),
+        delivery_id=body.delivery_id or new_id_text(),
         location_id=body.location_id,
         received_on=today,
         lots=tuple(
@@ -311,7 +311,7 @@ async def request_run(request: web.Request, body: RunIn) -> web.StreamResponse:
     state = await handlers.request_run(
         runtime.supply,
         RequestRun(
-            run_id=str(new_event_id()),
+            run_id=new_id_text(),
             from_day=body.from_day or today + timedelta(days=1),
             horizon_days=body.horizon_days,
             today=today,

@@ -25,20 +25,30 @@ from immunreg.structs import Struct
 def new_event_id() -> uuid.UUID:
     """A UUIDv7: time-ordered, so ids sort roughly by creation.
 
-    A stdlib `uuid.UUID` filled in directly from `uuid_utils.uuid7()`'s bytes: about
-    1.2 us an id against 2.4 for `uuid_utils.compat.uuid7()` and 3.3 for
+    A stdlib `uuid.UUID` filled in directly from `uuid_utils.uuid7()`'s integer: about
+    0.6 us an id against 2.4 for `uuid_utils.compat.uuid7()` and 3.3 for
     `UUID(bytes=...)`, whose checks are Python (bench: timeit, min of 5); a
     scheduling run makes one per event and per appointment. Built without `__init__`
     the way `uuid.UUID` itself stores one (its two slots), so it compares, hashes and
     pickles as any other; no database client is imported (pure domains use this)."""
     made = _new(uuid.UUID)
-    _set(made, "int", int.from_bytes(uuid_utils.uuid7().bytes))
-    _set(made, "is_safe", uuid.SafeUUID.unknown)
+    _set(made, "int", _uuid7().int)
+    _set(made, "is_safe", _UNKNOWN)
     return made
+
+
+def new_id_text() -> str:
+    """`str(new_event_id())`, the id as text (lowercase, hyphenated), made without the
+    stdlib's `UUID.__str__`: 0.5 us an id against 3.6 (a scheduling run names every
+    appointment with one)."""
+    return str(_uuid7())
 
 
 _new = object.__new__
 _set = object.__setattr__
+_uuid7 = uuid_utils.uuid7
+# Read once: an enum member through its class costs 0.4 us a lookup on Python 3.11.
+_UNKNOWN = uuid.SafeUUID.unknown
 
 
 def utcnow() -> datetime:

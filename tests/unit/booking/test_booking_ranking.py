@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from immunreg.reference.geography import municipalities
+from immunreg.reference.vaccines import vaccine_catalog
 from services.booking.ranking import (
     ANYWHERE,
     DISTRICT,
@@ -197,3 +198,70 @@ def test_reason_text(made: Decision, fragments: list[str]) -> None:
     text = explain(made)
     for fragment in fragments:
         assert fragment in text, text
+
+
+def _explained_in_one_piece(decision: Decision) -> str:
+    """explain as it was written before its parts were cached: the text to keep."""
+    product = vaccine_catalog().get(decision.product_code)
+    name = product.name if product is not None else decision.product_code
+    if decision.booster:
+        what = f"booster of {name}"
+    elif decision.dose_number > 1:
+        what = f"dose {decision.dose_number} of {name} (same product as the series)"
+    elif decision.any_product:
+        what = f"dose 1 of {name} (any product accepted)"
+    else:
+        n = decision.preference_rank + 1
+        suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+        what = f"dose 1 of {name} ({n}{suffix} choice)"
+    muni = municipalities().get(decision.site_municipality)
+    place = muni.name if muni is not None else decision.site_municipality
+    where = {
+        SAME_SITE: "the site of the previous dose",
+        PREFERRED_MUNICIPALITY: f"the preferred municipality {place}",
+        HOME_MUNICIPALITY: f"the home municipality {place}",
+        DISTRICT: f"the home district ({place})",
+        ANYWHERE: f"{place}, nothing closer had a free slot",
+    }[decision.tier]
+    when = (
+        "the first day possible"
+        if decision.day == decision.first_day
+        else f"the earliest free day from {decision.first_day.isoformat()}"
+    )
+    rank = priority_rank(decision.priority_group)
+    return (
+        f"{what} at {decision.site_id} in {where}; {decision.day.isoformat()}, {when}; "
+        f"served in order of priority ({decision.priority_group}, rank {rank}) "
+        "then registration time"
+    )
+
+
+def test_reason_text_is_the_same_as_written_in_one_piece() -> None:
+    """explain caches its parts: every combination of them (known and unknown product,
+    municipality and group, each tier, dose kind and choice, day) reads as before,
+    byte for byte, asked twice (the second answer from the caches)."""
+    made = [
+        decision(
+            tier=tier,
+            product_code=product,
+            site_municipality=muni,
+            priority_group=group,
+            booster=booster,
+            dose_number=dose,
+            any_product=any_product,
+            preference_rank=rank,
+            day=date(2021, 3, 2) + timedelta(days=later),
+            first_day=date(2021, 3, 2),
+        )
+        for tier in (SAME_SITE, PREFERRED_MUNICIPALITY, HOME_MUNICIPALITY, DISTRICT, ANYWHERE)
+        for product in ("EU/1/20/1528", "NOT-A-PRODUCT")
+        for muni in (GROCKA, "00000")
+        for group in ("chronic_patient", "general", "no-such-group")
+        for booster, dose in ((False, 1), (False, 2), (True, 3))
+        for any_product in (False, True)
+        for rank in (0, 1, 2, 10)
+        for later in (0, 3)
+    ]
+    for _ in range(2):
+        for d in made:
+            assert explain(d) == _explained_in_one_piece(d)

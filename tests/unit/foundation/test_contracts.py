@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from immunreg.contracts import Context, Event, Metadata, decode_envelope, encode_envelope
-from immunreg.contracts.envelope import new_event_id
+from immunreg.contracts.envelope import new_event_id, new_id_text
 from immunreg.contracts.topics import TOPIC_NAMESPACE_VARIABLE, all_topics, dlq_topic, events_topic
 
 
@@ -66,6 +66,16 @@ def test_a_new_event_id_is_a_uuid7_like_any_other() -> None:
     assert made == parsed and hash(made) == hash(parsed) and made.bytes == parsed.bytes
     assert pickle.loads(pickle.dumps(made)) == made
     assert made.is_safe is uuid.SafeUUID.unknown
+
+
+def test_a_new_id_as_text_is_written_as_str_of_a_uuid7() -> None:
+    """new_id_text skips UUID.__str__: its text must be exactly what str() of the same
+    UUID writes (an appointment id is compared and stored as text)."""
+    for _ in range(1000):
+        text = new_id_text()
+        parsed = uuid.UUID(text)
+        assert text == str(parsed) and parsed.version == 7
+    assert new_id_text() < new_id_text()  # time-ordered like new_event_id
 
 
 def test_a_context_refuses_events_it_does_not_define() -> None:
