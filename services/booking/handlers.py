@@ -328,7 +328,9 @@ async def run_scheduler(
         citizens = await readmodel.waiting_citizens(pool, outcome.retry)
         # booked by someone else in between
         counts.booked_elsewhere += len(outcome.retry) - len(citizens)
-        for citizen_id in set(outcome.retry) - {c.citizen_id for c in citizens}:
+        # The next pass says anew why each of them still waits, if one does: one booked
+        # on it is booked, not waiting for a slot taken.
+        for citizen_id in outcome.retry:
             reasons.pop(citizen_id, None)
     waiting: dict[str, int] = defaultdict(int)
     for reason in reasons.values():

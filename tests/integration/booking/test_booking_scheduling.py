@@ -12,7 +12,9 @@ import msgspec
 from immunreg.contracts import booking as booking_events
 from services.booking import readmodel
 from services.booking.config import BookingConfig
-from services.booking.handlers import mark_no_shows, run_scheduler
+from services.booking.domain import ChangeCapacity
+from services.booking.handlers import change_day, mark_no_shows, run_scheduler
+from services.booking.schemas import RunCounts
 
 from .conftest import AZ, PFIZER, SINOPHARM, Booking, new_site_id
 
@@ -173,6 +175,45 @@ async def test_a_run_alone_commits_one_site_at_a_time_and_plans_nobody_twice(
     assert counts.replanned == 0 and counts.booked_elsewhere == 0
     # Not one append refused for a SiteDay another of the run's transactions moved on.
     assert conflicts() == before
+
+
+async def test_a_citizen_booked_on_a_replan_is_booked_and_not_counted_waiting(
+    booking: Booking,
+) -> None:
+    """A day closed between the plan and its commit: its bookings are refused (slot
+    taken), planned again onto the next day and booked there; the run counts them booked
+    and replanned, and none of them as waiting."""
+    site = new_site_id()
+    await booking.define_site(site, capacity={PFIZER: 2})
+    await booking.stock(site, PFIZER, 100)
+    day1 = today() + timedelta(days=1)
+    day2 = day1 + timedelta(days=1)
+    citizens = [await booking.register() for _ in range(2)]
+    closed = False
+
+    async def close_day1_once_planned(counts: RunCounts) -> None:
+        # The first report comes after the first plan, before its commit.
+        nonlocal closed
+        if not closed:
+            closed = True
+            await change_day(
+                booking.store, ChangeCapacity(site_id=site, day=day1, capacity={}, closed=True)
+            )
+
+    counts = await run_scheduler(
+        booking.store,
+        run_id="replanned",
+        from_day=day1,
+        horizon_days=2,
+        today=today(),
+        config=BookingConfig(),
+        report=close_day1_once_planned,
+    )
+    assert (counts.booked, counts.replanned, counts.booked_elsewhere) == (2, 2, 0)
+    assert counts.waiting == {}
+    for citizen_id in citizens:
+        (appointment,) = await booking.appointments_of(citizen_id)
+        assert appointment["day"] == day2.isoformat()
 
 
 async def test_cancel_frees_the_slot_and_rescheduling_to_a_full_day_is_409(
