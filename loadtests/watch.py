@@ -51,6 +51,24 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _descendants(pids: list[int]) -> list[int]:
+    """Every process below `pids`, at any depth (a run worker's planner is the
+    service's grandchild), from one read of /proc."""
+    below: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = _stat(int(entry.name), memory=False)
+            if stat is not None:
+                below.setdefault(stat[0], []).append(int(entry.name))
+    found: list[int] = []
+    todo = list(pids)
+    while todo:
+        children = below.get(todo.pop(), [])
+        found += children
+        todo += children
+    return found
+
+
 def _pid_of(pid_file: Path) -> list[int]:
     try:
         first = pid_file.read_text().splitlines()[0].strip()
@@ -79,14 +97,14 @@ def _reaped(pid: int) -> float:
 
 def cpu_seconds(groups: dict[str, list[int]], with_children: set[str]) -> dict[str, float]:
     """CPU seconds each group's live processes have used so far; for the groups named in
-    `with_children`, their children's too, those that exited included (so a backend
+    `with_children`, their descendants' too, those that exited included (so a backend
     that ends between two readings does not take its CPU with it)."""
     used: dict[str, float] = {}
     for name, pids in groups.items():
-        every = [*pids, *(c for p in pids for c in _children(p))] if name in with_children else pids
+        every = [*pids, *_descendants(pids)] if name in with_children else pids
         used[name] = sum(stat[1] for pid in every if (stat := _stat(pid, memory=False)))
         if name in with_children:
-            used[name] += sum(_reaped(pid) for pid in pids)
+            used[name] += sum(_reaped(pid) for pid in every)
     return used
 
 
@@ -140,11 +158,15 @@ class Watch:
         for group, pids in self.groups.items():
             everyone = list(pids)
             if group in self.with_children:
-                everyone += [c for p in pids for c in _children(p)]
+                everyone += _descendants(pids)
             stats = [s for s in map(_stat, everyone) if s is not None]
             if not stats:
                 continue
             cpu = sum(s[1] for s in stats)
+            if group in self.with_children:
+                # A descendant that exited is counted in its parent's reaped CPU: a run
+                # worker's or planner's CPU stays the group's after it ends.
+                cpu += sum(_reaped(pid) for pid in everyone)
             before = self._previous.get(group)
             self._previous[group] = (now, cpu)
             share = (cpu - before[1]) / (now - before[0]) if before and now > before[0] else 0.0
