@@ -8,8 +8,9 @@ work, or one per batch):
                     open appointments (domain.cancelled_by)
     reschedule      move an appointment: Reserve on the new SiteDay, Release on the old
     cancel          Cancel an appointment and Release its slot
-    run_scheduler   a scheduling run: plan (scheduler.plan, pure), then reserve per
-                    (site, product) in batches, reporting progress
+    run_scheduler   a scheduling run: plan (scheduler.planned, pure, in parts) and
+                    reserve per (site, product) in batches while it plans
+                    (committer.py), reporting progress
     mark_no_shows   Miss every appointment whose day has ended
 
 Reactions to other contexts' events: the table `build_reactions` makes (see its
@@ -41,8 +42,10 @@ then appointment streams (fresh ids, all in one write). A deadlock that still
 happens (e.g. with a consumer batch) aborts the unit, and callers treat it as not done.
 
 A scheduling run loads the waiting citizens and the free capacity and stock from the
-read models, plans, then commits the proposals per (site, product) in transactions of
-up to COMMIT_BATCH bookings over one or more days, each through `reserve_days`, which
+read models and plans (planning.py; a national run in a planner process of its own,
+planworker.py), committing the proposals per (site, product) as the plan hands them on
+in transactions of up to COMMIT_BATCH bookings over one or more days (committer.py),
+each through `reserve_days`, which
 re-checks capacity, stock and the citizen's claim under the database's guarantees.
 A proposal that no longer fits (another run or a citizen took the slot meanwhile) is
 planned again from fresh read models, up to REPLAN_PASSES times; what still does not
@@ -52,15 +55,14 @@ fit is left waiting as "slot_taken". A citizen someone else booked meanwhile cou
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import asyncpg
+import msgspec
 
 from immunreg.contracts import administration, inventory, registration
 from immunreg.contracts.administration import DoseAdministered, DoseCorrected, DoseVoided
@@ -82,17 +84,15 @@ from immunreg.reference.geography import municipalities
 
 from . import readmodel
 from .appointments import (
-    ALREADY_BOOKED,
     BookingRequest,
-    Reservation,
     attend,
     cancel_appointment,
     miss,
     move_appointment,
     reserve,
-    reserve_days,
     site_for_booking,
 )
+from .committer import Committer, Report
 from .config import BookingConfig
 from .domain import (
     SITE,
@@ -108,20 +108,15 @@ from .domain import (
 )
 from .eligibility import SLOT_TAKEN, unsuitable
 from .noshow import select_no_shows
+from .planning import Planner, PlanRequest, plan_here
 from .ranking import district_of, explain
-from .scheduler import Citizen, Proposal, plan
+from .scheduler import plan
 from .schemas import DayView, RunCounts
 
 log = logging.getLogger(__name__)
 
 REPLAN_PASSES = 3
 NEXT_DOSE_SEARCH_DAYS = 14  # when the interval window is already closed (overdue)
-# Failures of one batch's transaction that mean "not now", not "broken".
-_NOT_NOW = (
-    ConcurrencyConflict,
-    asyncpg.exceptions.DeadlockDetectedError,
-    asyncpg.exceptions.SerializationError,
-)
 
 
 # --- commands ------------------------------------------------------------------------------
@@ -248,15 +243,6 @@ async def cancel(
     return await store.transact(work)
 
 
-@dataclass
-class _Pass:
-    retry: list[str] = field(default_factory=list)
-
-
-# Called with the run's counts after every committed batch (and once planned).
-Report = Callable[[RunCounts], Awaitable[None]]
-
-
 async def _no_report(counts: RunCounts) -> None:
     return None
 
@@ -271,202 +257,54 @@ async def run_scheduler(
     config: BookingConfig,
     metadata: Metadata | None = None,
     report: Report = _no_report,
+    planner: Planner = plan_here,
 ) -> RunCounts:
     """Book every waiting citizen that fits between from_day and from_day + horizon.
 
-    Each (site, day, product) batch commits on its own (exactly once: a citizen's claim
-    on one open appointment), and `report` hears the counts after each.
+    `planner` loads and plans, handing the bookings on in parts as it plans them
+    (planning.py; planworker.plan_in_a_process plans in a process of its own), and each
+    (site, product) group commits while the plan goes on (committer.py). Each batch
+    commits on its own (exactly once: a citizen's claim on one open appointment), and
+    `report` hears the counts after each. Citizens whose slot was taken meanwhile are
+    planned again here, up to REPLAN_PASSES times in all.
     """
     counts = RunCounts()
-    pool = store.pool
-    clock = time.perf_counter()
-    citizens = await readmodel.waiting_citizens(pool)
-    counts.considered = len(citizens)
-    _add_time(counts, "load", clock)
-    reasons: dict[str, str] = {}
+    waiting: Counter[str] = Counter()
+    request = PlanRequest(
+        run_id=run_id,
+        from_day=from_day,
+        horizon_days=horizon_days,
+        today=today,
+        allow_anywhere=config.allow_anywhere,
+    )
+    retry: list[str] | None = None
     for attempt in range(REPLAN_PASSES):
-        clock = time.perf_counter()
-        supply = await readmodel.supply(pool, from_day, horizon_days, today)
-        _add_time(counts, "load", clock)
-        clock = time.perf_counter()
-        # In a thread: a national plan takes seconds, and the event loop keeps serving.
-        result = await asyncio.to_thread(
-            plan,
-            citizens,
-            supply.sites,
-            supply.capacity,
-            supply.stock,
-            start=from_day,
-            days=horizon_days,
-            allow_anywhere=config.allow_anywhere,
-        )
-        _add_time(counts, "plan", clock)
-        await report(counts)
-        for left in result.waiting:
-            reasons[left.citizen_id] = left.reason
-        municipality_of = {s.site_id: s.municipality_code for s in supply.sites}
-        by_id = {c.citizen_id: c for c in citizens}
-        clock = time.perf_counter()
-        outcome = await _commit(
+        committer = Committer(
             store,
-            result.bookings,
-            by_id,
-            municipality_of,
             counts,
-            run_id=run_id,
             today=today,
             config=config,
             metadata=metadata,
             report=report,
+            replanning=None if retry is None else len(retry),
         )
-        _add_time(counts, "commit", clock)
-        for citizen_id in outcome.retry:
-            reasons[citizen_id] = SLOT_TAKEN
-        if not outcome.retry or attempt == REPLAN_PASSES - 1:
+        if retry is None:
+            planning = planner(store.pool, request, committer)
+        else:  # a few citizens: planned here
+            counts.replanned += len(retry)
+            again = msgspec.structs.replace(request, citizen_ids=retry)
+            planning = plan_here(store.pool, again, committer)
+        retry = await committer.run(planning)
+        # Left waiting by this pass's plan: final (only taken slots are planned again).
+        waiting.update(committer.waiting)
+        if not retry:
             break
-        counts.replanned += len(outcome.retry)
-        citizens = await readmodel.waiting_citizens(pool, outcome.retry)
-        # booked by someone else in between
-        counts.booked_elsewhere += len(outcome.retry) - len(citizens)
-        for citizen_id in set(outcome.retry) - {c.citizen_id for c in citizens}:
-            reasons.pop(citizen_id, None)
-    waiting: dict[str, int] = defaultdict(int)
-    for reason in reasons.values():
-        waiting[reason] += 1
-    counts.waiting = dict(sorted(waiting.items()))
+        if attempt == REPLAN_PASSES - 1:
+            waiting[SLOT_TAKEN] += len(retry)
+    counts.waiting = dict(sorted((reason, n) for reason, n in waiting.items() if n))
     await report(counts)
     log.info("scheduling run done", extra={"run_id": run_id, "booked": counts.booked})
     return counts
-
-
-def _add_time(counts: RunCounts, phase: str, since: float) -> None:
-    counts.timings[phase] = round(counts.timings.get(phase, 0.0) + time.perf_counter() - since, 3)
-
-
-async def _commit(
-    store: EventStore,
-    proposals: Sequence[Proposal],
-    citizens: dict[str, Citizen],
-    site_municipality: dict[str, str],
-    counts: RunCounts,
-    *,
-    run_id: str,
-    today: date,
-    config: BookingConfig,
-    metadata: Metadata | None,
-    report: Report,
-) -> _Pass:
-    """Commit proposals per (site, product): each transaction books up to COMMIT_BATCH
-    of them over one or more days; some transactions at a time, never two at one site."""
-    # In a thread, like the plan: explaining a national run's bookings takes seconds
-    # that the event loop spends answering requests instead.
-    batches = await asyncio.to_thread(
-        _batches, proposals, citizens, site_municipality, run_id, config.commit_batch
-    )
-    gate = asyncio.Semaphore(max(config.commit_concurrency, 1))
-    outcome = _Pass()
-
-    async def commit(key: tuple[str, str], days: list[tuple[date, list[BookingRequest]]]) -> None:
-        site_id, product = key
-
-        async def work(conn: Connection) -> list[Reservation]:
-            return await reserve_days(
-                store,
-                conn,
-                site_id=site_id,
-                product_code=product,
-                days=days,
-                today=today,
-                metadata=metadata,
-            )
-
-        async with gate:
-            try:
-                reservations = await store.transact(work)
-            except _NOT_NOW:
-                log.warning("a booking batch was not committed; planning it again", exc_info=True)
-                outcome.retry += [r.citizen_id for _, requests in days for r in requests]
-                return
-        counts.batches_committed += 1
-        for reservation in reservations:
-            counts.booked += len(reservation.booked)
-            for request, why in reservation.refused:
-                if why == ALREADY_BOOKED:
-                    counts.booked_elsewhere += 1
-                else:
-                    outcome.retry.append(request.citizen_id)
-        await report(counts)
-
-    # One site's transactions one after another, sites side by side: two at one site
-    # would queue on its stock rows' locks (a (site, product) of more than COMMIT_BATCH
-    # bookings is several transactions; a national run's waits outlasted the statement
-    # timeout) or collide on the SiteDays every product there shares, and the loser's
-    # citizens would be planned again for nothing.
-    by_site: dict[str, list[Batch]] = defaultdict(list)
-    for batch in batches:
-        by_site[batch[0][0]].append(batch)
-
-    async def commit_site(site_batches: list[Batch]) -> None:
-        for key, days in site_batches:
-            await commit(key, days)
-
-    await asyncio.gather(*(commit_site(site_batches) for site_batches in by_site.values()))
-    return outcome
-
-
-Batch = tuple[tuple[str, str], list[tuple[date, list[BookingRequest]]]]
-
-
-def _batches(
-    proposals: Sequence[Proposal],
-    citizens: dict[str, Citizen],
-    site_municipality: dict[str, str],
-    run_id: str,
-    size: int,
-) -> list[Batch]:
-    """The proposals as booking requests (each explained), per (site, product) and cut
-    into transactions (`_chunks`)."""
-    groups: dict[tuple[str, str], dict[date, list[BookingRequest]]] = defaultdict(
-        lambda: defaultdict(list)
-    )
-    for p in proposals:  # planner order: best citizens first within each day
-        reason = explain(p.decision(citizens[p.citizen_id], site_municipality[p.site_id]))
-        groups[(p.site_id, p.product_code)][p.day].append(
-            BookingRequest(
-                citizen_id=p.citizen_id,
-                dose_number=p.dose_number,
-                booster=p.booster,
-                reason=reason,
-                run_id=run_id,
-            )
-        )
-    return [
-        (key, chunk)
-        for key, by_day in groups.items()
-        for chunk in _chunks(sorted(by_day.items()), size)
-    ]
-
-
-def _chunks(
-    days: list[tuple[date, list[BookingRequest]]], size: int
-) -> list[list[tuple[date, list[BookingRequest]]]]:
-    """Days in order, cut into transactions of at most `size` bookings (a day's requests
-    are split only when they alone are more)."""
-    size = max(size, 1)
-    chunks: list[list[tuple[date, list[BookingRequest]]]] = []
-    current: list[tuple[date, list[BookingRequest]]] = []
-    count = 0
-    for day, requests in days:
-        for i in range(0, len(requests), size):
-            piece = requests[i : i + size]
-            if current and count + len(piece) > size:
-                chunks.append(current)
-                current, count = [], 0
-            current.append((day, piece))
-            count += len(piece)
-    if current:
-        chunks.append(current)
-    return chunks
 
 
 async def mark_no_shows(

@@ -25,6 +25,7 @@ from immunreg.runs import BackgroundRuns, RunRecord
 
 from .config import BookingConfig
 from .handlers import mark_no_shows, run_scheduler
+from .planning import Planner, plan_here
 from .schemas import RunCounts
 
 log = logging.getLogger(__name__)
@@ -90,9 +91,11 @@ async def scheduling_run(
     config: BookingConfig,
     record: RunRecord,
     progress: Callable[[Mapping[str, Any]], Awaitable[None]],
+    planner: Planner = plan_here,
 ) -> RunCounts:
     """Do the scheduling run `record` asks for, handing `progress` its counts as it goes
-    (immunreg.runs' `Progress.report`, or the worker's pipe to it)."""
+    (immunreg.runs' `Progress.report`, or the worker's pipe to it); `planner` plans it
+    (here, or in a planner process: planworker.py)."""
     params = record.params
     correlation = params.get("correlation_id")
 
@@ -108,6 +111,7 @@ async def scheduling_run(
         config=config,
         metadata=Metadata(correlation_id=uuid.UUID(correlation) if correlation else None),
         report=report,
+        planner=planner,
     )
 
 

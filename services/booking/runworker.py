@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sys
 from collections.abc import Mapping
@@ -59,6 +60,7 @@ from immunreg.runs import Progress, RunRecord
 from . import readmodel
 from .config import BookingConfig
 from .jobs import scheduling_run
+from .planworker import plan_in_a_process
 from .schemas import RunCounts
 
 log = logging.getLogger(__name__)
@@ -140,8 +142,11 @@ async def _work(settings: Settings, config: BookingConfig, record: RunRecord) ->
         report("progress", dict(counts))
 
     try:
+        # The plan in a process of its own (the worker's child, the service's
+        # grandchild): this process commits its first parts while it plans the rest.
+        planner = functools.partial(plan_in_a_process, settings)
         counts = await cancelled_when_told_to_stop(
-            scheduling_run(EventStore(pool, signal=signal_), config, record, progress)
+            scheduling_run(EventStore(pool, signal=signal_), config, record, progress, planner)
         )
         report("result", msgspec.structs.asdict(counts))
         return 0

@@ -3,6 +3,11 @@
     plan(waiting citizens, free capacity per site/day/product, bookable stock per
          site/product) -> proposed bookings + why each other citizen is left waiting
 
+`planned` is the same planner as a generator: the plan in parts, as it is made, so
+that a scheduling run commits the first bookings while the rest is still being planned
+(handlers.run_scheduler); `plan` collects it. A part is final once yielded: each
+citizen is decided once, in fairness order, and never revisited.
+
 Greedy in fairness order (ranking.py): each citizen, highest priority first, takes the
 closest tier, then their most preferred product, then the earliest day with a site
 that has both a free slot and stock. Capacity and stock only ever go down while
@@ -25,7 +30,7 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, timedelta
 
 import msgspec
@@ -224,6 +229,11 @@ class _Index:
         return left is not None and any(x > 0 for x in left[lo : hi + 1])
 
 
+# Citizens decided per part of a streamed plan: small enough that the first bookings
+# leave the planner within milliseconds, big enough that a part's overhead is nothing.
+PART_CITIZENS = 1024
+
+
 def plan(
     citizens: Iterable[Citizen],
     sites: Sequence[SiteInfo],
@@ -240,6 +250,37 @@ def plan(
     `capacity[(site, day, product)]` is the number of free slots; days outside
     [start, start + days) are ignored.
     """
+    bookings: list[Proposal] = []
+    waiting: list[Left] = []
+    for part in planned(
+        citizens,
+        sites,
+        capacity,
+        stock,
+        start=start,
+        days=days,
+        catalog=catalog,
+        allow_anywhere=allow_anywhere,
+    ):
+        bookings += part.bookings
+        waiting += part.waiting
+    return Plan(bookings=bookings, waiting=waiting)
+
+
+def planned(
+    citizens: Iterable[Citizen],
+    sites: Sequence[SiteInfo],
+    capacity: Capacity,
+    stock: Stock,
+    *,
+    start: date,
+    days: int,
+    catalog: VaccineCatalog | None = None,
+    allow_anywhere: bool = True,
+    part_citizens: int = PART_CITIZENS,
+) -> Iterator[Plan]:
+    """`plan`, in parts of `part_citizens` citizens decided, in fairness order; each
+    part final once yielded (a later citizen never changes an earlier proposal)."""
     catalog = catalog or vaccine_catalog()
     products = catalog.codes()
     index = _Index(sites, capacity, stock, start=start, days=days, products=products)
@@ -264,7 +305,10 @@ def plan(
     )
     bookings: list[Proposal] = []
     waiting: list[Left] = []
-    for citizen in ordered:
+    for decided, citizen in enumerate(ordered):
+        if decided and decided % part_citizens == 0:
+            yield Plan(bookings=bookings, waiting=waiting)
+            bookings, waiting = [], []
         verdict = eligibility(
             birth_date=citizen.birth_date,
             ruled_out=citizen.ruled_out,
@@ -309,7 +353,8 @@ def plan(
                 first_day=date.fromordinal(start_ord + first_day),
             )
         )
-    return Plan(bookings=bookings, waiting=waiting)
+    if bookings or waiting:
+        yield Plan(bookings=bookings, waiting=waiting)
 
 
 def _choose(

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -237,6 +238,23 @@ async def test_the_waiting_list_is_read_a_page_at_a_time_and_whole(
     assert [c.citizen_id for c in some] == citizens[1:4]
 
 
+def running(run_id: str, day: date) -> RunRecord:
+    """The record of a one-day run from `day` that a service holds, running."""
+    return RunRecord(
+        run_id=run_id,
+        kind="scheduling",
+        status="running",
+        params=run_parameters(trigger="on_demand", from_day=day, horizon_days=1, today=day),
+        progress={},
+        result=None,
+        error=None,
+        requested_by=None,
+        requested_at=datetime.now(UTC),
+        started_at=datetime.now(UTC),
+        finished_at=None,
+    )
+
+
 async def test_a_run_worker_whose_service_is_gone_stops_and_commits_nothing_more(
     serial_booking: Booking,
 ) -> None:
@@ -247,20 +265,7 @@ async def test_a_run_worker_whose_service_is_gone_stops_and_commits_nothing_more
     _, second, _ = await two_sites(booking)
     app = booking.client.app
     day = BookingConfig().today() + tomorrow()
-    params = run_parameters(trigger="on_demand", from_day=day, horizon_days=1, today=day)
-    record = RunRecord(
-        run_id=f"orphan-{uuid.uuid4().hex[:8]}",
-        kind="scheduling",
-        status="running",
-        params=params,
-        progress={},
-        result=None,
-        error=None,
-        requested_by=None,
-        requested_at=datetime.now(UTC),
-        started_at=datetime.now(UTC),
-        finished_at=None,
-    )
+    record = running(f"orphan-{uuid.uuid4().hex[:8]}", day)
     seen: list[dict[str, object]] = []
 
     async def report(progress: Mapping[str, object]) -> None:
@@ -327,3 +332,63 @@ async def test_a_run_is_done_in_the_services_process_or_a_worker_by_its_waiting_
 
 class EnoughSeen(Exception):
     """Stops following a worker's reports once the test has seen what it waits for."""
+
+
+def planner_of(worker_pid: int) -> int | None:
+    """The pid of the run worker's planner process (its child), if it has one."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rpartition(")")[2].split()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[1]) == worker_pid and b"services.booking.planworker" in command:
+            return int(entry.name)
+    return None
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie waiting for its parent does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+# However the run's worker goes, its planner (the service's grandchild) goes with it.
+@pytest.mark.parametrize("how", ["stdin_closed", "sigterm", "sigkill"])
+async def test_a_run_workers_planner_stops_when_the_worker_does(
+    serial_booking: Booking, how: str
+) -> None:
+    booking = serial_booking
+    await two_sites(booking)
+    app = booking.client.app
+    day = BookingConfig().today() + tomorrow()
+    record = running(f"planner-{uuid.uuid4().hex[:8]}", day)
+    settings = dataclasses.replace(app[SETTINGS_KEY], db_statement_timeout=600.0)
+    # The planner's load waits for the stock table while we hold it: it stays alive.
+    async with booking.pool.acquire() as conn, conn.transaction():
+        await conn.execute("LOCK TABLE site_stock IN ACCESS EXCLUSIVE MODE")
+        worker = await start_worker(settings, app[CONFIG_KEY], record)
+        assert worker.stdin is not None
+        planner = None
+        for _ in range(300):
+            if (planner := planner_of(worker.pid)) is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert planner is not None
+        if how == "stdin_closed":  # what the kernel does when the service's process dies
+            worker.stdin.close()
+        elif how == "sigterm":
+            worker.terminate()
+        else:
+            worker.kill()
+        await asyncio.wait_for(worker.wait(), 60)
+        for _ in range(200):
+            if not alive(planner):
+                break
+            await asyncio.sleep(0.05)
+        assert not alive(planner)  # while its load would still be waiting
+    assert await booked_by(booking.pool, record.run_id) == 0

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.booking.appointments import BookingRequest
-from services.booking.handlers import _chunks
+from services.booking.committer import _chunks
 
 DAY = date(2030, 3, 1)
 

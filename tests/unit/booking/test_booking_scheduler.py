@@ -18,7 +18,7 @@ from services.booking.ranking import (
     SAME_SITE,
     priority_rank,
 )
-from services.booking.scheduler import Citizen, Plan, SiteInfo, plan
+from services.booking.scheduler import Citizen, Plan, SiteInfo, plan, planned
 
 START = date(2021, 3, 1)
 DAYS = 5
@@ -287,3 +287,32 @@ def test_plan_properties(scenario: tuple[list[Citizen], list[SiteInfo], dict, di
                 f"{high.citizen_id} waits ({reason[high.citizen_id]}) while {low.citizen_id}, "
                 f"served later, got {b}"
             )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios(), st.integers(1, 30))
+def test_the_plan_in_parts_is_the_plan(
+    scenario: tuple[list[Citizen], list[SiteInfo], dict, dict, bool],  # type: ignore[type-arg]
+    part_citizens: int,
+) -> None:
+    """A streamed run commits each part as it comes: the parts, joined, are the plan,
+    and each holds at most `part_citizens` citizens' decisions, in fairness order."""
+    people, sites, capacity, stock, anywhere = scenario
+    whole = plan(people, sites, capacity, stock, start=START, days=DAYS, allow_anywhere=anywhere)
+    parts = list(
+        planned(
+            people,
+            sites,
+            capacity,
+            stock,
+            start=START,
+            days=DAYS,
+            allow_anywhere=anywhere,
+            part_citizens=part_citizens,
+        )
+    )
+    assert [b for p in parts for b in p.bookings] == whole.bookings
+    assert [w for p in parts for w in p.waiting] == whole.waiting
+    sizes = [len(p.bookings) + len(p.waiting) for p in parts]
+    assert all(0 < n <= part_citizens for n in sizes)
+    assert all(n == part_citizens for n in sizes[:-1])
