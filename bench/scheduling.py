@@ -368,6 +368,8 @@ async def measure(stack: IsolatedStack, count: int) -> dict[str, Any]:
         if view["booked"]
         else None,
         "baseline_pure_planner": pure,
+        # The run (its plan streamed to the commit) books what the pure plan plans.
+        "booked_as_planned": view["booked"] == pure["booked"],
         "read_model_check": found,
         "consistent": found["appointments"]
         == view["booked"]
@@ -398,6 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"CPU {figures['cpu_pct_during_run']}, per booking (us) {figures['cpu_us_per_booking']}, "
         f"{figures['booked_per_core_second']} booked per core-second; "
         f"baseline: pure planner {pure['plan_seconds']} s, load {pure['load_seconds']} s; "
+        f"booked as planned: {figures['booked_as_planned']}; "
         f"consistent: {figures['consistent']}"
     )
     return 0 if figures["consistent"] and figures["status"] == "completed" else 1

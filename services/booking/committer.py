@@ -1,11 +1,14 @@
 """A scheduling run's committing side: the planner's bookings, committed per (site,
 product) while the plan goes on (planning.Sink).
 
-Bookings gather per (site, product). A group is committed once it holds `share` of a
-transaction's bookings (COMMIT_BATCH / COMMIT_SHARE), or whatever it holds once the
-plan is done; committing takes everything the group holds then, in transactions of up
-to COMMIT_BATCH bookings over one or more days (`_chunks`), each through
-appointments.reserve_days. The rules of handlers.run_scheduler hold as when the whole
+Bookings gather per (site, product). A group is committed once it holds a share of a
+transaction's bookings (COMMIT_BATCH / COMMIT_SHARE), or a smaller one (COMMIT_BATCH /
+IDLE_SHARE) while fewer sites than COMMIT_CONCURRENCY are committing (the committer
+would idle otherwise: at the start of a plan, or when every group is small), or
+whatever it holds once the plan is done. A site commits its biggest group first, and
+takes what the group holds once its turn comes (more gathers while it waits), in
+transactions of up to COMMIT_BATCH bookings over one or more days (`_chunks`), each
+through appointments.reserve_days. The rules of handlers.run_scheduler hold as when the whole
 plan was committed at its end: one site's transactions one after another, sites side
 by side, at most COMMIT_CONCURRENCY transactions at a time, the lock order of
 reserve_days inside each. Proposals are final once the planner hands them on
@@ -38,6 +41,8 @@ log = logging.getLogger(__name__)
 # A group waits for this share of a transaction's bookings before it commits during
 # the plan: smaller transactions cost more per booking, later ones overlap less.
 COMMIT_SHARE = 4
+# ... or for this one while the committer has room for another site.
+IDLE_SHARE = 16
 # Failures of one batch's transaction that mean "not now", not "broken".
 _NOT_NOW = (
     ConcurrencyConflict,
@@ -71,10 +76,12 @@ class Committer:
         self.today = today
         self.size = max(config.commit_batch, 1)
         self.share = max(self.size // COMMIT_SHARE, 1)
+        self.idle_share = max(self.size // IDLE_SHARE, 1)
+        self.concurrency = max(config.commit_concurrency, 1)
         self.metadata = metadata
         self.report = report
         self.replanning = replanning  # how many citizens a replan asked for, or None
-        self.gate = asyncio.Semaphore(max(config.commit_concurrency, 1))
+        self.gate = asyncio.Semaphore(self.concurrency)
         self.retry: list[str] = []
         self.waiting: Counter[str] = Counter()
         # site -> product -> day -> requests, in planner order (best citizens first)
@@ -147,12 +154,15 @@ class Committer:
 
     def _next(self, site_id: str) -> str | None:
         """The site's product to commit now: the one holding the most bookings, if that
-        is a share of a transaction or the plan is done."""
+        is enough (see the module doc) or the plan is done."""
         products = self.held.get(site_id)
         if not products:
             return None
         product = max(products, key=lambda p: self.sizes[(site_id, p)])
-        return product if self.plan_done or self.sizes[(site_id, product)] >= self.share else None
+        size = self.sizes[(site_id, product)]
+        others = len(self.sites) - (site_id in self.sites)
+        enough = self.share if others >= self.concurrency else self.idle_share
+        return product if self.plan_done or size >= enough else None
 
     def _start(self, site_id: str) -> None:
         self.sites[site_id] = asyncio.ensure_future(self._site(site_id))
@@ -161,14 +171,19 @@ class Committer:
         """Commit what the site holds, one transaction after another, until it holds
         too little (more comes with the plan's next parts, and starts this again)."""
         try:
-            while (product := self._next(site_id)) is not None:
-                by_day = self.held[site_id].pop(product)
-                if not self.held[site_id]:
-                    del self.held[site_id]
-                del self.sizes[(site_id, product)]
-                for days in _chunks(sorted(by_day.items()), self.size):
-                    await self._commit(site_id, product, days)
-            del self.sites[site_id]  # at once when nothing is left: `part` starts it again
+            while True:
+                async with self.gate:
+                    # Chosen once it is this site's turn: what gathered meanwhile goes too.
+                    product = self._next(site_id)
+                    if product is None:
+                        del self.sites[site_id]  # at once: `part` starts it again
+                        return
+                    by_day = self.held[site_id].pop(product)
+                    if not self.held[site_id]:
+                        del self.held[site_id]
+                    del self.sizes[(site_id, product)]
+                    for days in _chunks(sorted(by_day.items()), self.size):
+                        await self._commit(site_id, product, days)
         except Exception as error:
             self._error = error
             if self._planning is not None:
@@ -187,17 +202,16 @@ class Committer:
                 metadata=self.metadata,
             )
 
-        async with self.gate:
-            if self.first_commit is None:
-                self.first_commit = time.perf_counter()
-            try:
-                reservations = await self.store.transact(work)
-            except _NOT_NOW:
-                log.warning("a booking batch was not committed; planning it again", exc_info=True)
-                self.retry += [r.citizen_id for _, requests in days for r in requests]
-                return
-            finally:
-                self.last_commit = time.perf_counter()
+        if self.first_commit is None:
+            self.first_commit = time.perf_counter()
+        try:
+            reservations = await self.store.transact(work)
+        except _NOT_NOW:
+            log.warning("a booking batch was not committed; planning it again", exc_info=True)
+            self.retry += [r.citizen_id for _, requests in days for r in requests]
+            return
+        finally:
+            self.last_commit = time.perf_counter()
         counts = self.counts
         counts.batches_committed += 1
         for reservation in reservations:
