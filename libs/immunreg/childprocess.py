@@ -13,10 +13,12 @@ heartbeat, no pid file.
 
 Parent's side:
 
-- `start_child(module, *args, payload=..., reports=...)`: the child, its stdin kept
-  open. `payload` (any picklable value: both ends are this code) is written to the
-  stdin first, length-prefixed; with `reports` the child's stdout is a pipe of JSON
-  lines, read with `follow_reports`.
+- `start_child(module, *args, payload=..., reports=..., eager=...)`: the child, its
+  stdin kept open. `payload` (any picklable value: both ends are this code) is written
+  to the stdin first, length-prefixed; with `reports` the child's stdout is a pipe of
+  JSON lines, read with `follow_reports`; with `eager` too, a thread of the parent
+  empties that pipe as fast as the child fills it (a child streaming its work, such as
+  booking's planner, is never held up by a parent's busy event loop).
 - `follow_reports(stdout, on_progress)`: each `{"progress": ...}` line handed to
   `on_progress`; the first other line (`{"result": ...}`, `{"error": ...}`) returned,
   or {} when the child exited without one.
@@ -33,19 +35,22 @@ Child's side:
 - `report(kind, value)`: one JSON line `{kind: value}` on stdout.
 - `until_told_to_stop()`: returns when stdin ends or SIGTERM arrives;
   `cancelled_when_told_to_stop(work)`: `work`, cancelled (and waited for) if that
-  happens first.
+  happens first; `reported(work, ...)`: that, with its result or error reported, and
+  the exit status to return.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import pickle
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 
 import msgspec
@@ -54,9 +59,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# A report line is small (a run's counts are a few hundred bytes); the limit only bounds
-# a broken one.
+# A report line is small (a run's counts are a few hundred bytes, a part of booking's
+# plan a few hundred kilobytes); the limit only bounds a broken one.
 LINE_LIMIT = 1 << 20
+# An eager child's pipe: Linux's largest for anyone (/proc/sys/fs/pipe-max-size).
+_EAGER_PIPE_BYTES = 1 << 20
 _STDIN = 0
 _LENGTH_BYTES = 8
 
@@ -67,26 +74,63 @@ _encoder = msgspec.json.Encoder()
 
 
 async def start_child(
-    module: str, *args: str, payload: object = None, reports: bool = False
+    module: str, *args: str, payload: object = None, reports: bool = False, eager: bool = False
 ) -> asyncio.subprocess.Process:
     """`python -m module args...` with its stdin kept open as its lifeline; `payload`,
     when given, written to it first; its stdout a pipe of report lines if `reports`
-    (else the parent's)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        module,
-        *args,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE if reports else None,
-        limit=LINE_LIMIT,
-    )
+    (else the parent's), emptied by a thread of this process if `eager`."""
+    stdout: int | None = asyncio.subprocess.PIPE if reports else None
+    if reports and eager:
+        read_end, stdout = os.pipe()
+        with contextlib.suppress(OSError, AttributeError):  # a smaller pipe only waits more
+            fcntl.fcntl(stdout, fcntl.F_SETPIPE_SZ, _EAGER_PIPE_BYTES)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            module,
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=stdout,
+            limit=LINE_LIMIT,
+        )
+    finally:
+        if reports and eager:
+            assert stdout is not None
+            os.close(stdout)  # the child's now
+    if reports and eager:
+        process.stdout = _emptied(read_end)
     if payload is not None:
         assert process.stdin is not None
         data = pickle.dumps(payload)
         process.stdin.write(len(data).to_bytes(_LENGTH_BYTES, "big") + data)
         await process.stdin.drain()
     return process
+
+
+def _emptied(pipe: int) -> asyncio.StreamReader:
+    """A stream of what arrives on `pipe`, read by a thread of its own: the pipe is
+    emptied whenever data arrives, however long the event loop takes to read the
+    stream (what it has not read yet waits in this process's memory)."""
+    loop = asyncio.get_running_loop()
+    stream = asyncio.StreamReader(limit=LINE_LIMIT)
+
+    def hand(call: Callable[..., None], *args: Any) -> bool:
+        try:
+            loop.call_soon_threadsafe(call, *args)
+        except RuntimeError:  # the loop is closed: nobody reads any more
+            return False
+        return True
+
+    def empty() -> None:
+        with open(pipe, "rb", buffering=0) as source:
+            while data := source.read(_EAGER_PIPE_BYTES):
+                if not hand(stream.feed_data, data):
+                    return
+        hand(stream.feed_eof)
+
+    threading.Thread(target=empty, name="child-reports", daemon=True).start()
+    return stream
 
 
 async def follow_reports(
@@ -193,3 +237,21 @@ async def cancelled_when_told_to_stop(work: Coroutine[Any, Any, T]) -> T:
         # Wait for the work's clean-up in every case: the caller closes its pool next.
         await asyncio.wait({task, told})
     return task.result()
+
+
+async def reported(
+    work: Coroutine[Any, Any, Any], *, failed: str, extra: Mapping[str, object]
+) -> int:
+    """Do `work` until told to stop (`cancelled_when_told_to_stop`); report its result
+    ("result") or its error ("error", logged as `failed` with `extra`); the child's exit
+    status (0: done)."""
+    try:
+        result = await cancelled_when_told_to_stop(work)
+    except asyncio.CancelledError:
+        return 1
+    except Exception as error:
+        log.exception(failed, extra=dict(extra))
+        report("error", f"{type(error).__name__}: {error}"[:500])
+        return 1
+    report("result", result)
+    return 0

@@ -32,10 +32,10 @@ from typing import Any
 import msgspec
 
 from immunreg.childprocess import (
-    cancelled_when_told_to_stop,
     follow_reports,
     received,
     report,
+    reported,
     run_child,
     start_child,
     stop_child,
@@ -46,8 +46,6 @@ from immunreg.eventstore.database import create_pool
 
 from . import readmodel
 from .planning import Part, PlanRequest, Sink, explained_parts, load
-
-log = logging.getLogger(__name__)
 
 # How long a planner told to stop may take to exit before it is killed.
 STOP_SECONDS = 5.0
@@ -62,7 +60,8 @@ async def plan_in_a_process(
 ) -> None:
     """A planning.Planner: plan `request` in a planner process, handing `sink` each
     part as it arrives. Cancelled, the planner is stopped first."""
-    process = await start_child(__name__, payload=(settings, request), reports=True)
+    # Eager: the planner streams faster than this process's busy loop would read.
+    process = await start_child(__name__, payload=(settings, request), reports=True, eager=True)
     assert process.stdout is not None
 
     async def heard(progress: dict[str, Any]) -> None:
@@ -88,7 +87,7 @@ async def plan_in_a_process(
 # --- the planner's side -----------------------------------------------------------------
 
 
-async def _plan(settings: Settings, request: PlanRequest) -> None:
+async def _plan(settings: Settings, request: PlanRequest) -> dict[str, float]:
     pool = await create_pool(
         settings.database_url,
         settings.db_schema,
@@ -109,26 +108,17 @@ async def _plan(settings: Settings, request: PlanRequest) -> None:
         report("progress", {"part": part})
         # The loop's turn between parts: a stop (stdin's end, SIGTERM) is seen here.
         await asyncio.sleep(0)
-    report("result", {"seconds": time.perf_counter() - clock})
-
-
-async def _work(settings: Settings, request: PlanRequest) -> int:
-    try:
-        await cancelled_when_told_to_stop(_plan(settings, request))
-        return 0
-    except asyncio.CancelledError:
-        return 1
-    except Exception as error:
-        log.exception("planning failed", extra={"run_id": request.run_id})
-        report("error", f"{type(error).__name__}: {error}"[:500])
-        return 1
+    return {"seconds": time.perf_counter() - clock}
 
 
 def main() -> int:
     """The planner: read what to plan from stdin, plan it, stream it on stdout."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     settings, request = received()
-    return run_child(_work(settings, request), loop_factory=new_event_loop)
+    work = reported(
+        _plan(settings, request), failed="planning failed", extra={"run_id": request.run_id}
+    )
+    return run_child(work, loop_factory=new_event_loop)
 
 
 if __name__ == "__main__":

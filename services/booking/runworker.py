@@ -42,10 +42,10 @@ from typing import Any
 import msgspec
 
 from immunreg.childprocess import (
-    cancelled_when_told_to_stop,
     follow_reports,
     received,
     report,
+    reported,
     run_child,
     start_child,
     stop_child,
@@ -141,21 +141,15 @@ async def _work(settings: Settings, config: BookingConfig, record: RunRecord) ->
     async def progress(counts: Mapping[str, Any]) -> None:
         report("progress", dict(counts))
 
+    # The plan in a process of its own (the worker's child, the service's grandchild):
+    # this process commits its first parts while it plans the rest.
+    planner = functools.partial(plan_in_a_process, settings)
     try:
-        # The plan in a process of its own (the worker's child, the service's
-        # grandchild): this process commits its first parts while it plans the rest.
-        planner = functools.partial(plan_in_a_process, settings)
-        counts = await cancelled_when_told_to_stop(
-            scheduling_run(EventStore(pool, signal=signal_), config, record, progress, planner)
+        return await reported(
+            scheduling_run(EventStore(pool, signal=signal_), config, record, progress, planner),
+            failed="scheduling run failed",
+            extra={"run_id": record.run_id},
         )
-        report("result", msgspec.structs.asdict(counts))
-        return 0
-    except asyncio.CancelledError:
-        return 1
-    except Exception as error:
-        log.exception("scheduling run failed", extra={"run_id": record.run_id})
-        report("error", f"{type(error).__name__}: {error}"[:500])
-        return 1
     finally:
         await signal_.close()
         with contextlib.suppress(Exception):
