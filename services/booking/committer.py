@@ -41,8 +41,9 @@ log = logging.getLogger(__name__)
 # A group waits for this share of a transaction's bookings before it commits during
 # the plan: smaller transactions cost more per booking, later ones overlap less.
 COMMIT_SHARE = 4
-# ... or for this one while the committer has room for another site.
-IDLE_SHARE = 16
+# ... or for this one while the committer has room for another site (smaller: the
+# per-transaction work, a SiteDay load and append, the stock count, adds up).
+IDLE_SHARE = 8
 # Failures of one batch's transaction that mean "not now", not "broken".
 _NOT_NOW = (
     ConcurrencyConflict,
