@@ -124,7 +124,9 @@ class RunCounts(msgspec.Struct, kw_only=True):
     batches_committed: int = 0  # (site, day, product) transactions committed
     replanned: int = 0  # proposals planned again because their slot was taken
     waiting: dict[str, int] = {}  # reason -> citizens left waiting (when done)
-    timings: dict[str, float] = {}  # seconds: load, plan, commit (summed over passes)
+    # Seconds, summed over passes: load, plan, commit (first transaction to last; it
+    # overlaps the plan), commit_after_plan (the commit's time once the plan was done).
+    timings: dict[str, float] = {}
 
 
 class RunView(Struct):
