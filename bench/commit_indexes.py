@@ -32,7 +32,9 @@ from bench.results import postgres_version, record
 from immunreg import localinfra
 from immunreg.contracts.envelope import new_id_text
 from immunreg.eventstore.database import Connection, apply_schema, create_pool
+from immunreg.eventstore.postgres import _EVENT_COLUMNS, _OUTBOX_COLUMNS
 from services.booking.app import SCHEMA_FILE
+from services.booking.readmodel import _CLAIM_COLUMNS
 
 SECTION = "commit_indexes"
 BATCH = 1_000
@@ -52,32 +54,6 @@ DROPS = (
     ("outbox", "outbox_pkey"),
     ("outbox", "outbox_position"),
 )
-_APPOINTMENT = [
-    "appointment_id",
-    "citizen_id",
-    "site_id",
-    "municipality_code",
-    "day",
-    "product_code",
-    "dose_number",
-    "booster",
-    "status",
-    "reason",
-    "run_id",
-]
-_EVENT = [
-    "stream_id",
-    "version",
-    "stream_type",
-    "event_id",
-    "type",
-    "schema_version",
-    "data",
-    "occurred_at",
-    "recorded_at",
-    "correlation_id",
-    "causation_id",
-]
 
 
 # WAL written since an LSN: deterministic where the CPU is noisy (this server's only
@@ -169,9 +145,9 @@ async def one(dsn: str, bookings: int, table: str, name: str, seed: int) -> dict
                     ],
                 }
                 columns = {
-                    "appointments": _APPOINTMENT,
-                    "events": _EVENT,
-                    "outbox": ["topic", "key", "payload"],
+                    "appointments": _CLAIM_COLUMNS,
+                    "events": _EVENT_COLUMNS,
+                    "outbox": _OUTBOX_COLUMNS,
                 }
                 async with conn.transaction():
                     for t in TABLES:
