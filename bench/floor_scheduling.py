@@ -236,7 +236,7 @@ def _transactions(
 ) -> dict[str, list[_Transaction]]:
     """The plan's bookings per site, as the real commit cuts them: per (site, product),
     days in order, at most `size` bookings a transaction (`handlers._chunks`)."""
-    from immunreg.contracts.envelope import encode_envelope, new_event_id, utcnow
+    from immunreg.contracts.envelope import encode_envelope, new_id_text, utcnow
     from services.booking.appointments import BookingRequest
     from services.booking.domain import APPOINTMENT, Book, appointment_stream
     from services.booking.handlers import _chunks
@@ -263,7 +263,7 @@ def _transactions(
             claims, envelopes = [], []
             for day, requests in chunk:
                 for r in requests:
-                    appointment_id = str(new_event_id())
+                    appointment_id = new_id_text()
                     claims.append(
                         Claim(
                             appointment_id=appointment_id,
