@@ -6,7 +6,6 @@ and removes it the same way (processes stopped, schemas dropped, topics deleted)
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import uuid
@@ -16,7 +15,6 @@ from immunreg.config import local_port
 from immunreg.contracts.topics import TOPIC_NAMESPACE_VARIABLE
 from immunreg.discovery import available_services
 from immunreg.localinfra.services import IsolatedStack
-from immunreg.messaging.topics import delete_namespace
 
 
 @contextlib.contextmanager
@@ -31,18 +29,24 @@ def fresh_stack(
 ) -> Iterator[tuple[IsolatedStack, str]]:
     """Start `names` (default: every service) with `env` added, on the port base the
     `port_variable` setting gives (else `default_port`), under a new run name
-    `<prefix>_<hex>` that is also the topic namespace; yield (stack, run name); then stop
-    the services, drop their schemas and delete the run's topics."""
+    `<prefix>_<hex>` (its schemas and topic namespace: `IsolatedStack`); yield (stack, run
+    name); then stop the services, drop their schemas and delete the run's topics."""
     run = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    os.environ[TOPIC_NAMESPACE_VARIABLE] = f"{run}."
     stack = IsolatedStack.start(
         {**endpoints, **(env or {})},
         names if names is not None else available_services(),
         local_port(port_variable, default_port),
         run,
     )
+    # This process's own clients (counting messages back, producing load) use the run's
+    # topics too, for as long as the run lasts.
+    previous = os.environ.get(TOPIC_NAMESPACE_VARIABLE)
+    os.environ[TOPIC_NAMESPACE_VARIABLE] = stack.namespace
     try:
         yield stack, run
     finally:
         stack.stop()
-        asyncio.run(delete_namespace(endpoints["KAFKA_BOOTSTRAP_SERVERS"], f"{run}."))
+        if previous is None:
+            os.environ.pop(TOPIC_NAMESPACE_VARIABLE, None)
+        else:
+            os.environ[TOPIC_NAMESPACE_VARIABLE] = previous

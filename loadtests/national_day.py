@@ -37,7 +37,6 @@ from immunreg.demo import delivery_backlog
 from immunreg.discovery import available_services
 from immunreg.http.auth import ensure_dev_keys
 from immunreg.localinfra.services import IsolatedStack
-from immunreg.messaging.topics import delete_namespace
 from immunreg.paths import REPO_ROOT, keys_dir
 from immunreg.reference.calendar import today
 
@@ -99,19 +98,19 @@ def main(argv: list[str] | None = None) -> int:
     folder = REPORTS / f"{started:%Y%m%dT%H%M%SZ}-{git_sha()}"
     folder.mkdir(parents=True, exist_ok=True)
     run_name = f"load_{uuid.uuid4().hex[:8]}"
-    # Topics of its own, so the load never reaches `make run`'s services (nor theirs it).
-    os.environ[TOPIC_NAMESPACE_VARIABLE] = f"{run_name}."
     endpoints = localinfra.up()
     ensure_dev_keys(keys_dir())
     names = available_services()
     port_base = local_port("LOAD_PORT_BASE", DEFAULT_PORT_BASE)
     print(f"[load] starting {', '.join(names)}; report in {folder}", flush=True)
+    # Schemas and topics of its own (IsolatedStack), so the load never reaches `make run`'s
+    # services (nor theirs it).
     stack = IsolatedStack.start(endpoints, names, port_base, run_name)
+    os.environ[TOPIC_NAMESPACE_VARIABLE] = stack.namespace  # the books read the run's topics
     try:
         return _run(args, folder, stack, endpoints, started)
     finally:
         stack.stop()
-        asyncio.run(delete_namespace(endpoints["KAFKA_BOOTSTRAP_SERVERS"], f"{run_name}."))
 
 
 def _run(

@@ -40,6 +40,8 @@ class Stack:
         mailbox: str,
         portal_port: int,
         log_offsets: dict[Path, int],
+        *,
+        namespace: str,
     ) -> None:
         self.urls = urls
         self._private_key = private_key
@@ -49,6 +51,9 @@ class Stack:
         self.portal_port = portal_port
         # How long each log file was before the run: what follows is the run's.
         self.log_offsets = log_offsets
+        # The stack's topics are its own (under the session's namespace): the services
+        # other tests start never hear it, nor it them.
+        self.namespace = namespace
 
     def token(
         self,
@@ -87,7 +92,14 @@ def stack(infra: dict[str, str]) -> Iterator[Stack]:
             {**infra, **outbound}, names, base, f"e2e_{uuid.uuid4().hex[:8]}"
         )
         try:
-            yield Stack(running.urls, private.read_bytes(), mailbox_url, portal_port, log_offsets)
+            yield Stack(
+                running.urls,
+                private.read_bytes(),
+                mailbox_url,
+                portal_port,
+                log_offsets,
+                namespace=running.namespace,
+            )
         finally:
             running.stop()
 

@@ -36,6 +36,7 @@ from immunreg.contracts.administration import (
     DoseVoided,
 )
 from immunreg.contracts.envelope import decode_envelope
+from immunreg.contracts.topics import events_topic
 from immunreg.demo import wait_until_quiet
 from immunreg.messaging.topics import read_topic
 from immunreg.sealing import KEY_BYTES, CitizenKey
@@ -123,7 +124,7 @@ def _text(value: Any) -> str:
     return bytes(value).decode("latin-1") if isinstance(value, bytes | memoryview) else str(value)
 
 
-async def copy_everything(dsn: str, bootstrap: str, citizen_id: str) -> Copy:
+async def copy_everything(dsn: str, bootstrap: str, namespace: str, citizen_id: str) -> Copy:
     conn = await asyncpg.connect(dsn)
     rows: dict[str, list[str]] = {}
     keys: set[bytes] = set()
@@ -143,7 +144,7 @@ async def copy_everything(dsn: str, bootstrap: str, citizen_id: str) -> Copy:
         await conn.close()
     messages: list[bytes] = []
     events: list[AdministrationEvent] = []
-    for record in await read_topic(bootstrap, CONTEXT.topic):
+    for record in await read_topic(bootstrap, events_topic(CONTEXT.name, namespace)):
         messages.append(bytes(record.value))
         event = CONTEXT.read(decode_envelope(record.value))
         if getattr(event, "citizen_id", None) == citizen_id:
@@ -311,7 +312,7 @@ def test_after_erasure_no_key_opens_the_citizens_health_details(
     # by the citizen's key in administration's schema, which a search of the copy finds.
     schemas, key = asyncio.run(administration_key(dsn, citizen_id))
     assert len(schemas) == 1 and key is not None, schemas
-    before = asyncio.run(copy_everything(dsn, bootstrap, citizen_id))
+    before = asyncio.run(copy_everything(dsn, bootstrap, stack.namespace, citizen_id))
     read_model = {f'"{schemas[0]}"."{table}"' for table in READ_MODEL}
     assert before.clear_in(health.texts) <= read_model
     assert before.clear_in([health.description]) == {f'"{schemas[0]}"."adverse_events"'}
@@ -343,7 +344,7 @@ def test_after_erasure_no_key_opens_the_citizens_health_details(
 
     # After: the key row is gone, nothing anywhere opens the details, nothing is in clear.
     assert asyncio.run(administration_key(dsn, citizen_id)) == ([], None)
-    after = asyncio.run(copy_everything(dsn, bootstrap, citizen_id))
+    after = asyncio.run(copy_everything(dsn, bootstrap, stack.namespace, citizen_id))
     assert len([e for e in after.events if e.details is not None]) == 2
     assert open_with_anything(after) == []
     assert after.clear_in(health.texts) == set()

@@ -32,9 +32,10 @@ def topic_namespace() -> str:
     return namespace
 
 
-def events_topic(context: str) -> str:
-    """The topic a context publishes its events on (key = stream id)."""
-    return f"{topic_namespace()}{context}.events.v1"
+def events_topic(context: str, namespace: str | None = None) -> str:
+    """The topic a context publishes its events on (key = stream id), in `namespace`
+    (default: this process's)."""
+    return f"{topic_namespace() if namespace is None else namespace}{context}.events.v1"
 
 
 def dlq_topic(topic: str) -> str:

@@ -16,7 +16,9 @@ from pathlib import Path
 import asyncpg
 
 from immunreg.config import DEFAULT_PORTS, REPLICA_PORT_STEP, service_port
+from immunreg.contracts.topics import TOPIC_NAMESPACE_VARIABLE, topic_namespace
 from immunreg.localinfra._proc import log, pid_alive, port_open, read_pid, stop_pid
+from immunreg.messaging.topics import delete_namespace
 from immunreg.paths import REPO_ROOT, state_dir
 
 # Ctrl-C must stop the whole stack within 15 s: services get this much of it, Kafka
@@ -194,15 +196,21 @@ def stop_services(processes: list[ServiceProcess] | None = None) -> list[int]:
 
 @dataclass
 class IsolatedStack:
-    """Services started with their own ports and schemas, beside anything else running.
+    """Services started with their own ports, schemas and topics, beside anything else
+    running.
 
-    For the e2e tests and load tests: each run's schemas (hence consumer groups)
-    are its own, so it neither disturbs `make run` nor another run.
+    For the e2e tests, benchmarks and load tests: each run's schemas (hence consumer
+    groups) and topics (`<namespace><run>.`, under the caller's namespace) are its own,
+    so it neither disturbs `make run` nor another run, nor hears them: a holder in one
+    stack never offers keys for another stack's citizens, a projection never counts
+    another stack's doses.
     """
 
     processes: list[ServiceProcess]
     schemas: dict[str, str]
     dsn: str
+    bootstrap: str
+    namespace: str
 
     @property
     def urls(self) -> dict[str, str]:
@@ -215,10 +223,17 @@ class IsolatedStack:
         """Start `names` on port_base + (default port - 8080) and wait until ready."""
         ports = {name: port_base + DEFAULT_PORTS[name] - 8080 for name in names}
         schemas = {name: f"{run}_{name}" for name in names}
-        env = {"RELAY_POLL_INTERVAL": "0.1", **endpoints}
+        namespace = f"{topic_namespace()}{run}."
+        env = {"RELAY_POLL_INTERVAL": "0.1", **endpoints, TOPIC_NAMESPACE_VARIABLE: namespace}
         for name in names:
             env[f"{name.upper()}_DB_SCHEMA"] = schemas[name]
-        stack = cls(start_services(names, env, ports), schemas, endpoints["DATABASE_URL"])
+        stack = cls(
+            start_services(names, env, ports),
+            schemas,
+            endpoints["DATABASE_URL"],
+            endpoints["KAFKA_BOOTSTRAP_SERVERS"],
+            namespace,
+        )
         try:
             wait_ready(stack.processes)
         except BaseException:
@@ -227,9 +242,11 @@ class IsolatedStack:
         return stack
 
     def stop(self) -> None:
-        """Stop the processes and drop every schema they made (theirs and `<schema>_*`)."""
+        """Stop the processes, drop every schema they made (theirs and `<schema>_*`) and
+        delete the run's topics."""
         stop_services(self.processes)
         asyncio.run(_drop_schemas(self.dsn, list(self.schemas.values())))
+        asyncio.run(delete_namespace(self.bootstrap, self.namespace))
 
 
 async def _drop_schemas(dsn: str, schemas: list[str]) -> None:
