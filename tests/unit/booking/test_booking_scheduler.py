@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections import Counter
 from datetime import date, timedelta
 
+import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from immunreg.reference.health import ruled_out_by
+from immunreg.reference.vaccines import VaccineCatalog, vaccine_catalog
 from services.booking.eligibility import NO_CAPACITY, NO_STOCK, NextDose, eligibility
 from services.booking.ranking import (
     ANYWHERE,
@@ -287,3 +290,86 @@ def test_plan_properties(scenario: tuple[list[Citizen], list[SiteInfo], dict, di
                 f"{high.citizen_id} waits ({reason[high.citizen_id]}) while {low.citizen_id}, "
                 f"served later, got {b}"
             )
+
+
+def _outcome(result: Plan, cid: str) -> tuple[str, date | None, str | None]:
+    """How the plan treated one citizen: ("booked", day, product) or (reason, None, None)."""
+    for b in result.bookings:
+        if b.citizen_id == cid:
+            return "booked", b.day, b.product_code
+    [reason] = [w.reason for w in result.waiting if w.citizen_id == cid]
+    return reason, None, None
+
+
+def second_dose(product: str = PFIZER, latest: date = END) -> NextDose:
+    """A second dose of `product` due from the first day of the period to `latest`."""
+    return NextDose(dose_number=2, product_code=product, earliest=START, latest=latest)
+
+
+# The plan judges alike citizens once (eligibility reads a few of their fields); two
+# citizens alike in all but one of those fields must each be judged on their own.
+@pytest.mark.parametrize(
+    ("first", "second", "expected"),
+    [
+        ({}, {"birth_date": START - timedelta(days=10 * 365)}, "no_eligible_product"),
+        # 18 on the fourth day: AZ (18+) from then on, where an adult gets the third.
+        (
+            {"preferences": (AZ,)},
+            {"preferences": (AZ,), "birth_date": date(2003, 3, 4)},
+            "booked",
+        ),
+        ({}, {"ruled_out": tuple(vaccine_catalog().codes())}, "contraindicated"),
+        ({"preferences": (PFIZER,)}, {"preferences": (AZ,)}, "booked"),
+        (
+            {"due": second_dose()},
+            {"due": second_dose(product=AZ)},
+            "booked",
+        ),
+        ({}, {"due": NextDose(dose_number=2, earliest=END + timedelta(days=3))}, "outside_horizon"),
+        (
+            {"due": second_dose()},
+            {"due": second_dose(latest=START + timedelta(days=1))},
+            "no_capacity",
+        ),
+    ],
+    ids=[
+        "birth_date",
+        "eighteen_in_the_period",
+        "ruled_out",
+        "preferences",
+        "due_product",
+        "due_earliest",
+        "due_latest",
+    ],
+)
+def test_citizens_alike_but_in_one_input_are_each_judged_on_their_own(
+    first: dict[str, object], second: dict[str, object], expected: str
+) -> None:
+    sites = [SiteInfo("S1", BARAJEVO)]
+    # Slots from the third day on, of every product: nobody competes for one.
+    capacity = {("S1", START + timedelta(days=d), p): 50 for d in range(2, DAYS) for p in PRODUCTS}
+    a, b = citizen("a", 1, **first), citizen("b", 2, **second)
+    together = run([a, b], sites, capacity)
+    assert _outcome(together, "a") == _outcome(run([a], sites, capacity), "a")
+    assert _outcome(together, "a")[0] == "booked"
+    assert _outcome(together, "b") == _outcome(run([b], sites, capacity), "b")
+    assert _outcome(together, "b")[0] == expected
+
+
+def test_a_citizen_past_a_products_maximum_age_in_the_period_is_judged_on_their_own() -> None:
+    # No product in the catalog has a maximum age; one with 64 shows the other limit.
+    shipped = vaccine_catalog()
+    catalog = VaccineCatalog(
+        [
+            msgspec.structs.replace(shipped[code], max_age=64) if code == AZ else shipped[code]
+            for code in shipped.codes()
+        ]
+    )
+    sites = [SiteInfo("S1", BARAJEVO)]
+    capacity = {("S1", START + timedelta(days=d), AZ): 50 for d in range(3, DAYS)}
+    a = citizen("a", 1, preferences=(AZ,))
+    b = citizen("b", 2, preferences=(AZ,), birth_date=date(1956, 3, 4))  # 65 on the fourth day
+    together = run([a, b], sites, capacity, catalog=catalog)
+    assert _outcome(together, "a") == ("booked", START + timedelta(days=3), AZ)
+    assert _outcome(together, "b") == ("no_capacity", None, None)
+    assert _outcome(run([b], sites, capacity, catalog=catalog), "b") == ("no_capacity", None, None)
