@@ -54,6 +54,7 @@ from immunreg.eventloop import new_event_loop
 from immunreg.eventstore.database import create_pool
 from immunreg.eventstore.signal import OutboxSignal
 from immunreg.eventstore.store import EventStore
+from immunreg.gcpause import paused_gc
 from immunreg.runs import Progress, RunRecord
 
 from . import readmodel
@@ -126,7 +127,8 @@ async def start_worker(
 # --- the worker's side ------------------------------------------------------------------
 
 
-async def _work(settings: Settings, config: BookingConfig, record: RunRecord) -> int:
+async def work(settings: Settings, config: BookingConfig, record: RunRecord) -> int:
+    """The worker's run of `record`, reported on stdout; 0 when it completed."""
     pool = await create_pool(
         settings.database_url,
         settings.db_schema,
@@ -140,9 +142,16 @@ async def _work(settings: Settings, config: BookingConfig, record: RunRecord) ->
         report("progress", dict(counts))
 
     try:
-        counts = await cancelled_when_told_to_stop(
-            scheduling_run(EventStore(pool, signal=signal_), config, record, progress)
-        )
+        # The collector off for the whole run. A national run holds a million citizens
+        # and their plan while it allocates millions of short-lived rows, events and
+        # envelopes, and every full collection walked all of them again: in a run of
+        # 1,000,000 the collector took 13.1 s of the worker's CPU (8.0 s in 57 full
+        # collections) and found 16 objects to free. Reference counting frees the run's
+        # objects (acyclic), and the process ends with the run.
+        with paused_gc():
+            counts = await cancelled_when_told_to_stop(
+                scheduling_run(EventStore(pool, signal=signal_), config, record, progress)
+            )
         report("result", msgspec.structs.asdict(counts))
         return 0
     except asyncio.CancelledError:
@@ -163,7 +172,7 @@ def main() -> int:
     settings, config, record = received()
     # The service's loop (uvloop by default): the standard library's writes the run's
     # COPY data to PostgreSQL's socket in Python, a fifth of the worker's time in py-spy.
-    return run_child(_work(settings, config, record), loop_factory=new_event_loop)
+    return run_child(work(settings, config, record), loop_factory=new_event_loop)
 
 
 if __name__ == "__main__":

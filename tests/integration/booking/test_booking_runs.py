@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import json
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -29,6 +31,7 @@ from services.booking.app import CONFIG_KEY, RUNS_KEY
 from services.booking.config import BookingConfig
 from services.booking.jobs import run_parameters
 from services.booking.runworker import start_worker
+from services.booking.schemas import RunCounts
 
 from .conftest import PFIZER, Booking, _start, new_site_id
 
@@ -281,6 +284,47 @@ async def test_a_run_worker_whose_service_is_gone_stops_and_commits_nothing_more
         assert await asyncio.wait_for(worker.wait(), 60) != 0
         assert await follow_reports(worker.stdout, report) == {}  # stopped, neither done nor failed
     assert seen[-1]["booked"] == 2 == await booked_by(booking.pool, record.run_id)
+
+
+async def test_a_workers_run_has_the_cyclic_collector_paused_and_it_runs_again_after(
+    booking: Booking, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A national run's worker spent a fifth of its CPU in the cyclic collector walking
+    the million citizens and the plan it holds (docs/BENCHMARKS.md, "The run's worker
+    without the cyclic collector"): the worker pauses it for the run, and only then."""
+    app = booking.client.app
+    day = BookingConfig().today() + tomorrow()
+    record = RunRecord(
+        run_id=f"gc-{uuid.uuid4().hex[:8]}",
+        kind="scheduling",
+        status="running",
+        params=run_parameters(trigger="on_demand", from_day=day, horizon_days=1, today=day),
+        progress={},
+        result=None,
+        error=None,
+        requested_by=None,
+        requested_at=datetime.now(UTC),
+        started_at=datetime.now(UTC),
+        finished_at=None,
+    )
+    collector_during_run: list[bool] = []
+
+    async def scheduling_run(*_: object) -> RunCounts:
+        collector_during_run.append(gc.isenabled())
+        return RunCounts(booked=1)
+
+    async def not_told_to_stop(work: Coroutine[Any, Any, RunCounts]) -> RunCounts:
+        return await work  # (this test's stdin is not a service's lifeline)
+
+    reports: list[tuple[str, object]] = []
+    monkeypatch.setattr(runworker, "scheduling_run", scheduling_run)
+    monkeypatch.setattr(runworker, "cancelled_when_told_to_stop", not_told_to_stop)
+    monkeypatch.setattr(runworker, "report", lambda kind, value: reports.append((kind, value)))
+    assert gc.isenabled()
+    assert await runworker.work(app[SETTINGS_KEY], app[CONFIG_KEY], record) == 0
+    assert collector_during_run == [False]
+    assert gc.isenabled()
+    assert [kind for kind, _ in reports] == ["result"]
 
 
 @pytest.fixture
