@@ -4,6 +4,7 @@ the same events twice change nothing; a rebuild equals the live model and is swa
 from __future__ import annotations
 
 import csv
+import gc
 import io
 from typing import Any, TypedDict
 
@@ -301,9 +302,18 @@ async def test_a_rebuild_equals_the_live_model_and_is_swapped_in(
     live = projections.follower.current
     assert live is not None
 
+    # The cyclic collector is paused while the members replay, and only then.
+    collector: list[bool] = []
     report = await rebuild(
-        dsn, bootstrap, projections.schema, projections.sources, keep_old=True, batch_size=100
+        dsn,
+        bootstrap,
+        projections.schema,
+        projections.sources,
+        keep_old=True,
+        batch_size=100,
+        progress=lambda done, total: collector.append(gc.isenabled()),
     )
+    assert collector and not any(collector) and gc.isenabled()
     assert report.retired == live.schema and report.events >= len(history.envelopes)
     conn = await asyncpg.connect(dsn)
     try:
