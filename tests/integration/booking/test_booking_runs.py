@@ -83,6 +83,25 @@ async def booked_by(pool: asyncpg.Pool, run_id: str) -> int:
     )
 
 
+def running_record(prefix: str) -> RunRecord:
+    """A scheduling run's record as the service hands it to a worker: running, on
+    demand, for tomorrow alone."""
+    day = BookingConfig().today() + tomorrow()
+    return RunRecord(
+        run_id=f"{prefix}-{uuid.uuid4().hex[:8]}",
+        kind="scheduling",
+        status="running",
+        params=run_parameters(trigger="on_demand", from_day=day, horizon_days=1, today=day),
+        progress={},
+        result=None,
+        error=None,
+        requested_by=None,
+        requested_at=datetime.now(UTC),
+        started_at=datetime.now(UTC),
+        finished_at=None,
+    )
+
+
 @pytest.fixture
 async def serial_booking(
     dsn: str,
@@ -249,21 +268,7 @@ async def test_a_run_worker_whose_service_is_gone_stops_and_commits_nothing_more
     booking = serial_booking
     _, second, _ = await two_sites(booking)
     app = booking.client.app
-    day = BookingConfig().today() + tomorrow()
-    params = run_parameters(trigger="on_demand", from_day=day, horizon_days=1, today=day)
-    record = RunRecord(
-        run_id=f"orphan-{uuid.uuid4().hex[:8]}",
-        kind="scheduling",
-        status="running",
-        params=params,
-        progress={},
-        result=None,
-        error=None,
-        requested_by=None,
-        requested_at=datetime.now(UTC),
-        started_at=datetime.now(UTC),
-        finished_at=None,
-    )
+    record = running_record("orphan")
     seen: list[dict[str, object]] = []
 
     async def report(progress: Mapping[str, object]) -> None:
@@ -293,20 +298,7 @@ async def test_a_workers_run_has_the_cyclic_collector_paused_and_it_runs_again_a
     the million citizens and the plan it holds (docs/BENCHMARKS.md, "The run's worker
     without the cyclic collector"): the worker pauses it for the run, and only then."""
     app = booking.client.app
-    day = BookingConfig().today() + tomorrow()
-    record = RunRecord(
-        run_id=f"gc-{uuid.uuid4().hex[:8]}",
-        kind="scheduling",
-        status="running",
-        params=run_parameters(trigger="on_demand", from_day=day, horizon_days=1, today=day),
-        progress={},
-        result=None,
-        error=None,
-        requested_by=None,
-        requested_at=datetime.now(UTC),
-        started_at=datetime.now(UTC),
-        finished_at=None,
-    )
+    record = running_record("gc")
     collector_during_run: list[bool] = []
 
     async def scheduling_run(*_: object) -> RunCounts:
