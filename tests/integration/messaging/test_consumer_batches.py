@@ -7,12 +7,14 @@ import json
 from typing import Any
 
 import asyncpg
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from immunreg.contracts.envelope import Context, Envelope, encode_envelope
 from immunreg.contracts.topics import dlq_topic
 from immunreg.eventstore.database import Connection
 from immunreg.messaging import EventConsumer, Reactions
+from immunreg.messaging import consumer as consumer_module
 from tally import Counted, Poisoned, tally_context
 
 from ..conftest import SchemaFactory, unique_name
@@ -120,3 +122,43 @@ async def test_a_failing_batch_is_applied_message_by_message_and_the_bad_one_dea
     dead: list[asyncpg.Record] = await pool.fetch("SELECT topic, headers FROM outbox")
     assert [r["topic"] for r in dead] == [dlq_topic(ctx.topic)]
     assert ["dlq-reason", "RuntimeError: poison"] in json.loads(dead[0]["headers"])
+
+
+@pytest.mark.parametrize("copy_claims_from", [1, 1_000_000], ids=["copied", "inserted"])
+async def test_events_republished_at_other_offsets_are_skipped_and_the_batch_stays_whole(
+    make_schema: SchemaFactory,
+    bootstrap: str,
+    kafka: KafkaTools,
+    monkeypatch: pytest.MonkeyPatch,
+    copy_claims_from: int,
+) -> None:
+    # Whichever way the ids go into processed_events (COPY under a savepoint, or INSERT
+    # ... ON CONFLICT), ids processed before are found and skipped without undoing the
+    # batch: it is still flushed in a few pieces, not replayed message by message.
+    monkeypatch.setattr(consumer_module, "COPY_CLAIMS_FROM", copy_claims_from)
+    _, pool = await make_schema()
+    await pool.execute(APPLICATIONS_DDL)
+    ctx = tally_context(unique_name())
+    await kafka.create(ctx.topic, partitions=1)
+    envelopes = [
+        ctx.envelope(Counted(amount=1, seq=n), stream_id="s", stream_type="Tally", version=n)
+        for n in range(1, 301)
+    ]
+    await send(bootstrap, ctx, envelopes[:150])
+    recorder = Recorder()
+    consumer = EventConsumer(pool, bootstrap, "g", batched_reactions(ctx, recorder))
+    async with background(consumer.run()):
+        await wait_until(
+            pool, "SELECT next_offset FROM consumer_positions WHERE group_id = 'g'", 150
+        )
+        first_round = len(recorder.flushes)
+        # Republished: 100 of those events again, at new offsets, among 150 new ones.
+        await send(bootstrap, ctx, [*envelopes[50:150], *envelopes[150:]])
+        await wait_until(
+            pool, "SELECT next_offset FROM consumer_positions WHERE group_id = 'g'", 400
+        )
+    second_round = recorder.flushes[first_round:]
+    assert sum(second_round) == 150 and len(second_round) < 20, second_round
+    assert await pool.fetchval("SELECT count(*) FROM applications") == 300
+    assert await pool.fetchval("SELECT count(DISTINCT event_id) FROM applications") == 300
+    assert await pool.fetchval("SELECT count(*) FROM processed_events WHERE group_id = 'g'") == 300
