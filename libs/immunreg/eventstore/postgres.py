@@ -19,6 +19,7 @@ import msgspec
 from immunreg.contracts.envelope import Envelope
 from immunreg.eventstore.database import Connection
 from immunreg.eventstore.errors import ConcurrencyConflict
+from immunreg.eventstore.packing import PACK_MAX, pack
 
 # The guard lets the insert through only when the stream is at the expected
 # version; a writer that raced past the guard hits the primary key instead. The
@@ -132,7 +133,7 @@ _EVENT_COLUMNS = (
     "correlation_id",
     "causation_id",
 )
-_OUTBOX_COLUMNS = ("topic", "key", "payload")
+_PACKED_COLUMNS = ("topic", "key", "payload", "packed")
 
 _LOAD = """
 SELECT version, stream_type, event_id, type, schema_version, data::text AS data,
@@ -322,7 +323,8 @@ class PostgresRecorder:
         outbox: tuple[str, Sequence[bytes]],
         tx: Connection | None = None,
     ) -> None:
-        """Start many streams: their events, then their outbox rows, each with one COPY."""
+        """Start many streams: their events, then their messages in packed outbox rows,
+        each with one COPY."""
         if tx is None:
             async with self.transaction() as conn:
                 await self.insert_streams(envelopes, outbox, conn)
@@ -351,10 +353,17 @@ class PostgresRecorder:
             )
         except asyncpg.UniqueViolationError as exc:
             raise ConcurrencyConflict("(new streams)", 0) from exc
+        # Packed rows (packing.py), each keyed by its first message: the relay's recovery
+        # finds a row's partition by its key, and a row is published whole.
+        keys = [e.stream_id for e in envelopes]
+        parts = [
+            (keys[i : i + PACK_MAX], payloads[i : i + PACK_MAX])
+            for i in range(0, len(keys), PACK_MAX)
+        ]
         await tx.copy_records_to_table(
             "outbox",
-            records=[(topic, e.stream_id, p) for e, p in zip(envelopes, payloads, strict=True)],
-            columns=_OUTBOX_COLUMNS,
+            records=[(topic, part[0], pack(part, sent), len(part)) for part, sent in parts],
+            columns=_PACKED_COLUMNS,
         )
 
     async def select_events(

@@ -15,6 +15,10 @@ incarnation reads the committed tail of each partition, finds the newest
 position it published there (a header on every message), and deletes the rows
 at or before it instead of sending them again.
 
+Packed rows. A bulk write (a scheduling run's new appointments) packs its messages
+into a few rows (packing.py); each is published as its messages, in order, at its
+row's position, all in one Kafka transaction, so the rules above hold per row.
+
 One relay per schema. A session advisory lock on the relay's own connection
 elects one publisher among a service's replicas; if that connection dies,
 the lock goes with it and another replica takes over.
@@ -34,6 +38,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from immunreg.eventstore.locks import try_lock_for_session
+from immunreg.eventstore.packing import unpack
 from immunreg.eventstore.signal import OutboxSignal
 from immunreg.messaging.access import relay_id
 from immunreg.messaging.connection import client_options
@@ -56,13 +61,27 @@ PRODUCER_OPTIONS: dict[str, Any] = {
 
 Position = tuple[int, int]
 
+# Rows in order until they hold $1 messages (a packed row counts as its messages, see
+# packing.py; the last row taken may go past $1, the first is always taken). The
+# payloads of rows left out are not read: a packed one is stored out of line, and the
+# running sum carries only its pointer.
 _READY = """
-SELECT id, tx_id::text::bigint AS tx, topic, key, payload, headers::text AS headers
-FROM outbox
-WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())
+SELECT id, tx, topic, key, payload, headers, packed
+FROM (
+    SELECT id, tx_id, tx_id::text::bigint AS tx, topic, key, payload,
+           headers::text AS headers, packed,
+           sum(coalesce(packed, 1)) OVER (ORDER BY tx_id, id ROWS UNBOUNDED PRECEDING) AS upto
+    FROM outbox
+    WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY tx_id, id
+    LIMIT $1
+) AS ready
+WHERE upto - coalesce(packed, 1) < $1
 ORDER BY tx_id, id
-LIMIT $1
 """
+
+# One message to publish: topic, key, value, headers.
+Message = tuple[str, bytes, bytes, list[tuple[str, bytes]]]
 
 
 # The ids name the rows; the (tx_id, id) range around them is there for the planner.
@@ -330,36 +349,29 @@ class OutboxRelay:
                 )
 
     async def publish_batch(self, conn: asyncpg.Connection, producer: AIOKafkaProducer) -> int:
-        """Publish up to batch_size ready rows in one Kafka transaction; return the count."""
+        """Publish ready rows, about batch_size messages, in one Kafka transaction; return
+        how many messages (a packed row's whole, so it may be a row's more)."""
         rows = await conn.fetch(_READY, self.batch_size)
         await self._observe_backlog(conn)
         if not rows:
             return 0
         started = asyncio.get_running_loop().time()
-        keys = [row["key"].encode() for row in rows]
-        where = await self._partitions_of(producer, rows, keys)
-        relay = (RELAY_HEADER, self.relay_id.encode())
+        messages = self._messages(rows)
+        where = await self._partitions_of(producer, messages)
         async with kafka_transaction(producer) as deliveries:
             # One record batch per partition, filled here and handed over whole: far
             # less work per message than producer.send (a future, a metadata check and
             # an accumulator lookup each), which was most of the relay's time. A
             # partition's batches are handed over in row order.
             open_batches: dict[tuple[str, int], BatchBuilder] = {}
-            for row, key, at in zip(rows, keys, where, strict=True):
-                headers: list[tuple[str, bytes]] = [
-                    (POSITION_HEADER, encode_position((row["tx"], row["id"]))),
-                    relay,
-                ]
-                if row["headers"] != "[]":
-                    extra: list[Any] = json.loads(row["headers"])
-                    headers.extend((str(k), str(v).encode()) for k, v in extra)
+            for (_, key, value, headers), at in zip(messages, where, strict=True):
                 batch = open_batches.get(at)
-                if batch is None or not _append(batch, key, row["payload"], headers):
+                if batch is None or not _append(batch, key, value, headers):
                     if batch is not None:  # full: hand it over, start the next one
                         deliveries.append(await producer.send_batch(batch, at[0], partition=at[1]))
                     batch = open_batches[at] = producer.create_batch()
-                    if not _append(batch, key, row["payload"], headers):
-                        raise ValueError(f"outbox row {row['id']} is larger than a batch")
+                    if not _append(batch, key, value, headers):
+                        raise ValueError(f"a message of {key.decode()!r} is larger than a batch")
             for (topic, partition), batch in open_batches.items():
                 deliveries.append(await producer.send_batch(batch, topic, partition=partition))
         first, last = rows[0], rows[-1]
@@ -367,23 +379,45 @@ class OutboxRelay:
         if self.metrics is not None:
             self.metrics.relay_batch_latency.observe(asyncio.get_running_loop().time() - started)
             counts: dict[str, int] = defaultdict(int)
-            for row in rows:
-                counts[row["topic"]] += 1
+            for topic, _, _, _ in messages:
+                counts[topic] += 1
             for topic, count in counts.items():
                 self.metrics.relay_published.labels(topic).inc(count)
-        return len(rows)
+        return len(messages)
+
+    def _messages(self, rows: list[asyncpg.Record]) -> list[Message]:
+        """The rows' messages in order, a packed row's unpacked where it stands; each
+        carries its row's position (a packed row's all the same one) and the relay."""
+        relay = (RELAY_HEADER, self.relay_id.encode())
+        messages: list[Message] = []
+        for row in rows:
+            topic = row["topic"]
+            headers: list[tuple[str, bytes]] = [
+                (POSITION_HEADER, encode_position((row["tx"], row["id"]))),
+                relay,
+            ]
+            if row["headers"] != "[]":
+                extra: list[Any] = json.loads(row["headers"])
+                headers.extend((str(k), str(v).encode()) for k, v in extra)
+            if row["packed"] is None:
+                messages.append((topic, row["key"].encode(), row["payload"], headers))
+            else:
+                messages.extend(
+                    (topic, key.encode(), value, headers) for key, value in unpack(row["payload"])
+                )
+        return messages
 
     async def _partitions_of(
-        self, producer: AIOKafkaProducer, rows: list[asyncpg.Record], keys: list[bytes]
+        self, producer: AIOKafkaProducer, messages: list[Message]
     ) -> list[tuple[str, int]]:
-        """(topic, partition) of each row: the keys of one topic hashed together."""
+        """(topic, partition) of each message: the keys of one topic hashed together."""
         by_topic: dict[str, list[int]] = defaultdict(list)
-        for i, row in enumerate(rows):
-            by_topic[row["topic"]].append(i)
-        where: list[tuple[str, int]] = [("", 0)] * len(rows)
+        for i, (topic, _, _, _) in enumerate(messages):
+            by_topic[topic].append(i)
+        where: list[tuple[str, int]] = [("", 0)] * len(messages)
         for topic, indexes in by_topic.items():
             count = len(await self._partition_count(producer, topic))
-            chosen = partitions_for([keys[i] for i in indexes], count)
+            chosen = partitions_for([messages[i][1] for i in indexes], count)
             for i, partition in zip(indexes, chosen, strict=True):
                 where[i] = (topic, partition)
         return where
@@ -395,8 +429,8 @@ class OutboxRelay:
             return
         self._backlog_seen_at = now
         row = await conn.fetchrow(
-            "SELECT count(*) AS n, extract(epoch FROM clock_timestamp() - min(created_at)) AS age "
-            "FROM outbox"
+            "SELECT coalesce(sum(coalesce(packed, 1)), 0) AS n, "
+            "extract(epoch FROM clock_timestamp() - min(created_at)) AS age FROM outbox"
         )
         assert row is not None
         self.metrics.outbox_backlog.set(row["n"])

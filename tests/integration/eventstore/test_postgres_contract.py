@@ -6,6 +6,7 @@ import pytest
 
 from eventstore_contract import Backend, EventStoreContract
 from immunreg.eventstore import EventStore
+from immunreg.eventstore.packing import unpack
 
 from ..conftest import SchemaFactory
 
@@ -16,7 +17,16 @@ class TestPostgresEventStore(EventStoreContract):
         _, pool = await make_schema()
 
         async def outbox() -> list[tuple[str, str, bytes]]:
-            rows = await pool.fetch("SELECT topic, key, payload FROM outbox ORDER BY id")
-            return [(row["topic"], row["key"], bytes(row["payload"])) for row in rows]
+            # A packed row stands for its messages, in order (what the relay publishes).
+            rows = await pool.fetch("SELECT topic, key, payload, packed FROM outbox ORDER BY id")
+            messages: list[tuple[str, str, bytes]] = []
+            for row in rows:
+                if row["packed"] is None:
+                    messages.append((row["topic"], row["key"], bytes(row["payload"])))
+                    continue
+                unpacked = unpack(row["payload"])
+                assert len(unpacked) == row["packed"] and unpacked[0][0] == row["key"]
+                messages.extend((row["topic"], key, value) for key, value in unpacked)
+            return messages
 
         return Backend(EventStore(pool), outbox)

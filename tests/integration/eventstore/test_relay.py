@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 from aiokafka.structs import ConsumerRecord
 
-from immunreg.contracts.envelope import Context, decode_envelope
+from immunreg.contracts.envelope import Context, decode_envelope, encode_envelope
 from immunreg.eventstore import EventStore, OutboxSignal
 from immunreg.eventstore.relay import OutboxRelay
 from immunreg.paths import REPO_ROOT
@@ -209,4 +209,50 @@ async def test_relay_killed_repeatedly_while_writers_run(
 
     assert kills == 4
     records = await kafka.read_all(ctx.topic, expect=20 * 100)
+    assert_exactly_once_in_stream_order(records, expected)
+
+
+async def start_streams_packed(store: EventStore, ctx: Context, streams: int) -> dict[str, int]:
+    """`streams` new streams in one write (packed outbox rows), then a second event on
+    every tenth of them appended alone (a row of its own, after the packed ones)."""
+    envelopes = [
+        ctx.envelope(Counted(amount=1), stream_id=f"bulk-{n}", stream_type="Tally", version=1)
+        for n in range(streams)
+    ]
+    await store.postgres.insert_streams(
+        envelopes, (ctx.topic, [encode_envelope(e) for e in envelopes])
+    )
+    for n in range(0, streams, 10):
+        await store.append(f"bulk-{n}", "Tally", 1, [Counted(amount=1)], context=ctx)
+    return {f"bulk-{n}": 2 if n % 10 == 0 else 1 for n in range(streams)}
+
+
+@pytest.mark.parametrize(
+    "die",
+    [["--die-after-sends", "230"], ["--die-after-commits", "2"]],
+    ids=["killed-mid-packed-row", "killed-between-kafka-commit-and-outbox-delete"],
+)
+async def test_packed_rows_reach_kafka_once_each_in_order_through_a_killed_relay(
+    make_schema: SchemaFactory, dsn: str, bootstrap: str, kafka: KafkaTools, die: list[str]
+) -> None:
+    # 2,500 streams started together: three packed rows (1,000, 1,000 and 500 messages),
+    # each larger than the relay's batch of 100, so a batch is one packed row. Killed in
+    # the first row's Kafka transaction, or after the second row's commit and before its
+    # delete (recovery must find it published by its key's partition).
+    schema, pool = await make_schema()
+    ctx = tally_context(unique_name())
+    await kafka.create(ctx.topic)
+    store = EventStore(pool)
+    expected = await start_streams_packed(store, ctx, 2500)
+    expected |= await write_streams(store, ctx, writers=10, events_each=50)
+    packed = await pool.fetch("SELECT packed FROM outbox WHERE packed IS NOT NULL ORDER BY id")
+    assert [row["packed"] for row in packed] == [1000, 1000, 500]
+
+    doomed = start_relay_process(dsn, schema, bootstrap, 100, *die)
+    assert await asyncio.to_thread(doomed.wait, 60) == -signal.SIGKILL
+    assert await pool.fetchval("SELECT count(*) FROM outbox") > 0
+
+    await drain_with_a_fresh_relay(dsn, schema, bootstrap, 100, pool)
+
+    records = await kafka.read_all(ctx.topic, expect=2500 + 250 + 500)
     assert_exactly_once_in_stream_order(records, expected)
