@@ -475,7 +475,9 @@ async def _counts(dsn: str, schema: str) -> dict[str, int]:
             "appointment_events": int(
                 await pool.fetchval("SELECT count(*) FROM events WHERE stream_type = 'Appointment'")
             ),
-            "outbox_left": int(await pool.fetchval("SELECT count(*) FROM outbox")),
+            "outbox_left": int(
+                await pool.fetchval("SELECT coalesce(sum(coalesce(packed, 1)), 0) FROM outbox")
+            ),
         }
     finally:
         await pool.close()

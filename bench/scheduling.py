@@ -285,9 +285,11 @@ async def check(pool: asyncpg.Pool, run_id: str) -> dict[str, int]:
         "appointment_stream_events": await pool.fetchval(
             "SELECT count(*) FROM events WHERE stream_type = 'Appointment'"
         ),
-        # Not yet published when the run completed: the relay's work left outside the
-        # window the CPU is measured over.
-        "outbox_left_at_completion": await pool.fetchval("SELECT count(*) FROM outbox"),
+        # Messages not yet published when the run completed (a packed row counts as its
+        # messages): the relay's work left outside the window the CPU is measured over.
+        "outbox_left_at_completion": await pool.fetchval(
+            "SELECT coalesce(sum(coalesce(packed, 1)), 0) FROM outbox"
+        ),
     }
 
 

@@ -353,8 +353,7 @@ class PostgresRecorder:
             )
         except asyncpg.UniqueViolationError as exc:
             raise ConcurrencyConflict("(new streams)", 0) from exc
-        # Packed rows (packing.py), each keyed by its first message: the relay's recovery
-        # finds a row's partition by its key, and a row is published whole.
+        # Packed rows (packing.py), with no key of their own (schema.sql says why).
         keys = [e.stream_id for e in envelopes]
         parts = [
             (keys[i : i + PACK_MAX], payloads[i : i + PACK_MAX])
@@ -362,7 +361,7 @@ class PostgresRecorder:
         ]
         await tx.copy_records_to_table(
             "outbox",
-            records=[(topic, part[0], pack(part, sent), len(part)) for part, sent in parts],
+            records=[(topic, None, pack(part, sent), len(part)) for part, sent in parts],
             columns=_PACKED_COLUMNS,
         )
 

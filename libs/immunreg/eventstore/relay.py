@@ -17,7 +17,10 @@ at or before it instead of sending them again.
 
 Packed rows. A bulk write (a scheduling run's new appointments) packs its messages
 into a few rows (packing.py); each is published as its messages, in order, at its
-row's position, all in one Kafka transaction, so the rules above hold per row.
+row's position, all in one Kafka transaction, so the rules above hold per row. A
+packed row's own key is NULL: a relay of an earlier release fails on it before it
+sends anything of the batch and lets go of the lead, so during a rolling upgrade such
+rows wait for a relay that can publish them instead of going out as one message.
 
 One relay per schema. A session advisory lock on the relay's own connection
 elects one publisher among a service's replicas; if that connection dies,
@@ -126,6 +129,13 @@ async def delete_published(conn: asyncpg.Connection, rows: list[Position]) -> No
 def _append(batch: BatchBuilder, key: bytes, value: bytes, headers: list[Any]) -> bool:
     """Add one message to a record batch; False when the batch is full."""
     return batch.append(key=key, value=value, timestamp=None, headers=headers) is not None
+
+
+def _first_key(row: asyncpg.Record) -> bytes:
+    """A row's key; a packed row's (whose own is NULL) is its first message's: the row
+    was published whole in one Kafka transaction, so any message's partition tells."""
+    key: str = row["key"] if row["key"] is not None else unpack(row["payload"])[0][0]
+    return key.encode()
 
 
 def encode_position(position: Position) -> bytes:
@@ -329,7 +339,8 @@ class OutboxRelay:
                 continue
             newest = max(tail.values())
             rows = await conn.fetch(
-                "SELECT id, tx_id::text::bigint AS tx, key FROM outbox "
+                "SELECT id, tx_id::text::bigint AS tx, key, "
+                "CASE WHEN packed IS NOT NULL THEN payload END AS payload FROM outbox "
                 "WHERE topic = $1 AND (tx_id, id) <= ($2::text::xid8, $3::bigint)",
                 topic,
                 str(newest[0]),
@@ -338,7 +349,7 @@ class OutboxRelay:
             done = [
                 (r["tx"], r["id"])
                 for r in rows
-                if (pos := tail.get(partition_for(r["key"].encode(), len(partitions))))
+                if (pos := tail.get(partition_for(_first_key(r), len(partitions))))
                 and (r["tx"], r["id"]) <= pos
             ]
             if done:

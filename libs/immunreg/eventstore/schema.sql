@@ -40,10 +40,12 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_position ON outbox (tx_id, id);
 -- A packed row holds `packed` messages of one bulk write (a msgpack array of [key,
--- payload] pairs in `payload`, see packing.py); NULL: the row is one message. Its
--- payload, hundreds of KB of JSON, is stored out of line uncompressed: the row lives
--- seconds, and pglz would cost milliseconds a row. Checked first, so a start with the
--- column in place takes no lock on the outbox.
+-- payload] pairs in `payload`, see packing.py); NULL: the row is one message. A packed
+-- row has no key of its own (NULL), which a relay of an earlier release fails on
+-- before it publishes anything (relay.py, "Packed rows"). Its payload, hundreds of KB
+-- of JSON, is stored out of line uncompressed: the row lives seconds, and pglz would
+-- cost milliseconds a row. Checked first, so a start with the column in place takes
+-- no lock on the outbox.
 DO $$
 BEGIN
     IF NOT EXISTS (
@@ -51,6 +53,8 @@ BEGIN
         WHERE attrelid = 'outbox'::regclass AND attname = 'packed' AND NOT attisdropped
     ) THEN
         ALTER TABLE outbox ADD COLUMN packed integer CHECK (packed > 0),
+            ALTER COLUMN key DROP NOT NULL,
+            ADD CONSTRAINT outbox_key_or_packed CHECK ((key IS NULL) = (packed IS NOT NULL)),
             ALTER COLUMN payload SET STORAGE EXTERNAL;
     END IF;
 END
