@@ -52,7 +52,7 @@ async def test_an_outbox_from_before_packed_rows_takes_them_once_the_schema_is_a
         await pool.execute(_ROW, None, b"x", None)
     shape = await pool.fetchrow(_SHAPE)
     assert shape is not None
-    assert shape[1] == "e", "a packed payload is stored out of line, uncompressed"
+    assert shape[1] == b"e", "a packed payload is stored out of line, uncompressed"
 
     await apply_schema(pool, schema)  # every later start: nothing to do
     assert await pool.fetchrow(_SHAPE) == shape
