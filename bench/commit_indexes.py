@@ -3,9 +3,9 @@
 Run with `.venv/bin/python -m bench.commit_indexes [--bookings N] [--rounds R]`.
 
 A booking's contract rows, as the real commit writes them: its appointment row (the
-COPY of `readmodel.claim_appointments`), its AppointmentBooked event row and its outbox
-row (the recorder's two COPYs), in transactions of 1,000 bookings of one site, into a
-fresh schema with the event store's and booking's DDL applied (`apply_schema`, as a
+COPY of `readmodel.claim_appointments`), its AppointmentBooked event row and its
+message in the transaction's packed outbox row (the recorder's two COPYs), in
+transactions of 1,000 bookings of one site, into a fresh schema with the event store's and booking's DDL applied (`apply_schema`, as a
 service starts). Measured: the backend's own CPU (/proc, user + system) during each
 COPY, per row, and the WAL it wrote (bytes per row; the server must have no other
 writer meanwhile), with every index the DDL makes and then with each one dropped in turn
@@ -32,7 +32,8 @@ from bench.results import postgres_version, record
 from immunreg import localinfra
 from immunreg.contracts.envelope import new_id_text
 from immunreg.eventstore.database import Connection, apply_schema, create_pool
-from immunreg.eventstore.postgres import _EVENT_COLUMNS, _OUTBOX_COLUMNS
+from immunreg.eventstore.packing import pack
+from immunreg.eventstore.postgres import _EVENT_COLUMNS, _PACKED_COLUMNS
 from services.booking.app import SCHEMA_FILE
 from services.booking.readmodel import _CLAIM_COLUMNS
 
@@ -141,13 +142,18 @@ async def one(dsn: str, bookings: int, table: str, name: str, seed: int) -> dict
                         for i, c in zip(ids, batch, strict=True)
                     ],
                     "outbox": [
-                        ("booking.appointments", f"appointment-{i}", os.urandom(300)) for i in ids
+                        (
+                            "booking.appointments",
+                            None,
+                            pack([f"appointment-{i}" for i in ids], [os.urandom(300) for _ in ids]),
+                            len(ids),
+                        )
                     ],
                 }
                 columns = {
                     "appointments": _CLAIM_COLUMNS,
                     "events": _EVENT_COLUMNS,
-                    "outbox": _OUTBOX_COLUMNS,
+                    "outbox": _PACKED_COLUMNS,
                 }
                 async with conn.transaction():
                     for t in TABLES:
