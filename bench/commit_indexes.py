@@ -5,12 +5,13 @@ Run with `.venv/bin/python -m bench.commit_indexes [--bookings N] [--rounds R]`.
 A booking's contract rows, as the real commit writes them: its appointment row (the
 COPY of `readmodel.claim_appointments`), its AppointmentBooked event row and its
 message in the transaction's packed outbox row (the recorder's two COPYs), in
-transactions of 1,000 bookings of one site, into a fresh schema with the event store's and booking's DDL applied (`apply_schema`, as a
-service starts). Measured: the backend's own CPU (/proc, user + system) during each
-COPY, per row, and the WAL it wrote (bytes per row; the server must have no other
-writer meanwhile), with every index the DDL makes and then with each one dropped in turn
-(R rounds, the configurations alternating): the difference is what that index costs a
-booking. The server must be local (`localinfra.up()`): its backend's /proc is read.
+transactions of 1,000 bookings of one site, into a fresh schema with the event store's
+and booking's DDL applied (`apply_schema`, as a service starts). Measured: the
+backend's own CPU (/proc, user + system) during each COPY, per row, and the WAL it
+wrote (bytes per row; the server must have no other writer meanwhile), with every
+index the DDL makes and then with each one dropped in turn (R rounds, the
+configurations alternating): the difference is what that index costs a booking. The
+server must be local (`localinfra.up()`): its backend's /proc is read.
 
 Figures go to bench/results.json under "commit_indexes".
 """
