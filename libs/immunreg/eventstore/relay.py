@@ -34,6 +34,7 @@ import contextlib
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -63,6 +64,8 @@ PRODUCER_OPTIONS: dict[str, Any] = {
 }
 
 Position = tuple[int, int]
+# What the publish loop reads: an outbox row as read, or one message of a packed row.
+Message = asyncpg.Record | dict[str, Any]
 
 # A packed row's payload (packing.py: up to 1,000 messages, stored out of line) is not
 # read here: only the rows a batch takes are read, by _PACKED_PAYLOAD. The relay counts
@@ -78,9 +81,6 @@ LIMIT $1
 """
 
 _PACKED_PAYLOAD = "SELECT payload FROM outbox WHERE id = $1"
-
-# One message to publish: topic, key, value, headers.
-Message = tuple[str, bytes, bytes, list[tuple[str, bytes]]]
 
 
 # The ids name the rows; the (tx_id, id) range around them is there for the planner.
@@ -127,15 +127,20 @@ def _append(batch: BatchBuilder, key: bytes, value: bytes, headers: list[Any]) -
     return batch.append(key=key, value=value, timestamp=None, headers=headers) is not None
 
 
-def _taken(rows: list[asyncpg.Record], messages: int) -> list[asyncpg.Record]:
+def _taken(rows: list[asyncpg.Record], messages: int) -> tuple[list[asyncpg.Record], int]:
     """The first rows, in order, until they hold `messages` messages (a packed row counts
-    as its messages; the first row is always taken, and the last may go past)."""
-    held = 0
+    as its messages; the first row is always taken, and the last may go past), and how
+    many of them are packed."""
+    held = packed = 0
     for n, row in enumerate(rows):
         if held >= messages:
-            return rows[:n]
-        held += row["packed"] or 1
-    return rows
+            return rows[:n], packed
+        if row["packed"] is None:
+            held += 1
+        else:
+            held += row["packed"]
+            packed += 1
+    return rows, packed
 
 
 def _first_key(row: asyncpg.Record) -> bytes:
@@ -374,28 +379,34 @@ class OutboxRelay:
         if not rows:
             return 0
         started = asyncio.get_running_loop().time()
-        rows = _taken(rows, self.batch_size)
-        packed = {
-            row["id"]: await conn.fetchval(_PACKED_PAYLOAD, row["id"])
-            for row in rows
-            if row["packed"] is not None
-        }
-        messages = self._messages(rows, packed)
-        where = await self._partitions_of(producer, messages)
+        rows, packed = _taken(rows, self.batch_size)
+        # A packed row becomes its messages, each a row of its own to the loop below
+        # (same position); single rows go through as they are read.
+        messages: Sequence[Message] = await self._unpacked(conn, rows, packed) if packed else rows
+        keys = [message["key"].encode() for message in messages]
+        where = await self._partitions_of(producer, messages, keys)
+        relay = (RELAY_HEADER, self.relay_id.encode())
         async with kafka_transaction(producer) as deliveries:
             # One record batch per partition, filled here and handed over whole: far
             # less work per message than producer.send (a future, a metadata check and
             # an accumulator lookup each), which was most of the relay's time. A
             # partition's batches are handed over in row order.
             open_batches: dict[tuple[str, int], BatchBuilder] = {}
-            for (_, key, value, headers), at in zip(messages, where, strict=True):
+            for row, key, at in zip(messages, keys, where, strict=True):
+                headers: list[tuple[str, bytes]] = [
+                    (POSITION_HEADER, encode_position((row["tx"], row["id"]))),
+                    relay,
+                ]
+                if row["headers"] != "[]":
+                    extra: list[Any] = json.loads(row["headers"])
+                    headers.extend((str(k), str(v).encode()) for k, v in extra)
                 batch = open_batches.get(at)
-                if batch is None or not _append(batch, key, value, headers):
+                if batch is None or not _append(batch, key, row["payload"], headers):
                     if batch is not None:  # full: hand it over, start the next one
                         deliveries.append(await producer.send_batch(batch, at[0], partition=at[1]))
                     batch = open_batches[at] = producer.create_batch()
-                    if not _append(batch, key, value, headers):
-                        raise ValueError(f"a message of {key.decode()!r} is larger than a batch")
+                    if not _append(batch, key, row["payload"], headers):
+                        raise ValueError(f"outbox row {row['id']} is larger than a batch")
             for (topic, partition), batch in open_batches.items():
                 deliveries.append(await producer.send_batch(batch, topic, partition=partition))
         first, last = rows[0], rows[-1]
@@ -403,47 +414,41 @@ class OutboxRelay:
         if self.metrics is not None:
             self.metrics.relay_batch_latency.observe(asyncio.get_running_loop().time() - started)
             counts: dict[str, int] = defaultdict(int)
-            for topic, _, _, _ in messages:
-                counts[topic] += 1
+            for row in rows:
+                counts[row["topic"]] += row["packed"] or 1
             for topic, count in counts.items():
                 self.metrics.relay_published.labels(topic).inc(count)
         return len(messages)
 
-    def _messages(self, rows: list[asyncpg.Record], packed: dict[int, bytes]) -> list[Message]:
-        """The rows' messages in order, a packed row's (its payload in `packed`, by id)
-        unpacked where it stands; each carries its row's position (a packed row's all the
-        same one) and the relay."""
-        relay = (RELAY_HEADER, self.relay_id.encode())
+    async def _unpacked(
+        self, conn: asyncpg.Connection, rows: list[asyncpg.Record], packed: int
+    ) -> list[Message]:
+        """The rows with each packed one replaced by its messages, in order: each a row
+        with the packed row's position, topic and headers and a message's key and payload
+        (the payload read here, by the row's id)."""
         messages: list[Message] = []
         for row in rows:
-            topic = row["topic"]
-            headers: list[tuple[str, bytes]] = [
-                (POSITION_HEADER, encode_position((row["tx"], row["id"]))),
-                relay,
-            ]
-            if row["headers"] != "[]":
-                extra: list[Any] = json.loads(row["headers"])
-                headers.extend((str(k), str(v).encode()) for k, v in extra)
             if row["packed"] is None:
-                messages.append((topic, row["key"].encode(), row["payload"], headers))
-            else:
-                messages.extend(
-                    (topic, key.encode(), value, headers)
-                    for key, value in unpack(packed[row["id"]])
-                )
+                messages.append(row)
+                continue
+            payload = await conn.fetchval(_PACKED_PAYLOAD, row["id"])
+            common = dict(row.items())
+            messages.extend(
+                common | {"key": key, "payload": value} for key, value in unpack(payload)
+            )
         return messages
 
     async def _partitions_of(
-        self, producer: AIOKafkaProducer, messages: list[Message]
+        self, producer: AIOKafkaProducer, rows: Sequence[Message], keys: list[bytes]
     ) -> list[tuple[str, int]]:
-        """(topic, partition) of each message: the keys of one topic hashed together."""
+        """(topic, partition) of each row: the keys of one topic hashed together."""
         by_topic: dict[str, list[int]] = defaultdict(list)
-        for i, (topic, _, _, _) in enumerate(messages):
-            by_topic[topic].append(i)
-        where: list[tuple[str, int]] = [("", 0)] * len(messages)
+        for i, row in enumerate(rows):
+            by_topic[row["topic"]].append(i)
+        where: list[tuple[str, int]] = [("", 0)] * len(rows)
         for topic, indexes in by_topic.items():
             count = len(await self._partition_count(producer, topic))
-            chosen = partitions_for([messages[i][1] for i in indexes], count)
+            chosen = partitions_for([keys[i] for i in indexes], count)
             for i, partition in zip(indexes, chosen, strict=True):
                 where[i] = (topic, partition)
         return where
