@@ -43,9 +43,9 @@ CREATE INDEX IF NOT EXISTS outbox_position ON outbox (tx_id, id);
 -- payload] pairs in `payload`, see packing.py); NULL: the row is one message. A packed
 -- row has no key of its own (NULL), which a relay of an earlier release fails on
 -- before it publishes anything (relay.py, "Packed rows"). Its payload, hundreds of KB
--- of JSON, is stored out of line uncompressed: the row lives seconds, and pglz would
--- cost milliseconds a row. Checked first, so a start with the column in place takes
--- no lock on the outbox.
+-- of JSON, is stored out of line uncompressed: the row lives seconds, not worth pglz's
+-- pass over every byte. Checked first, so a start with the column in place takes no
+-- lock on the outbox.
 DO $$
 BEGIN
     IF NOT EXISTS (
