@@ -65,7 +65,7 @@ PRODUCER_OPTIONS: dict[str, Any] = {
 
 Position = tuple[int, int]
 # What the publish loop reads: an outbox row as read, or one message of a packed row.
-Message = asyncpg.Record | dict[str, Any]
+Message = Any  # an asyncpg.Record, or a _PackedMessage
 
 # A packed row's payload (packing.py: up to 1,000 messages, stored out of line) is not
 # read here: only the rows a batch takes are read, by _PACKED_PAYLOAD. The relay counts
@@ -125,6 +125,23 @@ async def delete_published(conn: asyncpg.Connection, rows: list[Position]) -> No
 def _append(batch: BatchBuilder, key: bytes, value: bytes, headers: list[Any]) -> bool:
     """Add one message to a record batch; False when the batch is full."""
     return batch.append(key=key, value=value, timestamp=None, headers=headers) is not None
+
+
+class _PackedMessage:
+    """One message of a packed row, read as the loop reads a row: its own key and payload,
+    the rest (position, topic, headers) its row's."""
+
+    __slots__ = ("key", "payload", "row")
+
+    def __init__(self, row: asyncpg.Record, key: str, payload: bytes) -> None:
+        self.row, self.key, self.payload = row, key, payload
+
+    def __getitem__(self, name: str) -> Any:
+        if name == "key":
+            return self.key
+        if name == "payload":
+            return self.payload
+        return self.row[name]
 
 
 def _taken(rows: list[asyncpg.Record], messages: int) -> tuple[list[asyncpg.Record], int]:
@@ -392,14 +409,16 @@ class OutboxRelay:
             # an accumulator lookup each), which was most of the relay's time. A
             # partition's batches are handed over in row order.
             open_batches: dict[tuple[str, int], BatchBuilder] = {}
+            headers: list[tuple[str, bytes]] = []
+            headed = None  # the row whose headers those are: a packed row's messages share
             for row, key, at in zip(messages, keys, where, strict=True):
-                headers: list[tuple[str, bytes]] = [
-                    (POSITION_HEADER, encode_position((row["tx"], row["id"]))),
-                    relay,
-                ]
-                if row["headers"] != "[]":
-                    extra: list[Any] = json.loads(row["headers"])
-                    headers.extend((str(k), str(v).encode()) for k, v in extra)
+                source = row.row if isinstance(row, _PackedMessage) else row
+                if source is not headed:
+                    headed = source
+                    headers = [(POSITION_HEADER, encode_position((row["tx"], row["id"]))), relay]
+                    if row["headers"] != "[]":
+                        extra: list[Any] = json.loads(row["headers"])
+                        headers.extend((str(k), str(v).encode()) for k, v in extra)
                 batch = open_batches.get(at)
                 if batch is None or not _append(batch, key, row["payload"], headers):
                     if batch is not None:  # full: hand it over, start the next one
@@ -432,10 +451,7 @@ class OutboxRelay:
                 messages.append(row)
                 continue
             payload = await conn.fetchval(_PACKED_PAYLOAD, row["id"])
-            common = dict(row.items())
-            messages.extend(
-                common | {"key": key, "payload": value} for key, value in unpack(payload)
-            )
+            messages.extend(_PackedMessage(row, key, value) for key, value in unpack(payload))
         return messages
 
     async def _partitions_of(
