@@ -72,17 +72,26 @@ async def send(bootstrap: str, ctx: Context, envelopes: list[Envelope]) -> None:
         await producer.stop()
 
 
-async def test_a_batch_is_flushed_once_and_duplicates_in_it_are_applied_once(
-    make_schema: SchemaFactory, bootstrap: str, kafka: KafkaTools
-) -> None:
+async def counted_stream(
+    make_schema: SchemaFactory, kafka: KafkaTools, events: int
+) -> tuple[asyncpg.Pool, Context, list[Envelope]]:
+    """A fresh schema with the applications table, a one-partition topic of its own, and
+    `events` Counted events of one stream (versions 1 to `events`), not sent yet."""
     _, pool = await make_schema()
     await pool.execute(APPLICATIONS_DDL)
     ctx = tally_context(unique_name())
     await kafka.create(ctx.topic, partitions=1)
     envelopes = [
         ctx.envelope(Counted(amount=1, seq=n), stream_id="s", stream_type="Tally", version=n)
-        for n in range(1, 201)
+        for n in range(1, events + 1)
     ]
+    return pool, ctx, envelopes
+
+
+async def test_a_batch_is_flushed_once_and_duplicates_in_it_are_applied_once(
+    make_schema: SchemaFactory, bootstrap: str, kafka: KafkaTools
+) -> None:
+    pool, ctx, envelopes = await counted_stream(make_schema, kafka, 200)
     # The same event twice in a row (one batch), and once more at the end.
     await send(bootstrap, ctx, [envelopes[0], *envelopes, envelopes[5]])
     recorder = Recorder()
@@ -136,14 +145,7 @@ async def test_events_republished_at_other_offsets_are_skipped_and_the_batch_sta
     # ... ON CONFLICT), ids processed before are found and skipped without undoing the
     # batch: it is still flushed in a few pieces, not replayed message by message.
     monkeypatch.setattr(consumer_module, "COPY_CLAIMS_FROM", copy_claims_from)
-    _, pool = await make_schema()
-    await pool.execute(APPLICATIONS_DDL)
-    ctx = tally_context(unique_name())
-    await kafka.create(ctx.topic, partitions=1)
-    envelopes = [
-        ctx.envelope(Counted(amount=1, seq=n), stream_id="s", stream_type="Tally", version=n)
-        for n in range(1, 301)
-    ]
+    pool, ctx, envelopes = await counted_stream(make_schema, kafka, 300)
     await send(bootstrap, ctx, envelopes[:150])
     recorder = Recorder()
     consumer = EventConsumer(pool, bootstrap, "g", batched_reactions(ctx, recorder))
