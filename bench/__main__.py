@@ -17,6 +17,7 @@ ORDER = (
     "eventsourcing_compare",
     "booking",
     "scheduling",
+    "scheduling_national",
     "supply",
     "administration",
     "http_rates",

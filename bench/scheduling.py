@@ -388,6 +388,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scheduling", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="20,000 citizens")
     parser.add_argument("--citizens", type=int, default=None, help="default 100,000")
+    parser.add_argument(
+        "--section", default=SECTION, help=f"where in bench/results.json (default {SECTION})"
+    )
     args = parser.parse_args(argv)
     count = args.citizens or (20_000 if args.quick else 100_000)
     endpoints = localinfra.up()
@@ -395,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     port = ("SCHEDULING_PORT_BASE", DEFAULT_PORT_BASE)
     with fresh_stack(endpoints, "sched", *port, names=["booking"]) as (stack, _):
         figures = asyncio.run(measure(stack, count))
-    record(SECTION, figures, postgres=postgres_version(endpoints["DATABASE_URL"]))
+    record(args.section, figures, postgres=postgres_version(endpoints["DATABASE_URL"]))
     pure = figures["baseline_pure_planner"]
     print(
         f"scheduling run through booking: {figures['citizens']:,} waiting, "

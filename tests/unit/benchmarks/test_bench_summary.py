@@ -87,3 +87,29 @@ def test_every_http_row_is_filled_by_what_make_bench_records() -> None:
     ]
     assert [row for row in rows if "not measured" in row] == []
     assert len(rows) == 2
+
+
+def test_the_national_scheduling_row_shows_the_run_its_phases_and_the_pure_planner() -> None:
+    run = {
+        "citizens": 1_000_000,
+        "booked": 643_861,
+        "seconds": 54.266,
+        "timings": {"load": 4.144, "plan": 7.372, "commit": 41.25},
+        "api_during_run": {"p99_ms": 69.1},
+        "consistent": True,
+        "baseline_pure_planner": {"plan_seconds": 7.38, "load_seconds": 5.1},
+    }
+    [row] = [
+        line
+        for line in table({"booking_scheduling_national": run}).splitlines()
+        if line.startswith("| scheduling run of 1,000,000")
+    ]
+    assert "| 54.266 s: 643,861 of 1,000,000 waiting booked" in row
+    assert "(load / plan / commit 4.144 s / 7.372 s / 41.25 s), API p99 69.1 ms |" in row
+    assert "| pure planner on the same input 7.38 s, its load 5.1 s |" in row
+    assert "<= 60 s" in row and "INCONSISTENT" not in row
+    # A run whose books did not balance says so beside its time.
+    broken = table({"booking_scheduling_national": run | {"consistent": False}})
+    assert "INCONSISTENT" in broken
+    [unmeasured] = [line for line in table({}).splitlines() if "1,000,000 waiting through" in line]
+    assert unmeasured.count("not measured") == 3
