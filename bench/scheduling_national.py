@@ -5,9 +5,9 @@ Run with `.venv/bin/python -m bench.scheduling_national` (also in `make bench`, 
 bench.scheduling's 100,000). It is bench.scheduling at 1,000,000 waiting (643,861 of
 them booked: the synthetic country's stock runs out first), recorded under
 "booking_scheduling_national" so that the 100,000 run's figures stay beside it. About
-two and a half minutes: seeding 1,000,000 citizens (~20 s), the same-run baseline (the
-pure planner on what the run loads, ~13 s), the run, the checks. `--quick` skips it: a
-national run is the point of this one.
+a minute and a half on the 2-core machine: seeding 1,000,000 citizens (~20 s), the
+same-run baseline (the pure planner on what the run loads, ~12 s), the run (40-60 s),
+the checks. `--quick` skips it: a national run is the point of this one.
 """
 
 from __future__ import annotations
